@@ -1,0 +1,387 @@
+"""Run Pyramid's synchronous request pipeline in greenlets on an asyncio event loop.
+
+Each request runs in its own ``RequestGreenlet``. Synchronous code inside it (the
+router, traversal, tweens, pyramid_tm, views) reaches async code through
+``await_()``, which switches to the loop, awaits, and switches back with the
+result: the protocol of SQLAlchemy's ``greenlet_spawn``/``await_``, so
+SQLAlchemy's own synchronous paths (a zope.sqlalchemy commit) work here too.
+
+Two front doors share this model: ``ASGIApp`` for serving, ``WSGIApp`` for
+everything in Pyramid's WSGI world (pshell, prequest, WebTest, waitress).
+"""
+
+import asyncio
+import atexit
+import contextvars
+import inspect
+import io
+import logging
+import sys
+import threading
+import weakref
+
+import pyramid.threadlocal
+from greenlet import getcurrent, greenlet
+
+from api.errors import problem_body
+
+log = logging.getLogger(__name__)
+
+
+class RequestGreenlet(greenlet):
+    """The greenlet a request runs in; SQLAlchemy may ``await_`` inside it too."""
+
+    __sqlalchemy_greenlet_provider__ = True
+
+    def __init__(self, run, parent):
+        super().__init__(run, parent)
+        # Share the driving task's contextvars, so that what the request sets
+        # here is seen by its coroutines on the loop, and the other way round.
+        self.gr_context = parent.gr_context
+
+
+async def run_in_greenlet(fn, *args):
+    """Run the synchronous ``fn(*args)`` in a new request greenlet, serving its awaits."""
+    child = RequestGreenlet(fn, getcurrent())
+    result = child.switch(*args)
+    while not child.dead:
+        try:
+            value = await result
+        except BaseException:
+            result = child.throw(*sys.exc_info())
+        else:
+            result = child.switch(value)
+    return result
+
+
+def in_request_greenlet():
+    return getattr(getcurrent(), "__sqlalchemy_greenlet_provider__", False)
+
+
+def await_(awaitable):
+    """Wait for ``awaitable`` from synchronous code running in a request greenlet."""
+    current = getcurrent()
+    if not getattr(current, "__sqlalchemy_greenlet_provider__", False):
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()  # avoid a "never awaited" warning on top of the error
+        raise RuntimeError(
+            "await_() called outside a request greenlet; run the code through "
+            "api.bridge.run_in_greenlet (or a front door of api.bridge)"
+        )
+    return current.parent.switch(awaitable)
+
+
+# --- Pyramid's thread-locals, made request-local ----------------------------
+#
+# pyramid.threadlocal.manager keeps a stack in a threading.local. All request
+# greenlets of a loop share one thread, so interleaved requests would push and
+# pop on one stack. Keep the stack in a ContextVar instead: each request's task
+# has its own context, and its greenlet shares it (see RequestGreenlet). The
+# stack is an immutable tuple so that a copied context never shares it.
+
+_stacks: dict[int, contextvars.ContextVar] = {}
+
+
+def _stack_var(manager):
+    key = id(manager)
+    var = _stacks.get(key)
+    if var is None:
+        var = _stacks[key] = contextvars.ContextVar(f"pyramid_stack_{key}", default=())
+    return var
+
+
+def _push(self, info):
+    var = _stack_var(self)
+    var.set((*var.get(), info))
+
+
+def _pop(self):
+    var = _stack_var(self)
+    stack = var.get()
+    if stack:
+        var.set(stack[:-1])
+        return stack[-1]
+    return None
+
+
+def _get(self):
+    stack = _stack_var(self).get()
+    return stack[-1] if stack else self.default()
+
+
+def _clear(self):
+    _stack_var(self).set(())
+
+
+def make_threadlocals_context_local():
+    cls = pyramid.threadlocal.ThreadLocalManager
+    cls.push = cls.set = _push
+    cls.pop = _pop
+    cls.get = _get
+    cls.clear = _clear
+
+
+make_threadlocals_context_local()
+
+
+# --- async views --------------------------------------------------------------
+
+
+def await_coroutine_views(view, info):
+    """View deriver: await what an ``async def`` view returns, before it is rendered."""
+
+    def awaiting_view(context, request):
+        result = view(context, request)
+        if inspect.iscoroutine(result):
+            result = await_(result)
+        return result
+
+    return awaiting_view
+
+
+class LoopStopping:
+    """Event: the event loop that served requests is stopping; release what it holds.
+
+    Subscribers run in a request greenlet, so they may ``await_()``.
+    """
+
+    def __init__(self, registry, loop):
+        self.registry = registry
+        self.loop = loop
+
+
+def includeme(config):
+    config.add_view_deriver(
+        await_coroutine_views, name="await_coroutine", under="rendered_view", over="mapped_view"
+    )
+
+
+# --- WSGI/ASGI translation -------------------------------------------------------
+
+
+def _collect_response(router, environ):
+    """Call the WSGI ``router`` and return (status, headers, body chunks iterator)."""
+    started = []
+
+    def start_response(status, headers, exc_info=None):
+        started[:] = [status, headers]
+
+    app_iter = router(environ, start_response)
+    return started, app_iter
+
+
+def _close(app_iter):
+    close = getattr(app_iter, "close", None)
+    if close is not None:
+        close()
+
+
+class ASGIApp:
+    """The ASGI front door: each HTTP request runs the Pyramid router in a request greenlet."""
+
+    def __init__(self, wsgi_app, max_body_bytes=1 << 20):
+        self.router = getattr(wsgi_app, "router", wsgi_app)
+        self.registry = self.router.registry
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                loop = asyncio.get_running_loop()
+                await run_in_greenlet(self.registry.notify, LoopStopping(self.registry, loop))
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope, receive, send):
+        body = await self._read_body(scope, receive)
+        if body is None:
+            await _send_problem(send, 413, "Request body is larger than the server accepts")
+            return
+        environ = build_environ(scope, body)
+        try:
+            await run_in_greenlet(self._respond, environ, send)
+        except Exception:
+            # The exception views answer every error a request can raise; this
+            # is only reached when they fail themselves.
+            log.exception("unhandled error outside the exception views")
+            await _send_problem(send, 500, "The server failed to answer this request")
+
+    async def _read_body(self, scope, receive):
+        """The whole body, or None when it is over the limit (checked before reading)."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit():
+                if int(value) > self.max_body_bytes:
+                    return None
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _respond(self, environ, send):
+        started, app_iter = _collect_response(self.router, environ)
+        try:
+            status, headers = started
+            start = {
+                "type": "http.response.start",
+                "status": int(status[:3]),
+                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+            }
+            if isinstance(app_iter, list | tuple):
+                # The usual case: a Pyramid Response with its body in memory.
+                await_(send(start))
+                await_(send({"type": "http.response.body", "body": b"".join(app_iter)}))
+                return
+            await_(send(start))
+            for chunk in app_iter:
+                if chunk:
+                    await_(send({"type": "http.response.body", "body": chunk, "more_body": True}))
+            await_(send({"type": "http.response.body", "body": b""}))
+        finally:
+            _close(app_iter)
+
+
+async def _send_problem(send, status, title):
+    body = problem_body(status, title)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_environ(scope, body):
+    """A PEP 3333 environ for one ASGI HTTP request whose body was read already."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": scope.get("root_path", "").encode("utf-8").decode("latin-1"),
+        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "REMOTE_ADDR": client[0],
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        value = value.decode("latin-1")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = value
+        elif key != "CONTENT_LENGTH":
+            key = "HTTP_" + key
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+# --- the WSGI front door -----------------------------------------------------------
+
+
+class _BackgroundLoop:
+    """One event loop per process, in a thread, for the requests of WSGI callers."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="api-event-loop", daemon=True
+        )
+        self.thread.start()
+        self.apps = weakref.WeakSet()
+        # Runs before the interpreter joins non-daemon threads (aiosqlite's
+        # connection threads are such), so pooled connections close first.
+        register = getattr(threading, "_register_atexit", atexit.register)
+        register(self.stop)
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self):
+        for app in list(self.apps):
+            try:
+                event = LoopStopping(app.registry, self.loop)
+                self.run(run_in_greenlet(app.registry.notify, event))
+            except Exception:
+                log.exception("releasing resources of the background loop failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_background = None
+_background_lock = threading.Lock()
+
+
+def background_loop():
+    global _background
+    with _background_lock:
+        if _background is None:
+            _background = _BackgroundLoop()
+        return _background
+
+
+def _buffered_response(router, environ):
+    started, app_iter = _collect_response(router, environ)
+    try:
+        body = b"".join(app_iter)
+    finally:
+        _close(app_iter)
+    return started[0], started[1], body
+
+
+class WSGIApp:
+    """The WSGI front door: hands each request to the process's background loop.
+
+    The response is buffered whole; stream over the ASGI front door.
+    """
+
+    def __init__(self, router):
+        self.router = router
+        self.registry = router.registry
+
+    def __call__(self, environ, start_response):
+        if in_request_greenlet():  # already inside a request: no second hop
+            return self.router(environ, start_response)
+        background = background_loop()
+        background.apps.add(self)
+        status, headers, body = background.run(
+            run_in_greenlet(_buffered_response, self.router, environ)
+        )
+        start_response(status, headers)
+        return [body]
+
+    def run(self, fn, *args):
+        """Run ``fn(*args)`` in a request greenlet on the background loop (for scripts)."""
+        background = background_loop()
+        background.apps.add(self)
+        return background.run(run_in_greenlet(fn, *args))

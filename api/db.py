@@ -1,0 +1,154 @@
+"""Engines per event loop, and request sessions joined to ``request.tm``.
+
+An AsyncEngine and its pool belong to the loop that created them. Gunicorn
+builds the app in its master before it forks, so nothing here connects at
+configuration time: each loop gets its engine lazily on first use, and
+disposes of it when the loop stops (``api.bridge.LoopStopping``).
+"""
+
+import asyncio
+import os
+import weakref
+
+import orjson
+import zope.sqlalchemy
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+from api.bridge import LoopStopping, await_
+
+# Plain driver names that users write, mapped to the async drivers we run on.
+_ASYNC_DRIVERS = {
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+    "mysql+pymysql": "mysql+asyncmy",
+    "mysql+mysqldb": "mysql+asyncmy",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+
+def database_url(settings):
+    """``DATABASE_URL`` from the environment wins; else ``sqlalchemy.url`` from the ini."""
+    raw = os.environ.get("DATABASE_URL") or settings.get("sqlalchemy.url")
+    if not raw:
+        raise ValueError("no database URL: set DATABASE_URL or sqlalchemy.url")
+    url = make_url(raw)
+    return url.set(drivername=_ASYNC_DRIVERS.get(url.drivername, url.drivername))
+
+
+def _int(settings, key, default):
+    return int(settings.get(key, default))
+
+
+def engine_options(settings, url):
+    options = {
+        "pool_pre_ping": True,  # a connection lost while the database was away is replaced
+        "json_serializer": lambda obj: orjson.dumps(obj).decode(),
+        "json_deserializer": orjson.loads,
+    }
+    if url.get_backend_name() == "sqlite":
+        return options
+    connect_timeout = _int(settings, "db.connect_timeout", 5)
+    options.update(
+        pool_size=_int(settings, "db.pool_size", 10),
+        max_overflow=_int(settings, "db.max_overflow", 10),
+        pool_timeout=_int(settings, "db.pool_timeout", 10),
+        pool_recycle=_int(settings, "db.pool_recycle", 3600),
+        connect_args={"connect_timeout": connect_timeout},
+    )
+    return options
+
+
+def create_engine(settings):
+    url = database_url(settings)
+    engine = create_async_engine(url, **engine_options(settings, url))
+    if url.get_backend_name() == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside a writer; a busy timeout queues writers
+    # instead of failing them at once.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Engines:
+    """The engines of one application, one per event loop."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.by_loop = weakref.WeakKeyDictionary()
+
+    def current(self):
+        loop = asyncio.get_running_loop()
+        engine = self.by_loop.get(loop)
+        if engine is None:
+            engine = self.by_loop[loop] = create_engine(self.settings)
+        return engine
+
+    async def dispose(self, loop):
+        engine = self.by_loop.pop(loop, None)
+        if engine is not None:
+            await engine.dispose()
+
+
+def get_engine(request_or_registry):
+    registry = getattr(request_or_registry, "registry", request_or_registry)
+    return registry.api_engines.current()
+
+
+def _mark_writes(session, transaction_manager):
+    """Tell zope.sqlalchemy about Core INSERT/UPDATE/DELETE, not only ORM ones.
+
+    Without this a Core write leaves the session "unchanged" and is rolled
+    back at the end of the request. Raw ``text()`` writes are still invisible:
+    write through Core statements.
+    """
+
+    def mark(execute_state):
+        if execute_state.is_insert or execute_state.is_update or execute_state.is_delete:
+            zope.sqlalchemy.mark_changed(execute_state.session, transaction_manager)
+
+    event.listen(session, "do_orm_execute", mark)
+
+
+def request_dbsession(request):
+    """The request's AsyncSession, joined to its transaction manager on first use."""
+    session = AsyncSession(get_engine(request), expire_on_commit=False)
+    zope.sqlalchemy.register(session.sync_session, transaction_manager=request.tm)
+    _mark_writes(session.sync_session, request.tm)
+    return session
+
+
+async def ping(engine, timeout):
+    """Round-trip to the database, or raise within ``timeout`` seconds."""
+
+    async def select_one():
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    await asyncio.wait_for(select_one(), timeout)
+
+
+def _dispose_engines(event):
+    await_(event.registry.api_engines.dispose(event.loop))
+
+
+def includeme(config):
+    settings = config.registry.settings
+    # One transaction manager per request: transaction.manager is thread-local,
+    # and every request greenlet of a loop shares one thread.
+    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    settings.setdefault("tm.annotate_user", "false")
+    config.include("pyramid_tm")
+    database_url(settings)  # fail at start on a missing URL, without connecting
+    config.registry.api_engines = Engines(settings)
+    config.registry.api_ping_timeout = float(settings.get("db.ping_timeout", 2))
+    config.add_request_method(request_dbsession, "dbsession", reify=True)
+    config.add_subscriber(_dispose_engines, LoopStopping)

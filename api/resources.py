@@ -1,0 +1,83 @@
+"""The resource tree that traversal walks: ``/`` → ``/{collection}/`` → ``/{collection}/{id}``.
+
+Resources are location-aware (``__name__``/``__parent__``). ``__getitem__``
+raises ``KeyError`` for anything that is not there, which traversal turns into
+a view lookup by name and, failing that, a 404.
+"""
+
+import re
+
+from pyramid.authorization import Allow, Everyone
+
+from api import queries
+from api.bridge import await_
+
+# Collection names are plain identifiers; names starting with "_" belong to
+# the API itself (/__heartbeat__), so a table can never shadow them.
+COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+# A primary key in a URL: a positive decimal integer that fits a signed BIGINT.
+ITEM_KEY = re.compile(r"[1-9][0-9]{0,18}\Z")
+BIGINT_MAX = 2**63 - 1
+
+
+class Root:
+    __name__ = ""
+    __parent__ = None
+    # Reads are open; write permissions come with the security policy.
+    __acl__ = ((Allow, Everyone, "view"),)
+    allowed_methods = ("GET", "HEAD")
+
+    def __init__(self, request):
+        self.request = request
+
+    def __getitem__(self, name):
+        table = self.request.registry.api_collections.get(name)
+        if table is None:
+            raise KeyError(name)
+        return Collection(self, name, table)
+
+
+class Collection:
+    allowed_methods = ("GET", "HEAD")
+
+    def __init__(self, parent, name, table):
+        self.__parent__ = parent
+        self.__name__ = name
+        self.table = table
+        self.request = parent.request
+
+    def __getitem__(self, key):
+        if not ITEM_KEY.match(key) or int(key) > BIGINT_MAX:
+            raise KeyError(key)
+        row = await_(queries.load_row(self.request.dbsession, self.table, int(key)))
+        if row is None:
+            raise KeyError(key)
+        return Item(self, key, row)
+
+
+class Item:
+    allowed_methods = ("GET", "HEAD")
+
+    def __init__(self, parent, key, row):
+        self.__parent__ = parent
+        self.__name__ = key
+        self.row = row
+
+    def __getitem__(self, name):
+        raise KeyError(name)  # rows have no children
+
+
+def add_collection(config, table, name=None):
+    """Directive: serve ``table`` as the collection ``/{name}/``."""
+    name = name or table.name
+    if not COLLECTION_NAME.match(name):
+        raise ValueError(f"collection name {name!r} must match {COLLECTION_NAME.pattern}")
+    if len(table.primary_key.columns) != 1:
+        raise ValueError(f"table {table.name!r} needs a single-column primary key")
+    config.registry.api_collections[name] = table
+
+
+def includeme(config):
+    config.registry.api_collections = {}
+    config.add_directive("add_collection", add_collection)
+    config.set_root_factory(Root)

@@ -1,0 +1,54 @@
+"""``api-seed CONFIG [COUNT]``: load demo rows into the configured database."""
+
+import sys
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from pyramid.paster import get_app, setup_logging
+
+from api.bridge import await_
+from api.models import mytable
+
+
+def demo_rows(count):
+    now = datetime.now(UTC)
+    for n in range(1, count + 1):
+        yield {
+            "name": f"demo {n}",
+            "data": {"n": n, "tags": ["demo", "even" if n % 2 == 0 else "odd"]},
+            "created_at": now,
+            "updated_at": now,
+        }
+
+
+def seed(registry, count):
+    """Insert ``count`` demo rows unless the table has rows already; return how many."""
+    engine = registry.api_engines.current()
+
+    async def insert():
+        async with engine.begin() as connection:
+            existing = await connection.scalar(sa.select(sa.func.count()).select_from(mytable))
+            if existing:
+                return 0
+            await connection.execute(sa.insert(mytable), list(demo_rows(count)))
+            return count
+
+    return await_(insert())
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print(__doc__, file=sys.stderr)
+        return 2
+    config_uri = argv[0]
+    count = int(argv[1]) if len(argv) > 1 else 100
+    setup_logging(config_uri)
+    app = get_app(config_uri)
+    inserted = app.run(seed, app.registry, count)
+    print(f"inserted {inserted} demo rows" if inserted else "table has rows already; left as is")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
