@@ -218,9 +218,8 @@ class ASGIApp:
     async def _read_body(self, scope, receive):
         """The whole body, or None when it is over the limit (checked before reading)."""
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit():
-                if int(value) > self.max_body_bytes:
-                    return None
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
         chunks = []
         size = 0
         while True:
@@ -243,7 +242,9 @@ class ASGIApp:
             start = {
                 "type": "http.response.start",
                 "status": int(status[:3]),
-                "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers],
+                "headers": [
+                    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                ],
             }
             if isinstance(app_iter, list | tuple):
                 # The usual case: a Pyramid Response with its body in memory.
@@ -328,13 +329,17 @@ class _BackgroundLoop:
     def run(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
 
+    def release(self, app):
+        """Let ``app`` release what it holds on this loop (its engine and pool)."""
+        self.apps.discard(app)
+        try:
+            self.run(run_in_greenlet(app.registry.notify, LoopStopping(app.registry, self.loop)))
+        except Exception:
+            log.exception("releasing resources of the background loop failed")
+
     def stop(self):
         for app in list(self.apps):
-            try:
-                event = LoopStopping(app.registry, self.loop)
-                self.run(run_in_greenlet(app.registry.notify, event))
-            except Exception:
-                log.exception("releasing resources of the background loop failed")
+            self.release(app)
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
@@ -385,3 +390,8 @@ class WSGIApp:
         background = background_loop()
         background.apps.add(self)
         return background.run(run_in_greenlet(fn, *args))
+
+    def close(self):
+        """Release the connections this app holds on the background loop."""
+        if _background is not None and self in _background.apps:
+            _background.release(self)

@@ -45,7 +45,10 @@ def main(argv=None):
     count = int(argv[1]) if len(argv) > 1 else 100
     setup_logging(config_uri)
     app = get_app(config_uri)
-    inserted = app.run(seed, app.registry, count)
+    try:
+        inserted = app.run(seed, app.registry, count)
+    finally:
+        app.close()
     print(f"inserted {inserted} demo rows" if inserted else "table has rows already; left as is")
     return 0
 

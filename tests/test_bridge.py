@@ -1,0 +1,129 @@
+"""The execution model: request greenlets, await_(), thread-locals, engines per loop."""
+
+import asyncio
+import contextvars
+
+import httpx
+import pytest
+
+from api.bridge import ASGIApp, await_, run_in_greenlet
+
+
+def test_await_outside_a_request_greenlet_is_a_clear_error():
+    async def answer():
+        return 42
+
+    with pytest.raises(RuntimeError, match="outside a request greenlet"):
+        await_(answer())
+
+
+def test_run_in_greenlet_serves_awaits_and_propagates_errors():
+    async def double(x):
+        await asyncio.sleep(0)
+        return 2 * x
+
+    def sync_code(x):
+        return await_(double(x)) + await_(double(1))
+
+    def failing():
+        await_(asyncio.sleep(0))
+        raise ValueError("boom")
+
+    async def scenario():
+        assert await run_in_greenlet(sync_code, 20) == 42
+        with pytest.raises(ValueError, match="boom"):
+            await run_in_greenlet(failing)
+
+    asyncio.run(scenario())
+
+
+def test_an_awaited_exception_is_raised_inside_the_greenlet():
+    async def fails():
+        raise KeyError("missing")
+
+    def sync_code():
+        try:
+            await_(fails())
+        except KeyError:
+            return "caught in the greenlet"
+
+    assert asyncio.run(run_in_greenlet(sync_code)) == "caught in the greenlet"
+
+
+def test_the_greenlet_shares_the_context_of_its_task():
+    var = contextvars.ContextVar("var", default="unset")
+
+    def sync_code():
+        var.set("set in the greenlet")
+        return await_(read_var())
+
+    async def read_var():
+        return var.get()
+
+    async def scenario():
+        seen_by_coroutine = await run_in_greenlet(sync_code)
+        return seen_by_coroutine, var.get()
+
+    assert asyncio.run(scenario()) == ("set in the greenlet", "set in the greenlet")
+
+
+@pytest.mark.parametrize("probe", ["_probe_sync_locals", "_probe_async_locals"])
+def test_thread_locals_stay_with_their_request_under_interleaving(server, probe):
+    """Hundreds of interleaved requests each see their own request and registry."""
+
+    async def fire():
+        limits = httpx.Limits(max_connections=300)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
+            responses = await asyncio.gather(
+                *(client.get(f"/{probe}", params={"n": n}) for n in range(300))
+            )
+        return [r.json() for r in responses]
+
+    results = asyncio.run(fire())
+    assert [r["n"] for r in results] == [str(n) for n in range(300)]
+    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:5]
+
+
+def test_engines_are_made_lazily_per_loop_and_disposed_when_the_loop_stops(database_url):
+    from tests.conftest import make_app
+
+    app = make_app(database_url)
+    engines = app.registry.api_engines
+    assert len(engines.by_loop) == 0  # building the app connects nothing (gunicorn forks after)
+
+    asgi = ASGIApp(app)
+
+    async def serve_one_request_in_a_lifespan():
+        messages, sent = asyncio.Queue(), []
+
+        async def send(message):
+            sent.append(message)
+
+        lifespan = asyncio.create_task(asgi({"type": "lifespan"}, messages.get, send))
+        await messages.put({"type": "lifespan.startup"})
+        transport = httpx.ASGITransport(app=asgi)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            assert (await client.get("/mytable/1")).status_code == 200
+        engine = engines.by_loop[asyncio.get_running_loop()]
+        await messages.put({"type": "lifespan.shutdown"})
+        await lifespan
+        return engine, sent
+
+    first_engine, sent = asyncio.run(serve_one_request_in_a_lifespan())
+    assert sent == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
+    assert len(engines.by_loop) == 0  # disposed of with its loop
+    second_engine, _ = asyncio.run(serve_one_request_in_a_lifespan())
+    assert second_engine is not first_engine
+
+
+def test_closing_the_wsgi_app_disposes_of_its_background_engine(database_url):
+    from tests.conftest import make_app
+
+    app = make_app(database_url)
+    assert app.run(lambda: app.registry.api_engines.current()) is not None
+    assert len(app.registry.api_engines.by_loop) == 1
+    app.close()
+    assert len(app.registry.api_engines.by_loop) == 0

@@ -1,0 +1,50 @@
+"""Every error leaves as problem+json, the 500 and a missing database included."""
+
+import pytest
+
+from tests.conftest import ThreadedServer, free_port, make_app
+from tests.test_reads import assert_problem
+
+
+def test_an_unhandled_error_is_a_500_problem_without_a_traceback(http, caplog):
+    response = http.post("/_probe_write_then_fail", params={"name": "fails"})
+    body = assert_problem(response, 500)
+    assert "RuntimeError" not in response.text
+    assert body["detail"] == "The server failed to answer this request."
+
+
+def test_a_database_that_is_not_there_is_503_and_liveness_still_answers(tmp_path):
+    """A MariaDB URL with nothing listening: the API starts, and answers 503 for data."""
+    import httpx
+
+    from api.bridge import ASGIApp
+
+    url = f"mysql+asyncmy://root@127.0.0.1:{free_port()}/test"
+    app = make_app(url, **{"db.connect_timeout": "1"})
+    with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/__lbheartbeat__").status_code == 200
+        for path in ("/__heartbeat__", "/mytable/1", "/mytable/"):
+            response = http.get(path)
+            assert_problem(response, 503)
+            assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [({}, "no database URL"), ({"sqlalchemy.url": "not a url"}, "Could not parse")],
+)
+def test_a_missing_or_malformed_database_url_fails_at_start(setting, message, monkeypatch):
+    from api import main
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(Exception, match=message):
+        main({}, **setting)
+
+
+def test_database_url_from_the_environment_wins(monkeypatch):
+    from api.db import database_url
+
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:p@db.example/prod")
+    url = database_url({"sqlalchemy.url": "sqlite:///local.sqlite"})
+    assert url.drivername == "mysql+asyncmy"
+    assert url.host == "db.example"
