@@ -52,7 +52,7 @@ def run_sql(url, *statements):
     asyncio.run(_run_sql(url, *statements))
 
 
-def _mariadb_database():
+def mariadb_database():
     """A fresh database on the MariaDB server; its URL, and a function to drop it."""
     name = f"api_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -68,7 +68,7 @@ def _mariadb_database():
 
 @pytest.fixture(scope="session")
 def mariadb_url():
-    url, drop = _mariadb_database()
+    url, drop = mariadb_database()
     yield url
     drop()
 
@@ -80,7 +80,7 @@ def database_url(request, tmp_path_factory):
         path = tmp_path_factory.mktemp("sqlite") / "api.sqlite"
         url, drop = f"sqlite+aiosqlite:///{path}", lambda: None
     else:
-        url, drop = _mariadb_database()
+        url, drop = mariadb_database()
     alembic(url, "upgrade", "head")
     app = make_app(url)
     app.run(seed, app.registry, SEEDED_ROWS)

@@ -1,0 +1,26 @@
+# The two commands for a fresh machine (see README):
+#   make run    set up, migrate and seed the embedded SQLite database, and serve the API
+#   make test   set up and run the linters and the test suite (MariaDB must be reachable)
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench
+
+$(BIN)/pserve: pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/pserve
+	$(BIN)/alembic -x ini=development.ini upgrade head
+	$(BIN)/api-seed development.ini
+	$(BIN)/pserve development.ini --reload
+
+lint: $(BIN)/pserve
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest

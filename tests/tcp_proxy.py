@@ -1,0 +1,63 @@
+"""A TCP forwarder that tests can take down and bring back, to play a database outage."""
+
+import asyncio
+import contextlib
+import threading
+
+
+class TcpProxy:
+    def __init__(self, target_host, target_port, listen_port):
+        self.target = (target_host, target_port)
+        self.port = listen_port
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.listener = None
+        self.writers = set()
+
+    def _call(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def up(self):
+        async def start():
+            self.listener = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+        self._call(start())
+
+    def down(self):
+        """Stop listening and cut every open connection, as a crashed server would."""
+
+        async def stop():
+            if self.listener is not None:
+                self.listener.close()
+                self.listener = None
+            for writer in list(self.writers):
+                writer.transport.abort()
+            self.writers.clear()
+
+        self._call(stop())
+
+    def close(self):
+        self.down()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    async def _handle(self, client_reader, client_writer):
+        try:
+            server_reader, server_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self.writers |= {client_writer, server_writer}
+        await asyncio.gather(
+            self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)
+        )
+
+    async def _pipe(self, reader, writer):
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.transport.abort()
+        self.writers.discard(writer)

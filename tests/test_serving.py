@@ -1,0 +1,145 @@
+"""``pserve production.ini`` as it runs in production: gunicorn, uvicorn workers, MariaDB."""
+
+import asyncio
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from api.seed import seed
+from tests.conftest import ROOT, alembic, free_port, make_app
+from tests.tcp_proxy import TcpProxy
+from tests.test_reads import assert_problem
+
+PSERVE = pathlib.Path(sys.executable).parent / "pserve"
+
+
+@pytest.fixture(scope="module")
+def production_db(mariadb_url):
+    alembic(mariadb_url, "upgrade", "head")
+    app = make_app(mariadb_url)
+    app.run(seed, app.registry, 300)
+    app.close()
+    return mariadb_url
+
+
+class Pserve:
+    """``pserve production.ini`` in a subprocess, on a free port."""
+
+    def __init__(self, database_url, gunicorn_args=""):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {gunicorn_args}",
+        }
+        self.log = open(ROOT / ".pytest_cache" / f"pserve-{self.port}.log", "w+")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [str(PSERVE), "production.ini"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def __enter__(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/__lbheartbeat__").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"pserve did not start:\n{self.output()}")
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait(20)
+        self.log.close()
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+
+async def _locked_reads(base_url, database_url, count):
+    """Hold a write lock on mytable while ``count`` reads wait for it; then release."""
+    import asyncmy
+
+    url = make_url(database_url)
+    lock_holder = await asyncmy.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+    )
+    limits = httpx.Limits(max_connections=count + 10)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        async with lock_holder.cursor() as cursor:
+            await cursor.execute("LOCK TABLES mytable WRITE")
+        reads = [asyncio.create_task(client.get(f"/mytable/{n}")) for n in range(1, count + 1)]
+        await asyncio.sleep(1.0)  # every read is in flight, waiting on the lock
+        waiting = sum(not task.done() for task in reads)
+        liveness = []
+        for _ in range(3):
+            started = time.perf_counter()
+            response = await client.get("/__lbheartbeat__")
+            liveness.append((time.perf_counter() - started, response.status_code))
+        async with lock_holder.cursor() as cursor:
+            await cursor.execute("UNLOCK TABLES")
+        responses = await asyncio.gather(*reads)
+    await lock_holder.ensure_closed()
+    return waiting, liveness, responses
+
+
+def test_200_reads_waiting_on_a_locked_table_hold_no_threads(production_db):
+    with Pserve(production_db) as server:
+        waiting, liveness, responses = asyncio.run(_locked_reads(server.url, production_db, 200))
+        log = server.output()
+    # production.ini leaves workers to default: one per core
+    assert log.count("Booting worker") == os.cpu_count(), log
+    assert waiting == 200  # none got through while the lock was held
+    assert all(status == 200 for _, status in liveness)
+    assert min(seconds for seconds, _ in liveness) < 0.1, liveness
+    assert [r.status_code for r in responses] == [200] * 200
+    assert [r.json()["id"] for r in responses] == list(range(1, 201))
+
+
+def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(production_db):
+    url = make_url(production_db)
+    proxy = TcpProxy(url.host, url.port or 3306, free_port())
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    try:
+        with (
+            Pserve(through_proxy, "--workers 1") as server,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
+            # down at start: the server is up, the data is not
+            assert http.get("/__lbheartbeat__").status_code == 200
+            assert_problem(http.get("/__heartbeat__"), 503)
+            assert_problem(http.get("/mytable/1"), 503)
+
+            proxy.up()  # the database comes back: recovered with no restart
+            assert http.get("/__heartbeat__").status_code == 200
+            assert http.get("/mytable/1").json()["id"] == 1
+
+            proxy.down()  # it goes away mid-run, pooled connections and all
+            assert_problem(http.get("/mytable/2"), 503)
+            assert_problem(http.get("/__heartbeat__"), 503)
+            assert http.get("/__lbheartbeat__").status_code == 200
+
+            proxy.up()
+            assert http.get("/mytable/2").json()["id"] == 2
+            assert server.process.poll() is None
+            assert "Traceback" not in server.output()
+    finally:
+        proxy.close()
