@@ -31,7 +31,7 @@ def production_db(mariadb_url):
 class Pserve:
     """``pserve production.ini`` in a subprocess, on a free port."""
 
-    def __init__(self, database_url, gunicorn_args=""):
+    def __init__(self, log_path, database_url, gunicorn_args=""):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -39,7 +39,7 @@ class Pserve:
             "DATABASE_URL": database_url,
             "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {gunicorn_args}",
         }
-        self.log = open(ROOT / ".pytest_cache" / f"pserve-{self.port}.log", "w+")  # noqa: SIM115
+        self.log = open(log_path, "w+")  # noqa: SIM115
         self.process = subprocess.Popen(
             [str(PSERVE), "production.ini"],
             cwd=ROOT,
@@ -101,8 +101,8 @@ async def _locked_reads(base_url, database_url, count):
     return waiting, liveness, responses
 
 
-def test_200_reads_waiting_on_a_locked_table_hold_no_threads(production_db):
-    with Pserve(production_db) as server:
+def test_200_reads_waiting_on_a_locked_table_hold_no_threads(production_db, tmp_path):
+    with Pserve(tmp_path / "pserve.log", production_db) as server:
         waiting, liveness, responses = asyncio.run(_locked_reads(server.url, production_db, 200))
         log = server.output()
     # production.ini leaves workers to default: one per core
@@ -114,13 +114,15 @@ def test_200_reads_waiting_on_a_locked_table_hold_no_threads(production_db):
     assert [r.json()["id"] for r in responses] == list(range(1, 201))
 
 
-def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(production_db):
+def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(
+    production_db, tmp_path
+):
     url = make_url(production_db)
     proxy = TcpProxy(url.host, url.port or 3306, free_port())
     through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
     try:
         with (
-            Pserve(through_proxy, "--workers 1") as server,
+            Pserve(tmp_path / "pserve.log", through_proxy, "--workers 1") as server,
             httpx.Client(base_url=server.url, timeout=30) as http,
         ):
             # down at start: the server is up, the data is not
