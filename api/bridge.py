@@ -16,6 +16,7 @@ import contextvars
 import inspect
 import io
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -315,6 +316,7 @@ class _BackgroundLoop:
     """One event loop per process, in a thread, for the requests of WSGI callers."""
 
     def __init__(self):
+        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="api-event-loop", daemon=True
@@ -350,7 +352,8 @@ _background_lock = threading.Lock()
 def background_loop():
     global _background
     with _background_lock:
-        if _background is None:
+        # A forked child inherits the object but not the thread: start its own.
+        if _background is None or _background.pid != os.getpid():
             _background = _BackgroundLoop()
         return _background
 
