@@ -6,7 +6,7 @@ from tests.conftest import ThreadedServer, free_port, make_app
 from tests.test_reads import assert_problem
 
 
-def test_an_unhandled_error_is_a_500_problem_without_a_traceback(http, caplog):
+def test_an_unhandled_error_is_a_500_problem_without_a_traceback(http):
     response = http.post("/_probe_write_then_fail", params={"name": "fails"})
     body = assert_problem(response, 500)
     assert "RuntimeError" not in response.text
