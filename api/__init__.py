@@ -14,6 +14,10 @@ def main(global_config, **settings):
         config.include("api.errors")
         # engines per event loop, request sessions, pyramid_tm
         config.include("api.db")
+        # bearer tokens, the security policy, CORS
+        config.include("api.security")
+        # body size, depth and batch limits
+        config.include("api.validation")
         # the resource tree and the add_collection directive
         config.include("api.resources")
         # the tables served as collections

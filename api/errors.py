@@ -98,6 +98,20 @@ def database_unavailable(exc, request):
     )
 
 
+@exception_view_config(sa_exc.IntegrityError)
+def integrity_error(exc, request):
+    log.info("integrity error: %s", exc.orig)
+    return problem_response(
+        409, "The write conflicts with existing data (a unique or foreign key)."
+    )
+
+
+@exception_view_config(sa_exc.DataError)
+def data_error(exc, request):
+    log.info("data error: %s", exc.orig)
+    return problem_response(422, "A value does not fit its column.")
+
+
 @exception_view_config(Exception)
 def server_error(exc, request):
     log.error("unhandled error on %s %s", request.method, request.path_qs, exc_info=exc)

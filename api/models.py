@@ -48,15 +48,19 @@ def utcnow():
     return datetime.now(UTC)
 
 
+OWNED = {"server_owned": True}
+
+
 mytable = sa.Table(
     "mytable",
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(255), nullable=False, index=True),
     sa.Column("data", sa.JSON, nullable=True),
-    sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1"),
-    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    # Server-owned columns: set by the API, refused in request bodies.
+    sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1", info=OWNED),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow, info=OWNED),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, info=OWNED),
 )
 
 

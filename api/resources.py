@@ -7,8 +7,6 @@ a view lookup by name and, failing that, a 404.
 
 import re
 
-from pyramid.authorization import Allow, Everyone
-
 from api import queries
 from api.bridge import await_
 
@@ -23,12 +21,11 @@ BIGINT_MAX = 2**63 - 1
 class Root:
     __name__ = ""
     __parent__ = None
-    # Reads are open; write permissions come with the security policy.
-    __acl__ = ((Allow, Everyone, "view"),)
     allowed_methods = ("GET", "HEAD")
 
     def __init__(self, request):
         self.request = request
+        self.__acl__ = request.registry.api_acl  # built from settings by api.security
 
     def __getitem__(self, name):
         table = self.request.registry.api_collections.get(name)
@@ -37,8 +34,12 @@ class Root:
         return Collection(self, name, table)
 
 
+# Writes lock the row they load, so that a read-modify-write sees the latest version.
+WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+
+
 class Collection:
-    allowed_methods = ("GET", "HEAD")
+    allowed_methods = ("GET", "HEAD", "POST")
 
     def __init__(self, parent, name, table):
         self.__parent__ = parent
@@ -49,19 +50,23 @@ class Collection:
     def __getitem__(self, key):
         if not ITEM_KEY.match(key) or int(key) > BIGINT_MAX:
             raise KeyError(key)
-        row = await_(queries.load_row(self.request.dbsession, self.table, int(key)))
+        for_update = self.request.method in WRITE_METHODS
+        row = await_(
+            queries.load_row(self.request.dbsession, self.table, int(key), for_update=for_update)
+        )
         if row is None:
             raise KeyError(key)
         return Item(self, key, row)
 
 
 class Item:
-    allowed_methods = ("GET", "HEAD")
+    allowed_methods = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
     def __init__(self, parent, key, row):
         self.__parent__ = parent
         self.__name__ = key
         self.row = row
+        self.table = parent.table
 
     def __getitem__(self, name):
         raise KeyError(name)  # rows have no children

@@ -5,13 +5,30 @@
 """
 
 import orjson
-from pyramid.httpexceptions import HTTPMethodNotAllowed
+from pyramid.httpexceptions import (
+    HTTPConflict,
+    HTTPMethodNotAllowed,
+    HTTPNoContent,
+    HTTPPreconditionFailed,
+    HTTPPreconditionRequired,
+    HTTPRequestEntityTooLarge,
+)
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.settings import asbool
 from pyramid.view import view_config
 
 from api import queries
 from api.db import get_engine, ping
 from api.errors import BadRequest, DatabaseUnavailable
 from api.resources import Collection, Item, Root
+from api.validation import (
+    MERGE_PATCH_TYPES,
+    Unprocessable,
+    json_body,
+    merge_patch_row,
+    validate_row,
+    writable_defaults,
+)
 
 _ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
@@ -68,9 +85,111 @@ async def list_rows(context, request):
     return {"items": rows, "next": next_url}
 
 
+def etag(row):
+    return f'"{row["version"]}"'
+
+
+def with_etag(request, row):
+    """Return ``row`` as the body, with its ETag; GET and HEAD answer If-None-Match with 304."""
+    response = request.response
+    response.headers["ETag"] = etag(row)
+    response.conditional_response = True
+    return row
+
+
 @view_config(context=Item, request_method="GET", renderer="json")
 def show_row(context, request):
-    return context.row
+    return with_etag(request, context.row)
+
+
+@view_config(context=Collection, request_method="POST", permission="write", renderer="json")
+async def create_rows(context, request):
+    """One object creates one row; an array creates all of its rows or none."""
+    body = json_body(request)
+    table = context.table
+    if isinstance(body, list):
+        limit = request.registry.api_body_limits["batch"]
+        if not 1 <= len(body) <= limit:
+            raise HTTPRequestEntityTooLarge(f"An array may create 1 to {limit} rows.")
+        values = _validate_each(table, body)
+        rows = await queries.insert_rows(request.dbsession, table, values)
+        request.response.status = 201
+        return {"items": rows}
+    (row,) = await queries.insert_rows(request.dbsession, table, [validate_row(table, body)])
+    request.response.status = 201
+    pk = row[queries.primary_key(table).name]
+    request.response.location = request.resource_url(context, str(pk))
+    request.response.headers["ETag"] = etag(row)
+    return row
+
+
+def _validate_each(table, bodies):
+    values, errors = [], []
+    for index, body in enumerate(bodies):
+        try:
+            values.append(validate_row(table, body))
+        except Unprocessable as exc:
+            errors += [{**e, "field": f"[{index}].{e['field']}".rstrip(".")} for e in exc.errors]
+    if errors:
+        raise Unprocessable(errors)
+    return values
+
+
+def expected_version(context, request):
+    """The version a write may replace: the current one, if If-Match allows it."""
+    current = context.row["version"]
+    if "If-Match" not in request.headers:
+        if request.registry.api_require_if_match:
+            raise HTTPPreconditionRequired("Send If-Match with the row's ETag to write it.")
+        return current
+    if str(current) not in request.if_match:
+        raise HTTPPreconditionFailed(
+            "The row has changed since that ETag; fetch it again.",
+            headers={"ETag": etag(context.row)},
+        )
+    return current
+
+
+async def _write(context, request, values):
+    version = expected_version(context, request)
+    pk = int(context.__name__)
+    row = await queries.update_row(request.dbsession, context.table, pk, values, version)
+    if row is None:
+        _lost_race(context, request)
+    return with_etag(request, row)
+
+
+def _lost_race(context, request):
+    """The row changed (or went) between the read and the write: say which."""
+    if "If-Match" in request.headers:
+        raise HTTPPreconditionFailed("The row has changed since that ETag; fetch it again.")
+    raise HTTPConflict("The row changed while this request ran; try again.")
+
+
+@view_config(context=Item, request_method="PUT", permission="write", renderer="json")
+async def replace_row(context, request):
+    values = validate_row(context.table, json_body(request))
+    return await _write(context, request, {**writable_defaults(context.table), **values})
+
+
+@view_config(context=Item, request_method="PATCH", permission="write", renderer="json")
+async def patch_row(context, request):
+    """RFC 7396 JSON merge patch; JSON columns are merged, not replaced."""
+    patch = json_body(request, MERGE_PATCH_TYPES)
+    validate_row(context.table, patch, partial=True)
+    merged = merge_patch_row(context.table, context.row, patch)
+    return await _write(context, request, validate_row(context.table, merged, partial=True))
+
+
+@view_config(context=Item, request_method="DELETE", permission="write")
+async def delete_row(context, request):
+    version = expected_version(context, request)
+    deleted = await queries.delete_row(
+        request.dbsession, context.table, int(context.__name__), version
+    )
+    if not deleted:
+        _lost_race(context, request)
+    return HTTPNoContent()
 
 
 @view_config(context=Root)
@@ -83,13 +202,17 @@ def method_not_allowed(context, request):
 # Health endpoints: names start with "_", which no collection may (api.resources).
 
 
-@view_config(context=Root, name="__lbheartbeat__", renderer="json")
+@view_config(
+    context=Root, name="__lbheartbeat__", renderer="json", permission=NO_PERMISSION_REQUIRED
+)
 def liveness(context, request):
     """The process answers; the database is not touched."""
     return {"status": "ok"}
 
 
-@view_config(context=Root, name="__heartbeat__", renderer="json")
+@view_config(
+    context=Root, name="__heartbeat__", renderer="json", permission=NO_PERMISSION_REQUIRED
+)
 async def readiness(context, request):
     """The database answers a round trip within ``db.ping_timeout`` seconds."""
     try:
@@ -106,4 +229,5 @@ def includeme(config):
         "default": int(settings.get("api.page_limit_default", 50)),
         "max": int(settings.get("api.page_limit_max", 500)),
     }
+    config.registry.api_require_if_match = asbool(settings.get("api.require_if_match", False))
     config.scan(__name__)

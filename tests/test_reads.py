@@ -96,13 +96,18 @@ def test_what_is_not_there_is_404(http, path):
 
 
 @pytest.mark.parametrize(
-    ("path", "method"),
-    [("/", "POST"), ("/mytable/", "DELETE"), ("/mytable/1", "POST"), ("/mytable/1", "PATCH")],
+    ("path", "method", "allow"),
+    [
+        ("/", "POST", "GET, HEAD"),
+        ("/mytable/", "DELETE", "GET, HEAD, POST"),
+        ("/mytable/", "PUT", "GET, HEAD, POST"),
+        ("/mytable/1", "POST", "GET, HEAD, PUT, PATCH, DELETE"),
+    ],
 )
-def test_a_wrong_method_is_405_with_allow(http, path, method):
+def test_a_wrong_method_is_405_with_allow(http, path, method, allow):
     response = http.request(method, path)
     assert_problem(response, 405)
-    assert response.headers["allow"] == "GET, HEAD"
+    assert response.headers["allow"] == allow
 
 
 def test_head_answers_like_get_without_a_body(http):

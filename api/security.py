@@ -1,0 +1,148 @@
+"""Bearer tokens, the security policy, and CORS.
+
+Tokens come from ``API_TOKENS`` in the environment (it wins) or the
+``api.tokens`` setting: whitespace-separated ``SECRET:PERM[,PERM...]`` entries,
+with permissions ``read`` and ``write``. ``SECRET`` may be ``sha256:<hex>`` so
+that the plain token need not be stored. Tokens are compared as SHA-256
+digests in constant time, and never logged.
+"""
+
+import hashlib
+import hmac
+import os
+
+from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
+from pyramid.httpexceptions import HTTPForbidden, HTTPUnauthorized
+from pyramid.settings import asbool, aslist
+from pyramid.tweens import INGRESS
+from pyramid.view import forbidden_view_config
+
+from api.errors import http_exception, problem_response
+
+PERMISSIONS = ("read", "write")
+
+
+def parse_tokens(spec):
+    """``SECRET:PERM,...`` entries → list of (sha256 digest, frozenset of permissions)."""
+    tokens = []
+    for entry in spec.split():
+        secret, sep, perms = entry.rpartition(":")
+        permissions = frozenset(p for p in perms.split(",") if p)
+        if not sep or not secret or not permissions <= set(PERMISSIONS) or not permissions:
+            raise ValueError(
+                "each API token entry must be SECRET:PERM[,PERM] with PERM in read, write"
+            )
+        if secret.startswith("sha256:"):
+            digest = bytes.fromhex(secret.removeprefix("sha256:"))
+            if len(digest) != 32:
+                raise ValueError("a sha256: token must be 64 hex digits")
+        else:
+            digest = hashlib.sha256(secret.encode()).digest()
+        tokens.append((digest, permissions))
+    return tokens
+
+
+class BearerTokenPolicy:
+    """Identity: the permissions of the presented bearer token (None when absent or bad)."""
+
+    def __init__(self, tokens):
+        self.tokens = tokens
+        self.acl = ACLHelper()
+
+    def _bearer(self, request):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+    def identity(self, request):
+        token = self._bearer(request)
+        if token is None:
+            return None
+        presented = hashlib.sha256(token.encode()).digest()
+        granted = None
+        for digest, permissions in self.tokens:  # no early exit: constant work
+            if hmac.compare_digest(presented, digest):
+                granted = permissions
+        return granted
+
+    def authenticated_userid(self, request):
+        return "token" if request.identity is not None else None
+
+    def permits(self, request, context, permission):
+        principals = [Everyone]
+        if request.identity is not None:
+            principals += [Authenticated, *(f"perm:{p}" for p in request.identity)]
+        return self.acl.permits(context, principals, permission)
+
+    def remember(self, request, userid, **kw):
+        return []
+
+    def forget(self, request, **kw):
+        return []
+
+
+@forbidden_view_config()
+def forbidden(request):
+    """401 with a Bearer challenge when no valid token came; 403 when it lacks the permission."""
+    if request.identity is None:
+        error = ', error="invalid_token"' if request.authorization else ""
+        return http_exception(
+            HTTPUnauthorized(
+                "A valid bearer token is needed: send 'Authorization: Bearer <token>'.",
+                headers={"WWW-Authenticate": f'Bearer realm="api"{error}'},
+            ),
+            request,
+        )
+    return http_exception(
+        HTTPForbidden("The token does not grant the permission this request needs."), request
+    )
+
+
+# --- CORS ------------------------------------------------------------------------
+
+_CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+_CORS_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Prefer"
+_CORS_EXPOSE = "ETag, Location, Link, Retry-After"
+
+
+def cors_tween_factory(handler, registry):
+    origins = frozenset(aslist(registry.settings.get("api.cors_origins", "")))
+    if not origins:
+        return handler  # off by default
+
+    def cors_tween(request):
+        origin = request.headers.get("Origin")
+        allowed = origin if origin in origins or "*" in origins else None
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not allowed:
+                return problem_response(403, "This origin may not call the API.")
+            response = request.response
+            response.status = 204
+            response.headers.update(
+                {
+                    "Access-Control-Allow-Methods": _CORS_METHODS,
+                    "Access-Control-Allow-Headers": _CORS_HEADERS,
+                    "Access-Control-Max-Age": "600",
+                }
+            )
+        else:
+            response = handler(request)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = allowed
+            response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
+            response.vary = tuple({*(response.vary or ()), "Origin"})
+        return response
+
+    return cors_tween
+
+
+def includeme(config):
+    settings = config.registry.settings
+    spec = os.environ.get("API_TOKENS") or settings.get("api.tokens", "")
+    config.set_security_policy(BearerTokenPolicy(parse_tokens(spec)))
+    # The ACL at the root of the tree; collections and rows inherit it.
+    reader = "perm:read" if asbool(settings.get("api.read_requires_token", False)) else Everyone
+    config.registry.api_acl = ((Allow, reader, "read"), (Allow, "perm:write", "write"))
+    config.set_default_permission("read")
+    # Outermost, so that error responses carry the CORS headers too.
+    config.add_tween("api.security.cors_tween_factory", under=INGRESS)
+    config.scan(__name__)

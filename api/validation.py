@@ -1,0 +1,194 @@
+"""Request bodies: parsing, and validation of rows against the table's metadata.
+
+Bad JSON is a 400, a wrong Content-Type a 415, a body over the limit a 413,
+and fields that do not fit the table a 422 listing every bad field at once.
+"""
+
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+from pyramid.httpexceptions import (
+    HTTPRequestEntityTooLarge,
+    HTTPUnprocessableEntity,
+    HTTPUnsupportedMediaType,
+)
+
+from api.errors import BadRequest
+
+JSON_TYPES = frozenset({"application/json"})
+MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+INT_RANGES = {
+    sa.SmallInteger: (-(2**15), 2**15 - 1),
+    sa.BigInteger: (-(2**63), 2**63 - 1),
+    sa.Integer: (-(2**31), 2**31 - 1),
+}
+
+
+class Unprocessable(HTTPUnprocessableEntity):
+    """422 with the ``errors`` member listing each bad field."""
+
+    def __init__(self, errors):
+        super().__init__("Some fields do not fit the table; see errors.")
+        self.errors = errors
+
+
+def json_depth_exceeds(value, limit):
+    """True when ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def json_body(request, allowed_types=JSON_TYPES):
+    """The request body parsed as JSON, within the configured size and depth."""
+    limits = request.registry.api_body_limits
+    if request.content_type not in allowed_types:
+        raise HTTPUnsupportedMediaType(
+            f"Send the body as {' or '.join(sorted(allowed_types))}.",
+            headers={"Accept-Patch": ", ".join(sorted(allowed_types))}
+            if request.method == "PATCH"
+            else {},
+        )
+    length = request.content_length
+    if length is not None and length > limits["bytes"]:
+        raise HTTPRequestEntityTooLarge(f"The body may hold at most {limits['bytes']} bytes.")
+    try:
+        value = orjson.loads(request.body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}") from exc
+    if json_depth_exceeds(value, limits["depth"]):
+        raise BadRequest(f"The body nests deeper than {limits['depth']} levels.")
+    return value
+
+
+def server_owned(column):
+    return column.primary_key or column.info.get("server_owned", False)
+
+
+def _check_value(column, value):
+    """An error message when ``value`` does not fit ``column``, else None."""
+    if value is None:
+        return None if column.nullable else "may not be null"
+    column_type = column.type
+    if isinstance(column_type, sa.JSON):
+        return None
+    python_type = column_type.python_type
+    if python_type is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if python_type is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return "must be an integer"
+        low, high = next(
+            (r for t, r in INT_RANGES.items() if isinstance(column_type, t)),
+            INT_RANGES[sa.Integer],
+        )
+        return None if low <= value <= high else f"must be from {low} to {high}"
+    if python_type is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return None if ok else "must be a number"
+    if python_type is str:
+        if not isinstance(value, str):
+            return "must be a string"
+        length = getattr(column_type, "length", None)
+        if length is not None and len(value) > length:
+            return f"may be at most {length} characters long"
+        return None
+    if python_type is datetime:
+        if not isinstance(value, str):
+            return "must be an RFC 3339 date-time string"
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return "must be an RFC 3339 date-time string"
+        return None
+    return None
+
+
+def validate_row(table, body, *, partial=False):
+    """Check a row body against ``table``; return the column values to write.
+
+    ``partial`` (PATCH) does not ask for required fields. Raises 422 listing
+    every bad field.
+    """
+    if not isinstance(body, dict):
+        raise Unprocessable([{"field": "", "message": "the body must be a JSON object"}])
+    columns = table.columns
+    errors = []
+    for name, value in body.items():
+        column = columns.get(name)
+        if column is None:
+            errors.append({"field": name, "message": "is not a column of this table"})
+        elif server_owned(column):
+            errors.append({"field": name, "message": "is set by the server"})
+        else:
+            message = _check_value(column, value)
+            if message:
+                errors.append({"field": name, "message": message})
+    if not partial:
+        for column in columns:
+            required = not column.nullable and column.default is None
+            required = required and column.server_default is None and not server_owned(column)
+            if required and column.name not in body:
+                errors.append({"field": column.name, "message": "is required"})
+    if errors:
+        raise Unprocessable(errors)
+    return {
+        name: _from_json(columns[name], value) if value is not None else None
+        for name, value in body.items()
+    }
+
+
+def _from_json(column, value):
+    if not isinstance(column.type, sa.JSON) and column.type.python_type is datetime:
+        return datetime.fromisoformat(value)
+    return value
+
+
+def writable_defaults(table):
+    """Values that a PUT gives to writable columns it leaves out: NULL, or the default."""
+    return {
+        column.name: None
+        for column in table.columns
+        if not server_owned(column) and column.nullable and column.default is None
+    }
+
+
+def merge_patch(target, patch):
+    """RFC 7396 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def merge_patch_row(table, row, patch):
+    """Apply a merge patch to a row: JSON columns merge, other columns are replaced."""
+    merged = {}
+    for name, value in patch.items():
+        column = table.columns.get(name)
+        if column is not None and isinstance(column.type, sa.JSON) and value is not None:
+            merged[name] = merge_patch(row.get(name), value)
+        else:
+            merged[name] = value
+    return merged
+
+
+def includeme(config):
+    settings = config.registry.settings
+    config.registry.api_body_limits = {
+        "bytes": int(settings.get("api.max_body_bytes", 1 << 20)),
+        "depth": int(settings.get("api.max_json_depth", 32)),
+        "batch": int(settings.get("api.max_batch_rows", 1000)),
+    }
