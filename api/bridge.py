@@ -180,10 +180,13 @@ def _close(app_iter):
 class ASGIApp:
     """The ASGI front door: each HTTP request runs the Pyramid router in a request greenlet."""
 
-    def __init__(self, wsgi_app, max_body_bytes=1 << 20):
+    def __init__(self, wsgi_app, max_body_bytes=None):
         self.router = getattr(wsgi_app, "router", wsgi_app)
         self.registry = self.router.registry
-        self.max_body_bytes = max_body_bytes
+        # Refused here, before it is read whole; the default is api.max_body_bytes.
+        self.max_body_bytes = max_body_bytes or int(
+            self.registry.settings.get("api.max_body_bytes", 1 << 20)
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":

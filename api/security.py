@@ -13,6 +13,7 @@ import os
 
 from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.httpexceptions import HTTPForbidden, HTTPUnauthorized
+from pyramid.response import Response
 from pyramid.settings import asbool, aslist
 from pyramid.tweens import INGRESS
 from pyramid.view import forbidden_view_config
@@ -115,8 +116,8 @@ def cors_tween_factory(handler, registry):
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             if not allowed:
                 return problem_response(403, "This origin may not call the API.")
-            response = request.response
-            response.status = 204
+            response = Response(status=204)
+            del response.content_type  # a 204 has no body to type
             response.headers.update(
                 {
                     "Access-Control-Allow-Methods": _CORS_METHODS,

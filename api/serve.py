@@ -11,10 +11,6 @@ from gunicorn.app.base import BaseApplication
 from api.bridge import ASGIApp
 
 
-def _asgi_app(wsgi_app, settings):
-    return ASGIApp(wsgi_app, max_body_bytes=int(settings.pop("max_body_bytes", 1 << 20)))
-
-
 class _Gunicorn(BaseApplication):
     def __init__(self, app, options):
         self.application = app
@@ -38,10 +34,9 @@ class _Gunicorn(BaseApplication):
 def gunicorn_runner(wsgi_app, global_conf, **settings):
     """Multi-process serving: gunicorn with uvicorn workers, one per core by default.
 
-    Every setting but ``max_body_bytes`` is a gunicorn setting
-    (``bind``, ``workers``, ``backlog``, ``graceful_timeout``, ...).
+    Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``, ...).
     """
-    app = _asgi_app(wsgi_app, settings)
+    app = ASGIApp(wsgi_app)
     settings.setdefault("workers", multiprocessing.cpu_count())
     settings.setdefault("worker_class", "uvicorn_worker.UvicornWorker")
     # pserve built the app before gunicorn forks, so it must not hold
@@ -53,5 +48,5 @@ def uvicorn_runner(wsgi_app, global_conf, host="127.0.0.1", port="6543", **setti
     """One process, one event loop: for development."""
     import uvicorn
 
-    app = _asgi_app(wsgi_app, settings)
+    app = ASGIApp(wsgi_app)
     uvicorn.run(app, host=host, port=int(port), **settings)

@@ -98,7 +98,20 @@ def backend(database_url):
     return make_url(database_url).get_backend_name()
 
 
-PROBE_SETTINGS = {"pyramid.includes": "tests.probe_views"}
+WRITER = {"Authorization": "Bearer writer-secret"}
+READER = {"Authorization": "Bearer reader-secret"}
+HASHED_WRITER = {"Authorization": "Bearer hashed-secret"}
+TOKENS = (
+    "writer-secret:read,write reader-secret:read "
+    # sha256 of "hashed-secret"
+    "sha256:4e598f5daafc2fda61641ddbb5956deb23fde6616366dc9dd5a7c9f47da4d787:write"
+)
+PROBE_SETTINGS = {
+    "pyramid.includes": "tests.probe_views",
+    "api.max_body_bytes": str(64 * 1024),
+    "api.tokens": TOKENS,
+    "api.max_batch_rows": "5",
+}
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +159,7 @@ class ThreadedServer:
 @pytest.fixture(scope="session")
 def server(wsgi_app):
     """A real HTTP server (uvicorn, ASGI front door) over the backend's database."""
-    with ThreadedServer(ASGIApp(wsgi_app, max_body_bytes=64 * 1024)) as running:
+    with ThreadedServer(ASGIApp(wsgi_app)) as running:
         yield running
 
 

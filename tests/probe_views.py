@@ -53,5 +53,13 @@ async def write_then_fail(context, request):
     raise RuntimeError("failing after a write: the write must be rolled back")
 
 
+@view_config(context=Root, name="_probe_duplicate_key", request_method="POST")
+async def duplicate_key(context, request):
+    """Inserts a row whose primary key exists: a unique violation."""
+    now = utcnow()
+    values = {"id": 1, "name": "dup", "created_at": now, "updated_at": now}
+    await request.dbsession.execute(sa.insert(mytable).values(**values))
+
+
 def includeme(config):
     config.scan(__name__)
