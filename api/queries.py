@@ -22,10 +22,6 @@ def _statements(table):
         "one": one,
         "one_for_update": one.with_for_update(),
         "many": sa.select(table).where(pk.in_(sa.bindparam("pks", expanding=True))),
-        "page": sa.select(table)
-        .where(pk > sa.bindparam("after"))
-        .order_by(pk)
-        .limit(sa.bindparam("limit")),
     }
 
 
@@ -50,10 +46,116 @@ async def load_row(session, table, pk, *, for_update=False):
     return rows[0] if rows else None
 
 
-async def load_page(session, table, after, limit):
-    """Up to ``limit`` rows with primary keys above ``after``, in key order."""
-    statement = _statements(table)["page"]
-    return _dicts(table, await session.execute(statement, {"after": after, "limit": limit}))
+# --- lists: filters, order, keyset pages, counts, exports ----------------------------
+
+
+def _filter_clause(condition):
+    column, value = condition.column, condition.value
+    match condition.operator:
+        case "is":
+            clause = column.is_(None) if value is None else column == value
+        case "in":
+            clause = column.in_(value)
+        case "like":
+            clause = column.like(value, escape="\\")
+        case "ilike":
+            clause = column.ilike(value, escape="\\")
+        case "eq":
+            clause = column == value
+        case "neq":
+            clause = column != value
+        case "gt":
+            clause = column > value
+        case "gte":
+            clause = column >= value
+        case "lt":
+            clause = column < value
+        case "lte":
+            clause = column <= value
+    return sa.not_(clause) if condition.negated else clause
+
+
+def _order_by(order):
+    """ORDER BY with NULL placement spelled out, so every database sorts alike."""
+    clauses = []
+    for item in order:
+        column = item.column
+        if column.nullable:
+            is_null = column.is_(None)
+            clauses.append(is_null.desc() if item.nulls_first else is_null.asc())
+        clauses.append(column.desc() if item.descending else column.asc())
+    return clauses
+
+
+def _after(order, values):
+    """Rows strictly after ``values`` in ``order``: the keyset predicate, NULLs included.
+
+    (k1 after v1) OR (k1 = v1 AND k2 after v2) OR ...; the primary key, last in
+    every order, makes it total.
+    """
+    alternatives, equal_so_far = [], []
+    for item, value in zip(order, values, strict=True):
+        column = item.column
+        if value is None:  # only a nullable column holds NULL
+            after = column.is_not(None) if item.nulls_first else sa.false()
+            equal = column.is_(None)
+        else:
+            beyond = column < value if item.descending else column > value
+            if column.nullable and not item.nulls_first:
+                beyond = sa.or_(beyond, column.is_(None))
+            after, equal = beyond, column == value
+        alternatives.append(sa.and_(*equal_so_far, after))
+        equal_so_far.append(equal)
+    return sa.or_(*alternatives)
+
+
+def _list_statement(table, query):
+    needed = dict.fromkeys((*query.columns, *(item.column for item in query.order)))
+    statement = sa.select(*needed).where(*map(_filter_clause, query.filters))
+    if query.after is not None:
+        statement = statement.where(_after(query.order, query.after))
+    return statement.order_by(*_order_by(query.order))
+
+
+async def load_list_page(session, table, query):
+    """A page of ``query``: (rows with every needed column, whether more follow)."""
+    statement = _list_statement(table, query).limit(query.limit + 1)
+    result = await session.execute(statement)
+    keys = list(map(str, result.keys()))
+    rows = [dict(zip(keys, row, strict=True)) for row in result]
+    return rows[: query.limit], len(rows) > query.limit
+
+
+async def count_rows(session, table, query, estimated=False):
+    """(count, how): an exact COUNT, or MySQL/MariaDB's table statistics when
+    ``estimated`` and nothing filters the rows (else the exact count)."""
+    dialect = session.bind.dialect.name
+    if estimated and not query.filters and dialect in ("mysql", "mariadb"):
+        estimate = await session.scalar(
+            sa.text(
+                "SELECT TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+            ),
+            {"name": table.name},
+        )
+        return int(estimate or 0), "estimated"
+    statement = sa.select(sa.func.count()).select_from(table)
+    statement = statement.where(*map(_filter_clause, query.filters))
+    return await session.scalar(statement), "exact"
+
+
+def stream_list(engine, table, query, batch=2000):
+    """Every row of ``query`` (no page), read with a server-side cursor.
+
+    A generator for the request greenlet: it runs the async engine's sync
+    facade, whose driver calls ``await_()``. Its connection is its own, as the
+    request's transaction has ended by the time the body is sent.
+    """
+    statement = _list_statement(table, query).with_only_columns(*query.columns)
+    with engine.sync_engine.connect() as connection:
+        result = connection.execution_options(yield_per=batch).execute(statement)
+        for partition in result.partitions():
+            yield from partition
 
 
 def _has_version(table):

@@ -4,6 +4,9 @@
 ``json`` renderer is orjson.
 """
 
+import os
+import secrets
+
 import orjson
 from pyramid.httpexceptions import (
     HTTPConflict,
@@ -17,9 +20,10 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.settings import asbool
 from pyramid.view import view_config
 
-from api import queries
+from api import formats, queries
 from api.db import get_engine, ping
-from api.errors import BadRequest, DatabaseUnavailable
+from api.errors import DatabaseUnavailable
+from api.querystring import encode_cursor, parse_list_query
 from api.resources import Collection, Item, Root
 from api.validation import (
     MERGE_PATCH_TYPES,
@@ -56,32 +60,42 @@ def list_collections(context, request):
     }
 
 
-def _int_param(request, name, default, minimum, maximum):
-    values = request.GET.getall(name)
-    if not values:
-        return default
-    if len(values) > 1:
-        raise BadRequest(f"'{name}' may be given only once", parameter=name)
-    value = values[0]
-    if not value.isdigit() or not minimum <= int(value) <= maximum:
-        raise BadRequest(
-            f"'{name}' must be an integer from {minimum} to {maximum}", parameter=name
-        )
-    return int(value)
+def _preferences(request):
+    """The tokens of the Prefer header (RFC 7240), e.g. {"count=exact"}."""
+    return {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
 
 
 @view_config(context=Collection, request_method="GET", renderer="json")
 async def list_rows(context, request):
-    settings = request.registry.api_paging
-    limit = _int_param(request, "limit", settings["default"], 1, settings["max"])
-    after = _int_param(request, "after", 0, 0, 2**63 - 1)
-    rows = await queries.load_page(request.dbsession, context.table, after, limit + 1)
+    """A page of rows; or, for NDJSON and CSV, the whole result streamed."""
+    media_type = formats.negotiate(request)
+    query = parse_list_query(
+        context.table, request.GET, request.registry.api_paging, request.registry.api_cursor_secret
+    )
+    if media_type != "application/json":
+        engine = get_engine(request)
+        rows = queries.stream_list(engine, context.table, query)
+        return formats.streaming_response(media_type, query.columns, rows)
+
+    preferences = _preferences(request)
+    wants_count = {"count=exact", "count=estimated"} & preferences
+    if wants_count:
+        count, how = await queries.count_rows(
+            request.dbsession, context.table, query, estimated="count=estimated" in preferences
+        )
+        request.response.headers["Total-Count"] = str(count)
+        request.response.headers["Preference-Applied"] = f"count={how}"
+
+    rows, more = await queries.load_list_page(request.dbsession, context.table, query)
     next_url = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1][queries.primary_key(context.table).name]
-        next_url = request.resource_url(context, query={"limit": limit, "after": last})
+    if more:
+        cursor = encode_cursor(query, rows[-1], request.registry.api_cursor_secret)
+        params = [(k, v) for k, v in request.GET.items() if k != "cursor"]
+        next_url = request.resource_url(context, query=[*params, ("cursor", cursor)])
         request.response.headers["Link"] = f'<{next_url}>; rel="next"'
+    keys = [str(column.name) for column in query.columns]
+    if rows and len(rows[0]) != len(keys):  # order columns were fetched for the cursor
+        rows = [{key: row[key] for key in keys} for row in rows]
     return {"items": rows, "next": next_url}
 
 
@@ -230,4 +244,8 @@ def includeme(config):
         "max": int(settings.get("api.page_limit_max", 500)),
     }
     config.registry.api_require_if_match = asbool(settings.get("api.require_if_match", False))
+    # Signs page cursors. Without a configured secret, cursors last as long as
+    # the process (every gunicorn worker shares it: it is made before the fork).
+    secret = os.environ.get("API_CURSOR_SECRET") or settings.get("api.cursor_secret")
+    config.registry.api_cursor_secret = secret.encode() if secret else secrets.token_bytes(32)
     config.scan(__name__)

@@ -1,0 +1,282 @@
+"""The collection query language (PostgREST's syntax), parsed into a ``ListQuery``.
+
+    select=id,name                 columns to return
+    name=eq.foo  id=in.(1,2,3)     filters, ANDed: eq neq gt gte lt lte like ilike in is, not.
+    order=name.desc.nullslast,id   ordering; the primary key is always the last tie-break
+    limit=50  cursor=...           keyset pages
+
+Everything is checked against the table's metadata here: a column name that
+reaches SQL comes from ``table.columns``, and every value is parsed by its
+column's type and later bound as a parameter. Any mistake is a ``BadRequest``
+that names the parameter.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+
+from api.errors import BadRequest
+
+RESERVED = frozenset({"select", "order", "limit", "cursor"})
+COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
+PATTERN_OPERATORS = frozenset({"like", "ilike"})
+IS_VALUES = {"null": None, "true": True, "false": False}
+_IN_ITEM = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^,"]*?))\s*(?:,|$)')
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: sa.Column
+    operator: str  # one of COMPARISONS, "in" or "is"
+    value: object
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    column: sa.Column
+    descending: bool
+    nulls_first: bool
+
+    @property
+    def spec(self):
+        direction = "desc" if self.descending else "asc"
+        nulls = "nullsfirst" if self.nulls_first else "nullslast"
+        return f"{self.column.name}.{direction}.{nulls}"
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    columns: tuple  # of sa.Column, in the requested order
+    filters: tuple  # of Filter
+    order: tuple  # of OrderItem, the primary key last
+    limit: int
+    after: tuple | None  # the sort-key values of the last row of the previous page
+
+    def signature(self):
+        """What a cursor is bound to: the same filters and order, or it is stale."""
+        filters = sorted(
+            (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str))
+            for f in self.filters
+        )
+        return orjson.dumps([[o.spec for o in self.order], filters], default=str)
+
+
+def _single(params, name):
+    values = params.getall(name)
+    if len(values) > 1:
+        raise BadRequest(f"'{name}' may be given only once", parameter=name)
+    return values[0] if values else None
+
+
+def _column(table, name, parameter):
+    column = table.columns.get(name)
+    if column is None:
+        raise BadRequest(f"'{name}' is not a column of this table", parameter=parameter)
+    return column
+
+
+def parse_value(column, text, parameter):
+    """``text`` as a value of ``column``'s type."""
+    if isinstance(column.type, sa.JSON):
+        raise BadRequest(
+            f"'{column.name}' holds JSON; only is.null and not.is.null filter it",
+            parameter=parameter,
+        )
+    python_type = column.type.python_type
+    try:
+        if python_type is int:
+            if not re.fullmatch(r"-?[0-9]{1,19}", text):
+                raise ValueError
+            value = int(text)
+            if not -(2**63) <= value < 2**63:
+                raise ValueError
+            return value
+        if python_type is bool:
+            return {"true": True, "false": False}[text]
+        if python_type is float:
+            return float(text)
+        if python_type is datetime:
+            return datetime.fromisoformat(text)
+    except (ValueError, KeyError, OverflowError):
+        kind = {int: "an integer", bool: "true or false", float: "a number"}.get(
+            python_type, "an RFC 3339 date-time"
+        )
+        message = f"'{text}' is not {kind}, as '{column.name}' needs"
+        raise BadRequest(message, parameter=parameter) from None
+    return text
+
+
+def _parse_in_list(column, text, parameter):
+    if not (text.startswith("(") and text.endswith(")")):
+        raise BadRequest("in. takes a list in parentheses: in.(a,b,c)", parameter=parameter)
+    inner = text[1:-1]
+    items, position = [], 0
+    while position < len(inner):
+        match = _IN_ITEM.match(inner, position)
+        if match is None or match.end() == position:
+            raise BadRequest("in.(...) has an unbalanced quote or stray text", parameter=parameter)
+        quoted, bare = match.groups()
+        item = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+        items.append(parse_value(column, item, parameter))
+        position = match.end()
+        if position == len(inner) and inner.endswith(","):
+            raise BadRequest("in.(...) ends with a comma", parameter=parameter)
+    if not items:
+        raise BadRequest("in.() needs at least one value", parameter=parameter)
+    if len(items) > 1000:
+        raise BadRequest("in.(...) takes at most 1000 values", parameter=parameter)
+    return tuple(items)
+
+
+def parse_filter(column, text, parameter):
+    negated = text.startswith("not.")
+    if negated:
+        text = text[4:]
+    operator, dot, operand = text.partition(".")
+    if not dot:
+        raise BadRequest(f"a filter is OPERATOR.VALUE, e.g. {parameter}=eq.1", parameter=parameter)
+    if operator == "is":
+        if operand not in IS_VALUES:
+            raise BadRequest("is. takes null, true or false", parameter=parameter)
+        value = IS_VALUES[operand]
+        if value is not None and column.type.python_type is not bool:
+            raise BadRequest(f"'{column.name}' is not true/false", parameter=parameter)
+        return Filter(column, "is", value, negated)
+    if operator == "in":
+        return Filter(column, "in", _parse_in_list(column, operand, parameter), negated)
+    if operator not in COMPARISONS:
+        raise BadRequest(
+            f"unknown operator '{operator}'; use one of "
+            f"{', '.join(sorted(COMPARISONS | {'in', 'is'}))}",
+            parameter=parameter,
+        )
+    if operator in PATTERN_OPERATORS:
+        if isinstance(column.type, sa.JSON) or column.type.python_type is not str:
+            raise BadRequest(f"{operator} works on text columns only", parameter=parameter)
+        # '*' is the wildcard; the SQL wildcards are taken literally.
+        pattern = operand.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return Filter(column, operator, pattern.replace("*", "%"), negated)
+    return Filter(column, operator, parse_value(column, operand, parameter), negated)
+
+
+def parse_order(table, text):
+    items, seen = [], set()
+    for part in text.split(","):
+        name, *modifiers = part.strip().split(".")
+        column = _column(table, name, "order")
+        if isinstance(column.type, sa.JSON):
+            raise BadRequest(f"'{name}' holds JSON and cannot be ordered by", parameter="order")
+        if name in seen:
+            raise BadRequest(f"'{name}' appears twice in order", parameter="order")
+        seen.add(name)
+        descending, nulls_first = False, None
+        for modifier in modifiers:
+            if modifier in ("asc", "desc"):
+                descending = modifier == "desc"
+            elif modifier in ("nullsfirst", "nullslast"):
+                nulls_first = modifier == "nullsfirst"
+            else:
+                raise BadRequest(
+                    f"unknown order modifier '{modifier}'; use asc, desc, nullsfirst, nullslast",
+                    parameter="order",
+                )
+        if nulls_first is None:  # as PostgreSQL and PostgREST do
+            nulls_first = descending
+        items.append(OrderItem(column, descending, nulls_first))
+    return items
+
+
+def parse_select(table, text):
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise BadRequest("select lists column names separated by commas", parameter="select")
+    return tuple(dict.fromkeys(_column(table, name, "select") for name in names))
+
+
+def parse_list_query(table, params, paging, cursor_secret):
+    """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``."""
+    (pk,) = table.primary_key.columns
+    select = _single(params, "select")
+    columns = parse_select(table, select) if select is not None else tuple(table.columns)
+    order_text = _single(params, "order")
+    order = parse_order(table, order_text) if order_text else []
+    if pk.name not in {item.column.name for item in order}:
+        order.append(OrderItem(pk, False, False))
+    filters = []
+    for name, text in params.items():
+        if name not in RESERVED:
+            filters.append(parse_filter(_column(table, name, name), text, name))
+    limit_text = _single(params, "limit")
+    limit = paging["default"]
+    if limit_text is not None:
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= paging["max"]:
+            raise BadRequest(
+                f"'limit' must be an integer from 1 to {paging['max']}", parameter="limit"
+            )
+        limit = int(limit_text)
+    query = ListQuery(columns, tuple(filters), tuple(order), limit, None)
+    cursor = _single(params, "cursor")
+    if cursor is not None:
+        after = decode_cursor(cursor, query, cursor_secret)
+        query = ListQuery(columns, query.filters, query.order, limit, after)
+    return query
+
+
+# --- cursors ---------------------------------------------------------------------
+#
+# A cursor is the sort-key values of the last row of a page, bound to the
+# query's order and filters and signed, so that a forged, altered or reused
+# cursor is a clear 400 rather than a wrong page or a 500.
+
+
+def _sign(payload, secret):
+    return hmac.new(secret, payload, hashlib.sha256).digest()[:16]
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_cursor(query, row, secret):
+    values = [row[item.column.name] for item in query.order]
+    payload = orjson.dumps(
+        {"q": _b64(hashlib.sha256(query.signature()).digest()[:12]), "v": values},
+        option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC,
+    )
+    return f"{_b64(payload)}.{_b64(_sign(payload, secret))}"
+
+
+def decode_cursor(text, query, secret):
+    try:
+        payload_text, signature_text = text.split(".")
+        payload, signature = _unb64(payload_text), _unb64(signature_text)
+    except ValueError:
+        raise BadRequest("the cursor is malformed", parameter="cursor") from None
+    if not hmac.compare_digest(signature, _sign(payload, secret)):
+        raise BadRequest("the cursor is not one this API issued", parameter="cursor")
+    data = orjson.loads(payload)
+    if data["q"] != _b64(hashlib.sha256(query.signature()).digest()[:12]):
+        raise BadRequest(
+            "the cursor belongs to another order or other filters", parameter="cursor"
+        )
+    return tuple(
+        _cursor_value(item.column, value)
+        for item, value in zip(query.order, data["v"], strict=True)
+    )
+
+
+def _cursor_value(column, value):
+    if value is not None and column.type.python_type is datetime:
+        return datetime.fromisoformat(value)  # orjson wrote it as RFC 3339
+    return value
