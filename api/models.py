@@ -30,6 +30,10 @@ class UTCDateTime(sa.TypeDecorator):
     impl = sa.DateTime
     cache_ok = True
 
+    @property
+    def python_type(self):
+        return datetime
+
     def load_dialect_impl(self, dialect):
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
