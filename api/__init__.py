@@ -24,5 +24,7 @@ def main(global_config, **settings):
         config.include("api.models")
         # views and the orjson renderer
         config.include("api.views")
+        # GET /openapi.json, generated from the tables
+        config.include("api.openapi")
     # The WSGI front door; api.serve wraps the same router in the ASGI one.
     return WSGIApp(config.make_wsgi_app())

@@ -41,11 +41,17 @@ def _int(settings, key, default):
     return int(settings.get(key, default))
 
 
+def _json_loads(value):
+    # SQLite gives a JSON column numeric affinity: a stored JSON number comes
+    # back as a number, not as text to parse.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
 def engine_options(settings, url):
     options = {
         "pool_pre_ping": True,  # a connection lost while the database was away is replaced
         "json_serializer": lambda obj: orjson.dumps(obj).decode(),
-        "json_deserializer": orjson.loads,
+        "json_deserializer": _json_loads,
     }
     if url.get_backend_name() == "sqlite":
         return options

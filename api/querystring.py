@@ -206,7 +206,7 @@ def parse_list_query(table, params, paging, cursor_secret):
     select = _single(params, "select")
     columns = parse_select(table, select) if select is not None else tuple(table.columns)
     order_text = _single(params, "order")
-    order = parse_order(table, order_text) if order_text else []
+    order = parse_order(table, order_text) if order_text is not None else []
     if pk.name not in {item.column.name for item in order}:
         order.append(OrderItem(pk, False, False))
     filters = []

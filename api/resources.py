@@ -7,6 +7,8 @@ a view lookup by name and, failing that, a 404.
 
 import re
 
+from pyramid.httpexceptions import HTTPForbidden
+
 from api import queries
 from api.bridge import await_
 
@@ -51,6 +53,10 @@ class Collection:
         if not ITEM_KEY.match(key) or int(key) > BIGINT_MAX:
             raise KeyError(key)
         for_update = self.request.method in WRITE_METHODS
+        if for_update and not self.request.has_permission("write", self):
+            # Refuse before the lookup: whether a row exists is not told to
+            # (nor locked for) a client that may not write it.
+            raise HTTPForbidden()
         row = await_(
             queries.load_row(self.request.dbsession, self.table, int(key), for_update=for_update)
         )

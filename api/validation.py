@@ -4,6 +4,7 @@ Bad JSON is a 400, a wrong Content-Type a 415, a body over the limit a 413,
 and fields that do not fit the table a 422 listing every bad field at once.
 """
 
+import re
 from datetime import datetime
 
 import orjson
@@ -16,6 +17,8 @@ from pyramid.httpexceptions import (
 
 from api.errors import BadRequest
 
+# An If-Match value: "*" or a list of (possibly weak) quoted entity tags (RFC 9110).
+ETAG_LIST = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
 INT_RANGES = {
@@ -66,6 +69,13 @@ def json_body(request, allowed_types=JSON_TYPES):
     if json_depth_exceeds(value, limits["depth"]):
         raise BadRequest(f"The body nests deeper than {limits['depth']} levels.")
     return value
+
+
+def check_if_match(request):
+    """400 for an If-Match header that is not "*" or a list of entity tags."""
+    value = request.headers.get("If-Match")
+    if value is not None and not re.match(ETAG_LIST, value):
+        raise BadRequest('If-Match takes "*" or quoted ETags, e.g. "3"', parameter="If-Match")
 
 
 def server_owned(column):

@@ -23,11 +23,13 @@ from pyramid.view import view_config
 from api import formats, queries
 from api.db import get_engine, ping
 from api.errors import DatabaseUnavailable
+from api.openapi import column_schema
 from api.querystring import encode_cursor, parse_list_query
 from api.resources import Collection, Item, Root
 from api.validation import (
     MERGE_PATCH_TYPES,
     Unprocessable,
+    check_if_match,
     json_body,
     merge_patch_row,
     validate_row,
@@ -54,9 +56,14 @@ def json_renderer_factory(info):
 def list_collections(context, request):
     return {
         "collections": [
-            {"name": name, "href": request.resource_url(context[name])}
-            for name in request.registry.api_collections
-        ]
+            {
+                "name": name,
+                "href": request.resource_url(context[name]),
+                "columns": {str(c.name): column_schema(c) for c in table.columns},
+            }
+            for name, table in request.registry.api_collections.items()
+        ],
+        "openapi": request.resource_url(context, "openapi.json"),
     }
 
 
@@ -123,8 +130,10 @@ async def create_rows(context, request):
     table = context.table
     if isinstance(body, list):
         limit = request.registry.api_body_limits["batch"]
-        if not 1 <= len(body) <= limit:
-            raise HTTPRequestEntityTooLarge(f"An array may create 1 to {limit} rows.")
+        if not body:
+            raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
+        if len(body) > limit:
+            raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
         values = _validate_each(table, body)
         rows = await queries.insert_rows(request.dbsession, table, values)
         request.response.status = 201
@@ -151,6 +160,7 @@ def _validate_each(table, bodies):
 
 def expected_version(context, request):
     """The version a write may replace: the current one, if If-Match allows it."""
+    check_if_match(request)
     current = context.row["version"]
     if "If-Match" not in request.headers:
         if request.registry.api_require_if_match:
@@ -207,6 +217,9 @@ async def delete_row(context, request):
 
 
 @view_config(context=Root)
+@view_config(context=Root, name="__lbheartbeat__")
+@view_config(context=Root, name="__heartbeat__")
+@view_config(context=Root, name="openapi.json")
 @view_config(context=Collection)
 @view_config(context=Item)
 def method_not_allowed(context, request):
@@ -217,7 +230,11 @@ def method_not_allowed(context, request):
 
 
 @view_config(
-    context=Root, name="__lbheartbeat__", renderer="json", permission=NO_PERMISSION_REQUIRED
+    context=Root,
+    name="__lbheartbeat__",
+    request_method="GET",
+    renderer="json",
+    permission=NO_PERMISSION_REQUIRED,
 )
 def liveness(context, request):
     """The process answers; the database is not touched."""
@@ -225,7 +242,11 @@ def liveness(context, request):
 
 
 @view_config(
-    context=Root, name="__heartbeat__", renderer="json", permission=NO_PERMISSION_REQUIRED
+    context=Root,
+    name="__heartbeat__",
+    request_method="GET",
+    renderer="json",
+    permission=NO_PERMISSION_REQUIRED,
 )
 async def readiness(context, request):
     """The database answers a round trip within ``db.ping_timeout`` seconds."""

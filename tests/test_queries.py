@@ -33,7 +33,7 @@ def ids(http, query):
         ("name=like.demo 11*", [11, 110, 111, 112, 113, 114, 115, 116, 117, 118, 119]),
         ("name=ilike.DEMO 10*", [10, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109]),
         ("name=not.like.demo 1*&id=lt.5", [2, 3, 4]),
-        ("name=in.(\"demo 1\",\"demo 2\")", [1, 2]),
+        ('name=in.("demo 1","demo 2")', [1, 2]),
         ("data=is.null", []),
         ("data=not.is.null&id=lt.3", [1, 2]),
         ("version=eq.1&id=lt.3", [1, 2]),

@@ -17,19 +17,44 @@ SEEDED = [{"id": n, "name": f"demo {n}", "version": 1} for n in range(1, SEEDED_
 hostile_text = st.one_of(
     st.text(max_size=30),
     st.sampled_from(
-        ["'", '"', "\\", "%", "_", "*", "(", ")", ",", ".", "--", ";", "\x00", "1 OR 1=1",
-         "'; DROP TABLE mytable; --", "(1,2", '("a,b)', "null", "true", "9" * 30, "-0", "1e9"]
+        [
+            "'",
+            '"',
+            "\\",
+            "%",
+            "_",
+            "*",
+            "(",
+            ")",
+            ",",
+            ".",
+            "--",
+            ";",
+            "\x00",
+            "1 OR 1=1",
+            "'; DROP TABLE mytable; --",
+            "(1,2",
+            '("a,b)',
+            "null",
+            "true",
+            "9" * 30,
+            "-0",
+            "1e9",
+        ]
     ),
 )
 keys = st.one_of(
     st.sampled_from([*COLUMNS, "select", "order", "limit", "cursor"]), st.text(max_size=12)
 )
-values = st.builds(
-    lambda negate, op, rest: ("not." if negate else "") + op + "." + rest,
-    st.booleans(),
-    st.sampled_from(OPERATORS),
-    hostile_text,
-) | hostile_text
+values = (
+    st.builds(
+        lambda negate, op, rest: ("not." if negate else "") + op + "." + rest,
+        st.booleans(),
+        st.sampled_from(OPERATORS),
+        hostile_text,
+    )
+    | hostile_text
+)
 
 PROPERTY_SETTINGS = settings(
     max_examples=150,
@@ -45,7 +70,9 @@ def test_no_query_string_causes_a_server_error(wsgi_app, params):
     query = urllib.parse.urlencode(params)
     response = app.get(f"/mytable/?{query}", expect_errors=True)
     assert response.status_int in (200, 400), (query, response.text)
-    expected_type = "application/json" if response.status_int == 200 else "application/problem+json"
+    expected_type = (
+        "application/json" if response.status_int == 200 else "application/problem+json"
+    )
     assert response.content_type == expected_type
 
 

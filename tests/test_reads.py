@@ -22,9 +22,21 @@ def test_root_lists_the_collections_with_links(http, server):
     response = http.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {
-        "collections": [{"name": "mytable", "href": f"{server.url}/mytable/"}]
-    }
+    body = response.json()
+    (collection,) = body["collections"]
+    assert collection["name"] == "mytable"
+    assert collection["href"] == f"{server.url}/mytable/"
+    assert list(collection["columns"]) == [
+        "id",
+        "name",
+        "data",
+        "version",
+        "created_at",
+        "updated_at",
+    ]
+    assert collection["columns"]["name"] == {"type": "string", "maxLength": 255}
+    assert collection["columns"]["id"]["readOnly"] is True
+    assert body["openapi"] == f"{server.url}/openapi.json"
 
 
 def test_an_item_is_one_row_as_json(http):

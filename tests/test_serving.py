@@ -39,14 +39,15 @@ class Pserve:
             "DATABASE_URL": database_url,
             "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {gunicorn_args}",
         }
-        self.log = open(log_path, "w+")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [str(PSERVE), "production.ini"],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.log_path = log_path
+        with open(log_path, "w") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [str(PSERVE), "production.ini"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def __enter__(self):
         deadline = time.monotonic() + 30
@@ -57,17 +58,15 @@ class Pserve:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.process.kill()
         raise AssertionError(f"pserve did not start:\n{self.output()}")
 
     def __exit__(self, *exc):
         self.process.terminate()
         self.process.wait(20)
-        self.log.close()
 
     def output(self):
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read()
+        return pathlib.Path(self.log_path).read_text()
 
 
 async def _locked_reads(base_url, database_url, count):

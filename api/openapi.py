@@ -1,0 +1,397 @@
+"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the registered tables."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.view import view_config
+
+from api.querystring import COMPARISONS
+from api.resources import Root
+from api.validation import ETAG_LIST, INT_RANGES, server_owned
+
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+ERROR_TITLES = {
+    400: "Bad request: a malformed parameter or body",
+    401: "No or a bad bearer token",
+    403: "The token lacks the permission",
+    404: "No such resource",
+    406: "None of the formats in Accept can be produced",
+    409: "A unique or foreign key conflict, or a concurrent change",
+    412: "If-Match did not match the row's ETag",
+    413: "The body or the batch is too large",
+    415: "The body is not JSON",
+    422: "Fields that do not fit the table",
+    428: "If-Match is required",
+    500: "An unexpected server error",
+    503: "The database is unavailable",
+}
+
+
+def _errors(*codes):
+    responses = {
+        str(code): {"description": ERROR_TITLES[code], "content": PROBLEM} for code in codes
+    }
+    responses["default"] = {"description": "Any other error", "content": PROBLEM}
+    return responses
+
+
+def column_schema(column):
+    column_type = column.type
+    if isinstance(column_type, sa.JSON):
+        schema = {}  # any JSON value
+    else:
+        python_type = column_type.python_type
+        if python_type is int:
+            low, high = next(
+                (r for t, r in INT_RANGES.items() if isinstance(column_type, t)),
+                INT_RANGES[sa.Integer],
+            )
+            schema = {"type": "integer", "minimum": low, "maximum": high}
+        elif python_type is str:
+            schema = {"type": "string"}
+            if getattr(column_type, "length", None):
+                schema["maxLength"] = column_type.length
+        elif python_type is bool:
+            schema = {"type": "boolean"}
+        elif python_type is float:
+            schema = {"type": "number"}
+        elif python_type is datetime:
+            schema = {"type": "string", "format": "date-time"}
+        else:
+            schema = {}
+        if column.nullable and "type" in schema:
+            schema["type"] = [schema["type"], "null"]
+    if server_owned(column):
+        schema["readOnly"] = True
+    return schema
+
+
+def _table_schemas(name, table):
+    writable = [c for c in table.columns if not server_owned(c)]
+    required = [
+        str(c.name)
+        for c in writable
+        if not c.nullable and c.default is None and c.server_default is None
+    ]
+    row = {
+        "type": "object",
+        "properties": {str(c.name): column_schema(c) for c in table.columns},
+        "required": [str(c.name) for c in table.columns],
+    }
+    create = {
+        "type": "object",
+        "properties": {str(c.name): column_schema(c) for c in writable},
+        "required": required,
+        "additionalProperties": False,
+    }
+    patch = {**create, "required": []}
+    # select= returns some of the columns
+    partial_row = {**row, "required": []}
+    page = {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": partial_row},
+            "next": {"type": ["string", "null"], "format": "uri"},
+        },
+        "required": ["items", "next"],
+    }
+    return {
+        f"{name}Row": row,
+        f"{name}Create": create,
+        f"{name}Patch": patch,
+        f"{name}Page": page,
+    }
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _collection_paths(name, table, max_limit):
+    operators = sorted(COMPARISONS | {"in", "is"})
+    filter_ops = ", ".join(operators)
+    names = "|".join(str(c.name) for c in table.columns)
+    order_item = rf"({names})(\.(asc|desc|nullsfirst|nullslast))*"
+    list_parameters = [
+        {
+            "name": "select",
+            "in": "query",
+            "schema": {"type": "string", "pattern": rf"^({names})(,({names}))*$"},
+            "description": "Comma-separated columns to return.",
+        },
+        {
+            "name": "order",
+            "in": "query",
+            "schema": {"type": "string", "pattern": rf"^{order_item}(,{order_item})*$"},
+            "description": "e.g. name.desc.nullslast,id; the primary key breaks ties.",
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": max_limit},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"},
+            "description": "The opaque cursor of the next page, from `next`.",
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "count=exact or count=estimated: the count is in Total-Count.",
+        },
+    ] + [
+        {
+            "name": str(column.name),
+            "in": "query",
+            "schema": {"type": "string", "pattern": rf"^(not\.)?({'|'.join(operators)})\..*"},
+            "description": f"Filter: [not.]OP.VALUE with OP one of {filter_ops}.",
+        }
+        for column in table.columns
+    ]
+    row_ref = _ref(f"{name}Row")
+    etag = {"ETag": {"schema": {"type": "string"}, "description": "The row's version"}}
+    if_match = {
+        "name": "If-Match",
+        "in": "header",
+        "schema": {"type": "string", "pattern": ETAG_LIST},
+    }
+    item_parameter = {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
+    }
+    write_security = [{"bearer": []}]
+    return {
+        f"/{name}/": {
+            "get": {
+                "summary": f"A page of {name}, or the whole result as NDJSON or CSV",
+                "operationId": f"list_{name}",
+                "parameters": list_parameters,
+                "responses": {
+                    "200": {
+                        "description": "A page (JSON), or every row (NDJSON, CSV)",
+                        "headers": {
+                            "Link": {"schema": {"type": "string"}},
+                            "Total-Count": {"schema": {"type": "string"}},
+                        },
+                        "content": {
+                            "application/json": {"schema": _ref(f"{name}Page")},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 403, 406, 503),
+                },
+            },
+            "post": {
+                "summary": f"Create one row of {name}, or several in one transaction",
+                "operationId": f"create_{name}",
+                "security": write_security,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    _ref(f"{name}Create"),
+                                    {
+                                        "type": "array",
+                                        "items": _ref(f"{name}Create"),
+                                        "minItems": 1,
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "Created: the row, or {items} for an array",
+                        "headers": {"Location": {"schema": {"type": "string"}}, **etag},
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        row_ref,
+                                        {
+                                            "type": "object",
+                                            "properties": {
+                                                "items": {"type": "array", "items": row_ref}
+                                            },
+                                            "required": ["items"],
+                                            "additionalProperties": False,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    **_errors(400, 401, 403, 409, 413, 415, 422, 503),
+                },
+            },
+        },
+        f"/{name}/{{id}}": {
+            "parameters": [item_parameter],
+            "get": {
+                "summary": f"One row of {name}",
+                "operationId": f"get_{name}",
+                "parameters": [
+                    {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The row",
+                        "headers": etag,
+                        "content": {"application/json": {"schema": row_ref}},
+                    },
+                    "304": {"description": "Not modified since that ETag"},
+                    **_errors(401, 403, 404, 503),
+                },
+            },
+            "put": {
+                "summary": f"Replace the writable fields of a row of {name}",
+                "operationId": f"replace_{name}",
+                "security": write_security,
+                "parameters": [if_match],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(f"{name}Create")}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The row as stored",
+                        "headers": etag,
+                        "content": {"application/json": {"schema": row_ref}},
+                    },
+                    **_errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503),
+                },
+            },
+            "patch": {
+                "summary": f"Apply a JSON merge patch (RFC 7396) to a row of {name}",
+                "operationId": f"patch_{name}",
+                "security": write_security,
+                "parameters": [if_match],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/merge-patch+json": {"schema": _ref(f"{name}Patch")},
+                        "application/json": {"schema": _ref(f"{name}Patch")},
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The row as stored",
+                        "headers": etag,
+                        "content": {"application/json": {"schema": row_ref}},
+                    },
+                    **_errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503),
+                },
+            },
+            "delete": {
+                "summary": f"Delete a row of {name}",
+                "operationId": f"delete_{name}",
+                "security": write_security,
+                "parameters": [if_match],
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    **_errors(401, 403, 404, 409, 412, 428, 503),
+                },
+            },
+        },
+    }
+
+
+def _health(summary, operation_id, codes):
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation_id,
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Healthy",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(*codes),
+            },
+        }
+    }
+
+
+def build_document(collections, max_limit):
+    schemas = {
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details",
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "parameter": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                        "required": ["field", "message"],
+                    },
+                },
+            },
+            "required": ["type", "title", "status"],
+        }
+    }
+    paths = {
+        "/": {
+            "get": {
+                "summary": "The collections, with links and columns",
+                "operationId": "list_collections",
+                "responses": {
+                    "200": {
+                        "description": "The collections",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **_errors(401),
+                },
+            }
+        },
+        "/__lbheartbeat__": _health("Liveness: the database is not touched", "liveness", ()),
+        "/__heartbeat__": _health("Readiness: the database answers", "readiness", (503,)),
+    }
+    for name, table in collections.items():
+        schemas.update(_table_schemas(name, table))
+        paths.update(_collection_paths(name, table, max_limit))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "api", "version": "1", "description": "Rows of database tables"},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        # Reads are open unless api.read_requires_token; writes say their own.
+        "security": [{}, {"bearer": []}],
+    }
+
+
+@view_config(
+    context=Root,
+    name="openapi.json",
+    request_method="GET",
+    renderer="json",
+    permission=NO_PERMISSION_REQUIRED,
+)
+def openapi_document(context, request):
+    registry = request.registry
+    if getattr(registry, "api_openapi", None) is None:
+        registry.api_openapi = build_document(registry.api_collections, registry.api_paging["max"])
+    return registry.api_openapi
+
+
+def includeme(config):
+    config.scan(__name__)
