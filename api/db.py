@@ -11,10 +11,11 @@ import os
 import weakref
 
 import orjson
-import zope.sqlalchemy
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
+from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import LoopStopping, await_
 
@@ -109,27 +110,47 @@ def get_engine(request_or_registry):
     return registry.api_engines.current()
 
 
-def _mark_writes(session, transaction_manager):
-    """Tell zope.sqlalchemy about Core INSERT/UPDATE/DELETE, not only ORM ones.
+class RequestSession(Session):
+    """The sync session behind a request's AsyncSession, joined to ``info["tm"]``.
+
+    zope.sqlalchemy's ``register()`` adds event listeners to each session it
+    is given, which costs more than the rest of a point read. These listeners
+    are registered once, on the class, and find the request's transaction
+    manager in ``session.info``.
+    """
+
+
+@event.listens_for(RequestSession, "after_begin")
+def _join_request_transaction(session, transaction, connection):
+    join_transaction(session, transaction_manager=session.info["tm"])
+
+
+@event.listens_for(RequestSession, "do_orm_execute")
+def _mark_writes(execute_state):
+    """Core INSERT/UPDATE/DELETE count as changes too, not only ORM flushes.
 
     Without this a Core write leaves the session "unchanged" and is rolled
     back at the end of the request. Raw ``text()`` writes are still invisible:
     write through Core statements.
     """
+    if execute_state.is_insert or execute_state.is_update or execute_state.is_delete:
+        session = execute_state.session
+        mark_changed(session, session.info["tm"])
 
-    def mark(execute_state):
-        if execute_state.is_insert or execute_state.is_update or execute_state.is_delete:
-            zope.sqlalchemy.mark_changed(execute_state.session, transaction_manager)
 
-    event.listen(session, "do_orm_execute", mark)
+@event.listens_for(RequestSession, "after_flush")
+def _mark_flush(session, flush_context):
+    mark_changed(session, session.info["tm"])
 
 
 def request_dbsession(request):
-    """The request's AsyncSession, joined to its transaction manager on first use."""
-    session = AsyncSession(get_engine(request), expire_on_commit=False)
-    zope.sqlalchemy.register(session.sync_session, transaction_manager=request.tm)
-    _mark_writes(session.sync_session, request.tm)
-    return session
+    """The request's AsyncSession; it joins the request's transaction when it begins."""
+    return AsyncSession(
+        get_engine(request),
+        sync_session_class=RequestSession,
+        expire_on_commit=False,
+        info={"tm": request.tm},
+    )
 
 
 async def ping(engine, timeout):

@@ -208,7 +208,10 @@ def parse_list_query(table, params, paging, cursor_secret):
     order_text = _single(params, "order")
     order = parse_order(table, order_text) if order_text is not None else []
     if pk.name not in {item.column.name for item in order}:
-        order.append(OrderItem(pk, False, False))
+        # The tie-break runs the way the last key does, so that an index on
+        # (that column, primary key) can be read in one direction.
+        descending = order[-1].descending if order else False
+        order.append(OrderItem(pk, descending, False))
     filters = []
     for name, text in params.items():
         if name not in RESERVED:

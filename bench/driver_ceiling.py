@@ -1,0 +1,46 @@
+"""The driver ceiling: point SELECTs/s straight through asyncmy, no HTTP, no ORM.
+
+python bench/driver_ceiling.py CONNECTIONS SECONDS ROWS POOL_SIZE DATABASE
+"""
+
+import ast
+import asyncio
+import os
+import random
+import sys
+import time
+
+import asyncmy
+
+
+async def main(concurrency, seconds, rows, pool_size, database):
+    connect = ast.literal_eval(os.environ["BENCH_CONNECT"])
+    pool = await asyncmy.create_pool(
+        **connect, db=database, minsize=pool_size, maxsize=pool_size, autocommit=True
+    )
+    done = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker():
+        nonlocal done
+        while time.perf_counter() < deadline:
+            async with pool.acquire() as connection, connection.cursor() as cursor:
+                await cursor.execute(
+                    "SELECT id, name, data, version, created_at, updated_at "
+                    "FROM mytable WHERE id = %s",
+                    (random.randint(1, rows),),
+                )
+                await cursor.fetchall()
+            done += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    pool.close()
+    await pool.wait_closed()
+    print(f"{done / elapsed:.1f} selects/s")
+
+
+if __name__ == "__main__":
+    c, s, r, p, db = sys.argv[1:6]
+    asyncio.run(main(int(c), float(s), int(r), int(p), db))

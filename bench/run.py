@@ -1,0 +1,316 @@
+"""The benchmark: the API as production runs it, against ceilings measured in the same run.
+
+    python bench/run.py            # full: 100,000 rows, 64 and 256 connections, 10 s a run
+    python bench/run.py --short    # well under a minute
+    python bench/run.py --export-rows 1000000   # also an NDJSON export of a million rows
+    python bench/run.py --soak     # worker RSS after 10,000 and after 500,000 requests
+
+Needs MariaDB (TEST_MARIADB_URL, default root@127.0.0.1:3306) and wrk. It
+creates and drops its own database. Every result is printed as requests/s with
+p50/p99 latency and as a ratio to the ceilings of this run:
+
+- driver ceiling: point SELECTs/s straight through asyncmy, same concurrency, no HTTP;
+- HTTP ceiling: a bare ASGI app answering a fixed JSON body, same server and workers.
+"""
+
+import argparse
+import asyncio
+import os
+import pathlib
+import random
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+from sqlalchemy.engine import make_url
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = pathlib.Path(sys.executable).parent
+SERVER_URL = make_url(
+    os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+)
+DATABASE = "api_bench"
+CONNECT = {
+    "host": SERVER_URL.host,
+    "port": SERVER_URL.port or 3306,
+    "user": SERVER_URL.username,
+    "password": SERVER_URL.password or "",
+}
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- database -----------------------------------------------------------------------
+
+
+async def _sql(*statements, database=None):
+    import asyncmy
+
+    connection = await asyncmy.connect(**CONNECT, database=database, autocommit=True)
+    try:
+        async with connection.cursor() as cursor:
+            for statement in statements:
+                await cursor.execute(statement)
+            return await cursor.fetchall()
+    finally:
+        await connection.ensure_closed()
+
+
+def seed(rows):
+    """A fresh database with ``rows`` rows of mytable (MariaDB's sequence engine makes them)."""
+    asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DATABASE}", f"CREATE DATABASE {DATABASE}"))
+    url = SERVER_URL.set(database=DATABASE).render_as_string(hide_password=False)
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [BIN / "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=True, capture_output=True
+    )
+    asyncio.run(
+        _sql(
+            "INSERT INTO mytable (name, data, version, created_at, updated_at) "
+            "SELECT CONCAT('bench ', seq), "
+            "JSON_OBJECT('n', seq, 'tags', JSON_ARRAY('a', 'b')), 1, "
+            f"UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) FROM seq_1_to_{rows}",
+            "ANALYZE TABLE mytable",
+            database=DATABASE,
+        )
+    )
+    return url
+
+
+# --- servers -------------------------------------------------------------------------
+
+
+class Server:
+    """A gunicorn master with uvicorn workers; ``command`` picks the app."""
+
+    def __init__(self, command, env, workers):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
+        env = {
+            **os.environ,
+            **env,
+            "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} --workers {workers}",
+        }
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/__lbheartbeat__").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not start")
+        time.sleep(1)  # let every worker boot
+
+    def worker_pids(self):
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def rss_mib(self):
+        """(current RSS, peak RSS) of the largest worker, in MiB."""
+        best = (0.0, 0.0)
+        for pid in self.worker_pids():
+            status = pathlib.Path(f"/proc/{pid}/status").read_text()
+            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+            hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+            best = max(best, (rss, hwm))
+        return best
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(30)
+        self.log.close()
+
+
+def api_server(database_url, workers):
+    return Server([str(BIN / "pserve"), "production.ini"], {"DATABASE_URL": database_url}, workers)
+
+
+def bare_server(workers):
+    command = [str(BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", "bench.bare_asgi:app"]
+    return Server(command, {}, workers)
+
+
+# --- measurements ---------------------------------------------------------------------
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url, connections, seconds, script=None, env=None):
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    if script:
+        command += ["-s", str(ROOT / "bench" / script)]
+    out = subprocess.run(
+        [*command, url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    ).stdout
+    latency = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
+
+    def ms(text):
+        value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()
+        return float(value) * UNITS[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": ms(latency["50"]),
+        "p99": ms(latency["99"]),
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
+def driver_ceiling(connections, seconds, rows, pool_size):
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "driver_ceiling.py"),
+            str(connections),
+            str(seconds),
+            str(rows),
+            str(pool_size),
+            DATABASE,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "BENCH_CONNECT": repr(CONNECT)},
+    ).stdout
+    return float(out.split()[0])
+
+
+def export_ndjson(server, expected_rows):
+    """(rows/s, peak worker RSS MiB) of a whole-table NDJSON export."""
+    peak = server.rss_mib()[1]
+    rows = 0
+    started = time.perf_counter()
+    with httpx.stream(
+        "GET", f"{server.url}/mytable/", headers={"Accept": "application/x-ndjson"}, timeout=600
+    ) as response:
+        for chunk in response.iter_bytes():
+            rows += chunk.count(b"\n")
+            peak = max(peak, server.rss_mib()[1]) if random.random() < 0.01 else peak
+    elapsed = time.perf_counter() - started
+    peak = max(peak, server.rss_mib()[1])
+    assert rows == expected_rows, (rows, expected_rows)
+    return rows / elapsed, peak
+
+
+def report(label, result, ceilings):
+    ratios = "  ".join(
+        f"{result['rps'] / value:6.1%} of {name}" for name, value in ceilings.items()
+    )
+    errors = f"  ERRORS {result['errors']}" if result["errors"] else ""
+    print(
+        f"  {label:<34} {result['rps']:9.0f} req/s  p50 {result['p50']:7.2f} ms  "
+        f"p99 {result['p99']:7.2f} ms  {ratios}{errors}",
+        flush=True,
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--short", action="store_true", help="a quick run, well under a minute")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--export-rows",
+        type=int,
+        default=0,
+        help="also export this many rows as NDJSON (re-seeds the table)",
+    )
+    parser.add_argument("--soak", action="store_true", help="RSS after 10k and 500k requests")
+    args = parser.parse_args()
+    seconds = 3 if args.short else 10
+    connection_counts = (64,) if args.short else (64, 256)
+    worker_counts = (1,) if args.short else (1, os.cpu_count())
+    pool_size = 30  # production.ini: db.pool_size + db.max_overflow
+
+    print(f"seeding {args.rows} rows ...", flush=True)
+    url = seed(args.rows)
+    env = {"ROWS": str(args.rows)}
+    for workers in worker_counts:
+        print(f"\n== {workers} worker(s), {seconds} s a run", flush=True)
+        bare = bare_server(workers)
+        api = api_server(url, workers)
+        try:
+            for connections in connection_counts:
+                ceilings = {
+                    "driver": driver_ceiling(connections, seconds, args.rows, pool_size * workers),
+                    "http": wrk(f"{bare.url}/", connections, seconds)["rps"],
+                }
+                print(
+                    f"-- {connections} connections: driver ceiling {ceilings['driver']:.0f} "
+                    f"selects/s, HTTP ceiling {ceilings['http']:.0f} req/s",
+                    flush=True,
+                )
+                scenarios = [
+                    ("GET /mytable/{id}", "random_id.lua"),
+                    ("GET /mytable/?limit=50 (keyset)", "random_page.lua"),
+                    ("filtered + ordered page", "filtered_page.lua"),
+                ]
+                for label, script in scenarios:
+                    report(label, wrk(api.url, connections, seconds, script, env), ceilings)
+            rows_per_s, peak = export_ndjson(api, args.rows)
+            print(
+                f"  NDJSON export of {args.rows} rows: {rows_per_s:,.0f} rows/s, "
+                f"peak worker RSS {peak:.0f} MiB",
+                flush=True,
+            )
+            print(f"  worker RSS now {api.rss_mib()[0]:.0f} MiB", flush=True)
+        finally:
+            api.stop()
+            bare.stop()
+
+    if args.export_rows:
+        print(f"\nseeding {args.export_rows} rows for the export ...", flush=True)
+        url = seed(args.export_rows)
+        api = api_server(url, 1)
+        try:
+            before = api.rss_mib()[0]
+            rows_per_s, peak = export_ndjson(api, args.export_rows)
+            print(
+                f"  NDJSON export of {args.export_rows} rows: {rows_per_s:,.0f} rows/s; "
+                f"worker RSS {before:.0f} MiB before, peak {peak:.0f} MiB",
+                flush=True,
+            )
+        finally:
+            api.stop()
+
+    if args.soak:
+        url = seed(args.rows)
+        api = api_server(url, 1)
+        try:
+            wrk(api.url, 64, 8, "random_id.lua", env)  # ~10,000 requests to warm up
+            after_10k = api.rss_mib()[0]
+            total = 0
+            while total < 500_000:
+                total += int(wrk(api.url, 64, 30, "random_id.lua", env)["rps"] * 30)
+            after_500k = api.rss_mib()[0]
+            print(
+                f"\nsoak: worker RSS {after_10k:.1f} MiB after ~10k requests, "
+                f"{after_500k:.1f} MiB after ~{total:,} ({after_500k / after_10k - 1:+.1%})"
+            )
+        finally:
+            api.stop()
+
+    asyncio.run(_sql(f"DROP DATABASE IF EXISTS {DATABASE}"))
+
+
+if __name__ == "__main__":
+    main()
