@@ -24,3 +24,7 @@ lint: $(BIN)/pserve
 
 test: lint
 	$(BIN)/python -m pytest
+
+# Needs MariaDB and wrk (apt-get install wrk). BENCH_ARGS=--short for a quick run.
+bench: $(BIN)/pserve
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

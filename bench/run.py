@@ -137,7 +137,8 @@ class Server:
 
 
 def api_server(database_url, workers):
-    return Server([str(BIN / "pserve"), "production.ini"], {"DATABASE_URL": database_url}, workers)
+    env = {"DATABASE_URL": database_url, "API_TOKENS": "bench-token:read,write"}
+    return Server([str(BIN / "pserve"), "production.ini"], env, workers)
 
 
 def bare_server(workers):
@@ -150,10 +151,11 @@ def bare_server(workers):
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url, connections, seconds, script=None, env=None):
+def wrk(url, connections, seconds, scenario=None, env=None):
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
-    if script:
-        command += ["-s", str(ROOT / "bench" / script)]
+    if scenario:
+        command += ["-s", str(ROOT / "bench" / "scenarios.lua")]
+        env = {**(env or {}), "SCENARIO": scenario}
     out = subprocess.run(
         [*command, url],
         capture_output=True,
@@ -260,12 +262,14 @@ def main():
                     flush=True,
                 )
                 scenarios = [
-                    ("GET /mytable/{id}", "random_id.lua"),
-                    ("GET /mytable/?limit=50 (keyset)", "random_page.lua"),
-                    ("filtered + ordered page", "filtered_page.lua"),
+                    ("GET /mytable/{id}", "point"),
+                    ("GET /mytable/?limit=50 (keyset)", "page"),
+                    ("filtered + ordered page", "filtered"),
                 ]
                 for label, script in scenarios:
                     report(label, wrk(api.url, connections, seconds, script, env), ceilings)
+            patches = wrk(api.url, 32, seconds, "patch", env)
+            report("PATCH + If-Match, 32 connections", patches, ceilings)
             rows_per_s, peak = export_ndjson(api, args.rows)
             print(
                 f"  NDJSON export of {args.rows} rows: {rows_per_s:,.0f} rows/s, "
@@ -296,11 +300,11 @@ def main():
         url = seed(args.rows)
         api = api_server(url, 1)
         try:
-            wrk(api.url, 64, 8, "random_id.lua", env)  # ~10,000 requests to warm up
+            wrk(api.url, 64, 8, "point", env)  # ~10,000 requests to warm up
             after_10k = api.rss_mib()[0]
             total = 0
             while total < 500_000:
-                total += int(wrk(api.url, 64, 30, "random_id.lua", env)["rps"] * 30)
+                total += int(wrk(api.url, 64, 30, "point", env)["rps"] * 30)
             after_500k = api.rss_mib()[0]
             print(
                 f"\nsoak: worker RSS {after_10k:.1f} MiB after ~10k requests, "
