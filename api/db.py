@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import LoopStopping, await_
+from api.queries import CoalescingLoader
 
 # Plain driver names that users write, mapped to the async drivers we run on.
 _ASYNC_DRIVERS = {
@@ -91,6 +92,7 @@ class Engines:
     def __init__(self, settings):
         self.settings = settings
         self.by_loop = weakref.WeakKeyDictionary()
+        self.loaders = weakref.WeakKeyDictionary()  # loop -> {table: CoalescingLoader}
 
     def current(self):
         loop = asyncio.get_running_loop()
@@ -99,7 +101,19 @@ class Engines:
             engine = self.by_loop[loop] = create_engine(self.settings)
         return engine
 
+    def point_loader(self, table):
+        """The coalescing point loader of ``table`` on the running loop."""
+        loop = asyncio.get_running_loop()
+        loaders = self.loaders.get(loop)
+        if loaders is None:
+            loaders = self.loaders[loop] = {}
+        loader = loaders.get(table)
+        if loader is None:
+            loader = loaders[table] = CoalescingLoader(self.current(), table)
+        return loader
+
     async def dispose(self, loop):
+        self.loaders.pop(loop, None)
         engine = self.by_loop.pop(loop, None)
         if engine is not None:
             await engine.dispose()

@@ -5,6 +5,7 @@ whose keys are ``str`` (SQLAlchemy's ``quoted_name`` keys upset orjson).
 Writes are Core statements, so that zope.sqlalchemy sees them (api.db).
 """
 
+import asyncio
 from functools import cache
 
 import sqlalchemy as sa
@@ -44,6 +45,60 @@ async def load_row(session, table, pk, *, for_update=False):
     statement = statements["one_for_update" if for_update else "one"]
     rows = _dicts(table, await session.execute(statement, {"pk": pk}))
     return rows[0] if rows else None
+
+
+class CoalescingLoader:
+    """Point reads of one table, coalesced: one ``SELECT ... WHERE pk IN (...)`` a batch.
+
+    Reads that arrive while a batch is forming, or while the previous batch is
+    in flight, wait for the next batch; each caller gets its own row. Batches
+    hold at most ``max_batch`` keys and run one at a time, on a connection of
+    their own: they see committed rows only, so a request that has written
+    must read through its own session instead (``Collection.__getitem__``).
+    One loader per table and event loop (``api.db.Engines``).
+    """
+
+    def __init__(self, engine, table, max_batch=200):
+        self.engine = engine
+        self.table = table
+        self.max_batch = max_batch
+        self.waiting = {}  # pk -> futures of the callers that asked for it
+        self.running = False
+
+    async def load(self, pk):
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(pk, []).append(future)
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().call_soon(self._next_batch)
+        return await future
+
+    def _next_batch(self):
+        if not self.waiting:
+            self.running = False
+            return
+        keys = list(self.waiting)[: self.max_batch]
+        batch = {key: self.waiting.pop(key) for key in keys}
+        asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch):
+        try:
+            statements = _statements(self.table)
+            async with self.engine.connect() as connection:
+                result = await connection.execute(statements["many"], {"pks": list(batch)})
+                rows = {row[statements["pk"].name]: row for row in _dicts(self.table, result)}
+        except Exception as exc:
+            for futures in batch.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+        else:
+            for key, futures in batch.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(rows.get(key))
+        finally:
+            self._next_batch()  # what arrived meanwhile goes next
 
 
 # --- lists: filters, order, keyset pages, counts, exports ----------------------------

@@ -38,6 +38,7 @@ class Root:
 
 # Writes lock the row they load, so that a read-modify-write sees the latest version.
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
+READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 class Collection:
@@ -52,14 +53,20 @@ class Collection:
     def __getitem__(self, key):
         if not ITEM_KEY.match(key) or int(key) > BIGINT_MAX:
             raise KeyError(key)
-        for_update = self.request.method in WRITE_METHODS
-        if for_update and not self.request.has_permission("write", self):
+        request = self.request
+        for_update = request.method in WRITE_METHODS
+        if for_update and not request.has_permission("write", self):
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
-        row = await_(
-            queries.load_row(self.request.dbsession, self.table, int(key), for_update=for_update)
-        )
+        if request.method in READ_METHODS and "dbsession" not in request.__dict__:
+            # A read with no transaction of its own: coalesced with its peers.
+            loader = request.registry.api_engines.point_loader(self.table)
+            row = await_(loader.load(int(key)))
+        else:  # the request's own transaction: it sees its own writes, and locks for them
+            row = await_(
+                queries.load_row(request.dbsession, self.table, int(key), for_update=for_update)
+            )
         if row is None:
             raise KeyError(key)
         return Item(self, key, row)

@@ -61,5 +61,20 @@ async def duplicate_key(context, request):
     await request.dbsession.execute(sa.insert(mytable).values(**values))
 
 
+@view_config(
+    context=Root, name="_probe_write_then_traverse", request_method="POST", renderer="json"
+)
+def write_then_traverse(context, request):
+    """Inserts a row, then finds it through traversal in the same transaction.
+
+    A plain def view: it runs in the request greenlet, where traversal may await_().
+    """
+    now = utcnow()
+    values = {"name": request.params["name"], "created_at": now, "updated_at": now}
+    result = await_(request.dbsession.execute(sa.insert(mytable).values(**values)))
+    (pk,) = result.inserted_primary_key
+    return context["mytable"][str(pk)].row
+
+
 def includeme(config):
     config.scan(__name__)

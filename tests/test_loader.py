@@ -1,0 +1,60 @@
+"""The coalescing point loader: concurrent reads share SELECTs; writers read their own writes."""
+
+import asyncio
+import threading
+import uuid
+
+import httpx
+from sqlalchemy import event
+
+from tests.conftest import SEEDED_ROWS
+
+
+def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(http, server, wsgi_app):
+    assert http.get("/mytable/1").status_code == 200  # the server's engine exists now
+    statements, lock = [], threading.Lock()
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "mytable" in statement:
+            with lock:
+                statements.append(statement)
+
+    engines = list(wsgi_app.registry.api_engines.by_loop.values())
+    for engine in engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", count)
+    wanted = [n % SEEDED_ROWS + 1 for n in range(300)]  # repeats included
+    try:
+
+        async def fire():
+            limits = httpx.Limits(max_connections=300)
+            async with httpx.AsyncClient(base_url=server.url, limits=limits) as client:
+                return await asyncio.gather(*(client.get(f"/mytable/{n}") for n in wanted))
+
+        responses = asyncio.run(fire())
+    finally:
+        for engine in engines:
+            event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert [r.json()["id"] for r in responses] == wanted
+    assert [r.json()["name"] for r in responses] == [f"demo {n}" for n in wanted]
+    assert 1 <= len(statements) < len(wanted) / 3, len(statements)
+    assert all(" IN " in s.upper() for s in statements)
+
+
+def test_a_missing_row_in_a_batch_is_404_for_its_caller_only(server):
+    async def fire():
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            return await asyncio.gather(
+                client.get("/mytable/1"),
+                client.get("/mytable/999999999"),
+                client.get("/mytable/2"),
+            )
+
+    ok, missing, also_ok = asyncio.run(fire())
+    assert (ok.status_code, missing.status_code, also_ok.status_code) == (200, 404, 200)
+
+
+def test_a_request_that_has_written_reads_its_own_writes(http):
+    name = f"own-write-{uuid.uuid4().hex}"
+    response = http.post("/_probe_write_then_traverse", params={"name": name})
+    assert response.status_code == 200, response.text
+    assert response.json()["name"] == name
