@@ -141,9 +141,12 @@ def includeme(config):
     spec = os.environ.get("API_TOKENS") or settings.get("api.tokens", "")
     config.set_security_policy(BearerTokenPolicy(parse_tokens(spec)))
     # The ACL at the root of the tree; collections and rows inherit it.
-    reader = "perm:read" if asbool(settings.get("api.read_requires_token", False)) else Everyone
+    reads_need_token = asbool(settings.get("api.read_requires_token", False))
+    reader = "perm:read" if reads_need_token else Everyone
     config.registry.api_acl = ((Allow, reader, "read"), (Allow, "perm:write", "write"))
-    config.set_default_permission("read")
+    if reads_need_token:
+        # Open reads skip the permission check altogether: it is on the hot path.
+        config.set_default_permission("read")
     # Outermost, so that error responses carry the CORS headers too.
     config.add_tween("api.security.cors_tween_factory", under=INGRESS)
     config.scan(__name__)

@@ -72,7 +72,6 @@ def _preferences(request):
     return {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
 
 
-@view_config(context=Collection, request_method="GET", renderer="json")
 async def list_rows(context, request):
     """A page of rows; or, for NDJSON and CSV, the whole result streamed."""
     media_type = formats.negotiate(request)
@@ -118,7 +117,6 @@ def with_etag(request, row):
     return row
 
 
-@view_config(context=Item, request_method="GET", renderer="json")
 def show_row(context, request):
     return with_etag(request, context.row)
 
@@ -260,6 +258,11 @@ async def readiness(context, request):
 def includeme(config):
     settings = config.registry.settings
     config.add_renderer("json", json_renderer_factory)
+    # Views of one context that differ only by method are tried in the order
+    # they were added, and each one passed over raises an exception: the
+    # reads, the hot path, go first.
+    config.add_view(show_row, context=Item, request_method="GET", renderer="json")
+    config.add_view(list_rows, context=Collection, request_method="GET", renderer="json")
     config.registry.api_paging = {
         "default": int(settings.get("api.page_limit_default", 50)),
         "max": int(settings.get("api.page_limit_max", 500)),
