@@ -172,21 +172,21 @@ def _list_statement(table, query):
     return statement.order_by(*_order_by(query.order))
 
 
-async def load_list_page(session, table, query):
+async def load_list_page(connection, table, query):
     """A page of ``query``: (rows with every needed column, whether more follow)."""
     statement = _list_statement(table, query).limit(query.limit + 1)
-    result = await session.execute(statement)
+    result = await connection.execute(statement)
     keys = list(map(str, result.keys()))
     rows = [dict(zip(keys, row, strict=True)) for row in result]
     return rows[: query.limit], len(rows) > query.limit
 
 
-async def count_rows(session, table, query, estimated=False):
+async def count_rows(connection, table, query, estimated=False):
     """(count, how): an exact COUNT, or MySQL/MariaDB's table statistics when
     ``estimated`` and nothing filters the rows (else the exact count)."""
-    dialect = session.bind.dialect.name
+    dialect = connection.dialect.name
     if estimated and not query.filters and dialect in ("mysql", "mariadb"):
-        estimate = await session.scalar(
+        estimate = await connection.scalar(
             sa.text(
                 "SELECT TABLE_ROWS FROM information_schema.TABLES "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
@@ -196,7 +196,7 @@ async def count_rows(session, table, query, estimated=False):
         return int(estimate or 0), "estimated"
     statement = sa.select(sa.func.count()).select_from(table)
     statement = statement.where(*map(_filter_clause, query.filters))
-    return await session.scalar(statement), "exact"
+    return await connection.scalar(statement), "exact"
 
 
 def stream_list(engine, table, query, batch=2000):

@@ -83,16 +83,17 @@ async def list_rows(context, request):
         rows = queries.stream_list(engine, context.table, query)
         return formats.streaming_response(media_type, query.columns, rows)
 
-    preferences = _preferences(request)
-    wants_count = {"count=exact", "count=estimated"} & preferences
-    if wants_count:
-        count, how = await queries.count_rows(
-            request.dbsession, context.table, query, estimated="count=estimated" in preferences
-        )
-        request.response.headers["Total-Count"] = str(count)
-        request.response.headers["Preference-Applied"] = f"count={how}"
-
-    rows, more = await queries.load_list_page(request.dbsession, context.table, query)
+    # A read: one connection of its own, outside the request's transaction
+    # (a GET writes nothing, so there is nothing of its own to see).
+    async with get_engine(request).connect() as connection:
+        preferences = _preferences(request)
+        if {"count=exact", "count=estimated"} & preferences:
+            count, how = await queries.count_rows(
+                connection, context.table, query, estimated="count=estimated" in preferences
+            )
+            request.response.headers["Total-Count"] = str(count)
+            request.response.headers["Preference-Applied"] = f"count={how}"
+        rows, more = await queries.load_list_page(connection, context.table, query)
     next_url = None
     if more:
         cursor = encode_cursor(query, rows[-1], request.registry.api_cursor_secret)
