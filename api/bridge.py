@@ -300,6 +300,9 @@ def build_environ(scope, body):
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "CONTENT_LENGTH": str(len(body)),
+        # The body is in memory already: WebOb need not copy it to a temporary
+        # file (which it would for bodies over 10 KB, and leave to the GC).
+        "webob.is_body_seekable": True,
     }
     for name, value in scope["headers"]:
         key = name.decode("latin-1").upper().replace("-", "_")

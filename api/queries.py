@@ -155,10 +155,12 @@ def _after(order, values):
             after = column.is_not(None) if item.nulls_first else sa.false()
             equal = column.is_(None)
         else:
-            beyond = column < value if item.descending else column > value
+            # A bound literal: SQLAlchemy refuses < and > against a bare True/False.
+            bound = sa.literal(value, type_=column.type)
+            beyond = column < bound if item.descending else column > bound
             if column.nullable and not item.nulls_first:
                 beyond = sa.or_(beyond, column.is_(None))
-            after, equal = beyond, column == value
+            after, equal = beyond, column == bound
         alternatives.append(sa.and_(*equal_so_far, after))
         equal_so_far.append(equal)
     return sa.or_(*alternatives)

@@ -300,14 +300,15 @@ def main():
         url = seed(args.rows)
         api = api_server(url, 1)
         try:
-            wrk(api.url, 64, 8, "point", env)  # ~10,000 requests to warm up
+            warm_up = wrk(api.url, 64, 3, "point", env)  # about 10,000 requests
             after_10k = api.rss_mib()[0]
-            total = 0
+            total = int(warm_up["rps"] * 3)
             while total < 500_000:
                 total += int(wrk(api.url, 64, 30, "point", env)["rps"] * 30)
             after_500k = api.rss_mib()[0]
             print(
-                f"\nsoak: worker RSS {after_10k:.1f} MiB after ~10k requests, "
+                f"\nsoak: worker RSS {after_10k:.1f} MiB after ~{int(warm_up['rps'] * 3):,} "
+                "requests, "
                 f"{after_500k:.1f} MiB after ~{total:,} ({after_500k / after_10k - 1:+.1%})"
             )
         finally:

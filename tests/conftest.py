@@ -48,6 +48,18 @@ async def _run_sql(url, *statements):
         await engine.dispose()
 
 
+async def _create_probe_table(url):
+    from tests.probe_views import PROBE_ROWS, probe_metadata, probe_nullable
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(probe_metadata.create_all)
+            await connection.execute(sa.insert(probe_nullable), PROBE_ROWS)
+    finally:
+        await engine.dispose()
+
+
 def run_sql(url, *statements):
     asyncio.run(_run_sql(url, *statements))
 
@@ -82,6 +94,7 @@ def database_url(request, tmp_path_factory):
     else:
         url, drop = mariadb_database()
     alembic(url, "upgrade", "head")
+    asyncio.run(_create_probe_table(url))
     app = make_app(url)
     app.run(seed, app.registry, SEEDED_ROWS)
     app.close()

@@ -9,7 +9,7 @@ from pyramid.view import view_config
 
 from api.bridge import await_
 from api.models import mytable, utcnow
-from api.resources import Root
+from api.resources import Root, add_collection
 
 
 def _locals_ok(request):
@@ -76,5 +76,36 @@ def write_then_traverse(context, request):
     return context["mytable"][str(pk)].row
 
 
+# A test-only table with nullable columns of several types, served beside
+# mytable: the query language is generic, and mytable has no nullable column
+# that can be ordered by. The fixtures create it (it is not the app's schema).
+probe_metadata = sa.MetaData()
+probe_nullable = sa.Table(
+    "probe_nullable",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("score", sa.Integer, nullable=True),
+    sa.Column("flag", sa.Boolean, nullable=True),
+)
+PROBE_ROWS = [
+    {"score": score, "flag": flag}
+    for score, flag in [
+        (None, True),
+        (3, None),
+        (1, False),
+        (None, None),
+        (2, True),
+        (2, False),
+        (None, False),
+        (5, True),
+        (1, None),
+        (None, True),
+    ]
+]
+
+
 def includeme(config):
     config.scan(__name__)
+    # pyramid.includes run before main() adds the add_collection directive,
+    # so register when the configuration is committed.
+    config.action(None, lambda: add_collection(config, probe_nullable))
