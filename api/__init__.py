@@ -22,9 +22,7 @@ def main(global_config, **settings):
         config.include("api.resources")
         # the tables served as collections
         config.include("api.models")
-        # views and the orjson renderer
+        # views (GET /openapi.json among them) and the orjson renderer
         config.include("api.views")
-        # GET /openapi.json, generated from the tables
-        config.include("api.openapi")
     # The WSGI front door; api.serve wraps the same router in the ASGI one.
     return WSGIApp(config.make_wsgi_app())

@@ -1,13 +1,10 @@
-"""``GET /openapi.json``: an OpenAPI 3.1 document generated from the registered tables."""
+"""An OpenAPI 3.1 document generated from the registered tables (served at /openapi.json)."""
 
 from datetime import datetime
 
 import sqlalchemy as sa
-from pyramid.security import NO_PERMISSION_REQUIRED
-from pyramid.view import view_config
 
 from api.querystring import COMPARISONS
-from api.resources import Root
 from api.validation import ETAG_LIST, INT_RANGES, server_owned
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
@@ -377,21 +374,3 @@ def build_document(collections, max_limit):
         # Reads are open unless api.read_requires_token; writes say their own.
         "security": [{}, {"bearer": []}],
     }
-
-
-@view_config(
-    context=Root,
-    name="openapi.json",
-    request_method="GET",
-    renderer="json",
-    permission=NO_PERMISSION_REQUIRED,
-)
-def openapi_document(context, request):
-    registry = request.registry
-    if getattr(registry, "api_openapi", None) is None:
-        registry.api_openapi = build_document(registry.api_collections, registry.api_paging["max"])
-    return registry.api_openapi
-
-
-def includeme(config):
-    config.scan(__name__)

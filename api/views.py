@@ -23,7 +23,7 @@ from pyramid.view import view_config
 from api import formats, queries
 from api.db import get_engine, ping
 from api.errors import DatabaseUnavailable
-from api.openapi import column_schema
+from api.openapi import build_document, column_schema
 from api.querystring import encode_cursor, parse_list_query
 from api.resources import Collection, Item, Root
 from api.validation import (
@@ -225,28 +225,35 @@ def method_not_allowed(context, request):
     raise HTTPMethodNotAllowed(headers={"Allow": ", ".join(context.allowed_methods)})
 
 
-# Health endpoints: names start with "_", which no collection may (api.resources).
+def public_endpoint(name):
+    """``GET /{name}``, open to all: health and the API's own description.
+
+    Names start with "_" or hold a dot, which no collection name may (api.resources).
+    """
+    return view_config(
+        context=Root,
+        name=name,
+        request_method="GET",
+        renderer="json",
+        permission=NO_PERMISSION_REQUIRED,
+    )
 
 
-@view_config(
-    context=Root,
-    name="__lbheartbeat__",
-    request_method="GET",
-    renderer="json",
-    permission=NO_PERMISSION_REQUIRED,
-)
+@public_endpoint("openapi.json")
+def openapi_document(context, request):
+    registry = request.registry
+    if getattr(registry, "api_openapi", None) is None:
+        registry.api_openapi = build_document(registry.api_collections, registry.api_paging["max"])
+    return registry.api_openapi
+
+
+@public_endpoint("__lbheartbeat__")
 def liveness(context, request):
     """The process answers; the database is not touched."""
     return {"status": "ok"}
 
 
-@view_config(
-    context=Root,
-    name="__heartbeat__",
-    request_method="GET",
-    renderer="json",
-    permission=NO_PERMISSION_REQUIRED,
-)
+@public_endpoint("__heartbeat__")
 async def readiness(context, request):
     """The database answers a round trip within ``db.ping_timeout`` seconds."""
     try:
