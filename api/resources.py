@@ -38,7 +38,8 @@ class Root:
 
 # Writes lock the row they load, so that a read-modify-write sees the latest version.
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
-READ_METHODS = frozenset({"GET", "HEAD"})
+# Methods that write nothing: they read outside any request transaction.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Collection:
@@ -59,7 +60,7 @@ class Collection:
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
-        if request.method in READ_METHODS and "dbsession" not in request.__dict__:
+        if request.method in SAFE_METHODS and "dbsession" not in request.__dict__:
             # A read with no transaction of its own: coalesced with its peers.
             loader = request.registry.api_engines.point_loader(self.table)
             row = await_(loader.load(int(key)))
