@@ -17,7 +17,8 @@ NDJSON = "application/x-ndjson"
 CSV = "text/csv"
 OFFERS = (JSON, NDJSON, CSV)
 CHUNK_BYTES = 64 * 1024
-_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+# How every JSON body is written: datetimes as RFC 3339 UTC ("...Z").
+ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 def negotiate(request):
@@ -45,7 +46,7 @@ def _chunked(lines):
 def ndjson_lines(columns, rows):
     keys = [str(column.name) for column in columns]
     for row in rows:
-        yield orjson.dumps(dict(zip(keys, row, strict=True)), option=_ORJSON_OPTIONS) + b"\n"
+        yield orjson.dumps(dict(zip(keys, row, strict=True)), option=ORJSON_OPTIONS) + b"\n"
 
 
 def _csv_cell(value):
@@ -56,7 +57,7 @@ def _csv_cell(value):
     if isinstance(value, dict | list):
         return orjson.dumps(value).decode()
     if isinstance(value, datetime):
-        return orjson.dumps(value, option=_ORJSON_OPTIONS).decode().strip('"')
+        return orjson.dumps(value, option=ORJSON_OPTIONS).decode().strip('"')
     return value
 
 

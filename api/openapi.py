@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from api.querystring import COMPARISONS
-from api.validation import ETAG_LIST, INT_RANGES, server_owned
+from api.validation import ETAG_LIST, int_range, server_owned
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 ERROR_TITLES = {
@@ -40,10 +40,7 @@ def column_schema(column):
     else:
         python_type = column_type.python_type
         if python_type is int:
-            low, high = next(
-                (r for t, r in INT_RANGES.items() if isinstance(column_type, t)),
-                INT_RANGES[sa.Integer],
-            )
+            low, high = int_range(column_type)
             schema = {"type": "integer", "minimum": low, "maximum": high}
         elif python_type is str:
             schema = {"type": "string"}

@@ -22,6 +22,7 @@ import orjson
 import sqlalchemy as sa
 
 from api.errors import BadRequest
+from api.formats import ORJSON_OPTIONS
 
 RESERVED = frozenset({"select", "order", "limit", "cursor"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
@@ -255,7 +256,7 @@ def encode_cursor(query, row, secret):
     values = [row[item.column.name] for item in query.order]
     payload = orjson.dumps(
         {"q": _b64(hashlib.sha256(query.signature()).digest()[:12]), "v": values},
-        option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC,
+        option=ORJSON_OPTIONS,
     )
     return f"{_b64(payload)}.{_b64(_sign(payload, secret))}"
 

@@ -28,6 +28,13 @@ INT_RANGES = {
 }
 
 
+def int_range(column_type):
+    """The (lowest, highest) value an integer column holds."""
+    return next(
+        (r for t, r in INT_RANGES.items() if isinstance(column_type, t)), INT_RANGES[sa.Integer]
+    )
+
+
 class Unprocessable(HTTPUnprocessableEntity):
     """422 with the ``errors`` member listing each bad field."""
 
@@ -95,10 +102,7 @@ def _check_value(column, value):
     if python_type is int:
         if not isinstance(value, int) or isinstance(value, bool):
             return "must be an integer"
-        low, high = next(
-            (r for t, r in INT_RANGES.items() if isinstance(column_type, t)),
-            INT_RANGES[sa.Integer],
-        )
+        low, high = int_range(column_type)
         return None if low <= value <= high else f"must be from {low} to {high}"
     if python_type is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)

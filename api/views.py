@@ -36,8 +36,6 @@ from api.validation import (
     writable_defaults,
 )
 
-_ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
-
 
 def json_renderer_factory(info):
     def render(value, system):
@@ -47,7 +45,7 @@ def json_renderer_factory(info):
             if response.content_type == response.default_content_type:
                 response.content_type = "application/json"
                 response.charset = None
-        return orjson.dumps(value, option=_ORJSON_OPTIONS)
+        return orjson.dumps(value, option=formats.ORJSON_OPTIONS)
 
     return render
 
