@@ -3,7 +3,7 @@
 An AsyncEngine and its pool belong to the loop that created them. Gunicorn
 builds the app in its master before it forks, so nothing here connects at
 configuration time: each loop gets its engine lazily on first use, and
-disposes of it when the loop stops (``api.bridge.LoopStopping``).
+disposes of it when the loop stops (``api.bridge.add_loop_stopping_hook``).
 """
 
 import asyncio
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
-from api.bridge import LoopStopping, await_
+from api.bridge import await_
 from api.queries import CoalescingLoader
 
 # Plain driver names that users write, mapped to the async drivers we run on.
@@ -177,8 +177,8 @@ async def ping(engine, timeout):
     await asyncio.wait_for(select_one(), timeout)
 
 
-def _dispose_engines(event):
-    await_(event.registry.api_engines.dispose(event.loop))
+def _dispose_engines(registry, loop):
+    await_(registry.api_engines.dispose(loop))
 
 
 def includeme(config):
@@ -192,4 +192,4 @@ def includeme(config):
     config.registry.api_engines = Engines(settings)
     config.registry.api_ping_timeout = float(settings.get("db.ping_timeout", 2))
     config.add_request_method(request_dbsession, "dbsession", reify=True)
-    config.add_subscriber(_dispose_engines, LoopStopping)
+    config.add_loop_stopping_hook(_dispose_engines)

@@ -16,6 +16,7 @@ from pyramid.httpexceptions import (
     HTTPPreconditionRequired,
     HTTPRequestEntityTooLarge,
 )
+from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.settings import asbool
 from pyramid.view import view_config
@@ -37,14 +38,19 @@ from api.validation import (
 )
 
 
+class JSONResponse(Response):
+    """``request.response``: JSON unless a view says otherwise, so the renderer sets nothing."""
+
+    default_content_type = "application/json"
+    default_charset = None
+
+
+def json_response_factory(request):
+    return JSONResponse()
+
+
 def json_renderer_factory(info):
     def render(value, system):
-        request = system.get("request")
-        if request is not None:
-            response = request.response
-            if response.content_type == response.default_content_type:
-                response.content_type = "application/json"
-                response.charset = None
         return orjson.dumps(value, option=formats.ORJSON_OPTIONS)
 
     return render
@@ -264,6 +270,7 @@ async def readiness(context, request):
 def includeme(config):
     settings = config.registry.settings
     config.add_renderer("json", json_renderer_factory)
+    config.set_response_factory(json_response_factory)
     # Views of one context that differ only by method are tried in the order
     # they were added, and each one passed over raises an exception: the
     # reads, the hot path, go first.
