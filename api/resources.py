@@ -11,6 +11,7 @@ from pyramid.httpexceptions import HTTPForbidden
 
 from api import queries
 from api.bridge import await_
+from api.db import SAFE_METHODS
 
 # Collection names are plain identifiers; names starting with "_" belong to
 # the API itself (/__heartbeat__), so a table can never shadow them.
@@ -38,8 +39,6 @@ class Root:
 
 # Writes lock the row they load, so that a read-modify-write sees the latest version.
 WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
-# Methods that write nothing: they read outside any request transaction.
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Collection:

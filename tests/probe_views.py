@@ -8,6 +8,7 @@ from pyramid.threadlocal import get_current_registry, get_current_request
 from pyramid.view import view_config
 
 from api.bridge import await_
+from api.db import get_engine
 from api.models import mytable, utcnow
 from api.resources import Root, add_collection
 
@@ -74,6 +75,19 @@ def write_then_traverse(context, request):
     result = await_(request.dbsession.execute(sa.insert(mytable).values(**values)))
     (pk,) = result.inserted_primary_key
     return context["mytable"][str(pk)].row
+
+
+@view_config(context=Root, name="_probe_session_read", request_method="GET", renderer="json")
+async def session_read(context, request):
+    """A safe request (no transaction manager) that reads through request.dbsession.
+
+    Reports how many pooled connections were out before it read: none, when
+    the sessions of earlier safe requests were closed.
+    """
+    pool = get_engine(request).pool
+    checked_out = pool.checkedout() if hasattr(pool, "checkedout") else None
+    count = await request.dbsession.scalar(sa.select(sa.func.count()).select_from(mytable))
+    return {"rows": count, "checked_out_before": checked_out}
 
 
 # A test-only table with nullable columns of several types, served beside

@@ -44,6 +44,18 @@ def test_reads_commit_nothing(http, commits):
     assert commits == []
 
 
+def test_a_safe_request_may_read_through_its_session_and_gives_the_connection_back(http, commits):
+    total = int(
+        http.get("/mytable/?limit=1", headers={"Prefer": "count=exact"}).headers["Total-Count"]
+    )
+    first = http.get("/_probe_session_read")
+    second = http.get("/_probe_session_read")
+    assert first.status_code == second.status_code == 200
+    assert first.json()["rows"] == total
+    assert second.json()["checked_out_before"] in (0, None)  # None: SQLite's pool has no count
+    assert commits == []
+
+
 def names_in_table(http):
     names, url = [], "/mytable/?limit=500"
     while url:
