@@ -13,6 +13,7 @@ everything in Pyramid's WSGI world (pshell, prequest, WebTest, waitress).
 import asyncio
 import atexit
 import contextvars
+import gc
 import inspect
 import io
 import logging
@@ -225,6 +226,11 @@ class ASGIApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # What exists by now (modules, the app and its registry) lives
+                # as long as the worker: keep it out of the cyclic GC's sight,
+                # so that full collections stop walking it (they were the p99
+                # of point reads: 67 ms against 16 ms frozen).
+                gc.freeze()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 loop = asyncio.get_running_loop()
