@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import await_
-from api.queries import CoalescingLoader
+from api.queries import CoalescingLoader, run_read
 
 # Plain driver names that users write, mapped to the async drivers we run on.
 _ASYNC_DRIVERS = {
@@ -49,7 +49,7 @@ def _json_loads(value):
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def engine_options(settings, url):
+def engine_options(settings, url, prefix="db."):
     options = {
         "pool_pre_ping": True,  # a connection lost while the database was away is replaced
         "json_serializer": lambda obj: orjson.dumps(obj).decode(),
@@ -59,8 +59,10 @@ def engine_options(settings, url):
         return options
     connect_timeout = _int(settings, "db.connect_timeout", 5)
     options.update(
-        pool_size=_int(settings, "db.pool_size", 10),
-        max_overflow=_int(settings, "db.max_overflow", 10),
+        pool_size=_int(settings, f"{prefix}pool_size", _int(settings, "db.pool_size", 10)),
+        max_overflow=_int(
+            settings, f"{prefix}max_overflow", _int(settings, "db.max_overflow", 10)
+        ),
         pool_timeout=_int(settings, "db.pool_timeout", 10),
         pool_recycle=_int(settings, "db.pool_recycle", 3600),
         connect_args={"connect_timeout": connect_timeout},
@@ -68,9 +70,24 @@ def engine_options(settings, url):
     return options
 
 
-def create_engine(settings):
+# The reader's connections are in autocommit: nothing to roll back when they
+# go back to the pool, and no ping when they come out of it (those were two of
+# the three round trips of a read). A connection that died while pooled fails
+# its statement instead, and the read is tried once more (queries.run_read).
+READER_OPTIONS = {
+    "isolation_level": "AUTOCOMMIT",
+    "skip_autocommit_rollback": True,
+    "pool_pre_ping": False,
+}
+
+
+def create_engine(settings, reader=False):
+    """The engine of request sessions (writes), or with ``reader`` the one of plain reads."""
     url = database_url(settings)
-    engine = create_async_engine(url, **engine_options(settings, url))
+    options = engine_options(settings, url, prefix="db.read_" if reader else "db.")
+    if reader:
+        options.update(READER_OPTIONS)
+    engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
@@ -87,19 +104,29 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 class Engines:
-    """The engines of one application, one per event loop."""
+    """The engines of one application, two per event loop: one for request
+    sessions (writes, in transactions), one for reads that need none."""
 
     def __init__(self, settings):
         self.settings = settings
-        self.by_loop = weakref.WeakKeyDictionary()
+        self.by_loop = weakref.WeakKeyDictionary()  # loop -> (engine, reader)
         self.loaders = weakref.WeakKeyDictionary()  # loop -> {table: CoalescingLoader}
 
-    def current(self):
+    def _pair(self):
         loop = asyncio.get_running_loop()
-        engine = self.by_loop.get(loop)
-        if engine is None:
-            engine = self.by_loop[loop] = create_engine(self.settings)
-        return engine
+        pair = self.by_loop.get(loop)
+        if pair is None:
+            settings = self.settings
+            pair = self.by_loop[loop] = (create_engine(settings), create_engine(settings, True))
+        return pair
+
+    def current(self):
+        """The engine of request sessions on the running loop."""
+        return self._pair()[0]
+
+    def reader(self):
+        """The engine of reads outside any transaction on the running loop."""
+        return self._pair()[1]
 
     def point_loader(self, table):
         """The coalescing point loader of ``table`` on the running loop."""
@@ -109,19 +136,23 @@ class Engines:
             loaders = self.loaders[loop] = {}
         loader = loaders.get(table)
         if loader is None:
-            loader = loaders[table] = CoalescingLoader(self.current(), table)
+            loader = loaders[table] = CoalescingLoader(self.reader(), table)
         return loader
 
     async def dispose(self, loop):
         self.loaders.pop(loop, None)
-        engine = self.by_loop.pop(loop, None)
-        if engine is not None:
+        for engine in self.by_loop.pop(loop, ()):
             await engine.dispose()
 
 
 def get_engine(request_or_registry):
     registry = getattr(request_or_registry, "registry", request_or_registry)
     return registry.api_engines.current()
+
+
+def get_reader(request_or_registry):
+    registry = getattr(request_or_registry, "registry", request_or_registry)
+    return registry.api_engines.reader()
 
 
 class RequestSession(Session):
@@ -193,11 +224,10 @@ def request_dbsession(request):
 async def ping(engine, timeout):
     """Round-trip to the database, or raise within ``timeout`` seconds."""
 
-    async def select_one():
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+    async def select_one(connection):
+        await connection.execute(text("SELECT 1"))
 
-    await asyncio.wait_for(select_one(), timeout)
+    await asyncio.wait_for(run_read(engine, select_one), timeout)
 
 
 def _dispose_engines(registry, loop):

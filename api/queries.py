@@ -13,6 +13,24 @@ import sqlalchemy as sa
 from api.models import utcnow
 
 
+async def run_read(engine, work):
+    """``await work(connection)`` on a connection of ``engine``; once more if it was dead.
+
+    The reader engine does not ping a connection as it hands it out. One that
+    died while pooled (the database restarted) fails its first statement, and
+    SQLAlchemy marks every connection pooled before it as stale: the second
+    try connects afresh, and fails for real only if the database is away.
+    """
+    try:
+        async with engine.connect() as connection:
+            return await work(connection)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    async with engine.connect() as connection:
+        return await work(connection)
+
+
 @cache
 def _statements(table):
     (pk,) = table.primary_key.columns
@@ -82,11 +100,14 @@ class CoalescingLoader:
         asyncio.get_running_loop().create_task(self._run(batch))
 
     async def _run(self, batch):
+        statements = _statements(self.table)
+
+        async def select_batch(connection):
+            result = await connection.execute(statements["many"], {"pks": list(batch)})
+            return {row[statements["pk"].name]: row for row in _dicts(self.table, result)}
+
         try:
-            statements = _statements(self.table)
-            async with self.engine.connect() as connection:
-                result = await connection.execute(statements["many"], {"pks": list(batch)})
-                rows = {row[statements["pk"].name]: row for row in _dicts(self.table, result)}
+            rows = await run_read(self.engine, select_batch)
         except Exception as exc:
             for futures in batch.values():
                 for future in futures:
@@ -172,6 +193,22 @@ def _list_statement(table, query):
     if query.after is not None:
         statement = statement.where(_after(query.order, query.after))
     return statement.order_by(*_order_by(query.order))
+
+
+async def read_page(engine, table, query, count=None):
+    """(rows, whether more follow, (count, how) or None) of a page of ``query``.
+
+    ``count`` is None, "exact" or "estimated" (``count_rows``). Read on a
+    connection of its own: a page is never part of a request's transaction.
+    """
+
+    async def page(connection):
+        counted = None
+        if count is not None:
+            counted = await count_rows(connection, table, query, estimated=count == "estimated")
+        return (*await load_list_page(connection, table, query), counted)
+
+    return await run_read(engine, page)
 
 
 async def load_list_page(connection, table, query):

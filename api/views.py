@@ -22,7 +22,7 @@ from pyramid.settings import asbool
 from pyramid.view import view_config
 
 from api import formats, queries
-from api.db import get_engine, ping
+from api.db import get_engine, get_reader, ping
 from api.errors import DatabaseUnavailable
 from api.openapi import build_document, column_schema
 from api.querystring import encode_cursor, parse_list_query
@@ -87,17 +87,12 @@ async def list_rows(context, request):
         rows = queries.stream_list(engine, context.table, query)
         return formats.streaming_response(media_type, query.columns, rows)
 
-    # A read: one connection of its own, outside the request's transaction
-    # (a GET writes nothing, so there is nothing of its own to see).
-    async with get_engine(request).connect() as connection:
-        preferences = _preferences(request)
-        if {"count=exact", "count=estimated"} & preferences:
-            count, how = await queries.count_rows(
-                connection, context.table, query, estimated="count=estimated" in preferences
-            )
-            request.response.headers["Total-Count"] = str(count)
-            request.response.headers["Preference-Applied"] = f"count={how}"
-        rows, more = await queries.load_list_page(connection, context.table, query)
+    preferences = _preferences(request)
+    count = next((how for how in ("estimated", "exact") if f"count={how}" in preferences), None)
+    rows, more, counted = await queries.read_page(get_reader(request), context.table, query, count)
+    if counted is not None:
+        request.response.headers["Total-Count"] = str(counted[0])
+        request.response.headers["Preference-Applied"] = f"count={counted[1]}"
     next_url = None
     if more:
         cursor = encode_cursor(query, rows[-1], request.registry.api_cursor_secret)
@@ -261,7 +256,7 @@ def liveness(context, request):
 async def readiness(context, request):
     """The database answers a round trip within ``db.ping_timeout`` seconds."""
     try:
-        await ping(get_engine(request), request.registry.api_ping_timeout)
+        await ping(get_reader(request), request.registry.api_ping_timeout)
     except Exception as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     return {"status": "ok", "database": "ok"}

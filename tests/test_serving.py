@@ -140,6 +140,14 @@ def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(
 
             proxy.up()
             assert http.get("/mytable/2").json()["id"] == 2
+
+            # A restart between two requests: every pooled connection is dead
+            # and the database is back. Reads (pages, point reads) still succeed
+            # at the first try.
+            for path in ("/mytable/?limit=2", "/mytable/3"):
+                proxy.down()
+                proxy.up()
+                assert http.get(path).status_code == 200, path
             assert server.process.poll() is None
             assert "Traceback" not in server.output()
     finally:
