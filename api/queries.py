@@ -6,7 +6,7 @@ Writes are Core statements, so that zope.sqlalchemy sees them (api.db).
 """
 
 import asyncio
-from functools import cache
+from functools import cache, lru_cache
 
 import sqlalchemy as sa
 
@@ -123,15 +123,41 @@ class CoalescingLoader:
 
 
 # --- lists: filters, order, keyset pages, counts, exports ----------------------------
+#
+# List statements are cached by the shape of their query: the columns, the
+# filters without their values, the order, and which cursor values are NULL.
+# Every value is a bound parameter. Building a statement and its cache key
+# anew cost a fifth of a page. The caches are bounded: clients pick the shapes.
+STATEMENT_CACHE_SIZE = 256
 
 
-def _filter_clause(condition):
-    column, value = condition.column, condition.value
-    match condition.operator:
+def _shape(query):
+    """(filters, after) of ``query`` without values; with its columns and order, a cache key."""
+    filters = tuple(
+        (f.column, f.operator, f.negated, f.value if f.operator == "is" else None)
+        for f in query.filters
+    )
+    after = None if query.after is None else tuple(value is None for value in query.after)
+    return filters, after
+
+
+def _parameters(query):
+    """The values the statement of ``query``'s shape binds."""
+    values = {f"f{i}": f.value for i, f in enumerate(query.filters) if f.operator != "is"}
+    for i, value in enumerate(query.after or ()):
+        if value is not None:
+            values[f"a{i}"] = value
+    return values
+
+
+def _filter_clause(index, shape):
+    column, operator, negated, is_value = shape
+    value = sa.bindparam(f"f{index}")
+    match operator:
         case "is":
-            clause = column.is_(None) if value is None else column == value
+            clause = column.is_(None) if is_value is None else column == is_value
         case "in":
-            clause = column.in_(value)
+            clause = column.in_(sa.bindparam(f"f{index}", expanding=True))
         case "like":
             clause = column.like(value, escape="\\")
         case "ilike":
@@ -148,7 +174,11 @@ def _filter_clause(condition):
             clause = column < value
         case "lte":
             clause = column <= value
-    return sa.not_(clause) if condition.negated else clause
+    return sa.not_(clause) if negated else clause
+
+
+def _where(filters):
+    return [_filter_clause(index, shape) for index, shape in enumerate(filters)]
 
 
 def _order_by(order):
@@ -163,21 +193,21 @@ def _order_by(order):
     return clauses
 
 
-def _after(order, values):
-    """Rows strictly after ``values`` in ``order``: the keyset predicate, NULLs included.
+def _after(order, nulls):
+    """Rows strictly after the cursor's values in ``order``: the keyset predicate.
 
     (k1 after v1) OR (k1 = v1 AND k2 after v2) OR ...; the primary key, last in
-    every order, makes it total.
+    every order, makes it total. ``nulls`` says which values are NULL (only a
+    nullable column holds one); the others are the parameters a0, a1, ...
     """
     alternatives, equal_so_far = [], []
-    for item, value in zip(order, values, strict=True):
+    for index, (item, is_null) in enumerate(zip(order, nulls, strict=True)):
         column = item.column
-        if value is None:  # only a nullable column holds NULL
+        if is_null:
             after = column.is_not(None) if item.nulls_first else sa.false()
             equal = column.is_(None)
         else:
-            # A bound literal: SQLAlchemy refuses < and > against a bare True/False.
-            bound = sa.literal(value, type_=column.type)
+            bound = sa.bindparam(f"a{index}", type_=column.type)
             beyond = column < bound if item.descending else column > bound
             if column.nullable and not item.nulls_first:
                 beyond = sa.or_(beyond, column.is_(None))
@@ -187,12 +217,24 @@ def _after(order, values):
     return sa.or_(*alternatives)
 
 
-def _list_statement(table, query):
-    needed = dict.fromkeys((*query.columns, *(item.column for item in query.order)))
-    statement = sa.select(*needed).where(*map(_filter_clause, query.filters))
-    if query.after is not None:
-        statement = statement.where(_after(query.order, query.after))
-    return statement.order_by(*_order_by(query.order))
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _list_statement(columns, order, filters, after):
+    needed = dict.fromkeys((*columns, *(item.column for item in order)))
+    statement = sa.select(*needed).where(*_where(filters))
+    if after is not None:
+        statement = statement.where(_after(order, after))
+    return statement.order_by(*_order_by(order))
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _page_statement(columns, order, filters, after):
+    statement = _list_statement(columns, order, filters, after)
+    return statement.limit(sa.bindparam("page_limit", type_=sa.Integer))
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _count_statement(table, filters):
+    return sa.select(sa.func.count()).select_from(table).where(*_where(filters))
 
 
 async def read_page(engine, table, query, count=None):
@@ -206,15 +248,16 @@ async def read_page(engine, table, query, count=None):
         counted = None
         if count is not None:
             counted = await count_rows(connection, table, query, estimated=count == "estimated")
-        return (*await load_list_page(connection, table, query), counted)
+        return (*await load_list_page(connection, query), counted)
 
     return await run_read(engine, page)
 
 
-async def load_list_page(connection, table, query):
+async def load_list_page(connection, query):
     """A page of ``query``: (rows with every needed column, whether more follow)."""
-    statement = _list_statement(table, query).limit(query.limit + 1)
-    result = await connection.execute(statement)
+    statement = _page_statement(query.columns, query.order, *_shape(query))
+    parameters = {**_parameters(query), "page_limit": query.limit + 1}
+    result = await connection.execute(statement, parameters)
     keys = list(map(str, result.keys()))
     rows = [dict(zip(keys, row, strict=True)) for row in result]
     return rows[: query.limit], len(rows) > query.limit
@@ -233,9 +276,8 @@ async def count_rows(connection, table, query, estimated=False):
             {"name": table.name},
         )
         return int(estimate or 0), "estimated"
-    statement = sa.select(sa.func.count()).select_from(table)
-    statement = statement.where(*map(_filter_clause, query.filters))
-    return await connection.scalar(statement), "exact"
+    filters, _ = _shape(query)
+    return await connection.scalar(_count_statement(table, filters), _parameters(query)), "exact"
 
 
 def stream_list(engine, table, query, batch=2000):
@@ -245,9 +287,12 @@ def stream_list(engine, table, query, batch=2000):
     facade, whose driver calls ``await_()``. Its connection is its own, as the
     request's transaction has ended by the time the body is sent.
     """
-    statement = _list_statement(table, query).with_only_columns(*query.columns)
+    statement = _list_statement(query.columns, query.order, *_shape(query))
+    statement = statement.with_only_columns(*query.columns)
     with engine.sync_engine.connect() as connection:
-        result = connection.execution_options(yield_per=batch).execute(statement)
+        result = connection.execution_options(yield_per=batch).execute(
+            statement, _parameters(query)
+        )
         for partition in result.partitions():
             yield from partition
 
