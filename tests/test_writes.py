@@ -34,6 +34,19 @@ def test_post_creates_a_row_with_location_and_etag(http, server):
     assert fetched.headers["etag"] == '"1"'
 
 
+@pytest.mark.parametrize(
+    "data",
+    [{"a": [1, 2.5, {"b": None}], "é": "ü\n"}, [1, "x", True], "text", 3.5, 7, True, None],
+)
+def test_json_values_of_every_kind_read_back_as_written(http, data):
+    """Reads pass stored JSON text through to the response: it must come out the same."""
+    row = create(http, data=data).json()
+    assert row["data"] == data
+    assert http.get(f"/mytable/{row['id']}").json()["data"] == data
+    page = http.get(f"/mytable/?id=eq.{row['id']}").json()["items"]
+    assert [item["data"] for item in page] == [data]
+
+
 def test_post_an_array_creates_every_row(http):
     names = [unique_name("batch") for _ in range(3)]
     response = http.post("/mytable/", json=[{"name": n} for n in names], headers=WRITER)
