@@ -245,12 +245,17 @@ class ASGIApp:
             return
         environ = build_environ(scope, body)
         try:
-            await run_in_greenlet(self._respond, environ, send)
+            response = await run_in_greenlet(self._respond, environ, send)
         except Exception:
             # The exception views answer every error a request can raise; this
             # is only reached when they fail themselves.
             log.exception("unhandled error outside the exception views")
             await _send_problem(send, 500, "The server failed to answer this request")
+            return
+        if response is not None:
+            start, body = response
+            await send(start)
+            await send({"type": "http.response.body", "body": body})
 
     async def _read_body(self, scope, receive):
         """The whole body, or None when it is over the limit (checked before reading)."""
@@ -273,6 +278,10 @@ class ASGIApp:
         return b"".join(chunks)
 
     def _respond(self, environ, send):
+        """Run the router (in the request greenlet). A response whose body is in
+        memory, the usual case, is returned as (start message, body) for the
+        task to send, which spares two switches to and fro; a streamed one is
+        sent from here, as its chunks may need the greenlet to be produced."""
         started, app_iter = _collect_response(self.router, environ)
         try:
             status, headers = started
@@ -284,15 +293,13 @@ class ASGIApp:
                 ],
             }
             if isinstance(app_iter, list | tuple):
-                # The usual case: a Pyramid Response with its body in memory.
-                await_(send(start))
-                await_(send({"type": "http.response.body", "body": b"".join(app_iter)}))
-                return
+                return start, b"".join(app_iter)
             await_(send(start))
             for chunk in app_iter:
                 if chunk:
                     await_(send({"type": "http.response.body", "body": chunk, "more_body": True}))
             await_(send({"type": "http.response.body", "body": b""}))
+            return None
         finally:
             _close(app_iter)
 
