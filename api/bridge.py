@@ -229,8 +229,11 @@ class ASGIApp:
                 # What exists by now (modules, the app and its registry) lives
                 # as long as the worker: keep it out of the cyclic GC's sight,
                 # so that full collections stop walking it (they were the p99
-                # of point reads: 67 ms against 16 ms frozen).
+                # of point reads: 67 ms against 16 ms frozen). A page makes
+                # hundreds of objects: collect the young every 10,000
+                # allocations rather than every 700 (7% of a page's CPU).
                 gc.freeze()
+                gc.set_threshold(10_000, 10, 10)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 loop = asyncio.get_running_loop()

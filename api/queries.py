@@ -44,7 +44,7 @@ def _passed_through(column):
 def _response_dicts(result, columns):
     """Rows of a plain read as dicts, ready for a JSON response (not for writing back)."""
     keys = list(map(str, result.keys()))
-    rows = [dict(zip(keys, row, strict=True)) for row in result]
+    rows = [dict(zip(keys, row, strict=True)) for row in result.all()]
     for name in (str(column.name) for column in columns if isinstance(column.type, sa.JSON)):
         for row in rows:
             # SQLite hands back a JSON number as a number, which is JSON already.

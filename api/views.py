@@ -123,7 +123,7 @@ def with_etag(request, row):
     ]
     # WebOb's conditional handling only where there is a condition to check.
     conditional = "HTTP_IF_NONE_MATCH" in request.environ
-    return JSONResponse(body=body, headerlist=headers, conditional_response=conditional)
+    return JSONResponse(app_iter=[body], headerlist=headers, conditional_response=conditional)
 
 
 def show_row(context, request):
