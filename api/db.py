@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import await_
-from api.queries import CoalescingLoader, run_read
+from api.queries import CoalescingLoader, Reader
 
 # Plain driver names that users write, mapped to the async drivers we run on.
 _ASYNC_DRIVERS = {
@@ -73,7 +73,7 @@ def engine_options(settings, url, prefix="db."):
 # The reader's connections are in autocommit: nothing to roll back when they
 # go back to the pool, and no ping when they come out of it (those were two of
 # the three round trips of a read). A connection that died while pooled fails
-# its statement instead, and the read is tried once more (queries.run_read).
+# its statement instead, and the read is tried once more (queries.Reader).
 READER_OPTIONS = {
     "isolation_level": "AUTOCOMMIT",
     "skip_autocommit_rollback": True,
@@ -81,12 +81,22 @@ READER_OPTIONS = {
 }
 
 
-def create_engine(settings, reader=False):
-    """The engine of request sessions (writes), or with ``reader`` the one of plain reads."""
+def create_engine(settings):
+    """The engine of request sessions (writes)."""
     url = database_url(settings)
-    options = engine_options(settings, url, prefix="db.read_" if reader else "db.")
-    if reader:
-        options.update(READER_OPTIONS)
+    return _engine(url, engine_options(settings, url))
+
+
+def create_reader(settings):
+    """The engine of plain reads, as a ``queries.Reader``."""
+    url = database_url(settings)
+    options = {**engine_options(settings, url, prefix="db.read_"), **READER_OPTIONS}
+    # SQLAlchemy's own pool defaults (5 + 10) where the settings give none (SQLite)
+    connections = options.get("pool_size", 5) + options.get("max_overflow", 10)
+    return Reader(_engine(url, options), connections)
+
+
+def _engine(url, options):
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -117,7 +127,7 @@ class Engines:
         pair = self.by_loop.get(loop)
         if pair is None:
             settings = self.settings
-            pair = self.by_loop[loop] = (create_engine(settings), create_engine(settings, True))
+            pair = self.by_loop[loop] = (create_engine(settings), create_reader(settings))
         return pair
 
     def current(self):
@@ -125,7 +135,7 @@ class Engines:
         return self._pair()[0]
 
     def reader(self):
-        """The engine of reads outside any transaction on the running loop."""
+        """The ``queries.Reader`` of reads outside any transaction on the running loop."""
         return self._pair()[1]
 
     def point_loader(self, table):
@@ -141,8 +151,11 @@ class Engines:
 
     async def dispose(self, loop):
         self.loaders.pop(loop, None)
-        for engine in self.by_loop.pop(loop, ()):
+        pair = self.by_loop.pop(loop, None)
+        if pair is not None:
+            engine, reader = pair
             await engine.dispose()
+            await reader.engine.dispose()
 
 
 def get_engine(request_or_registry):
@@ -221,13 +234,13 @@ def request_dbsession(request):
     return session
 
 
-async def ping(engine, timeout):
+async def ping(reader, timeout):
     """Round-trip to the database, or raise within ``timeout`` seconds."""
 
     async def select_one(connection):
         await connection.execute(text("SELECT 1"))
 
-    await asyncio.wait_for(run_read(engine, select_one), timeout)
+    await asyncio.wait_for(reader.run(select_one), timeout)
 
 
 def _dispose_engines(registry, loop):

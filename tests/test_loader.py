@@ -19,7 +19,8 @@ def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(http, server
             with lock:
                 statements.append(statement)
 
-    engines = [e for pair in wsgi_app.registry.api_engines.by_loop.values() for e in pair]
+    pairs = wsgi_app.registry.api_engines.by_loop.values()
+    engines = [e for engine, reader in pairs for e in (engine, reader.engine)]
     for engine in engines:
         event.listen(engine.sync_engine, "before_cursor_execute", count)
     wanted = [n % SEEDED_ROWS + 1 for n in range(300)]  # repeats included
