@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
-from api.bridge import await_
+from api.bridge import await_, run_in_greenlet
 from api.queries import CoalescingLoader, Reader
 
 # Plain driver names that users write, mapped to the async drivers we run on.
@@ -237,10 +237,10 @@ def request_dbsession(request):
 async def ping(reader, timeout):
     """Round-trip to the database, or raise within ``timeout`` seconds."""
 
-    async def select_one(connection):
-        await connection.execute(text("SELECT 1"))
+    def select_one(connection):
+        connection.execute(text("SELECT 1"))
 
-    await asyncio.wait_for(reader.run(select_one), timeout)
+    await asyncio.wait_for(run_in_greenlet(reader.run, select_one), timeout)
 
 
 def _dispose_engines(registry, loop):

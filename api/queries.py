@@ -11,11 +11,16 @@ from functools import cache, lru_cache
 import orjson
 import sqlalchemy as sa
 
+from api.bridge import await_, run_in_greenlet
 from api.models import utcnow
 
 
 class Reader:
     """The engine of plain reads, behind a first-come-first-served gate as wide as its pool.
+
+    Reads run in a request greenlet on the engine's synchronous facade, whose
+    driver calls ``await_()``: each call of the async facade would start a
+    greenlet of its own (a quarter of a page's CPU).
 
     SQLAlchemy's pool hands a connection that comes back to whoever asks
     next, not to whoever has waited longest: with more concurrent reads than
@@ -27,23 +32,27 @@ class Reader:
         self.engine = engine
         self.gate = asyncio.Semaphore(connections)
 
-    async def run(self, work):
-        """``await work(connection)``; once more on a fresh connection if it was dead.
+    def run(self, work):
+        """``work(connection)``; once more on a fresh connection if it was dead.
 
-        Connections are not pinged as they leave the pool. One that died while
-        pooled (the database restarted) fails its first statement, and
-        SQLAlchemy marks every connection pooled before it as stale: the second
-        try connects afresh, and fails for real only if the database is away.
+        Call it in a request greenlet. Connections are not pinged as they leave
+        the pool. One that died while pooled (the database restarted) fails its
+        first statement, and SQLAlchemy marks every connection pooled before
+        it as stale: the second try connects afresh, and fails for real only
+        if the database is away.
         """
-        async with self.gate:
+        await_(self.gate.acquire())
+        try:
             try:
-                async with self.engine.connect() as connection:
-                    return await work(connection)
+                with self.engine.sync_engine.connect() as connection:
+                    return work(connection)
             except sa.exc.DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
-            async with self.engine.connect() as connection:
-                return await work(connection)
+            with self.engine.sync_engine.connect() as connection:
+                return work(connection)
+        finally:
+            self.gate.release()
 
 
 def _passed_through(column):
@@ -140,13 +149,13 @@ class CoalescingLoader:
     async def _run(self, batch):
         statements = _statements(self.table)
 
-        async def select_batch(connection):
-            result = await connection.execute(statements["many_to_send"], {"pks": list(batch)})
+        def select_batch(connection):
+            result = connection.execute(statements["many_to_send"], {"pks": list(batch)})
             rows = _response_dicts(result, self.table.columns)
             return {row[statements["pk"].name]: row for row in rows}
 
         try:
-            rows = await self.reader.run(select_batch)
+            rows = await run_in_greenlet(self.reader.run, select_batch)
         except Exception as exc:
             for futures in batch.values():
                 for future in futures:
@@ -276,37 +285,37 @@ def _count_statement(table, filters):
     return sa.select(sa.func.count()).select_from(table).where(*_where(filters))
 
 
-async def read_page(reader, table, query, count=None):
+def read_page(reader, table, query, count=None):
     """(rows, whether more follow, (count, how) or None) of a page of ``query``.
 
     ``count`` is None, "exact" or "estimated" (``count_rows``). Read on a
     connection of its own: a page is never part of a request's transaction.
     """
 
-    async def page(connection):
+    def page(connection):
         counted = None
         if count is not None:
-            counted = await count_rows(connection, table, query, estimated=count == "estimated")
-        return (*await load_list_page(connection, query), counted)
+            counted = count_rows(connection, table, query, estimated=count == "estimated")
+        return (*load_list_page(connection, query), counted)
 
-    return await reader.run(page)
+    return reader.run(page)
 
 
-async def load_list_page(connection, query):
+def load_list_page(connection, query):
     """A page of ``query``: (rows with every needed column, whether more follow)."""
     statement = _page_statement(query.columns, query.order, *_shape(query))
     parameters = {**_parameters(query), "page_limit": query.limit + 1}
-    result = await connection.execute(statement, parameters)
+    result = connection.execute(statement, parameters)
     rows = _response_dicts(result, query.columns)
     return rows[: query.limit], len(rows) > query.limit
 
 
-async def count_rows(connection, table, query, estimated=False):
+def count_rows(connection, table, query, estimated=False):
     """(count, how): an exact COUNT, or MySQL/MariaDB's table statistics when
     ``estimated`` and nothing filters the rows (else the exact count)."""
     dialect = connection.dialect.name
     if estimated and not query.filters and dialect in ("mysql", "mariadb"):
-        estimate = await connection.scalar(
+        estimate = connection.scalar(
             sa.text(
                 "SELECT TABLE_ROWS FROM information_schema.TABLES "
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
@@ -315,7 +324,7 @@ async def count_rows(connection, table, query, estimated=False):
         )
         return int(estimate or 0), "estimated"
     filters, _ = _shape(query)
-    return await connection.scalar(_count_statement(table, filters), _parameters(query)), "exact"
+    return connection.scalar(_count_statement(table, filters), _parameters(query)), "exact"
 
 
 def stream_list(engine, table, query, batch=2000):

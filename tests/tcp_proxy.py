@@ -14,6 +14,8 @@ class TcpProxy:
         self.thread.start()
         self.listener = None
         self.writers = set()
+        self.flowing = asyncio.Event()  # cleared: bytes are held, as by a hung server
+        self.loop.call_soon_threadsafe(self.flowing.set)
 
     def _call(self, coroutine):
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
@@ -37,6 +39,13 @@ class TcpProxy:
 
         self._call(stop())
 
+    def stall(self):
+        """Hold every byte from now on: the database neither answers nor hangs up."""
+        self.loop.call_soon_threadsafe(self.flowing.clear)
+
+    def resume(self):
+        self.loop.call_soon_threadsafe(self.flowing.set)
+
     def close(self):
         self.down()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -57,6 +66,7 @@ class TcpProxy:
     async def _pipe(self, reader, writer):
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(65536):
+                await self.flowing.wait()
                 writer.write(data)
                 await writer.drain()
         writer.transport.abort()

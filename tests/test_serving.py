@@ -152,3 +152,31 @@ def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(
             assert "Traceback" not in server.output()
     finally:
         proxy.close()
+
+
+def test_a_database_that_hangs_is_503_on_readiness_within_its_timeout(production_db, tmp_path):
+    """The database accepts connections but answers nothing: readiness says so
+    in db.ping_timeout (2 s), the process keeps serving, and all is well once
+    the database answers again."""
+    url = make_url(production_db)
+    proxy = TcpProxy(url.host, url.port or 3306, free_port())
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    proxy.up()
+    try:
+        with (
+            Pserve(tmp_path / "pserve.log", through_proxy, "--workers 1") as server,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
+            assert http.get("/__heartbeat__").status_code == 200  # pooled connections now
+            proxy.stall()
+            started = time.monotonic()
+            assert_problem(http.get("/__heartbeat__"), 503)
+            assert 1.5 < time.monotonic() - started < 5
+            assert http.get("/__lbheartbeat__").status_code == 200
+            proxy.resume()
+            assert http.get("/__heartbeat__").status_code == 200
+            assert http.get("/mytable/1").json()["id"] == 1
+            assert server.process.poll() is None
+            assert "Traceback" not in server.output()
+    finally:
+        proxy.close()
