@@ -241,7 +241,7 @@ def main():
     seconds = 3 if args.short else 10
     connection_counts = (64,) if args.short else (64, 256)
     worker_counts = (1,) if args.short else (1, os.cpu_count())
-    pool_size = 30  # production.ini: db.read_pool_size (reads need no more)
+    pool_size = 30  # generous: the ceiling is asyncmy at its best, whatever production.ini says
 
     print(f"seeding {args.rows} rows ...", flush=True)
     url = seed(args.rows)
