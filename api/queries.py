@@ -18,9 +18,10 @@ from api.models import utcnow
 class Reader:
     """The engine of plain reads, behind a first-come-first-served gate as wide as its pool.
 
-    Reads run in a request greenlet on the engine's synchronous facade, whose
-    driver calls ``await_()``: each call of the async facade would start a
-    greenlet of its own (a quarter of a page's CPU).
+    A read runs in one greenlet on the engine's synchronous facade, whose
+    driver calls ``await_()``: the async loaders hand it over with
+    ``run_in_greenlet``. Each call of the async facade would start a greenlet
+    of its own (a quarter of a page's CPU went to that).
 
     SQLAlchemy's pool hands a connection that comes back to whoever asks
     next, not to whoever has waited longest: with more concurrent reads than
@@ -35,7 +36,7 @@ class Reader:
     def run(self, work):
         """``work(connection)``; once more on a fresh connection if it was dead.
 
-        Call it in a request greenlet. Connections are not pinged as they leave
+        Call it in a greenlet (``run_in_greenlet``). Connections are not pinged as they leave
         the pool. One that died while pooled (the database restarted) fails its
         first statement, and SQLAlchemy marks every connection pooled before
         it as stale: the second try connects afresh, and fails for real only
@@ -285,7 +286,7 @@ def _count_statement(table, filters):
     return sa.select(sa.func.count()).select_from(table).where(*_where(filters))
 
 
-def read_page(reader, table, query, count=None):
+async def read_page(reader, table, query, count=None):
     """(rows, whether more follow, (count, how) or None) of a page of ``query``.
 
     ``count`` is None, "exact" or "estimated" (``count_rows``). Read on a
@@ -298,7 +299,7 @@ def read_page(reader, table, query, count=None):
             counted = count_rows(connection, table, query, estimated=count == "estimated")
         return (*load_list_page(connection, query), counted)
 
-    return reader.run(page)
+    return await run_in_greenlet(reader.run, page)
 
 
 def load_list_page(connection, query):

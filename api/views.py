@@ -76,12 +76,8 @@ def _preferences(request):
     return {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
 
 
-def list_rows(context, request):
-    """A page of rows; or, for NDJSON and CSV, the whole result streamed.
-
-    A plain def view: it runs in the request greenlet, where reads use the
-    engine's synchronous facade (``queries.Reader``).
-    """
+async def list_rows(context, request):
+    """A page of rows; or, for NDJSON and CSV, the whole result streamed."""
     media_type = formats.negotiate(request)
     query = parse_list_query(
         context.table, request.GET, request.registry.api_paging, request.registry.api_cursor_secret
@@ -93,7 +89,7 @@ def list_rows(context, request):
 
     preferences = _preferences(request)
     count = next((how for how in ("estimated", "exact") if f"count={how}" in preferences), None)
-    rows, more, counted = queries.read_page(get_reader(request), context.table, query, count)
+    rows, more, counted = await queries.read_page(get_reader(request), context.table, query, count)
     if counted is not None:
         request.response.headers["Total-Count"] = str(counted[0])
         request.response.headers["Preference-Applied"] = f"count={counted[1]}"
