@@ -300,15 +300,14 @@ def main():
         url = seed(args.rows)
         api = api_server(url, 1)
         try:
-            warm_up = wrk(api.url, 64, 3, "point", env)  # about 10,000 requests
+            warm_up = int(wrk(api.url, 64, 1, "point", env)["rps"])  # ~10,000 requests here
             after_10k = api.rss_mib()[0]
-            total = int(warm_up["rps"] * 3)
+            total = warm_up
             while total < 500_000:
                 total += int(wrk(api.url, 64, 30, "point", env)["rps"] * 30)
             after_500k = api.rss_mib()[0]
             print(
-                f"\nsoak: worker RSS {after_10k:.1f} MiB after ~{int(warm_up['rps'] * 3):,} "
-                "requests, "
+                f"\nsoak: worker RSS {after_10k:.1f} MiB after ~{warm_up:,} requests, "
                 f"{after_500k:.1f} MiB after ~{total:,} ({after_500k / after_10k - 1:+.1%})"
             )
         finally:
