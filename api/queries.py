@@ -1,7 +1,7 @@
 """Every query the API runs, in one place: async loaders and writers over registered tables.
 
-Statements are built once per table and reused; rows come back as plain dicts
-whose keys are ``str`` (SQLAlchemy's ``quoted_name`` keys upset orjson).
+Statements are built once per table, or per query shape, and reused; rows come
+back as plain dicts whose keys are ``str`` (``quoted_name`` keys upset orjson).
 Writes are Core statements, so that zope.sqlalchemy sees them (api.db).
 """
 
@@ -36,11 +36,11 @@ class Reader:
     def run(self, work):
         """``work(connection)``; once more on a fresh connection if it was dead.
 
-        Call it in a greenlet (``run_in_greenlet``). Connections are not pinged as they leave
-        the pool. One that died while pooled (the database restarted) fails its
-        first statement, and SQLAlchemy marks every connection pooled before
-        it as stale: the second try connects afresh, and fails for real only
-        if the database is away.
+        Call it in a greenlet (``run_in_greenlet``). Connections are not
+        pinged as they leave the pool. One that died while pooled (the
+        database restarted) fails its first statement, and SQLAlchemy marks
+        every connection pooled before it as stale: the second try connects
+        afresh, and fails for real only if the database is away.
         """
         await_(self.gate.acquire())
         try:
@@ -59,7 +59,9 @@ class Reader:
 def _passed_through(column):
     """How a plain read selects ``column``: JSON as its stored text, which
     ``_response_dicts`` hands to orjson as is, instead of parsing it only to
-    write it again (a tenth of a page). The database holds valid JSON only."""
+    write it again (a tenth of a page). The text is valid JSON: MariaDB checks
+    it (JSON is LONGTEXT with a json_valid CHECK), and on SQLite the column is
+    written through this API, which writes it with orjson."""
     if isinstance(column.type, sa.JSON):
         return sa.type_coerce(column, sa.Text).label(column.name)
     return column
@@ -130,6 +132,7 @@ class CoalescingLoader:
         self.max_batch = max_batch
         self.waiting = {}  # pk -> futures of the callers that asked for it
         self.running = False
+        self.in_flight = None  # the task of the batch in flight
 
     async def load(self, pk):
         future = asyncio.get_running_loop().create_future()
@@ -145,7 +148,8 @@ class CoalescingLoader:
             return
         keys = list(self.waiting)[: self.max_batch]
         batch = {key: self.waiting.pop(key) for key in keys}
-        asyncio.get_running_loop().create_task(self._run(batch))
+        # Held here: the loop keeps only a weak reference to a task.
+        self.in_flight = asyncio.get_running_loop().create_task(self._run(batch))
 
     async def _run(self, batch):
         statements = _statements(self.table)
