@@ -124,8 +124,11 @@ def test_a_wrong_method_is_405_with_allow(http, path, method, allow):
 
 def test_head_answers_like_get_without_a_body(http):
     response = http.head("/mytable/1")
+    got = http.get("/mytable/1")
     assert response.status_code == 200
     assert response.content == b""
+    for header in ("content-type", "content-length", "etag"):
+        assert response.headers[header] == got.headers[header]
 
 
 def test_big_integers_are_exact(http, wsgi_app, backend):
