@@ -93,7 +93,7 @@ def create_reader(settings):
     options = {**engine_options(settings, url, prefix="db.read_"), **READER_OPTIONS}
     # SQLAlchemy's own pool defaults (5 + 10) where the settings give none (SQLite)
     connections = options.get("pool_size", 5) + options.get("max_overflow", 10)
-    return Reader(_engine(url, options), connections)
+    return Reader(_engine(url, options), connections, _int(settings, "db.pool_timeout", 10))
 
 
 def _engine(url, options):

@@ -29,9 +29,14 @@ class Reader:
     one worker: 4.2 s). asyncio's Semaphore serves its waiters in order.
     """
 
-    def __init__(self, engine, connections):
+    def __init__(self, engine, connections, timeout):
         self.engine = engine
         self.gate = asyncio.Semaphore(connections)
+        self.timeout = timeout  # seconds to wait for a connection; then TimeoutError (503)
+
+    async def _enter(self):
+        async with asyncio.timeout(self.timeout):
+            await self.gate.acquire()
 
     def run(self, work):
         """``work(connection)``; once more on a fresh connection if it was dead.
@@ -42,7 +47,7 @@ class Reader:
         every connection pooled before it as stale: the second try connects
         afresh, and fails for real only if the database is away.
         """
-        await_(self.gate.acquire())
+        await_(self._enter())
         try:
             try:
                 with self.engine.sync_engine.connect() as connection:

@@ -1,6 +1,7 @@
 """``pserve production.ini`` as it runs in production: gunicorn, uvicorn workers, MariaDB."""
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import subprocess
@@ -11,8 +12,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from api.bridge import ASGIApp
 from api.seed import seed
-from tests.conftest import ROOT, alembic, free_port, make_app
+from tests.conftest import ROOT, ThreadedServer, alembic, free_port, make_app
 from tests.tcp_proxy import TcpProxy
 from tests.test_reads import assert_problem
 
@@ -69,8 +71,9 @@ class Pserve:
         return pathlib.Path(self.log_path).read_text()
 
 
-async def _locked_reads(base_url, database_url, count):
-    """Hold a write lock on mytable while ``count`` reads wait for it; then release."""
+@contextlib.asynccontextmanager
+async def _table_locked(database_url):
+    """``LOCK TABLES mytable WRITE`` from a connection of its own, until the block ends."""
     import asyncmy
 
     url = make_url(database_url)
@@ -81,22 +84,28 @@ async def _locked_reads(base_url, database_url, count):
         password=url.password or "",
         database=url.database,
     )
-    limits = httpx.Limits(max_connections=count + 10)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+    try:
         async with lock_holder.cursor() as cursor:
             await cursor.execute("LOCK TABLES mytable WRITE")
-        reads = [asyncio.create_task(client.get(f"/mytable/{n}")) for n in range(1, count + 1)]
-        await asyncio.sleep(1.0)  # every read is in flight, waiting on the lock
-        waiting = sum(not task.done() for task in reads)
-        liveness = []
-        for _ in range(3):
-            started = time.perf_counter()
-            response = await client.get("/__lbheartbeat__")
-            liveness.append((time.perf_counter() - started, response.status_code))
-        async with lock_holder.cursor() as cursor:
-            await cursor.execute("UNLOCK TABLES")
+        yield
+    finally:
+        await lock_holder.ensure_closed()  # the lock goes with the connection
+
+
+async def _locked_reads(base_url, database_url, count):
+    """Hold a write lock on mytable while ``count`` reads wait for it; then release."""
+    limits = httpx.Limits(max_connections=count + 10)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        async with _table_locked(database_url):
+            reads = [asyncio.create_task(client.get(f"/mytable/{n}")) for n in range(1, count + 1)]
+            await asyncio.sleep(1.0)  # every read is in flight, waiting on the lock
+            waiting = sum(not task.done() for task in reads)
+            liveness = []
+            for _ in range(3):
+                started = time.perf_counter()
+                response = await client.get("/__lbheartbeat__")
+                liveness.append((time.perf_counter() - started, response.status_code))
         responses = await asyncio.gather(*reads)
-    await lock_holder.ensure_closed()
     return waiting, liveness, responses
 
 
@@ -180,3 +189,31 @@ def test_a_database_that_hangs_is_503_on_readiness_within_its_timeout(production
             assert "Traceback" not in server.output()
     finally:
         proxy.close()
+
+
+def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(production_db):
+    """Reads queue for their connections; one that waits past db.pool_timeout is
+    told so (503) instead of hanging, and the read that held it still succeeds."""
+    settings = {"db.read_pool_size": "1", "db.read_max_overflow": "0", "db.pool_timeout": "1"}
+    app = make_app(production_db, **settings)
+
+    async def run(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
+            async with _table_locked(production_db):
+                holding = asyncio.create_task(client.get("/mytable/?limit=1"))
+                await asyncio.sleep(0.3)  # it holds the only read connection, waiting on the lock
+                started = time.monotonic()
+                queued = await client.get("/mytable/?limit=2")
+                waited = time.monotonic() - started
+            held = await holding
+        return queued, waited, held
+
+    try:
+        with ThreadedServer(ASGIApp(app)) as server:
+            queued, waited, held = asyncio.run(run(server.url))
+    finally:
+        app.close()
+    assert_problem(queued, 503)
+    assert 0.9 < waited < 5
+    assert held.status_code == 200
+    assert [row["id"] for row in held.json()["items"]] == [1]
