@@ -20,6 +20,8 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.settings import asbool
 from pyramid.view import view_config
+from webob.compat import parse_qsl_text
+from webob.multidict import MultiDict
 
 from api import formats, queries
 from api.db import get_engine, get_reader, ping
@@ -76,11 +78,20 @@ def _preferences(request):
     return {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
 
 
+def _query_params(request):
+    """``request.GET``, parsed alike, without WebOb's cache in the environ: that
+    cache and the environ refer to each other, a reference cycle per request
+    left for the cyclic GC."""
+    return MultiDict(parse_qsl_text(request.query_string))
+
+
 async def list_rows(context, request):
     """A page of rows; or, for NDJSON and CSV, the whole result streamed."""
     media_type = formats.negotiate(request)
+    params = _query_params(request)
+    registry = request.registry
     query = parse_list_query(
-        context.table, request.GET, request.registry.api_paging, request.registry.api_cursor_secret
+        context.table, params, registry.api_paging, registry.api_cursor_secret
     )
     if media_type != "application/json":
         engine = get_engine(request)
@@ -96,8 +107,8 @@ async def list_rows(context, request):
     next_url = None
     if more:
         cursor = encode_cursor(query, rows[-1], request.registry.api_cursor_secret)
-        params = [(k, v) for k, v in request.GET.items() if k != "cursor"]
-        next_url = request.resource_url(context, query=[*params, ("cursor", cursor)])
+        kept = [(k, v) for k, v in params.items() if k != "cursor"]
+        next_url = request.resource_url(context, query=[*kept, ("cursor", cursor)])
         request.response.headers["Link"] = f'<{next_url}>; rel="next"'
     keys = [str(column.name) for column in query.columns]
     if rows and len(rows[0]) != len(keys):  # order columns were fetched for the cursor
