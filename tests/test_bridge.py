@@ -127,3 +127,53 @@ def test_closing_the_wsgi_app_disposes_of_its_background_engine(database_url):
     assert len(app.registry.api_engines.by_loop) == 1
     app.close()
     assert len(app.registry.api_engines.by_loop) == 0
+
+
+def test_reads_leave_no_reference_cycles_for_the_gc(wsgi_app):
+    """Point reads and pages are freed by reference counting alone: a cycle per
+    request made the cyclic GC pause every request for 30-40 ms under load."""
+    import gc
+
+    from api.bridge import loop_stopping
+
+    asgi = ASGIApp(wsgi_app)
+    paths = [("/mytable/1", b""), ("/mytable/", b"limit=3&id=gt.1&order=name.desc")]
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def get(path, query_string):
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "query_string": query_string,
+            "headers": [(b"host", b"localhost")],
+        }
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await asgi(scope, receive, send)
+        return sent[0]["status"]
+
+    async def cyclic_garbage_of_reads():
+        for path, query_string in paths:  # the engines and caches of this loop are made now
+            assert await get(path, query_string) == 200
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            for _ in range(10):
+                for path, query_string in paths:
+                    assert await get(path, query_string) == 200
+            gc.collect()
+            return [type(o).__name__ for o in gc.garbage]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+            await run_in_greenlet(loop_stopping, wsgi_app.registry, asyncio.get_running_loop())
+
+    assert asyncio.run(cyclic_garbage_of_reads()) == []
