@@ -158,14 +158,16 @@ class Engines:
             await reader.engine.dispose()
 
 
+def _engines(request_or_registry):
+    return getattr(request_or_registry, "registry", request_or_registry).api_engines
+
+
 def get_engine(request_or_registry):
-    registry = getattr(request_or_registry, "registry", request_or_registry)
-    return registry.api_engines.current()
+    return _engines(request_or_registry).current()
 
 
 def get_reader(request_or_registry):
-    registry = getattr(request_or_registry, "registry", request_or_registry)
-    return registry.api_engines.reader()
+    return _engines(request_or_registry).reader()
 
 
 class RequestSession(Session):

@@ -72,10 +72,14 @@ def _passed_through(column):
     return column
 
 
+def _dicts(result):
+    keys = list(map(str, result.keys()))
+    return [dict(zip(keys, row, strict=True)) for row in result.all()]
+
+
 def _response_dicts(result, columns):
     """Rows of a plain read as dicts, ready for a JSON response (not for writing back)."""
-    keys = list(map(str, result.keys()))
-    rows = [dict(zip(keys, row, strict=True)) for row in result.all()]
+    rows = _dicts(result)
     for name in (str(column.name) for column in columns if isinstance(column.type, sa.JSON)):
         for row in rows:
             # SQLite hands back a JSON number as a number, which is JSON already.
@@ -90,7 +94,6 @@ def _statements(table):
     one = sa.select(table).where(pk == sa.bindparam("pk"))
     pks = pk.in_(sa.bindparam("pks", expanding=True))
     return {
-        "keys": tuple(str(column.name) for column in table.columns),
         "pk": pk,
         "one": one,
         "one_for_update": one.with_for_update(),
@@ -103,11 +106,6 @@ def primary_key(table):
     return _statements(table)["pk"]
 
 
-def _dicts(table, result):
-    keys = _statements(table)["keys"]
-    return [dict(zip(keys, row, strict=True)) for row in result]
-
-
 async def load_row(session, table, pk, *, for_update=False):
     """The row with primary key ``pk`` as a dict, or None.
 
@@ -116,7 +114,7 @@ async def load_row(session, table, pk, *, for_update=False):
     """
     statements = _statements(table)
     statement = statements["one_for_update" if for_update else "one"]
-    rows = _dicts(table, await session.execute(statement, {"pk": pk}))
+    rows = _dicts(await session.execute(statement, {"pk": pk}))
     return rows[0] if rows else None
 
 
@@ -369,7 +367,7 @@ async def insert_rows(session, table, rows):
     statement = _statements(table)["many"]
     stored = {
         row[primary_key(table).name]: row
-        for row in _dicts(table, await session.execute(statement, {"pks": pks}))
+        for row in _dicts(await session.execute(statement, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
 

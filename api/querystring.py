@@ -22,7 +22,7 @@ import orjson
 import sqlalchemy as sa
 
 from api.errors import BadRequest
-from api.formats import ORJSON_OPTIONS
+from api.formats import dump_json
 
 RESERVED = frozenset({"select", "order", "limit", "cursor"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
@@ -254,10 +254,7 @@ def _unb64(text):
 
 def encode_cursor(query, row, secret):
     values = [row[item.column.name] for item in query.order]
-    payload = orjson.dumps(
-        {"q": _b64(hashlib.sha256(query.signature()).digest()[:12]), "v": values},
-        option=ORJSON_OPTIONS,
-    )
+    payload = dump_json({"q": _b64(hashlib.sha256(query.signature()).digest()[:12]), "v": values})
     return f"{_b64(payload)}.{_b64(_sign(payload, secret))}"
 
 

@@ -7,7 +7,6 @@
 import os
 import secrets
 
-import orjson
 from pyramid.httpexceptions import (
     HTTPConflict,
     HTTPMethodNotAllowed,
@@ -53,7 +52,7 @@ def json_response_factory(request):
 
 def json_renderer_factory(info):
     def render(value, system):
-        return orjson.dumps(value, option=formats.ORJSON_OPTIONS)
+        return formats.dump_json(value)
 
     return render
 
@@ -120,20 +119,24 @@ def etag(row):
     return f'"{row["version"]}"'
 
 
+# The request headers WebOb's conditional responses answer.
+CONDITIONAL_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE")
+
+
 def with_etag(request, row):
     """``row`` as a JSON response with its ETag; GET and HEAD answer If-None-Match with 304.
 
     Built whole rather than through the renderer and ``request.response``: it
     is the answer to every point read, the hot path.
     """
-    body = orjson.dumps(row, option=formats.ORJSON_OPTIONS)
+    body = formats.dump_json(row)
     headers = [
-        ("Content-Type", "application/json"),
+        ("Content-Type", formats.JSON),
         ("Content-Length", str(len(body))),
         ("ETag", etag(row)),
     ]
-    # WebOb's conditional handling only where there is a condition to check.
-    conditional = "HTTP_IF_NONE_MATCH" in request.environ
+    # WebOb's conditional handling (304, 206) only where there is a condition to check.
+    conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)
     return JSONResponse(app_iter=[body], headerlist=headers, conditional_response=conditional)
 
 

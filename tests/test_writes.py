@@ -175,6 +175,14 @@ def test_get_honours_if_none_match(http):
     assert http.get(f"/mytable/{row['id']}", headers={"If-None-Match": '"2"'}).status_code == 200
 
 
+def test_get_honours_range(http):
+    whole = http.get("/mytable/1")
+    part = http.get("/mytable/1", headers={"Range": "bytes=0-4"})
+    assert part.status_code == 206
+    assert part.content == whole.content[:5]
+    assert part.headers["content-range"] == f"bytes 0-4/{len(whole.content)}"
+
+
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
 def test_if_match_guards_every_write(http, method):
     row = create(http).json()
