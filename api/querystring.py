@@ -241,7 +241,7 @@ def parse_list_query(table, params, paging, cursor_secret):
 
 
 def _sign(payload, secret):
-    return hmac.new(secret, payload, hashlib.sha256).digest()[:16]
+    return hmac.digest(secret, payload, "sha256")[:16]
 
 
 def _b64(data):
