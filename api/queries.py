@@ -146,7 +146,6 @@ def _statements(table):
         "one": one,
         "one_for_update": one.with_for_update(),
         "many": sa.select(table).where(pks),
-        "many_to_send": sa.select(*map(_passed_through, table.columns)).where(pks),
     }
 
 
@@ -203,12 +202,12 @@ class CoalescingLoader:
         self.in_flight = asyncio.get_running_loop().create_task(self._run(batch))
 
     async def _run(self, batch):
-        statements = _statements(self.table)
+        pk_name = primary_key(self.table).name
 
         def select_batch(connection):
-            result = connection.execute(statements["many_to_send"], {"pks": list(batch)})
-            rows = _pass_json_through(_dicts(result), self.table.columns)
-            return {row[statements["pk"].name]: row for row in rows}
+            read, values = _batch_read(self.table, list(batch), connection.dialect)
+            rows = _pass_json_through(read.dicts(connection, values), self.table.columns)
+            return {row[pk_name]: row for row in rows}
 
         try:
             rows = await run_in_greenlet(self.reader.run, select_batch)
@@ -380,6 +379,7 @@ class PlainRead:
     processor, as SQLAlchemy would. A driver error goes through SQLAlchemy's
     own handling: the same wrapped exceptions, and a dead connection
     invalidated with the pool behind it (``Reader.run`` retries on that).
+    The engine's cursor events fire, but cannot rewrite the statement.
     Only for statements without expanding parameters.
     """
 
@@ -415,8 +415,13 @@ class PlainRead:
             )
         ]
         cursor = connection.connection.cursor()
+        events = connection.dispatch  # listeners (tracing, statement counts) see these reads too
         try:
+            if events.before_cursor_execute:
+                events.before_cursor_execute(connection, cursor, self.sql, parameters, None, False)
             cursor.execute(self.sql, parameters)
+            if events.after_cursor_execute:
+                events.after_cursor_execute(connection, cursor, self.sql, parameters, None, False)
             rows = cursor.fetchall()
         except Exception as error:
             # SQLAlchemy's handling of a driver error, as in Connection.execute.
@@ -440,6 +445,25 @@ class PlainRead:
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def _page_read(columns, order, filters, after, dialect):
     return PlainRead(_page_statement(columns, order, filters, after), dialect)
+
+
+def _batch_read(table, keys, dialect):
+    """(PlainRead, values) of the rows of ``table`` whose primary keys are ``keys``.
+
+    The IN list is padded to a power of two with the last key again, so that
+    batches of any size share eight statements (up to 256 keys).
+    """
+    size = 1 << (len(keys) - 1).bit_length()
+    padded = keys + keys[-1:] * (size - len(keys))
+    return _batch_statement(table, size, dialect), {f"k{i}": key for i, key in enumerate(padded)}
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _batch_statement(table, size, dialect):
+    pk = primary_key(table)
+    keys = [sa.bindparam(f"k{i}", type_=pk.type) for i in range(size)]
+    statement = sa.select(*map(_passed_through, table.columns)).where(pk.in_(keys))
+    return PlainRead(statement, dialect)
 
 
 def load_list_page(connection, query):
