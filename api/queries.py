@@ -120,10 +120,13 @@ def _passed_through(column):
     return column
 
 
-def _dicts(result):
+def _as_dicts(keys, rows):
     # zip(strict=True) would check what the statement guarantees, at a third of the cost.
-    keys = list(map(str, result.keys()))
-    return [dict(zip(keys, row, strict=False)) for row in result.all()]
+    return [dict(zip(keys, row, strict=False)) for row in rows]
+
+
+def _dicts(result):
+    return _as_dicts(list(map(str, result.keys())), result.all())
 
 
 def _pass_json_through(rows, columns):
@@ -388,14 +391,12 @@ class PlainRead:
         self.sql = compiled.string
         # The bind names in the order the (positional) paramstyle takes them.
         self.names = compiled.positiontup
-        processors = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for name, bind in compiled.binds.items()
-        }
-        self.bind_processors = [processors.get(name) for name in self.names]
+        binds = compiled.binds
+        self.bind_processors = [
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        ]
         # Values the statement holds itself (SQLite's "OFFSET ?" after a LIMIT)
-        binds = compiled.binds.items()
-        self.fixed = {name: bind.effective_value for name, bind in binds if not bind.required}
+        self.fixed = {name: b.effective_value for name, b in binds.items() if not b.required}
         columns = statement.selected_columns
         self.keys = [str(column.name) for column in columns]
         self.processors = [
@@ -429,10 +430,9 @@ class PlainRead:
             raise
         finally:
             cursor.close()
-        keys = self.keys
-        if self.processors is None:
-            return [dict(zip(keys, row, strict=False)) for row in rows]  # as _dicts
-        processors = self.processors
+        keys, processors = self.keys, self.processors
+        if processors is None:
+            return _as_dicts(keys, rows)
         return [
             {
                 key: value if process is None else process(value)
