@@ -384,6 +384,10 @@ class PlainRead:
     invalidated with the pool behind it (``Reader.run`` retries on that).
     The engine's cursor events fire, but cannot rewrite the statement.
     Only for statements without expanding parameters.
+
+    On asyncmy, the production driver, the statement goes to the driver's own
+    cursor in one ``await_()``: SQLAlchemy's adapted cursor takes three
+    (enter, execute, close), a tenth of a page's CPU.
     """
 
     def __init__(self, statement, dialect):
@@ -404,6 +408,7 @@ class PlainRead:
         ]
         if not any(self.processors):
             self.processors = None
+        self.on_driver_cursor = dialect.driver == "asyncmy"
 
     def dicts(self, connection, values):
         """The rows for the bound ``values`` (by name), as dicts keyed by column."""
@@ -415,21 +420,7 @@ class PlainRead:
                 strict=True,
             )
         ]
-        cursor = connection.connection.cursor()
-        events = connection.dispatch  # listeners (tracing, statement counts) see these reads too
-        try:
-            if events.before_cursor_execute:
-                events.before_cursor_execute(connection, cursor, self.sql, parameters, None, False)
-            cursor.execute(self.sql, parameters)
-            if events.after_cursor_execute:
-                events.after_cursor_execute(connection, cursor, self.sql, parameters, None, False)
-            rows = cursor.fetchall()
-        except Exception as error:
-            # SQLAlchemy's handling of a driver error, as in Connection.execute.
-            connection._handle_dbapi_exception(error, self.sql, parameters, cursor, None)
-            raise
-        finally:
-            cursor.close()
+        rows = self._fetch(connection, parameters)
         keys, processors = self.keys, self.processors
         if processors is None:
             return _as_dicts(keys, rows)
@@ -440,6 +431,43 @@ class PlainRead:
             }
             for row in rows
         ]
+
+    def _fetch(self, connection, parameters):
+        """The rows as the driver gives them."""
+        pooled = connection.connection
+        cursor = pooled.driver_connection.cursor() if self.on_driver_cursor else pooled.cursor()
+        events = connection.dispatch  # listeners (tracing, statement counts) see these reads too
+        try:
+            if events.before_cursor_execute:
+                events.before_cursor_execute(connection, cursor, self.sql, parameters, None, False)
+            if self.on_driver_cursor:
+                fetched = _fetch_all(pooled.dbapi_connection, cursor, self.sql, parameters)
+                rows = await_(fetched)
+            else:
+                cursor.execute(self.sql, parameters)
+                rows = cursor.fetchall()
+                cursor.close()
+            if events.after_cursor_execute:
+                events.after_cursor_execute(connection, cursor, self.sql, parameters, None, False)
+            return rows
+        except Exception as error:
+            # SQLAlchemy's handling of a driver error, as in Connection.execute.
+            # It closes SQLAlchemy's cursor; the driver's has nothing to close.
+            sa_cursor = None if self.on_driver_cursor else cursor
+            connection._handle_dbapi_exception(error, self.sql, parameters, sa_cursor, None)
+            raise
+
+
+async def _fetch_all(adapted, cursor, sql, parameters):
+    """Every row of ``sql`` on the driver's own ``cursor``; errors raised as
+    SQLAlchemy's cursor over ``adapted`` (its adapter of the connection) would."""
+    try:
+        await cursor.execute(sql, parameters)
+        rows = await cursor.fetchall()
+        await cursor.close()
+        return rows
+    except Exception as error:
+        adapted._handle_exception(error)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
