@@ -45,7 +45,13 @@ class RequestGreenlet(greenlet):
 
 
 async def run_in_greenlet(fn, *args):
-    """Run the synchronous ``fn(*args)`` in a new request greenlet, serving its awaits."""
+    """Run the synchronous ``fn(*args)`` in a new request greenlet, serving its awaits.
+
+    A coroutine that ``run_coroutine`` drives runs in a request greenlet
+    already: there ``fn`` is called as it is, with no second greenlet.
+    """
+    if getattr(getcurrent(), "__sqlalchemy_greenlet_provider__", False):
+        return fn(*args)
     child = RequestGreenlet(fn, getcurrent())
     result = child.switch(*args)
     while not child.dead:
@@ -73,6 +79,36 @@ def await_(awaitable):
             "api.bridge.run_in_greenlet (or a front door of api.bridge)"
         )
     return current.parent.switch(awaitable)
+
+
+def run_coroutine(coroutine):
+    """Run ``coroutine`` to its end here, in the request greenlet; return its result.
+
+    Its code runs in this greenlet, and each time it waits, this greenlet
+    waits for the same thing on the loop through ``await_()``. Unlike
+    ``await_(coroutine)``, what it calls can ``await_()`` too: its
+    ``run_in_greenlet`` calls need no greenlet of their own.
+    """
+    value = error = None
+    while True:
+        try:
+            waits_for = coroutine.send(value) if error is None else coroutine.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        value = error = None
+        # A coroutine on asyncio yields a future to wait for, or None to let
+        # the loop run once (asyncio.sleep(0)). The future comes marked as
+        # waited for; unmarked, as a task would, it can be awaited again. Its
+        # own code takes the future's result; an error, or a cancellation,
+        # is thrown back into it.
+        if waits_for is None:
+            waits_for = asyncio.sleep(0)
+        else:
+            waits_for._asyncio_future_blocking = False
+        try:
+            value = await_(waits_for)
+        except BaseException as exc:
+            error = exc
 
 
 # --- Pyramid's thread-locals, made request-local ----------------------------
@@ -132,12 +168,16 @@ make_threadlocals_context_local()
 
 
 def await_coroutine_views(view, info):
-    """View deriver: await what an ``async def`` view returns, before it is rendered."""
+    """View deriver: await what an ``async def`` view returns, before it is rendered.
+
+    The coroutine runs in the request greenlet (``run_coroutine``), so that
+    its reads start no greenlet of their own.
+    """
 
     def awaiting_view(context, request):
         result = view(context, request)
         if inspect.iscoroutine(result):
-            result = await_(result)
+            result = run_coroutine(result)
         return result
 
     return awaiting_view

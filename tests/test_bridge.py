@@ -5,8 +5,9 @@ import contextvars
 
 import httpx
 import pytest
+from greenlet import getcurrent
 
-from api.bridge import ASGIApp, await_, run_in_greenlet
+from api.bridge import ASGIApp, await_, run_coroutine, run_in_greenlet
 
 
 def test_await_outside_a_request_greenlet_is_a_clear_error():
@@ -65,6 +66,50 @@ def test_the_greenlet_shares_the_context_of_its_task():
         return seen_by_coroutine, var.get()
 
     assert asyncio.run(scenario()) == ("set in the greenlet", "set in the greenlet")
+
+
+def test_a_coroutine_run_in_the_request_greenlet_starts_no_second_one():
+    async def coroutine():
+        await asyncio.sleep(0.001)
+        inner = await run_in_greenlet(getcurrent)
+        await asyncio.sleep(0)
+        return getcurrent(), inner
+
+    def sync_code():
+        return getcurrent(), run_coroutine(coroutine())
+
+    request_greenlet, (runs_in, its_call_runs_in) = asyncio.run(run_in_greenlet(sync_code))
+    assert runs_in is request_greenlet
+    assert its_call_runs_in is request_greenlet
+
+
+def test_a_coroutine_run_in_the_request_greenlet_gets_errors_timeouts_and_cancellation():
+    cleaned_up = []
+
+    async def coroutine(started):
+        failing = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.001, failing.set_exception, KeyError("gone"))
+        with pytest.raises(KeyError, match="gone"):
+            await failing
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await asyncio.sleep(10)
+        started.set_result(None)
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned_up.append(True)
+
+    async def scenario():
+        started = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(run_in_greenlet(run_coroutine, coroutine(started)))
+        await started
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert cleaned_up == [True]
 
 
 @pytest.mark.parametrize("probe", ["_probe_sync_locals", "_probe_async_locals"])
