@@ -142,7 +142,8 @@ def api_server(database_url, workers):
 
 
 def bare_server(workers):
-    command = [str(BIN / "gunicorn"), "-k", "uvicorn_worker.UvicornWorker", "bench.bare_asgi:app"]
+    # The same worker class as production.ini's server
+    command = [str(BIN / "gunicorn"), "-k", "api.serve.Worker", "bench.bare_asgi:app"]
     return Server(command, {}, workers)
 
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api import main
 from api.bridge import ASGIApp
 from api.seed import seed
+from api.serve import HTTPProtocol
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
@@ -151,7 +152,9 @@ class ThreadedServer:
 
     def __init__(self, app):
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", http=HTTPProtocol
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{self.port}"

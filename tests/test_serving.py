@@ -14,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from api.bridge import ASGIApp
 from api.seed import seed
+from api.serve import CoalescingTransport
 from tests.conftest import ROOT, ThreadedServer, alembic, free_port, make_app
 from tests.tcp_proxy import TcpProxy
 from tests.test_reads import assert_problem
@@ -217,3 +218,42 @@ def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(productio
     assert 0.9 < waited < 5
     assert held.status_code == 200
     assert [row["id"] for row in held.json()["items"]] == [1]
+
+
+def test_small_writes_of_one_loop_iteration_leave_as_one_send_in_order():
+    large = b"x" * CoalescingTransport.LARGE
+
+    async def scenario():
+        received = bytearray()
+        closed = asyncio.Event()
+
+        async def peer(reader, writer):
+            received.extend(await reader.read())  # until the other end closes
+            writer.close()
+            closed.set()
+
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        transport = writer.transport
+        sends = []
+        send = transport.write
+        transport.write = lambda data: (sends.append(len(data)), send(data))
+        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+
+        coalescing.write(b"status and headers;")
+        coalescing.write(b"body;")
+        assert sends == []  # not yet: the loop has not gone round
+        await asyncio.sleep(0)
+        assert sends == [24]
+        coalescing.write(b"a chunk;")
+        coalescing.write(large)  # a large write goes out at once, after what was pending
+        assert sends == [24, 8 + len(large)]
+        coalescing.write(b"last;")
+        coalescing.close()  # sends what is pending before it closes
+        await asyncio.wait_for(closed.wait(), 5)
+        server.close()
+        return bytes(received), sends
+
+    received, sends = asyncio.run(scenario())
+    assert received == b"status and headers;body;a chunk;" + large + b"last;"
+    assert sends == [24, 8 + len(large), 5]
