@@ -2,6 +2,7 @@
 
 import asyncio
 import contextvars
+import weakref
 
 import httpx
 import pytest
@@ -66,6 +67,53 @@ def test_the_greenlet_shares_the_context_of_its_task():
         return seen_by_coroutine, var.get()
 
     assert asyncio.run(scenario()) == ("set in the greenlet", "set in the greenlet")
+
+
+def test_request_greenlets_are_reused_and_one_whose_call_raised_is_not():
+    seen = []
+
+    def failing():
+        seen.append(getcurrent())
+        raise ValueError("boom")
+
+    async def scenario():
+        first = await run_in_greenlet(getcurrent)
+        again = await run_in_greenlet(getcurrent)
+        overlapping = [run_in_greenlet(_switching_current) for _ in range(3)]
+        side_by_side = await asyncio.gather(*overlapping)
+        with pytest.raises(ValueError, match="boom"):
+            await run_in_greenlet(failing)
+        after = await run_in_greenlet(getcurrent)
+        return first, again, side_by_side, after
+
+    first, again, side_by_side, after = asyncio.run(scenario())
+    assert again is first
+    assert len(set(side_by_side)) == 3
+    assert seen[0].dead and after is not seen[0]
+
+
+def _switching_current():
+    await_(asyncio.sleep(0))  # the three overlap: each needs a greenlet of its own
+    return getcurrent()
+
+
+def test_an_idle_request_greenlet_keeps_nothing_of_the_request_it_ran():
+    var = contextvars.ContextVar("var")
+
+    class Payload:
+        pass
+
+    def sync_code(payload):
+        var.set(payload)  # in the request's context, which the greenlet shared
+        await_(asyncio.sleep(0))
+        return weakref.ref(payload)
+
+    async def scenario():
+        ref = await asyncio.create_task(run_in_greenlet(sync_code, Payload()))
+        await asyncio.sleep(0)  # asyncio lets go of the finished task
+        return ref()  # the task is over; its greenlet idles on this loop's thread
+
+    assert asyncio.run(scenario()) is None
 
 
 def test_a_coroutine_run_in_the_request_greenlet_starts_no_second_one():
