@@ -6,8 +6,8 @@
 
 import os
 import secrets
+from urllib.parse import quote, unquote_plus
 
-from pyramid.encode import urlencode
 from pyramid.httpexceptions import (
     HTTPConflict,
     HTTPMethodNotAllowed,
@@ -108,17 +108,32 @@ async def list_rows(context, request):
     next_url = None
     if more:
         cursor = encode_cursor(query, rows[-1], request.registry.api_cursor_secret)
-        kept = [(k, v) for k, v in params.items() if k != "cursor"]
         # resource_url() spelled out: collection names need no quoting
         # (api.resources), and it was a tenth of a page's CPU.
-        next_url = f"{request.application_url}/{context.__name__}/?" + urlencode(
-            [*kept, ("cursor", cursor)]
-        )
+        next_url = f"{request.application_url}/{context.__name__}/?{_next_query(request, cursor)}"
         headers.append(("Link", f'<{next_url}>; rel="next"'))
     keys = [str(column.name) for column in query.columns]
     if rows and len(rows[0]) != len(keys):  # order columns were fetched for the cursor
         rows = [{key: row[key] for key in keys} for row in rows]
     return json_response({"items": rows, "next": next_url}, headers)
+
+
+def _next_query(request, cursor):
+    """The request's query string as it came, with ``cursor`` in place of its own.
+
+    Not parsed and encoded again (a quarter of the time); what is not plain
+    ASCII in it is percent-encoded, and escapes already there are kept.
+    """
+    kept = [
+        part
+        for part in request.query_string.split("&")
+        if part and unquote_plus(part.partition("=")[0]) != "cursor"
+    ]
+    return quote("&".join([*kept, f"cursor={cursor}"]), safe=URL_SAFE)
+
+
+# What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
+URL_SAFE = "!$&'()*+,;=:@/?-._~%"
 
 
 def etag(row):

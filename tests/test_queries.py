@@ -74,6 +74,20 @@ def test_a_single_selected_column_and_any_json_value_read_back_as_written(http):
     assert [http.get(f"/mytable/{row['id']}").json()["data"] for row in created] == values
 
 
+def test_the_next_link_keeps_the_query_as_sent_with_one_cursor(http):
+    url = f"/mytable/?name=like.demo%201*&limit=2&{SEEDED}&order=id.desc"
+    names = []
+    for _ in range(3):
+        response = http.get(url)
+        names += [row["name"] for row in response.json()["items"]]
+        url = response.json()["next"]
+        assert response.headers["Link"] == f'<{url}>; rel="next"'
+        query = url.split("?", 1)[1]
+        assert query.startswith(f"name=like.demo%201*&limit=2&{SEEDED}&order=id.desc&cursor=")
+        assert query.count("cursor=") == 1
+    assert names == ["demo 120", "demo 119", "demo 118", "demo 117", "demo 116", "demo 115"]
+
+
 def walk(http, url):
     rows = []
     while url:
