@@ -1,10 +1,12 @@
 """Run Pyramid's synchronous request pipeline in greenlets on an asyncio event loop.
 
-Each request runs in its own ``RequestGreenlet``. Synchronous code inside it (the
-router, traversal, tweens, pyramid_tm, views) reaches async code through
-``await_()``, which switches to the loop, awaits, and switches back with the
-result: the protocol of SQLAlchemy's ``greenlet_spawn``/``await_``, so
-SQLAlchemy's own synchronous paths (a zope.sqlalchemy commit) work here too.
+Each request runs in a ``RequestGreenlet`` of its own while it lasts (they are
+reused, one request after another). Synchronous code inside it (the router,
+traversal, tweens, pyramid_tm, views) reaches async code through ``await_()``,
+which switches to the loop, awaits, and switches back with the result: the
+protocol of SQLAlchemy's ``greenlet_spawn``/``await_``, so SQLAlchemy's own
+synchronous paths (a zope.sqlalchemy commit) work here too. An ``async def``
+view's coroutine runs in the request greenlet as well (``run_coroutine``).
 
 Two front doors share this model: ``ASGIApp`` for serving, ``WSGIApp`` for
 everything in Pyramid's WSGI world (pshell, prequest, WebTest, waitress).
