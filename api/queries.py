@@ -7,6 +7,7 @@ Writes are Core statements, so that zope.sqlalchemy sees them (api.db).
 
 import asyncio
 import collections
+import dataclasses
 from functools import cache, lru_cache
 
 import orjson
@@ -534,20 +535,42 @@ def count_rows(connection, table, query, estimated=False):
 
 
 def stream_list(engine, table, query, batch=2000):
-    """Every row of ``query`` (no page), read with a server-side cursor.
+    """Every row of ``query`` (no page), as tuples of its columns, read in
+    keyset batches of ``batch`` rows: the page statement, each batch after
+    the last row of the one before.
+
+    Not a server-side cursor: asyncmy reads a result as fast as the server
+    sends it, with no pause, so a client slower than the database made the
+    worker hold the rest of the export in memory (a million rows: 500 MiB).
+    A batch is read whole, and the next asked for when the client has taken
+    it. The batches share one connection and transaction: on InnoDB
+    (REPEATABLE READ) they read one snapshot.
 
     A generator for the request greenlet: it runs the async engine's sync
     facade, whose driver calls ``await_()``. Its connection is its own, as the
     request's transaction has ended by the time the body is sent.
     """
-    statement = _list_statement(query.columns, query.order, *_shape(query))
-    statement = statement.with_only_columns(*query.columns)
+    width = len(query.columns)
     with engine.sync_engine.connect() as connection:
-        result = connection.execution_options(yield_per=batch).execute(
-            statement, _parameters(query)
-        )
-        for partition in result.partitions():
-            yield from partition
+        while True:
+            statement, keys_at = _export_statement(query.columns, query.order, *_shape(query))
+            parameters = {**_parameters(query), "page_limit": batch}
+            rows = connection.execute(statement, parameters).all()
+            for row in rows:
+                yield row[:width]
+            if len(rows) < batch:
+                return
+            query = dataclasses.replace(query, after=tuple(rows[-1][i] for i in keys_at))
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _export_statement(columns, order, filters, after):
+    """(statement, where its order keys are) of an export batch: a page, with
+    every column as its type reads it (JSON parsed, for CSV) and the order
+    columns after the requested ones."""
+    selected = tuple(dict.fromkeys((*columns, *(item.column for item in order))))
+    statement = _page_statement(columns, order, filters, after).with_only_columns(*selected)
+    return statement, tuple(selected.index(item.column) for item in order)
 
 
 def _has_version(table):

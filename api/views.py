@@ -95,7 +95,7 @@ async def list_rows(context, request):
     )
     if media_type != "application/json":
         engine = get_engine(request)
-        rows = queries.stream_list(engine, context.table, query)
+        rows = queries.stream_list(engine, context.table, query, registry.api_export_batch)
         return formats.streaming_response(media_type, query.columns, rows)
 
     preferences = _preferences(request)
@@ -321,6 +321,8 @@ def includeme(config):
         "default": int(settings.get("api.page_limit_default", 50)),
         "max": int(settings.get("api.page_limit_max", 500)),
     }
+    # Rows an export reads at a time (queries.stream_list)
+    config.registry.api_export_batch = int(settings.get("api.export_batch_rows", 2000))
     config.registry.api_require_if_match = asbool(settings.get("api.require_if_match", False))
     # Signs page cursors. Without a configured secret, cursors last as long as
     # the process (every gunicorn worker shares it: it is made before the fork).

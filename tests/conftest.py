@@ -125,6 +125,7 @@ PROBE_SETTINGS = {
     "api.max_body_bytes": str(64 * 1024),
     "api.tokens": TOKENS,
     "api.max_batch_rows": "5",
+    "api.export_batch_rows": "7",  # every export test reads several batches
 }
 
 
