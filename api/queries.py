@@ -534,7 +534,7 @@ def count_rows(connection, table, query, estimated=False):
     return connection.scalar(_count_statement(table, filters), _parameters(query)), "exact"
 
 
-def stream_list(engine, table, query, batch=2000):
+def stream_list(engine, table, query, batch=5000):
     """Every row of ``query`` (no page), as tuples of its columns, read in
     keyset batches of ``batch`` rows: the page statement, each batch after
     the last row of the one before.

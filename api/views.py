@@ -322,7 +322,7 @@ def includeme(config):
         "max": int(settings.get("api.page_limit_max", 500)),
     }
     # Rows an export reads at a time (queries.stream_list)
-    config.registry.api_export_batch = int(settings.get("api.export_batch_rows", 2000))
+    config.registry.api_export_batch = int(settings.get("api.export_batch_rows", 5000))
     config.registry.api_require_if_match = asbool(settings.get("api.require_if_match", False))
     # Signs page cursors. Without a configured secret, cursors last as long as
     # the process (every gunicorn worker shares it: it is made before the fork).
