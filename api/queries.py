@@ -125,13 +125,10 @@ def _json_keys(columns):
     return frozenset(str(column.name) for column in columns if isinstance(column.type, sa.JSON))
 
 
-def _as_dicts(keys, rows):
-    # zip(strict=True) would check what the statement guarantees, at a third of the cost.
-    return [dict(zip(keys, row, strict=False)) for row in rows]
-
-
 def _dicts(result):
-    return _as_dicts(list(map(str, result.keys())), result.all())
+    keys = list(map(str, result.keys()))
+    # zip(strict=True) would check what the statement guarantees, at a third of the cost.
+    return [dict(zip(keys, row, strict=False)) for row in result.all()]
 
 
 @cache
@@ -332,17 +329,13 @@ def _after(order, nulls):
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _list_statement(columns, order, filters, after):
+def _page_statement(columns, order, filters, after):
+    """A page (of ``page_limit`` rows) of a query's shape, with its order columns."""
     needed = dict.fromkeys((*columns, *(item.column for item in order)))
     statement = sa.select(*map(_passed_through, needed)).where(*_where(filters))
     if after is not None:
         statement = statement.where(_after(order, after))
-    return statement.order_by(*_order_by(order))
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _page_statement(columns, order, filters, after):
-    statement = _list_statement(columns, order, filters, after)
+    statement = statement.order_by(*_order_by(order))
     return statement.limit(sa.bindparam("page_limit", type_=sa.Integer))
 
 

@@ -107,4 +107,5 @@ def gunicorn_runner(wsgi_app, global_conf, **settings):
 def uvicorn_runner(wsgi_app, global_conf, host="127.0.0.1", port="6543", **settings):
     """One process, one event loop: for development."""
     app = ASGIApp(wsgi_app)
-    uvicorn.run(app, host=host, port=int(port), http=HTTPProtocol, **settings)
+    settings.setdefault("http", HTTPProtocol)
+    uvicorn.run(app, host=host, port=int(port), **settings)
