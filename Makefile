@@ -21,6 +21,7 @@ run: $(BIN)/pserve
 lint: $(BIN)/pserve
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest

@@ -1,13 +1,17 @@
 """An async JSON API over database tables, on Pyramid traversal."""
 
+from typing import Any
+
 from pyramid.config import Configurator
 
-from api.bridge import WSGIApp
+from api.bridge.wsgi import WSGIApp
 
 
-def main(global_config, **settings):
+def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
     """The PasteDeploy app factory: wiring only."""
     with Configurator(settings=settings) as config:
+        # every setting, validated: registry.api_settings
+        config.include("api.settings")
         # request greenlets and async def views
         config.include("api.bridge")
         # problem+json for every error
@@ -16,8 +20,6 @@ def main(global_config, **settings):
         config.include("api.db")
         # bearer tokens, the security policy, CORS
         config.include("api.security")
-        # body size, depth and batch limits
-        config.include("api.validation")
         # the resource tree and the add_collection directive
         config.include("api.resources")
         # the tables served as collections

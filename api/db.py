@@ -1,71 +1,56 @@
-"""Engines per event loop, and request sessions joined to ``request.tm``.
+"""Engines per event loop, request sessions joined to ``request.tm``, and which one reads a row.
 
 An AsyncEngine and its pool belong to the loop that created them. Gunicorn
 builds the app in its master before it forks, so nothing here connects at
-configuration time: each loop gets its engine lazily on first use, and
-disposes of it when the loop stops (``api.bridge.add_loop_stopping_hook``).
+configuration time: each loop gets its engines lazily on first use, and
+disposes of them when the loop stops (``add_loop_stopping_hook``).
 """
 
+from __future__ import annotations
+
 import asyncio
-import os
 import weakref
+from typing import Any
 
 import orjson
+import sqlalchemy as sa
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+from pyramid.request import Request
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import await_, run_in_greenlet
-from api.queries import CoalescingLoader, Reader
-
-# Plain driver names that users write, mapped to the async drivers we run on.
-_ASYNC_DRIVERS = {
-    "mysql": "mysql+asyncmy",
-    "mariadb": "mariadb+asyncmy",
-    "mysql+pymysql": "mysql+asyncmy",
-    "mysql+mysqldb": "mysql+asyncmy",
-    "sqlite": "sqlite+aiosqlite",
-}
+from api.reads.compiled import Row
+from api.reads.loader import CoalescingLoader
+from api.reads.reader import Reader
+from api.settings import Settings
+from api.sql.writes import load_row
 
 
-def database_url(settings):
-    """``DATABASE_URL`` from the environment wins; else ``sqlalchemy.url`` from the ini."""
-    raw = os.environ.get("DATABASE_URL") or settings.get("sqlalchemy.url")
-    if not raw:
-        raise ValueError("no database URL: set DATABASE_URL or sqlalchemy.url")
-    url = make_url(raw)
-    return url.set(drivername=_ASYNC_DRIVERS.get(url.drivername, url.drivername))
-
-
-def _int(settings, key, default):
-    return int(settings.get(key, default))
-
-
-def _json_loads(value):
+def _json_loads(value: Any) -> Any:
     # SQLite gives a JSON column numeric affinity: a stored JSON number comes
     # back as a number, not as text to parse.
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def engine_options(settings, url, prefix="db."):
-    options = {
+def engine_options(settings: Settings, pool_size: int, max_overflow: int) -> dict[str, Any]:
+    options: dict[str, Any] = {
         "pool_pre_ping": True,  # a connection lost while the database was away is replaced
         "json_serializer": lambda obj: orjson.dumps(obj).decode(),
         "json_deserializer": _json_loads,
     }
-    if url.get_backend_name() == "sqlite":
+    if settings.database_url.get_backend_name() == "sqlite":
         return options
-    connect_timeout = _int(settings, "db.connect_timeout", 5)
     options.update(
-        pool_size=_int(settings, f"{prefix}pool_size", _int(settings, "db.pool_size", 10)),
-        max_overflow=_int(
-            settings, f"{prefix}max_overflow", _int(settings, "db.max_overflow", 10)
-        ),
-        pool_timeout=_int(settings, "db.pool_timeout", 10),
-        pool_recycle=_int(settings, "db.pool_recycle", 3600),
-        connect_args={"connect_timeout": connect_timeout},
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        connect_args={"connect_timeout": settings.db_connect_timeout},
     )
     return options
 
@@ -73,7 +58,7 @@ def engine_options(settings, url, prefix="db."):
 # The reader's connections are in autocommit: nothing to roll back when they
 # go back to the pool, and no ping when they come out of it (those were two of
 # the three round trips of a read). A connection that died while pooled fails
-# its statement instead, and the read is tried once more (queries.Reader).
+# its statement instead, and the read is tried once more (reads.reader.Reader).
 READER_OPTIONS = {
     "isolation_level": "AUTOCOMMIT",
     "skip_autocommit_rollback": True,
@@ -81,29 +66,31 @@ READER_OPTIONS = {
 }
 
 
-def create_engine(settings):
+def create_engine(settings: Settings) -> AsyncEngine:
     """The engine of request sessions (writes)."""
-    url = database_url(settings)
-    return _engine(url, engine_options(settings, url))
+    options = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
+    return _engine(settings.database_url, options)
 
 
-def create_reader(settings):
-    """The engine of plain reads, as a ``queries.Reader``."""
-    url = database_url(settings)
-    options = {**engine_options(settings, url, prefix="db.read_"), **READER_OPTIONS}
+def create_reader(settings: Settings) -> Reader:
+    """The engine of plain reads, as a ``reads.reader.Reader``."""
+    options = {
+        **engine_options(settings, settings.read_pool_size, settings.read_max_overflow),
+        **READER_OPTIONS,
+    }
     # SQLAlchemy's own pool defaults (5 + 10) where the settings give none (SQLite)
     connections = options.get("pool_size", 5) + options.get("max_overflow", 10)
-    return Reader(_engine(url, options), connections, _int(settings, "db.pool_timeout", 10))
+    return Reader(_engine(settings.database_url, options), connections, settings.db_pool_timeout)
 
 
-def _engine(url, options):
+def _engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection, _record):
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside a writer; a busy timeout queues writers
     # instead of failing them at once.
@@ -117,12 +104,16 @@ class Engines:
     """The engines of one application, two per event loop: one for request
     sessions (writes, in transactions), one for reads that need none."""
 
-    def __init__(self, settings):
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.by_loop = weakref.WeakKeyDictionary()  # loop -> (engine, reader)
-        self.loaders = weakref.WeakKeyDictionary()  # loop -> {table: CoalescingLoader}
+        self.by_loop: weakref.WeakKeyDictionary[Any, tuple[AsyncEngine, Reader]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.loaders: weakref.WeakKeyDictionary[Any, dict[sa.Table, CoalescingLoader]] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _pair(self):
+    def _pair(self) -> tuple[AsyncEngine, Reader]:
         loop = asyncio.get_running_loop()
         pair = self.by_loop.get(loop)
         if pair is None:
@@ -130,15 +121,15 @@ class Engines:
             pair = self.by_loop[loop] = (create_engine(settings), create_reader(settings))
         return pair
 
-    def current(self):
+    def current(self) -> AsyncEngine:
         """The engine of request sessions on the running loop."""
         return self._pair()[0]
 
-    def reader(self):
-        """The ``queries.Reader`` of reads outside any transaction on the running loop."""
+    def reader(self) -> Reader:
+        """The ``Reader`` of reads outside any transaction on the running loop."""
         return self._pair()[1]
 
-    def point_loader(self, table):
+    def point_loader(self, table: sa.Table) -> CoalescingLoader:
         """The coalescing point loader of ``table`` on the running loop."""
         loop = asyncio.get_running_loop()
         loaders = self.loaders.get(loop)
@@ -149,7 +140,7 @@ class Engines:
             loader = loaders[table] = CoalescingLoader(self.reader(), table)
         return loader
 
-    async def dispose(self, loop):
+    async def dispose(self, loop: Any) -> None:
         self.loaders.pop(loop, None)
         pair = self.by_loop.pop(loop, None)
         if pair is not None:
@@ -158,15 +149,16 @@ class Engines:
             await reader.engine.dispose()
 
 
-def _engines(request_or_registry):
-    return getattr(request_or_registry, "registry", request_or_registry).api_engines
+def _engines(request_or_registry: Request | Registry) -> Engines:
+    registry = getattr(request_or_registry, "registry", request_or_registry)
+    return registry.api_engines
 
 
-def get_engine(request_or_registry):
+def get_engine(request_or_registry: Request | Registry) -> AsyncEngine:
     return _engines(request_or_registry).current()
 
 
-def get_reader(request_or_registry):
+def get_reader(request_or_registry: Request | Registry) -> Reader:
     return _engines(request_or_registry).reader()
 
 
@@ -181,12 +173,12 @@ class RequestSession(Session):
 
 
 @event.listens_for(RequestSession, "after_begin")
-def _join_request_transaction(session, transaction, connection):
+def _join_request_transaction(session: Session, transaction: Any, connection: Connection) -> None:
     join_transaction(session, transaction_manager=session.info["tm"])
 
 
 @event.listens_for(RequestSession, "do_orm_execute")
-def _mark_writes(execute_state):
+def _mark_writes(execute_state: ORMExecuteState) -> None:
     """Core INSERT/UPDATE/DELETE count as changes too, not only ORM flushes.
 
     Without this a Core write leaves the session "unchanged" and is rolled
@@ -199,23 +191,24 @@ def _mark_writes(execute_state):
 
 
 @event.listens_for(RequestSession, "after_flush")
-def _mark_flush(session, flush_context):
+def _mark_flush(session: Session, flush_context: Any) -> None:
     mark_changed(session, session.info["tm"])
 
 
-# Methods that write nothing: pyramid_tm leaves them alone (api.db.includeme).
+# Methods that write nothing: pyramid_tm leaves them alone (includeme).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def may_write(request):
+def may_write(request: Request) -> bool:
     """pyramid_tm's activate hook: a transaction only for requests that may write.
 
-    Beginning and committing an empty transaction costs ~8% of a point read.
+    Beginning and committing an empty transaction costs a noticeable part of a
+    point read.
     """
     return request.method not in SAFE_METHODS
 
 
-def request_dbsession(request):
+def request_dbsession(request: Request) -> AsyncSession:
     """The request's AsyncSession.
 
     In a request that may write, it joins the request's transaction, which
@@ -236,20 +229,34 @@ def request_dbsession(request):
     return session
 
 
-async def ping(reader, timeout):
+def fetch_row(
+    request: Request, table: sa.Table, pk: Any, *, for_update: bool = False
+) -> Row | None:
+    """``request.fetch_row``: the row of ``table`` with primary key ``pk``, or None.
+
+    A safe request with no session of its own reads through the table's
+    coalescing loader, with its peers. Any other reads in its own
+    transaction: it sees its own writes, and ``for_update`` locks the row.
+    """
+    if request.method in SAFE_METHODS and "dbsession" not in request.__dict__:
+        return await_(request.registry.api_engines.point_loader(table).load(pk))
+    return await_(load_row(request.dbsession, table, pk, for_update=for_update))
+
+
+async def ping(reader: Reader, timeout: float) -> None:
     """Round-trip to the database, or raise within ``timeout`` seconds."""
 
-    def select_one(connection):
+    def select_one(connection: Connection) -> None:
         connection.execute(text("SELECT 1"))
 
     await asyncio.wait_for(run_in_greenlet(reader.run, select_one), timeout)
 
 
-def _dispose_engines(registry, loop):
+def _dispose_engines(registry: Registry, loop: Any) -> None:
     await_(registry.api_engines.dispose(loop))
 
 
-def includeme(config):
+def includeme(config: Configurator) -> None:
     settings = config.registry.settings
     # One transaction manager per request: transaction.manager is thread-local,
     # and every request greenlet of a loop shares one thread.
@@ -257,8 +264,7 @@ def includeme(config):
     settings.setdefault("tm.annotate_user", "false")
     settings["tm.activate_hook"] = may_write
     config.include("pyramid_tm")
-    database_url(settings)  # fail at start on a missing URL, without connecting
-    config.registry.api_engines = Engines(settings)
-    config.registry.api_ping_timeout = float(settings.get("db.ping_timeout", 2))
+    config.registry.api_engines = Engines(config.registry.api_settings)
     config.add_request_method(request_dbsession, "dbsession", reify=True)
+    config.add_request_method(fetch_row, "fetch_row")
     config.add_loop_stopping_hook(_dispose_engines)

@@ -1,7 +1,8 @@
 """Media types of a collection: a JSON page, or the whole result as NDJSON or CSV.
 
-The streamed formats are written in chunks from a server-side cursor, so the
-memory a response needs stays flat however many rows there are.
+The streamed formats are written in chunks as rows are read, batch by batch
+(``reads.lists.stream_rows``), so the memory a response needs stays flat
+however many rows there are.
 """
 
 import csv

@@ -159,7 +159,7 @@ def _collection_paths(name, table, max_limit):
         "required": True,
         "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
     }
-    write_security = [{"bearer": []}]
+    write_security: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         f"/{name}/": {
             "get": {

@@ -201,7 +201,7 @@ def parse_select(table, text):
     return tuple(dict.fromkeys(_column(table, name, "select") for name in names))
 
 
-def parse_list_query(table, params, paging, cursor_secret):
+def parse_list_query(table, params, *, default_limit, max_limit, cursor_secret):
     """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``."""
     (pk,) = table.primary_key.columns
     select = _single(params, "select")
@@ -218,11 +218,11 @@ def parse_list_query(table, params, paging, cursor_secret):
         if name not in RESERVED:
             filters.append(parse_filter(_column(table, name, name), text, name))
     limit_text = _single(params, "limit")
-    limit = paging["default"]
+    limit = default_limit
     if limit_text is not None:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= paging["max"]:
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= max_limit:
             raise BadRequest(
-                f"'limit' must be an integer from 1 to {paging['max']}", parameter="limit"
+                f"'limit' must be an integer from 1 to {max_limit}", parameter="limit"
             )
         limit = int(limit_text)
     query = ListQuery(columns, tuple(filters), tuple(order), limit, None)

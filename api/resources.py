@@ -5,14 +5,17 @@ raises ``KeyError`` for anything that is not there, which traversal turns into
 a view lookup by name and, failing that, a 404.
 """
 
+from __future__ import annotations
+
 import re
 import weakref
+from typing import Any
+from urllib.parse import quote, unquote_plus
 
+import sqlalchemy as sa
+from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden
-
-from api import queries
-from api.bridge import await_
-from api.db import SAFE_METHODS
+from pyramid.request import Request
 
 # Collection names are plain identifiers; names starting with "_" belong to
 # the API itself (/__heartbeat__), so a table can never shadow them.
@@ -20,6 +23,8 @@ COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 # A primary key in a URL: a positive decimal integer that fits a signed BIGINT.
 ITEM_KEY = re.compile(r"[1-9][0-9]{0,18}\Z")
 BIGINT_MAX = 2**63 - 1
+# What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
+URL_SAFE = "!$&'()*+,;=:@/?-._~%"
 
 
 class Root:
@@ -27,19 +32,20 @@ class Root:
     __parent__ = None
     allowed_methods = ("GET", "HEAD")
 
-    def __init__(self, request):
+    def __init__(self, request: Request) -> None:
         # Weakly: the request holds its resources (request.root, request.context);
         # a strong reference back would make every request a reference cycle,
-        # left for the cyclic GC to find (its collections paused all requests
-        # for 30-40 ms about once a second under load).
+        # left for the cyclic GC to find, which pauses every request it meets.
         self._request = weakref.ref(request)
         self.__acl__ = request.registry.api_acl  # built from settings by api.security
 
     @property
-    def request(self):
-        return self._request()
+    def request(self) -> Request:
+        request = self._request()
+        assert request is not None, "a resource outlived its request"
+        return request
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> Collection:
         table = self.request.registry.api_collections.get(name)
         if table is None:
             raise KeyError(name)
@@ -53,16 +59,16 @@ WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 class Collection:
     allowed_methods = ("GET", "HEAD", "POST")
 
-    def __init__(self, parent, name, table):
+    def __init__(self, parent: Root, name: str, table: sa.Table) -> None:
         self.__parent__ = parent
         self.__name__ = name
         self.table = table
 
     @property
-    def request(self):
+    def request(self) -> Request:
         return self.__parent__.request
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Item:
         if not ITEM_KEY.match(key) or int(key) > BIGINT_MAX:
             raise KeyError(key)
         request = self.request
@@ -71,33 +77,49 @@ class Collection:
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
-        if request.method in SAFE_METHODS and "dbsession" not in request.__dict__:
-            # A read with no transaction of its own: coalesced with its peers.
-            loader = request.registry.api_engines.point_loader(self.table)
-            row = await_(loader.load(int(key)))
-        else:  # the request's own transaction: it sees its own writes, and locks for them
-            row = await_(
-                queries.load_row(request.dbsession, self.table, int(key), for_update=for_update)
-            )
+        row = request.fetch_row(self.table, int(key), for_update=for_update)
         if row is None:
             raise KeyError(key)
         return Item(self, key, row)
+
+    def next_url(self, cursor: str) -> str:
+        """The URL of the page after this request's, at ``cursor``.
+
+        The request's query string as it came, with ``cursor`` in place of its
+        own, rather than parsed and encoded again: what is not plain ASCII in
+        it is percent-encoded, and escapes already there are kept. Spelled out
+        rather than through ``resource_url()``: collection names need no
+        quoting (``COLLECTION_NAME``).
+        """
+        request = self.request
+        kept = [
+            part
+            for part in request.query_string.split("&")
+            if part and unquote_plus(part.partition("=")[0]) != "cursor"
+        ]
+        query = quote("&".join([*kept, f"cursor={cursor}"]), safe=URL_SAFE)
+        return f"{request.application_url}/{self.__name__}/?{query}"
 
 
 class Item:
     allowed_methods = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
-    def __init__(self, parent, key, row):
+    def __init__(self, parent: Collection, key: str, row: dict[str, Any]) -> None:
         self.__parent__ = parent
         self.__name__ = key
         self.row = row
         self.table = parent.table
 
-    def __getitem__(self, name):
+    @property
+    def pk(self) -> int:
+        """The primary key, as the database holds it."""
+        return int(self.__name__)
+
+    def __getitem__(self, name: str) -> Any:
         raise KeyError(name)  # rows have no children
 
 
-def add_collection(config, table, name=None):
+def add_collection(config: Configurator, table: sa.Table, name: str | None = None) -> None:
     """Directive: serve ``table`` as the collection ``/{name}/``."""
     name = name or table.name
     if not COLLECTION_NAME.match(name):
@@ -107,7 +129,7 @@ def add_collection(config, table, name=None):
     config.registry.api_collections[name] = table
 
 
-def includeme(config):
+def includeme(config: Configurator) -> None:
     config.registry.api_collections = {}
     config.add_directive("add_collection", add_collection)
     config.set_root_factory(Root)

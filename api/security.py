@@ -1,7 +1,7 @@
 """Bearer tokens, the security policy, and CORS.
 
-Tokens come from ``API_TOKENS`` in the environment (it wins) or the
-``api.tokens`` setting: whitespace-separated ``SECRET:PERM[,PERM...]`` entries,
+Tokens come from the ``api.tokens`` setting (``API_TOKENS``, api.settings):
+whitespace-separated ``SECRET:PERM[,PERM...]`` entries,
 with permissions ``read`` and ``write``. ``SECRET`` may be ``sha256:<hex>`` so
 that the plain token need not be stored. Tokens are compared as SHA-256
 digests in constant time, and never logged.
@@ -9,12 +9,10 @@ digests in constant time, and never logged.
 
 import hashlib
 import hmac
-import os
 
 from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.httpexceptions import HTTPForbidden, HTTPUnauthorized
 from pyramid.response import Response
-from pyramid.settings import asbool, aslist
 from pyramid.tweens import INGRESS
 from pyramid.view import forbidden_view_config
 
@@ -23,8 +21,12 @@ from api.errors import http_exception, problem_response
 PERMISSIONS = ("read", "write")
 
 
-def parse_tokens(spec):
-    """``SECRET:PERM,...`` entries → list of (sha256 digest, frozenset of permissions)."""
+# A bearer token: its SHA-256 digest, and the permissions it grants.
+Token = tuple[bytes, frozenset[str]]
+
+
+def parse_tokens(spec: str) -> tuple[Token, ...]:
+    """``SECRET:PERM,...`` entries, each as its (sha256 digest, permissions)."""
     tokens = []
     for entry in spec.split():
         secret, sep, perms = entry.rpartition(":")
@@ -40,7 +42,7 @@ def parse_tokens(spec):
         else:
             digest = hashlib.sha256(secret.encode()).digest()
         tokens.append((digest, permissions))
-    return tokens
+    return tuple(tokens)
 
 
 class BearerTokenPolicy:
@@ -106,7 +108,7 @@ _CORS_EXPOSE = "ETag, Location, Link, Retry-After"
 
 
 def cors_tween_factory(handler, registry):
-    origins = frozenset(aslist(registry.settings.get("api.cors_origins", "")))
+    origins = frozenset(registry.api_settings.cors_origins)
     if not origins:
         return handler  # off by default
 
@@ -137,14 +139,12 @@ def cors_tween_factory(handler, registry):
 
 
 def includeme(config):
-    settings = config.registry.settings
-    spec = os.environ.get("API_TOKENS") or settings.get("api.tokens", "")
-    config.set_security_policy(BearerTokenPolicy(parse_tokens(spec)))
+    settings = config.registry.api_settings
+    config.set_security_policy(BearerTokenPolicy(settings.tokens))
     # The ACL at the root of the tree; collections and rows inherit it.
-    reads_need_token = asbool(settings.get("api.read_requires_token", False))
-    reader = "perm:read" if reads_need_token else Everyone
+    reader = "perm:read" if settings.read_requires_token else Everyone
     config.registry.api_acl = ((Allow, reader, "read"), (Allow, "perm:write", "write"))
-    if reads_need_token:
+    if settings.read_requires_token:
         # Open reads skip the permission check altogether: it is on the hot path.
         config.set_default_permission("read")
     # Outermost, so that error responses carry the CORS headers too.

@@ -1,19 +1,42 @@
-"""PasteDeploy server runners that serve the app over its ASGI front door.
+"""PasteDeploy server runners that serve the app over its ASGI front door, and worker policy.
 
 ``[app:main]`` stays the plain Pyramid app (a WSGI callable); these runners
-wrap its router in ``api.bridge.ASGIApp`` and hand it to an async server.
+wrap its router in ``api.bridge.asgi.ASGIApp`` and hand it to an async server.
+What a worker process does when it starts serving is decided here
+(``worker_started``), not in the ASGI adapter.
 """
 
+from __future__ import annotations
+
 import asyncio
+import gc
 import multiprocessing
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
-from api.bridge import ASGIApp
+from api.bridge.asgi import ASGIApp
+
+
+def worker_started() -> None:
+    """Process-wide policy, once a worker starts serving.
+
+    What exists by now (modules, the app and its registry) lives as long as
+    the worker: freeze it out of the cyclic GC's sight, so that full
+    collections stop walking it (they made the tail of point reads). A
+    request makes many short-lived objects: collect the young generation
+    less often than CPython's default.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
+def asgi_app(wsgi_app: Any) -> ASGIApp:
+    """The app as a worker serves it: the ASGI front door, with the worker policy."""
+    return ASGIApp(wsgi_app, on_startup=worker_started)
 
 
 class CoalescingTransport:
@@ -21,9 +44,9 @@ class CoalescingTransport:
 
     uvicorn writes a response's status line and headers, then its body: two
     sends, and on loopback two trips through the TCP stack of both ends.
-    Joined, they made the bare ASGI app answer 40% more requests per second
-    on a 2-core machine. A large write (a streamed export's chunk) goes out
-    at once, with what is pending before it, so flow control sees it.
+    Joined, they cross the stacks once. A large write (a streamed export's
+    chunk) goes out at once, with what is pending before it, so flow control
+    sees it.
     """
 
     LARGE = 64 * 1024
@@ -62,7 +85,8 @@ class HTTPProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a ``CoalescingTransport``."""
 
     def connection_made(self, transport):
-        super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))
+        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+        super().connection_made(coalescing)  # type: ignore[arg-type]  # a Transport by its methods
 
 
 class Worker(UvicornWorker):
@@ -96,7 +120,7 @@ def gunicorn_runner(wsgi_app, global_conf, **settings):
 
     Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``, ...).
     """
-    app = ASGIApp(wsgi_app)
+    app = asgi_app(wsgi_app)
     settings.setdefault("workers", multiprocessing.cpu_count())
     settings.setdefault("worker_class", "api.serve.Worker")
     # pserve built the app before gunicorn forks, so it must not hold
@@ -106,6 +130,6 @@ def gunicorn_runner(wsgi_app, global_conf, **settings):
 
 def uvicorn_runner(wsgi_app, global_conf, host="127.0.0.1", port="6543", **settings):
     """One process, one event loop: for development."""
-    app = ASGIApp(wsgi_app)
+    app = asgi_app(wsgi_app)
     settings.setdefault("http", HTTPProtocol)
     uvicorn.run(app, host=host, port=int(port), **settings)

@@ -58,7 +58,7 @@ def json_depth_exceeds(value, limit):
 
 def json_body(request, allowed_types=JSON_TYPES):
     """The request body parsed as JSON, within the configured size and depth."""
-    limits = request.registry.api_body_limits
+    settings = request.registry.api_settings
     if request.content_type not in allowed_types:
         raise HTTPUnsupportedMediaType(
             f"Send the body as {' or '.join(sorted(allowed_types))}.",
@@ -67,14 +67,16 @@ def json_body(request, allowed_types=JSON_TYPES):
             else {},
         )
     length = request.content_length
-    if length is not None and length > limits["bytes"]:
-        raise HTTPRequestEntityTooLarge(f"The body may hold at most {limits['bytes']} bytes.")
+    if length is not None and length > settings.max_body_bytes:
+        raise HTTPRequestEntityTooLarge(
+            f"The body may hold at most {settings.max_body_bytes} bytes."
+        )
     try:
         value = orjson.loads(request.body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The body is not valid JSON: {exc}") from exc
-    if json_depth_exceeds(value, limits["depth"]):
-        raise BadRequest(f"The body nests deeper than {limits['depth']} levels.")
+    if json_depth_exceeds(value, settings.max_json_depth):
+        raise BadRequest(f"The body nests deeper than {settings.max_json_depth} levels.")
     return value
 
 
@@ -197,12 +199,3 @@ def merge_patch_row(table, row, patch):
         else:
             merged[name] = value
     return merged
-
-
-def includeme(config):
-    settings = config.registry.settings
-    config.registry.api_body_limits = {
-        "bytes": int(settings.get("api.max_body_bytes", 1 << 20)),
-        "depth": int(settings.get("api.max_json_depth", 32)),
-        "batch": int(settings.get("api.max_batch_rows", 1000)),
-    }

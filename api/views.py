@@ -1,13 +1,14 @@
 """Thin views: validate input, call a loader, return plain data.
 
-``async def`` views are awaited by ``api.bridge.await_coroutine_views``; the
+``async def`` views are awaited by ``api.bridge.integration.await_coroutine_views``; the
 ``json`` renderer is orjson.
 """
 
-import os
-import secrets
-from urllib.parse import quote, unquote_plus
+from __future__ import annotations
 
+from typing import Any
+
+from pyramid.config import Configurator
 from pyramid.httpexceptions import (
     HTTPConflict,
     HTTPMethodNotAllowed,
@@ -16,19 +17,22 @@ from pyramid.httpexceptions import (
     HTTPPreconditionRequired,
     HTTPRequestEntityTooLarge,
 )
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
-from pyramid.settings import asbool
 from pyramid.view import view_config
 from webob.compat import parse_qsl_text
 from webob.multidict import MultiDict
 
-from api import formats, queries
+from api import formats
 from api.db import get_engine, get_reader, ping
 from api.errors import DatabaseUnavailable
 from api.openapi import build_document, column_schema
-from api.querystring import encode_cursor, parse_list_query
+from api.querystring import ListQuery, encode_cursor, parse_list_query
+from api.reads.lists import CountMethod, Page, read_page, stream_rows
 from api.resources import Collection, Item, Root
+from api.sql import writes
+from api.sql.statements import primary_key
 from api.validation import (
     MERGE_PATCH_TYPES,
     Unprocessable,
@@ -73,67 +77,81 @@ def list_collections(context, request):
     }
 
 
-def _preferences(request):
+def _preferences(request: Request) -> set[str]:
     """The tokens of the Prefer header (RFC 7240), e.g. {"count=exact"}."""
     return {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
 
 
-def _query_params(request):
+def _query_params(request: Request) -> MultiDict:
     """``request.GET``, parsed alike, without WebOb's cache in the environ: that
     cache and the environ refer to each other, a reference cycle per request
     left for the cyclic GC."""
     return MultiDict(parse_qsl_text(request.query_string))
 
 
-async def list_rows(context, request):
+async def list_rows(context: Collection, request: Request) -> Response:
     """A page of rows; or, for NDJSON and CSV, the whole result streamed."""
     media_type = formats.negotiate(request)
-    params = _query_params(request)
-    registry = request.registry
-    query = parse_list_query(
-        context.table, params, registry.api_paging, registry.api_cursor_secret
+    query = _list_query(context, request)
+    if media_type != formats.JSON:
+        return _export(context, request, query, media_type)
+    page = await read_page(get_reader(request), context.table, query, _requested_count(request))
+    next_url = _next_url(context, query, page)
+    rows = _without_order_keys(page.rows, query)
+    return json_response({"items": rows, "next": next_url}, _page_headers(page, next_url))
+
+
+def _list_query(context: Collection, request: Request) -> ListQuery:
+    settings = request.registry.api_settings
+    return parse_list_query(
+        context.table,
+        _query_params(request),
+        default_limit=settings.page_limit_default,
+        max_limit=settings.page_limit_max,
+        cursor_secret=settings.cursor_secret,
     )
-    if media_type != "application/json":
-        engine = get_engine(request)
-        rows = queries.stream_list(engine, context.table, query, registry.api_export_batch)
-        return formats.streaming_response(media_type, query.columns, rows)
 
+
+def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
+    batch = request.registry.api_settings.export_batch_rows
+    rows = stream_rows(get_engine(request), query, batch)
+    return formats.streaming_response(media_type, query.columns, rows)
+
+
+def _requested_count(request: Request) -> CountMethod | None:
     preferences = _preferences(request)
-    count = next((how for how in ("estimated", "exact") if f"count={how}" in preferences), None)
-    rows, more, counted = await queries.read_page(get_reader(request), context.table, query, count)
+    if "count=estimated" in preferences:
+        return "estimated"
+    if "count=exact" in preferences:
+        return "exact"
+    return None
+
+
+def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
+    if not page.more:
+        return None
+    secret = context.request.registry.api_settings.cursor_secret
+    return context.next_url(encode_cursor(query, page.rows[-1], secret))
+
+
+def _page_headers(page: Page, next_url: str | None) -> list[tuple[str, str]]:
     headers = []
-    if counted is not None:
-        total, how = counted
-        headers += [("Total-Count", str(total)), ("Preference-Applied", f"count={how}")]
-    next_url = None
-    if more:
-        cursor = encode_cursor(query, rows[-1], request.registry.api_cursor_secret)
-        # resource_url() spelled out: collection names need no quoting
-        # (api.resources), and it was a tenth of a page's CPU.
-        next_url = f"{request.application_url}/{context.__name__}/?{_next_query(request, cursor)}"
+    if page.counted is not None:
+        headers += [
+            ("Total-Count", str(page.counted.total)),
+            ("Preference-Applied", f"count={page.counted.how}"),
+        ]
+    if next_url is not None:
         headers.append(("Link", f'<{next_url}>; rel="next"'))
+    return headers
+
+
+def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[dict[str, Any]]:
+    """The rows with only the selected columns: order columns were read for the cursor."""
     keys = [str(column.name) for column in query.columns]
-    if rows and len(rows[0]) != len(keys):  # order columns were fetched for the cursor
-        rows = [{key: row[key] for key in keys} for row in rows]
-    return json_response({"items": rows, "next": next_url}, headers)
-
-
-def _next_query(request, cursor):
-    """The request's query string as it came, with ``cursor`` in place of its own.
-
-    Not parsed and encoded again (a quarter of the time); what is not plain
-    ASCII in it is percent-encoded, and escapes already there are kept.
-    """
-    kept = [
-        part
-        for part in request.query_string.split("&")
-        if part and unquote_plus(part.partition("=")[0]) != "cursor"
-    ]
-    return quote("&".join([*kept, f"cursor={cursor}"]), safe=URL_SAFE)
-
-
-# What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
-URL_SAFE = "!$&'()*+,;=:@/?-._~%"
+    if rows and len(rows[0]) != len(keys):
+        return [{key: row[key] for key in keys} for row in rows]
+    return rows
 
 
 def etag(row):
@@ -173,18 +191,18 @@ async def create_rows(context, request):
     body = json_body(request)
     table = context.table
     if isinstance(body, list):
-        limit = request.registry.api_body_limits["batch"]
+        limit = request.registry.api_settings.max_batch_rows
         if not body:
             raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
         if len(body) > limit:
             raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
         values = _validate_each(table, body)
-        rows = await queries.insert_rows(request.dbsession, table, values)
+        rows = await writes.insert_rows(request.dbsession, table, values)
         request.response.status = 201
         return {"items": rows}
-    (row,) = await queries.insert_rows(request.dbsession, table, [validate_row(table, body)])
+    (row,) = await writes.insert_rows(request.dbsession, table, [validate_row(table, body)])
     request.response.status = 201
-    pk = row[queries.primary_key(table).name]
+    pk = row[primary_key(table).name]
     request.response.location = request.resource_url(context, str(pk))
     request.response.headers["ETag"] = etag(row)
     return row
@@ -207,7 +225,7 @@ def expected_version(context, request):
     check_if_match(request)
     current = context.row["version"]
     if "If-Match" not in request.headers:
-        if request.registry.api_require_if_match:
+        if request.registry.api_settings.require_if_match:
             raise HTTPPreconditionRequired("Send If-Match with the row's ETag to write it.")
         return current
     if str(current) not in request.if_match:
@@ -220,8 +238,7 @@ def expected_version(context, request):
 
 async def _write(context, request, values):
     version = expected_version(context, request)
-    pk = int(context.__name__)
-    row = await queries.update_row(request.dbsession, context.table, pk, values, version)
+    row = await writes.update_row(request.dbsession, context.table, context.pk, values, version)
     if row is None:
         _lost_race(context, request)
     return with_etag(request, row)
@@ -252,9 +269,7 @@ async def patch_row(context, request):
 @view_config(context=Item, request_method="DELETE", permission="write")
 async def delete_row(context, request):
     version = expected_version(context, request)
-    deleted = await queries.delete_row(
-        request.dbsession, context.table, int(context.__name__), version
-    )
+    deleted = await writes.delete_row(request.dbsession, context.table, context.pk, version)
     if not deleted:
         _lost_race(context, request)
     return HTTPNoContent()
@@ -288,7 +303,8 @@ def public_endpoint(name):
 def openapi_document(context, request):
     registry = request.registry
     if getattr(registry, "api_openapi", None) is None:
-        registry.api_openapi = build_document(registry.api_collections, registry.api_paging["max"])
+        limit = registry.api_settings.page_limit_max
+        registry.api_openapi = build_document(registry.api_collections, limit)
     return registry.api_openapi
 
 
@@ -302,14 +318,13 @@ def liveness(context, request):
 async def readiness(context, request):
     """The database answers a round trip within ``db.ping_timeout`` seconds."""
     try:
-        await ping(get_reader(request), request.registry.api_ping_timeout)
+        await ping(get_reader(request), request.registry.api_settings.db_ping_timeout)
     except Exception as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     return {"status": "ok", "database": "ok"}
 
 
-def includeme(config):
-    settings = config.registry.settings
+def includeme(config: Configurator) -> None:
     config.add_renderer("json", json_renderer_factory)
     config.set_response_factory(json_response_factory)
     # Views of one context that differ only by method are tried in the order
@@ -317,15 +332,4 @@ def includeme(config):
     # reads, the hot path, go first.
     config.add_view(show_row, context=Item, request_method="GET", renderer="json")
     config.add_view(list_rows, context=Collection, request_method="GET")
-    config.registry.api_paging = {
-        "default": int(settings.get("api.page_limit_default", 50)),
-        "max": int(settings.get("api.page_limit_max", 500)),
-    }
-    # Rows an export reads at a time (queries.stream_list)
-    config.registry.api_export_batch = int(settings.get("api.export_batch_rows", 5000))
-    config.registry.api_require_if_match = asbool(settings.get("api.require_if_match", False))
-    # Signs page cursors. Without a configured secret, cursors last as long as
-    # the process (every gunicorn worker shares it: it is made before the fork).
-    secret = os.environ.get("API_CURSOR_SECRET") or settings.get("api.cursor_secret")
-    config.registry.api_cursor_secret = secret.encode() if secret else secrets.token_bytes(32)
     config.scan(__name__)

@@ -12,8 +12,8 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.db import database_url
 from api.models import metadata
+from api.settings import load_settings
 
 config = context.config
 target_metadata = metadata
@@ -36,7 +36,7 @@ def _settings():
 
 def run_migrations_offline():
     context.configure(
-        url=database_url(_settings()),
+        url=load_settings(_settings()).database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -52,7 +52,8 @@ def do_run_migrations(connection):
 
 
 async def run_async_migrations():
-    engine = create_async_engine(database_url(_settings()), poolclass=pool.NullPool)
+    url = load_settings(_settings()).database_url
+    engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api import main
-from api.bridge import ASGIApp
+from api.bridge.asgi import ASGIApp
 from api.seed import seed
 from api.serve import HTTPProtocol
 

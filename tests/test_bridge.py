@@ -8,7 +8,8 @@ import httpx
 import pytest
 from greenlet import getcurrent
 
-from api.bridge import ASGIApp, await_, run_coroutine, run_in_greenlet
+from api.bridge import await_, run_coroutine, run_in_greenlet
+from api.bridge.asgi import ASGIApp
 
 
 def test_await_outside_a_request_greenlet_is_a_clear_error():
@@ -227,7 +228,7 @@ def test_reads_leave_no_reference_cycles_for_the_gc(wsgi_app):
     request made the cyclic GC pause every request for 30-40 ms under load."""
     import gc
 
-    from api.bridge import loop_stopping
+    from api.bridge.integration import loop_stopping
 
     asgi = ASGIApp(wsgi_app)
     paths = [("/mytable/1", b""), ("/mytable/", b"limit=3&id=gt.1&order=name.desc")]

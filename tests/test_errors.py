@@ -17,7 +17,7 @@ def test_a_database_that_is_not_there_is_503_and_liveness_still_answers(tmp_path
     """A MariaDB URL with nothing listening: the API starts, and answers 503 for data."""
     import httpx
 
-    from api.bridge import ASGIApp
+    from api.bridge.asgi import ASGIApp
 
     url = f"mysql+asyncmy://root@127.0.0.1:{free_port()}/test"
     app = make_app(url, **{"db.connect_timeout": "1"})
@@ -42,9 +42,9 @@ def test_a_missing_or_malformed_database_url_fails_at_start(setting, message, mo
 
 
 def test_database_url_from_the_environment_wins(monkeypatch):
-    from api.db import database_url
+    from api.settings import load_settings
 
     monkeypatch.setenv("DATABASE_URL", "mysql://u:p@db.example/prod")
-    url = database_url({"sqlalchemy.url": "sqlite:///local.sqlite"})
+    url = load_settings({"sqlalchemy.url": "sqlite:///local.sqlite"}).database_url
     assert url.drivername == "mysql+asyncmy"
     assert url.host == "db.example"

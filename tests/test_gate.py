@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from api.queries import Gate
+from api.reads.gate import Gate
 
 
 def test_waiters_are_served_in_arrival_order():

@@ -37,10 +37,10 @@ def test_migrations_upgrade_and_downgrade_from_the_command_line(tmp_path, empty_
 def tables(database_url):
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from api.db import database_url as resolve
+    from api.settings import database_url as async_url
 
     async def names():
-        engine = create_async_engine(resolve({"sqlalchemy.url": database_url}))
+        engine = create_async_engine(async_url(database_url))
         async with engine.connect() as connection:
             result = await connection.run_sync(lambda c: sa.inspect(c).get_table_names())
         await engine.dispose()

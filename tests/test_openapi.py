@@ -7,7 +7,7 @@ import sys
 import pytest
 from openapi_spec_validator import validate
 
-from api.bridge import ASGIApp
+from api.bridge.asgi import ASGIApp
 from api.seed import seed
 from tests.conftest import ThreadedServer, alembic, make_app
 

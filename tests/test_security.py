@@ -73,11 +73,11 @@ def test_a_setting_requires_if_match_on_writes(database_url):
 
 def test_token_entries_are_parsed_strictly():
     digest = hashlib.sha256(b"s").hexdigest()
-    assert parse_tokens(f"a:read b:read,write sha256:{digest}:write") == [
+    assert parse_tokens(f"a:read b:read,write sha256:{digest}:write") == (
         (hashlib.sha256(b"a").digest(), frozenset({"read"})),
         (hashlib.sha256(b"b").digest(), frozenset({"read", "write"})),
         (bytes.fromhex(digest), frozenset({"write"})),
-    ]
+    )
     for bad in ("nopermission", "a:", "a:admin", ":read", "sha256:abcd:read"):
         with pytest.raises(ValueError):
             parse_tokens(bad)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from api.bridge import ASGIApp
+from api.bridge.asgi import ASGIApp
 from api.seed import seed
 from api.serve import CoalescingTransport
 from tests.conftest import ROOT, ThreadedServer, alembic, free_port, make_app

@@ -1,0 +1,183 @@
+"""The ASGI front door: each HTTP request runs the Pyramid router in a request greenlet.
+
+The body is read before the router runs (WSGI reads it synchronously) and
+refused past its limit; a response held in memory is sent by the task, a
+streamed one from the greenlet, chunk by chunk, as it is produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from pyramid.router import Router
+
+from api.bridge.greenlets import await_, run_in_greenlet
+from api.bridge.integration import call_router, close_body, loop_stopping
+from api.errors import problem_body
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+# (the response's start message, its whole body), or None once it was streamed
+Buffered = tuple[Message, bytes] | None
+
+
+class ASGIApp:
+    """An ASGI application over a Pyramid app (its router, or a ``WSGIApp`` of it).
+
+    ``on_startup`` runs when the server starts serving (ASGI lifespan): the
+    server runner's process policy; the loop-stopping hooks run when it stops.
+    """
+
+    def __init__(self, wsgi_app: Any, on_startup: Callable[[], None] | None = None) -> None:
+        self.router: Router = getattr(wsgi_app, "router", wsgi_app)
+        self.registry = self.router.registry
+        self.max_body_bytes = self.registry.api_settings.max_body_bytes
+        self.on_startup = on_startup
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.on_startup is not None:
+                    self.on_startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                loop = asyncio.get_running_loop()
+                await run_in_greenlet(loop_stopping, self.registry, loop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await self._read_body(scope, receive)
+        if body is None:
+            await send_problem(send, 413, "Request body is larger than the server accepts")
+            return
+        environ = build_environ(scope, body)
+        try:
+            response = await run_in_greenlet(self._respond, environ, send)
+        except Exception:
+            # The exception views answer every error a request can raise; this
+            # is only reached when they fail themselves.
+            log.exception("unhandled error outside the exception views")
+            await send_problem(send, 500, "The server failed to answer this request")
+            return
+        if response is not None:
+            start, whole = response
+            await send(start)
+            await send({"type": "http.response.body", "body": whole})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The whole body, or None when it is over the limit (checked before reading)."""
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
+                return None
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _respond(self, environ: dict[str, Any], send: Send) -> Buffered:
+        """Run the router (in the request greenlet).
+
+        A response whose body is in memory, the usual case, is returned for
+        the task to send, which spares two switches to and fro; a streamed
+        one is sent from here, as its chunks may need the greenlet to be
+        produced.
+        """
+        started, app_iter = call_router(self.router, environ)
+        try:
+            status, headers = started
+            start = {
+                "type": "http.response.start",
+                "status": int(status[:3]),
+                "headers": [
+                    (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers
+                ],
+            }
+            if isinstance(app_iter, list | tuple):
+                return start, b"".join(app_iter)
+            await_(send(start))
+            for chunk in app_iter:
+                if chunk:
+                    await_(send({"type": "http.response.body", "body": chunk, "more_body": True}))
+            await_(send({"type": "http.response.body", "body": b""}))
+            return None
+        finally:
+            close_body(app_iter)
+
+
+async def send_problem(send: Send, status: int, title: str) -> None:
+    """A problem+json response sent straight to the ASGI server, outside Pyramid."""
+    body = problem_body(status, title)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
+    """A PEP 3333 environ for one ASGI HTTP request whose body was read already."""
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": scope.get("root_path", "").encode("utf-8").decode("latin-1"),
+        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope["query_string"].decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1]),
+        "SERVER_PROTOCOL": "HTTP/" + scope.get("http_version", "1.1"),
+        "REMOTE_ADDR": client[0],
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "CONTENT_LENGTH": str(len(body)),
+        # The body is in memory already: WebOb need not copy it to a temporary
+        # file (which it would for larger bodies, and leave to the GC).
+        "webob.is_body_seekable": True,
+    }
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1").upper().replace("-", "_")
+        text = value.decode("latin-1")
+        if key == "CONTENT_TYPE":
+            environ["CONTENT_TYPE"] = text
+        elif key != "CONTENT_LENGTH":
+            key = "HTTP_" + key
+            environ[key] = f"{environ[key]},{text}" if key in environ else text
+    return environ

@@ -1,0 +1,116 @@
+"""Pages, counts and exports of a collection's query, outside any transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any, Literal, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.bridge import run_in_greenlet
+from api.querystring import ListQuery
+from api.reads.compiled import CompiledSelect, Row
+from api.reads.reader import Reader
+from api.sql.statements import (
+    ESTIMATED_ROWS,
+    STATEMENT_CACHE_SIZE,
+    ListShape,
+    count_statement,
+    export_statement,
+    json_keys,
+    page_statement,
+    shape_of,
+)
+
+CountMethod = Literal["exact", "estimated"]
+
+
+class Count(NamedTuple):
+    total: int
+    how: CountMethod  # what was done: an estimate is exact where it cannot be had
+
+
+class Page(NamedTuple):
+    rows: list[Row]  # with every column the query needs, its order columns included
+    more: bool  # whether rows follow
+    counted: Count | None  # when a count was asked for
+
+
+async def read_page(
+    reader: Reader, table: sa.Table, query: ListQuery, count: CountMethod | None = None
+) -> Page:
+    """A page of ``query``, counted when ``count`` asks for it.
+
+    Read on a connection of its own: a page is never part of a request's
+    transaction.
+    """
+
+    def page(connection: Connection) -> Page:
+        counted = None
+        if count is not None:
+            counted = count_rows(connection, table, query, estimated=count == "estimated")
+        rows, more = load_page(connection, query)
+        return Page(rows, more, counted)
+
+    return await run_in_greenlet(reader.run, page)
+
+
+def load_page(connection: Connection, query: ListQuery) -> tuple[list[Row], bool]:
+    """A page of ``query``: its rows, and whether more follow."""
+    shape = shape_of(query)
+    statement = page_statement(shape)
+    read = _compiled_page(shape, connection.dialect)
+    rows = read.dicts(connection, statement.parameters(query, limit=query.limit + 1))
+    return rows[: query.limit], len(rows) > query.limit
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _compiled_page(shape: ListShape, dialect: Dialect) -> CompiledSelect:
+    # JSON is never an order key: only the requested columns may be passed through.
+    return CompiledSelect(page_statement(shape).statement, dialect, json_keys(shape.columns))
+
+
+def count_rows(
+    connection: Connection, table: sa.Table, query: ListQuery, estimated: bool = False
+) -> Count:
+    """An exact COUNT, or MySQL/MariaDB's table statistics when ``estimated``
+    and nothing filters the rows (else the exact count)."""
+    dialect = connection.dialect.name
+    if estimated and not query.filters and dialect in ("mysql", "mariadb"):
+        estimate = connection.scalar(ESTIMATED_ROWS, {"name": table.name})
+        return Count(int(estimate or 0), "estimated")
+    statement = count_statement(table, shape_of(query).filters)
+    return Count(connection.scalar(statement.statement, statement.parameters(query)), "exact")
+
+
+def stream_rows(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[tuple[Any, ...]]:
+    """Every row of ``query`` (no page), as tuples of its columns, read in
+    keyset batches of ``batch`` rows: the page statement, each batch after
+    the last row of the one before.
+
+    Not a server-side cursor: asyncmy reads a result as fast as the server
+    sends it, with no pause, so a client slower than the database would make
+    the worker hold the rest of the export in memory. A batch is read whole,
+    and the next asked for when the client has taken it. The batches share
+    one connection and transaction: on InnoDB (REPEATABLE READ) they read one
+    snapshot.
+
+    A generator for the request greenlet: it runs the async engine's sync
+    facade, whose driver calls ``await_()``. Its connection is its own, as the
+    request's transaction has ended by the time the body is sent.
+    """
+    width = len(query.columns)
+    with engine.sync_engine.connect() as connection:
+        while True:
+            statement, keys_at = export_statement(shape_of(query))
+            parameters = statement.parameters(query, limit=batch)
+            rows = connection.execute(statement.statement, parameters).all()
+            for row in rows:
+                yield row[:width]
+            if len(rows) < batch:
+                return
+            query = dataclasses.replace(query, after=tuple(rows[-1][i] for i in keys_at))

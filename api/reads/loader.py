@@ -1,0 +1,83 @@
+"""Point reads of one table, coalesced into one ``SELECT ... WHERE pk IN (...)`` a batch."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+from api.bridge import run_in_greenlet
+from api.reads.compiled import CompiledSelect, Row
+from api.reads.reader import Reader
+from api.sql.statements import STATEMENT_CACHE_SIZE, batch, json_keys, primary_key
+
+
+class CoalescingLoader:
+    """Point reads of one table, coalesced: one statement a batch.
+
+    Reads that arrive while a batch is forming, or while the previous batch is
+    in flight, wait for the next batch; each caller gets its own row. Batches
+    hold at most ``max_batch`` keys and run one at a time, on a connection of
+    their own: they see committed rows only, so a request that has written
+    must read through its own session instead (``api.db.load_item``).
+    One loader per table and event loop (``api.db.Engines``).
+    """
+
+    def __init__(self, reader: Reader, table: sa.Table, max_batch: int = 200) -> None:
+        self.reader = reader
+        self.table = table
+        self.max_batch = max_batch
+        self.waiting: dict[Any, list[asyncio.Future[Row | None]]] = {}  # pk -> its callers
+        self.running = False
+        self.in_flight: asyncio.Task[None] | None = None  # the batch in flight
+
+    async def load(self, pk: Any) -> Row | None:
+        future: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(pk, []).append(future)
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().call_soon(self._next_batch)
+        return await future
+
+    def _next_batch(self) -> None:
+        if not self.waiting:
+            self.running = False
+            return
+        keys = list(self.waiting)[: self.max_batch]
+        waiting = {key: self.waiting.pop(key) for key in keys}
+        # Held here: the loop keeps only a weak reference to a task.
+        self.in_flight = asyncio.get_running_loop().create_task(self._run(waiting))
+
+    async def _run(self, waiting: dict[Any, list[asyncio.Future[Row | None]]]) -> None:
+        pk_name = primary_key(self.table).name
+
+        def select_batch(connection: Connection) -> dict[Any, Row]:
+            statement, values = batch(self.table, list(waiting))
+            read = _compiled(statement, connection.dialect, json_keys(self.table.columns))
+            rows = read.dicts(connection, values)
+            return {row[pk_name]: row for row in rows}
+
+        try:
+            rows = await run_in_greenlet(self.reader.run, select_batch)
+        except Exception as exc:
+            for futures in waiting.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+        else:
+            for key, futures in waiting.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(rows.get(key))
+        finally:
+            self._next_batch()  # what arrived meanwhile goes next
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _compiled(
+    statement: sa.Select[Any], dialect: Dialect, json_keys: frozenset[str]
+) -> CompiledSelect:
+    return CompiledSelect(statement, dialect, json_keys)

@@ -1,0 +1,55 @@
+"""The engine of plain reads, behind a first-come-first-served gate as wide as its pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.bridge import await_
+from api.reads.gate import Gate
+
+T = TypeVar("T")
+
+
+class Reader:
+    """Runs reads on connections of its engine, in arrival order.
+
+    A read runs in one greenlet on the engine's synchronous facade, whose
+    driver calls ``await_()``: callers hand it over with ``run_in_greenlet``,
+    as each call of the async facade would start a greenlet of its own.
+
+    SQLAlchemy's pool hands a connection that comes back to whoever asks
+    next, not to whoever has waited longest, which starved some reads for
+    seconds under load: the gate serves its waiters in order.
+    """
+
+    def __init__(self, engine: AsyncEngine, connections: int, timeout: float) -> None:
+        self.engine = engine
+        # seconds to wait for a connection; then TimeoutError (503)
+        self.gate = Gate(connections, timeout)
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """``work(connection)``; once more on a fresh connection if it was dead.
+
+        Call it in a greenlet (``run_in_greenlet``). Connections are not
+        pinged as they leave the pool. One that died while pooled (the
+        database restarted) fails its first statement, and SQLAlchemy marks
+        every connection pooled before it as stale: the second try connects
+        afresh, and fails for real only if the database is away.
+        """
+        await_(self.gate.acquire())
+        try:
+            try:
+                with self.engine.sync_engine.connect() as connection:
+                    return work(connection)
+            except sa.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+            with self.engine.sync_engine.connect() as connection:
+                return work(connection)
+        finally:
+            self.gate.release()

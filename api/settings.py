@@ -1,0 +1,247 @@
+"""Every setting of the API: its ini key, environment variable, type and default.
+
+``includeme`` reads them once at start-up, from the environment (which wins)
+and the ini file, validates them, and puts one frozen ``Settings`` on the
+registry as ``registry.api_settings``. A bad value stops start-up with the
+setting's name and what it expects. The README's settings table lists the
+same fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pyramid.config import Configurator
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from api.security import Token, parse_tokens
+
+# Plain driver names that users write, mapped to the async drivers we run on.
+ASYNC_DRIVERS = {
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+    "mysql+pymysql": "mysql+asyncmy",
+    "mysql+mysqldb": "mysql+asyncmy",
+    "sqlite": "sqlite+aiosqlite",
+}
+
+TRUE = frozenset({"true", "yes", "on", "1"})
+FALSE = frozenset({"false", "no", "off", "0", ""})
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def database_url(text: str) -> URL:
+    """A SQLAlchemy URL, on the async driver of its database."""
+    try:
+        url = make_url(text)
+    except ArgumentError as exc:
+        raise ValueError(str(exc)) from None
+    return url.set(drivername=ASYNC_DRIVERS.get(url.drivername, url.drivername))
+
+
+def boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE:
+        return True
+    if word in FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        text = text.strip()
+        if not text.isascii() or not text.lstrip("-").isdigit():
+            raise ValueError(f"expected a whole number of at least {low}")
+        value = int(text)
+        if value < low:
+            raise ValueError(f"expected a whole number of at least {low}")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return value
+
+
+def words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+def as_bytes(text: str) -> bytes:
+    return text.encode()
+
+
+def setting(
+    key: str,
+    parse: Callable[[str], Any],
+    default: Any = dataclasses.MISSING,
+    *,
+    env: str | None = None,
+    doc: str,
+    secret: bool = False,
+    missing: str = "required",
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A field of ``Settings``: read from ``env`` (default: the key, upper case,
+    dots as underscores) or the ini ``key``, parsed by ``parse``."""
+    metadata = {
+        "key": key,
+        "env": env or key.upper().replace(".", "_"),
+        "parse": parse,
+        "doc": doc,
+        "missing": missing,
+    }
+    if default_factory is not None:
+        return dataclasses.field(
+            default_factory=default_factory, metadata=metadata, repr=not secret
+        )
+    return dataclasses.field(default=default, metadata=metadata, repr=not secret)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The API's settings, validated; ``registry.api_settings``."""
+
+    database_url: URL = setting(
+        "sqlalchemy.url",
+        database_url,
+        env="DATABASE_URL",
+        doc="The database. `mysql://` and `sqlite://` run on asyncmy and aiosqlite. Required.",
+        secret=True,
+        missing="no database URL",
+    )
+    db_pool_size: int = setting(
+        "db.pool_size", at_least(1), 10, doc="Connections kept open for request sessions (writes)."
+    )
+    db_max_overflow: int = setting(
+        "db.max_overflow", at_least(0), 10, doc="Extra write connections under load."
+    )
+    db_read_pool_size: int | None = setting(
+        "db.read_pool_size",
+        at_least(1),
+        None,
+        doc="Connections kept open for plain reads (default: `db.pool_size`).",
+    )
+    db_read_max_overflow: int | None = setting(
+        "db.read_max_overflow",
+        at_least(0),
+        None,
+        doc="Extra read connections under load (default: `db.max_overflow`).",
+    )
+    db_pool_timeout: float = setting(
+        "db.pool_timeout", seconds, 10.0, doc="Seconds to wait for a connection, then 503."
+    )
+    db_pool_recycle: int = setting(
+        "db.pool_recycle", at_least(-1), 3600, doc="Seconds after which a connection is renewed."
+    )
+    db_connect_timeout: int = setting(
+        "db.connect_timeout", at_least(1), 5, doc="Seconds to wait for a new connection."
+    )
+    db_ping_timeout: float = setting(
+        "db.ping_timeout", seconds, 2.0, doc="Seconds `/__heartbeat__` waits for the database."
+    )
+    page_limit_default: int = setting(
+        "api.page_limit_default", at_least(1), 50, doc="Rows in a page without `limit`."
+    )
+    page_limit_max: int = setting(
+        "api.page_limit_max", at_least(1), 500, doc="The largest `limit` accepted."
+    )
+    export_batch_rows: int = setting(
+        "api.export_batch_rows", at_least(1), 5000, doc="Rows an export reads at a time."
+    )
+    max_body_bytes: int = setting(
+        "api.max_body_bytes", at_least(1), 1 << 20, doc="The largest request body (413 beyond)."
+    )
+    max_json_depth: int = setting(
+        "api.max_json_depth", at_least(1), 32, doc="The deepest JSON nesting in a body (400)."
+    )
+    max_batch_rows: int = setting(
+        "api.max_batch_rows", at_least(1), 1000, doc="Rows one POST array may create (413)."
+    )
+    require_if_match: bool = setting(
+        "api.require_if_match", boolean, False, doc="Writes need `If-Match` (428 without)."
+    )
+    read_requires_token: bool = setting(
+        "api.read_requires_token", boolean, False, doc="Reads need a token with `read`."
+    )
+    tokens: tuple[Token, ...] = setting(
+        "api.tokens",
+        parse_tokens,
+        (),
+        doc="Bearer tokens: whitespace-separated `SECRET:PERM[,PERM]` (`read`, `write`).",
+        secret=True,
+    )
+    cors_origins: tuple[str, ...] = setting(
+        "api.cors_origins", words, (), doc="Origins allowed by CORS, or `*`; empty: CORS off."
+    )
+    cursor_secret: bytes = setting(
+        "api.cursor_secret",
+        as_bytes,
+        doc="Signs page cursors; without it they last as long as the process.",
+        secret=True,
+        default_factory=lambda: secrets.token_bytes(32),
+    )
+
+    def __post_init__(self) -> None:
+        if self.page_limit_default > self.page_limit_max:
+            raise SettingsError(
+                "api.page_limit_default: expected at most api.page_limit_max "
+                f"({self.page_limit_max}), got {self.page_limit_default}"
+            )
+
+    @property
+    def read_pool_size(self) -> int:
+        return self.db_pool_size if self.db_read_pool_size is None else self.db_read_pool_size
+
+    @property
+    def read_max_overflow(self) -> int:
+        if self.db_read_max_overflow is None:
+            return self.db_max_overflow
+        return self.db_read_max_overflow
+
+
+FIELDS = dataclasses.fields(Settings)
+
+
+def load_settings(ini: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """``Settings`` from the environment (which wins) and the ini file's settings."""
+    environ = os.environ if environ is None else environ
+    values = {}
+    for field in FIELDS:
+        key, env = field.metadata["key"], field.metadata["env"]
+        if environ.get(env):
+            source, text = f"{env} (environment)", environ[env]
+        elif ini.get(key) not in (None, ""):
+            source, text = key, str(ini[key])
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            missing = field.metadata["missing"]
+            raise SettingsError(f"{key}: {missing}; set {env} or {key}")
+        else:
+            continue
+        try:
+            values[field.name] = field.metadata["parse"](text)
+        except ValueError as exc:
+            shown = "(hidden)" if not field.repr else repr(text)
+            raise SettingsError(f"{source}: {exc}, got {shown}") from None
+    return Settings(**values)
+
+
+def includeme(config: Configurator) -> None:
+    # Validated before anything else is configured: a bad value stops start-up.
+    config.registry.api_settings = load_settings(config.registry.settings)

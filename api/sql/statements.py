@@ -1,0 +1,265 @@
+"""Statement builders: point reads, batches, and the lists of PostgREST's query language.
+
+A list statement is built once per shape of its query (the columns, the
+filters without their values, the order, which cursor values are NULL) and
+cached: clients pick the shapes, so the caches are bounded. ``Binds`` makes
+each bind parameter together with where its value comes from in the query, so
+that a statement and its parameters are built in one pass and cannot disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from functools import cache, lru_cache
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement, Select
+
+from api.querystring import ListQuery, OrderItem
+
+STATEMENT_CACHE_SIZE = 256
+# The bind parameter of a list statement's LIMIT, given by whoever runs it.
+LIMIT = "page_limit"
+
+Source = Callable[[ListQuery], Any]
+
+
+def _filter_value(index: int) -> Source:
+    return lambda query: query.filters[index].value
+
+
+def _in_value(index: int, position: int) -> Source:
+    return lambda query: query.filters[index].value[position]
+
+
+def _cursor_value(index: int) -> Source:
+    return lambda query: query.after[index]  # type: ignore[index]  # a cursor's shape has one
+
+
+class Binds:
+    """The bind parameters of one statement, each with the source of its value."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Source] = {}
+
+    def __call__(self, source: Source, type_: Any = None) -> sa.BindParameter[Any]:
+        name = f"p{len(self.sources)}"
+        self.sources[name] = source
+        return sa.bindparam(name, type_=type_)
+
+
+@dataclasses.dataclass(frozen=True)
+class ListStatement:
+    """A statement of one query shape, and how to take its parameters from a query."""
+
+    statement: Select[Any]
+    sources: dict[str, Source]
+
+    def parameters(self, query: ListQuery, limit: int | None = None) -> dict[str, Any]:
+        values = {name: source(query) for name, source in self.sources.items()}
+        if limit is not None:
+            values[LIMIT] = limit
+        return values
+
+
+# A filter without its value: (column, operator, negated, what shapes the SQL)
+FilterShape = tuple[sa.Column[Any], str, bool, Any]
+
+
+class ListShape(NamedTuple):
+    """What a list statement is built from and cached by: a query without its values."""
+
+    columns: tuple[sa.Column[Any], ...]
+    order: tuple[OrderItem, ...]
+    filters: tuple[FilterShape, ...]
+    after: tuple[bool, ...] | None  # which cursor values are NULL
+
+
+def shape_of(query: ListQuery) -> ListShape:
+    filters = tuple((f.column, f.operator, f.negated, _shaped_value(f)) for f in query.filters)
+    after = None if query.after is None else tuple(value is None for value in query.after)
+    return ListShape(query.columns, query.order, filters, after)
+
+
+def _shaped_value(query_filter: Any) -> Any:
+    """What of a filter's value its statement is built with: is.VALUE, and how many IN values."""
+    if query_filter.operator == "is":
+        return query_filter.value
+    if query_filter.operator == "in":
+        return len(query_filter.value)
+    return None
+
+
+def passed_through(column: sa.Column[Any]) -> ColumnElement[Any]:
+    """How a plain read selects ``column``: JSON as its stored text, which the
+    compiled read hands to orjson as it is, instead of parsing it only to
+    write it again. The text is valid JSON: MariaDB checks it (JSON is
+    LONGTEXT with a json_valid CHECK), and on SQLite the column is written
+    through this API, which writes it with orjson."""
+    if isinstance(column.type, sa.JSON):
+        return sa.type_coerce(column, sa.Text).label(column.name)
+    return column
+
+
+def json_keys(columns: Any) -> frozenset[str]:
+    return frozenset(str(column.name) for column in columns if isinstance(column.type, sa.JSON))
+
+
+def _filter_clause(binds: Binds, index: int, shape: FilterShape) -> ColumnElement[bool]:
+    column, operator, negated, shaped_value = shape
+    clause: ColumnElement[bool]
+    if operator == "is":
+        clause = column.is_(None) if shaped_value is None else column == shaped_value
+    elif operator == "in":
+        # A parameter per value rather than an expanding one: the SQL is then
+        # final when compiled, as the compiled reads need.
+        clause = column.in_(
+            [binds(_in_value(index, position)) for position in range(shaped_value)]
+        )
+    else:
+        value = binds(_filter_value(index))
+        match operator:
+            case "like":
+                clause = column.like(value, escape="\\")
+            case "ilike":
+                clause = column.ilike(value, escape="\\")
+            case "eq":
+                clause = column == value
+            case "neq":
+                clause = column != value
+            case "gt":
+                clause = column > value
+            case "gte":
+                clause = column >= value
+            case "lt":
+                clause = column < value
+            case "lte":
+                clause = column <= value
+    return sa.not_(clause) if negated else clause
+
+
+def _where(binds: Binds, filters: tuple[FilterShape, ...]) -> list[ColumnElement[bool]]:
+    return [_filter_clause(binds, index, shape) for index, shape in enumerate(filters)]
+
+
+def _order_by(order: tuple[OrderItem, ...]) -> list[ColumnElement[Any]]:
+    """ORDER BY with NULL placement spelled out, so every database sorts alike."""
+    clauses: list[ColumnElement[Any]] = []
+    for item in order:
+        column = item.column
+        if column.nullable:
+            is_null = column.is_(None)
+            clauses.append(is_null.desc() if item.nulls_first else is_null.asc())
+        clauses.append(column.desc() if item.descending else column.asc())
+    return clauses
+
+
+def _after(
+    binds: Binds, order: tuple[OrderItem, ...], nulls: tuple[bool, ...]
+) -> ColumnElement[bool]:
+    """Rows strictly after the cursor's values in ``order``: the keyset predicate.
+
+    (k1 after v1) OR (k1 = v1 AND k2 after v2) OR ...; the primary key, last in
+    every order, makes it total. ``nulls`` says which values are NULL (only a
+    nullable column holds one); the others are bound from the query's cursor.
+    """
+    alternatives: list[ColumnElement[bool]] = []
+    equal_so_far: list[ColumnElement[bool]] = []
+    for index, (item, is_null) in enumerate(zip(order, nulls, strict=True)):
+        column = item.column
+        after: ColumnElement[bool]
+        equal: ColumnElement[bool]
+        if is_null:
+            after = column.is_not(None) if item.nulls_first else sa.false()
+            equal = column.is_(None)
+        else:
+            bound = binds(_cursor_value(index), type_=column.type)
+            beyond: ColumnElement[bool] = column < bound if item.descending else column > bound
+            if column.nullable and not item.nulls_first:
+                beyond = sa.or_(beyond, column.is_(None))
+            after, equal = beyond, column == bound
+        alternatives.append(sa.and_(*equal_so_far, after))
+        equal_so_far.append(equal)
+    return sa.or_(*alternatives)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def page_statement(shape: ListShape) -> ListStatement:
+    """A page of ``shape``'s rows (LIMIT bound as ``LIMIT``), with its order columns."""
+    binds = Binds()
+    needed = dict.fromkeys((*shape.columns, *(item.column for item in shape.order)))
+    statement = sa.select(*map(passed_through, needed)).where(*_where(binds, shape.filters))
+    if shape.after is not None:
+        statement = statement.where(_after(binds, shape.order, shape.after))
+    statement = statement.order_by(*_order_by(shape.order))
+    statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
+    return ListStatement(statement, binds.sources)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def export_statement(shape: ListShape) -> tuple[ListStatement, tuple[int, ...]]:
+    """An export batch: a page, with every column as its type reads it (JSON
+    parsed, for CSV) and the order columns after the requested ones; and
+    where, in its rows, the order keys are."""
+    page = page_statement(shape)
+    selected = tuple(dict.fromkeys((*shape.columns, *(item.column for item in shape.order))))
+    statement = page.statement.with_only_columns(*selected)
+    keys_at = tuple(selected.index(item.column) for item in shape.order)
+    return ListStatement(statement, page.sources), keys_at
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def count_statement(table: sa.Table, filters: tuple[FilterShape, ...]) -> ListStatement:
+    binds = Binds()
+    statement = sa.select(sa.func.count()).select_from(table).where(*_where(binds, filters))
+    return ListStatement(statement, binds.sources)
+
+
+ESTIMATED_ROWS = sa.text(
+    "SELECT TABLE_ROWS FROM information_schema.TABLES "
+    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+)
+
+
+# --- single rows ----------------------------------------------------------------
+
+
+class RowStatements(NamedTuple):
+    """The statements of one table's rows by primary key."""
+
+    pk: sa.Column[Any]
+    one: Select[Any]  # bind "pk"
+    one_for_update: Select[Any]
+    many: Select[Any]  # expanding bind "pks"
+
+
+@cache
+def row_statements(table: sa.Table) -> RowStatements:
+    (pk,) = table.primary_key.columns
+    one = sa.select(table).where(pk == sa.bindparam("pk"))
+    many = sa.select(table).where(pk.in_(sa.bindparam("pks", expanding=True)))
+    return RowStatements(pk, one, one.with_for_update(), many)
+
+
+def primary_key(table: sa.Table) -> sa.Column[Any]:
+    return row_statements(table).pk
+
+
+def batch(table: sa.Table, keys: list[Any]) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement of the rows of ``table`` whose primary keys are ``keys``, and its parameters.
+
+    The IN list is padded to a power of two with the last key again, so that
+    batches of any size share a few statements.
+    """
+    size = 1 << (len(keys) - 1).bit_length()
+    padded = keys + keys[-1:] * (size - len(keys))
+    return _batch_statement(table, size), {f"k{i}": key for i, key in enumerate(padded)}
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _batch_statement(table: sa.Table, size: int) -> Select[Any]:
+    pk = primary_key(table)
+    keys = [sa.bindparam(f"k{i}", type_=pk.type) for i in range(size)]
+    return sa.select(*map(passed_through, table.columns)).where(pk.in_(keys))

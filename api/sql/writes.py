@@ -1,0 +1,92 @@
+"""Reads and writes in the request's transaction: the locked read before a write, and the writes.
+
+Writes are Core statements, so that zope.sqlalchemy sees them (``api.db``);
+rows come back as plain dicts whose keys are ``str`` (orjson rejects the
+``quoted_name`` keys of SQLAlchemy's rows).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Result
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.models import utcnow
+from api.sql.statements import primary_key, row_statements
+
+Row = dict[str, Any]
+
+
+def _dicts(result: Result[Any]) -> list[Row]:
+    keys = list(map(str, result.keys()))
+    # zip(strict=True) would check what the statement guarantees, at a cost per row.
+    return [dict(zip(keys, row, strict=False)) for row in result.all()]
+
+
+def _has_version(table: sa.Table) -> bool:
+    return "version" in table.columns
+
+
+async def load_row(
+    session: AsyncSession, table: sa.Table, pk: Any, *, for_update: bool = False
+) -> Row | None:
+    """The row with primary key ``pk``, or None.
+
+    ``for_update`` locks the row until the transaction ends (MySQL/MariaDB),
+    so that a read-modify-write sees the latest committed version.
+    """
+    statements = row_statements(table)
+    statement = statements.one_for_update if for_update else statements.one
+    rows = _dicts(await session.execute(statement, {"pk": pk}))
+    return rows[0] if rows else None
+
+
+async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> list[Row]:
+    """Insert ``rows`` (dicts of column values) and return them as stored, in order."""
+    now = utcnow()
+    stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    pks = []
+    for values in rows:
+        result = await session.execute(sa.insert(table).values(**values, **stamps))
+        pks.append(result.inserted_primary_key[0])  # type: ignore[attr-defined]  # a CursorResult
+    statements = row_statements(table)
+    stored = {
+        row[statements.pk.name]: row
+        for row in _dicts(await session.execute(statements.many, {"pks": pks}))
+    }
+    return [stored[pk] for pk in pks]
+
+
+async def update_row(
+    session: AsyncSession, table: sa.Table, pk: Any, values: Row, expected_version: Any
+) -> Row | None:
+    """Write ``values`` to row ``pk`` only if it still has ``expected_version``.
+
+    The check and the write are one statement, so two writers racing on one
+    version cannot both succeed. Returns the row as stored, or None when the
+    version did not match (or the row is gone).
+    """
+    statement = sa.update(table).where(primary_key(table) == pk).values(**values)
+    if _has_version(table):
+        statement = statement.where(table.c.version == expected_version).values(
+            version=table.c.version + 1
+        )
+    if "updated_at" in table.columns:
+        statement = statement.values(updated_at=utcnow())
+    result = await session.execute(statement)
+    if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult
+        return None
+    return await load_row(session, table, pk)
+
+
+async def delete_row(
+    session: AsyncSession, table: sa.Table, pk: Any, expected_version: Any
+) -> bool:
+    """Delete row ``pk`` if it still has ``expected_version``; True when it did."""
+    statement = sa.delete(table).where(primary_key(table) == pk)
+    if _has_version(table):
+        statement = statement.where(table.c.version == expected_version)
+    result = await session.execute(statement)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # a CursorResult

@@ -1,0 +1,56 @@
+"""Settings: one validated object; a bad value stops start-up naming the setting."""
+
+import pytest
+
+from api import main
+from api.settings import SettingsError, load_settings
+
+URL = {"sqlalchemy.url": "sqlite+aiosqlite:///:memory:"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("api.read_requires_token", "ture", "api.read_requires_token: expected true or false"),
+        ("api.page_limit_max", "abc", "api.page_limit_max: expected a whole number"),
+        ("db.pool_size", "0", "db.pool_size: expected a whole number of at least 1"),
+        ("db.pool_timeout", "soon", "db.pool_timeout: expected a number of seconds"),
+        ("api.page_limit_default", "900", "api.page_limit_default: expected at most"),
+        ("api.tokens", "no-permission", "api.tokens: each API token entry"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_setting(key, value, expected, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(SettingsError, match=expected):
+        main({}, **URL, **{key: value})
+
+
+def test_a_secret_is_not_repeated_in_the_error():
+    with pytest.raises(SettingsError) as error:
+        load_settings({**URL, "api.tokens": "hunter2-without-permissions"}, environ={})
+    assert "hunter2" not in str(error.value)
+
+
+def test_the_environment_wins_over_the_ini_file():
+    environ = {"API_PAGE_LIMIT_MAX": "200", "API_READ_REQUIRES_TOKEN": "yes"}
+    settings = load_settings({**URL, "api.page_limit_max": "900"}, environ=environ)
+    assert settings.page_limit_max == 200
+    assert settings.read_requires_token is True
+    bad = {"API_PAGE_LIMIT_MAX": "lots"}
+    with pytest.raises(SettingsError, match=r"API_PAGE_LIMIT_MAX \(environment\)"):
+        load_settings(URL, environ=bad)
+
+
+def test_defaults_and_the_read_pool_following_the_write_pool():
+    settings = load_settings({**URL, "db.pool_size": "7"}, environ={})
+    assert (settings.page_limit_default, settings.page_limit_max) == (50, 500)
+    assert settings.read_pool_size == 7
+    assert settings.read_max_overflow == settings.db_max_overflow == 10
+    assert load_settings({**URL, "db.read_pool_size": "3"}, environ={}).read_pool_size == 3
+
+
+def test_settings_are_frozen_and_hide_their_secrets():
+    settings = load_settings({**URL, "api.tokens": "s3cret:read"}, environ={})
+    with pytest.raises(AttributeError):
+        settings.page_limit_max = 1  # type: ignore[misc]
+    assert "s3cret" not in repr(settings) and "sqlite" not in repr(settings)
