@@ -29,7 +29,7 @@ class UTCDateTime(sa.TypeDecorator):
 
     Aware datetimes are converted to UTC on the way in; values come back naive,
     meaning UTC, and every JSON writer adds the "Z" (``formats.ORJSON_OPTIONS``).
-    Making them aware on the way out cost half of building a page's rows.
+    Making them aware on the way out would cost a new object per value read.
     """
 
     impl = sa.DateTime
