@@ -2,8 +2,8 @@
 
 import pytest
 
-from tests.conftest import ThreadedServer, free_port, make_app
-from tests.test_reads import assert_problem
+from tests.support import assert_problem, make_app
+from tests.support.servers import ThreadedServer, free_port
 
 
 def test_an_unhandled_error_is_a_500_problem_without_a_traceback(http):
@@ -39,12 +39,3 @@ def test_a_missing_or_malformed_database_url_fails_at_start(setting, message, mo
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(Exception, match=message):
         main({}, **setting)
-
-
-def test_database_url_from_the_environment_wins(monkeypatch):
-    from api.settings import load_settings
-
-    monkeypatch.setenv("DATABASE_URL", "mysql://u:p@db.example/prod")
-    url = load_settings({"sqlalchemy.url": "sqlite:///local.sqlite"}).database_url
-    assert url.drivername == "mysql+asyncmy"
-    assert url.host == "db.example"

@@ -9,7 +9,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ROOT, mariadb_database
+from tests.support import ROOT, mariadb_database
 
 BIN = pathlib.Path(sys.executable).parent
 

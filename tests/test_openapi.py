@@ -9,7 +9,8 @@ from openapi_spec_validator import validate
 
 from api.bridge.asgi import ASGIApp
 from api.seed import seed
-from tests.conftest import ThreadedServer, alembic, make_app
+from tests.support import alembic, make_app
+from tests.support.servers import ThreadedServer
 
 BIN = pathlib.Path(sys.executable).parent
 

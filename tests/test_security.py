@@ -8,8 +8,7 @@ import pytest
 import webtest
 
 from api.security import parse_tokens
-from tests.conftest import HASHED_WRITER, READER, WRITER, make_app
-from tests.test_reads import assert_problem
+from tests.support import HASHED_WRITER, READER, WRITER, assert_problem, make_app
 
 NEW_ROW = {"name": "secured"}
 

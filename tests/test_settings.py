@@ -54,3 +54,10 @@ def test_settings_are_frozen_and_hide_their_secrets():
     with pytest.raises(AttributeError):
         settings.page_limit_max = 1  # type: ignore[misc]
     assert "s3cret" not in repr(settings) and "sqlite" not in repr(settings)
+
+
+def test_database_url_from_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:p@db.example/prod")
+    url = load_settings({"sqlalchemy.url": "sqlite:///local.sqlite"}).database_url
+    assert url.drivername == "mysql+asyncmy"
+    assert url.host == "db.example"

@@ -1,4 +1,4 @@
-"""The read gate: first come, first served; a waiter gives up in time; no slot is lost."""
+"""The read gate: first come, first served, with one timer for its queue."""
 
 import asyncio
 

@@ -1,29 +1,29 @@
-"""The coalescing point loader: concurrent reads share SELECTs; writers read their own writes."""
+"""The coalescing point loader: concurrent reads share SELECTs, each gets its row."""
 
 import asyncio
 import threading
-import time
-import uuid
 
 import httpx
 from sqlalchemy import event
 
 from api.bridge import await_
 from api.models import mytable
-from tests.conftest import SEEDED_ROWS
 
 
 def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(
-    http, server, wsgi_app, monkeypatch
+    http, server, wsgi_app, own_rows, monkeypatch
 ):
     assert http.get("/mytable/1").status_code == 200  # the server's engine and loader exist now
-    wanted = [n % SEEDED_ROWS + 1 for n in range(300)]  # repeats included
+    wanted = [own_rows.id(n % 30 + 1) for n in range(300)]  # repeats included
     arrived = 0
+    everyone_arrived = asyncio.Event()  # set on the server's loop
 
     def counting(load):
         async def counted_load(pk):
             nonlocal arrived
             arrived += 1
+            if arrived == len(wanted):
+                everyone_arrived.set()
             return await load(pk)
 
         return counted_load
@@ -41,9 +41,7 @@ def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(
                 # The first batch is slow to answer: it waits (in the server's
                 # loop) until every request has reached the loader, however
                 # slowly this machine's client sends them.
-                deadline = time.monotonic() + 30
-                while arrived < len(wanted) and time.monotonic() < deadline:
-                    await_(asyncio.sleep(0.005))
+                await_(asyncio.wait_for(everyone_arrived.wait(), 30))
 
     pairs = wsgi_app.registry.api_engines.by_loop.values()
     engines = [e for engine, reader in pairs for e in (engine, reader.engine)]
@@ -61,9 +59,10 @@ def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(
         for engine in engines:
             event.remove(engine.sync_engine, "before_cursor_execute", count)
     assert [r.json()["id"] for r in responses] == wanted
-    assert [r.json()["name"] for r in responses] == [f"demo {n}" for n in wanted]
+    names = {row["id"]: row["name"] for row in own_rows.rows}
+    assert [r.json()["name"] for r in responses] == [names[pk] for pk in wanted]
     # The first batch, then everything that arrived while it was in flight
-    # (120 distinct rows: one batch of at most 200 keys).
+    # (30 distinct rows: one batch of at most 200 keys).
     assert arrived == len(wanted)
     assert 1 <= len(statements) <= 2, len(statements)
     assert all(" IN " in s.upper() for s in statements)
@@ -80,10 +79,3 @@ def test_a_missing_row_in_a_batch_is_404_for_its_caller_only(server):
 
     ok, missing, also_ok = asyncio.run(fire())
     assert (ok.status_code, missing.status_code, also_ok.status_code) == (200, 404, 200)
-
-
-def test_a_request_that_has_written_reads_its_own_writes(http):
-    name = f"own-write-{uuid.uuid4().hex}"
-    response = http.post("/_probe_write_then_traverse", params={"name": name})
-    assert response.status_code == 200, response.text
-    assert response.json()["name"] == name

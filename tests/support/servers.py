@@ -1,11 +1,49 @@
-"""A TCP forwarder that tests can take down and bring back, to play a database outage."""
+"""Test servers: uvicorn in a thread, a free port, and a TCP proxy that plays outages."""
 
 import asyncio
 import contextlib
+import socket
 import threading
+
+import uvicorn
+
+from api.serve import HTTPProtocol
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedServer:
+    """Uvicorn serving an ASGI app from a thread of the test process."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", http=HTTPProtocol
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self):
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            threading.Event().wait(0.01)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
 
 
 class TcpProxy:
+    """A TCP forwarder that tests can take down and bring back, to play a database outage."""
+
     def __init__(self, target_host, target_port, listen_port):
         self.target = (target_host, target_port)
         self.port = listen_port

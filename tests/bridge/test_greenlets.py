@@ -1,15 +1,13 @@
-"""The execution model: request greenlets, await_(), thread-locals, engines per loop."""
+"""The greenlet runtime: await_(), run_in_greenlet(), run_coroutine(), with no Pyramid."""
 
 import asyncio
 import contextvars
 import weakref
 
-import httpx
 import pytest
 from greenlet import getcurrent
 
 from api.bridge import await_, run_coroutine, run_in_greenlet
-from api.bridge.asgi import ASGIApp
 
 
 def test_await_outside_a_request_greenlet_is_a_clear_error():
@@ -159,115 +157,3 @@ def test_a_coroutine_run_in_the_request_greenlet_gets_errors_timeouts_and_cancel
 
     asyncio.run(scenario())
     assert cleaned_up == [True]
-
-
-@pytest.mark.parametrize("probe", ["_probe_sync_locals", "_probe_async_locals"])
-def test_thread_locals_stay_with_their_request_under_interleaving(server, probe):
-    """Hundreds of interleaved requests each see their own request and registry."""
-
-    async def fire():
-        limits = httpx.Limits(max_connections=300)
-        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as client:
-            responses = await asyncio.gather(
-                *(client.get(f"/{probe}", params={"n": n}) for n in range(300))
-            )
-        return [r.json() for r in responses]
-
-    results = asyncio.run(fire())
-    assert [r["n"] for r in results] == [str(n) for n in range(300)]
-    assert all(r["ok"] for r in results), [r for r in results if not r["ok"]][:5]
-
-
-def test_engines_are_made_lazily_per_loop_and_disposed_when_the_loop_stops(database_url):
-    from tests.conftest import make_app
-
-    app = make_app(database_url)
-    engines = app.registry.api_engines
-    assert len(engines.by_loop) == 0  # building the app connects nothing (gunicorn forks after)
-
-    asgi = ASGIApp(app)
-
-    async def serve_one_request_in_a_lifespan():
-        messages, sent = asyncio.Queue(), []
-
-        async def send(message):
-            sent.append(message)
-
-        lifespan = asyncio.create_task(asgi({"type": "lifespan"}, messages.get, send))
-        await messages.put({"type": "lifespan.startup"})
-        transport = httpx.ASGITransport(app=asgi)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            assert (await client.get("/mytable/1")).status_code == 200
-        engine = engines.by_loop[asyncio.get_running_loop()]
-        await messages.put({"type": "lifespan.shutdown"})
-        await lifespan
-        return engine, sent
-
-    first_engine, sent = asyncio.run(serve_one_request_in_a_lifespan())
-    assert sent == [
-        {"type": "lifespan.startup.complete"},
-        {"type": "lifespan.shutdown.complete"},
-    ]
-    assert len(engines.by_loop) == 0  # disposed of with its loop
-    second_engine, _ = asyncio.run(serve_one_request_in_a_lifespan())
-    assert second_engine is not first_engine
-
-
-def test_closing_the_wsgi_app_disposes_of_its_background_engine(database_url):
-    from tests.conftest import make_app
-
-    app = make_app(database_url)
-    assert app.run(lambda: app.registry.api_engines.current()) is not None
-    assert len(app.registry.api_engines.by_loop) == 1
-    app.close()
-    assert len(app.registry.api_engines.by_loop) == 0
-
-
-def test_reads_leave_no_reference_cycles_for_the_gc(wsgi_app):
-    """Point reads and pages are freed by reference counting alone: a cycle per
-    request made the cyclic GC pause every request for 30-40 ms under load."""
-    import gc
-
-    from api.bridge.integration import loop_stopping
-
-    asgi = ASGIApp(wsgi_app)
-    paths = [("/mytable/1", b""), ("/mytable/", b"limit=3&id=gt.1&order=name.desc")]
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def get(path, query_string):
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": path,
-            "query_string": query_string,
-            "headers": [(b"host", b"localhost")],
-        }
-        sent = []
-
-        async def send(message):
-            sent.append(message)
-
-        await asgi(scope, receive, send)
-        return sent[0]["status"]
-
-    async def cyclic_garbage_of_reads():
-        for path, query_string in paths:  # the engines and caches of this loop are made now
-            assert await get(path, query_string) == 200
-        gc.collect()
-        gc.disable()
-        gc.set_debug(gc.DEBUG_SAVEALL)
-        try:
-            for _ in range(10):
-                for path, query_string in paths:
-                    assert await get(path, query_string) == 200
-            gc.collect()
-            return [type(o).__name__ for o in gc.garbage]
-        finally:
-            gc.set_debug(0)
-            gc.garbage.clear()
-            gc.enable()
-            await run_in_greenlet(loop_stopping, wsgi_app.registry, asyncio.get_running_loop())
-
-    assert asyncio.run(cyclic_garbage_of_reads()) == []

@@ -1,0 +1,139 @@
+"""What the tests share: databases, the app, tokens, and helpers that read as a user would.
+
+Fixtures live in ``tests/conftest.py``; everything else shared lives here.
+"""
+
+import asyncio
+import os
+import pathlib
+import uuid
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api import main
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
+IN_CI = bool(os.environ.get("CI"))
+# Demo rows every test database starts with (api-seed), so that the API has data.
+SEEDED_ROWS = 120
+
+WRITER = {"Authorization": "Bearer writer-secret"}
+READER = {"Authorization": "Bearer reader-secret"}
+HASHED_WRITER = {"Authorization": "Bearer hashed-secret"}
+TOKENS = (
+    "writer-secret:read,write reader-secret:read "
+    # sha256 of "hashed-secret"
+    "sha256:4e598f5daafc2fda61641ddbb5956deb23fde6616366dc9dd5a7c9f47da4d787:write"
+)
+PROBE_SETTINGS = {
+    "pyramid.includes": "tests.support.probe_views",
+    "api.max_body_bytes": str(64 * 1024),
+    "api.tokens": TOKENS,
+    "api.max_batch_rows": "5",
+    "api.export_batch_rows": "7",  # every export test reads several batches
+}
+PROBLEM = "application/problem+json"
+
+
+def make_app(url, **settings):
+    return main({}, **{"sqlalchemy.url": url, **settings})
+
+
+def alembic(url, *args):
+    """Run an Alembic command (upgrade/downgrade) against ``url``."""
+    config = Config(toml_file=str(ROOT / "pyproject.toml"))
+    config.attributes["settings"] = {"sqlalchemy.url": url}
+    getattr(command, args[0])(config, *args[1:])
+
+
+async def _run_sql(url, *statements):
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            for statement in statements:
+                await connection.execute(sa.text(statement))
+    finally:
+        await engine.dispose()
+
+
+def run_sql(url, *statements):
+    asyncio.run(_run_sql(url, *statements))
+
+
+def mariadb_database():
+    """A fresh database on the MariaDB server; its URL, and a function to drop it."""
+    name = f"api_test_{uuid.uuid4().hex[:12]}"
+    try:
+        run_sql(MARIADB_URL, f"CREATE DATABASE {name}")
+    except Exception as exc:
+        message = f"MariaDB is not reachable at {MARIADB_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    url = make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
+    return url, lambda: run_sql(MARIADB_URL, f"DROP DATABASE IF EXISTS {name}")
+
+
+def assert_problem(response, status):
+    """``response`` is a problem+json of ``status``, with no traceback; its body."""
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status
+    assert body["title"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def unique_name(prefix="row"):
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def create(http, **fields):
+    """POST one row (a unique name unless given); the 201 response."""
+    body = {"name": unique_name(), **fields}
+    response = http.post("/mytable/", json=body, headers=WRITER)
+    assert response.status_code == 201, response.text
+    return response
+
+
+class OwnRows:
+    """Rows a test made for itself: named ``"{tag} {n}"`` for n = 1, 2, ...,
+    with ``data`` ``{"n": n, "tags": [...]}``, and ids in the order made."""
+
+    def __init__(self, http, count, batch=5):
+        self.tag = "own" + uuid.uuid4().hex[:8]
+        self.rows = []
+        for first in range(1, count + 1, batch):
+            body = [self.body(n) for n in range(first, min(first + batch, count + 1))]
+            response = http.post("/mytable/", json=body, headers=WRITER)
+            assert response.status_code == 201, response.text
+            self.rows += response.json()["items"]
+        self.ids = [row["id"] for row in self.rows]
+        # Only these rows: the filter every query of the test adds.
+        self.only = f"name=like.{self.tag}%20*"
+
+    def body(self, n):
+        return {
+            "name": f"{self.tag} {n}",
+            "data": {"n": n, "tags": ["own", "odd" if n % 2 else "even"]},
+        }
+
+    def id(self, n):
+        """The id of row ``n`` (from 1)."""
+        return self.ids[n - 1]
+
+
+def names_in_table(http):
+    names, url = [], "/mytable/?limit=500"
+    while url:
+        page = http.get(url).json()
+        names += [row["name"] for row in page["items"]]
+        url = page["next"]
+    return names

@@ -1,0 +1,80 @@
+"""Request bodies: every bad field listed at once, malformed bodies, limits."""
+
+import pytest
+
+from tests.support import WRITER, assert_problem, create, names_in_table, unique_name
+
+
+def test_an_array_with_one_bad_row_creates_none(http):
+    names = [unique_name("atomic") for _ in range(3)]
+    body = [{"name": names[0]}, {"name": 42}, {"name": names[2]}]
+    problem = assert_problem(http.post("/mytable/", json=body, headers=WRITER), 422)
+    assert problem["errors"] == [{"field": "[1].name", "message": "must be a string"}]
+    assert not set(names) & set(names_in_table(http))
+
+
+def test_an_array_over_the_maximum_is_413(http):
+    body = [{"name": unique_name()} for _ in range(6)]  # api.max_batch_rows = 5 here
+    assert_problem(http.post("/mytable/", json=body, headers=WRITER), 413)
+
+
+def test_every_bad_field_is_listed_at_once(http):
+    body = {
+        "id": 5,
+        "version": 9,
+        "created_at": "2020-01-01T00:00:00Z",
+        "name": "x" * 256,
+        "bogus": 1,
+    }
+    problem = assert_problem(http.post("/mytable/", json=body, headers=WRITER), 422)
+    assert {e["field"]: e["message"] for e in problem["errors"]} == {
+        "id": "is set by the server",
+        "version": "is set by the server",
+        "created_at": "is set by the server",
+        "name": "may be at most 255 characters long",
+        "bogus": "is not a column of this table",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({}, "name", "is required"),
+        ({"name": None}, "name", "may not be null"),
+        ({"name": ["a"]}, "name", "must be a string"),
+    ],
+)
+def test_required_and_typed_fields(http, body, field, message):
+    problem = assert_problem(http.post("/mytable/", json=body, headers=WRITER), 422)
+    assert {"field": field, "message": message} in problem["errors"]
+
+
+@pytest.mark.parametrize("body", [[1, 2], "a string", 3])
+def test_a_body_that_is_not_an_object_is_422(http, body):
+    assert_problem(http.post("/mytable/", json=body, headers=WRITER), 422)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status"),
+    [
+        (b'{"name": ', "application/json", 400),
+        (b"\xff\xfe", "application/json", 400),
+        (b'{"name": "x"}', "text/plain", 415),
+        (b'{"name": "x"}', "application/x-www-form-urlencoded", 415),
+        (b"[" * 40 + b"]" * 40, "application/json", 400),  # deeper than api.max_json_depth
+        (b"[" * 5000 + b"]" * 5000, "application/json", 400),
+        (b'{"name": NaN}', "application/json", 400),
+    ],
+)
+def test_malformed_bodies(http, content, content_type, status):
+    response = http.post(
+        "/mytable/", content=content, headers={**WRITER, "Content-Type": content_type}
+    )
+    assert_problem(response, status)
+
+
+def test_patch_rejects_server_fields_and_nulls_in_required_columns(http):
+    row = create(http).json()
+    body = {"version": 7, "name": None}
+    problem = assert_problem(http.patch(f"/mytable/{row['id']}", json=body, headers=WRITER), 422)
+    assert {e["field"] for e in problem["errors"]} == {"version", "name"}
