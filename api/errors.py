@@ -4,11 +4,16 @@ Every error, the 500 included, leaves as ``application/problem+json``, never as
 HTML or a traceback.
 """
 
+from __future__ import annotations
+
 import logging
 from http import HTTPStatus
+from typing import Any
 
 import orjson
+from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPException
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config
 from sqlalchemy import exc as sa_exc
@@ -21,7 +26,9 @@ PROBLEM_JSON = "application/problem+json"
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "ETag", "Location")
 
 
-def problem_body(status, title=None, detail=None, **extra):
+def problem_body(
+    status: int, title: str | None = None, detail: str | None = None, **extra: Any
+) -> bytes:
     problem = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
@@ -33,7 +40,13 @@ def problem_body(status, title=None, detail=None, **extra):
     return orjson.dumps(problem)
 
 
-def problem_response(status, detail=None, title=None, headers=None, **extra):
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     response = Response(
         body=problem_body(status, title, detail, **extra),
         status=status,
@@ -51,7 +64,7 @@ class BadRequest(HTTPException):
     code = 400
     title = "Bad Request"
 
-    def __init__(self, detail, parameter=None):
+    def __init__(self, detail: str, parameter: str | None = None) -> None:
         super().__init__(detail)
         self.parameter = parameter
 
@@ -73,7 +86,7 @@ UNAVAILABLE = (
 
 
 @exception_view_config(HTTPException)
-def http_exception(exc, request):
+def http_exception(exc: HTTPException, request: Request) -> Response:
     if exc.code < 400:  # redirects and 304 pass through as they are
         return exc
     headers = {k: v for k, v in exc.headers.items() if k in _KEPT_HEADERS}
@@ -89,7 +102,7 @@ def http_exception(exc, request):
     return problem_response(exc.code, detail or exc.explanation, exc.title, headers, **extra)
 
 
-def database_unavailable(exc, request):
+def database_unavailable(exc: Exception, request: Request) -> Response:
     log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
     return problem_response(
         503,
@@ -99,7 +112,7 @@ def database_unavailable(exc, request):
 
 
 @exception_view_config(sa_exc.IntegrityError)
-def integrity_error(exc, request):
+def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
     log.info("integrity error: %s", exc.orig)
     return problem_response(
         409, "The write conflicts with existing data (a unique or foreign key)."
@@ -107,18 +120,18 @@ def integrity_error(exc, request):
 
 
 @exception_view_config(sa_exc.DataError)
-def data_error(exc, request):
+def data_error(exc: sa_exc.DataError, request: Request) -> Response:
     log.info("data error: %s", exc.orig)
     return problem_response(422, "A value does not fit its column.")
 
 
 @exception_view_config(Exception)
-def server_error(exc, request):
+def server_error(exc: Exception, request: Request) -> Response:
     log.error("unhandled error on %s %s", request.method, request.path_qs, exc_info=exc)
     return problem_response(500, "The server failed to answer this request.")
 
 
-def includeme(config):
+def includeme(config: Configurator) -> None:
     config.scan(__name__)
     for exc_type in UNAVAILABLE:
         config.add_exception_view(database_unavailable, context=exc_type)

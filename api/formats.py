@@ -5,13 +5,23 @@ The streamed formats are written in chunks as rows are read, batch by batch
 however many rows there are.
 """
 
+from __future__ import annotations
+
 import csv
 import io
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import orjson
+import sqlalchemy as sa
 from pyramid.httpexceptions import HTTPNotAcceptable
+from pyramid.request import Request
 from pyramid.response import Response
+
+Columns = Sequence[sa.Column[Any]]
+Rows = Iterable[Sequence[Any]]
+
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -22,12 +32,12 @@ CHUNK_BYTES = 64 * 1024
 ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
-def dump_json(value):
+def dump_json(value: Any) -> bytes:
     """``value`` as JSON bytes, the way every body of this API is written."""
     return orjson.dumps(value, option=ORJSON_OPTIONS)
 
 
-def negotiate(request):
+def negotiate(request: Request) -> str:
     """The best of OFFERS for the Accept header; 406 when none is acceptable."""
     if "Accept" not in request.headers:
         return JSON
@@ -37,7 +47,7 @@ def negotiate(request):
     return offers[0][0]
 
 
-def _chunked(lines):
+def _chunked(lines: Iterable[bytes]) -> Iterator[bytes]:
     buffer, size = [], 0
     for line in lines:
         buffer.append(line)
@@ -49,13 +59,13 @@ def _chunked(lines):
         yield b"".join(buffer)
 
 
-def ndjson_lines(columns, rows):
+def ndjson_lines(columns: Columns, rows: Rows) -> Iterator[bytes]:
     keys = [str(column.name) for column in columns]
     for row in rows:
         yield dump_json(dict(zip(keys, row, strict=True))) + b"\n"
 
 
-def _csv_cell(value):
+def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -67,11 +77,11 @@ def _csv_cell(value):
     return value
 
 
-def csv_lines(columns, rows):
+def csv_lines(columns: Columns, rows: Rows) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
 
-    def take():
+    def take() -> bytes:
         text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
@@ -84,7 +94,7 @@ def csv_lines(columns, rows):
         yield take()
 
 
-def streaming_response(media_type, columns, rows):
+def streaming_response(media_type: str, columns: Columns, rows: Rows) -> Response:
     lines = ndjson_lines(columns, rows) if media_type == NDJSON else csv_lines(columns, rows)
     response = Response(app_iter=_chunked(lines), content_type=media_type, charset=None)
     if media_type == CSV:

@@ -5,10 +5,16 @@ Adding a table means a Table here, a migration, and one ``add_collection``
 line in ``includeme``.
 """
 
+from __future__ import annotations
+
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from pyramid.config import Configurator
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
 
 metadata = sa.MetaData(
     naming_convention={
@@ -36,21 +42,21 @@ class UTCDateTime(sa.TypeDecorator):
     cache_ok = True
 
     @property
-    def python_type(self):
+    def python_type(self) -> type:
         return datetime
 
-    def load_dialect_impl(self, dialect):
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name in ("mysql", "mariadb"):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime())
 
-    def process_bind_param(self, value, dialect):
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
 
-def utcnow():
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
@@ -70,5 +76,5 @@ mytable = sa.Table(
 )
 
 
-def includeme(config):
+def includeme(config: Configurator) -> None:
     config.add_collection(mytable)

@@ -1,11 +1,17 @@
 """An OpenAPI 3.1 document generated from the registered tables (served at /openapi.json)."""
 
+from __future__ import annotations
+
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from api.querystring import COMPARISONS
 from api.validation import ETAG_LIST, int_range, server_owned
+
+Schema = dict[str, Any]  # a JSON object of the OpenAPI document
+
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 ERROR_TITLES = {
@@ -25,7 +31,7 @@ ERROR_TITLES = {
 }
 
 
-def _errors(*codes):
+def _errors(*codes: int) -> Schema:
     responses = {
         str(code): {"description": ERROR_TITLES[code], "content": PROBLEM} for code in codes
     }
@@ -33,7 +39,7 @@ def _errors(*codes):
     return responses
 
 
-def column_schema(column):
+def column_schema(column: sa.Column[Any]) -> Schema:
     column_type = column.type
     if isinstance(column_type, sa.JSON):
         schema = {}  # any JSON value
@@ -44,8 +50,9 @@ def column_schema(column):
             schema = {"type": "integer", "minimum": low, "maximum": high}
         elif python_type is str:
             schema = {"type": "string"}
-            if getattr(column_type, "length", None):
-                schema["maxLength"] = column_type.length
+            length = getattr(column_type, "length", None)
+            if length:
+                schema["maxLength"] = length
         elif python_type is bool:
             schema = {"type": "boolean"}
         elif python_type is float:
@@ -61,7 +68,7 @@ def column_schema(column):
     return schema
 
 
-def _table_schemas(name, table):
+def _table_schemas(name: str, table: sa.Table) -> Schema:
     writable = [c for c in table.columns if not server_owned(c)]
     required = [
         str(c.name)
@@ -98,11 +105,11 @@ def _table_schemas(name, table):
     }
 
 
-def _ref(name):
+def _ref(name: str) -> Schema:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _collection_paths(name, table, max_limit):
+def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     operators = sorted(COMPARISONS | {"in", "is"})
     filter_ops = ", ".join(operators)
     names = "|".join(str(c.name) for c in table.columns)
@@ -300,7 +307,7 @@ def _collection_paths(name, table, max_limit):
     }
 
 
-def _health(summary, operation_id, codes):
+def _health(summary: str, operation_id: str, codes: tuple[int, ...]) -> Schema:
     return {
         "get": {
             "summary": summary,
@@ -317,7 +324,7 @@ def _health(summary, operation_id, codes):
     }
 
 
-def build_document(collections, max_limit):
+def build_document(collections: dict[str, sa.Table], max_limit: int) -> Schema:
     schemas = {
         "Problem": {
             "type": "object",

@@ -11,15 +11,19 @@ column's type and later bound as a parameter. Any mistake is a ``BadRequest``
 that names the parameter.
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from webob.multidict import MultiDict
 
 from api.errors import BadRequest
 from api.formats import dump_json
@@ -46,7 +50,7 @@ class OrderItem:
     nulls_first: bool
 
     @property
-    def spec(self):
+    def spec(self) -> str:
         direction = "desc" if self.descending else "asc"
         nulls = "nullsfirst" if self.nulls_first else "nullslast"
         return f"{self.column.name}.{direction}.{nulls}"
@@ -60,7 +64,7 @@ class ListQuery:
     limit: int
     after: tuple | None  # the sort-key values of the last row of the previous page
 
-    def signature(self):
+    def signature(self) -> bytes:
         """What a cursor is bound to: the same filters and order, or it is stale."""
         filters = sorted(
             (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str))
@@ -69,21 +73,21 @@ class ListQuery:
         return orjson.dumps([[o.spec for o in self.order], filters], default=str)
 
 
-def _single(params, name):
+def _single(params: MultiDict, name: str) -> str | None:
     values = params.getall(name)
     if len(values) > 1:
         raise BadRequest(f"'{name}' may be given only once", parameter=name)
     return values[0] if values else None
 
 
-def _column(table, name, parameter):
+def _column(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
     column = table.columns.get(name)
     if column is None:
         raise BadRequest(f"'{name}' is not a column of this table", parameter=parameter)
     return column
 
 
-def parse_value(column, text, parameter):
+def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
     """``text`` as a value of ``column``'s type."""
     if isinstance(column.type, sa.JSON):
         raise BadRequest(
@@ -114,7 +118,7 @@ def parse_value(column, text, parameter):
     return text
 
 
-def _parse_in_list(column, text, parameter):
+def _parse_in_list(column: sa.Column[Any], text: str, parameter: str) -> tuple[Any, ...]:
     if not (text.startswith("(") and text.endswith(")")):
         raise BadRequest("in. takes a list in parentheses: in.(a,b,c)", parameter=parameter)
     inner = text[1:-1]
@@ -136,7 +140,7 @@ def _parse_in_list(column, text, parameter):
     return tuple(items)
 
 
-def parse_filter(column, text, parameter):
+def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter:
     negated = text.startswith("not.")
     if negated:
         text = text[4:]
@@ -167,7 +171,7 @@ def parse_filter(column, text, parameter):
     return Filter(column, operator, parse_value(column, operand, parameter), negated)
 
 
-def parse_order(table, text):
+def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
     items, seen = [], set()
     for part in text.split(","):
         name, *modifiers = part.strip().split(".")
@@ -194,14 +198,21 @@ def parse_order(table, text):
     return items
 
 
-def parse_select(table, text):
+def parse_select(table: sa.Table, text: str) -> tuple[sa.Column[Any], ...]:
     names = [name.strip() for name in text.split(",")]
     if not all(names):
         raise BadRequest("select lists column names separated by commas", parameter="select")
     return tuple(dict.fromkeys(_column(table, name, "select") for name in names))
 
 
-def parse_list_query(table, params, *, default_limit, max_limit, cursor_secret):
+def parse_list_query(
+    table: sa.Table,
+    params: MultiDict,
+    *,
+    default_limit: int,
+    max_limit: int,
+    cursor_secret: bytes,
+) -> ListQuery:
     """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``."""
     (pk,) = table.primary_key.columns
     select = _single(params, "select")
@@ -240,25 +251,25 @@ def parse_list_query(table, params, *, default_limit, max_limit, cursor_secret):
 # cursor is a clear 400 rather than a wrong page or a 500.
 
 
-def _sign(payload, secret):
+def _sign(payload: bytes, secret: bytes) -> bytes:
     return hmac.digest(secret, payload, "sha256")[:16]
 
 
-def _b64(data):
+def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _unb64(text):
+def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode_cursor(query, row, secret):
+def encode_cursor(query: ListQuery, row: dict[str, Any], secret: bytes) -> str:
     values = [row[item.column.name] for item in query.order]
     payload = dump_json({"q": _b64(hashlib.sha256(query.signature()).digest()[:12]), "v": values})
     return f"{_b64(payload)}.{_b64(_sign(payload, secret))}"
 
 
-def decode_cursor(text, query, secret):
+def decode_cursor(text: str, query: ListQuery, secret: bytes) -> tuple[Any, ...]:
     try:
         payload_text, signature_text = text.split(".")
         payload, signature = _unb64(payload_text), _unb64(signature_text)
@@ -277,7 +288,7 @@ def decode_cursor(text, query, secret):
     )
 
 
-def _cursor_value(column, value):
+def _cursor_value(column: sa.Column[Any], value: Any) -> Any:
     if value is not None and column.type.python_type is datetime:
         return datetime.fromisoformat(value)  # orjson wrote it as RFC 3339
     return value

@@ -7,11 +7,18 @@ that the plain token need not be stored. Tokens are compared as SHA-256
 digests in constant time, and never logged.
 """
 
+from __future__ import annotations
+
 import hashlib
 import hmac
+from collections.abc import Callable
+from typing import Any
 
 from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
+from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden, HTTPUnauthorized
+from pyramid.registry import Registry
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 from pyramid.view import forbidden_view_config
@@ -48,15 +55,15 @@ def parse_tokens(spec: str) -> tuple[Token, ...]:
 class BearerTokenPolicy:
     """Identity: the permissions of the presented bearer token (None when absent or bad)."""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens: tuple[Token, ...]) -> None:
         self.tokens = tokens
         self.acl = ACLHelper()
 
-    def _bearer(self, request):
+    def _bearer(self, request: Request) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
-    def identity(self, request):
+    def identity(self, request: Request) -> frozenset[str] | None:
         token = self._bearer(request)
         if token is None:
             return None
@@ -67,24 +74,24 @@ class BearerTokenPolicy:
                 granted = permissions
         return granted
 
-    def authenticated_userid(self, request):
+    def authenticated_userid(self, request: Request) -> str | None:
         return "token" if request.identity is not None else None
 
-    def permits(self, request, context, permission):
+    def permits(self, request: Request, context: Any, permission: str) -> Any:
         principals = [Everyone]
         if request.identity is not None:
             principals += [Authenticated, *(f"perm:{p}" for p in request.identity)]
         return self.acl.permits(context, principals, permission)
 
-    def remember(self, request, userid, **kw):
+    def remember(self, request: Request, userid: Any, **kw: Any) -> list[Any]:
         return []
 
-    def forget(self, request, **kw):
+    def forget(self, request: Request, **kw: Any) -> list[Any]:
         return []
 
 
 @forbidden_view_config()
-def forbidden(request):
+def forbidden(request: Request) -> Response:
     """401 with a Bearer challenge when no valid token came; 403 when it lacks the permission."""
     if request.identity is None:
         error = ', error="invalid_token"' if request.authorization else ""
@@ -107,12 +114,14 @@ _CORS_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Prefer"
 _CORS_EXPOSE = "ETag, Location, Link, Retry-After"
 
 
-def cors_tween_factory(handler, registry):
+def cors_tween_factory(
+    handler: Callable[[Request], Response], registry: Registry
+) -> Callable[[Request], Response]:
     origins = frozenset(registry.api_settings.cors_origins)
     if not origins:
         return handler  # off by default
 
-    def cors_tween(request):
+    def cors_tween(request: Request) -> Response:
         origin = request.headers.get("Origin")
         allowed = origin if origin in origins or "*" in origins else None
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -138,7 +147,7 @@ def cors_tween_factory(handler, registry):
     return cors_tween
 
 
-def includeme(config):
+def includeme(config: Configurator) -> None:
     settings = config.registry.api_settings
     config.set_security_policy(BearerTokenPolicy(settings.tokens))
     # The ACL at the root of the tree; collections and rows inherit it.

@@ -1,16 +1,21 @@
 """``api-seed CONFIG [COUNT]``: load demo rows into the configured database."""
 
+from __future__ import annotations
+
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from pyramid.paster import get_app, setup_logging
+from pyramid.registry import Registry
 
 from api.bridge import await_
 from api.models import mytable
 
 
-def demo_rows(count):
+def demo_rows(count: int) -> Iterator[dict[str, Any]]:
     now = datetime.now(UTC)
     for n in range(1, count + 1):
         yield {
@@ -21,11 +26,11 @@ def demo_rows(count):
         }
 
 
-def seed(registry, count):
+def seed(registry: Registry, count: int) -> int:
     """Insert ``count`` demo rows unless the table has rows already; return how many."""
     engine = registry.api_engines.current()
 
-    async def insert():
+    async def insert() -> int:
         async with engine.begin() as connection:
             existing = await connection.scalar(sa.select(sa.func.count()).select_from(mytable))
             if existing:
@@ -36,7 +41,7 @@ def seed(registry, count):
     return await_(insert())
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print(__doc__, file=sys.stderr)

@@ -51,12 +51,12 @@ class CoalescingTransport:
 
     LARGE = 64 * 1024
 
-    def __init__(self, transport, loop):
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending = None
+        self._pending: list[bytes] | None = None
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         if self._pending is None:
             if len(data) >= self.LARGE:
                 self._transport.write(data)
@@ -68,23 +68,23 @@ class CoalescingTransport:
             if len(data) >= self.LARGE:
                 self.flush()
 
-    def flush(self):
+    def flush(self) -> None:
         pending, self._pending = self._pending, None
         if pending and not self._transport.is_closing():
             self._transport.write(b"".join(pending))
 
-    def close(self):
+    def close(self) -> None:
         self.flush()
         self._transport.close()
 
-    def __getattr__(self, name):  # the rest of the transport's interface, as it is
+    def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface, as it is
         return getattr(self._transport, name)
 
 
 class HTTPProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a ``CoalescingTransport``."""
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(coalescing)  # type: ignore[arg-type]  # a Transport by its methods
 
@@ -96,12 +96,12 @@ class Worker(UvicornWorker):
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, app, options):
+    def __init__(self, app: ASGIApp, options: dict[str, Any]) -> None:
         self.application = app
         self.options = options
         super().__init__()
 
-    def load_config(self):
+    def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
         # GUNICORN_CMD_ARGS (e.g. "--bind 127.0.0.1:9000 --workers 1") wins
@@ -111,11 +111,11 @@ class _Gunicorn(BaseApplication):
             if value is not None and key in self.cfg.settings:
                 self.cfg.set(key, value)
 
-    def load(self):
+    def load(self) -> ASGIApp:
         return self.application
 
 
-def gunicorn_runner(wsgi_app, global_conf, **settings):
+def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any) -> None:
     """Multi-process serving: gunicorn with uvicorn workers, one per core by default.
 
     Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``, ...).
@@ -128,7 +128,13 @@ def gunicorn_runner(wsgi_app, global_conf, **settings):
     _Gunicorn(app, settings).run()
 
 
-def uvicorn_runner(wsgi_app, global_conf, host="127.0.0.1", port="6543", **settings):
+def uvicorn_runner(
+    wsgi_app: Any,
+    global_conf: dict[str, Any],
+    host: str = "127.0.0.1",
+    port: str = "6543",
+    **settings: Any,
+) -> None:
     """One process, one event loop: for development."""
     app = asgi_app(wsgi_app)
     settings.setdefault("http", HTTPProtocol)

@@ -4,8 +4,11 @@ Bad JSON is a 400, a wrong Content-Type a 415, a body over the limit a 413,
 and fields that do not fit the table a 422 listing every bad field at once.
 """
 
+from __future__ import annotations
+
 import re
 from datetime import datetime
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -14,8 +17,13 @@ from pyramid.httpexceptions import (
     HTTPUnprocessableEntity,
     HTTPUnsupportedMediaType,
 )
+from pyramid.request import Request
 
 from api.errors import BadRequest
+
+# One bad field: {"field": name, "message": what is wrong}
+FieldError = dict[str, str]
+
 
 # An If-Match value: "*" or a list of (possibly weak) quoted entity tags (RFC 9110).
 ETAG_LIST = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
@@ -28,7 +36,7 @@ INT_RANGES = {
 }
 
 
-def int_range(column_type):
+def int_range(column_type: Any) -> tuple[int, int]:
     """The (lowest, highest) value an integer column holds."""
     return next(
         (r for t, r in INT_RANGES.items() if isinstance(column_type, t)), INT_RANGES[sa.Integer]
@@ -38,12 +46,12 @@ def int_range(column_type):
 class Unprocessable(HTTPUnprocessableEntity):
     """422 with the ``errors`` member listing each bad field."""
 
-    def __init__(self, errors):
+    def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("Some fields do not fit the table; see errors.")
         self.errors = errors
 
 
-def json_depth_exceeds(value, limit):
+def json_depth_exceeds(value: Any, limit: int) -> bool:
     """True when ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
     stack = [(value, 1)]
     while stack:
@@ -56,7 +64,7 @@ def json_depth_exceeds(value, limit):
     return False
 
 
-def json_body(request, allowed_types=JSON_TYPES):
+def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> Any:
     """The request body parsed as JSON, within the configured size and depth."""
     settings = request.registry.api_settings
     if request.content_type not in allowed_types:
@@ -80,18 +88,18 @@ def json_body(request, allowed_types=JSON_TYPES):
     return value
 
 
-def check_if_match(request):
+def check_if_match(request: Request) -> None:
     """400 for an If-Match header that is not "*" or a list of entity tags."""
     value = request.headers.get("If-Match")
     if value is not None and not re.match(ETAG_LIST, value):
         raise BadRequest('If-Match takes "*" or quoted ETags, e.g. "3"', parameter="If-Match")
 
 
-def server_owned(column):
+def server_owned(column: sa.Column[Any]) -> bool:
     return column.primary_key or column.info.get("server_owned", False)
 
 
-def _check_value(column, value):
+def _check_value(column: sa.Column[Any], value: Any) -> str | None:
     """An error message when ``value`` does not fit ``column``, else None."""
     if value is None:
         return None if column.nullable else "may not be null"
@@ -127,7 +135,7 @@ def _check_value(column, value):
     return None
 
 
-def validate_row(table, body, *, partial=False):
+def validate_row(table: sa.Table, body: Any, *, partial: bool = False) -> dict[str, Any]:
     """Check a row body against ``table``; return the column values to write.
 
     ``partial`` (PATCH) does not ask for required fields. Raises 422 listing
@@ -161,13 +169,13 @@ def validate_row(table, body, *, partial=False):
     }
 
 
-def _from_json(column, value):
+def _from_json(column: sa.Column[Any], value: Any) -> Any:
     if not isinstance(column.type, sa.JSON) and column.type.python_type is datetime:
         return datetime.fromisoformat(value)
     return value
 
 
-def writable_defaults(table):
+def writable_defaults(table: sa.Table) -> dict[str, None]:
     """Values that a PUT gives to writable columns it leaves out: NULL, or the default."""
     return {
         column.name: None
@@ -176,7 +184,7 @@ def writable_defaults(table):
     }
 
 
-def merge_patch(target, patch):
+def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch."""
     if not isinstance(patch, dict):
         return patch
@@ -189,7 +197,7 @@ def merge_patch(target, patch):
     return result
 
 
-def merge_patch_row(table, row, patch):
+def merge_patch_row(table: sa.Table, row: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """Apply a merge patch to a row: JSON columns merge, other columns are replaced."""
     merged = {}
     for name, value in patch.items():

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
 
+import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.httpexceptions import (
     HTTPConflict,
@@ -43,6 +45,8 @@ from api.validation import (
     writable_defaults,
 )
 
+Row = dict[str, Any]
+
 
 class JSONResponse(Response):
     """``request.response``: JSON unless a view says otherwise, so the renderer sets nothing."""
@@ -51,19 +55,19 @@ class JSONResponse(Response):
     default_charset = None
 
 
-def json_response_factory(request):
+def json_response_factory(request: Request) -> JSONResponse:
     return JSONResponse()
 
 
-def json_renderer_factory(info):
-    def render(value, system):
+def json_renderer_factory(info: Any) -> Callable[[Any, Any], bytes]:
+    def render(value: Any, system: Any) -> bytes:
         return formats.dump_json(value)
 
     return render
 
 
 @view_config(context=Root, request_method="GET", renderer="json")
-def list_collections(context, request):
+def list_collections(context: Root, request: Request) -> dict[str, Any]:
     return {
         "collections": [
             {
@@ -154,7 +158,7 @@ def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[di
     return rows
 
 
-def etag(row):
+def etag(row: Row) -> str:
     return f'"{row["version"]}"'
 
 
@@ -162,7 +166,9 @@ def etag(row):
 CONDITIONAL_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE")
 
 
-def json_response(value, headers=(), conditional=False):
+def json_response(
+    value: Any, headers: Iterable[tuple[str, str]] = (), conditional: bool = False
+) -> JSONResponse:
     """``value`` as a whole JSON response, with ``headers`` added.
 
     Built at once rather than through the renderer and ``request.response``,
@@ -174,19 +180,19 @@ def json_response(value, headers=(), conditional=False):
     return JSONResponse(app_iter=[body], headerlist=headerlist, conditional_response=conditional)
 
 
-def with_etag(request, row):
+def with_etag(request: Request, row: Row) -> JSONResponse:
     """``row`` as a JSON response with its ETag; GET and HEAD answer If-None-Match with 304."""
     # WebOb's conditional handling only where there is a condition to check.
     conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)
     return json_response(row, [("ETag", etag(row))], conditional)
 
 
-def show_row(context, request):
+def show_row(context: Item, request: Request) -> JSONResponse:
     return with_etag(request, context.row)
 
 
 @view_config(context=Collection, request_method="POST", permission="write", renderer="json")
-async def create_rows(context, request):
+async def create_rows(context: Collection, request: Request) -> Any:
     """One object creates one row; an array creates all of its rows or none."""
     body = json_body(request)
     table = context.table
@@ -208,7 +214,7 @@ async def create_rows(context, request):
     return row
 
 
-def _validate_each(table, bodies):
+def _validate_each(table: sa.Table, bodies: list[Any]) -> list[Row]:
     values, errors = [], []
     for index, body in enumerate(bodies):
         try:
@@ -220,7 +226,7 @@ def _validate_each(table, bodies):
     return values
 
 
-def expected_version(context, request):
+def expected_version(context: Item, request: Request) -> Any:
     """The version a write may replace: the current one, if If-Match allows it."""
     check_if_match(request)
     current = context.row["version"]
@@ -236,7 +242,7 @@ def expected_version(context, request):
     return current
 
 
-async def _write(context, request, values):
+async def _write(context: Item, request: Request, values: Row) -> JSONResponse:
     version = expected_version(context, request)
     row = await writes.update_row(request.dbsession, context.table, context.pk, values, version)
     if row is None:
@@ -244,7 +250,7 @@ async def _write(context, request, values):
     return with_etag(request, row)
 
 
-def _lost_race(context, request):
+def _lost_race(context: Item, request: Request) -> NoReturn:
     """The row changed (or went) between the read and the write: say which."""
     if "If-Match" in request.headers:
         raise HTTPPreconditionFailed("The row has changed since that ETag; fetch it again.")
@@ -252,13 +258,13 @@ def _lost_race(context, request):
 
 
 @view_config(context=Item, request_method="PUT", permission="write", renderer="json")
-async def replace_row(context, request):
+async def replace_row(context: Item, request: Request) -> JSONResponse:
     values = validate_row(context.table, json_body(request))
     return await _write(context, request, {**writable_defaults(context.table), **values})
 
 
 @view_config(context=Item, request_method="PATCH", permission="write", renderer="json")
-async def patch_row(context, request):
+async def patch_row(context: Item, request: Request) -> JSONResponse:
     """RFC 7396 JSON merge patch; JSON columns are merged, not replaced."""
     patch = json_body(request, MERGE_PATCH_TYPES)
     validate_row(context.table, patch, partial=True)
@@ -267,7 +273,7 @@ async def patch_row(context, request):
 
 
 @view_config(context=Item, request_method="DELETE", permission="write")
-async def delete_row(context, request):
+async def delete_row(context: Item, request: Request) -> HTTPNoContent:
     version = expected_version(context, request)
     deleted = await writes.delete_row(request.dbsession, context.table, context.pk, version)
     if not deleted:
@@ -281,11 +287,11 @@ async def delete_row(context, request):
 @view_config(context=Root, name="openapi.json")
 @view_config(context=Collection)
 @view_config(context=Item)
-def method_not_allowed(context, request):
+def method_not_allowed(context: Any, request: Request) -> NoReturn:
     raise HTTPMethodNotAllowed(headers={"Allow": ", ".join(context.allowed_methods)})
 
 
-def public_endpoint(name):
+def public_endpoint(name: str) -> Any:
     """``GET /{name}``, open to all: health and the API's own description.
 
     Names start with "_" or hold a dot, which no collection name may (api.resources).
@@ -300,7 +306,7 @@ def public_endpoint(name):
 
 
 @public_endpoint("openapi.json")
-def openapi_document(context, request):
+def openapi_document(context: Root, request: Request) -> Any:
     registry = request.registry
     if getattr(registry, "api_openapi", None) is None:
         limit = registry.api_settings.page_limit_max
@@ -309,13 +315,13 @@ def openapi_document(context, request):
 
 
 @public_endpoint("__lbheartbeat__")
-def liveness(context, request):
+def liveness(context: Root, request: Request) -> dict[str, str]:
     """The process answers; the database is not touched."""
     return {"status": "ok"}
 
 
 @public_endpoint("__heartbeat__")
-async def readiness(context, request):
+async def readiness(context: Root, request: Request) -> dict[str, str]:
     """The database answers a round trip within ``db.ping_timeout`` seconds."""
     try:
         await ping(get_reader(request), request.registry.api_settings.db_ping_timeout)
