@@ -49,23 +49,23 @@ async def read_page(
     transaction.
     """
 
-    def page(connection: Connection) -> Page:
+    def counted_page(connection: Connection) -> Page:
         counted = None
         if count is not None:
             counted = count_rows(connection, table, query, estimated=count == "estimated")
-        rows, more = load_page(connection, query)
-        return Page(rows, more, counted)
+        page = load_page(connection, query)
+        return page if counted is None else page._replace(counted=counted)
 
-    return await run_in_greenlet(reader.run, page)
+    return await run_in_greenlet(reader.run, counted_page)
 
 
-def load_page(connection: Connection, query: ListQuery) -> tuple[list[Row], bool]:
-    """A page of ``query``: its rows, and whether more follow."""
+def load_page(connection: Connection, query: ListQuery) -> Page:
+    """A page of ``query``, not counted."""
     shape = shape_of(query)
     statement = page_statement(shape)
     read = _compiled_page(shape, connection.dialect)
     rows = read.dicts(connection, statement.parameters(query, limit=query.limit + 1))
-    return rows[: query.limit], len(rows) > query.limit
+    return Page(rows[: query.limit], len(rows) > query.limit, None)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
@@ -106,11 +106,12 @@ def stream_rows(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[t
     width = len(query.columns)
     with engine.sync_engine.connect() as connection:
         while True:
-            statement, keys_at = export_statement(shape_of(query))
-            parameters = statement.parameters(query, limit=batch)
-            rows = connection.execute(statement.statement, parameters).all()
+            export = export_statement(shape_of(query))
+            parameters = export.batch.parameters(query, limit=batch)
+            rows = connection.execute(export.batch.statement, parameters).all()
             for row in rows:
                 yield row[:width]
             if len(rows) < batch:
                 return
-            query = dataclasses.replace(query, after=tuple(rows[-1][i] for i in keys_at))
+            after = tuple(rows[-1][i] for i in export.keys_at)
+            query = dataclasses.replace(query, after=after)

@@ -198,16 +198,21 @@ def page_statement(shape: ListShape) -> ListStatement:
     return ListStatement(statement, binds.sources)
 
 
+class ExportStatement(NamedTuple):
+    """A batch of an export: a page, with every column as its type reads it
+    (JSON parsed, for CSV) and the order columns after the requested ones."""
+
+    batch: ListStatement
+    keys_at: tuple[int, ...]  # where, in its rows, the order keys are
+
+
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def export_statement(shape: ListShape) -> tuple[ListStatement, tuple[int, ...]]:
-    """An export batch: a page, with every column as its type reads it (JSON
-    parsed, for CSV) and the order columns after the requested ones; and
-    where, in its rows, the order keys are."""
+def export_statement(shape: ListShape) -> ExportStatement:
     page = page_statement(shape)
     selected = tuple(dict.fromkeys((*shape.columns, *(item.column for item in shape.order))))
     statement = page.statement.with_only_columns(*selected)
     keys_at = tuple(selected.index(item.column) for item in shape.order)
-    return ListStatement(statement, page.sources), keys_at
+    return ExportStatement(ListStatement(statement, page.sources), keys_at)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
