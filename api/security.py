@@ -123,7 +123,9 @@ def cors_tween_factory(
 
     def cors_tween(request: Request) -> Response:
         origin = request.headers.get("Origin")
-        allowed = origin if origin in origins or "*" in origins else None
+        # With "*", the answer is "*" itself: no origin (not even "null") is
+        # echoed, and without Allow-Credentials no browser sends credentials.
+        allowed = "*" if "*" in origins else origin if origin in origins else None
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             if not allowed:
                 return problem_response(403, "This origin may not call the API.")
@@ -141,7 +143,8 @@ def cors_tween_factory(
         if allowed:
             response.headers["Access-Control-Allow-Origin"] = allowed
             response.headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE
-            response.vary = tuple({*(response.vary or ()), "Origin"})
+            if allowed != "*":  # the answer depends on the Origin
+                response.vary = tuple({*(response.vary or ()), "Origin"})
         return response
 
     return cors_tween

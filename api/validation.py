@@ -88,11 +88,24 @@ def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> A
     return value
 
 
-def check_if_match(request: Request) -> None:
-    """400 for an If-Match header that is not "*" or a list of entity tags."""
+# If-Match "*": any current representation.
+ANY_ETAG = "*"
+
+
+def if_match(request: Request) -> frozenset[str] | str | None:
+    """If-Match as sent: None when absent, ANY_ETAG for "*", else its strong tags.
+
+    Weak tags never match (RFC 9110 13.1.1: If-Match compares strongly);
+    whitespace around the value is not part of it. 400 when it is neither.
+    """
     value = request.headers.get("If-Match")
-    if value is not None and not re.match(ETAG_LIST, value):
+    if value is None:
+        return None
+    if not re.match(ETAG_LIST, value):
         raise BadRequest('If-Match takes "*" or quoted ETags, e.g. "3"', parameter="If-Match")
+    if value.strip() == ANY_ETAG:
+        return ANY_ETAG
+    return frozenset(tag for weak, tag in re.findall(r'(W/)?"([^"]*)"', value) if not weak)
 
 
 def server_owned(column: sa.Column[Any]) -> bool:

@@ -36,9 +36,10 @@ from api.resources import Collection, Item, Root
 from api.sql import writes
 from api.sql.statements import primary_key
 from api.validation import (
+    ANY_ETAG,
     MERGE_PATCH_TYPES,
     Unprocessable,
-    check_if_match,
+    if_match,
     json_body,
     merge_patch_row,
     validate_row,
@@ -228,13 +229,13 @@ def _validate_each(table: sa.Table, bodies: list[Any]) -> list[Row]:
 
 def expected_version(context: Item, request: Request) -> Any:
     """The version a write may replace: the current one, if If-Match allows it."""
-    check_if_match(request)
+    tags = if_match(request)
     current = context.row["version"]
-    if "If-Match" not in request.headers:
+    if tags is None:
         if request.registry.api_settings.require_if_match:
             raise HTTPPreconditionRequired("Send If-Match with the row's ETag to write it.")
         return current
-    if str(current) not in request.if_match:
+    if tags != ANY_ETAG and str(current) not in tags:
         raise HTTPPreconditionFailed(
             "The row has changed since that ETag; fetch it again.",
             headers={"ETag": etag(context.row)},

@@ -116,6 +116,21 @@ def test_cors_from_settings(database_url):
         app.app.close()
 
 
+@pytest.mark.parametrize("origin", ["https://any.example", "null"])
+def test_cors_open_to_every_origin_answers_star_and_never_echoes(database_url, origin):
+    app = webtest.TestApp(make_app(database_url, **{"api.cors_origins": "*"}))
+    try:
+        headers = {"Origin": origin, "Access-Control-Request-Method": "GET"}
+        preflight = app.options("/mytable/1", headers=headers, status=204)
+        simple = app.get("/mytable/1", headers={"Origin": origin})
+        for response in (preflight, simple):
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert "Access-Control-Allow-Credentials" not in response.headers
+        assert "Origin" not in simple.headers.get("Vary", "")
+    finally:
+        app.app.close()
+
+
 def test_racing_increments_lose_nothing(http, server, backend):
     """Many clients increment one counter with read, If-Match and retry: none is lost."""
     if backend != "mysql":
