@@ -8,6 +8,7 @@ streamed one from the greenlet, chunk by chunk, as it is produced.
 from __future__ import annotations
 
 import asyncio
+import enum
 import io
 import logging
 import sys
@@ -28,6 +29,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 # (the response's start message, its whole body), or None once it was streamed
 Buffered = tuple[Message, bytes] | None
+
+
+class Unread(enum.Enum):
+    """Why ``_read_body`` has no body to hand on."""
+
+    TOO_LARGE = "too large"
+    INCOMPLETE = "incomplete"
+
+
+TOO_LARGE, INCOMPLETE = Unread.TOO_LARGE, Unread.INCOMPLETE
 
 
 class ASGIApp:
@@ -64,8 +75,10 @@ class ASGIApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await self._read_body(scope, receive)
-        if body is None:
-            await send_problem(send, 413, "Request body is larger than the server accepts")
+        if isinstance(body, Unread):
+            if body is TOO_LARGE:
+                await send_problem(send, 413, "Request body is larger than the server accepts")
+            # INCOMPLETE: the client went away mid-body; nothing of it is processed.
             return
         environ = build_environ(scope, body)
         try:
@@ -81,24 +94,31 @@ class ASGIApp:
             await send(start)
             await send({"type": "http.response.body", "body": whole})
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The whole body, or None when it is over the limit (checked before reading)."""
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Unread:
+        """The whole body; TOO_LARGE past the limit (checked before reading
+        when Content-Length says so), INCOMPLETE when the client disconnected
+        before its last byte or sent fewer bytes than it announced."""
+        announced = None
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_body_bytes:
-                return None
+            if name == b"content-length" and value.isdigit():
+                announced = int(value)
+                if announced > self.max_body_bytes:
+                    return TOO_LARGE
         chunks = []
         size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                return INCOMPLETE
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                return None
+                return TOO_LARGE
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if announced is not None and size != announced:
+            return INCOMPLETE
         return b"".join(chunks)
 
     def _respond(self, environ: dict[str, Any], send: Send) -> Buffered:

@@ -1,8 +1,55 @@
-"""The ASGI front door: bodies over the limit are refused before they are read."""
+"""The ASGI front door: bodies over the limit are refused, short bodies never processed."""
 
-from tests.support import assert_problem
+import asyncio
+
+import pytest
+
+from api.bridge.asgi import ASGIApp
+from tests.support import WRITER, assert_problem, unique_name
 
 
 def test_a_body_over_the_limit_is_413_before_it_is_read(http):
     response = http.post("/mytable/", content=b"x" * (64 * 1024 + 1))
     assert_problem(response, 413)
+
+
+def _post_scope(announced):
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"authorization", WRITER["Authorization"].encode()),
+        (b"content-length", str(announced).encode()),
+    ]
+    return {
+        "type": "http",
+        "method": "POST",
+        "path": "/mytable/",
+        "query_string": b"",
+        "headers": headers,
+    }
+
+
+@pytest.mark.parametrize("ending", ["disconnect", "fewer bytes"])
+def test_a_body_shorter_than_announced_writes_nothing(http, wsgi_app, ending):
+    """Content-Length 1000 and 26 bytes of valid JSON: the client went away
+    mid-body, or the server was handed fewer bytes than announced."""
+    name = unique_name("cut")[:20]
+    body = f'{{"name": "{name}"}}'.encode()
+    if ending == "disconnect":
+        messages = [
+            {"type": "http.request", "body": body, "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    else:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+    sent = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    # The call returns once the request is done with, processed or not.
+    asyncio.run(ASGIApp(wsgi_app)(_post_scope(1000), receive, send))
+    assert not any(m.get("status") == 201 for m in sent)
+    assert http.get("/mytable/", params={"name": f"eq.{name}"}).json()["items"] == []
