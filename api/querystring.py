@@ -16,10 +16,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 import sqlalchemy as sa
@@ -73,6 +75,37 @@ class ListQuery:
         return orjson.dumps([[o.spec for o in self.order], filters], default=str)
 
 
+# More parameters than any query of the language needs is a mistake, or an attack.
+MAX_PARAMETERS = 100
+
+
+def parse_query_string(query_string: str) -> MultiDict:
+    """The parameters of a query string, as the client percent-encoded them in UTF-8.
+
+    ``query_string`` is the environ's: the raw bytes, decoded as latin-1.
+    A pair that is not UTF-8 once decoded is a 400 naming it; so is a query
+    of more than MAX_PARAMETERS parameters. Linear in the length.
+    """
+    params = MultiDict()
+    for part in query_string.encode("latin-1").split(b"&"):
+        if not part:
+            continue
+        if len(params) == MAX_PARAMETERS:
+            raise BadRequest(f"a query takes at most {MAX_PARAMETERS} parameters")
+        raw_name, _, raw_value = part.partition(b"=")
+        shown = raw_name.decode("latin-1")
+        name = _decoded(raw_name, shown, "a parameter's name")
+        params.add(name, _decoded(raw_value, name, f"the value of '{name}'"))
+    return params
+
+
+def _decoded(raw: bytes, parameter: str, what: str) -> str:
+    try:
+        return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(f"{what} is not percent-encoded UTF-8", parameter=parameter) from None
+
+
 def _single(params: MultiDict, name: str) -> str | None:
     values = params.getall(name)
     if len(values) > 1:
@@ -106,9 +139,12 @@ def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
         if python_type is bool:
             return {"true": True, "false": False}[text]
         if python_type is float:
-            return float(text)
+            number = float(text)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if python_type is datetime:
-            return datetime.fromisoformat(text)
+            return _as_utc(datetime.fromisoformat(text))
     except (ValueError, KeyError, OverflowError):
         kind = {int: "an integer", bool: "true or false", float: "a number"}.get(
             python_type, "an RFC 3339 date-time"
@@ -231,7 +267,7 @@ def parse_list_query(
     limit_text = _single(params, "limit")
     limit = default_limit
     if limit_text is not None:
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= max_limit:
+        if not re.fullmatch(r"[0-9]{1,9}", limit_text) or not 1 <= int(limit_text) <= max_limit:
             raise BadRequest(
                 f"'limit' must be an integer from 1 to {max_limit}", parameter="limit"
             )
@@ -286,6 +322,14 @@ def decode_cursor(text: str, query: ListQuery, secret: bytes) -> tuple[Any, ...]
         _cursor_value(item.column, value)
         for item, value in zip(query.order, data["v"], strict=True)
     )
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A naive datetime meaning UTC, as the datetime columns hold them; raises
+    OverflowError for an instant outside the years 1 to 9999 in UTC."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _cursor_value(column: sa.Column[Any], value: Any) -> Any:

@@ -23,14 +23,13 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
-from webob.compat import parse_qsl_text
 from webob.multidict import MultiDict
 
 from api import formats
 from api.db import get_engine, get_reader, ping
 from api.errors import DatabaseUnavailable
 from api.openapi import build_document, column_schema
-from api.querystring import ListQuery, encode_cursor, parse_list_query
+from api.querystring import ListQuery, encode_cursor, parse_list_query, parse_query_string
 from api.reads.lists import CountMethod, Page, read_page, stream_rows
 from api.resources import Collection, Item, Root
 from api.sql import writes
@@ -88,10 +87,10 @@ def _preferences(request: Request) -> set[str]:
 
 
 def _query_params(request: Request) -> MultiDict:
-    """``request.GET``, parsed alike, without WebOb's cache in the environ: that
-    cache and the environ refer to each other, a reference cycle per request
-    left for the cyclic GC."""
-    return MultiDict(parse_qsl_text(request.query_string))
+    """The query's parameters, parsed strictly (not ``request.GET``: WebOb's
+    cache of it and the environ refer to each other, a reference cycle per
+    request left for the cyclic GC)."""
+    return parse_query_string(request.query_string)
 
 
 async def list_rows(context: Collection, request: Request) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
@@ -88,6 +89,18 @@ def count_rows(
 
 
 def stream_rows(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[tuple[Any, ...]]:
+    """Every row of ``query``, its first batch read already: a query the
+    database refuses, or a database that is away, fails here, before the
+    response's status is sent, not as a body that breaks off after a 200."""
+    rows = _batches(engine, query, batch)
+    try:
+        first = next(rows)
+    except StopIteration:
+        return iter(())
+    return itertools.chain((first,), rows)
+
+
+def _batches(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[tuple[Any, ...]]:
     """Every row of ``query`` (no page), as tuples of its columns, read in
     keyset batches of ``batch`` rows: the page statement, each batch after
     the last row of the one before.
