@@ -34,7 +34,6 @@ RESERVED = frozenset({"select", "order", "limit", "cursor"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
 PATTERN_OPERATORS = frozenset({"like", "ilike"})
 IS_VALUES = {"null": None, "true": True, "false": False}
-_IN_ITEM = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|([^,"]*?))\s*(?:,|$)')
 
 
 @dataclass(frozen=True)
@@ -154,26 +153,78 @@ def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
     return text
 
 
+MAX_IN_VALUES = 1000
+
+
 def _parse_in_list(column: sa.Column[Any], text: str, parameter: str) -> tuple[Any, ...]:
     if not (text.startswith("(") and text.endswith(")")):
         raise BadRequest("in. takes a list in parentheses: in.(a,b,c)", parameter=parameter)
-    inner = text[1:-1]
-    items, position = [], 0
-    while position < len(inner):
-        match = _IN_ITEM.match(inner, position)
-        if match is None or match.end() == position:
-            raise BadRequest("in.(...) has an unbalanced quote or stray text", parameter=parameter)
-        quoted, bare = match.groups()
-        item = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
-        items.append(parse_value(column, item, parameter))
-        position = match.end()
-        if position == len(inner) and inner.endswith(","):
-            raise BadRequest("in.(...) ends with a comma", parameter=parameter)
-    if not items:
+    items = _in_list_items(text[1:-1], parameter)
+    return tuple(parse_value(column, item, parameter) for item in items)
+
+
+def _in_list_items(inner: str, parameter: str) -> list[str]:
+    """The values of ``in.(...)``: bare (spaces around them dropped) or
+    double-quoted (a backslash escapes the next character), comma-separated.
+
+    One pass, each character looked at a bounded number of times: a parser
+    that backtracks is a way to stall a worker with one query string.
+    """
+    items: list[str] = []
+    position, end = 0, len(inner)
+    if not inner.strip():
         raise BadRequest("in.() needs at least one value", parameter=parameter)
-    if len(items) > 1000:
-        raise BadRequest("in.(...) takes at most 1000 values", parameter=parameter)
-    return tuple(items)
+    while True:
+        if len(items) == MAX_IN_VALUES:
+            raise BadRequest(f"in.(...) takes at most {MAX_IN_VALUES} values", parameter=parameter)
+        start = position
+        while position < end and inner[position] in _SPACES:
+            position += 1
+        if position < end and inner[position] == '"':
+            item, position = _quoted(inner, position + 1, parameter)
+            while position < end and inner[position] in _SPACES:
+                position += 1
+            if position < end and inner[position] != ",":
+                raise BadRequest("in.(...) has stray text after a quote", parameter=parameter)
+        else:
+            delimiter = _IN_DELIMITER.search(inner, start)
+            position = end if delimiter is None else delimiter.start()
+            if position < end and inner[position] == '"':
+                raise BadRequest("in.(...) has a quote inside a bare value", parameter=parameter)
+            item = inner[start:position].strip(_SPACES)
+        items.append(item)
+        if position == end:
+            return items
+        position += 1  # past the comma
+        if position == end:
+            raise BadRequest("in.(...) ends with a comma", parameter=parameter)
+
+
+_SPACES = " \t\r\n\f\v"
+_IN_DELIMITER = re.compile(r'[,"]')
+
+
+def _quoted(inner: str, position: int, parameter: str) -> tuple[str, int]:
+    """The value of a quoted item whose text starts at ``position``, and the
+    position after its closing quote."""
+    parts = []
+    while True:
+        match = _QUOTED_RUN.match(inner, position)
+        assert match is not None  # the pattern matches the empty string
+        parts.append(match.group())
+        position = match.end()
+        if position >= len(inner):
+            raise BadRequest("in.(...) has an unbalanced quote", parameter=parameter)
+        if inner[position] == '"':
+            return "".join(parts), position + 1
+        # a backslash: the next character is taken as it is
+        if position + 1 >= len(inner):
+            raise BadRequest("in.(...) has an unbalanced quote", parameter=parameter)
+        parts.append(inner[position + 1])
+        position += 2
+
+
+_QUOTED_RUN = re.compile(r'[^"\\]*')
 
 
 def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter:

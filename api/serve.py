@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 import uvicorn
@@ -19,6 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn_worker import UvicornWorker
 
 from api.bridge.asgi import ASGIApp
+from api.errors import problem_body
 
 
 def worker_started() -> None:
@@ -81,12 +83,94 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
+# Limits on a request's head, refused before the app sees it (RFC 9110 15.5.15,
+# RFC 6585 5). Bytes are counted as they arrive, so that no limit can be passed
+# by buffering: the parser holds a header until it is complete.
+MAX_TARGET_BYTES = 8 * 1024  # the request target (path and query): 414 beyond
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers together: 431 beyond
+MAX_HEADERS = 100  # 431 beyond
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, title: str) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+
+
 class HTTPProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``."""
+    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``,
+    and refusing request heads over their limits with a problem+json."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
         super().connection_made(coalescing)  # type: ignore[arg-type]  # a Transport by its methods
+        # Bytes of the head being read (up to its blank line), None from its
+        # end to the end of its request.
+        self._head_bytes: int | None = 0
+        self._header_count = 0
+        self._refused = False
+        self._refusal: _Refused | None = None  # raised in a parser callback
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        try:
+            if self._head_bytes is not None:  # counted before the parser buffers it
+                end = data.find(b"\r\n\r\n")
+                self._head_bytes += len(data) if end < 0 else end + 4
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    raise _Refused(431, "The request's headers are larger than the server accepts")
+            super().data_received(data)
+        except _Refused as refusal:
+            self._refuse(refusal)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > MAX_TARGET_BYTES:
+            self._stop(414, "The request's URL is longer than the server accepts")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            self._stop(431, "The request has more headers than the server accepts")
+        super().on_header(name, value)
+
+    def _stop(self, status: int, title: str) -> None:
+        """Stop the parser from a callback: httptools turns what a callback
+        raises into a parser error, which uvicorn answers with
+        ``send_400_response``, where the refusal is found again."""
+        self._refusal = _Refused(status, title)
+        raise self._refusal
+
+    def send_400_response(self, msg: str) -> None:
+        """Every request the parser rejects gets a problem+json, not text."""
+        refusal, self._refusal = self._refusal, None
+        self._refuse(refusal or _Refused(400, "The request is not valid HTTP/1.1"))
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes = 0
+
+    def _refuse(self, refusal: _Refused) -> None:
+        """Answer with the problem and close: the rest of the request is not read."""
+        self._refused = True
+        body = problem_body(refusal.status, refusal.title)
+        head = (
+            f"HTTP/1.1 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
+            "content-type: application/problem+json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()
 
 
 class Worker(UvicornWorker):
