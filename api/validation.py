@@ -6,8 +6,11 @@ and fields that do not fit the table a 422 listing every bad field at once.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -51,21 +54,63 @@ class Unprocessable(HTTPUnprocessableEntity):
         self.errors = errors
 
 
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """True when ``value`` nests containers deeper than ``limit`` (iterative: no recursion)."""
+def _shape(value: Any) -> tuple[int, bool]:
+    """How deep ``value`` nests containers, and whether it holds a float
+    (iterative: no recursion)."""
+    deepest, has_float = 0, False
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, dict | list):
-            if depth > limit:
-                return True
+            deepest = max(deepest, depth)
             children = node.values() if isinstance(node, dict) else node
             stack.extend((child, depth + 1) for child in children)
-    return False
+        elif type(node) is float:
+            has_float = True
+    return deepest, has_float
+
+
+def _check_numbers(body: bytes) -> None:
+    """422 for a number that would not be stored as sent.
+
+    orjson reads an integer past 64 bits, and a number past a double's range
+    or precision, as the nearest double: 18446744073709551616 would become
+    1.8446744073709552e+19 and 1e-400 would become 0.0. The body is read
+    again, only when it holds a float, by a parser that hands over each
+    number's text.
+    """
+    try:
+        json.loads(body, parse_int=_exact_int, parse_float=_exact_float)
+    except _NotAsSent as exc:
+        message = f"{exc.text} cannot be stored as sent (as {exc.stored})"
+        raise Unprocessable([{"field": "", "message": message}]) from None
+    except ValueError:
+        return  # not JSON: the caller says so
+
+
+class _NotAsSent(ValueError):
+    def __init__(self, text: str, stored: object) -> None:
+        super().__init__(text)
+        self.text, self.stored = text, stored
+
+
+def _exact_int(text: str) -> int:
+    value = int(text)
+    if not -(2**63) <= value < 2**64:  # what orjson reads and writes as an integer
+        raise _NotAsSent(text, float(value))
+    return value
+
+
+def _exact_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value) or Decimal(repr(value)) != Decimal(text):
+        raise _NotAsSent(text, value)
+    return value
 
 
 def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> Any:
-    """The request body parsed as JSON, within the configured size and depth."""
+    """The request body parsed as JSON, within the configured size and depth,
+    each number as it was sent."""
     settings = request.registry.api_settings
     if request.content_type not in allowed_types:
         raise HTTPUnsupportedMediaType(
@@ -79,12 +124,17 @@ def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> A
         raise HTTPRequestEntityTooLarge(
             f"The body may hold at most {settings.max_body_bytes} bytes."
         )
+    body = request.body
     try:
-        value = orjson.loads(request.body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        _check_numbers(body)  # a number orjson cannot read at all (1e400) is a 422 too
         raise BadRequest(f"The body is not valid JSON: {exc}") from exc
-    if json_depth_exceeds(value, settings.max_json_depth):
+    depth, has_float = _shape(value)
+    if depth > settings.max_json_depth:
         raise BadRequest(f"The body nests deeper than {settings.max_json_depth} levels.")
+    if has_float:
+        _check_numbers(body)
     return value
 
 

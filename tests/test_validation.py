@@ -1,5 +1,8 @@
 """Request bodies: every bad field listed at once, malformed bodies, limits."""
 
+import json
+from decimal import Decimal
+
 import pytest
 
 from tests.support import WRITER, assert_problem, create, names_in_table, unique_name
@@ -78,3 +81,31 @@ def test_patch_rejects_server_fields_and_nulls_in_required_columns(http):
     body = {"version": 7, "name": None}
     problem = assert_problem(http.patch(f"/mytable/{row['id']}", json=body, headers=WRITER), 422)
     assert {e["field"] for e in problem["errors"]} == {"version", "name"}
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"18446744073709551616", b"-9223372036854775809", b"1e-400", b"1e400", b"1.0000000000000001"],
+)
+def test_a_number_that_would_not_be_stored_as_sent_is_422(http, number):
+    name = unique_name("number")
+    body = b'{"name": "%s", "data": {"n": %s, "x": 0.5}}' % (name.encode(), number)
+    headers = {**WRITER, "Content-Type": "application/json"}
+    problem = assert_problem(http.post("/mytable/", content=body, headers=headers), 422)
+    assert number.decode() in problem["errors"][0]["message"]
+    assert name not in names_in_table(http)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"18446744073709551615", b"-9223372036854775808", b"0.1", b"1e-300", b"-0.0", b"1E+20"],
+)
+def test_numbers_that_fit_are_stored_as_sent(http, number):
+    body = b'{"name": "%s", "data": [%s]}' % (unique_name("fits").encode(), number)
+    headers = {**WRITER, "Content-Type": "application/json"}
+    response = http.post("/mytable/", content=body, headers=headers)
+    assert response.status_code == 201, response.text
+    stored = http.get(response.headers["location"]).content
+    assert json.loads(stored, parse_float=Decimal)["data"] == [
+        json.loads(number, parse_float=Decimal)
+    ]
