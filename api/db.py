@@ -40,6 +40,7 @@ def _json_loads(value: Any) -> Any:
 def engine_options(settings: Settings, pool_size: int, max_overflow: int) -> dict[str, Any]:
     options: dict[str, Any] = {
         "pool_pre_ping": True,  # a connection lost while the database was away is replaced
+        "hide_parameters": True,  # row values stay out of error messages, and so of logs
         "json_serializer": lambda obj: orjson.dumps(obj).decode(),
         "json_deserializer": _json_loads,
     }

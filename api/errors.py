@@ -18,6 +18,8 @@ from pyramid.response import Response
 from pyramid.view import exception_view_config
 from sqlalchemy import exc as sa_exc
 
+from api.logs import Throttled, database_error, loggable_query
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -103,7 +105,9 @@ def http_exception(exc: HTTPException, request: Request) -> Response:
 
 
 def database_unavailable(exc: Exception, request: Request) -> Response:
-    log.warning("database unavailable: %s: %s", type(exc).__name__, exc)
+    kind = database_error(exc)
+    # An outage fails every request alike: one line per kind and interval.
+    request.registry.api_throttled_log.log(logging.WARNING, kind, "database unavailable: %s", kind)
     return problem_response(
         503,
         "The database is unavailable; try again shortly.",
@@ -113,7 +117,7 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
 
 @exception_view_config(sa_exc.IntegrityError)
 def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
-    log.info("integrity error: %s", exc.orig)
+    log.info("integrity error: %s", database_error(exc))
     return problem_response(
         409, "The write conflicts with existing data (a unique or foreign key)."
     )
@@ -121,17 +125,20 @@ def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
 
 @exception_view_config(sa_exc.DataError)
 def data_error(exc: sa_exc.DataError, request: Request) -> Response:
-    log.info("data error: %s", exc.orig)
+    log.info("data error: %s", database_error(exc))
     return problem_response(422, "A value does not fit its column.")
 
 
 @exception_view_config(Exception)
 def server_error(exc: Exception, request: Request) -> Response:
-    log.error("unhandled error on %s %s", request.method, request.path_qs, exc_info=exc)
+    query = loggable_query(request.query_string)
+    where = f"{request.path}?{query}" if query else request.path
+    log.error("unhandled error on %s %s", request.method, where, exc_info=exc)
     return problem_response(500, "The server failed to answer this request.")
 
 
 def includeme(config: Configurator) -> None:
+    config.registry.api_throttled_log = Throttled(log)
     config.scan(__name__)
     for exc_type in UNAVAILABLE:
         config.add_exception_view(database_unavailable, context=exc_type)

@@ -84,8 +84,8 @@ def _check_numbers(body: bytes) -> None:
     except _NotAsSent as exc:
         message = f"{exc.text} cannot be stored as sent (as {exc.stored})"
         raise Unprocessable([{"field": "", "message": message}]) from None
-    except ValueError:
-        return  # not JSON: the caller says so
+    except (ValueError, RecursionError):
+        return  # not JSON, or nested past any limit: the caller says so
 
 
 class _NotAsSent(ValueError):

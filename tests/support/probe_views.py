@@ -58,8 +58,18 @@ async def write_then_fail(context, request):
 async def duplicate_key(context, request):
     """Inserts a row whose primary key exists: a unique violation."""
     now = utcnow()
-    values = {"id": 1, "name": "dup", "created_at": now, "updated_at": now}
+    name = request.params.get("name", "dup")
+    values = {"id": 1, "name": name, "created_at": now, "updated_at": now}
     await request.dbsession.execute(sa.insert(mytable).values(**values))
+
+
+_missing_table = sa.Table("no_such_table", sa.MetaData(), sa.Column("name", sa.String(50)))
+
+
+@view_config(context=Root, name="_probe_write_missing_table", request_method="POST")
+async def write_missing_table(context, request):
+    """A write whose statement the database refuses: its values must not reach the logs."""
+    await request.dbsession.execute(sa.insert(_missing_table).values(name=request.params["name"]))
 
 
 @view_config(

@@ -1,0 +1,65 @@
+"""What the API logs: no secret, no row value, and no flood.
+
+Query strings are logged with the values of credential-like parameters
+redacted; SQL parameters are hidden by the engines (``hide_parameters``);
+database errors are logged by their class and code, not their message (which
+quotes values: "Duplicate entry 'x'"); and a failure that repeats, such as a
+database outage, is logged once per interval with a count of the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+REDACTED = "[redacted]"
+# Parameter names whose values are credentials, in any case and inside longer names.
+CREDENTIAL_NAME = re.compile(
+    r"token|secret|passw|pwd|auth|session|signature|api[-_]?key|access[-_]?key|credential|jwt",
+    re.IGNORECASE,
+)
+
+
+def loggable_query(query_string: str) -> str:
+    """``query_string`` with the values of credential-like parameters redacted."""
+    parts = []
+    for part in query_string.split("&"):
+        name, equals, value = part.partition("=")
+        if equals and CREDENTIAL_NAME.search(name):
+            value = REDACTED
+        parts.append(f"{name}{equals}{value}")
+    return "&".join(parts)
+
+
+def database_error(exc: BaseException) -> str:
+    """A driver error by its class and code, without its message's values."""
+    orig = getattr(exc, "orig", None) or exc
+    code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
+    return f"{type(orig).__name__}" + (f" ({code})" if code is not None else "")
+
+
+class Throttled:
+    """Logs a message of one kind at most once per ``interval`` seconds; the
+    next one that is logged says how many were left out."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self.lock = threading.Lock()
+        self.kinds: dict[str, tuple[float, int]] = {}  # kind -> (last logged, left out since)
+
+    def log(self, level: int, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        with self.lock:
+            last, left_out = self.kinds.get(kind, (float("-inf"), 0))
+            if now - last < self.interval:
+                self.kinds[kind] = (last, left_out + 1)
+                return
+            self.kinds[kind] = (now, 0)
+        if left_out:
+            message += " (and %d more like it in the last %.0f s)"
+            args = (*args, left_out, self.interval)
+        self.logger.log(level, message, *args)
