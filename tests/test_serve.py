@@ -2,10 +2,8 @@
 
 import asyncio
 import contextlib
-import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +14,6 @@ from sqlalchemy.engine import make_url
 
 from api.bridge.asgi import ASGIApp
 from api.seed import seed
-from api.serve import CoalescingTransport
 from tests.support import ROOT, alembic, assert_problem, make_app
 from tests.support.servers import TcpProxy, ThreadedServer, free_port
 
@@ -230,94 +227,3 @@ def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(productio
     assert_problem(queued, 503)  # while the lock was held: it gave up, db.pool_timeout
     assert held.status_code == 200
     assert [row["id"] for row in held.json()["items"]] == [1]
-
-
-def test_small_writes_of_one_loop_iteration_leave_as_one_send_in_order():
-    large = b"x" * CoalescingTransport.LARGE
-
-    async def scenario():
-        received = bytearray()
-        closed = asyncio.Event()
-
-        async def peer(reader, writer):
-            received.extend(await reader.read())  # until the other end closes
-            writer.close()
-            closed.set()
-
-        server = await asyncio.start_server(peer, "127.0.0.1", 0)
-        _, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
-        transport = writer.transport
-        sends = []
-        send = transport.write
-        transport.write = lambda data: (sends.append(len(data)), send(data))
-        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
-
-        coalescing.write(b"status and headers;")
-        coalescing.write(b"body;")
-        assert sends == []  # not yet: the loop has not gone round
-        await asyncio.sleep(0)
-        assert sends == [24]
-        coalescing.write(b"a chunk;")
-        coalescing.write(large)  # a large write goes out at once, after what was pending
-        assert sends == [24, 8 + len(large)]
-        coalescing.write(b"last;")
-        coalescing.close()  # sends what is pending before it closes
-        await asyncio.wait_for(closed.wait(), 5)
-        server.close()
-        return bytes(received), sends
-
-    received, sends = asyncio.run(scenario())
-    assert received == b"status and headers;body;a chunk;" + large + b"last;"
-    assert sends == [24, 8 + len(large), 5]
-
-
-def _raw_request(port, head, chunk=64 * 1024):
-    """Send ``head`` (bytes) as it comes, stopping if the server closes; its answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        try:
-            for start in range(0, len(head), chunk):
-                sock.sendall(head[start : start + chunk])
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused before it was all sent: the answer is waiting
-        answer = b""
-        with contextlib.suppress(ConnectionResetError):
-            while data := sock.recv(65536):
-                answer += data
-    return answer
-
-
-def _status_and_problem(answer):
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    assert b"content-type: application/problem+json" in head.lower(), head
-    return status, json.loads(body)
-
-
-@pytest.mark.parametrize(
-    ("head", "status"),
-    [
-        (b"GET /mytable/?name=eq." + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
-        (b"GET /mytable/ HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
-        # far past the limit: refused after the limit, not read whole (nor buffered)
-        (b"GET /mytable/ HTTP/1.1\r\nX-Big: " + b"a" * (32 << 20) + b"\r\n\r\n", 431),
-        (
-            b"GET /mytable/ HTTP/1.1\r\nHost: t\r\n"
-            + b"".join(b"X-%d: 1\r\n" % n for n in range(101))
-            + b"\r\n",
-            431,
-        ),
-    ],
-    ids=["long URL", "large header", "huge header", "many headers"],
-)
-def test_request_heads_over_their_limits_are_refused_with_a_problem(server, http, head, status):
-    got, problem = _status_and_problem(_raw_request(server.port, head))
-    assert (got, problem["status"]) == (status, status)
-    assert http.get("/__lbheartbeat__").status_code == 200  # and the server goes on
-
-
-def test_heads_within_the_limits_are_served(server):
-    name = "a" * 8000  # a URL just under 8 KiB
-    headers = b"".join(b"X-%d: %s\r\n" % (n, b"b" * 500) for n in range(98))  # ~50 KiB
-    head = b"GET /mytable/?name=eq." + name.encode() + b" HTTP/1.1\r\nHost: t\r\n"
-    answer = _raw_request(server.port, head + headers + b"Connection: close\r\n\r\n")
-    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]

@@ -7,7 +7,7 @@ import threading
 
 import uvicorn
 
-from api.serve import HTTPProtocol
+from api.protocol import HTTPProtocol
 
 
 def free_port():
@@ -19,10 +19,10 @@ def free_port():
 class ThreadedServer:
     """Uvicorn serving an ASGI app from a thread of the test process."""
 
-    def __init__(self, app):
+    def __init__(self, app, http=HTTPProtocol):
         self.port = free_port()
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", http=HTTPProtocol
+            app, host="127.0.0.1", port=self.port, log_level="warning", http=http
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -1,0 +1,186 @@
+"""The HTTP/1.1 connection: uvicorn's httptools protocol, with its writes
+coalesced and limits on what one client can hold (head size, time to send it,
+connections per worker), each refused with a problem+json."""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from api.errors import problem_body
+
+
+class CoalescingTransport:
+    """A transport whose small writes of one loop iteration go out as one.
+
+    uvicorn writes a response's status line and headers, then its body: two
+    sends, and on loopback two trips through the TCP stack of both ends.
+    Joined, they cross the stacks once. A large write (a streamed export's
+    chunk) goes out at once, with what is pending before it, so flow control
+    sees it.
+    """
+
+    LARGE = 64 * 1024
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            if len(data) >= self.LARGE:
+                self._transport.write(data)
+                return
+            self._pending = [data]
+            self._loop.call_soon(self.flush)
+        else:
+            self._pending.append(data)
+            if len(data) >= self.LARGE:
+                self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the transport's interface, as it is
+        return getattr(self._transport, name)
+
+
+# Limits on a request's head, refused before the app sees it (RFC 9110 15.5.15,
+# RFC 6585 5). Bytes are counted as they arrive, so that no limit can be passed
+# by buffering: the parser holds a header until it is complete.
+MAX_TARGET_BYTES = 8 * 1024  # the request target (path and query): 414 beyond
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers together: 431 beyond
+MAX_HEADERS = 100  # 431 beyond
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, title: str) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+
+
+class HTTPProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, writing through a ``CoalescingTransport``,
+    and bounding what a client can hold: a request head's size, the time to
+    send it, and the connections of a worker. Each refusal is a problem+json."""
+
+    # Seconds a client has to send a request's head, from its connection or
+    # from the first byte of the head (uvicorn's keep-alive timeout covers the
+    # idle time between requests). A connection that sent nothing is closed
+    # silently; one that sent part of a head gets 408.
+    header_timeout = 10.0
+    # Open connections of a worker; one more is answered 503 and closed.
+    # gunicorn's worker_connections sets it (api.serve.Worker).
+    max_connections = 1000
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        loop = asyncio.get_running_loop()
+        super().connection_made(CoalescingTransport(transport, loop))  # type: ignore[arg-type]
+        # Bytes of the head being read (up to its blank line), None from its
+        # end to the end of its request.
+        self._head_bytes: int | None = 0
+        self._header_count = 0
+        self._received_any = False
+        self._refused = False
+        self._refusal: _Refused | None = None  # raised in a parser callback
+        self._head_timer: asyncio.TimerHandle | None = None
+        if len(self.connections) > self.max_connections:
+            self._refuse(_Refused(503, "The server has too many connections; try again"))
+            return
+        self._head_timer = loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._head_bytes is None or self._refused:
+            return
+        if not self._received_any:
+            self._refused = True
+            self.transport.close()  # it never said anything: nothing to answer
+            return
+        self._refuse(_Refused(408, "The request's head did not arrive in time"))
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received_any = True
+        if self._head_bytes == 0 and self._head_timer is None:  # a new head begins
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+        try:
+            if self._head_bytes is not None:  # counted before the parser buffers it
+                end = data.find(b"\r\n\r\n")
+                self._head_bytes += len(data) if end < 0 else end + 4
+                if self._head_bytes > MAX_HEAD_BYTES:
+                    raise _Refused(431, "The request's headers are larger than the server accepts")
+            super().data_received(data)
+        except _Refused as refusal:
+            self._refuse(refusal)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_count = 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > MAX_TARGET_BYTES:
+            self._stop(414, "The request's URL is longer than the server accepts")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > MAX_HEADERS:
+            self._stop(431, "The request has more headers than the server accepts")
+        super().on_header(name, value)
+
+    def _stop(self, status: int, title: str) -> None:
+        """Stop the parser from a callback: httptools turns what a callback
+        raises into a parser error, which uvicorn answers with
+        ``send_400_response``, where the refusal is found again."""
+        self._refusal = _Refused(status, title)
+        raise self._refusal
+
+    def send_400_response(self, msg: str) -> None:
+        """Every request the parser rejects gets a problem+json, not text."""
+        refusal, self._refusal = self._refusal, None
+        self._refuse(refusal or _Refused(400, "The request is not valid HTTP/1.1"))
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._head_bytes = 0
+
+    def _refuse(self, refusal: _Refused) -> None:
+        """Answer with the problem and close: the rest of the request is not read."""
+        self._refused = True
+        self._stop_head_timer()
+        body = problem_body(refusal.status, refusal.title)
+        retry = "retry-after: 1\r\n" if refusal.status == 503 else ""
+        head = (
+            f"HTTP/1.1 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
+            f"content-type: application/problem+json\r\n{retry}"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        )
+        self.transport.write(head.encode() + body)
+        self.transport.close()

@@ -1,0 +1,139 @@
+"""The HTTP connection: coalesced writes, and limits on what one client can hold."""
+
+import asyncio
+import contextlib
+import json
+import socket
+
+import pytest
+
+from api.bridge.asgi import ASGIApp
+from api.protocol import CoalescingTransport, HTTPProtocol
+from tests.support.servers import ThreadedServer
+
+
+def test_small_writes_of_one_loop_iteration_leave_as_one_send_in_order():
+    large = b"x" * CoalescingTransport.LARGE
+
+    async def scenario():
+        received = bytearray()
+        closed = asyncio.Event()
+
+        async def peer(reader, writer):
+            received.extend(await reader.read())  # until the other end closes
+            writer.close()
+            closed.set()
+
+        server = await asyncio.start_server(peer, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection(*server.sockets[0].getsockname())
+        transport = writer.transport
+        sends = []
+        send = transport.write
+        transport.write = lambda data: (sends.append(len(data)), send(data))
+        coalescing = CoalescingTransport(transport, asyncio.get_running_loop())
+
+        coalescing.write(b"status and headers;")
+        coalescing.write(b"body;")
+        assert sends == []  # not yet: the loop has not gone round
+        await asyncio.sleep(0)
+        assert sends == [24]
+        coalescing.write(b"a chunk;")
+        coalescing.write(large)  # a large write goes out at once, after what was pending
+        assert sends == [24, 8 + len(large)]
+        coalescing.write(b"last;")
+        coalescing.close()  # sends what is pending before it closes
+        await asyncio.wait_for(closed.wait(), 5)
+        server.close()
+        return bytes(received), sends
+
+    received, sends = asyncio.run(scenario())
+    assert received == b"status and headers;body;a chunk;" + large + b"last;"
+    assert sends == [24, 8 + len(large), 5]
+
+
+def _raw_request(port, head, chunk=64 * 1024):
+    """Send ``head`` (bytes) as it comes, stopping if the server closes; its answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            for start in range(0, len(head), chunk):
+                sock.sendall(head[start : start + chunk])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before it was all sent: the answer is waiting
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                answer += data
+    return answer
+
+
+def _status_and_problem(answer):
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert b"content-type: application/problem+json" in head.lower(), head
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /mytable/?name=eq." + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+        (b"GET /mytable/ HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        # far past the limit: refused after the limit, not read whole (nor buffered)
+        (b"GET /mytable/ HTTP/1.1\r\nX-Big: " + b"a" * (32 << 20) + b"\r\n\r\n", 431),
+        (
+            b"GET /mytable/ HTTP/1.1\r\nHost: t\r\n"
+            + b"".join(b"X-%d: 1\r\n" % n for n in range(101))
+            + b"\r\n",
+            431,
+        ),
+    ],
+    ids=["long URL", "large header", "huge header", "many headers"],
+)
+def test_request_heads_over_their_limits_are_refused_with_a_problem(server, http, head, status):
+    got, problem = _status_and_problem(_raw_request(server.port, head))
+    assert (got, problem["status"]) == (status, status)
+    assert http.get("/__lbheartbeat__").status_code == 200  # and the server goes on
+
+
+def test_heads_within_the_limits_are_served(server):
+    name = "a" * 8000  # a URL just under 8 KiB
+    headers = b"".join(b"X-%d: %s\r\n" % (n, b"b" * 500) for n in range(98))  # ~50 KiB
+    head = b"GET /mytable/?name=eq." + name.encode() + b" HTTP/1.1\r\nHost: t\r\n"
+    answer = _raw_request(server.port, head + headers + b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+
+@pytest.fixture(scope="module")
+def impatient_server(wsgi_app):
+    """A server that gives a client half a second to send a head, and holds 3 connections."""
+    http = type("Impatient", (HTTPProtocol,), {"header_timeout": 0.5, "max_connections": 3})
+    with ThreadedServer(ASGIApp(wsgi_app), http=http) as running:
+        yield running
+
+
+def test_a_connection_that_sends_nothing_is_closed(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
+        assert sock.recv(1024) == b""  # closed by the server, before the socket's timeout
+
+
+def test_a_head_that_does_not_arrive_in_time_is_408(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
+        sock.sendall(b"GET /mytable/ HTTP/1.1\r\nHost: t\r\n")  # and no more
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    status, problem = _status_and_problem(answer)
+    assert (status, problem["status"]) == (408, 408)
+
+
+def test_connections_past_the_cap_are_503_at_once(impatient_server):
+    address = ("127.0.0.1", impatient_server.port)
+    with contextlib.ExitStack() as held:
+        for _ in range(3):
+            sock = held.enter_context(socket.create_connection(address, timeout=10))
+            sock.sendall(b"GET /mytable/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")  # each one open, kept alive
+        answer = _raw_request(impatient_server.port, b"GET /mytable/1 HTTP/1.1\r\n\r\n")
+    status, problem = _status_and_problem(answer)
+    assert (status, problem["status"]) == (503, 503)
+    assert b"retry-after: 1" in answer.lower()
