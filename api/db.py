@@ -9,6 +9,8 @@ disposes of them when the loop stops (``add_loop_stopping_hook``).
 from __future__ import annotations
 
 import asyncio
+import functools
+import math
 import weakref
 from typing import Any
 
@@ -70,7 +72,7 @@ READER_OPTIONS = {
 def create_engine(settings: Settings) -> AsyncEngine:
     """The engine of request sessions (writes)."""
     options = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
-    return _engine(settings.database_url, options)
+    return _engine(settings.database_url, options, settings.db_statement_timeout)
 
 
 def create_reader(settings: Settings) -> Reader:
@@ -81,24 +83,47 @@ def create_reader(settings: Settings) -> Reader:
     }
     # SQLAlchemy's own pool defaults (5 + 10) where the settings give none (SQLite)
     connections = options.get("pool_size", 5) + options.get("max_overflow", 10)
-    return Reader(_engine(settings.database_url, options), connections, settings.db_pool_timeout)
+    engine = _engine(settings.database_url, options, settings.db_statement_timeout)
+    return Reader(engine, connections, settings.db_pool_timeout, settings.db_statement_timeout)
 
 
-def _engine(url: URL, options: dict[str, Any]) -> AsyncEngine:
+def _engine(url: URL, options: dict[str, Any], statement_timeout: float) -> AsyncEngine:
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        setup = functools.partial(_sqlite_session, statement_timeout=statement_timeout)
+    else:
+        setup = functools.partial(_mysql_session, statement_timeout=statement_timeout)
+    event.listen(engine.sync_engine, "connect", setup)
     return engine
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+def _sqlite_session(dbapi_connection: Any, _record: object, statement_timeout: float) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside a writer; a busy timeout queues writers
-    # instead of failing them at once.
+    # instead of failing them at once, for as long as a statement may take.
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute(f"PRAGMA busy_timeout={int(statement_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _mysql_session(dbapi_connection: Any, _record: object, statement_timeout: float) -> None:
+    """Every statement of the session bounded by the server: its run time, and
+    its waits for row locks and for table locks (LOCK TABLES, DDL)."""
+    seconds = max(1, math.ceil(statement_timeout))
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(
+            f"SET SESSION max_statement_time = {statement_timeout:.3f}, "
+            f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}"
+        )
+    except Exception:  # MySQL: SELECTs only, in milliseconds
+        cursor.execute(
+            f"SET SESSION max_execution_time = {int(statement_timeout * 1000)}, "
+            f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}"
+        )
+    finally:
+        cursor.close()
 
 
 class Engines:

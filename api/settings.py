@@ -156,6 +156,18 @@ class Settings:
     db_ping_timeout: float = setting(
         "db.ping_timeout", seconds, 2.0, doc="Seconds `/__heartbeat__` waits for the database."
     )
+    db_statement_timeout: float = setting(
+        "db.statement_timeout",
+        seconds,
+        10.0,
+        doc="Seconds a statement may run or wait for a lock (MariaDB enforces it), then 503.",
+    )
+    response_timeout: float = setting(
+        "api.response_timeout",
+        seconds,
+        15.0,
+        doc="Seconds until a response starts (a stalled database included), then 503.",
+    )
     page_limit_default: int = setting(
         "api.page_limit_default", at_least(1), 50, doc="Rows in a page without `limit`."
     )

@@ -117,8 +117,9 @@ def _list_query(context: Collection, request: Request) -> ListQuery:
 
 
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
-    batch = request.registry.api_settings.export_batch_rows
-    rows = stream_rows(get_engine(request), query, batch)
+    settings = request.registry.api_settings
+    batch, timeout = settings.export_batch_rows, settings.db_statement_timeout
+    rows = stream_rows(get_engine(request), query, batch, timeout)
     return formats.streaming_response(media_type, query.columns, rows)
 
 

@@ -100,3 +100,13 @@ def own_rows(server):
     """30 rows of this test module's own (``OwnRows``), per backend."""
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield OwnRows(client, 30)
+
+
+@pytest.fixture(scope="session")
+def seeded_mariadb(mariadb_url):
+    """A migrated MariaDB database with 300 demo rows, for the servers tests start."""
+    alembic(mariadb_url, "upgrade", "head")
+    app = make_app(mariadb_url)
+    app.run(seed, app.registry, 300)
+    app.close()
+    return mariadb_url

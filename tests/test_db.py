@@ -7,10 +7,12 @@ import uuid
 import httpx
 import pytest
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from api.bridge.asgi import ASGIApp
-from tests.support import make_app, names_in_table
+from tests.support import assert_problem, make_app, names_in_table, table_locked
+from tests.support.servers import TcpProxy, ThreadedServer, free_port
 
 
 def test_engines_are_made_lazily_per_loop_and_disposed_when_the_loop_stops(database_url):
@@ -99,3 +101,74 @@ def test_a_request_that_has_written_reads_its_own_writes(http):
     response = http.post("/_probe_write_then_traverse", params={"name": name})
     assert response.status_code == 200, response.text
     assert response.json()["name"] == name
+
+
+TIMEOUTS = {"db.statement_timeout": "1", "api.response_timeout": "2"}
+
+
+def test_a_locked_table_is_503_after_the_statement_timeout_for_reads_and_writes(seeded_mariadb):
+    """MariaDB bounds each statement's wait for a lock (db.statement_timeout):
+    point reads, pages and writes answer 503 while LOCK TABLES ... WRITE holds."""
+    app = make_app(seeded_mariadb, **TIMEOUTS, **{"api.tokens": "w:read,write"})
+
+    async def run(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            warm = await client.get("/mytable/5")  # its version, and pooled connections
+            async with table_locked(seeded_mariadb):
+                answers = [
+                    await client.get("/mytable/1"),
+                    await client.get("/mytable/?limit=2"),
+                    await client.patch(
+                        "/mytable/5",
+                        json={"name": "locked out"},
+                        headers={"Authorization": "Bearer w", "If-Match": warm.headers["etag"]},
+                    ),
+                ]
+            after = await client.get("/mytable/1")
+        return answers, after
+
+    try:
+        with ThreadedServer(ASGIApp(app)) as server:
+            answers, after = asyncio.run(run(server.url))
+    finally:
+        app.close()
+    for response in answers:
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "1"
+    assert after.status_code == 200
+
+
+def test_a_stalled_database_is_503_and_the_worker_goes_on(seeded_mariadb):
+    """The network to the database accepts and forwards nothing: reads, pages
+    and writes answer 503 (their connections discarded), liveness answers,
+    and all is well once the database answers again."""
+    url = make_url(seeded_mariadb)
+    proxy = TcpProxy(url.host, url.port or 3306, free_port())
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    proxy.up()
+    app = make_app(through_proxy, **TIMEOUTS, **{"api.tokens": "w:read,write"})
+    writer = {"Authorization": "Bearer w"}
+    try:
+        with (
+            ThreadedServer(ASGIApp(app)) as server,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
+            etag = http.get("/mytable/7").headers["etag"]  # connections pooled now
+            assert http.get("/mytable/?limit=2").status_code == 200
+            proxy.stall()
+            stalled = [
+                http.get("/mytable/1"),
+                http.get("/mytable/?limit=2"),
+                http.get("/mytable/", headers={"Accept": "application/x-ndjson"}),
+                http.patch("/mytable/7", json={"name": "x"}, headers={**writer, "If-Match": etag}),
+            ]
+            assert http.get("/__lbheartbeat__").status_code == 200
+            proxy.resume()
+            recovered = [http.get("/mytable/1"), http.get("/mytable/?limit=2")]
+    finally:
+        app.close()
+        proxy.close()
+    for response in stalled:
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "1"
+    assert [r.status_code for r in recovered] == [200, 200]

@@ -1,7 +1,6 @@
 """``pserve production.ini`` as it runs in production: gunicorn, uvicorn workers, MariaDB."""
 
 import asyncio
-import contextlib
 import os
 import pathlib
 import subprocess
@@ -9,24 +8,19 @@ import sys
 import time
 
 import httpx
-import pytest
 from sqlalchemy.engine import make_url
 
 from api.bridge.asgi import ASGIApp
-from api.seed import seed
-from tests.support import ROOT, alembic, assert_problem, make_app
+from tests.support import (
+    ROOT,
+    assert_problem,
+    make_app,
+    statements_waiting_on_the_lock,
+    table_locked,
+)
 from tests.support.servers import TcpProxy, ThreadedServer, free_port
 
 PSERVE = pathlib.Path(sys.executable).parent / "pserve"
-
-
-@pytest.fixture(scope="module")
-def production_db(mariadb_url):
-    alembic(mariadb_url, "upgrade", "head")
-    app = make_app(mariadb_url)
-    app.run(seed, app.registry, 300)
-    app.close()
-    return mariadb_url
 
 
 class Pserve:
@@ -70,41 +64,6 @@ class Pserve:
         return pathlib.Path(self.log_path).read_text()
 
 
-@contextlib.asynccontextmanager
-async def _table_locked(database_url):
-    """``LOCK TABLES mytable WRITE`` from a connection of its own, until the block ends."""
-    import asyncmy
-
-    url = make_url(database_url)
-    lock_holder = await asyncmy.connect(
-        host=url.host,
-        port=url.port or 3306,
-        user=url.username,
-        password=url.password or "",
-        database=url.database,
-    )
-    try:
-        async with lock_holder.cursor() as cursor:
-            await cursor.execute("LOCK TABLES mytable WRITE")
-        yield lock_holder
-    finally:
-        await lock_holder.ensure_closed()  # the lock goes with the connection
-
-
-async def _statements_waiting_on_the_lock(lock_holder):
-    """Returns once a statement of another connection waits for the table lock."""
-    async with lock_holder.cursor() as cursor:
-        while True:
-            await cursor.execute(
-                "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                "WHERE ID <> CONNECTION_ID() AND STATE LIKE 'Waiting for table%'"
-            )
-            (waiting,) = await cursor.fetchone()
-            if waiting:
-                return
-            await asyncio.sleep(0.01)
-
-
 async def _locked_reads(base_url, database_url, count):
     """Hold a write lock on mytable while ``count`` reads wait for it; then release.
 
@@ -114,18 +73,18 @@ async def _locked_reads(base_url, database_url, count):
     """
     limits = httpx.Limits(max_connections=count + 10)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        async with _table_locked(database_url) as lock_holder:
+        async with table_locked(database_url) as lock_holder:
             reads = [asyncio.create_task(client.get(f"/mytable/{n}")) for n in range(1, count + 1)]
-            await _statements_waiting_on_the_lock(lock_holder)
+            await statements_waiting_on_the_lock(lock_holder)
             liveness = [(await client.get("/__lbheartbeat__")).status_code for _ in range(3)]
             waiting = sum(not task.done() for task in reads)
         responses = await asyncio.gather(*reads)
     return waiting, liveness, responses
 
 
-def test_200_reads_waiting_on_a_locked_table_hold_no_threads(production_db, tmp_path):
-    with Pserve(tmp_path / "pserve.log", production_db, "--workers 2") as server:
-        waiting, liveness, responses = asyncio.run(_locked_reads(server.url, production_db, 200))
+def test_200_reads_waiting_on_a_locked_table_hold_no_threads(seeded_mariadb, tmp_path):
+    with Pserve(tmp_path / "pserve.log", seeded_mariadb, "--workers 2") as server:
+        waiting, liveness, responses = asyncio.run(_locked_reads(server.url, seeded_mariadb, 200))
         log = server.output()
     assert log.count("Booting worker") == 2, log
     assert liveness == [200, 200, 200]
@@ -135,9 +94,9 @@ def test_200_reads_waiting_on_a_locked_table_hold_no_threads(production_db, tmp_
 
 
 def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(
-    production_db, tmp_path
+    seeded_mariadb, tmp_path
 ):
-    url = make_url(production_db)
+    url = make_url(seeded_mariadb)
     proxy = TcpProxy(url.host, url.port or 3306, free_port())
     through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
     try:
@@ -175,11 +134,11 @@ def test_the_database_down_at_start_and_mid_run_is_503_until_it_comes_back(
         proxy.close()
 
 
-def test_a_database_that_hangs_is_503_on_readiness_within_its_timeout(production_db, tmp_path):
+def test_a_database_that_hangs_is_503_on_readiness_within_its_timeout(seeded_mariadb, tmp_path):
     """The database accepts connections but answers nothing: readiness says so
     in db.ping_timeout (2 s), the process keeps serving, and all is well once
     the database answers again."""
-    url = make_url(production_db)
+    url = make_url(seeded_mariadb)
     proxy = TcpProxy(url.host, url.port or 3306, free_port())
     through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
     proxy.up()
@@ -203,18 +162,18 @@ def test_a_database_that_hangs_is_503_on_readiness_within_its_timeout(production
         proxy.close()
 
 
-def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(production_db):
+def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(seeded_mariadb):
     """Reads queue for their connections; one that waits past db.pool_timeout is
     told so (503) instead of hanging, and the read that held it still succeeds."""
     settings = {"db.read_pool_size": "1", "db.read_max_overflow": "0", "db.pool_timeout": "1"}
-    app = make_app(production_db, **settings)
+    app = make_app(seeded_mariadb, **settings)
 
     async def run(base_url):
         async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
-            async with _table_locked(production_db) as lock_holder:
+            async with table_locked(seeded_mariadb) as lock_holder:
                 holding = asyncio.create_task(client.get("/mytable/?limit=1"))
                 # it holds the only read connection, waiting on the lock
-                await _statements_waiting_on_the_lock(lock_holder)
+                await statements_waiting_on_the_lock(lock_holder)
                 queued = await client.get("/mytable/?limit=2")
             held = await holding
         return queued, held

@@ -61,3 +61,13 @@ def test_database_url_from_the_environment_wins(monkeypatch):
     url = load_settings({"sqlalchemy.url": "sqlite:///local.sqlite"}).database_url
     assert url.drivername == "mysql+asyncmy"
     assert url.host == "db.example"
+
+
+def test_the_readme_lists_every_setting_with_its_environment_variable():
+    from api.settings import FIELDS
+    from tests.support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for field in FIELDS:
+        row = f"| `{field.metadata['key']}` | `{field.metadata['env']}` |"
+        assert row in readme, row

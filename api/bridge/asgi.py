@@ -52,6 +52,7 @@ class ASGIApp:
         self.router: Router = getattr(wsgi_app, "router", wsgi_app)
         self.registry = self.router.registry
         self.max_body_bytes = self.registry.api_settings.max_body_bytes
+        self.response_timeout = self.registry.api_settings.response_timeout
         self.on_startup = on_startup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -82,7 +83,18 @@ class ASGIApp:
             return
         environ = build_environ(scope, body)
         try:
-            response = await run_in_greenlet(self._respond, environ, send)
+            # Until the response starts: a stalled database must not hold the
+            # request (nor its connection) for longer. The deadline's
+            # cancellation reaches the statement in flight, whose connection
+            # SQLAlchemy then discards.
+            async with asyncio.timeout(self.response_timeout) as deadline:
+                response = await run_in_greenlet(self._respond, environ, send, deadline)
+        except TimeoutError:
+            log.warning("no response within %s s: answered 503", self.response_timeout)
+            await send_problem(
+                send, 503, "The server could not answer in time", {"retry-after": "1"}
+            )
+            return
         except Exception:
             # The exception views answer every error a request can raise; this
             # is only reached when they fail themselves.
@@ -121,7 +133,7 @@ class ASGIApp:
             return INCOMPLETE
         return b"".join(chunks)
 
-    def _respond(self, environ: dict[str, Any], send: Send) -> Buffered:
+    def _respond(self, environ: dict[str, Any], send: Send, deadline: asyncio.Timeout) -> Buffered:
         """Run the router (in the request greenlet).
 
         A response whose body is in memory, the usual case, is returned for
@@ -141,6 +153,9 @@ class ASGIApp:
             }
             if isinstance(app_iter, list | tuple):
                 return start, b"".join(app_iter)
+            # A stream has started: its pace is the client's (an export
+            # bounds each of its statements itself).
+            deadline.reschedule(None)
             await_(send(start))
             for chunk in app_iter:
                 if chunk:
@@ -151,9 +166,12 @@ class ASGIApp:
             close_body(app_iter)
 
 
-async def send_problem(send: Send, status: int, title: str) -> None:
+async def send_problem(
+    send: Send, status: int, title: str, headers: dict[str, str] | None = None
+) -> None:
     """A problem+json response sent straight to the ASGI server, outside Pyramid."""
     body = problem_body(status, title)
+    extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -161,6 +179,7 @@ async def send_problem(send: Send, status: int, title: str) -> None:
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
+                *extra,
             ],
         }
     )

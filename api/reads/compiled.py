@@ -101,6 +101,11 @@ class CompiledSelect:
             sa_cursor = None if self.on_driver_cursor else cursor
             connection._handle_dbapi_exception(error, self.sql, parameters, sa_cursor, None)
             raise
+        except BaseException:
+            # Cancelled mid-statement (a deadline): what the connection will
+            # read next is unknown, so it must never serve another read.
+            connection.invalidate()
+            raise
 
 
 async def _fetch_all(adapted: Any, cursor: Any, sql: str, parameters: list[Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.bridge import run_in_greenlet
+from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
 from api.reads.compiled import CompiledSelect, Row
 from api.reads.reader import Reader
@@ -88,11 +89,13 @@ def count_rows(
     return Count(connection.scalar(statement.statement, statement.parameters(query)), "exact")
 
 
-def stream_rows(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[tuple[Any, ...]]:
+def stream_rows(
+    engine: AsyncEngine, query: ListQuery, batch: int, timeout: float
+) -> Iterator[tuple[Any, ...]]:
     """Every row of ``query``, its first batch read already: a query the
     database refuses, or a database that is away, fails here, before the
     response's status is sent, not as a body that breaks off after a 200."""
-    rows = _batches(engine, query, batch)
+    rows = _batches(engine, query, batch, timeout)
     try:
         first = next(rows)
     except StopIteration:
@@ -100,7 +103,9 @@ def stream_rows(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[t
     return itertools.chain((first,), rows)
 
 
-def _batches(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[tuple[Any, ...]]:
+def _batches(
+    engine: AsyncEngine, query: ListQuery, batch: int, timeout: float
+) -> Iterator[tuple[Any, ...]]:
     """Every row of ``query`` (no page), as tuples of its columns, read in
     keyset batches of ``batch`` rows: the page statement, each batch after
     the last row of the one before.
@@ -121,10 +126,26 @@ def _batches(engine: AsyncEngine, query: ListQuery, batch: int) -> Iterator[tupl
         while True:
             export = export_statement(shape_of(query))
             parameters = export.batch.parameters(query, limit=batch)
-            rows = connection.execute(export.batch.statement, parameters).all()
+            rows = _read_batch(connection, export.batch.statement, parameters, timeout)
             for row in rows:
                 yield row[:width]
             if len(rows) < batch:
                 return
             after = tuple(rows[-1][i] for i in export.keys_at)
             query = dataclasses.replace(query, after=after)
+
+
+def _read_batch(
+    connection: Connection, statement: Any, parameters: dict[str, Any], timeout: float
+) -> list[Any]:
+    """A batch's rows, or TimeoutError after ``timeout`` seconds.
+
+    Read in a greenlet of its own (the coroutine runs in a task, outside the
+    request's greenlet), so that the deadline can cancel the statement in
+    flight; SQLAlchemy then discards the connection.
+    """
+
+    def fetch() -> list[Any]:
+        return list(connection.execute(statement, parameters).all())
+
+    return await_(asyncio.wait_for(run_in_greenlet(fetch), timeout))

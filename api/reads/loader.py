@@ -61,7 +61,10 @@ class CoalescingLoader:
             return {row[pk_name]: row for row in rows}
 
         try:
-            rows = await run_in_greenlet(self.reader.run, select_batch)
+            # No request's deadline covers a batch: a stalled database would
+            # hold it, and every point read queued behind it, for good.
+            async with asyncio.timeout(self.reader.statement_timeout):
+                rows = await run_in_greenlet(self.reader.run, select_batch)
         except Exception as exc:
             for futures in waiting.values():
                 for future in futures:

@@ -27,10 +27,14 @@ class Reader:
     seconds under load: the gate serves its waiters in order.
     """
 
-    def __init__(self, engine: AsyncEngine, connections: int, timeout: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, connections: int, timeout: float, statement_timeout: float
+    ) -> None:
         self.engine = engine
         # seconds to wait for a connection; then TimeoutError (503)
         self.gate = Gate(connections, timeout)
+        # seconds a read may take, for reads that no request's deadline bounds
+        self.statement_timeout = statement_timeout
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)``; once more on a fresh connection if it was dead.

@@ -4,6 +4,7 @@ Fixtures live in ``tests/conftest.py``; everything else shared lives here.
 """
 
 import asyncio
+import contextlib
 import os
 import pathlib
 import uuid
@@ -137,3 +138,38 @@ def names_in_table(http):
         names += [row["name"] for row in page["items"]]
         url = page["next"]
     return names
+
+
+@contextlib.asynccontextmanager
+async def table_locked(database_url):
+    """``LOCK TABLES mytable WRITE`` from a connection of its own, until the block ends."""
+    import asyncmy
+
+    url = make_url(database_url)
+    lock_holder = await asyncmy.connect(
+        host=url.host,
+        port=url.port or 3306,
+        user=url.username,
+        password=url.password or "",
+        database=url.database,
+    )
+    try:
+        async with lock_holder.cursor() as cursor:
+            await cursor.execute("LOCK TABLES mytable WRITE")
+        yield lock_holder
+    finally:
+        await lock_holder.ensure_closed()  # the lock goes with the connection
+
+
+async def statements_waiting_on_the_lock(lock_holder):
+    """Returns once a statement of another connection waits for the table lock."""
+    async with lock_holder.cursor() as cursor:
+        while True:
+            await cursor.execute(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                "WHERE ID <> CONNECTION_ID() AND STATE LIKE 'Waiting for table%'"
+            )
+            (waiting,) = await cursor.fetchone()
+            if waiting:
+                return
+            await asyncio.sleep(0.01)
