@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from api.bridge.asgi import ASGIApp
 from tests.support import assert_problem, make_app, names_in_table, table_locked
-from tests.support.servers import TcpProxy, ThreadedServer, free_port
+from tests.support.servers import TcpProxy, ThreadedServer, free_port, serve_while
 
 
 def test_engines_are_made_lazily_per_loop_and_disposed_when_the_loop_stops(database_url):
@@ -127,11 +127,7 @@ def test_a_locked_table_is_503_after_the_statement_timeout_for_reads_and_writes(
             after = await client.get("/mytable/1")
         return answers, after
 
-    try:
-        with ThreadedServer(ASGIApp(app)) as server:
-            answers, after = asyncio.run(run(server.url))
-    finally:
-        app.close()
+    answers, after = serve_while(app, run)
     for response in answers:
         assert_problem(response, 503)
         assert response.headers["retry-after"] == "1"

@@ -10,7 +10,6 @@ import time
 import httpx
 from sqlalchemy.engine import make_url
 
-from api.bridge.asgi import ASGIApp
 from tests.support import (
     ROOT,
     assert_problem,
@@ -18,7 +17,7 @@ from tests.support import (
     statements_waiting_on_the_lock,
     table_locked,
 )
-from tests.support.servers import TcpProxy, ThreadedServer, free_port
+from tests.support.servers import TcpProxy, free_port, serve_while
 
 PSERVE = pathlib.Path(sys.executable).parent / "pserve"
 
@@ -178,11 +177,7 @@ def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(seeded_ma
             held = await holding
         return queued, held
 
-    try:
-        with ThreadedServer(ASGIApp(app)) as server:
-            queued, held = asyncio.run(run(server.url))
-    finally:
-        app.close()
+    queued, held = serve_while(app, run)
     assert_problem(queued, 503)  # while the lock was held: it gave up, db.pool_timeout
     assert held.status_code == 200
     assert [row["id"] for row in held.json()["items"]] == [1]

@@ -109,3 +109,15 @@ class TcpProxy:
                 await writer.drain()
         writer.transport.abort()
         self.writers.discard(writer)
+
+
+def serve_while(app, scenario):
+    """Serve ``app`` (a WSGIApp) over HTTP while the coroutine function
+    ``scenario(base_url)`` runs; its result. The app is closed after."""
+    from api.bridge.asgi import ASGIApp
+
+    try:
+        with ThreadedServer(ASGIApp(app)) as server:
+            return asyncio.run(scenario(server.url))
+    finally:
+        app.close()
