@@ -20,7 +20,7 @@ from pyramid.config import Configurator
 from pyramid.registry import Registry
 from pyramid.request import Request
 from sqlalchemy import event, text
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
@@ -72,7 +72,7 @@ READER_OPTIONS = {
 def create_engine(settings: Settings) -> AsyncEngine:
     """The engine of request sessions (writes)."""
     options = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
-    return _engine(settings.database_url, options, settings.db_statement_timeout)
+    return _engine(settings, options)
 
 
 def create_reader(settings: Settings) -> Reader:
@@ -83,16 +83,22 @@ def create_reader(settings: Settings) -> Reader:
     }
     # SQLAlchemy's own pool defaults (5 + 10) where the settings give none (SQLite)
     connections = options.get("pool_size", 5) + options.get("max_overflow", 10)
-    engine = _engine(settings.database_url, options, settings.db_statement_timeout)
-    return Reader(engine, connections, settings.db_pool_timeout, settings.db_statement_timeout)
+    engine = _engine(settings, options)
+    timeouts = (settings.db_pool_timeout, settings.db_statement_timeout)
+    return Reader(engine, connections, *timeouts, settings.max_exports)
 
 
-def _engine(url: URL, options: dict[str, Any], statement_timeout: float) -> AsyncEngine:
+def _engine(settings: Settings, options: dict[str, Any]) -> AsyncEngine:
+    url = settings.database_url
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
-        setup = functools.partial(_sqlite_session, statement_timeout=statement_timeout)
+        setup = functools.partial(_sqlite_session, statement_timeout=settings.db_statement_timeout)
     else:
-        setup = functools.partial(_mysql_session, statement_timeout=statement_timeout)
+        setup = functools.partial(
+            _mysql_session,
+            statement_timeout=settings.db_statement_timeout,
+            idle_timeout=settings.db_idle_timeout,
+        )
     event.listen(engine.sync_engine, "connect", setup)
     return engine
 
@@ -107,20 +113,26 @@ def _sqlite_session(dbapi_connection: Any, _record: object, statement_timeout: f
     cursor.close()
 
 
-def _mysql_session(dbapi_connection: Any, _record: object, statement_timeout: float) -> None:
+def _mysql_session(
+    dbapi_connection: Any, _record: object, statement_timeout: float, idle_timeout: int
+) -> None:
     """Every statement of the session bounded by the server: its run time, and
-    its waits for row locks and for table locks (LOCK TABLES, DDL)."""
+    its waits for row locks and for table locks (LOCK TABLES, DDL). A session
+    left idle in a pool is closed by the server after ``idle_timeout``, so
+    that one pool's idle connections never starve the other pool, or another
+    client, of the server's connections for good (the pools replace a closed
+    connection: pre-ping for writes, one retry for reads)."""
     seconds = max(1, math.ceil(statement_timeout))
+    common = (
+        f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}, "
+        f"wait_timeout = {idle_timeout}"
+    )
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute(
-            f"SET SESSION max_statement_time = {statement_timeout:.3f}, "
-            f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}"
-        )
+        cursor.execute(f"SET SESSION max_statement_time = {statement_timeout:.3f}, {common}")
     except Exception:  # MySQL: SELECTs only, in milliseconds
         cursor.execute(
-            f"SET SESSION max_execution_time = {int(statement_timeout * 1000)}, "
-            f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}"
+            f"SET SESSION max_execution_time = {int(statement_timeout * 1000)}, {common}"
         )
     finally:
         cursor.close()

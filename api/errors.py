@@ -71,6 +71,15 @@ class BadRequest(HTTPException):
         self.parameter = parameter
 
 
+class ServerBusy(Exception):
+    """The worker runs as many of these as it may (exports); try again shortly."""
+
+
+@exception_view_config(ServerBusy)
+def server_busy(exc: ServerBusy, request: Request) -> Response:
+    return problem_response(503, str(exc), headers={"Retry-After": "1"})
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached, or did not answer in time."""
 

@@ -168,6 +168,24 @@ class Settings:
         15.0,
         doc="Seconds until a response starts (a stalled database included), then 503.",
     )
+    send_timeout: float = setting(
+        "api.send_timeout",
+        seconds,
+        30.0,
+        doc="Seconds a streamed response waits for its client to take a chunk, then drops it.",
+    )
+    max_exports: int = setting(
+        "api.max_exports",
+        at_least(1),
+        2,
+        doc="NDJSON and CSV exports a worker runs at once; 503 beyond.",
+    )
+    db_idle_timeout: int = setting(
+        "db.idle_timeout",
+        at_least(1),
+        60,
+        doc="Seconds after which MariaDB closes a pooled connection left idle.",
+    )
     page_limit_default: int = setting(
         "api.page_limit_default", at_least(1), 50, doc="Rows in a page without `limit`."
     )

@@ -26,7 +26,7 @@ from pyramid.view import view_config
 from webob.multidict import MultiDict
 
 from api import formats
-from api.db import get_engine, get_reader, ping
+from api.db import get_reader, ping
 from api.errors import DatabaseUnavailable
 from api.openapi import build_document, column_schema
 from api.querystring import ListQuery, encode_cursor, parse_list_query, parse_query_string
@@ -119,7 +119,7 @@ def _list_query(context: Collection, request: Request) -> ListQuery:
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
     settings = request.registry.api_settings
     batch, timeout = settings.export_batch_rows, settings.db_statement_timeout
-    rows = stream_rows(get_engine(request), query, batch, timeout)
+    rows = stream_rows(get_reader(request), query, batch, timeout)
     return formats.streaming_response(media_type, query.columns, rows)
 
 

@@ -21,6 +21,7 @@ from tests.support import (
     alembic,
     make_app,
     mariadb_database,
+    run_sql,
 )
 from tests.support.servers import ThreadedServer
 
@@ -110,3 +111,21 @@ def seeded_mariadb(mariadb_url):
     app.run(seed, app.registry, 300)
     app.close()
     return mariadb_url
+
+
+@pytest.fixture(scope="session")
+def large_mariadb():
+    """A migrated MariaDB database of 131,072 rows: exports larger than any socket buffer."""
+    url, drop = mariadb_database()
+    alembic(url, "upgrade", "head")
+    copy = (
+        "INSERT INTO mytable (name, data, version, created_at, updated_at) "
+        "SELECT name, data, version, created_at, updated_at FROM mytable"
+    )
+    first = (
+        "INSERT INTO mytable (name, data, version, created_at, updated_at) "
+        "VALUES ('a row of a large table', '{\"n\": 1}', 1, NOW(6), NOW(6))"
+    )
+    run_sql(url, first, *[copy] * 17)
+    yield url
+    drop()

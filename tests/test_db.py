@@ -11,7 +11,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from api.bridge.asgi import ASGIApp
-from tests.support import assert_problem, make_app, names_in_table, table_locked
+from tests.support import (
+    MARIADB_URL,
+    assert_problem,
+    make_app,
+    names_in_table,
+    run_sql,
+    statements_waiting_on_the_lock,
+    table_locked,
+)
 from tests.support.servers import TcpProxy, ThreadedServer, free_port, serve_while
 
 
@@ -168,3 +176,51 @@ def test_a_stalled_database_is_503_and_the_worker_goes_on(seeded_mariadb):
         assert_problem(response, 503)
         assert response.headers["retry-after"] == "1"
     assert [r.status_code for r in recovered] == [200, 200]
+
+
+def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_mariadb):
+    """A database user allowed 2 connections, both held idle by the read pool:
+    writes fail (503) until the server closes the idle ones (db.idle_timeout),
+    then succeed; reads go on too."""
+    url = make_url(seeded_mariadb)
+    user = f"limited_{uuid.uuid4().hex[:8]}"
+    run_sql(
+        MARIADB_URL,
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 2",
+        f"GRANT ALL ON {url.database}.* TO '{user}'@'%'",
+    )
+    limited = url.set(username=user, password="pw").render_as_string(hide_password=False)
+    settings = {
+        "db.read_pool_size": "2",
+        "db.read_max_overflow": "0",
+        "db.idle_timeout": "1",
+        "db.pool_timeout": "1",
+        "api.tokens": "w:read,write",
+    }
+    app = make_app(limited, **settings)
+
+    async def run(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            async with table_locked(seeded_mariadb) as lock_holder:
+                pages = [asyncio.create_task(client.get(f"/mytable/?limit={n}")) for n in (1, 2)]
+                await statements_waiting_on_the_lock(lock_holder, count=2)  # both connections
+            assert [(await page).status_code for page in pages] == [200, 200]
+            statuses = []
+            for _ in range(100):  # polls for a write connection, up to ~10 s
+                response = await client.post(
+                    "/mytable/", json={"name": "starved?"}, headers={"Authorization": "Bearer w"}
+                )
+                statuses.append(response.status_code)
+                if response.status_code == 201:
+                    break
+                await asyncio.sleep(0.1)
+            read_after = await client.get("/mytable/?limit=1")
+        return statuses, read_after
+
+    try:
+        statuses, read_after = serve_while(app, run)
+    finally:
+        run_sql(MARIADB_URL, f"DROP USER '{user}'@'%'")
+    assert statuses[0] == 503  # starved at first: the read pool held both connections
+    assert statuses[-1] == 201, statuses
+    assert read_after.status_code == 200

@@ -12,7 +12,7 @@ import enum
 import io
 import logging
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from pyramid.router import Router
@@ -53,6 +53,7 @@ class ASGIApp:
         self.registry = self.router.registry
         self.max_body_bytes = self.registry.api_settings.max_body_bytes
         self.response_timeout = self.registry.api_settings.response_timeout
+        self.send_timeout = self.registry.api_settings.send_timeout
         self.on_startup = on_startup
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +89,7 @@ class ASGIApp:
             # cancellation reaches the statement in flight, whose connection
             # SQLAlchemy then discards.
             async with asyncio.timeout(self.response_timeout) as deadline:
-                response = await run_in_greenlet(self._respond, environ, send, deadline)
+                response = await run_in_greenlet(self._respond, environ, send, receive, deadline)
         except TimeoutError:
             log.warning("no response within %s s: answered 503", self.response_timeout)
             await send_problem(
@@ -133,7 +134,9 @@ class ASGIApp:
             return INCOMPLETE
         return b"".join(chunks)
 
-    def _respond(self, environ: dict[str, Any], send: Send, deadline: asyncio.Timeout) -> Buffered:
+    def _respond(
+        self, environ: dict[str, Any], send: Send, receive: Receive, deadline: asyncio.Timeout
+    ) -> Buffered:
         """Run the router (in the request greenlet).
 
         A response whose body is in memory, the usual case, is returned for
@@ -156,14 +159,31 @@ class ASGIApp:
             # A stream has started: its pace is the client's (an export
             # bounds each of its statements itself).
             deadline.reschedule(None)
-            await_(send(start))
-            for chunk in app_iter:
-                if chunk:
-                    await_(send({"type": "http.response.body", "body": chunk, "more_body": True}))
-            await_(send({"type": "http.response.body", "body": b""}))
+            self._stream(start, app_iter, send, receive)
             return None
         finally:
-            close_body(app_iter)
+            close_body(app_iter)  # a stream stopped early releases what it holds
+
+    def _stream(
+        self, start: Message, chunks: Iterable[bytes], send: Send, receive: Receive
+    ) -> None:
+        """Send a streamed body chunk by chunk, as it is produced; stop early
+        when the client has gone away, or has taken nothing for
+        ``send_timeout`` seconds (uvicorn then closes the connection)."""
+        gone = asyncio.ensure_future(receive())  # http.disconnect, once the client is gone
+        try:
+            await_(asyncio.wait_for(send(start), self.send_timeout))
+            for chunk in chunks:
+                if gone.done():
+                    return
+                if chunk:
+                    message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                    await_(asyncio.wait_for(send(message), self.send_timeout))
+            await_(send({"type": "http.response.body", "body": b""}))
+        except TimeoutError:
+            log.info("a client took nothing for %s s: its stream is dropped", self.send_timeout)
+        finally:
+            gone.cancel()
 
 
 async def send_problem(

@@ -11,7 +11,6 @@ from typing import Any, Literal, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
@@ -90,12 +89,12 @@ def count_rows(
 
 
 def stream_rows(
-    engine: AsyncEngine, query: ListQuery, batch: int, timeout: float
+    reader: Reader, query: ListQuery, batch: int, timeout: float
 ) -> Iterator[tuple[Any, ...]]:
     """Every row of ``query``, its first batch read already: a query the
     database refuses, or a database that is away, fails here, before the
     response's status is sent, not as a body that breaks off after a 200."""
-    rows = _batches(engine, query, batch, timeout)
+    rows = _batches(reader, query, batch, timeout)
     try:
         first = next(rows)
     except StopIteration:
@@ -104,7 +103,7 @@ def stream_rows(
 
 
 def _batches(
-    engine: AsyncEngine, query: ListQuery, batch: int, timeout: float
+    reader: Reader, query: ListQuery, batch: int, timeout: float
 ) -> Iterator[tuple[Any, ...]]:
     """Every row of ``query`` (no page), as tuples of its columns, read in
     keyset batches of ``batch`` rows: the page statement, each batch after
@@ -118,11 +117,11 @@ def _batches(
     snapshot.
 
     A generator for the request greenlet: it runs the async engine's sync
-    facade, whose driver calls ``await_()``. Its connection is its own, as the
-    request's transaction has ended by the time the body is sent.
+    facade, whose driver calls ``await_()``. Its connection is one of the read
+    pool's, held until the generator ends or is closed (a client gone).
     """
     width = len(query.columns)
-    with engine.sync_engine.connect() as connection:
+    with reader.connection_for_export() as connection:
         while True:
             export = export_statement(shape_of(query))
             parameters = export.batch.parameters(query, limit=batch)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -10,7 +11,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.bridge import await_
+from api.errors import ServerBusy
 from api.reads.gate import Gate
+
+# The isolation level in which one transaction reads one snapshot, by dialect
+# (the read engine's connections are otherwise in autocommit).
+SNAPSHOT_ISOLATION = {"sqlite": "SERIALIZABLE"}
 
 T = TypeVar("T")
 
@@ -28,13 +34,40 @@ class Reader:
     """
 
     def __init__(
-        self, engine: AsyncEngine, connections: int, timeout: float, statement_timeout: float
+        self,
+        engine: AsyncEngine,
+        connections: int,
+        timeout: float,
+        statement_timeout: float,
+        max_exports: int,
     ) -> None:
         self.engine = engine
         # seconds to wait for a connection; then TimeoutError (503)
         self.gate = Gate(connections, timeout)
         # seconds a read may take, for reads that no request's deadline bounds
         self.statement_timeout = statement_timeout
+        # An export holds a connection for as long as its client reads: so
+        # many at most, so that the others are left to every other read.
+        self.max_exports = max_exports
+        self.exports_running = 0
+
+    @contextlib.contextmanager
+    def connection_for_export(self) -> Iterator[Connection]:
+        """A connection of the read pool held for one export, in one snapshot;
+        ServerBusy when ``max_exports`` are running already."""
+        if self.exports_running >= self.max_exports:
+            raise ServerBusy(f"{self.max_exports} exports are running; try again shortly.")
+        self.exports_running += 1
+        await_(self.gate.acquire())
+        try:
+            with self.engine.sync_engine.connect() as connection:
+                level = SNAPSHOT_ISOLATION.get(connection.dialect.name, "REPEATABLE READ")
+                snapshot = connection.execution_options(isolation_level=level)
+                with snapshot.begin():
+                    yield snapshot
+        finally:
+            self.gate.release()
+            self.exports_running -= 1
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)``; once more on a fresh connection if it was dead.

@@ -161,8 +161,8 @@ async def table_locked(database_url):
         await lock_holder.ensure_closed()  # the lock goes with the connection
 
 
-async def statements_waiting_on_the_lock(lock_holder):
-    """Returns once a statement of another connection waits for the table lock."""
+async def statements_waiting_on_the_lock(lock_holder, count=1):
+    """Returns once ``count`` statements of other connections wait for the table lock."""
     async with lock_holder.cursor() as cursor:
         while True:
             await cursor.execute(
@@ -170,6 +170,6 @@ async def statements_waiting_on_the_lock(lock_holder):
                 "WHERE ID <> CONNECTION_ID() AND STATE LIKE 'Waiting for table%'"
             )
             (waiting,) = await cursor.fetchone()
-            if waiting:
+            if waiting >= count:
                 return
             await asyncio.sleep(0.01)
