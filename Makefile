@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench hostile
 
 $(BIN)/pserve: pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,3 +29,7 @@ test: lint
 # Needs MariaDB and wrk (apt-get install wrk). BENCH_ARGS=--short for a quick run.
 bench: $(BIN)/pserve
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Attacks against pserve production.ini on MariaDB (bench/hostile.py); about a minute.
+hostile: $(BIN)/pserve
+	$(BIN)/python -m bench.hostile

@@ -1,0 +1,262 @@
+"""Hostile load: the attacks of a bad day, replayed against the API as production runs it.
+
+    python -m bench.hostile          # from the checkout, MariaDB at TEST_MARIADB_URL
+
+It seeds its own MariaDB database, starts ``pserve production.ini`` (2 workers)
+with the database behind a TCP proxy that can stall, and runs each attack
+while a prober asks for liveness every 20 ms. For every attack it prints the
+requests sent, how many answers were 5xx (the 503s that a stalled database
+must give are counted apart, as due), liveness p99 during the attack, and
+rows lost: writes answered 201 whose row is not there at the end (always 0).
+Every request loop is bounded in count and time, and only goes to 127.0.0.1.
+"""
+
+import contextlib
+import os
+import random
+import socket
+import statistics
+import threading
+import time
+import uuid
+
+import httpx
+from sqlalchemy.engine import make_url
+
+from bench.run import api_server, seed
+from tests.support.servers import TcpProxy, free_port
+
+WRITER = {"Authorization": "Bearer bench-token"}
+ATTACK_SECONDS = 20  # no attack runs longer
+
+
+class Liveness:
+    """Asks for /__lbheartbeat__ every 20 ms in a thread; latencies in ms."""
+
+    def __init__(self, url):
+        self.url, self.latencies, self.failures = url, [], 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self.stopping.wait(0.02):
+                started = time.perf_counter()
+                try:
+                    ok = client.get("/__lbheartbeat__").status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                self.latencies.append((time.perf_counter() - started) * 1000)
+                self.failures += not ok
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(15)
+
+    def p99(self):
+        if len(self.latencies) < 2:
+            return float("nan")
+        return statistics.quantiles(self.latencies, n=100)[98]
+
+
+def raw(port, data, read=True, timeout=15):
+    """Send raw bytes; the status code answered, or 0 for none."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):
+            for start in range(0, len(data), 1 << 16):
+                sock.sendall(data[start : start + (1 << 16)])
+        if not read:
+            return 0
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+            head = sock.recv(64)
+            return int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return 0
+
+
+# --- the attacks: each returns the statuses of what it sent ------------------------------
+
+
+def quadratic_in_list(server, proxy):
+    long = "/mytable/?name=in.(a" + "+" * 60_000 + '")'
+    under_limit = "/mytable/?name=in.(a" + "+" * 8_000 + '")'
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return [client.get(path).status_code for path in [long] * 4 + [under_limit] * 40]
+
+
+def huge_and_many_headers(server, proxy):
+    huge = b"GET /mytable/ HTTP/1.1\r\nX-Big: " + b"a" * (64 << 20) + b"\r\n\r\n"
+    many = b"GET /mytable/ HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % n for n in range(10_000))
+    return [raw(server.port, huge) for _ in range(2)] + [raw(server.port, many + b"\r\n")]
+
+
+def fuzzed_query_strings(server, proxy):
+    pieces = ["%FF", "%C2%B2", "%", "eq.", "in.(", ")", "not.", "id", "name", "created_at",
+              "limit", "cursor", "select", "order", "=", "&", "0001-01-01T00:00:00%2B14:00",
+              "9" * 30, "gt.", "lt.", "is.", "like.", "*", '"', ","]  # fmt: skip
+    rng = random.Random(7)
+    statuses = []
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        for n in range(3000):
+            query = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+            accept = "text/csv" if n % 10 == 0 else "application/json"
+            statuses.append(
+                client.get(f"/mytable/?{query}", headers={"Accept": accept}).status_code
+            )
+    return statuses
+
+
+def truncated_bodies(server, proxy):
+    statuses = []
+    for _ in range(50):
+        body = b'{"name": "truncated-body"}'
+        head = (
+            b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer bench-token\r\nContent-Length: 1000\r\n\r\n"
+        )
+        statuses.append(raw(server.port, head + body))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        found = client.get("/mytable/?name=eq.truncated-body").json()["items"]
+    return statuses + [500] * len(found)  # a row written from a truncated body counts as a 5xx
+
+
+def idle_connections(server, proxy):
+    """1,500 connections that never send a byte; then requests go on being served."""
+    sockets = []
+    try:
+        for _ in range(1500):
+            sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            statuses = [client.get(f"/mytable/{n}").status_code for n in range(1, 21)]
+        deadline = time.monotonic() + 15  # the header timeout closes them all
+        open_ones = sockets
+        while open_ones and time.monotonic() < deadline:
+            time.sleep(0.5)
+            open_ones = [s for s in open_ones if not _closed_by_peer(s)]
+        statuses += [500] * len(open_ones)  # still held: counted as failures
+        return statuses
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _closed_by_peer(sock):
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def abandoned_and_stalled_exports(server, proxy):
+    """10 exports dropped after 1 KB, 10 never read; point reads and writes go on."""
+    export = b"GET /mytable/ HTTP/1.1\r\nHost: t\r\nAccept: application/x-ndjson\r\n\r\n"
+    stalled = []
+    for _ in range(10):
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(export)
+            sock.recv(1024)
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(export)
+        stalled.append(sock)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            statuses = [client.get(f"/mytable/{n}").status_code for n in range(1, 101)]
+            statuses += [write(client) for _ in range(20)]
+        return statuses
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def stalled_database(server, proxy):
+    """The network to the database forwards nothing for 5 s: 503s, then recovery."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        proxy.stall()
+        try:
+            paths = ["/mytable/1", "/mytable/?limit=5", "/mytable/2"]
+            statuses = [client.get(path).status_code for path in paths * 3]
+            statuses.append(write(client))
+        finally:
+            proxy.resume()
+        statuses += [client.get(f"/mytable/{n}").status_code for n in range(1, 11)]
+        statuses.append(write(client))
+    return statuses
+
+
+ATTACKS = [
+    quadratic_in_list,
+    huge_and_many_headers,
+    fuzzed_query_strings,
+    truncated_bodies,
+    idle_connections,
+    abandoned_and_stalled_exports,
+    stalled_database,
+]
+# Where a 503 is the right answer (the database is stalled), it is not counted as a failure.
+EXPECTED_503 = {"stalled_database"}
+
+written = []  # names of rows answered 201
+
+
+def write(client):
+    name = f"hostile-{uuid.uuid4().hex[:12]}"
+    response = client.post("/mytable/", json={"name": name}, headers=WRITER)
+    if response.status_code == 201:
+        written.append(name)
+    return response.status_code
+
+
+def rows_lost(url):
+    with httpx.Client(base_url=url, timeout=30) as client:
+        names, page = set(), "/mytable/?name=like.hostile-*&select=name&limit=500"
+        while page:
+            body = client.get(page).json()
+            names |= {row["name"] for row in body["items"]}
+            page = body["next"]
+    return len(set(written) - names)
+
+
+def main():
+    database_url = make_url(seed(10_000))
+    proxy = TcpProxy(database_url.host, database_url.port or 3306, free_port())
+    proxy.up()
+    through_proxy = database_url.set(port=proxy.port).render_as_string(hide_password=False)
+    os.environ["DB_STATEMENT_TIMEOUT"] = "2"
+    os.environ["API_RESPONSE_TIMEOUT"] = "3"
+    server = api_server(through_proxy, workers=2)
+    try:
+        print(
+            f"{'attack':34} {'sent':>6} {'5xx':>5} {'503 due':>8} "
+            f"{'liveness p99':>13} {'rows lost':>10}"
+        )
+        for attack in ATTACKS:
+            with Liveness(server.url) as liveness, httpx.Client(base_url=server.url) as client:
+                write(client)  # a committed write before each attack
+                started = time.monotonic()
+                statuses = attack(server, proxy)
+                assert time.monotonic() - started < ATTACK_SECONDS * 3, attack.__name__
+            due = sum(s == 503 for s in statuses) if attack.__name__ in EXPECTED_503 else 0
+            failures = sum(s >= 500 for s in statuses) - due
+            lost = rows_lost(server.url)
+            p99 = liveness.p99()
+            shown = "-" if p99 != p99 else f"{p99:.1f} ms"  # too short for a p99
+            print(
+                f"{attack.__name__:34} {len(statuses):>6} {failures:>5} {due:>8} "
+                f"{shown:>13} {lost:>10}"
+                + (f"  (liveness failed {liveness.failures}x)" if liveness.failures else "")
+            )
+    finally:
+        server.stop()
+        proxy.close()
+
+
+if __name__ == "__main__":
+    main()
