@@ -20,6 +20,7 @@ from pyramid.router import Router
 from api.bridge.greenlets import await_, run_in_greenlet
 from api.bridge.integration import call_router, close_body, loop_stopping
 from api.errors import problem_body
+from api.logs import database_error
 
 log = logging.getLogger(__name__)
 
@@ -169,21 +170,35 @@ class ASGIApp:
     ) -> None:
         """Send a streamed body chunk by chunk, as it is produced; stop early
         when the client has gone away, or has taken nothing for
-        ``send_timeout`` seconds (uvicorn then closes the connection)."""
+        ``send_timeout`` seconds (uvicorn then closes the connection).
+
+        Once the status is sent, a failure can only cut the body off: the
+        client sees a chunked body without its last chunk.
+        """
         gone = asyncio.ensure_future(receive())  # http.disconnect, once the client is gone
         try:
-            await_(asyncio.wait_for(send(start), self.send_timeout))
+            if not self._send(send, start):
+                return
             for chunk in chunks:
                 if gone.done():
                     return
-                if chunk:
-                    message = {"type": "http.response.body", "body": chunk, "more_body": True}
-                    await_(asyncio.wait_for(send(message), self.send_timeout))
-            await_(send({"type": "http.response.body", "body": b""}))
-        except TimeoutError:
-            log.info("a client took nothing for %s s: its stream is dropped", self.send_timeout)
+                message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                if chunk and not self._send(send, message):
+                    return
+            self._send(send, {"type": "http.response.body", "body": b""})
+        except Exception as exc:
+            log.warning("a streamed response broke off: %s", database_error(exc))
         finally:
             gone.cancel()
+
+    def _send(self, send: Send, message: Message) -> bool:
+        """Send ``message`` unless the client takes nothing for ``send_timeout``."""
+        try:
+            await_(asyncio.wait_for(send(message), self.send_timeout))
+        except TimeoutError:
+            log.info("a client took nothing for %s s: its stream is dropped", self.send_timeout)
+            return False
+        return True
 
 
 async def send_problem(
