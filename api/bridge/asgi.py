@@ -8,10 +8,12 @@ streamed one from the greenlet, chunk by chunk, as it is produced.
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import io
 import logging
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -42,6 +44,56 @@ class Unread(enum.Enum):
 TOO_LARGE, INCOMPLETE = Unread.TOO_LARGE, Unread.INCOMPLETE
 
 
+class Deadline:
+    """A task's deadline, shared with ``Deadlines``; ``task`` is None once lifted."""
+
+    __slots__ = ("at", "expired", "task")
+
+    def __init__(self, at: float, task: asyncio.Task[Any] | None) -> None:
+        self.at, self.task, self.expired = at, task, False
+
+    def lift(self) -> None:
+        self.task = None
+
+
+class Deadlines:
+    """Deadlines of one length for the tasks of one loop, with one timer.
+
+    ``asyncio.timeout()`` sets a timer per request, a noticeable part of a
+    point read's CPU. All of these last the same, so they expire in the
+    order they were set: one timer, for the oldest, serves them all (as the
+    read gate's does).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.pending: collections.deque[Deadline] = collections.deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def set(self) -> Deadline:
+        """A deadline for the current task: it is cancelled when the deadline passes."""
+        pending = self.pending
+        while pending and pending[0].task is None:  # lifted: most requests end in order
+            pending.popleft()
+        loop = asyncio.get_running_loop()
+        deadline = Deadline(loop.time() + self.seconds, asyncio.current_task())
+        pending.append(deadline)
+        if self.timer is None:
+            self.timer = loop.call_at(deadline.at, self._expire)
+        return deadline
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while self.pending and self.pending[0].at <= now:
+            deadline = self.pending.popleft()
+            if deadline.task is not None:
+                deadline.expired = True
+                deadline.task.cancel()
+        # The oldest may have been lifted long before; then this ran early.
+        self.timer = loop.call_at(self.pending[0].at, self._expire) if self.pending else None
+
+
 class ASGIApp:
     """An ASGI application over a Pyramid app (its router, or a ``WSGIApp`` of it).
 
@@ -54,6 +106,9 @@ class ASGIApp:
         self.registry = self.router.registry
         self.max_body_bytes = self.registry.api_settings.max_body_bytes
         self.response_timeout = self.registry.api_settings.response_timeout
+        self.deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
+            weakref.WeakKeyDictionary()
+        )
         self.send_timeout = self.registry.api_settings.send_timeout
         self.on_startup = on_startup
 
@@ -84,14 +139,17 @@ class ASGIApp:
             # INCOMPLETE: the client went away mid-body; nothing of it is processed.
             return
         environ = build_environ(scope, body)
+        # Until the response starts: a stalled database must not hold the
+        # request (nor its connection) for longer. The deadline's cancellation
+        # reaches the statement in flight, whose connection SQLAlchemy then
+        # discards.
+        deadline = self._deadlines().set()
         try:
-            # Until the response starts: a stalled database must not hold the
-            # request (nor its connection) for longer. The deadline's
-            # cancellation reaches the statement in flight, whose connection
-            # SQLAlchemy then discards.
-            async with asyncio.timeout(self.response_timeout) as deadline:
-                response = await run_in_greenlet(self._respond, environ, send, receive, deadline)
-        except TimeoutError:
+            response = await run_in_greenlet(self._respond, environ, send, receive, deadline)
+        except asyncio.CancelledError:
+            if not deadline.expired:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # we run in one
             log.warning("no response within %s s: answered 503", self.response_timeout)
             await send_problem(
                 send, 503, "The server could not answer in time", {"retry-after": "1"}
@@ -103,6 +161,8 @@ class ASGIApp:
             log.exception("unhandled error outside the exception views")
             await send_problem(send, 500, "The server failed to answer this request")
             return
+        finally:
+            deadline.lift()
         if response is not None:
             start, whole = response
             await send(start)
@@ -135,8 +195,15 @@ class ASGIApp:
             return INCOMPLETE
         return b"".join(chunks)
 
+    def _deadlines(self) -> Deadlines:
+        loop = asyncio.get_running_loop()
+        deadlines = self.deadlines.get(loop)
+        if deadlines is None:
+            deadlines = self.deadlines[loop] = Deadlines(self.response_timeout)
+        return deadlines
+
     def _respond(
-        self, environ: dict[str, Any], send: Send, receive: Receive, deadline: asyncio.Timeout
+        self, environ: dict[str, Any], send: Send, receive: Receive, deadline: Deadline
     ) -> Buffered:
         """Run the router (in the request greenlet).
 
@@ -159,7 +226,7 @@ class ASGIApp:
                 return start, b"".join(app_iter)
             # A stream has started: its pace is the client's (an export
             # bounds each of its statements itself).
-            deadline.reschedule(None)
+            deadline.lift()
             self._stream(start, app_iter, send, receive)
             return None
         finally:

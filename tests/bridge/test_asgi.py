@@ -53,3 +53,40 @@ def test_a_body_shorter_than_announced_writes_nothing(http, wsgi_app, ending):
     asyncio.run(ASGIApp(wsgi_app)(_post_scope(1000), receive, send))
     assert not any(m.get("status") == 201 for m in sent)
     assert http.get("/mytable/", params={"name": f"eq.{name}"}).json()["items"] == []
+
+
+def test_deadlines_cancel_what_outlives_them_and_spare_what_was_lifted():
+    from api.bridge.asgi import Deadlines
+
+    async def scenario():
+        deadlines = Deadlines(0.05)
+        outcomes = {}
+
+        async def request(name, lift_after):
+            deadline = deadlines.set()
+            try:
+                await asyncio.sleep(lift_after)
+                deadline.lift()
+                await asyncio.sleep(0.1)  # past the deadline, lifted: not cancelled
+                outcomes[name] = "done"
+            except asyncio.CancelledError:
+                outcomes[name] = "cancelled" if deadline.expired else "cancelled by others"
+
+        await asyncio.gather(request("quick", 0), request("slow", 10), request("quick 2", 0))
+        return outcomes, len(deadlines.pending), deadlines.timer
+
+    outcomes, pending, timer = asyncio.run(scenario())
+    assert outcomes == {"quick": "done", "slow": "cancelled", "quick 2": "done"}
+    assert (pending, timer) == (0, None)
+
+
+def test_deadlines_lifted_in_order_do_not_pile_up():
+    from api.bridge.asgi import Deadlines
+
+    async def scenario():
+        deadlines = Deadlines(60)
+        for _ in range(1000):
+            deadlines.set().lift()
+        return len(deadlines.pending)
+
+    assert asyncio.run(scenario()) == 1  # the last one, until the next is set
