@@ -32,8 +32,10 @@ CHUNK_BYTES = 64 * 1024
 ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
-def dump_json(value: Any) -> bytes:
+def dump_json(value: Any, sort_keys: bool = False) -> bytes:
     """``value`` as JSON bytes, the way every body of this API is written."""
+    if sort_keys:
+        return orjson.dumps(value, option=ORJSON_OPTIONS | orjson.OPT_SORT_KEYS)
     return orjson.dumps(value, option=ORJSON_OPTIONS)
 
 

@@ -28,6 +28,7 @@ from webob.multidict import MultiDict
 from api import formats
 from api.db import get_reader, ping
 from api.errors import DatabaseUnavailable
+from api.etags import etag, version_column
 from api.openapi import build_document, column_schema
 from api.querystring import ListQuery, encode_cursor, parse_list_query, parse_query_string
 from api.reads.lists import CountMethod, Page, read_page, stream_rows
@@ -159,10 +160,6 @@ def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[di
     return rows
 
 
-def etag(row: Row) -> str:
-    return f'"{row["version"]}"'
-
-
 # The request headers WebOb's conditional responses answer.
 CONDITIONAL_HEADERS = ("HTTP_IF_NONE_MATCH", "HTTP_IF_MODIFIED_SINCE", "HTTP_RANGE")
 
@@ -181,15 +178,15 @@ def json_response(
     return JSONResponse(app_iter=[body], headerlist=headerlist, conditional_response=conditional)
 
 
-def with_etag(request: Request, row: Row) -> JSONResponse:
+def with_etag(request: Request, table: sa.Table, row: Row) -> JSONResponse:
     """``row`` as a JSON response with its ETag; GET and HEAD answer If-None-Match with 304."""
     # WebOb's conditional handling only where there is a condition to check.
     conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)
-    return json_response(row, [("ETag", etag(row))], conditional)
+    return json_response(row, [("ETag", etag(table, row))], conditional)
 
 
 def show_row(context: Item, request: Request) -> JSONResponse:
-    return with_etag(request, context.row)
+    return with_etag(request, context.table, context.row)
 
 
 @view_config(context=Collection, request_method="POST", permission="write", renderer="json")
@@ -211,7 +208,7 @@ async def create_rows(context: Collection, request: Request) -> Any:
     request.response.status = 201
     pk = row[primary_key(table).name]
     request.response.location = request.resource_url(context, str(pk))
-    request.response.headers["ETag"] = etag(row)
+    request.response.headers["ETag"] = etag(table, row)
     return row
 
 
@@ -228,19 +225,20 @@ def _validate_each(table: sa.Table, bodies: list[Any]) -> list[Row]:
 
 
 def expected_version(context: Item, request: Request) -> Any:
-    """The version a write may replace: the current one, if If-Match allows it."""
+    """What a write must find to go ahead, once If-Match allows it: the row's
+    version, which the write itself checks; None for a table without one,
+    whose row this request read under its lock (``FOR UPDATE``)."""
     tags = if_match(request)
-    current = context.row["version"]
+    current = etag(context.table, context.row)
     if tags is None:
         if request.registry.api_settings.require_if_match:
             raise HTTPPreconditionRequired("Send If-Match with the row's ETag to write it.")
-        return current
-    if tags != ANY_ETAG and str(current) not in tags:
+    elif tags != ANY_ETAG and current.strip('"') not in tags:
         raise HTTPPreconditionFailed(
-            "The row has changed since that ETag; fetch it again.",
-            headers={"ETag": etag(context.row)},
+            "The row has changed since that ETag; fetch it again.", headers={"ETag": current}
         )
-    return current
+    version = version_column(context.table)
+    return None if version is None else context.row[version.name]
 
 
 async def _write(context: Item, request: Request, values: Row) -> JSONResponse:
@@ -248,7 +246,7 @@ async def _write(context: Item, request: Request, values: Row) -> JSONResponse:
     row = await writes.update_row(request.dbsession, context.table, context.pk, values, version)
     if row is None:
         _lost_race(context, request)
-    return with_etag(request, row)
+    return with_etag(request, context.table, row)
 
 
 def _lost_race(context: Item, request: Request) -> NoReturn:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.etags import version_column
 from api.models import utcnow
 from api.sql.statements import primary_key, row_statements
 
@@ -23,10 +24,6 @@ def _dicts(result: Result[Any]) -> list[Row]:
     keys = list(map(str, result.keys()))
     # zip(strict=True) would check what the statement guarantees, at a cost per row.
     return [dict(zip(keys, row, strict=False)) for row in result.all()]
-
-
-def _has_version(table: sa.Table) -> bool:
-    return "version" in table.columns
 
 
 async def load_row(
@@ -65,14 +62,14 @@ async def update_row(
     """Write ``values`` to row ``pk`` only if it still has ``expected_version``.
 
     The check and the write are one statement, so two writers racing on one
-    version cannot both succeed. Returns the row as stored, or None when the
-    version did not match (or the row is gone).
+    version cannot both succeed. A table without a version column is written
+    as it is: its caller read the row under its lock. Returns the row as
+    stored, or None when the version did not match (or the row is gone).
     """
     statement = sa.update(table).where(primary_key(table) == pk).values(**values)
-    if _has_version(table):
-        statement = statement.where(table.c.version == expected_version).values(
-            version=table.c.version + 1
-        )
+    version = version_column(table)
+    if version is not None:
+        statement = statement.where(version == expected_version).values({version: version + 1})
     if "updated_at" in table.columns:
         statement = statement.values(updated_at=utcnow())
     result = await session.execute(statement)
@@ -86,7 +83,8 @@ async def delete_row(
 ) -> bool:
     """Delete row ``pk`` if it still has ``expected_version``; True when it did."""
     statement = sa.delete(table).where(primary_key(table) == pk)
-    if _has_version(table):
-        statement = statement.where(table.c.version == expected_version)
+    version = version_column(table)
+    if version is not None:
+        statement = statement.where(version == expected_version)
     result = await session.execute(statement)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # a CursorResult

@@ -120,3 +120,29 @@ def test_if_match_any_or_a_list_naming_the_row_lets_the_write_through(http, test
 
 def test_a_unique_violation_is_409(http):
     assert_problem(http.post("/_probe_duplicate_key"), 409)
+
+
+def test_a_table_without_a_version_column_has_content_etags_and_conditional_writes(http):
+    """probe_nullable has no version column: its ETag is a hash of the row."""
+    created = http.post("/probe_nullable/", json={"score": 40, "flag": True}, headers=WRITER)
+    assert created.status_code == 201, created.text
+    url, first = created.headers["location"], created.headers["etag"]
+    read = http.get(url)
+    assert read.headers["etag"] == first  # the same row read another way: the same tag
+    assert http.get(url, headers={"If-None-Match": first}).status_code == 304
+    patch = {**WRITER, "If-Match": first}
+    changed = http.patch(url, json={"score": 41}, headers=patch)
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["score"] == 41 and changed.headers["etag"] != first
+    stale = assert_problem(http.patch(url, json={"score": 42}, headers=patch), 412)
+    assert stale["status"] == 412
+    again = {**WRITER, "If-Match": changed.headers["etag"]}
+    assert http.put(url, json={"score": 7}, headers=again).json() == {
+        "id": created.json()["id"],
+        "score": 7,
+        "flag": None,
+    }
+    current = http.get(url).headers["etag"]
+    assert_problem(http.delete(url, headers={**WRITER, "If-Match": first}), 412)
+    assert http.delete(url, headers={**WRITER, "If-Match": current}).status_code == 204
+    assert http.get(url).status_code == 404
