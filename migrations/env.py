@@ -12,7 +12,7 @@ from alembic import context
 from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api.models import metadata
+from api.models import UTCDateTime, metadata
 from api.settings import load_settings
 
 config = context.config
@@ -34,19 +34,32 @@ def _settings():
         return {}
 
 
+def render_item(type_, obj, autogen_context):
+    """How autogenerate writes the project's own types: spelled out in
+    SQLAlchemy's, so that a migration keeps meaning what it meant when the
+    models change (and needs no import of api)."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        autogen_context.imports.add("from sqlalchemy.dialects import mysql")
+        return 'sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")'
+    return False  # the default rendering
+
+
 def run_migrations_offline():
     context.configure(
         url=load_settings(_settings()).database_url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
 
 
 def do_run_migrations(connection):
-    context.configure(connection=connection, target_metadata=target_metadata)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, render_item=render_item
+    )
     with context.begin_transaction():
         context.run_migrations()
 
