@@ -68,7 +68,8 @@ mytable = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(255), nullable=False, index=True),
-    sa.Column("data", sa.JSON, nullable=True),
+    # A JSON null in a body is SQL NULL, so that data=is.null finds it.
+    sa.Column("data", sa.JSON(none_as_null=True), nullable=True),
     # Server-owned columns: set by the API, refused in request bodies.
     sa.Column("version", sa.Integer, nullable=False, default=1, server_default="1", info=OWNED),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow, info=OWNED),

@@ -109,3 +109,19 @@ def test_numbers_that_fit_are_stored_as_sent(http, number):
     assert json.loads(stored, parse_float=Decimal)["data"] == [
         json.loads(number, parse_float=Decimal)
     ]
+
+
+def test_a_json_null_in_a_body_is_sql_null(http):
+    name = unique_name("json-null")
+    created = create(http, name=name, data=None).json()
+    assert created["data"] is None
+    found = http.get("/mytable/", params={"name": f"eq.{name}", "data": "is.null"}).json()
+    assert [row["id"] for row in found["items"]] == [created["id"]]
+    patched = http.patch(
+        f"/mytable/{created['id']}", json={"data": {"a": 1}}, headers=WRITER
+    ).json()
+    assert patched["data"] == {"a": 1}
+    nulled = http.patch(f"/mytable/{created['id']}", json={"data": None}, headers=WRITER)
+    assert nulled.json()["data"] is None
+    found = http.get("/mytable/", params={"name": f"eq.{name}", "data": "is.null"}).json()
+    assert len(found["items"]) == 1
