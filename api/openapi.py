@@ -154,18 +154,19 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         for column in table.columns
     ]
     row_ref = _ref(f"{name}Row")
-    etag = {"ETag": {"schema": {"type": "string"}, "description": "The row's version"}}
+    etag = {"ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"}}
     if_match = {
         "name": "If-Match",
         "in": "header",
         "schema": {"type": "string", "pattern": ETAG_LIST},
     }
-    item_parameter = {
-        "name": "id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-    }
+    (key,) = table.primary_key.columns
+    key_schema = {k: v for k, v in column_schema(key).items() if k != "readOnly"}
+    if isinstance(key_schema.get("type"), list):  # a key is never null
+        key_schema["type"] = key_schema["type"][0]
+    if key_schema.get("type") == "string":
+        key_schema["minLength"] = 1
+    item_parameter = {"name": "id", "in": "path", "required": True, "schema": key_schema}
     write_security: list[dict[str, list[str]]] = [{"bearer": []}]
     return {
         f"/{name}/": {

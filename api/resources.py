@@ -7,8 +7,10 @@ a view lookup by name and, failing that, a 404.
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
@@ -17,12 +19,14 @@ from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 
+from api.validation import int_range
+
 # Collection names are plain identifiers; names starting with "_" belong to
 # the API itself (/__heartbeat__), so a table can never shadow them.
 COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
-# A primary key in a URL: a positive decimal integer that fits a signed BIGINT.
-ITEM_KEY = re.compile(r"[1-9][0-9]{0,18}\Z")
-BIGINT_MAX = 2**63 - 1
+# An integer key in a URL: decimal, as the database would write it (no "+",
+# no leading zero), and then within its column's range.
+INTEGER_KEY = re.compile(r"-?(0|[1-9][0-9]{0,19})\Z")
 # What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
 URL_SAFE = "!$&'()*+,;=:@/?-._~%"
 
@@ -69,7 +73,8 @@ class Collection:
         return self.__parent__.request
 
     def __getitem__(self, key: str) -> Item:
-        if not ITEM_KEY.match(key) or int(key) > BIGINT_MAX:
+        pk = key_parser(self.table)(key)
+        if pk is None:
             raise KeyError(key)
         request = self.request
         for_update = request.method in WRITE_METHODS
@@ -77,10 +82,10 @@ class Collection:
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
-        row = request.fetch_row(self.table, int(key), for_update=for_update)
+        row = request.fetch_row(self.table, pk, for_update=for_update)
         if row is None:
             raise KeyError(key)
-        return Item(self, key, row)
+        return Item(self, key, row, pk)
 
     def next_url(self, cursor: str) -> str:
         """The URL of the page after this request's, at ``cursor``.
@@ -104,19 +109,46 @@ class Collection:
 class Item:
     allowed_methods = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
-    def __init__(self, parent: Collection, key: str, row: dict[str, Any]) -> None:
+    def __init__(self, parent: Collection, key: str, row: dict[str, Any], pk: Any) -> None:
         self.__parent__ = parent
         self.__name__ = key
         self.row = row
         self.table = parent.table
-
-    @property
-    def pk(self) -> int:
-        """The primary key, as the database holds it."""
-        return int(self.__name__)
+        self.pk = pk  # the primary key, as the database holds it
 
     def __getitem__(self, name: str) -> Any:
         raise KeyError(name)  # rows have no children
+
+
+@functools.cache
+def key_parser(table: sa.Table) -> Callable[[str], Any]:
+    """How an item's URL segment (percent-decoded by traversal) becomes the
+    value of ``table``'s primary key; None for a segment that cannot be one.
+
+    An integer key takes its column's range, signed or unsigned; a string key
+    any text its column can hold, percent-encoded, but for "/": servers
+    decode %2F before the path is split, so such a row has no item URL.
+    """
+    (column,) = table.primary_key.columns
+    python_type = column.type.python_type
+    if python_type is int:
+        low, high = int_range(column.type)
+
+        def integer(segment: str) -> int | None:
+            if not INTEGER_KEY.match(segment):
+                return None
+            value = int(segment)
+            return value if low <= value <= high else None
+
+        return integer
+    if python_type is str:
+        length = getattr(column.type, "length", None) or 65535
+
+        def text(segment: str) -> str | None:
+            return segment if 0 < len(segment) <= length else None
+
+        return text
+    return lambda segment: None  # no URL form for this key type yet
 
 
 def add_collection(config: Configurator, table: sa.Table, name: str | None = None) -> None:

@@ -21,6 +21,7 @@ from pyramid.httpexceptions import (
     HTTPUnsupportedMediaType,
 )
 from pyramid.request import Request
+from sqlalchemy.dialects import mysql
 
 from api.errors import BadRequest
 
@@ -32,18 +33,22 @@ FieldError = dict[str, str]
 ETAG_LIST = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
-INT_RANGES = {
-    sa.SmallInteger: (-(2**15), 2**15 - 1),
-    sa.BigInteger: (-(2**63), 2**63 - 1),
-    sa.Integer: (-(2**31), 2**31 - 1),
-}
+# Bits of each integer type, the most specific first (MySQL's are subclasses).
+INT_BITS = (
+    (mysql.TINYINT, 8),
+    (mysql.MEDIUMINT, 24),
+    (sa.SmallInteger, 16),
+    (sa.BigInteger, 64),
+    (sa.Integer, 32),
+)
 
 
 def int_range(column_type: Any) -> tuple[int, int]:
-    """The (lowest, highest) value an integer column holds."""
-    return next(
-        (r for t, r in INT_RANGES.items() if isinstance(column_type, t)), INT_RANGES[sa.Integer]
-    )
+    """The (lowest, highest) value an integer column holds, signed or unsigned."""
+    bits = next((b for t, b in INT_BITS if isinstance(column_type, t)), 32)
+    if getattr(column_type, "unsigned", False):
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 class Unprocessable(HTTPUnprocessableEntity):
@@ -159,7 +164,9 @@ def if_match(request: Request) -> frozenset[str] | str | None:
 
 
 def server_owned(column: sa.Column[Any]) -> bool:
-    return column.primary_key or column.info.get("server_owned", False)
+    """Set by the server, refused in bodies: an auto-increment key, or a column
+    the table marks ``info={"server_owned": True}``."""
+    return column is column.table.autoincrement_column or column.info.get("server_owned", False)
 
 
 def _check_value(column: sa.Column[Any], value: Any) -> str | None:

@@ -1,12 +1,13 @@
 """The resource tree: the root, collections and items, 404 and 405, and no cycles."""
 
 import asyncio
+import uuid
 
 import pytest
 
 from api.bridge import run_in_greenlet
 from api.bridge.asgi import ASGIApp
-from tests.support import assert_problem
+from tests.support import WRITER, assert_problem
 
 
 def test_root_lists_the_collections_with_links(http, server):
@@ -128,3 +129,26 @@ def test_reads_leave_no_reference_cycles_for_the_gc(wsgi_app):
             await run_in_greenlet(loop_stopping, wsgi_app.registry, asyncio.get_running_loop())
 
     assert asyncio.run(cyclic_garbage_of_reads()) == []
+
+
+def test_a_string_key_takes_any_text_its_column_holds_percent_encoded(http, server):
+    code = "a b,c" + uuid.uuid4().hex[:3]  # a space and a comma: 8 characters
+    created = http.post("/probe_coded/", json={"code": code, "label": "coded"}, headers=WRITER)
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+    assert location == f"{server.url}/probe_coded/a%20b,c{code[-3:]}"
+    assert http.get(location).json() == {"code": code, "label": "coded"}
+    patched = http.patch(location, json={"label": "recoded"}, headers=WRITER)
+    assert patched.json()["label"] == "recoded"
+    assert_problem(http.get("/probe_coded/" + "x" * 9), 404)  # longer than the column
+    assert_problem(http.post("/probe_coded/", json={"label": "no key"}, headers=WRITER), 422)
+
+
+def test_an_unsigned_key_takes_its_whole_range_and_nothing_beyond(http):
+    created = http.post("/probe_small/", json={"id": 65535, "label": "top"}, headers=WRITER)
+    assert created.status_code in (201, 409), created.text  # 409: made by the other backend run
+    assert http.get("/probe_small/65535").json()["label"] == "top"
+    for beyond in ("65536", "-1", "+5", "007"):
+        assert_problem(http.get(f"/probe_small/{beyond}"), 404)
+    problem = assert_problem(http.post("/probe_small/", json={"id": 65536}, headers=WRITER), 422)
+    assert problem["errors"] == [{"field": "id", "message": "must be from 0 to 65535"}]

@@ -6,6 +6,7 @@ import random
 import sqlalchemy as sa
 from pyramid.threadlocal import get_current_registry, get_current_request
 from pyramid.view import view_config
+from sqlalchemy.dialects import mysql
 
 from api.bridge import await_
 from api.db import get_engine
@@ -130,6 +131,27 @@ PROBE_ROWS = [
 
 def includeme(config):
     config.scan(__name__)
+
     # pyramid.includes run before main() adds the add_collection directive,
     # so register when the configuration is committed.
-    config.action(None, lambda: add_collection(config, probe_nullable))
+    def add_probe_tables():
+        for table in (probe_nullable, probe_coded, probe_small):
+            add_collection(config, table)
+
+    config.action(None, add_probe_tables)
+
+
+# Test-only tables with other keys: a string, and an unsigned small integer
+# that the API does not fill in.
+probe_coded = sa.Table(
+    "probe_coded",
+    probe_metadata,
+    sa.Column("code", sa.String(8), primary_key=True),
+    sa.Column("label", sa.String(20), nullable=True),
+)
+probe_small = sa.Table(
+    "probe_small",
+    probe_metadata,
+    sa.Column("id", mysql.SMALLINT(unsigned=True), primary_key=True, autoincrement=False),
+    sa.Column("label", sa.String(20), nullable=True),
+)
