@@ -91,6 +91,7 @@ class HTTPProtocol(HttpToolsProtocol):
         # end to the end of its request.
         self._head_bytes: int | None = 0
         self._header_count = 0
+        self._head_open = False  # from a request's first byte to the end of its head
         self._received_any = False
         self._refused = False
         self._refusal: _Refused | None = None  # raised in a parser callback
@@ -123,8 +124,6 @@ class HTTPProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._received_any = True
-        if self._head_bytes == 0 and self._head_timer is None:  # a new head begins
-            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
         try:
             if self._head_bytes is not None:  # counted before the parser buffers it
                 end = data.find(b"\r\n\r\n")
@@ -134,10 +133,16 @@ class HTTPProtocol(HttpToolsProtocol):
             super().data_received(data)
         except _Refused as refusal:
             self._refuse(refusal)
+            return
+        # A head begun and not finished in this read: it has header_timeout to
+        # arrive. (Most heads arrive in one read: no timer for them.)
+        if self._head_open and self._head_timer is None and not self._refused:
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = 0
+        self._head_open = True
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -164,6 +169,7 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_bytes = None
+        self._head_open = False
         self._stop_head_timer()
         super().on_headers_complete()
 

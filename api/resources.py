@@ -26,7 +26,7 @@ from api.validation import int_range
 COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 # An integer key in a URL: decimal, as the database would write it (no "+",
 # no leading zero), and then within its column's range.
-INTEGER_KEY = re.compile(r"-?(0|[1-9][0-9]{0,19})\Z")
+INTEGER_KEY = re.compile(r"(0|-?[1-9][0-9]{0,19})\Z")
 # What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
 URL_SAFE = "!$&'()*+,;=:@/?-._~%"
 

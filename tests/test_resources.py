@@ -148,7 +148,7 @@ def test_an_unsigned_key_takes_its_whole_range_and_nothing_beyond(http):
     created = http.post("/probe_small/", json={"id": 65535, "label": "top"}, headers=WRITER)
     assert created.status_code in (201, 409), created.text  # 409: made by the other backend run
     assert http.get("/probe_small/65535").json()["label"] == "top"
-    for beyond in ("65536", "-1", "+5", "007"):
+    for beyond in ("65536", "-1", "-0", "+5", "007"):
         assert_problem(http.get(f"/probe_small/{beyond}"), 404)
     problem = assert_problem(http.post("/probe_small/", json={"id": 65536}, headers=WRITER), 422)
     assert problem["errors"] == [{"field": "id", "message": "must be from 0 to 65535"}]

@@ -58,15 +58,17 @@ class Reader:
         if self.exports_running >= self.max_exports:
             raise ServerBusy(f"{self.max_exports} exports are running; try again shortly.")
         self.exports_running += 1
-        await_(self.gate.acquire())
         try:
-            with self.engine.sync_engine.connect() as connection:
-                level = SNAPSHOT_ISOLATION.get(connection.dialect.name, "REPEATABLE READ")
-                snapshot = connection.execution_options(isolation_level=level)
-                with snapshot.begin():
-                    yield snapshot
+            await_(self.gate.acquire())  # a timeout here must free the export's slot too
+            try:
+                with self.engine.sync_engine.connect() as connection:
+                    level = SNAPSHOT_ISOLATION.get(connection.dialect.name, "REPEATABLE READ")
+                    snapshot = connection.execution_options(isolation_level=level)
+                    with snapshot.begin():
+                        yield snapshot
+            finally:
+                self.gate.release()
         finally:
-            self.gate.release()
             self.exports_running -= 1
 
     def run(self, work: Callable[[Connection], T]) -> T:

@@ -1,6 +1,7 @@
 """Exports cannot be abused: they stop when their client goes or stalls, and
 a worker runs a bounded number of them, on the read side."""
 
+import asyncio
 import socket
 import threading
 
@@ -9,8 +10,13 @@ import pytest
 from sqlalchemy import event
 
 from api.bridge.asgi import ASGIApp
-from tests.support import assert_problem, make_app
-from tests.support.servers import ThreadedServer
+from tests.support import (
+    assert_problem,
+    make_app,
+    statements_waiting_on_the_lock,
+    table_locked,
+)
+from tests.support.servers import ThreadedServer, serve_while
 
 NDJSON = {"Accept": "application/x-ndjson"}
 EXPORT = b"GET /mytable/ HTTP/1.1\r\nHost: t\r\nAccept: application/x-ndjson\r\n\r\n"
@@ -75,3 +81,29 @@ def test_an_export_stops_within_a_chunk_of_its_client_going_away(export_server):
             event.remove(engine, "before_cursor_execute", count)
     # 132 batches in all: the export read at most a few after its client went
     assert len(batches) <= 5, len(batches)
+
+
+def test_an_export_that_waited_in_vain_for_a_connection_frees_its_slot(seeded_mariadb):
+    """One read connection, held by a page waiting on a lock: an export gives
+    up at the gate (503); once the lock goes, the next export is served."""
+    settings = {
+        "db.read_pool_size": "1",
+        "db.read_max_overflow": "0",
+        "db.pool_timeout": "1",
+        "api.max_exports": "1",
+    }
+
+    async def run(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            async with table_locked(seeded_mariadb) as lock_holder:
+                holding = asyncio.create_task(client.get("/mytable/?limit=1"))
+                await statements_waiting_on_the_lock(lock_holder)
+                gave_up = await client.get("/mytable/", headers=NDJSON)
+            await holding
+            later = await client.get("/mytable/?limit=3", headers=NDJSON)
+        return gave_up, later
+
+    gave_up, later = serve_while(make_app(seeded_mariadb, **settings), run)
+    assert_problem(gave_up, 503)
+    assert later.status_code == 200
+    assert len(later.content.splitlines()) >= 300  # an export ignores limit: every row

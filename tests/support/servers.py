@@ -7,6 +7,7 @@ import threading
 
 import uvicorn
 
+from api.bridge.asgi import ASGIApp
 from api.protocol import HTTPProtocol
 
 
@@ -114,8 +115,6 @@ class TcpProxy:
 def serve_while(app, scenario):
     """Serve ``app`` (a WSGIApp) over HTTP while the coroutine function
     ``scenario(base_url)`` runs; its result. The app is closed after."""
-    from api.bridge.asgi import ASGIApp
-
     try:
         with ThreadedServer(ASGIApp(app)) as server:
             return asyncio.run(scenario(server.url))
