@@ -9,6 +9,7 @@ it with If-Match after reading the row under its lock (``FOR UPDATE``).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from typing import Any
 
@@ -20,13 +21,14 @@ from api.formats import dump_json
 VERSION = "version"  # the name of a version column
 
 
+@functools.cache  # looked up on every point read: once per table
 def version_column(table: sa.Table) -> sa.Column[Any] | None:
     return table.columns.get(VERSION)
 
 
 def etag(table: sa.Table, row: dict[str, Any]) -> str:
     """The row's strong entity tag, quoted."""
-    if VERSION in table.columns:
+    if version_column(table) is not None:
         return f'"{row[VERSION]}"'
     return f'"{content_hash(row)}"'
 

@@ -65,8 +65,9 @@ class Deadlines:
     read gate's does).
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, loop: asyncio.AbstractEventLoop) -> None:
         self.seconds = seconds
+        self.loop = loop
         self.pending: collections.deque[Deadline] = collections.deque()
         self.timer: asyncio.TimerHandle | None = None
 
@@ -75,15 +76,14 @@ class Deadlines:
         pending = self.pending
         while pending and pending[0].task is None:  # lifted: most requests end in order
             pending.popleft()
-        loop = asyncio.get_running_loop()
-        deadline = Deadline(loop.time() + self.seconds, asyncio.current_task())
+        deadline = Deadline(self.loop.time() + self.seconds, asyncio.current_task(self.loop))
         pending.append(deadline)
         if self.timer is None:
-            self.timer = loop.call_at(deadline.at, self._expire)
+            self.timer = self.loop.call_at(deadline.at, self._expire)
         return deadline
 
     def _expire(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         now = loop.time()
         while self.pending and self.pending[0].at <= now:
             deadline = self.pending.popleft()
@@ -109,6 +109,9 @@ class ASGIApp:
         self.deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
             weakref.WeakKeyDictionary()
         )
+        # Those of the loop served last, found without a lookup (it keeps one
+        # loop alive after it stops, until another serves)
+        self._last_deadlines: Deadlines | None = None
         self.send_timeout = self.registry.api_settings.send_timeout
         self.on_startup = on_startup
 
@@ -197,9 +200,13 @@ class ASGIApp:
 
     def _deadlines(self) -> Deadlines:
         loop = asyncio.get_running_loop()
+        last = self._last_deadlines
+        if last is not None and last.loop is loop:  # a worker serves from one loop
+            return last
         deadlines = self.deadlines.get(loop)
         if deadlines is None:
-            deadlines = self.deadlines[loop] = Deadlines(self.response_timeout)
+            deadlines = self.deadlines[loop] = Deadlines(self.response_timeout, loop)
+        self._last_deadlines = deadlines
         return deadlines
 
     def _respond(

@@ -59,7 +59,7 @@ def test_deadlines_cancel_what_outlives_them_and_spare_what_was_lifted():
     from api.bridge.asgi import Deadlines
 
     async def scenario():
-        deadlines = Deadlines(0.05)
+        deadlines = Deadlines(0.05, asyncio.get_running_loop())
         outcomes = {}
 
         async def request(name, lift_after):
@@ -84,7 +84,7 @@ def test_deadlines_lifted_in_order_do_not_pile_up():
     from api.bridge.asgi import Deadlines
 
     async def scenario():
-        deadlines = Deadlines(60)
+        deadlines = Deadlines(60, asyncio.get_running_loop())
         for _ in range(1000):
             deadlines.set().lift()
         return len(deadlines.pending)
