@@ -68,19 +68,21 @@ def test_an_export_stops_within_a_chunk_of_its_client_going_away(export_server):
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         client.sendall(EXPORT)
         assert client.recv(65536).startswith(b"HTTP/1.1 200")
-        engines = [
-            reader.engine.sync_engine for _, reader in app.registry.api_engines.by_loop.values()
-        ]
-        for engine in engines:
-            event.listen(engine, "before_cursor_execute", count)
-    # gone: the slot is free again once the export has stopped
+        readers = [reader for _, reader in app.registry.api_engines.by_loop.values()]
+        for reader in readers:
+            event.listen(reader.engine.sync_engine, "before_cursor_execute", count)
+    # gone: the export stops, and gives its slot back (the server runs in this process)
     try:
-        assert _admitted_again(server)
+        for _ in range(200):  # polls, up to 10 s
+            if not any(reader.exports_running for reader in readers):
+                break
+            threading.Event().wait(0.05)
+        assert not any(reader.exports_running for reader in readers)
     finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
+        for reader in readers:
+            event.remove(reader.engine.sync_engine, "before_cursor_execute", count)
     # 132 batches in all: the export read at most a few after its client went
-    assert len(batches) <= 5, len(batches)
+    assert len(batches) <= 3, len(batches)
 
 
 def test_an_export_that_waited_in_vain_for_a_connection_frees_its_slot(seeded_mariadb):
