@@ -5,6 +5,7 @@ from typing import Any
 from pyramid.config import Configurator
 
 from api.bridge.wsgi import WSGIApp
+from api.collections import add_reflected_tables
 
 
 def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
@@ -22,8 +23,10 @@ def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
         config.include("api.security")
         # the resource tree and the add_collection directive
         config.include("api.resources")
-        # the tables served as collections
+        # the tables declared in code, served as collections
         config.include("api.models")
+        # the existing tables and views that api.tables names, reflected
+        config.include(add_reflected_tables)
         # views (GET /openapi.json among them) and the orjson renderer
         config.include("api.views")
     # The WSGI front door; api.serve wraps the same router in the ASGI one.

@@ -123,9 +123,10 @@ def _mysql_session(
     client, of the server's connections for good (the pools replace a closed
     connection: pre-ping for writes, one retry for reads)."""
     seconds = max(1, math.ceil(statement_timeout))
+    # TIMESTAMP values are read and written in UTC, as the API writes every instant.
     common = (
         f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}, "
-        f"wait_timeout = {idle_timeout}"
+        f"wait_timeout = {idle_timeout}, time_zone = '+00:00'"
     )
     cursor = dbapi_connection.cursor()
     try:

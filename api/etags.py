@@ -9,27 +9,21 @@ it with If-Match after reading the row under its lock (``FOR UPDATE``).
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
 
+from api.collections import describe
 from api.formats import dump_json
-
-VERSION = "version"  # the name of a version column
-
-
-@functools.cache  # looked up on every point read: once per table
-def version_column(table: sa.Table) -> sa.Column[Any] | None:
-    return table.columns.get(VERSION)
 
 
 def etag(table: sa.Table, row: dict[str, Any]) -> str:
     """The row's strong entity tag, quoted."""
-    if version_column(table) is not None:
-        return f'"{row[VERSION]}"'
+    version = describe(table).version
+    if version is not None:
+        return f'"{row[version.name]}"'
     return f'"{content_hash(row)}"'
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -18,6 +17,8 @@ import sqlalchemy as sa
 from pyramid.httpexceptions import HTTPNotAcceptable
 from pyramid.request import Request
 from pyramid.response import Response
+
+from api.columns import json_default
 
 Columns = Sequence[sa.Column[Any]]
 Rows = Iterable[Sequence[Any]]
@@ -33,10 +34,13 @@ ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 def dump_json(value: Any, sort_keys: bool = False) -> bytes:
-    """``value`` as JSON bytes, the way every body of this API is written."""
+    """``value`` as JSON bytes, the way every body of this API is written
+    (each column type as ``api.columns`` maps it)."""
     if sort_keys:
-        return orjson.dumps(value, option=ORJSON_OPTIONS | orjson.OPT_SORT_KEYS)
-    return orjson.dumps(value, option=ORJSON_OPTIONS)
+        return orjson.dumps(
+            value, default=json_default, option=ORJSON_OPTIONS | orjson.OPT_SORT_KEYS
+        )
+    return orjson.dumps(value, default=json_default, option=ORJSON_OPTIONS)
 
 
 def negotiate(request: Request) -> str:
@@ -68,15 +72,14 @@ def ndjson_lines(columns: Columns, rows: Rows) -> Iterator[bytes]:
 
 
 def _csv_cell(value: Any) -> Any:
+    """A value as its JSON text (strings without their quotes), NULL as an empty cell."""
     if value is None:
         return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return orjson.dumps(value).decode()
-    if isinstance(value, datetime):
-        return dump_json(value).decode().strip('"')
-    return value
+    if isinstance(value, str) or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    text = dump_json(value).decode()
+    # Only the JSON strings of non-string values (times, base64) are left to unquote.
+    return text[1:-1] if text.startswith('"') else text
 
 
 def csv_lines(columns: Columns, rows: Rows) -> Iterator[bytes]:

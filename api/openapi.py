@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from api.collections import describe
+from api.columns import mapping
 from api.querystring import COMPARISONS
-from api.validation import ETAG_LIST, int_range, server_owned
+from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 
 Schema = dict[str, Any]  # a JSON object of the OpenAPI document
 
@@ -40,41 +41,25 @@ def _errors(*codes: int) -> Schema:
 
 
 def column_schema(column: sa.Column[Any]) -> Schema:
-    column_type = column.type
-    if isinstance(column_type, sa.JSON):
-        schema = {}  # any JSON value
-    else:
-        python_type = column_type.python_type
-        if python_type is int:
-            low, high = int_range(column_type)
-            schema = {"type": "integer", "minimum": low, "maximum": high}
-        elif python_type is str:
-            schema = {"type": "string"}
-            length = getattr(column_type, "length", None)
-            if length:
-                schema["maxLength"] = length
-        elif python_type is bool:
-            schema = {"type": "boolean"}
-        elif python_type is float:
-            schema = {"type": "number"}
-        elif python_type is datetime:
-            schema = {"type": "string", "format": "date-time"}
-        else:
-            schema = {}
-        if column.nullable and "type" in schema:
-            schema["type"] = [schema["type"], "null"]
+    """A column's JSON Schema, as ``api.columns`` maps its type."""
+    schema = mapping(column).schema(column)
+    if column.nullable and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
     if server_owned(column):
         schema["readOnly"] = True
     return schema
 
 
+def _key_parameter(column: sa.Column[Any]) -> Schema:
+    schema = {k: v for k, v in mapping(column).schema(column).items() if k != "readOnly"}
+    if schema.get("type") == "string":
+        schema["minLength"] = 1
+    return {"name": str(column.name), "in": "path", "required": True, "schema": schema}
+
+
 def _table_schemas(name: str, table: sa.Table) -> Schema:
     writable = [c for c in table.columns if not server_owned(c)]
-    required = [
-        str(c.name)
-        for c in writable
-        if not c.nullable and c.default is None and c.server_default is None
-    ]
+    required = [str(c.name) for c in writable if required_in_new_rows(c)]
     row = {
         "type": "object",
         "properties": {str(c.name): column_schema(c) for c in table.columns},
@@ -160,16 +145,9 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         "in": "header",
         "schema": {"type": "string", "pattern": ETAG_LIST},
     }
-    (key,) = table.primary_key.columns
-    key_schema = {k: v for k, v in column_schema(key).items() if k != "readOnly"}
-    if isinstance(key_schema.get("type"), list):  # a key is never null
-        key_schema["type"] = key_schema["type"][0]
-    if key_schema.get("type") == "string":
-        key_schema["minLength"] = 1
-    item_parameter = {"name": "id", "in": "path", "required": True, "schema": key_schema}
     write_security: list[dict[str, list[str]]] = [{"bearer": []}]
-    return {
-        f"/{name}/": {
+    operations = {
+        "collection": {
             "get": {
                 "summary": f"A page of {name}, or the whole result as NDJSON or CSV",
                 "operationId": f"list_{name}",
@@ -237,8 +215,7 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                 },
             },
         },
-        f"/{name}/{{id}}": {
-            "parameters": [item_parameter],
+        "item": {
             "get": {
                 "summary": f"One row of {name}",
                 "operationId": f"get_{name}",
@@ -306,6 +283,35 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
             },
         },
     }
+    description = describe(table)
+    if description.read_only:
+        del operations["collection"]["post"]
+        operations["item"] = {"get": operations["item"]["get"]}
+    return operations
+
+
+def _paths(name: str, table: sa.Table, max_limit: int) -> Schema:
+    """The collection and its items; under each item, its child collections."""
+    operations = _collection_paths(name, table, max_limit)
+    description = describe(table)
+    paths: Schema = {f"/{name}/": operations["collection"]}
+    if not description.key:
+        return paths
+    item = f"/{name}/{','.join(f'{{{c.name}}}' for c in description.key)}"
+    key_parameters = [_key_parameter(column) for column in description.key]
+    paths[item] = {"parameters": key_parameters, **operations["item"]}
+    for child_name, relation in description.children.items():
+        child = _collection_paths(relation.child.name, relation.child.table, max_limit)
+        paths[f"{item}/{child_name}/"] = {
+            "parameters": key_parameters,
+            **{
+                method: {**operation, "operationId": f"{verb}_{child_name}_of_{name}"}
+                for (method, operation), verb in zip(
+                    child["collection"].items(), ("list", "create"), strict=False
+                )
+            },
+        }
+    return paths
 
 
 def _health(summary: str, operation_id: str, codes: tuple[int, ...]) -> Schema:
@@ -367,7 +373,7 @@ def build_document(collections: dict[str, sa.Table], max_limit: int) -> Schema:
     }
     for name, table in collections.items():
         schemas.update(_table_schemas(name, table))
-        paths.update(_collection_paths(name, table, max_limit))
+        paths.update(_paths(name, table, max_limit))
     return {
         "openapi": "3.1.0",
         "info": {"title": "api", "version": "1", "description": "Rows of database tables"},

@@ -16,10 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -27,6 +25,7 @@ import orjson
 import sqlalchemy as sa
 from webob.multidict import MultiDict
 
+from api.columns import BOOLEAN, STRING, mapping, parse_text, to_text
 from api.errors import BadRequest
 from api.formats import dump_json
 
@@ -120,37 +119,12 @@ def _column(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
 
 
 def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
-    """``text`` as a value of ``column``'s type."""
-    if isinstance(column.type, sa.JSON):
-        raise BadRequest(
-            f"'{column.name}' holds JSON; only is.null and not.is.null filter it",
-            parameter=parameter,
-        )
-    python_type = column.type.python_type
+    """``text`` as a value of ``column``'s type (``api.columns``)."""
     try:
-        if python_type is int:
-            if not re.fullmatch(r"-?[0-9]{1,19}", text):
-                raise ValueError
-            value = int(text)
-            if not -(2**63) <= value < 2**63:
-                raise ValueError
-            return value
-        if python_type is bool:
-            return {"true": True, "false": False}[text]
-        if python_type is float:
-            number = float(text)
-            if not math.isfinite(number):
-                raise ValueError
-            return number
-        if python_type is datetime:
-            return _as_utc(datetime.fromisoformat(text))
-    except (ValueError, KeyError, OverflowError):
-        kind = {int: "an integer", bool: "true or false", float: "a number"}.get(
-            python_type, "an RFC 3339 date-time"
-        )
-        message = f"'{text}' is not {kind}, as '{column.name}' needs"
+        return parse_text(column, text)
+    except (ValueError, OverflowError) as exc:
+        message = f"'{text}' is not {exc}, as '{column.name}' needs"
         raise BadRequest(message, parameter=parameter) from None
-    return text
 
 
 MAX_IN_VALUES = 1000
@@ -238,7 +212,7 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter:
         if operand not in IS_VALUES:
             raise BadRequest("is. takes null, true or false", parameter=parameter)
         value = IS_VALUES[operand]
-        if value is not None and column.type.python_type is not bool:
+        if value is not None and mapping(column) is not BOOLEAN:
             raise BadRequest(f"'{column.name}' is not true/false", parameter=parameter)
         return Filter(column, "is", value, negated)
     if operator == "in":
@@ -249,8 +223,13 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter:
             f"{', '.join(sorted(COMPARISONS | {'in', 'is'}))}",
             parameter=parameter,
         )
+    if not mapping(column).filterable:
+        raise BadRequest(
+            f"'{column.name}' holds JSON; only is.null and not.is.null filter it",
+            parameter=parameter,
+        )
     if operator in PATTERN_OPERATORS:
-        if isinstance(column.type, sa.JSON) or column.type.python_type is not str:
+        if mapping(column) is not STRING:
             raise BadRequest(f"{operator} works on text columns only", parameter=parameter)
         # '*' is the wildcard; the SQL wildcards are taken literally.
         pattern = operand.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -263,8 +242,9 @@ def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
     for part in text.split(","):
         name, *modifiers = part.strip().split(".")
         column = _column(table, name, "order")
-        if isinstance(column.type, sa.JSON):
-            raise BadRequest(f"'{name}' holds JSON and cannot be ordered by", parameter="order")
+        if not mapping(column).orderable:
+            kind = mapping(column).kind
+            raise BadRequest(f"'{name}' holds {kind} and cannot be ordered by", parameter="order")
         if name in seen:
             raise BadRequest(f"'{name}' appears twice in order", parameter="order")
         seen.add(name)
@@ -299,19 +279,22 @@ def parse_list_query(
     default_limit: int,
     max_limit: int,
     cursor_secret: bytes,
+    fixed: tuple[Filter, ...] = (),
 ) -> ListQuery:
-    """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``."""
-    (pk,) = table.primary_key.columns
+    """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``;
+    ``fixed`` filters come first (a child collection's foreign key)."""
     select = _single(params, "select")
     columns = parse_select(table, select) if select is not None else tuple(table.columns)
     order_text = _single(params, "order")
     order = parse_order(table, order_text) if order_text is not None else []
-    if pk.name not in {item.column.name for item in order}:
-        # The tie-break runs the way the last key does, so that an index on
-        # (that column, primary key) can be read in one direction.
-        descending = order[-1].descending if order else False
-        order.append(OrderItem(pk, descending, False))
-    filters = []
+    ordered = {item.column for item in order}
+    # The tie-break runs the way the last key does, so that an index on
+    # (that column, primary key) can be read in one direction.
+    descending = order[-1].descending if order else False
+    for column in _tie_break(table):
+        if column not in ordered:
+            order.append(OrderItem(column, descending, bool(column.nullable) and descending))
+    filters = list(fixed)
     for name, text in params.items():
         if name not in RESERVED:
             filters.append(parse_filter(_column(table, name, name), text, name))
@@ -329,6 +312,13 @@ def parse_list_query(
         after = decode_cursor(cursor, query, cursor_secret)
         query = ListQuery(columns, query.filters, query.order, limit, after)
     return query
+
+
+def _tie_break(table: sa.Table) -> tuple[sa.Column[Any], ...]:
+    """What makes an order total: the primary key; without one, every
+    column that can be ordered by (rows equal in all of them are alike)."""
+    key = tuple(table.primary_key.columns)
+    return key or tuple(column for column in table.columns if mapping(column).orderable)
 
 
 # --- cursors ---------------------------------------------------------------------
@@ -351,7 +341,7 @@ def _unb64(text: str) -> bytes:
 
 
 def encode_cursor(query: ListQuery, row: dict[str, Any], secret: bytes) -> str:
-    values = [row[item.column.name] for item in query.order]
+    values = [to_text(item.column, row[item.column.name]) for item in query.order]
     payload = dump_json({"q": _b64(hashlib.sha256(query.signature()).digest()[:12]), "v": values})
     return f"{_b64(payload)}.{_b64(_sign(payload, secret))}"
 
@@ -375,15 +365,7 @@ def decode_cursor(text: str, query: ListQuery, secret: bytes) -> tuple[Any, ...]
     )
 
 
-def _as_utc(value: datetime) -> datetime:
-    """A naive datetime meaning UTC, as the datetime columns hold them; raises
-    OverflowError for an instant outside the years 1 to 9999 in UTC."""
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
 def _cursor_value(column: sa.Column[Any], value: Any) -> Any:
-    if value is not None and column.type.python_type is datetime:
-        return datetime.fromisoformat(value)  # orjson wrote it as RFC 3339
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return parse_text(column, value)  # written by to_text

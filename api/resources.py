@@ -1,32 +1,26 @@
-"""The resource tree that traversal walks: ``/`` → ``/{collection}/`` → ``/{collection}/{id}``.
+"""The resource tree that traversal walks: ``/`` → ``/{collection}/`` →
+``/{collection}/{key}`` → ``/{collection}/{key}/{child collection}/`` → ...
 
 Resources are location-aware (``__name__``/``__parent__``). ``__getitem__``
 raises ``KeyError`` for anything that is not there, which traversal turns into
-a view lookup by name and, failing that, a 404.
+a view lookup by name and, failing that, a 404. Each resource knows its own
+path as the client writes it (``path``), so links are built without quoting
+keys twice.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 import weakref
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 
-from api.validation import int_range
+from api.collections import Description, describe
 
-# Collection names are plain identifiers; names starting with "_" belong to
-# the API itself (/__heartbeat__), so a table can never shadow them.
-COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
-# An integer key in a URL: decimal, as the database would write it (no "+",
-# no leading zero), and then within its column's range.
-INTEGER_KEY = re.compile(r"(0|-?[1-9][0-9]{0,19})\Z")
 # What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
 URL_SAFE = "!$&'()*+,;=:@/?-._~%"
 
@@ -35,6 +29,7 @@ class Root:
     __name__ = ""
     __parent__ = None
     allowed_methods = ("GET", "HEAD")
+    path = "/"
 
     def __init__(self, request: Request) -> None:
         # Weakly: the request holds its resources (request.root, request.context);
@@ -61,40 +56,64 @@ WRITE_METHODS = frozenset({"PUT", "PATCH", "DELETE"})
 
 
 class Collection:
-    allowed_methods = ("GET", "HEAD", "POST")
+    """The rows of a table; under an item, those whose foreign key points at it."""
 
-    def __init__(self, parent: Root, name: str, table: sa.Table) -> None:
+    def __init__(
+        self,
+        parent: Root | Item,
+        name: str,
+        table: sa.Table,
+        fixed: dict[str, Any] | None = None,
+    ) -> None:
         self.__parent__ = parent
         self.__name__ = name
         self.table = table
+        self.description: Description = describe(table)
+        # A child collection's foreign key columns and the values they hold.
+        self.fixed: dict[str, Any] = fixed or {}
+
+    @property
+    def path(self) -> str:
+        return f"{self.__parent__.path}{self.__name__}/"
+
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        return self.description.allowed_methods
 
     @property
     def request(self) -> Request:
         return self.__parent__.request
 
-    def __getitem__(self, key: str) -> Item:
-        pk = key_parser(self.table)(key)
-        if pk is None:
-            raise KeyError(key)
+    def __getitem__(self, segment: str) -> Item:
+        description = self.description
+        if not description.key:
+            raise KeyError(segment)
         request = self.request
+        if len(description.key) == 1:
+            pk = description.parse_key([segment])
+        else:
+            pk = description.parse_key(_key_values(request, segment))
+        if pk is None:
+            raise KeyError(segment)
         for_update = request.method in WRITE_METHODS
         if for_update and not request.has_permission("write", self):
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
         row = request.fetch_row(self.table, pk, for_update=for_update)
-        if row is None:
-            raise KeyError(key)
-        return Item(self, key, row, pk)
+        if row is None or any(row[name] != value for name, value in self.fixed.items()):
+            raise KeyError(segment)
+        return Item(self, segment, row, pk)
+
+    def item_path(self, row: dict[str, Any]) -> str:
+        return f"{self.path}{self.description.key_segment(row)}"
 
     def next_url(self, cursor: str) -> str:
         """The URL of the page after this request's, at ``cursor``.
 
         The request's query string as it came, with ``cursor`` in place of its
         own, rather than parsed and encoded again: what is not plain ASCII in
-        it is percent-encoded, and escapes already there are kept. Spelled out
-        rather than through ``resource_url()``: collection names need no
-        quoting (``COLLECTION_NAME``).
+        it is percent-encoded, and escapes already there are kept.
         """
         request = self.request
         kept = [
@@ -103,65 +122,67 @@ class Collection:
             if part and unquote_plus(part.partition("=")[0]) != "cursor"
         ]
         query = quote("&".join([*kept, f"cursor={cursor}"]), safe=URL_SAFE)
-        return f"{request.application_url}/{self.__name__}/?{query}"
+        return f"{request.application_url}{self.path}?{query}"
+
+
+def _key_values(request: Request, segment: str) -> list[str]:
+    """The values of a composite key's URL segment, decoded."""
+    try:
+        return [
+            unquote(part, errors="strict") for part in _raw_segment(request, segment).split(",")
+        ]
+    except UnicodeDecodeError:
+        return []
+
+
+def _raw_segment(request: Request, segment: str) -> str:
+    """``segment`` as the client percent-encoded it, when the server kept the
+    raw path (RAW_URI: gunicorn, and the ASGI front door from uvicorn's
+    ``raw_path``): a composite key's values may hold an encoded comma. Else
+    the decoded segment, whose commas all separate values."""
+    raw_uri = request.environ.get("RAW_URI")
+    if raw_uri:
+        for raw in raw_uri.partition("?")[0].split("/"):
+            if "%" in raw and unquote(raw) == segment:
+                return raw
+    return quote(segment, safe=",")
 
 
 class Item:
-    allowed_methods = ("GET", "HEAD", "PUT", "PATCH", "DELETE")
+    """One row, by its key; its children are the collections its foreign keys give."""
 
-    def __init__(self, parent: Collection, key: str, row: dict[str, Any], pk: Any) -> None:
+    def __init__(self, parent: Collection, segment: str, row: dict[str, Any], pk: Any) -> None:
         self.__parent__ = parent
-        self.__name__ = key
+        self.__name__ = segment
         self.row = row
         self.table = parent.table
         self.pk = pk  # the primary key, as the database holds it
 
-    def __getitem__(self, name: str) -> Any:
-        raise KeyError(name)  # rows have no children
+    @property
+    def path(self) -> str:
+        return self.__parent__.item_path(self.row)
 
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        if self.__parent__.description.read_only:
+            return ("GET", "HEAD")
+        return ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
-@functools.cache
-def key_parser(table: sa.Table) -> Callable[[str], Any]:
-    """How an item's URL segment (percent-decoded by traversal) becomes the
-    value of ``table``'s primary key; None for a segment that cannot be one.
+    @property
+    def request(self) -> Request:
+        return self.__parent__.request
 
-    An integer key takes its column's range, signed or unsigned; a string key
-    any text its column can hold, percent-encoded, but for "/": servers
-    decode %2F before the path is split, so such a row has no item URL.
-    """
-    (column,) = table.primary_key.columns
-    python_type = column.type.python_type
-    if python_type is int:
-        low, high = int_range(column.type)
-
-        def integer(segment: str) -> int | None:
-            if not INTEGER_KEY.match(segment):
-                return None
-            value = int(segment)
-            return value if low <= value <= high else None
-
-        return integer
-    if python_type is str:
-        length = getattr(column.type, "length", None) or 65535
-
-        def text(segment: str) -> str | None:
-            return segment if 0 < len(segment) <= length else None
-
-        return text
-    return lambda segment: None  # no URL form for this key type yet
-
-
-def add_collection(config: Configurator, table: sa.Table, name: str | None = None) -> None:
-    """Directive: serve ``table`` as the collection ``/{name}/``."""
-    name = name or table.name
-    if not COLLECTION_NAME.match(name):
-        raise ValueError(f"collection name {name!r} must match {COLLECTION_NAME.pattern}")
-    if len(table.primary_key.columns) != 1:
-        raise ValueError(f"table {table.name!r} needs a single-column primary key")
-    config.registry.api_collections[name] = table
+    def __getitem__(self, name: str) -> Collection:
+        relation = self.__parent__.description.children.get(name)
+        if relation is None:
+            raise KeyError(name)
+        fixed = {
+            str(column.name): self.row[referred.name]
+            for column, referred in zip(relation.columns, relation.referred, strict=True)
+        }
+        return Collection(self, name, relation.child.table, fixed)
 
 
 def includeme(config: Configurator) -> None:
-    config.registry.api_collections = {}
-    config.add_directive("add_collection", add_collection)
+    config.include("api.collections")
     config.set_root_factory(Root)

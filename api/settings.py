@@ -220,6 +220,18 @@ class Settings:
     cors_origins: tuple[str, ...] = setting(
         "api.cors_origins", words, (), doc="Origins allowed by CORS, or `*`; empty: CORS off."
     )
+    tables: tuple[str, ...] = setting(
+        "api.tables",
+        words,
+        (),
+        doc="Existing tables and views to serve by reflection: `*`, or names (views read-only).",
+    )
+    version_column: str = setting(
+        "api.version_column",
+        str.strip,
+        "version",
+        doc="The integer column that versions a row (ETags, If-Match); others get content ETags.",
+    )
     cursor_secret: bytes = setting(
         "api.cursor_secret",
         as_bytes,

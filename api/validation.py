@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +20,9 @@ from pyramid.httpexceptions import (
     HTTPUnsupportedMediaType,
 )
 from pyramid.request import Request
-from sqlalchemy.dialects import mysql
 
+from api.collections import describe
+from api.columns import mapping
 from api.errors import BadRequest
 
 # One bad field: {"field": name, "message": what is wrong}
@@ -33,22 +33,6 @@ FieldError = dict[str, str]
 ETAG_LIST = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
-# Bits of each integer type, the most specific first (MySQL's are subclasses).
-INT_BITS = (
-    (mysql.TINYINT, 8),
-    (mysql.MEDIUMINT, 24),
-    (sa.SmallInteger, 16),
-    (sa.BigInteger, 64),
-    (sa.Integer, 32),
-)
-
-
-def int_range(column_type: Any) -> tuple[int, int]:
-    """The (lowest, highest) value an integer column holds, signed or unsigned."""
-    bits = next((b for t, b in INT_BITS if isinstance(column_type, t)), 32)
-    if getattr(column_type, "unsigned", False):
-        return 0, 2**bits - 1
-    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
 class Unprocessable(HTTPUnprocessableEntity):
@@ -164,49 +148,26 @@ def if_match(request: Request) -> frozenset[str] | str | None:
 
 
 def server_owned(column: sa.Column[Any]) -> bool:
-    """Set by the server, refused in bodies: an auto-increment key, or a column
-    the table marks ``info={"server_owned": True}``."""
-    return column is column.table.autoincrement_column or column.info.get("server_owned", False)
+    """Set by the server, refused in bodies: an auto-increment key, a
+    generated column, the version column, or a column the table marks
+    ``info={"server_owned": True}``."""
+    return (
+        column is column.table.autoincrement_column
+        or column.computed is not None
+        or column is describe(column.table).version
+        or column.info.get("server_owned", False)
+    )
 
 
-def _check_value(column: sa.Column[Any], value: Any) -> str | None:
-    """An error message when ``value`` does not fit ``column``, else None."""
-    if value is None:
-        return None if column.nullable else "may not be null"
-    column_type = column.type
-    if isinstance(column_type, sa.JSON):
-        return None
-    python_type = column_type.python_type
-    if python_type is bool:
-        return None if isinstance(value, bool) else "must be true or false"
-    if python_type is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return "must be an integer"
-        low, high = int_range(column_type)
-        return None if low <= value <= high else f"must be from {low} to {high}"
-    if python_type is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        return None if ok else "must be a number"
-    if python_type is str:
-        if not isinstance(value, str):
-            return "must be a string"
-        length = getattr(column_type, "length", None)
-        if length is not None and len(value) > length:
-            return f"may be at most {length} characters long"
-        return None
-    if python_type is datetime:
-        if not isinstance(value, str):
-            return "must be an RFC 3339 date-time string"
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            return "must be an RFC 3339 date-time string"
-        return None
-    return None
+def required_in_new_rows(column: sa.Column[Any]) -> bool:
+    """Needed in a new row: the database has no value of its own for it."""
+    has_default = column.default is not None or column.server_default is not None
+    return not column.nullable and not has_default and not server_owned(column)
 
 
 def validate_row(table: sa.Table, body: Any, *, partial: bool = False) -> dict[str, Any]:
-    """Check a row body against ``table``; return the column values to write.
+    """Check a row body against ``table``; return the column values to write,
+    each as its column's type takes it (``api.columns``).
 
     ``partial`` (PATCH) does not ask for required fields. Raises 422 listing
     every bad field.
@@ -215,34 +176,30 @@ def validate_row(table: sa.Table, body: Any, *, partial: bool = False) -> dict[s
         raise Unprocessable([{"field": "", "message": "the body must be a JSON object"}])
     columns = table.columns
     errors = []
+    values: dict[str, Any] = {}
     for name, value in body.items():
         column = columns.get(name)
         if column is None:
             errors.append({"field": name, "message": "is not a column of this table"})
         elif server_owned(column):
             errors.append({"field": name, "message": "is set by the server"})
+        elif value is None:
+            if column.nullable:
+                values[name] = None
+            else:
+                errors.append({"field": name, "message": "may not be null"})
         else:
-            message = _check_value(column, value)
-            if message:
-                errors.append({"field": name, "message": message})
+            try:
+                values[name] = mapping(column).from_json(column, value)
+            except (ValueError, OverflowError) as exc:
+                errors.append({"field": name, "message": f"must be {exc}"})
     if not partial:
         for column in columns:
-            required = not column.nullable and column.default is None
-            required = required and column.server_default is None and not server_owned(column)
-            if required and column.name not in body:
+            if required_in_new_rows(column) and column.name not in body:
                 errors.append({"field": column.name, "message": "is required"})
     if errors:
         raise Unprocessable(errors)
-    return {
-        name: _from_json(columns[name], value) if value is not None else None
-        for name, value in body.items()
-    }
-
-
-def _from_json(column: sa.Column[Any], value: Any) -> Any:
-    if not isinstance(column.type, sa.JSON) and column.type.python_type is datetime:
-        return datetime.fromisoformat(value)
-    return value
+    return values
 
 
 def writable_defaults(table: sa.Table) -> dict[str, None]:
@@ -250,7 +207,10 @@ def writable_defaults(table: sa.Table) -> dict[str, None]:
     return {
         column.name: None
         for column in table.columns
-        if not server_owned(column) and column.nullable and column.default is None
+        if not server_owned(column)
+        and column.nullable
+        and column.default is None
+        and column.server_default is None
     }
 
 

@@ -28,13 +28,12 @@ from webob.multidict import MultiDict
 from api import formats
 from api.db import get_reader, ping
 from api.errors import DatabaseUnavailable
-from api.etags import etag, version_column
+from api.etags import etag
 from api.openapi import build_document, column_schema
-from api.querystring import ListQuery, encode_cursor, parse_list_query, parse_query_string
+from api.querystring import Filter, ListQuery, encode_cursor, parse_list_query, parse_query_string
 from api.reads.lists import CountMethod, Page, read_page, stream_rows
 from api.resources import Collection, Item, Root
 from api.sql import writes
-from api.sql.statements import primary_key
 from api.validation import (
     ANY_ETAG,
     MERGE_PATCH_TYPES,
@@ -108,12 +107,14 @@ async def list_rows(context: Collection, request: Request) -> Response:
 
 def _list_query(context: Collection, request: Request) -> ListQuery:
     settings = request.registry.api_settings
+    fixed = tuple(Filter(context.table.columns[n], "eq", v) for n, v in context.fixed.items())
     return parse_list_query(
         context.table,
         _query_params(request),
         default_limit=settings.page_limit_default,
         max_limit=settings.page_limit_max,
         cursor_secret=settings.cursor_secret,
+        fixed=fixed,
     )
 
 
@@ -191,7 +192,9 @@ def show_row(context: Item, request: Request) -> JSONResponse:
 
 @view_config(context=Collection, request_method="POST", permission="write", renderer="json")
 async def create_rows(context: Collection, request: Request) -> Any:
-    """One object creates one row; an array creates all of its rows or none."""
+    """One object creates one row; an array creates all of its rows or none.
+    Under a parent item, the foreign key is the parent's."""
+    refuse_read_only(context)
     body = json_body(request)
     table = context.table
     if isinstance(body, list):
@@ -200,28 +203,51 @@ async def create_rows(context: Collection, request: Request) -> Any:
             raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
         if len(body) > limit:
             raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
-        values = _validate_each(table, body)
+        values = _validate_each(context, body)
         rows = await writes.insert_rows(request.dbsession, table, values)
         request.response.status = 201
         return {"items": rows}
-    (row,) = await writes.insert_rows(request.dbsession, table, [validate_row(table, body)])
+    (row,) = await writes.insert_rows(
+        request.dbsession, table, _validate_each(context, [body], prefix=False)
+    )
     request.response.status = 201
-    pk = row[primary_key(table).name]
-    request.response.location = request.resource_url(context, str(pk))
-    request.response.headers["ETag"] = etag(table, row)
+    if context.description.key:
+        request.response.location = request.application_url + context.item_path(row)
+        request.response.headers["ETag"] = etag(table, row)
     return row
 
 
-def _validate_each(table: sa.Table, bodies: list[Any]) -> list[Row]:
+def _validate_each(context: Collection, bodies: list[Any], prefix: bool = True) -> list[Row]:
+    """Each body's values, with a child collection's foreign key; 422 for any bad field."""
     values, errors = [], []
     for index, body in enumerate(bodies):
         try:
-            values.append(validate_row(table, body))
+            values.append(_with_parent(context, validate_row(context.table, body)))
         except Unprocessable as exc:
-            errors += [{**e, "field": f"[{index}].{e['field']}".rstrip(".")} for e in exc.errors]
+            where = f"[{index}]." if prefix else ""
+            errors += [{**e, "field": f"{where}{e['field']}".rstrip(".")} for e in exc.errors]
     if errors:
         raise Unprocessable(errors)
     return values
+
+
+def _with_parent(context: Collection, values: Row) -> Row:
+    """``values`` with the foreign key of the parent item they are created under."""
+    clashes = [
+        {"field": name, "message": "is set by the parent in the URL"}
+        for name, value in context.fixed.items()
+        if name in values and values[name] != value
+    ]
+    if clashes:
+        raise Unprocessable(clashes)
+    return {**values, **context.fixed}
+
+
+def refuse_read_only(context: Collection | Item) -> None:
+    """405 for a write to a view (or a table served read-only)."""
+    collection = context if isinstance(context, Collection) else context.__parent__
+    if collection.description.read_only:
+        raise HTTPMethodNotAllowed(headers={"Allow": ", ".join(context.allowed_methods)})
 
 
 def expected_version(context: Item, request: Request) -> Any:
@@ -237,11 +263,12 @@ def expected_version(context: Item, request: Request) -> Any:
         raise HTTPPreconditionFailed(
             "The row has changed since that ETag; fetch it again.", headers={"ETag": current}
         )
-    version = version_column(context.table)
+    version = context.__parent__.description.version
     return None if version is None else context.row[version.name]
 
 
 async def _write(context: Item, request: Request, values: Row) -> JSONResponse:
+    refuse_read_only(context)
     version = expected_version(context, request)
     row = await writes.update_row(request.dbsession, context.table, context.pk, values, version)
     if row is None:
@@ -273,6 +300,7 @@ async def patch_row(context: Item, request: Request) -> JSONResponse:
 
 @view_config(context=Item, request_method="DELETE", permission="write")
 async def delete_row(context: Item, request: Request) -> HTTPNoContent:
+    refuse_read_only(context)
     version = expected_version(context, request)
     deleted = await writes.delete_row(request.dbsession, context.table, context.pk, version)
     if not deleted:

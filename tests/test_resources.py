@@ -151,4 +151,4 @@ def test_an_unsigned_key_takes_its_whole_range_and_nothing_beyond(http):
     for beyond in ("65536", "-1", "-0", "+5", "007"):
         assert_problem(http.get(f"/probe_small/{beyond}"), 404)
     problem = assert_problem(http.post("/probe_small/", json={"id": 65536}, headers=WRITER), 422)
-    assert problem["errors"] == [{"field": "id", "message": "must be from 0 to 65535"}]
+    assert problem["errors"] == [{"field": "id", "message": "must be an integer from 0 to 65535"}]

@@ -34,7 +34,7 @@ def test_every_bad_field_is_listed_at_once(http):
         "id": "is set by the server",
         "version": "is set by the server",
         "created_at": "is set by the server",
-        "name": "may be at most 255 characters long",
+        "name": "must be a string of at most 255 characters",
         "bogus": "is not a column of this table",
     }
 

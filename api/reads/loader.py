@@ -10,9 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from api.bridge import run_in_greenlet
+from api.collections import describe
 from api.reads.compiled import CompiledSelect, Row
 from api.reads.reader import Reader
-from api.sql.statements import STATEMENT_CACHE_SIZE, batch, json_keys, primary_key
+from api.sql.statements import STATEMENT_CACHE_SIZE, batch, json_keys
 
 
 class CoalescingLoader:
@@ -52,13 +53,13 @@ class CoalescingLoader:
         self.in_flight = asyncio.get_running_loop().create_task(self._run(waiting))
 
     async def _run(self, waiting: dict[Any, list[asyncio.Future[Row | None]]]) -> None:
-        pk_name = primary_key(self.table).name
+        key_of = describe(self.table).key_of
 
         def select_batch(connection: Connection) -> dict[Any, Row]:
             statement, values = batch(self.table, list(waiting))
             read = _compiled(statement, connection.dialect, json_keys(self.table.columns))
             rows = read.dicts(connection, values)
-            return {row[pk_name]: row for row in rows}
+            return {key_of(row): row for row in rows}
 
         try:
             # No request's deadline covers a batch: a stalled database would

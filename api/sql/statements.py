@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
 
+from api.columns import ENUM, enum_members, mapping
 from api.querystring import ListQuery, OrderItem
 
 STATEMENT_CACHE_SIZE = 256
@@ -144,6 +145,24 @@ def _where(binds: Binds, filters: tuple[FilterShape, ...]) -> list[ColumnElement
     return [_filter_clause(binds, index, shape) for index, shape in enumerate(filters)]
 
 
+def sort_key(column: sa.Column[Any]) -> ColumnElement[Any]:
+    """What a column is sorted by: itself, but for an ENUM its member's
+    position. MySQL sorts an ENUM by position but compares it with a string
+    as a string, so a cursor must compare positions to follow the sort; and
+    SQLite, which holds the member's text, sorts alike."""
+    if mapping(column) is ENUM:
+        return sa.case({member: i for i, member in enumerate(enum_members(column))}, value=column)
+    return column
+
+
+def _sort_value(column: sa.Column[Any], source: Source) -> Source:
+    """The cursor value of ``column`` as ``sort_key`` compares it."""
+    if mapping(column) is ENUM:
+        positions = {member: i for i, member in enumerate(enum_members(column))}
+        return lambda query: positions[source(query)]
+    return source
+
+
 def _order_by(order: tuple[OrderItem, ...]) -> list[ColumnElement[Any]]:
     """ORDER BY with NULL placement spelled out, so every database sorts alike."""
     clauses: list[ColumnElement[Any]] = []
@@ -152,7 +171,8 @@ def _order_by(order: tuple[OrderItem, ...]) -> list[ColumnElement[Any]]:
         if column.nullable:
             is_null = column.is_(None)
             clauses.append(is_null.desc() if item.nulls_first else is_null.asc())
-        clauses.append(column.desc() if item.descending else column.asc())
+        key = sort_key(column)
+        clauses.append(key.desc() if item.descending else key.asc())
     return clauses
 
 
@@ -175,11 +195,13 @@ def _after(
             after = column.is_not(None) if item.nulls_first else sa.false()
             equal = column.is_(None)
         else:
-            bound = binds(_cursor_value(index), type_=column.type)
-            beyond: ColumnElement[bool] = column < bound if item.descending else column > bound
+            key = sort_key(column)
+            source = _sort_value(column, _cursor_value(index))
+            bound = binds(source, type_=column.type if key is column else None)
+            beyond: ColumnElement[bool] = key < bound if item.descending else key > bound
             if column.nullable and not item.nulls_first:
                 beyond = sa.or_(beyond, column.is_(None))
-            after, equal = beyond, column == bound
+            after, equal = beyond, key == bound
         alternatives.append(sa.and_(*equal_so_far, after))
         equal_so_far.append(equal)
     return sa.or_(*alternatives)
@@ -232,24 +254,36 @@ ESTIMATED_ROWS = sa.text(
 
 
 class RowStatements(NamedTuple):
-    """The statements of one table's rows by primary key."""
+    """The statements of one table's rows by primary key (one column or several)."""
 
-    pk: sa.Column[Any]
-    one: Select[Any]  # bind "pk"
+    key: tuple[sa.Column[Any], ...]
+    one: Select[Any]  # binds "pk0", "pk1", ...: key_parameters()
     one_for_update: Select[Any]
-    many: Select[Any]  # expanding bind "pks"
+    many: Select[Any]  # expanding bind "pks": key values, or tuples of them
 
 
 @cache
 def row_statements(table: sa.Table) -> RowStatements:
-    (pk,) = table.primary_key.columns
-    one = sa.select(table).where(pk == sa.bindparam("pk"))
-    many = sa.select(table).where(pk.in_(sa.bindparam("pks", expanding=True)))
-    return RowStatements(pk, one, one.with_for_update(), many)
+    key = tuple(table.primary_key.columns)
+    one = sa.select(table).where(key_clause(key))
+    many = sa.select(table).where(_key_expression(key).in_(sa.bindparam("pks", expanding=True)))
+    return RowStatements(key, one, one.with_for_update(), many)
 
 
-def primary_key(table: sa.Table) -> sa.Column[Any]:
-    return row_statements(table).pk
+def key_clause(key: tuple[sa.Column[Any], ...]) -> ColumnElement[bool]:
+    """The key columns equal to the binds "pk0", "pk1", ..."""
+    return sa.and_(*(column == sa.bindparam(f"pk{i}") for i, column in enumerate(key)))
+
+
+def key_parameters(key: tuple[sa.Column[Any], ...], pk: Any) -> dict[str, Any]:
+    """The binds of ``key_clause`` for the key value ``pk`` (a tuple when composite)."""
+    if len(key) == 1:
+        return {"pk0": pk}
+    return {f"pk{i}": value for i, value in enumerate(pk)}
+
+
+def _key_expression(key: tuple[sa.Column[Any], ...]) -> ColumnElement[Any]:
+    return key[0] if len(key) == 1 else sa.tuple_(*key)
 
 
 def batch(table: sa.Table, keys: list[Any]) -> tuple[Select[Any], dict[str, Any]]:
@@ -260,11 +294,21 @@ def batch(table: sa.Table, keys: list[Any]) -> tuple[Select[Any], dict[str, Any]
     """
     size = 1 << (len(keys) - 1).bit_length()
     padded = keys + keys[-1:] * (size - len(keys))
-    return _batch_statement(table, size), {f"k{i}": key for i, key in enumerate(padded)}
+    if len(table.primary_key.columns) == 1:
+        values = {f"k{i}": key for i, key in enumerate(padded)}
+    else:
+        values = {f"k{i}_{j}": part for i, key in enumerate(padded) for j, part in enumerate(key)}
+    return _batch_statement(table, size), values
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def _batch_statement(table: sa.Table, size: int) -> Select[Any]:
-    pk = primary_key(table)
-    keys = [sa.bindparam(f"k{i}", type_=pk.type) for i in range(size)]
-    return sa.select(*map(passed_through, table.columns)).where(pk.in_(keys))
+    key = tuple(table.primary_key.columns)
+    if len(key) == 1:
+        keys: list[Any] = [sa.bindparam(f"k{i}", type_=key[0].type) for i in range(size)]
+    else:
+        keys = [
+            sa.tuple_(*(sa.bindparam(f"k{i}_{j}", type_=c.type) for j, c in enumerate(key)))
+            for i in range(size)
+        ]
+    return sa.select(*map(passed_through, table.columns)).where(_key_expression(key).in_(keys))

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.etags import version_column
+from api.collections import describe
 from api.models import utcnow
-from api.sql.statements import primary_key, row_statements
+from api.sql.statements import key_clause, key_parameters, row_statements
 
 Row = dict[str, Any]
 
@@ -36,21 +36,26 @@ async def load_row(
     """
     statements = row_statements(table)
     statement = statements.one_for_update if for_update else statements.one
-    rows = _dicts(await session.execute(statement, {"pk": pk}))
+    rows = _dicts(await session.execute(statement, key_parameters(statements.key, pk)))
     return rows[0] if rows else None
 
 
 async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> list[Row]:
-    """Insert ``rows`` (dicts of column values) and return them as stored, in order."""
+    """Insert ``rows`` (dicts of column values) and return them as stored, in
+    order; a table without a key cannot be read back: its rows as sent."""
     now = utcnow()
     stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    description = describe(table)
     pks = []
     for values in rows:
         result = await session.execute(sa.insert(table).values(**values, **stamps))
-        pks.append(result.inserted_primary_key[0])  # type: ignore[attr-defined]  # a CursorResult
+        key = result.inserted_primary_key  # type: ignore[attr-defined]  # a CursorResult
+        pks.append(key[0] if len(key) == 1 else tuple(key))
+    if not description.key:
+        return rows
     statements = row_statements(table)
     stored = {
-        row[statements.pk.name]: row
+        description.key_of(row): row
         for row in _dicts(await session.execute(statements.many, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
@@ -66,25 +71,36 @@ async def update_row(
     as it is: its caller read the row under its lock. Returns the row as
     stored, or None when the version did not match (or the row is gone).
     """
-    statement = sa.update(table).where(primary_key(table) == pk).values(**values)
-    version = version_column(table)
+    key = describe(table).key
+    statement = sa.update(table).where(key_clause(key)).values(**values)
+    version = describe(table).version
     if version is not None:
         statement = statement.where(version == expected_version).values({version: version + 1})
     if "updated_at" in table.columns:
         statement = statement.values(updated_at=utcnow())
-    result = await session.execute(statement)
+    result = await session.execute(statement, key_parameters(key, pk))
     if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult
         return None
-    return await load_row(session, table, pk)
+    return await load_row(session, table, _key_after(table, pk, values))
+
+
+def _key_after(table: sa.Table, pk: Any, values: Row) -> Any:
+    """The row's key once ``values`` are written: a write may change it."""
+    description = describe(table)
+    parts = (pk,) if len(description.key) == 1 else pk
+    return description.key_of(
+        {**{str(c.name): part for c, part in zip(description.key, parts, strict=True)}, **values}
+    )
 
 
 async def delete_row(
     session: AsyncSession, table: sa.Table, pk: Any, expected_version: Any
 ) -> bool:
     """Delete row ``pk`` if it still has ``expected_version``; True when it did."""
-    statement = sa.delete(table).where(primary_key(table) == pk)
-    version = version_column(table)
+    key = describe(table).key
+    statement = sa.delete(table).where(key_clause(key))
+    version = describe(table).version
     if version is not None:
         statement = statement.where(version == expected_version)
-    result = await session.execute(statement)
+    result = await session.execute(statement, key_parameters(key, pk))
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # a CursorResult

@@ -9,9 +9,10 @@ from pyramid.view import view_config
 from sqlalchemy.dialects import mysql
 
 from api.bridge import await_
+from api.collections import add_collection
 from api.db import get_engine
 from api.models import mytable, utcnow
-from api.resources import Root, add_collection
+from api.resources import Root
 
 
 def _locals_ok(request):

@@ -1,0 +1,233 @@
+"""What the API knows of each table it serves, built and checked once at start-up.
+
+A ``Description`` holds a collection's key (any columns, one or several),
+its version column if it has one, whether it can be written (a view cannot),
+and its relations: each foreign key gives the parent's items a child
+collection. Views, queries and OpenAPI read it; none of them assumes one
+table's shape. Tables come from two places: declared in code
+(``config.add_collection``) and reflected from the database
+(``api.tables``), once, before any worker forks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from api.columns import mapping, parse_text, to_text
+from api.settings import Settings
+
+# Collection names are plain identifiers; names starting with "_" belong to
+# the API itself (/__heartbeat__), so a table can never shadow them.
+COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+# What a path segment may hold as it is (RFC 3986 pchar), as Pyramid quotes one.
+SEGMENT_SAFE = "~!$&'()*+,;=:@"
+# Reflected with "*" but never served: Alembic's own bookkeeping.
+NOT_SERVED = frozenset({"alembic_version"})
+
+
+class StartupError(ValueError):
+    """A table the API cannot serve as configured; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Relation:
+    """A foreign key seen from its parent: the parent's items have the child
+    rows whose ``columns`` hold the parent's ``referred`` values."""
+
+    name: str  # the child collection's name under a parent item
+    child: Description
+    columns: tuple[sa.Column[Any], ...]  # of the child, in the key's order
+    referred: tuple[sa.Column[Any], ...]  # of the parent
+
+
+@dataclasses.dataclass(eq=False)
+class Description:
+    """A served table and what the API knows of it (``describe(table)``)."""
+
+    name: str
+    table: sa.Table
+    key: tuple[sa.Column[Any], ...]  # empty: a collection without item URLs
+    version: sa.Column[Any] | None
+    read_only: bool
+    children: dict[str, Relation] = dataclasses.field(default_factory=dict)
+
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        return ("GET", "HEAD") if self.read_only else ("GET", "HEAD", "POST")
+
+    def parse_key(self, parts: list[str]) -> Any:
+        """The key that an item URL's values (decoded) name: a value, or a
+        tuple of values for a composite key; None when they name no row."""
+        if len(parts) != len(self.key):
+            return None
+        values = []
+        for column, part in zip(self.key, parts, strict=True):
+            try:
+                values.append(parse_text(column, part))
+            except ValueError:
+                return None
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def key_of(self, row: dict[str, Any]) -> Any:
+        if len(self.key) == 1:
+            return row[self.key[0].name]
+        return tuple(row[column.name] for column in self.key)
+
+    def key_segment(self, row: dict[str, Any]) -> str:
+        """The URL segment of ``row``'s item: its key values as text, each
+        percent-encoded (in a composite key, a comma in a value too), joined
+        by commas."""
+        safe = SEGMENT_SAFE if len(self.key) == 1 else SEGMENT_SAFE.replace(",", "")
+        return ",".join(
+            quote(str(to_text(column, row[column.name])), safe=safe) for column in self.key
+        )
+
+
+def describe(table: sa.Table) -> Description:
+    """What the API knows of ``table``, a served table."""
+    description: Description = table.info["api"]
+    return description
+
+
+def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) -> Description:
+    if not COLLECTION_NAME.match(name):
+        raise StartupError(
+            f"table {table.name!r}: a collection name must match {COLLECTION_NAME.pattern}"
+        )
+    for column in table.columns:
+        try:
+            mapping(column)
+        except KeyError as exc:
+            raise StartupError(f"{exc.args[0]}, which the API has no JSON mapping for") from None
+    key = tuple(table.primary_key.columns)
+    for column in key:
+        if not mapping(column).orderable:
+            raise StartupError(f"{table.name}.{column.name}: a key of this type is not supported")
+    version = table.columns.get(version_name)
+    if version is not None and mapping(version).kind != "integer":
+        version = None
+    return Description(name, table, key, version, read_only)
+
+
+def add_collection(
+    config: Configurator, table: sa.Table, name: str | None = None, read_only: bool = False
+) -> None:
+    """Directive: serve ``table`` as the collection ``/{name}/``."""
+    name = name or table.name
+    settings: Settings = config.registry.api_settings
+    description = _describe(table, name, settings.version_column, read_only)
+    if name in config.registry.api_collections:
+        raise StartupError(f"two tables are served as {name!r}")
+    table.info["api"] = description
+    config.registry.api_collections[name] = table
+
+
+def _relations(parent: Description, served: list[Description]) -> Iterable[Relation]:
+    """The child collections of ``parent``'s items.
+
+    A child table with one foreign key to the parent is named as its own
+    collection (``/country/1/city/``); one with several is named after each
+    key's columns (``/language/1/film_by_language_id/`` and
+    ``/language/1/film_by_original_language_id/``).
+    """
+    for child in served:
+        keys = [
+            fk for fk in child.table.foreign_key_constraints if fk.referred_table is parent.table
+        ]
+        for constraint in keys:
+            columns = tuple(constraint.columns)
+            referred = tuple(element.column for element in constraint.elements)
+            name = child.name
+            if len(keys) > 1:
+                name = f"{child.name}_by_{'_'.join(str(c.name) for c in columns)}"
+            yield Relation(name, child, columns, referred)
+
+
+def link_relations(registry: Registry) -> None:
+    """Give each collection its child collections; two of one name stop start-up."""
+    served = [describe(table) for table in registry.api_collections.values()]
+    for parent in served:
+        parent.children = {}
+        for relation in _relations(parent, served):
+            if relation.name in parent.children:
+                raise StartupError(
+                    f"{parent.name}: two foreign keys give child collections "
+                    f"named {relation.name!r}"
+                )
+            parent.children[relation.name] = relation
+
+
+# --- reflection ------------------------------------------------------------------
+
+
+def reflect(url: sa.URL, names: tuple[str, ...], declared: Iterable[str]) -> list[sa.Table]:
+    """The tables and views ``names`` of the database (``("*",)``: all of
+    them but ``declared``), reflected now.
+
+    Run in a thread of its own with its own event loop and an engine without
+    a pool, disposed of before returning: nothing of it outlives start-up,
+    and start-up may itself run inside an event loop.
+    """
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _reflect(url, names, frozenset(declared))).result()
+
+
+async def _reflect(url: sa.URL, names: tuple[str, ...], declared: frozenset[str]) -> list[Any]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_reflect_sync, names, declared)
+    finally:
+        await engine.dispose()
+
+
+def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[str]) -> list[Any]:
+    inspector = sa.inspect(connection)
+    views = set(inspector.get_view_names())
+    existing = set(inspector.get_table_names()) | views
+    if names == ("*",):
+        wanted = sorted(existing - declared - NOT_SERVED)
+    else:
+        missing = [name for name in names if name not in existing]
+        if missing:
+            raise StartupError(f"api.tables: no table or view named {', '.join(missing)}")
+        wanted = list(dict.fromkeys(names))
+    metadata = sa.MetaData()
+    metadata.reflect(connection, only=wanted, views=True)
+    tables = []
+    for name in wanted:
+        table = metadata.tables[name]
+        table.info["view"] = name in views
+        tables.append(table)
+    return tables
+
+
+def add_reflected_tables(config: Configurator) -> None:
+    """Serve the tables and views ``api.tables`` names, beside the declared ones."""
+    settings: Settings = config.registry.api_settings
+    if not settings.tables:
+        return
+    declared = list(config.registry.api_collections)
+    for table in reflect(settings.database_url, settings.tables, declared):
+        if table.name in declared:
+            raise StartupError(f"api.tables: {table.name!r} is declared in code already")
+        config.add_collection(table, read_only=table.info["view"])
+
+
+def includeme(config: Configurator) -> None:
+    config.registry.api_collections = {}
+    config.add_directive("add_collection", add_collection)
+    # After every include has added its tables: relations join any two of them.
+    config.action(("api.collections", "relations"), link_relations, args=(config.registry,))

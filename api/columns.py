@@ -1,0 +1,364 @@
+"""Each column type's JSON mapping: how its values are read from a body, from
+a query string (filters, keys in URLs, cursors), written as JSON, and
+described in OpenAPI.
+
+One ``Mapping`` per kind of column; ``mapping(column)`` finds it by the
+column's SQLAlchemy type (MySQL's own types are subclasses, checked first).
+A value that does not fit raises ``ValueError`` whose message says what the
+column takes. The README's type table lists the same kinds.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import functools
+import math
+import re
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.sql import sqltypes
+
+# Bits of each integer type, the most specific first (MySQL's are subclasses).
+INT_BITS = (
+    (mysql.TINYINT, 8),
+    (mysql.MEDIUMINT, 24),
+    (sa.SmallInteger, 16),
+    (sa.BigInteger, 64),
+    (sa.Integer, 32),
+)
+# Decimal, as the database writes it: no "+", no leading zero, no "-0".
+INTEGER_TEXT = re.compile(r"(0|-?[1-9][0-9]{0,19})\Z")
+DECIMAL_TEXT = re.compile(r"-?[0-9]{1,65}(\.[0-9]{1,38})?\Z")
+
+
+def int_range(column_type: Any) -> tuple[int, int]:
+    """The (lowest, highest) value an integer column holds, signed or unsigned."""
+    bits = next((b for t, b in INT_BITS if isinstance(column_type, t)), 32)
+    if getattr(column_type, "unsigned", False):
+        return 0, 2**bits - 1
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def _type(column: sa.Column[Any]) -> Any:
+    """The column's type as the database holds it (a TypeDecorator's own)."""
+    column_type = column.type
+    if isinstance(column_type, sa.TypeDecorator):
+        return column_type.impl_instance
+    return column_type
+
+
+@dataclasses.dataclass(frozen=True)
+class Mapping:
+    """How one kind of column meets JSON and query strings."""
+
+    kind: str  # as the README's type table names it
+    from_text: Callable[[sa.Column[Any], str], Any]  # a query string's text; ValueError
+    from_json: Callable[[sa.Column[Any], Any], Any]  # a body's value; ValueError
+    schema: Callable[[sa.Column[Any]], dict[str, Any]]  # OpenAPI, without nullability
+    orderable: bool = True
+    filterable: bool = True  # by comparisons (eq, gt, ...); every kind takes is.null
+
+
+def _integer(column: sa.Column[Any], value: Any) -> int:
+    if isinstance(value, str):
+        if not INTEGER_TEXT.match(value):
+            raise ValueError("an integer")
+        value = int(value)
+    elif not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("an integer")
+    low, high = int_range(column.type)
+    if not low <= value <= high:
+        raise ValueError(f"an integer from {low} to {high}")
+    return int(value)
+
+
+def _integer_json(column: sa.Column[Any], value: Any) -> int:
+    if isinstance(value, str):
+        raise ValueError("an integer")
+    return _integer(column, value)
+
+
+def _integer_schema(column: sa.Column[Any]) -> dict[str, Any]:
+    low, high = int_range(column.type)
+    fmt = "int64" if high > 2**31 - 1 or low < -(2**31) else "int32"
+    return {"type": "integer", "format": fmt, "minimum": low, "maximum": high}
+
+
+def _decimal(column: sa.Column[Any], value: Any) -> Decimal:
+    """Exactly the digits sent: a JSON number (never read through a float
+    that changed it: ``validation`` refuses those) or a string of digits."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("a decimal number")
+    text = repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, str) and not DECIMAL_TEXT.match(value):
+        raise ValueError("a decimal number")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ValueError("a decimal number") from None
+    precision, scale = _type(column).precision, _type(column).scale or 0
+    if precision is not None:
+        step = Decimal(1).scaleb(-scale)
+        if number != number.quantize(step, rounding="ROUND_DOWN"):
+            raise ValueError(f"a decimal number with at most {scale} digits after the point")
+        if abs(number) >= Decimal(10) ** (precision - scale):
+            raise ValueError(f"a decimal number below {Decimal(10) ** (precision - scale)}")
+    return number
+
+
+def _decimal_schema(column: sa.Column[Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "number"}
+    precision, scale = _type(column).precision, _type(column).scale or 0
+    if precision is not None:
+        schema["multipleOf"] = float(Decimal(1).scaleb(-scale))
+        bound = float(Decimal(10) ** (precision - scale))
+        schema.update(exclusiveMaximum=bound, exclusiveMinimum=-bound)
+    return schema
+
+
+def _number(column: sa.Column[Any], value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError("a number") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError("a number")
+    return float(value)
+
+
+def _text(column: sa.Column[Any], value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    length = getattr(_type(column), "length", None)
+    if length is not None and len(value) > length:
+        raise ValueError(f"a string of at most {length} characters")
+    return value
+
+
+def _text_schema(column: sa.Column[Any]) -> dict[str, Any]:
+    length = getattr(_type(column), "length", None)
+    return {"type": "string"} if length is None else {"type": "string", "maxLength": length}
+
+
+def enum_members(column: sa.Column[Any]) -> tuple[str, ...]:
+    return tuple(_type(column).enums)
+
+
+def _enum(column: sa.Column[Any], value: Any) -> str:
+    members = enum_members(column)
+    if value not in members:
+        raise ValueError(f"one of {', '.join(members)}")
+    return str(value)
+
+
+def _set_members(column: sa.Column[Any]) -> tuple[str, ...]:
+    return tuple(_type(column).values)
+
+
+def _set_text(column: sa.Column[Any], text: str) -> str:
+    """A SET as MySQL writes it: its members in the column's order, joined by commas."""
+    return _set_json(column, [] if text == "" else text.split(","))
+
+
+def _set_json(column: sa.Column[Any], value: Any) -> str:
+    members = _set_members(column)
+    if not isinstance(value, list) or not all(item in members for item in value):
+        raise ValueError(f"an array of distinct members of {', '.join(members)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"an array of distinct members of {', '.join(members)}")
+    return ",".join(member for member in members if member in value)
+
+
+def _set_schema(column: sa.Column[Any]) -> dict[str, Any]:
+    members = list(_set_members(column))
+    return {"type": "array", "uniqueItems": True, "items": {"type": "string", "enum": members}}
+
+
+def _iso(parse: Callable[[str], Any], what: str) -> Callable[[sa.Column[Any], Any], Any]:
+    def convert(column: sa.Column[Any], value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(what)
+        try:
+            return parse(value)
+        except (ValueError, OverflowError):
+            raise ValueError(what) from None
+
+    return convert
+
+
+def as_utc(value: datetime) -> datetime:
+    """A naive datetime meaning UTC, as the datetime columns hold them; raises
+    OverflowError for an instant outside the years 1 to 9999 in UTC."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _datetime(text: str) -> datetime:
+    return as_utc(datetime.fromisoformat(text))
+
+
+def _year(column: sa.Column[Any], value: Any) -> int:
+    if isinstance(value, str):
+        if not INTEGER_TEXT.match(value):
+            raise ValueError("a year from 1901 to 2155")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1901 <= value <= 2155:
+        raise ValueError("a year from 1901 to 2155")
+    return value
+
+
+def _bit(column: sa.Column[Any], value: Any) -> int:
+    bits = _type(column).length or 1
+    if isinstance(value, str):
+        if not INTEGER_TEXT.match(value):
+            raise ValueError(f"an integer from 0 to {2**bits - 1}")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
+        raise ValueError(f"an integer from 0 to {2**bits - 1}")
+    return value
+
+
+def _bytes(column: sa.Column[Any], value: Any) -> bytes:
+    """Base64, in either alphabet (RFC 4648 sections 4 and 5), padded or not."""
+    if not isinstance(value, str):
+        raise ValueError("base64 text")
+    text = value.replace("-", "+").replace("_", "/")
+    try:
+        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("base64 text") from None
+    length = getattr(_type(column), "length", None)
+    if length is not None and len(data) > length:
+        raise ValueError(f"base64 of at most {length} bytes")
+    return data
+
+
+def _boolean(column: sa.Column[Any], value: Any) -> bool:
+    if isinstance(value, str) and value in ("true", "false"):
+        return value == "true"
+    if not isinstance(value, bool):
+        raise ValueError("true or false")
+    return value
+
+
+def _any_json(column: sa.Column[Any], value: Any) -> Any:
+    return value
+
+
+def _no_text(column: sa.Column[Any], text: str) -> Any:
+    raise ValueError("JSON, which only is.null and not.is.null filter")
+
+
+def _fixed(schema: dict[str, Any]) -> Callable[[sa.Column[Any]], dict[str, Any]]:
+    return lambda column: dict(schema)
+
+
+INTEGER = Mapping("integer", _integer, _integer_json, _integer_schema)
+DECIMAL = Mapping("decimal", _decimal, _decimal, _decimal_schema)
+NUMBER = Mapping("number", _number, _number, _fixed({"type": "number", "format": "double"}))
+# Text in a query is not held to the column's length: it may be a pattern,
+# and a longer value just matches nothing.
+STRING = Mapping("string", lambda column, text: text, _text, _text_schema)
+ENUM = Mapping("enum", _enum, _enum, lambda c: {"type": "string", "enum": list(enum_members(c))})
+SET = Mapping("set", _set_text, _set_json, _set_schema)
+DATETIME = Mapping(
+    "date-time",
+    _iso(_datetime, "an RFC 3339 date-time"),
+    _iso(_datetime, "an RFC 3339 date-time"),
+    _fixed({"type": "string", "format": "date-time"}),
+)
+DATE = Mapping(
+    "date",
+    _iso(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
+    _iso(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
+    _fixed({"type": "string", "format": "date"}),
+)
+TIME = Mapping(
+    "time",
+    _iso(time.fromisoformat, "a time of day (HH:MM:SS)"),
+    _iso(time.fromisoformat, "a time of day (HH:MM:SS)"),
+    _fixed({"type": "string", "format": "time"}),
+)
+YEAR = Mapping("year", _year, _year, _fixed({"type": "integer", "minimum": 1901, "maximum": 2155}))
+BIT = Mapping(
+    "bit",
+    _bit,
+    _bit,
+    lambda c: {"type": "integer", "minimum": 0, "maximum": 2 ** (_type(c).length or 1) - 1},
+)
+BYTES = Mapping(
+    "bytes", _bytes, _bytes, _fixed({"type": "string", "format": "byte"}), orderable=False
+)
+BOOLEAN = Mapping("boolean", _boolean, _boolean, _fixed({"type": "boolean"}))
+JSON = Mapping("json", _no_text, _any_json, _fixed({}), orderable=False, filterable=False)
+
+# The most specific types first: MySQL's SET and ENUM are strings too, and
+# (before SQLAlchemy 2.1) a Float is a Numeric.
+BY_TYPE: tuple[tuple[type, Mapping], ...] = (
+    (sa.JSON, JSON),
+    (mysql.SET, SET),
+    (sa.Enum, ENUM),
+    (mysql.YEAR, YEAR),
+    (mysql.BIT, BIT),
+    (sa.Boolean, BOOLEAN),
+    (sa.Integer, INTEGER),
+    (sa.Float, NUMBER),
+    (sa.Numeric, DECIMAL),
+    (sa.DateTime, DATETIME),
+    (sa.Date, DATE),
+    (sa.Time, TIME),
+    (sqltypes._Binary, BYTES),
+    (sa.String, STRING),
+)
+
+
+@functools.cache
+def mapping(column: sa.Column[Any]) -> Mapping:
+    """The JSON mapping of ``column``'s type; KeyError for a type without one."""
+    column_type = _type(column)
+    for type_, found in BY_TYPE:
+        if isinstance(column_type, type_):
+            return found
+    raise KeyError(f"{column.table.name}.{column.name} is of type {column_type!r}")
+
+
+def parse_text(column: sa.Column[Any], text: str) -> Any:
+    """``text`` from a query string or a URL as a value of ``column``; ValueError."""
+    return mapping(column).from_text(column, text)
+
+
+def to_text(column: sa.Column[Any], value: Any) -> Any:
+    """A value as JSON that ``parse_text`` reads back exactly (cursors)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bytes):
+        return base64.urlsafe_b64encode(value).decode()
+    if isinstance(value, set | frozenset):
+        return ",".join(sorted(value))
+    if isinstance(value, date | time):  # datetime too
+        return value.isoformat()
+    return value  # a float: JSON writes it exactly
+
+
+def json_default(value: Any) -> Any:
+    """What orjson cannot write itself: DECIMAL as a number with its exact
+    digits, bytes as base64, a SET as an array (sorted)."""
+    if isinstance(value, Decimal):
+        return orjson.Fragment(format(value, "f"))
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode()
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
