@@ -25,7 +25,7 @@ from pyramid.registry import Registry
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from api.columns import mapping, parse_text, to_text
+from api.columns import mapping, parse_text, reflected_type, to_text
 from api.settings import Settings
 
 # Collection names are plain identifiers; names starting with "_" belong to
@@ -205,13 +205,38 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
             raise StartupError(f"api.tables: no table or view named {', '.join(missing)}")
         wanted = list(dict.fromkeys(names))
     metadata = sa.MetaData()
+    sa.event.listen(metadata, "column_reflect", _served_type)
     metadata.reflect(connection, only=wanted, views=True)
     tables = []
     for name in wanted:
         table = metadata.tables[name]
         table.info["view"] = name in views
+        if getattr(connection.dialect, "is_mariadb", False) and name not in views:
+            _json_columns(connection, table)
         tables.append(table)
     return tables
+
+
+JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
+
+
+CHECKS = sa.text(
+    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+    "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+)
+
+
+def _json_columns(connection: Any, table: sa.Table) -> None:
+    """MariaDB's JSON is LONGTEXT with a json_valid() CHECK, which reflection
+    does not see: a column so checked is served as the JSON it holds."""
+    for (clause,) in connection.execute(CHECKS, {"name": table.name}):
+        match = JSON_CHECK.fullmatch(clause.strip())
+        if match and match.group(1) in table.columns:
+            table.columns[match.group(1)].type = sa.JSON(none_as_null=True)
+
+
+def _served_type(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -> None:
+    column_info["type"] = reflected_type(column_info["type"])
 
 
 def add_reflected_tables(config: Configurator) -> None:

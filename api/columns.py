@@ -18,7 +18,7 @@ import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -36,6 +36,8 @@ INT_BITS = (
 )
 # Decimal, as the database writes it: no "+", no leading zero, no "-0".
 INTEGER_TEXT = re.compile(r"(0|-?[1-9][0-9]{0,19})\Z")
+# Room for MySQL's widest DECIMAL (65 digits); Python's default context has 28.
+WIDE = Context(prec=80)
 DECIMAL_TEXT = re.compile(r"-?[0-9]{1,65}(\.[0-9]{1,38})?\Z")
 
 
@@ -45,6 +47,38 @@ def int_range(column_type: Any) -> tuple[int, int]:
     if getattr(column_type, "unsigned", False):
         return 0, 2**bits - 1
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+class Year(sa.TypeDecorator[int]):
+    """MySQL's YEAR, compared as the integer it is: SQLAlchemy's own YEAR and
+    BIT types have no operators (comparing one is deprecated), so reflection
+    serves them as these (``reflected_type``); declare them so too."""
+
+    impl = sa.SmallInteger
+    cache_ok = True
+
+
+class Bit(sa.TypeDecorator[int]):
+    """MySQL's BIT(length), as an integer (the driver hands over bytes)."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__()
+        self.length = length or 1
+
+    def process_result_value(self, value: Any, dialect: Any) -> int | None:
+        return int.from_bytes(value, "big") if isinstance(value, bytes) else value
+
+
+def reflected_type(column_type: Any) -> Any:
+    """The type the API serves a reflected column as."""
+    if isinstance(column_type, mysql.YEAR):
+        return Year()
+    if isinstance(column_type, mysql.BIT):
+        return Bit(column_type.length)
+    return column_type
 
 
 def _type(column: sa.Column[Any]) -> Any:
@@ -80,10 +114,17 @@ def _integer(column: sa.Column[Any], value: Any) -> int:
     return int(value)
 
 
-def _integer_json(column: sa.Column[Any], value: Any) -> int:
-    if isinstance(value, str):
-        raise ValueError("an integer")
-    return _integer(column, value)
+def _not_text(
+    convert: Callable[[sa.Column[Any], Any], Any], what: str
+) -> Callable[[sa.Column[Any], Any], Any]:
+    """``convert`` for a body's values, where a number sent as a string is refused."""
+
+    def from_json(column: sa.Column[Any], value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(what)
+        return convert(column, value)
+
+    return from_json
 
 
 def _integer_schema(column: sa.Column[Any]) -> dict[str, Any]:
@@ -107,7 +148,7 @@ def _decimal(column: sa.Column[Any], value: Any) -> Decimal:
     precision, scale = _type(column).precision, _type(column).scale or 0
     if precision is not None:
         step = Decimal(1).scaleb(-scale)
-        if number != number.quantize(step, rounding="ROUND_DOWN"):
+        if number != number.quantize(step, rounding=ROUND_DOWN, context=WIDE):
             raise ValueError(f"a decimal number with at most {scale} digits after the point")
         if abs(number) >= Decimal(10) ** (precision - scale):
             raise ValueError(f"a decimal number below {Decimal(10) ** (precision - scale)}")
@@ -217,8 +258,13 @@ def _year(column: sa.Column[Any], value: Any) -> int:
     return value
 
 
+def _bit_length(column: sa.Column[Any]) -> int:
+    column_type: Any = column.type  # a Bit
+    return int(column_type.length)
+
+
 def _bit(column: sa.Column[Any], value: Any) -> int:
-    bits = _type(column).length or 1
+    bits = _bit_length(column)
     if isinstance(value, str):
         if not INTEGER_TEXT.match(value):
             raise ValueError(f"an integer from 0 to {2**bits - 1}")
@@ -263,9 +309,14 @@ def _fixed(schema: dict[str, Any]) -> Callable[[sa.Column[Any]], dict[str, Any]]
     return lambda column: dict(schema)
 
 
-INTEGER = Mapping("integer", _integer, _integer_json, _integer_schema)
+INTEGER = Mapping("integer", _integer, _not_text(_integer, "an integer"), _integer_schema)
 DECIMAL = Mapping("decimal", _decimal, _decimal, _decimal_schema)
-NUMBER = Mapping("number", _number, _number, _fixed({"type": "number", "format": "double"}))
+NUMBER = Mapping(
+    "number",
+    _number,
+    _not_text(_number, "a number"),
+    _fixed({"type": "number", "format": "double"}),
+)
 # Text in a query is not held to the column's length: it may be a pattern,
 # and a longer value just matches nothing.
 STRING = Mapping("string", lambda column, text: text, _text, _text_schema)
@@ -289,17 +340,22 @@ TIME = Mapping(
     _iso(time.fromisoformat, "a time of day (HH:MM:SS)"),
     _fixed({"type": "string", "format": "time"}),
 )
-YEAR = Mapping("year", _year, _year, _fixed({"type": "integer", "minimum": 1901, "maximum": 2155}))
+YEAR = Mapping(
+    "year",
+    _year,
+    _not_text(_year, "a year from 1901 to 2155"),
+    _fixed({"type": "integer", "minimum": 1901, "maximum": 2155}),
+)
 BIT = Mapping(
     "bit",
     _bit,
-    _bit,
-    lambda c: {"type": "integer", "minimum": 0, "maximum": 2 ** (_type(c).length or 1) - 1},
+    _not_text(_bit, "an integer of bits"),
+    lambda c: {"type": "integer", "minimum": 0, "maximum": 2 ** _bit_length(c) - 1},
 )
-BYTES = Mapping(
-    "bytes", _bytes, _bytes, _fixed({"type": "string", "format": "byte"}), orderable=False
+BYTES = Mapping("bytes", _bytes, _bytes, _fixed({"type": "string", "format": "byte"}))
+BOOLEAN = Mapping(
+    "boolean", _boolean, _not_text(_boolean, "true or false"), _fixed({"type": "boolean"})
 )
-BOOLEAN = Mapping("boolean", _boolean, _boolean, _fixed({"type": "boolean"}))
 JSON = Mapping("json", _no_text, _any_json, _fixed({}), orderable=False, filterable=False)
 
 # The most specific types first: MySQL's SET and ENUM are strings too, and
@@ -308,8 +364,8 @@ BY_TYPE: tuple[tuple[type, Mapping], ...] = (
     (sa.JSON, JSON),
     (mysql.SET, SET),
     (sa.Enum, ENUM),
-    (mysql.YEAR, YEAR),
-    (mysql.BIT, BIT),
+    (Year, YEAR),
+    (Bit, BIT),
     (sa.Boolean, BOOLEAN),
     (sa.Integer, INTEGER),
     (sa.Float, NUMBER),
@@ -325,10 +381,10 @@ BY_TYPE: tuple[tuple[type, Mapping], ...] = (
 @functools.cache
 def mapping(column: sa.Column[Any]) -> Mapping:
     """The JSON mapping of ``column``'s type; KeyError for a type without one."""
-    column_type = _type(column)
-    for type_, found in BY_TYPE:
-        if isinstance(column_type, type_):
-            return found
+    for column_type in (column.type, _type(column)):  # the project's own types first
+        for type_, found in BY_TYPE:
+            if isinstance(column_type, type_):
+                return found
     raise KeyError(f"{column.table.name}.{column.name} is of type {column_type!r}")
 
 
@@ -344,7 +400,7 @@ def to_text(column: sa.Column[Any], value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, bytes):
-        return base64.urlsafe_b64encode(value).decode()
+        return base64.urlsafe_b64encode(value).decode().rstrip("=")
     if isinstance(value, set | frozenset):
         return ",".join(sorted(value))
     if isinstance(value, date | time):  # datetime too

@@ -29,9 +29,10 @@ def etag(table: sa.Table, row: dict[str, Any]) -> str:
 
 def content_hash(row: dict[str, Any]) -> str:
     """A hash of the row's values, the same whichever way it was read: JSON
-    passed through as stored text and JSON parsed compare alike."""
+    passed through as stored text (an ``orjson.Fragment``, whose text is had
+    by writing it out) is parsed as the request session parses it."""
     canonical = {
-        key: orjson.loads(value.contents) if isinstance(value, orjson.Fragment) else value
+        key: orjson.loads(dump_json(value)) if isinstance(value, orjson.Fragment) else value
         for key, value in row.items()
     }
     digest = hashlib.sha256(dump_json(canonical, sort_keys=True)).digest()

@@ -74,7 +74,10 @@ class Collection:
 
     @property
     def path(self) -> str:
-        return f"{self.__parent__.path}{self.__name__}/"
+        parent = self.__parent__.path
+        return (
+            f"{parent}{self.__name__}/" if parent.endswith("/") else f"{parent}/{self.__name__}/"
+        )
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -165,12 +166,15 @@ def required_in_new_rows(column: sa.Column[Any]) -> bool:
     return not column.nullable and not has_default and not server_owned(column)
 
 
-def validate_row(table: sa.Table, body: Any, *, partial: bool = False) -> dict[str, Any]:
+def validate_row(
+    table: sa.Table, body: Any, *, partial: bool = False, provided: Iterable[str] = ()
+) -> dict[str, Any]:
     """Check a row body against ``table``; return the column values to write,
     each as its column's type takes it (``api.columns``).
 
-    ``partial`` (PATCH) does not ask for required fields. Raises 422 listing
-    every bad field.
+    ``partial`` (PATCH) does not ask for required fields, nor is any of
+    ``provided`` asked for (a child collection's foreign key). Raises 422
+    listing every bad field.
     """
     if not isinstance(body, dict):
         raise Unprocessable([{"field": "", "message": "the body must be a JSON object"}])
@@ -195,7 +199,8 @@ def validate_row(table: sa.Table, body: Any, *, partial: bool = False) -> dict[s
                 errors.append({"field": name, "message": f"must be {exc}"})
     if not partial:
         for column in columns:
-            if required_in_new_rows(column) and column.name not in body:
+            given = column.name in body or column.name in provided
+            if required_in_new_rows(column) and not given:
                 errors.append({"field": column.name, "message": "is required"})
     if errors:
         raise Unprocessable(errors)

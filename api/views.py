@@ -222,7 +222,8 @@ def _validate_each(context: Collection, bodies: list[Any], prefix: bool = True) 
     values, errors = [], []
     for index, body in enumerate(bodies):
         try:
-            values.append(_with_parent(context, validate_row(context.table, body)))
+            row = validate_row(context.table, body, provided=context.fixed)
+            values.append(_with_parent(context, row))
         except Unprocessable as exc:
             where = f"[{index}]." if prefix else ""
             errors += [{**e, "field": f"{where}{e['field']}".rstrip(".")} for e in exc.errors]

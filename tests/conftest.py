@@ -17,12 +17,14 @@ from api.seed import seed
 from tests.support import (
     PROBE_SETTINGS,
     SEEDED_ROWS,
+    TOKENS,
     OwnRows,
     alembic,
     make_app,
     mariadb_database,
     run_sql,
 )
+from tests.support.sakila import MYSQL_TYPES, load_sakila
 from tests.support.servers import ThreadedServer
 
 # The app prefers DATABASE_URL over its settings; tests name their databases.
@@ -111,6 +113,32 @@ def seeded_mariadb(mariadb_url):
     app.run(seed, app.registry, 300)
     app.close()
     return mariadb_url
+
+
+@pytest.fixture(scope="session")
+def sakila_url():
+    """MariaDB holding MySQL's Sakila sample database, and the API's own tables."""
+    url, drop = mariadb_database()
+    load_sakila(url)
+    run_sql(url, MYSQL_TYPES)
+    alembic(url, "upgrade", "head")
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def sakila_server(sakila_url):
+    """The API serving every table and view of Sakila by reflection (api.tables = *)."""
+    app = make_app(sakila_url, **{"api.tables": "*", "api.tokens": TOKENS})
+    with ThreadedServer(ASGIApp(app)) as running:
+        yield running
+    app.close()
+
+
+@pytest.fixture
+def sakila(sakila_server):
+    with httpx.Client(base_url=sakila_server.url, timeout=30) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,19 @@
 """Access control through traversal (bearer tokens, ACLs), If-Match policy, and CORS."""
 
-import asyncio
 import hashlib
 
-import httpx
 import pytest
 import webtest
 
 from api.security import parse_tokens
-from tests.support import HASHED_WRITER, READER, WRITER, assert_problem, make_app
+from tests.support import (
+    HASHED_WRITER,
+    READER,
+    WRITER,
+    assert_problem,
+    make_app,
+    race_increments,
+)
 
 NEW_ROW = {"name": "secured"}
 
@@ -158,29 +163,8 @@ def test_racing_increments_lose_nothing(http, server, backend, collection):
             row = row[key]
         return row
 
-    async def client_loop(client):
-        conflicts = 0
-        for _ in range(increments):
-            while True:
-                current = await client.get(url)
-                response = await client.patch(
-                    url,
-                    json=setting(count(current.json()) + 1),
-                    headers={**WRITER, "If-Match": current.headers["etag"]},
-                )
-                if response.status_code == 200:
-                    break
-                assert response.status_code == 412, response.text
-                conflicts += 1
-        return conflicts
-
-    async def race():
-        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
-            return await asyncio.gather(*(client_loop(client) for _ in range(clients)))
-
-    conflicts = asyncio.run(race())
-    final = http.get(url).json()
+    final, conflicts = race_increments(server.url, url, count, setting, clients, increments)
     assert count(final) == clients * increments
+    assert conflicts > 0  # the clients really did race
     if collection == "mytable":
         assert final["version"] == 1 + clients * increments
-    assert sum(conflicts) > 0  # the clients really did race

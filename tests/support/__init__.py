@@ -9,6 +9,7 @@ import os
 import pathlib
 import uuid
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -173,3 +174,34 @@ async def statements_waiting_on_the_lock(lock_holder, count=1):
             if waiting >= count:
                 return
             await asyncio.sleep(0.01)
+
+
+def race_increments(base_url, url, count, setting, clients=16, increments=10):
+    """``clients`` clients each add 1, ``increments`` times, to the counter of
+    the row at ``url`` (``count(row)`` reads it, ``setting(n)`` is the PATCH
+    body that writes it): read, PATCH with If-Match, and on 412 read again.
+    The row at the end, and how many 412s there were."""
+
+    async def client_loop(client):
+        conflicts = 0
+        for _ in range(increments):
+            while True:
+                current = await client.get(url)
+                response = await client.patch(
+                    url,
+                    json=setting(count(current.json()) + 1),
+                    headers={**WRITER, "If-Match": current.headers["etag"]},
+                )
+                if response.status_code == 200:
+                    break
+                assert response.status_code == 412, response.text
+                conflicts += 1
+        return conflicts
+
+    async def race():
+        async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+            return await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+
+    conflicts = asyncio.run(race())
+    with httpx.Client(base_url=base_url, timeout=30) as client:
+        return client.get(url).json(), sum(conflicts)

@@ -136,7 +136,7 @@ def includeme(config):
     # pyramid.includes run before main() adds the add_collection directive,
     # so register when the configuration is committed.
     def add_probe_tables():
-        for table in (probe_nullable, probe_coded, probe_small):
+        for table in (probe_nullable, probe_coded, probe_small, probe_pair, probe_types):
             add_collection(config, table)
 
     config.action(None, add_probe_tables)
@@ -155,4 +155,27 @@ probe_small = sa.Table(
     probe_metadata,
     sa.Column("id", mysql.SMALLINT(unsigned=True), primary_key=True, autoincrement=False),
     sa.Column("label", sa.String(20), nullable=True),
+)
+# A composite key of a string and an integer, in that order.
+probe_pair = sa.Table(
+    "probe_pair",
+    probe_metadata,
+    sa.Column("code", sa.String(8), primary_key=True),
+    sa.Column("n", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("label", sa.String(20), nullable=True),
+)
+# One column of each type both databases have (MariaDB's own: Sakila).
+MOODS = ("low", "mid", "high")  # not in alphabetical order: the ENUM trap
+probe_types = sa.Table(
+    "probe_types",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("day", sa.Date, nullable=True),
+    sa.Column("clock", sa.Time, nullable=True),
+    sa.Column("at", sa.DateTime, nullable=True),
+    sa.Column("amount", sa.Float, nullable=True),
+    sa.Column("flag", sa.Boolean, nullable=True),
+    sa.Column("blob", sa.LargeBinary(16), nullable=True),
+    sa.Column("mood", sa.Enum(*MOODS, name="mood"), nullable=True),
+    sa.Column("tag", sa.String(40), nullable=True),
 )
