@@ -52,6 +52,26 @@ class Relation:
     referred: tuple[sa.Column[Any], ...]  # of the parent
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Link:
+    """How rows of another collection embed in a row of this one (``select=*,name(*)``).
+
+    ``one``: this row's foreign key (``near``) holds the key (``far``) of one
+    target row. ``many``: the target rows' foreign key (``far``) holds this
+    row's key (``near``). ``many_to_many``: rows of a junction table join the
+    two: its columns ``far`` hold this row's ``near``, and each of its
+    ``through`` pairs (junction column, target column) joins a target row.
+    """
+
+    kind: str  # "one", "many" or "many_to_many"
+    target: Description
+    near: tuple[sa.Column[Any], ...]
+    far: tuple[sa.Column[Any], ...]
+    hints: tuple[str, ...]  # what a select names to pick this link: key columns first
+    junction: sa.Table | None = None
+    through: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...] = ()
+
+
 @dataclasses.dataclass(eq=False)
 class Description:
     """A served table and what the API knows of it (``describe(table)``)."""
@@ -62,6 +82,7 @@ class Description:
     version: sa.Column[Any] | None
     read_only: bool
     children: dict[str, Relation] = dataclasses.field(default_factory=dict)
+    links: dict[str, list[Link]] = dataclasses.field(default_factory=dict)  # by target name
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:
@@ -155,10 +176,49 @@ def _relations(parent: Description, served: list[Description]) -> Iterable[Relat
             yield Relation(name, child, columns, referred)
 
 
+def _hints(constraint: sa.ForeignKeyConstraint) -> tuple[str, ...]:
+    """A foreign key's names in a select (``language!original_language_id``):
+    its columns, joined by "_", and its constraint's name."""
+    columns = "_".join(str(c.name) for c in constraint.columns)
+    return (columns, constraint.name) if isinstance(constraint.name, str) else (columns,)
+
+
+def _links(parent: Description, served: list[Description]) -> Iterable[Link]:
+    """Every way rows of a served collection embed in ``parent``'s rows."""
+    by_table = {description.table: description for description in served}
+    for constraint in parent.table.foreign_key_constraints:
+        target = by_table.get(constraint.referred_table)
+        if target is not None:
+            referred = tuple(element.column for element in constraint.elements)
+            yield Link("one", target, tuple(constraint.columns), referred, _hints(constraint))
+    for child in served:
+        keys = child.table.foreign_key_constraints
+        to_parent = [fk for fk in keys if fk.referred_table is parent.table]
+        for constraint in to_parent:
+            referred = tuple(element.column for element in constraint.elements)
+            columns = tuple(constraint.columns)
+            yield Link("many", child, referred, columns, _hints(constraint))
+            # A junction: both keys within its primary key (PostgREST's rule).
+            key = set(child.table.primary_key.columns)
+            if not set(columns) <= key:
+                continue
+            for other in keys:
+                target = by_table.get(other.referred_table)
+                if other is constraint or target is None or not set(other.columns) <= key:
+                    continue
+                through = tuple((element.parent, element.column) for element in other.elements)
+                hints = (*_hints(other), str(child.table.name))
+                yield Link("many_to_many", target, referred, columns, hints, child.table, through)
+
+
 def link_relations(registry: Registry) -> None:
-    """Give each collection its child collections; two of one name stop start-up."""
+    """Give each collection its child collections and its embeddable links;
+    two child collections of one name stop start-up."""
     served = [describe(table) for table in registry.api_collections.values()]
     for parent in served:
+        parent.links = {}
+        for link in _links(parent, served):
+            parent.links.setdefault(link.target.name, []).append(link)
         parent.children = {}
         for relation in _relations(parent, served):
             if relation.name in parent.children:

@@ -17,7 +17,7 @@ import base64
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -25,9 +25,11 @@ import orjson
 import sqlalchemy as sa
 from webob.multidict import MultiDict
 
+from api.collections import Description, Link, describe
 from api.columns import BOOLEAN, STRING, mapping, parse_text, to_text
 from api.errors import BadRequest
 from api.formats import dump_json
+from api.selects import EmbedItem, parse_select_items
 
 RESERVED = frozenset({"select", "order", "limit", "cursor"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
@@ -57,20 +59,40 @@ class OrderItem:
 
 
 @dataclass(frozen=True)
+class Embed:
+    """Rows of another collection in each row (``select=*,name(...)``), as
+    ``key``; with their own columns, embeds, filters, order and limit."""
+
+    key: str
+    link: Link
+    columns: tuple  # of sa.Column of the target, shown
+    embeds: tuple  # of Embed, in the target's rows
+    filters: tuple  # of Filter, on the target
+    order: tuple  # of OrderItem
+    limit: int | None  # rows per parent row
+    inner: bool  # only parent rows with a match
+
+
+@dataclass(frozen=True)
 class ListQuery:
     columns: tuple  # of sa.Column, in the requested order
     filters: tuple  # of Filter
     order: tuple  # of OrderItem, the primary key last
     limit: int
     after: tuple | None  # the sort-key values of the last row of the previous page
+    embeds: tuple = ()  # of Embed
 
     def signature(self) -> bytes:
-        """What a cursor is bound to: the same filters and order, or it is stale."""
-        filters = sorted(
-            (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str))
-            for f in self.filters
-        )
-        return orjson.dumps([[o.spec for o in self.order], filters], default=str)
+        """What a cursor is bound to: the same rows in the same order, or it is stale."""
+        inner = [(e.key, _filters_signature(e.filters)) for e in self.embeds if e.inner]
+        order = [o.spec for o in self.order]
+        return orjson.dumps([order, _filters_signature(self.filters), inner], default=str)
+
+
+def _filters_signature(filters: tuple[Filter, ...]) -> list[Any]:
+    return sorted(
+        (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str)) for f in filters
+    )
 
 
 # More parameters than any query of the language needs is a mistake, or an attack.
@@ -265,11 +287,87 @@ def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
     return items
 
 
-def parse_select(table: sa.Table, text: str) -> tuple[sa.Column[Any], ...]:
-    names = [name.strip() for name in text.split(",")]
-    if not all(names):
-        raise BadRequest("select lists column names separated by commas", parameter="select")
-    return tuple(dict.fromkeys(_column(table, name, "select") for name in names))
+def _columns_and_embeds(
+    table: sa.Table, items: tuple[str | EmbedItem, ...]
+) -> tuple[tuple[sa.Column[Any], ...], list[EmbedItem]]:
+    columns: list[sa.Column[Any]] = []
+    embeds = []
+    for item in items:
+        if isinstance(item, EmbedItem):
+            embeds.append(item)
+        elif item == "*":
+            columns += table.columns
+        else:
+            columns.append(_column(table, item, "select"))
+    keys = [embed.key for embed in embeds]
+    clash = {*keys} & {str(c.name) for c in columns} or len(set(keys)) != len(keys)
+    if clash:
+        raise BadRequest("two items of a select have one name; give one an alias", "select")
+    return tuple(dict.fromkeys(columns)), embeds
+
+
+def parse_select(table: sa.Table, text: str) -> tuple[tuple[sa.Column[Any], ...], list[EmbedItem]]:
+    """The columns a select asks of ``table``, and what it embeds."""
+    return _columns_and_embeds(table, parse_select_items(text))
+
+
+def _embed(
+    parent: Description, item: EmbedItem, params: MultiDict, prefix: str, max_limit: int
+) -> Embed:
+    """What ``item`` embeds in ``parent``'s rows, with the parameters named
+    after it (``city.city=like.A*``, ``city.order=...``, ``city.limit=3``)."""
+    links = parent.links.get(item.name, [])
+    if item.hint is not None:
+        links = [link for link in links if item.hint in link.hints]
+    if not links:
+        hint = "" if item.hint is None else f" by '{item.hint}'"
+        message = f"'{item.name}' is not related to '{parent.name}'{hint}"
+        raise BadRequest(message, parameter="select")
+    if len(links) > 1:
+        choices = ", ".join(f"{item.name}!{link.hints[0]}" for link in links)
+        raise BadRequest(
+            f"'{item.name}' is related to '{parent.name}' in more than one way: "
+            f"name one, as {choices}",
+            parameter="select",
+        )
+    (link,) = links
+    target = link.target.table
+    if target is parent.table:
+        raise BadRequest(f"'{item.name}' cannot embed its own table", parameter="select")
+    columns, nested = _columns_and_embeds(target, item.items)
+    path = f"{prefix}{item.key}."
+    embeds = tuple(_embed(link.target, n, params, path, max_limit) for n in nested)
+    own = _own_parameters(params, path, {e.key for e in embeds})
+    order_text = _single(own, "order")
+    order = tuple(parse_order(target, order_text) if order_text is not None else ())
+    limit = _limit(own, path, max_limit)
+    filters = tuple(
+        parse_filter(_column(target, name, path + name), text, path + name)
+        for name, text in own.items()
+        if name not in ("order", "limit")
+    )
+    return Embed(item.key, link, columns, embeds, filters, order, limit, item.inner)
+
+
+def _own_parameters(params: MultiDict, prefix: str, nested: set[str]) -> MultiDict:
+    """The parameters under ``prefix`` (with it taken off) but for those of nested embeds."""
+    own = MultiDict()
+    for name, text in params.items():
+        if name.startswith(prefix):
+            rest = name[len(prefix) :]
+            if rest.partition(".")[0] not in nested or "." not in rest:
+                own.add(rest, text)
+    return own
+
+
+def _limit(params: MultiDict, prefix: str, max_limit: int) -> int | None:
+    text = _single(params, "limit")
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= max_limit:
+        message = f"'{prefix}limit' must be an integer from 1 to {max_limit}"
+        raise BadRequest(message, parameter=f"{prefix}limit")
+    return int(text)
 
 
 def parse_list_query(
@@ -284,7 +382,11 @@ def parse_list_query(
     """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``;
     ``fixed`` filters come first (a child collection's foreign key)."""
     select = _single(params, "select")
-    columns = parse_select(table, select) if select is not None else tuple(table.columns)
+    columns, embedded = (
+        (tuple(table.columns), []) if select is None else parse_select(table, select)
+    )
+    embeds = tuple(_embed(describe(table), item, params, "", max_limit) for item in embedded)
+    embed_keys = {embed.key for embed in embeds}
     order_text = _single(params, "order")
     order = parse_order(table, order_text) if order_text is not None else []
     ordered = {item.column for item in order}
@@ -296,21 +398,14 @@ def parse_list_query(
             order.append(OrderItem(column, descending, bool(column.nullable) and descending))
     filters = list(fixed)
     for name, text in params.items():
-        if name not in RESERVED:
-            filters.append(parse_filter(_column(table, name, name), text, name))
-    limit_text = _single(params, "limit")
-    limit = default_limit
-    if limit_text is not None:
-        if not re.fullmatch(r"[0-9]{1,9}", limit_text) or not 1 <= int(limit_text) <= max_limit:
-            raise BadRequest(
-                f"'limit' must be an integer from 1 to {max_limit}", parameter="limit"
-            )
-        limit = int(limit_text)
-    query = ListQuery(columns, tuple(filters), tuple(order), limit, None)
+        if name in RESERVED or ("." in name and name.partition(".")[0] in embed_keys):
+            continue  # an embed's parameter: _embed()
+        filters.append(parse_filter(_column(table, name, name), text, name))
+    limit = _limit(params, "", max_limit) or default_limit
+    query = ListQuery(columns, tuple(filters), tuple(order), limit, None, embeds)
     cursor = _single(params, "cursor")
     if cursor is not None:
-        after = decode_cursor(cursor, query, cursor_secret)
-        query = ListQuery(columns, query.filters, query.order, limit, after)
+        query = replace(query, after=decode_cursor(cursor, query, cursor_secret))
     return query
 
 

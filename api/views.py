@@ -27,7 +27,7 @@ from webob.multidict import MultiDict
 
 from api import formats
 from api.db import get_reader, ping
-from api.errors import DatabaseUnavailable
+from api.errors import BadRequest, DatabaseUnavailable
 from api.etags import etag
 from api.openapi import build_document, column_schema
 from api.querystring import Filter, ListQuery, encode_cursor, parse_list_query, parse_query_string
@@ -98,6 +98,8 @@ async def list_rows(context: Collection, request: Request) -> Response:
     media_type = formats.negotiate(request)
     query = _list_query(context, request)
     if media_type != formats.JSON:
+        if query.embeds:
+            raise BadRequest("embedded resources come in JSON pages only", parameter="select")
         return _export(context, request, query, media_type)
     page = await read_page(get_reader(request), context.table, query, _requested_count(request))
     next_url = _next_url(context, query, page)
@@ -154,8 +156,9 @@ def _page_headers(page: Page, next_url: str | None) -> list[tuple[str, str]]:
 
 
 def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[dict[str, Any]]:
-    """The rows with only the selected columns: order columns were read for the cursor."""
-    keys = [str(column.name) for column in query.columns]
+    """The rows with only the selected columns and embeds: order columns were
+    read for the cursor, and key columns for the embeds to join on."""
+    keys = [str(column.name) for column in query.columns] + [e.key for e in query.embeds]
     if rows and len(rows[0]) != len(keys):
         return [{key: row[key] for key in keys} for row in rows]
     return rows

@@ -32,13 +32,15 @@ os.environ.pop("DATABASE_URL", None)
 
 
 async def _create_probe_table(url):
-    from tests.support.probe_views import PROBE_ROWS, probe_metadata, probe_nullable
+    from tests.support.probe_views import BOOK_ROWS, PROBE_ROWS, probe_metadata, probe_nullable
 
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
             await connection.run_sync(probe_metadata.create_all)
             await connection.execute(sa.insert(probe_nullable), PROBE_ROWS)
+            for table, rows in BOOK_ROWS.items():
+                await connection.execute(sa.insert(table), rows)
     finally:
         await engine.dispose()
 

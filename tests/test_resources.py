@@ -152,3 +152,17 @@ def test_an_unsigned_key_takes_its_whole_range_and_nothing_beyond(http):
         assert_problem(http.get(f"/probe_small/{beyond}"), 404)
     problem = assert_problem(http.post("/probe_small/", json={"id": 65536}, headers=WRITER), 422)
     assert problem["errors"] == [{"field": "id", "message": "must be an integer from 0 to 65535"}]
+
+
+def test_a_composite_key_with_a_comma_in_a_value_is_percent_encoded(http, server):
+    code = f"a,{uuid.uuid4().hex[:5]}"  # a comma inside the first value
+    created = http.post("/probe_pair/", json={"code": code, "n": 3}, headers=WRITER)
+    assert created.status_code == 201, created.text
+    segment = f"a%2C{code[2:]},3"
+    assert created.headers["location"] == f"{server.url}/probe_pair/{segment}"
+    item = http.get(f"/probe_pair/{segment}")
+    assert (item.status_code, item.json()["code"], item.json()["n"]) == (200, code, 3)
+    patched = http.patch(f"/probe_pair/{segment}", json={"label": "x"}, headers=WRITER)
+    assert patched.json()["label"] == "x"
+    assert_problem(http.get(f"/probe_pair/{code},3"), 404)  # three values for two columns
+    assert http.delete(f"/probe_pair/{segment}", headers=WRITER).status_code == 204

@@ -316,6 +316,9 @@ def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "CONTENT_LENGTH": str(len(body)),
+        # The path as the client encoded it (gunicorn's name): a composite
+        # key's values may hold an encoded comma (api.resources).
+        "RAW_URI": (scope.get("raw_path") or b"").decode("latin-1"),
         # The body is in memory already: WebOb need not copy it to a temporary
         # file (which it would for larger bodies, and leave to the GC).
         "webob.is_body_seekable": True,

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Dialect
 from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
 from api.reads.compiled import CompiledSelect, Row
+from api.reads.embeds import embed_rows
 from api.reads.reader import Reader
 from api.sql.statements import (
     ESTIMATED_ROWS,
@@ -55,6 +56,7 @@ async def read_page(
         if count is not None:
             counted = count_rows(connection, table, query, estimated=count == "estimated")
         page = load_page(connection, query)
+        embed_rows(connection, page.rows, query.embeds)
         return page if counted is None else page._replace(counted=counted)
 
     return await run_in_greenlet(reader.run, counted_page)
@@ -84,7 +86,7 @@ def count_rows(
     if estimated and not query.filters and dialect in ("mysql", "mariadb"):
         estimate = connection.scalar(ESTIMATED_ROWS, {"name": table.name})
         return Count(int(estimate or 0), "estimated")
-    statement = count_statement(table, shape_of(query).filters)
+    statement = count_statement(table, shape_of(query)._replace(order=(), after=None))
     return Count(connection.scalar(statement.statement, statement.parameters(query)), "exact")
 
 

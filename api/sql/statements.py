@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
 
+from api.collections import Link
 from api.columns import ENUM, enum_members, mapping
 from api.querystring import ListQuery, OrderItem
 
@@ -27,12 +28,19 @@ LIMIT = "page_limit"
 Source = Callable[[ListQuery], Any]
 
 
-def _filter_value(index: int) -> Source:
-    return lambda query: query.filters[index].value
+FiltersOf = Callable[[Any], tuple[Any, ...]]  # where a statement's filters are in its query
 
 
-def _in_value(index: int, position: int) -> Source:
-    return lambda query: query.filters[index].value[position]
+def _top_filters(query: ListQuery) -> tuple[Any, ...]:
+    return query.filters
+
+
+def _filter_value(filters_of: FiltersOf, index: int) -> Source:
+    return lambda query: filters_of(query)[index].value
+
+
+def _in_value(filters_of: FiltersOf, index: int, position: int) -> Source:
+    return lambda query: filters_of(query)[index].value[position]
 
 
 def _cursor_value(index: int) -> Source:
@@ -58,7 +66,8 @@ class ListStatement:
     statement: Select[Any]
     sources: dict[str, Source]
 
-    def parameters(self, query: ListQuery, limit: int | None = None) -> dict[str, Any]:
+    def parameters(self, query: Any, limit: int | None = None) -> dict[str, Any]:
+        """The values of the binds, from ``query`` (a ListQuery, or an Embed)."""
         values = {name: source(query) for name, source in self.sources.items()}
         if limit is not None:
             values[LIMIT] = limit
@@ -69,6 +78,11 @@ class ListStatement:
 FilterShape = tuple[sa.Column[Any], str, bool, Any]
 
 
+# An embed that keeps only the rows with a match (!inner): its place in the
+# query's embeds, how it joins, and its filters' shapes.
+InnerShape = tuple[int, Link, tuple[FilterShape, ...]]
+
+
 class ListShape(NamedTuple):
     """What a list statement is built from and cached by: a query without its values."""
 
@@ -76,12 +90,25 @@ class ListShape(NamedTuple):
     order: tuple[OrderItem, ...]
     filters: tuple[FilterShape, ...]
     after: tuple[bool, ...] | None  # which cursor values are NULL
+    joins: tuple[sa.Column[Any], ...] = ()  # read for the embeds to join on
+    inner: tuple[InnerShape, ...] = ()
+
+
+def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
+    return tuple((f.column, f.operator, f.negated, _shaped_value(f)) for f in filters)
 
 
 def shape_of(query: ListQuery) -> ListShape:
-    filters = tuple((f.column, f.operator, f.negated, _shaped_value(f)) for f in query.filters)
     after = None if query.after is None else tuple(value is None for value in query.after)
-    return ListShape(query.columns, query.order, filters, after)
+    if not query.embeds:
+        return ListShape(query.columns, query.order, filter_shapes(query.filters), after)
+    joins = tuple(column for embed in query.embeds for column in embed.link.near)
+    inner = tuple(
+        (index, embed.link, filter_shapes(embed.filters))
+        for index, embed in enumerate(query.embeds)
+        if embed.inner
+    )
+    return ListShape(query.columns, query.order, filter_shapes(query.filters), after, joins, inner)
 
 
 def _shaped_value(query_filter: Any) -> Any:
@@ -108,7 +135,9 @@ def json_keys(columns: Any) -> frozenset[str]:
     return frozenset(str(column.name) for column in columns if isinstance(column.type, sa.JSON))
 
 
-def _filter_clause(binds: Binds, index: int, shape: FilterShape) -> ColumnElement[bool]:
+def _filter_clause(
+    binds: Binds, filters_of: FiltersOf, index: int, shape: FilterShape
+) -> ColumnElement[bool]:
     column, operator, negated, shaped_value = shape
     clause: ColumnElement[bool]
     if operator == "is":
@@ -117,10 +146,10 @@ def _filter_clause(binds: Binds, index: int, shape: FilterShape) -> ColumnElemen
         # A parameter per value rather than an expanding one: the SQL is then
         # final when compiled, as the compiled reads need.
         clause = column.in_(
-            [binds(_in_value(index, position)) for position in range(shaped_value)]
+            [binds(_in_value(filters_of, index, position)) for position in range(shaped_value)]
         )
     else:
-        value = binds(_filter_value(index))
+        value = binds(_filter_value(filters_of, index))
         match operator:
             case "like":
                 clause = column.like(value, escape="\\")
@@ -141,8 +170,37 @@ def _filter_clause(binds: Binds, index: int, shape: FilterShape) -> ColumnElemen
     return sa.not_(clause) if negated else clause
 
 
-def _where(binds: Binds, filters: tuple[FilterShape, ...]) -> list[ColumnElement[bool]]:
-    return [_filter_clause(binds, index, shape) for index, shape in enumerate(filters)]
+def _where(
+    binds: Binds, filters: tuple[FilterShape, ...], filters_of: FiltersOf = _top_filters
+) -> list[ColumnElement[bool]]:
+    return [_filter_clause(binds, filters_of, index, shape) for index, shape in enumerate(filters)]
+
+
+def _rows_matching(shape: ListShape, binds: Binds) -> list[ColumnElement[bool]]:
+    """The WHERE of a list: its filters, and a match for each !inner embed."""
+    return [*_where(binds, shape.filters), *(_exists(binds, *inner) for inner in shape.inner)]
+
+
+def _joined(link: Link) -> Any:
+    """What an embed's rows are read from: the target, joined to the junction."""
+    target = link.target.table
+    if link.junction is None:
+        return target
+    on = sa.and_(*(junction == column for junction, column in link.through))
+    return target.join(link.junction, on)
+
+
+def _exists(
+    binds: Binds, index: int, link: Link, filters: tuple[FilterShape, ...]
+) -> ColumnElement[bool]:
+    """EXISTS a row of the embed ``index`` that matches its filters, for the parent row."""
+
+    def filters_of(query: ListQuery) -> tuple[Any, ...]:
+        return query.embeds[index].filters
+
+    matching = [far == near for far, near in zip(link.far, link.near, strict=True)]
+    subquery = sa.select(sa.literal(1)).select_from(_joined(link))
+    return subquery.where(*matching, *_where(binds, filters, filters_of)).exists()
 
 
 def sort_key(column: sa.Column[Any]) -> ColumnElement[Any]:
@@ -211,8 +269,9 @@ def _after(
 def page_statement(shape: ListShape) -> ListStatement:
     """A page of ``shape``'s rows (LIMIT bound as ``LIMIT``), with its order columns."""
     binds = Binds()
-    needed = dict.fromkeys((*shape.columns, *(item.column for item in shape.order)))
-    statement = sa.select(*map(passed_through, needed)).where(*_where(binds, shape.filters))
+    order_columns = (item.column for item in shape.order)
+    needed = dict.fromkeys((*shape.columns, *order_columns, *shape.joins))
+    statement = sa.select(*map(passed_through, needed)).where(*_rows_matching(shape, binds))
     if shape.after is not None:
         statement = statement.where(_after(binds, shape.order, shape.after))
     statement = statement.order_by(*_order_by(shape.order))
@@ -238,10 +297,62 @@ def export_statement(shape: ListShape) -> ExportStatement:
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def count_statement(table: sa.Table, filters: tuple[FilterShape, ...]) -> ListStatement:
+def count_statement(table: sa.Table, shape: ListShape) -> ListStatement:
     binds = Binds()
-    statement = sa.select(sa.func.count()).select_from(table).where(*_where(binds, filters))
+    statement = sa.select(sa.func.count()).select_from(table).where(*_rows_matching(shape, binds))
     return ListStatement(statement, binds.sources)
+
+
+# --- embedded rows ---------------------------------------------------------------
+
+# The bind parameters of an embed statement given by whoever runs it: the
+# parent rows' key values, and the rows per parent.
+PARENTS = "parents"
+EMBED_LIMIT = "embed_limit"
+
+
+def parent_label(index: int) -> str:
+    """The name under which an embed statement's rows carry their parent's key."""
+    return f"_parent{index}"
+
+
+class EmbedShape(NamedTuple):
+    """What an embed statement is built from and cached by."""
+
+    link: Link
+    columns: tuple[sa.Column[Any], ...]  # of the target: shown, and what nested embeds join on
+    filters: tuple[FilterShape, ...]
+    order: tuple[OrderItem, ...]  # the target's key last
+    limited: bool
+
+
+def _embed_filters(embed: Any) -> tuple[Any, ...]:
+    return embed.filters
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def embed_statement(shape: EmbedShape) -> ListStatement:
+    """The rows of an embed for many parent rows at once: those whose join
+    columns hold one of the bound parent keys (``PARENTS``), each labelled
+    with its parent's key, ordered; at most ``EMBED_LIMIT`` per parent."""
+    binds = Binds()
+    link = shape.link
+    parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
+    joined = link.far[0] if len(link.far) == 1 else sa.tuple_(*link.far)
+    where = [
+        joined.in_(sa.bindparam(PARENTS, expanding=True)),
+        *_where(binds, shape.filters, _embed_filters),
+    ]
+    order = _order_by(shape.order)
+    statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
+    if not shape.limited:
+        return ListStatement(statement.order_by(*order), binds.sources)
+    rank = sa.func.row_number().over(partition_by=list(link.far), order_by=order)
+    ranked = statement.add_columns(rank.label("_rank")).subquery()
+    outer = [ranked.c[str(column.name)] for column in shape.columns]
+    outer += [ranked.c[parent_label(i)] for i in range(len(parents))]
+    limited = sa.select(*outer).where(ranked.c["_rank"] <= sa.bindparam(EMBED_LIMIT))
+    return ListStatement(limited.order_by(ranked.c["_rank"]), binds.sources)
 
 
 ESTIMATED_ROWS = sa.text(

@@ -136,7 +136,7 @@ def includeme(config):
     # pyramid.includes run before main() adds the add_collection directive,
     # so register when the configuration is committed.
     def add_probe_tables():
-        for table in (probe_nullable, probe_coded, probe_small, probe_pair, probe_types):
+        for table in (probe_nullable, probe_coded, probe_small, probe_pair, probe_types, *BOOKS):
             add_collection(config, table)
 
     config.action(None, add_probe_tables)
@@ -179,3 +179,54 @@ probe_types = sa.Table(
     sa.Column("mood", sa.Enum(*MOODS, name="mood"), nullable=True),
     sa.Column("tag", sa.String(40), nullable=True),
 )
+
+# Relations on both databases: authors write and edit books (two keys to one
+# parent), books carry tags through a junction table.
+probe_author = sa.Table(
+    "probe_author",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+)
+probe_book = sa.Table(
+    "probe_book",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("title", sa.String(40), nullable=False),
+    sa.Column("author_id", sa.Integer, sa.ForeignKey("probe_author.id"), nullable=False),
+    sa.Column("editor_id", sa.Integer, sa.ForeignKey("probe_author.id"), nullable=True),
+)
+probe_tag = sa.Table(
+    "probe_tag",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("label", sa.String(20), nullable=False),
+)
+probe_book_tag = sa.Table(
+    "probe_book_tag",
+    probe_metadata,
+    sa.Column("book_id", sa.Integer, sa.ForeignKey("probe_book.id"), primary_key=True),
+    sa.Column("tag_id", sa.Integer, sa.ForeignKey("probe_tag.id"), primary_key=True),
+)
+BOOKS = (probe_author, probe_book, probe_tag, probe_book_tag)
+# Authors 1-4 (4 wrote nothing); books 1-6; tags 1-3 (3 on no book).
+BOOK_ROWS = {
+    probe_author: [
+        {"id": n, "name": name} for n, name in enumerate(["Ann", "Bob", "Cy", "Di"], 1)
+    ],
+    probe_book: [
+        {"id": 1, "title": "Alpha", "author_id": 1, "editor_id": 2},
+        {"id": 2, "title": "Beta", "author_id": 1, "editor_id": None},
+        {"id": 3, "title": "Gamma", "author_id": 1, "editor_id": 3},
+        {"id": 4, "title": "Delta", "author_id": 2, "editor_id": 1},
+        {"id": 5, "title": "Epsilon", "author_id": 3, "editor_id": 1},
+        {"id": 6, "title": "Zeta", "author_id": 3, "editor_id": None},
+    ],
+    probe_tag: [{"id": n, "label": label} for n, label in enumerate(["new", "old", "odd"], 1)],
+    probe_book_tag: [
+        {"book_id": 1, "tag_id": 1},
+        {"book_id": 1, "tag_id": 2},
+        {"book_id": 2, "tag_id": 2},
+        {"book_id": 5, "tag_id": 1},
+    ],
+}

@@ -1,0 +1,88 @@
+"""The grammar of ``select=`` (PostgREST's): columns, ``*``, and embedded
+resources, nested.
+
+    select=*,country(*)                       every column, and the row's country
+    select=title,actor(first_name,last_name)  columns, and an embedded list
+    select=*,original:language!original_language_id(name)
+                                              an alias, and a hint naming the key
+    select=country,city!inner(city)           only parents with a matching child
+
+Parsed in one pass over the text, nesting at most MAX_DEPTH deep; what the
+names mean is settled by ``api.querystring`` against the tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from api.errors import BadRequest
+
+MAX_DEPTH = 4  # embedded resources within embedded resources
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedItem:
+    """``alias:name!hint!inner(items)`` in a select."""
+
+    key: str  # what the parent row calls it: the alias, else the name
+    name: str
+    hint: str | None
+    inner: bool
+    items: tuple[str | EmbedItem, ...]
+
+
+def parse_select_items(text: str) -> tuple[str | EmbedItem, ...]:
+    """The items of a select: column names (``*`` among them) and embeds."""
+    items, end = _items(text, 0, 0)
+    if end != len(text):
+        raise _error("a select has an unbalanced ')'")
+    return items
+
+
+def _error(message: str) -> BadRequest:
+    return BadRequest(message, parameter="select")
+
+
+def _items(text: str, position: int, depth: int) -> tuple[tuple[str | EmbedItem, ...], int]:
+    """The items from ``position`` to the ``)`` that closes this level (or
+    the end), and where that is. Each character is looked at once."""
+    items: list[str | EmbedItem] = []
+    start = position
+    while True:
+        while position < len(text) and text[position] not in ",()":
+            position += 1
+        head = text[start:position].strip()
+        if position < len(text) and text[position] == "(":
+            if depth == MAX_DEPTH:
+                raise _error(f"embedded resources nest at most {MAX_DEPTH} deep")
+            inner, position = _items(text, position + 1, depth + 1)
+            if position == len(text):
+                raise _error("a select has an unbalanced '('")
+            position += 1  # past ")"
+            items.append(_embed(head, inner))
+            while position < len(text) and text[position] == " ":
+                position += 1
+        elif head:
+            items.append(head)
+        else:
+            raise _error("a select lists names separated by commas")
+        if position == len(text) or text[position] == ")":
+            return tuple(items), position
+        if text[position] != ",":
+            raise _error("a select has text after an embedded resource")
+        position += 1
+        start = position
+
+
+def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
+    alias, colon, rest = head.partition(":")
+    if not colon:
+        alias, rest = "", head
+    name, *modifiers = rest.split("!")
+    inner = "inner" in modifiers
+    hints = [modifier for modifier in modifiers if modifier != "inner"]
+    if not name or len(hints) > 1 or not all(hints) or (colon and not alias):
+        raise _error(f"'{head}' is not NAME, ALIAS:NAME or NAME!HINT, !inner after them")
+    return EmbedItem(
+        alias.strip() or name.strip(), name.strip(), hints[0] if hints else None, inner, items
+    )
