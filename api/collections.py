@@ -145,10 +145,13 @@ def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) ->
 def add_collection(
     config: Configurator, table: sa.Table, name: str | None = None, read_only: bool = False
 ) -> None:
-    """Directive: serve ``table`` as the collection ``/{name}/``."""
+    """Directive: serve ``table`` as the collection ``/{name}/``. Its version
+    column is the one ``table.info["version_column"]`` names, else the
+    setting ``api.version_column``'s, if the table has one."""
     name = name or table.name
     settings: Settings = config.registry.api_settings
-    description = _describe(table, name, settings.version_column, read_only)
+    version_name = table.info.get("version_column", settings.version_column)
+    description = _describe(table, name, version_name, read_only)
     if name in config.registry.api_collections:
         raise StartupError(f"two tables are served as {name!r}")
     table.info["api"] = description

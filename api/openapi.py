@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,14 +98,23 @@ def _ref(name: str) -> Schema:
 def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     operators = sorted(COMPARISONS | {"in", "is"})
     filter_ops = ", ".join(operators)
-    names = "|".join(str(c.name) for c in table.columns)
+    names = "|".join(re.escape(str(c.name)) for c in table.columns)
+    embeddable = sorted(describe(table).links)
+    select_schema: Schema = {"type": "string", "pattern": rf"^(\*|{names})(,(\*|{names}))*$"}
+    select_doc = "Comma-separated columns to return, `*` for all."
+    if embeddable:  # the embed grammar is PostgREST's (README); no pattern spells it
+        select_schema = {"type": "string"}
+        select_doc += (
+            " Embeds rows of related collections as NAME(COLUMNS), with ALIAS:, "
+            f"!HINT and !inner: {', '.join(embeddable)}."
+        )
     order_item = rf"({names})(\.(asc|desc|nullsfirst|nullslast))*"
     list_parameters = [
         {
             "name": "select",
             "in": "query",
-            "schema": {"type": "string", "pattern": rf"^({names})(,({names}))*$"},
-            "description": "Comma-separated columns to return.",
+            "schema": select_schema,
+            "description": select_doc,
         },
         {
             "name": "order",

@@ -122,7 +122,7 @@ def sakila_url():
     """MariaDB holding MySQL's Sakila sample database, and the API's own tables."""
     url, drop = mariadb_database()
     load_sakila(url)
-    run_sql(url, MYSQL_TYPES)
+    run_sql(url, *MYSQL_TYPES.split(";"))
     alembic(url, "upgrade", "head")
     yield url
     drop()

@@ -3,11 +3,14 @@ database on MariaDB (``api.tables = *``), every table and view and route;
 and composite keys on both databases."""
 
 import re
+import types
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
+from openapi_spec_validator import validate
 
-from api.collections import StartupError
+from api.collections import StartupError, _describe, link_relations
 from tests.support import (
     WRITER,
     assert_problem,
@@ -28,7 +31,7 @@ def openapi(sakila_server):
 
 def test_every_table_and_view_is_a_collection(sakila):
     names = {c["name"] for c in sakila.get("/").json()["collections"]}
-    assert names == {*TABLES, *VIEWS, "mytable", "mysql_types"}
+    assert names == {*TABLES, *VIEWS, "mytable", "mysql_types", "no_key"}
 
 
 def _first_row(http, collection):
@@ -339,3 +342,86 @@ def test_a_named_list_serves_those_tables_only(sakila_url):
         assert set(children) == {"film_by_language_id", "film_by_original_language_id"}
     finally:
         app.close()
+
+
+def test_openapi_describes_every_type_key_and_relation(sakila):
+    document = sakila.get("/openapi.json").json()
+    validate(document)
+    film = document["components"]["schemas"]["filmRow"]["properties"]
+    assert film["rental_rate"] == {
+        "type": "number",
+        "multipleOf": 0.01,
+        "exclusiveMaximum": 100.0,
+        "exclusiveMinimum": -100.0,
+    }
+    assert film["rating"]["enum"] == ["G", "PG", "PG-13", "R", "NC-17"]
+    assert film["special_features"]["items"]["enum"][0] == "Trailers"
+    assert film["release_year"] == {"type": ["integer", "null"], "minimum": 1901, "maximum": 2155}
+    assert film["film_id"]["readOnly"] is True  # auto-increment
+    staff = document["components"]["schemas"]["staffRow"]["properties"]
+    assert staff["picture"]["format"] == "byte"
+    paths = document["paths"]
+    item = paths["/film_actor/{actor_id},{film_id}"]
+    assert [p["name"] for p in item["parameters"]] == ["actor_id", "film_id"]
+    assert "get" in paths["/language/{language_id}/film_by_original_language_id/"]
+    assert "post" not in paths["/film_list/"]
+    assert not [path for path in paths if path.startswith("/film_list/{")]
+    select = next(p for p in paths["/film/"]["get"]["parameters"] if p["name"] == "select")
+    assert "actor" in select["description"] and "language" in select["description"]
+
+
+def test_a_table_without_a_key_is_a_collection_without_items(sakila):
+    label = unique_name("k")[:20]
+    created = sakila.post("/no_key/", json=[{"label": label, "n": 1}] * 2, headers=WRITER)
+    assert created.status_code == 201, created.text
+    assert (
+        created.json()["items"] == [{"label": label, "n": 1}] * 2
+    )  # both: nothing told them apart
+    one = sakila.post("/no_key/", json={"label": label}, headers=WRITER)
+    assert one.status_code == 201 and "location" not in one.headers
+    assert one.json() == {"label": label}
+    found = sakila.get("/no_key/", params={"label": f"eq.{label}", "limit": "1"}).json()
+    assert len(found["items"]) == 1 and found["next"]  # ordered by every column
+    assert_problem(sakila.get("/no_key/1"), 404)
+
+
+def test_film_embeds_its_actors_through_film_actor_and_its_languages_by_hint(sakila):
+    (film,) = sakila.get(
+        "/film/",
+        params={
+            "select": "title,actor(last_name),language!language_id(name),"
+            "original:language!original_language_id(name)",
+            "film_id": "eq.1",
+        },
+    ).json()["items"]
+    cast = sakila.get("/film_actor/", params={"film_id": "eq.1", "limit": "500"}).json()
+    assert len(film["actor"]) == len(cast["items"]) == 10
+    assert film["language"] == {"name": "English"}  # CHAR(20), as MariaDB returns it
+    assert film["original"] is None
+    countries = sakila.get(
+        "/country/",
+        params={"select": "country,city!inner(city)", "city.city": "like.Ab*", "limit": "5"},
+    ).json()["items"]
+    assert countries and all(
+        c["city"] and c["city"][0]["city"].startswith("Ab") for c in countries
+    )
+
+
+def test_two_child_collections_of_one_name_stop_start_up():
+    metadata = sa.MetaData()
+    parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
+    columns = [sa.Column(n, sa.Integer, sa.ForeignKey("parent.id")) for n in ("a", "b")]
+    child = sa.Table("child", metadata, sa.Column("id", sa.Integer, primary_key=True), *columns)
+    clash = sa.Table(  # named as child's first key's collection would be
+        "child_by_a",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("p", sa.Integer, sa.ForeignKey("parent.id")),
+    )
+    for table in (parent, child, clash):
+        table.info["api"] = _describe(table, table.name, "version", read_only=False)
+    registry = types.SimpleNamespace(api_collections={t.name: t for t in (parent, child, clash)})
+    with pytest.raises(
+        StartupError, match="parent: two foreign keys give child collections named 'child_by_a'"
+    ):
+        link_relations(registry)

@@ -7,18 +7,20 @@ more, whatever the page's size: never a statement per row.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from api.querystring import Embed, OrderItem
-from api.reads.compiled import Row
+from api.reads.compiled import CompiledSelect, Row
 from api.sql.statements import (
     EMBED_LIMIT,
-    PARENTS,
+    STATEMENT_CACHE_SIZE,
     EmbedShape,
     embed_statement,
     filter_shapes,
+    padded_keys,
     parent_label,
 )
 
@@ -48,26 +50,45 @@ def _key_order(key: tuple[Any, ...]) -> list[OrderItem]:
 
 def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
     near = [str(column.name) for column in embed.link.near]
-    keys = {tuple(row[name] for name in near) for row in rows}
-    keys = {key for key in keys if None not in key}
-    found: dict[tuple[Any, ...], list[Row]] = {}
+    if len(near) == 1:
+        (name,) = near
+        keys: list[Any] = list({row[name] for row in rows} - {None})
+    else:
+        keys = list({key for row in rows if None not in (key := tuple(row[n] for n in near))})
+    found: dict[Any, list[Row]] = {}
     if keys:
-        statement = embed_statement(_shape(embed))
-        parameters = statement.parameters(embed)
-        parameters[PARENTS] = [key[0] for key in keys] if len(near) == 1 else list(keys)
+        shape = _shape(embed)
+        size, parameters = padded_keys(keys)
+        statement = embed_statement(shape, size)
+        parameters.update(statement.parameters(embed))
         if embed.limit is not None:
             parameters[EMBED_LIMIT] = embed.limit
-        result = connection.execute(statement.statement, parameters)
-        names = list(map(str, result.keys()))
-        # zip(strict=True) would check what the statement guarantees, at a cost per row.
-        children = [dict(zip(names, values, strict=False)) for values in result.all()]
+        read = _compiled(shape, size, connection.dialect)
+        children = read.dicts(connection, parameters)
         embed_rows(connection, children, embed.embeds)
-        shown = [str(column.name) for column in embed.columns] + [e.key for e in embed.embeds]
-        labels = [parent_label(i) for i in range(len(near))]
-        for child in children:
-            parent = tuple(child[label] for label in labels)
-            found.setdefault(parent, []).append({name: child[name] for name in shown})
+        _group(children, embed, len(near), found)
     one = embed.link.kind == "one"
     for row in rows:
-        matches = found.get(tuple(row[name] for name in near), [])
+        key = row[near[0]] if len(near) == 1 else tuple(row[n] for n in near)
+        matches = found.get(key, [])
         row[embed.key] = (matches[0] if matches else None) if one else matches
+
+
+def _group(children: list[Row], embed: Embed, width: int, found: dict[Any, list[Row]]) -> None:
+    """Each child row under its parent's key, with only what it shows."""
+    shown = [str(column.name) for column in embed.columns] + [e.key for e in embed.embeds]
+    labels = [parent_label(i) for i in range(width)]
+    extra = len(children[0]) != len(shown) + width if children else False
+    for child in children:
+        if width == 1:
+            parent = child.pop(labels[0])
+        else:
+            parent = tuple(child.pop(label) for label in labels)
+        if extra:  # columns read only for nested embeds to join on
+            child = {name: child[name] for name in shown}
+        found.setdefault(parent, []).append(child)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _compiled(shape: EmbedShape, size: int, dialect: Dialect) -> CompiledSelect:
+    return CompiledSelect(embed_statement(shape, size).statement, dialect)

@@ -305,9 +305,7 @@ def count_statement(table: sa.Table, shape: ListShape) -> ListStatement:
 
 # --- embedded rows ---------------------------------------------------------------
 
-# The bind parameters of an embed statement given by whoever runs it: the
-# parent rows' key values, and the rows per parent.
-PARENTS = "parents"
+# The bind parameter of an embed statement's rows per parent, given by whoever runs it.
 EMBED_LIMIT = "embed_limit"
 
 
@@ -330,19 +328,39 @@ def _embed_filters(embed: Any) -> tuple[Any, ...]:
     return embed.filters
 
 
+def padded_keys(keys: list[Any]) -> tuple[int, dict[str, Any]]:
+    """The binds of ``keys`` (values, or tuples of them) in an embed
+    statement, padded to a power of two as a batch is (``batch``), and that size."""
+    size = 1 << (len(keys) - 1).bit_length()
+    padded = keys + keys[-1:] * (size - len(keys))
+    if not isinstance(keys[0], tuple):
+        return size, {f"k{i}": key for i, key in enumerate(padded)}
+    return size, {f"k{i}_{j}": part for i, key in enumerate(padded) for j, part in enumerate(key)}
+
+
+def _in_keys(columns: tuple[sa.Column[Any], ...], size: int) -> ColumnElement[bool]:
+    """``columns`` IN ``size`` bound keys: k0, k1, ... (k0_0, k0_1, ... for several columns)."""
+    if len(columns) == 1:
+        keys: list[Any] = [sa.bindparam(f"k{i}", type_=columns[0].type) for i in range(size)]
+        return columns[0].in_(keys)
+    keys = [
+        sa.tuple_(*(sa.bindparam(f"k{i}_{j}", type_=c.type) for j, c in enumerate(columns)))
+        for i in range(size)
+    ]
+    return sa.tuple_(*columns).in_(keys)
+
+
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def embed_statement(shape: EmbedShape) -> ListStatement:
+def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     """The rows of an embed for many parent rows at once: those whose join
-    columns hold one of the bound parent keys (``PARENTS``), each labelled
-    with its parent's key, ordered; at most ``EMBED_LIMIT`` per parent."""
+    columns hold one of ``size`` bound parent keys (``padded_keys``), each
+    labelled with its parent's key, ordered; at most ``EMBED_LIMIT`` per parent.
+    A parameter per key, not an expanding one: the SQL is final when
+    compiled, as the compiled reads need."""
     binds = Binds()
     link = shape.link
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
-    joined = link.far[0] if len(link.far) == 1 else sa.tuple_(*link.far)
-    where = [
-        joined.in_(sa.bindparam(PARENTS, expanding=True)),
-        *_where(binds, shape.filters, _embed_filters),
-    ]
+    where = [_in_keys(link.far, size), *_where(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
     statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
     if not shape.limited:
@@ -403,23 +421,11 @@ def batch(table: sa.Table, keys: list[Any]) -> tuple[Select[Any], dict[str, Any]
     The IN list is padded to a power of two with the last key again, so that
     batches of any size share a few statements.
     """
-    size = 1 << (len(keys) - 1).bit_length()
-    padded = keys + keys[-1:] * (size - len(keys))
-    if len(table.primary_key.columns) == 1:
-        values = {f"k{i}": key for i, key in enumerate(padded)}
-    else:
-        values = {f"k{i}_{j}": part for i, key in enumerate(padded) for j, part in enumerate(key)}
+    size, values = padded_keys(keys)
     return _batch_statement(table, size), values
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def _batch_statement(table: sa.Table, size: int) -> Select[Any]:
     key = tuple(table.primary_key.columns)
-    if len(key) == 1:
-        keys: list[Any] = [sa.bindparam(f"k{i}", type_=key[0].type) for i in range(size)]
-    else:
-        keys = [
-            sa.tuple_(*(sa.bindparam(f"k{i}_{j}", type_=c.type) for j, c in enumerate(key)))
-            for i in range(size)
-        ]
-    return sa.select(*map(passed_through, table.columns)).where(_key_expression(key).in_(keys))
+    return sa.select(*map(passed_through, table.columns)).where(_in_keys(key, size))

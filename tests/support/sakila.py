@@ -42,7 +42,8 @@ def load_sakila(url: str) -> None:
         subprocess.run(command, input=script, check=True, capture_output=True)
 
 
-# Beside Sakila: the MySQL types it lacks, a binary key and a generated column.
+# Beside Sakila: the MySQL types it lacks, a binary key, a generated column,
+# and a table without a primary key.
 MYSQL_TYPES = """
 CREATE TABLE mysql_types (
   code BINARY(4) NOT NULL PRIMARY KEY,
@@ -55,5 +56,6 @@ CREATE TABLE mysql_types (
   ratio DOUBLE NULL,
   next_year INT AS (yr + 1) VIRTUAL,
   doc JSON NULL
-)
+);
+CREATE TABLE no_key (label VARCHAR(20) NOT NULL, n INT NULL)
 """
