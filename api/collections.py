@@ -15,7 +15,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +25,7 @@ from pyramid.registry import Registry
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from api.columns import mapping, parse_text, reflected_type, to_text
+from api.columns import mapping, parse_text, reflected_type, single_value_parser, to_text
 from api.settings import Settings
 
 # Collection names are plain identifiers; names starting with "_" belong to
@@ -100,6 +100,14 @@ class Description:
             except ValueError:
                 return None
         return values[0] if len(values) == 1 else tuple(values)
+
+    # ``parse_key`` for a key of one column, made once (it is on the path of
+    # every point read): its value, or None for text that names no row.
+    parse_single_key: Callable[[str], Any] = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.key) == 1:
+            self.parse_single_key = single_value_parser(self.key[0])
 
     def key_of(self, row: dict[str, Any]) -> Any:
         if len(self.key) == 1:

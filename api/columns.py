@@ -101,6 +101,11 @@ class Mapping:
     filterable: bool = True  # by comparisons (eq, gt, ...); every kind takes is.null
 
 
+@functools.cache
+def _column_range(column: sa.Column[Any]) -> tuple[int, int]:
+    return int_range(_type(column))
+
+
 def _integer(column: sa.Column[Any], value: Any) -> int:
     if isinstance(value, str):
         if not INTEGER_TEXT.match(value):
@@ -108,7 +113,7 @@ def _integer(column: sa.Column[Any], value: Any) -> int:
         value = int(value)
     elif not isinstance(value, int) or isinstance(value, bool):
         raise ValueError("an integer")
-    low, high = int_range(column.type)
+    low, high = _column_range(column)
     if not low <= value <= high:
         raise ValueError(f"an integer from {low} to {high}")
     return int(value)
@@ -391,6 +396,29 @@ def mapping(column: sa.Column[Any]) -> Mapping:
 def parse_text(column: sa.Column[Any], text: str) -> Any:
     """``text`` from a query string or a URL as a value of ``column``; ValueError."""
     return mapping(column).from_text(column, text)
+
+
+def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
+    """``parse_text`` for ``column``, made once, returning None instead of raising."""
+    if mapping(column) is INTEGER:
+        low, high = int_range(_type(column))
+
+        def integer(text: str) -> int | None:
+            if not INTEGER_TEXT.match(text):
+                return None
+            value = int(text)
+            return value if low <= value <= high else None
+
+        return integer
+    from_text = mapping(column).from_text
+
+    def other(text: str) -> Any:
+        try:
+            return from_text(column, text)
+        except (ValueError, OverflowError):
+            return None
+
+    return other
 
 
 def to_text(column: sa.Column[Any], value: Any) -> Any:

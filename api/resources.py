@@ -93,7 +93,7 @@ class Collection:
             raise KeyError(segment)
         request = self.request
         if len(description.key) == 1:
-            pk = description.parse_key([segment])
+            pk = description.parse_single_key(segment)
         else:
             pk = description.parse_key(_key_values(request, segment))
         if pk is None:
@@ -104,7 +104,7 @@ class Collection:
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
         row = request.fetch_row(self.table, pk, for_update=for_update)
-        if row is None or any(row[name] != value for name, value in self.fixed.items()):
+        if row is None or (self.fixed and any(row[n] != v for n, v in self.fixed.items())):
             raise KeyError(segment)
         return Item(self, segment, row, pk)
 

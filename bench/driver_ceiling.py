@@ -13,10 +13,12 @@ import time
 import asyncmy
 
 
-async def main(concurrency, seconds, rows, pool_size, database):
-    connect = ast.literal_eval(os.environ["BENCH_CONNECT"])
+async def per_second(connect, database, concurrency, seconds, work, pool_size=None):
+    """How many times a second ``concurrency`` clients run ``work(cursor)``
+    straight through asyncmy, on a pool of ``pool_size`` connections."""
+    size = pool_size or concurrency
     pool = await asyncmy.create_pool(
-        **connect, db=database, minsize=pool_size, maxsize=pool_size, autocommit=True
+        **connect, db=database, minsize=size, maxsize=size, autocommit=True
     )
     done = 0
     deadline = time.perf_counter() + seconds
@@ -25,12 +27,7 @@ async def main(concurrency, seconds, rows, pool_size, database):
         nonlocal done
         while time.perf_counter() < deadline:
             async with pool.acquire() as connection, connection.cursor() as cursor:
-                await cursor.execute(
-                    "SELECT id, name, data, version, created_at, updated_at "
-                    "FROM mytable WHERE id = %s",
-                    (random.randint(1, rows),),
-                )
-                await cursor.fetchall()
+                await work(cursor)
             done += 1
 
     started = time.perf_counter()
@@ -38,7 +35,20 @@ async def main(concurrency, seconds, rows, pool_size, database):
     elapsed = time.perf_counter() - started
     pool.close()
     await pool.wait_closed()
-    print(f"{done / elapsed:.1f} selects/s")
+    return done / elapsed
+
+
+async def main(concurrency, seconds, rows, pool_size, database):
+    async def point_read(cursor):
+        await cursor.execute(
+            "SELECT id, name, data, version, created_at, updated_at FROM mytable WHERE id = %s",
+            (random.randint(1, rows),),
+        )
+        await cursor.fetchall()
+
+    connect = ast.literal_eval(os.environ["BENCH_CONNECT"])
+    rate = await per_second(connect, database, concurrency, seconds, point_read, pool_size)
+    print(f"{rate:.1f} selects/s")
 
 
 if __name__ == "__main__":

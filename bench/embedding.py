@@ -13,11 +13,11 @@ through asyncmy at the same concurrency, no HTTP.
 
 import argparse
 import asyncio
-import time
 
 import asyncmy
 import httpx
 
+from bench.driver_ceiling import per_second
 from bench.run import BIN, CONNECT, SERVER_URL, Server, _sql, wrk
 from tests.support.sakila import load_sakila
 
@@ -53,29 +53,14 @@ def statements_per_request(url):
 
 
 async def ceiling(connections, seconds, embed):
-    pool = await asyncmy.create_pool(
-        **CONNECT, db=DATABASE, minsize=connections, maxsize=connections, autocommit=True
-    )
-    done = 0
-    deadline = time.perf_counter() + seconds
+    async def page(cursor):
+        await cursor.execute(PAGE_SQL)
+        films = [row[0] for row in await cursor.fetchall()][:50]
+        if embed:
+            await cursor.execute(ACTORS_SQL.format(", ".join(["%s"] * len(films))), films)
+            await cursor.fetchall()
 
-    async def worker():
-        nonlocal done
-        while time.perf_counter() < deadline:
-            async with pool.acquire() as connection, connection.cursor() as cursor:
-                await cursor.execute(PAGE_SQL)
-                films = [row[0] for row in await cursor.fetchall()][:50]
-                if embed:
-                    await cursor.execute(ACTORS_SQL.format(", ".join(["%s"] * len(films))), films)
-                    await cursor.fetchall()
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(connections)))
-    elapsed = time.perf_counter() - started
-    pool.close()
-    await pool.wait_closed()
-    return done / elapsed
+    return await per_second(CONNECT, DATABASE, connections, seconds, page)
 
 
 def main():
