@@ -2,16 +2,20 @@
 database on MariaDB (``api.tables = *``), every table and view and route;
 and composite keys on both databases."""
 
+import asyncio
 import re
 import types
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+import webtest
 from openapi_spec_validator import validate
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.collections import StartupError, _describe, link_relations
 from tests.support import (
+    TOKENS,
     WRITER,
     assert_problem,
     make_app,
@@ -20,6 +24,16 @@ from tests.support import (
     unique_name,
 )
 from tests.support.sakila import TABLES, VIEWS
+
+
+async def _scalar(url, sql):
+    """One value, read in a session of the server's own time zone."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(sa.text(sql))).scalar()
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +76,7 @@ def test_every_read_route_answers(sakila, openapi):
         else:
             etag = response.headers["etag"]
             assert sakila.get(path, headers={"If-None-Match": etag}).status_code == 304
+            assert sakila.head(path).headers["etag"] == etag
         walked += 1
     assert walked > 2 * len(TABLES)  # the pages, the items and the child collections
 
@@ -425,3 +440,26 @@ def test_two_child_collections_of_one_name_stop_start_up():
         StartupError, match="parent: two foreign keys give child collections named 'child_by_a'"
     ):
         link_relations(registry)
+
+
+def test_a_timestamp_is_written_and_read_in_utc(sakila_url):
+    """The API's sessions are in UTC whatever the server's time zone (here
+    made +05:00): an instant sent with an offset is stored as that instant,
+    and read back in UTC."""
+    run_sql(sakila_url, "SET GLOBAL time_zone = '+05:00'")
+    app = make_app(sakila_url, **{"api.tables": "actor", "api.tokens": TOKENS})
+    try:
+        client = webtest.TestApp(app)
+        row = {"first_name": "ZONE", "last_name": unique_name("T")[:45]}
+        actor = client.post_json("/actor/", row, headers=WRITER).json
+        url = f"/actor/{actor['actor_id']}"
+        sent = {"last_update": "2024-01-01T12:00:00+02:00"}
+        patched = client.patch_json(url, sent, headers=WRITER).json
+        assert patched["last_update"] == "2024-01-01T10:00:00Z"
+        query = (
+            f"SELECT UNIX_TIMESTAMP(last_update) FROM actor WHERE actor_id = {actor['actor_id']}"
+        )
+        assert int(asyncio.run(_scalar(sakila_url, query))) == 1704103200  # 10:00Z
+    finally:
+        app.close()
+        run_sql(sakila_url, "SET GLOBAL time_zone = 'SYSTEM'")
