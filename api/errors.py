@@ -28,17 +28,50 @@ PROBLEM_JSON = "application/problem+json"
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "ETag", "Location")
 
 
+# PostgREST's error codes by status, where a failure has none of its own: a
+# PostgREST client reports ``message`` and looks at ``code``.
+POSTGREST_CODES = {
+    400: "PGRST100",
+    401: "PGRST301",
+    403: "42501",
+    404: "PGRST205",
+    405: "PGRST117",
+    406: "PGRST107",
+    409: "23505",
+    412: "PGRST412",
+    413: "PGRST413",
+    415: "PGRST107",
+    416: "PGRST103",
+    422: "PGRST204",
+    428: "PGRST428",
+    500: "PGRST500",
+    503: "PGRST001",
+}
+
+
 def problem_body(
-    status: int, title: str | None = None, detail: str | None = None, **extra: Any
+    status: int,
+    title: str | None = None,
+    detail: str | None = None,
+    *,
+    code: str | None = None,
+    details: str | None = None,
+    hint: str | None = None,
+    **extra: Any,
 ) -> bytes:
-    problem = {
-        "type": "about:blank",
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-    }
+    """RFC 9457 problem details, with PostgREST's ``code``, ``message``,
+    ``details`` and ``hint`` as extension members."""
+    title = title or HTTPStatus(status).phrase
+    problem: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         problem["detail"] = detail
     problem.update(extra)
+    problem.update(
+        code=code or POSTGREST_CODES.get(status, f"PGRST{status}"),
+        message=detail or title,
+        details=details,
+        hint=hint,
+    )
     return orjson.dumps(problem)
 
 
@@ -69,6 +102,19 @@ class BadRequest(HTTPException):
     def __init__(self, detail: str, parameter: str | None = None) -> None:
         super().__init__(detail)
         self.parameter = parameter
+
+
+class NotOneRow(HTTPException):
+    """406 for PostgREST's singular media type when the rows are not exactly one."""
+
+    code = 406
+    title = "Not Acceptable"
+
+    def __init__(self, rows: int | None) -> None:
+        found = "more than one row" if rows is None else f"{rows} rows"
+        super().__init__(f"JSON object requested, {found} returned")
+        self.postgrest_code = "PGRST116"
+        self.details = f"The result contains {found}"
 
 
 class ServerBusy(Exception):
@@ -107,6 +153,10 @@ def http_exception(exc: HTTPException, request: Request) -> Response:
     errors = getattr(exc, "errors", None)
     if errors:
         extra["errors"] = errors
+    for name in ("code", "details", "hint"):
+        value = getattr(exc, f"postgrest_{name}" if name == "code" else name, None)
+        if isinstance(value, str):
+            extra[name] = value
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.code == 404:  # Pyramid's own detail is the bare path
         detail = f"There is no resource at {request.path}"
@@ -124,11 +174,27 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
     )
 
 
+# MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).
+SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502", 4025: "23514"}
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    errno = getattr(exc.orig, "args", (None,))[0]
+    if isinstance(errno, int):
+        return SQLSTATES.get(errno)
+    text = str(exc.orig)  # SQLite says it in words
+    if "UNIQUE" in text:
+        return "23505"
+    return "23503" if "FOREIGN KEY" in text else None
+
+
 @exception_view_config(sa_exc.IntegrityError)
 def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
     log.info("integrity error: %s", database_error(exc))
     return problem_response(
-        409, "The write conflicts with existing data (a unique or foreign key)."
+        409,
+        "The write conflicts with existing data (a unique or foreign key).",
+        code=_sqlstate(exc) or "23000",
     )
 
 

@@ -27,7 +27,10 @@ Rows = Iterable[Sequence[Any]]
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
-OFFERS = (JSON, NDJSON, CSV)
+# PostgREST's: one row as an object, 406 unless there is exactly one.
+SINGULAR = "application/vnd.pgrst.object+json"
+OFFERS = (JSON, NDJSON, CSV, SINGULAR)
+STREAMED = frozenset({NDJSON, CSV})
 CHUNK_BYTES = 64 * 1024
 # How every JSON body is written: datetimes as RFC 3339 UTC ("...Z").
 ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC

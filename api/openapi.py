@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from api.collections import describe
 from api.columns import mapping
+from api.formats import SINGULAR
 from api.querystring import COMPARISONS
 from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 
@@ -26,6 +27,7 @@ ERROR_TITLES = {
     412: "If-Match did not match the row's ETag",
     413: "The body or the batch is too large",
     415: "The body is not JSON",
+    416: "The page starts past the last row (with a count)",
     422: "Fields that do not fit the table",
     428: "If-Match is required",
     500: "An unexpected server error",
@@ -75,19 +77,12 @@ def _table_schemas(name: str, table: sa.Table) -> Schema:
     patch = {**create, "required": []}
     # select= returns some of the columns
     partial_row = {**row, "required": []}
-    page = {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": partial_row},
-            "next": {"type": ["string", "null"], "format": "uri"},
-        },
-        "required": ["items", "next"],
-    }
     return {
         f"{name}Row": row,
         f"{name}Create": create,
         f"{name}Patch": patch,
-        f"{name}Page": page,
+        f"{name}Partial": partial_row,
+        f"{name}Page": {"type": "array", "items": _ref(f"{name}Partial")},
     }
 
 
@@ -125,19 +120,29 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 1, "maximum": max_limit},
+            "schema": {"type": "integer", "minimum": 0},
+            "description": f"Rows at most; a page never holds more than {max_limit}.",
+        },
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {
+            "name": "Range",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "FIRST-LAST, in items: the rows from FIRST to LAST (from 0); "
+            "anything else is ignored, as PostgREST does.",
         },
         {
             "name": "cursor",
             "in": "query",
             "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"},
-            "description": "The opaque cursor of the next page, from `next`.",
+            "description": "The opaque cursor of the next page, from its Link header.",
         },
         {
             "name": "Prefer",
             "in": "header",
             "schema": {"type": "string"},
-            "description": "count=exact or count=estimated: the count is in Total-Count.",
+            "description": "count=exact, count=planned or count=estimated: the count "
+            "is in Content-Range.",
         },
     ] + [
         {
@@ -156,6 +161,10 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         "schema": {"type": "string", "pattern": ETAG_LIST},
     }
     write_security: list[dict[str, list[str]]] = [{"bearer": []}]
+    page_headers = {
+        "Content-Range": {"schema": {"type": "string"}, "description": "FIRST-LAST/TOTAL"},
+        "Link": {"schema": {"type": "string"}, "description": 'The next page: rel="next"'},
+    }
     operations = {
         "collection": {
             "get": {
@@ -164,18 +173,22 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                 "parameters": list_parameters,
                 "responses": {
                     "200": {
-                        "description": "A page (JSON), or every row (NDJSON, CSV)",
-                        "headers": {
-                            "Link": {"schema": {"type": "string"}},
-                            "Total-Count": {"schema": {"type": "string"}},
-                        },
+                        "description": "A page (JSON), one row (singular), or every row "
+                        "(NDJSON, CSV)",
+                        "headers": page_headers,
                         "content": {
                             "application/json": {"schema": _ref(f"{name}Page")},
+                            SINGULAR: {"schema": _ref(f"{name}Partial")},
                             "application/x-ndjson": {"schema": {"type": "string"}},
                             "text/csv": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(400, 401, 403, 406, 503),
+                    "206": {
+                        "description": "A page, of fewer rows than the count asked for",
+                        "headers": page_headers,
+                        "content": {"application/json": {"schema": _ref(f"{name}Page")}},
+                    },
+                    **_errors(400, 401, 403, 406, 416, 503),
                 },
             },
             "post": {
@@ -201,23 +214,11 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                 },
                 "responses": {
                     "201": {
-                        "description": "Created: the row, or {items} for an array",
+                        "description": "Created: the row, or the rows of an array",
                         "headers": {"Location": {"schema": {"type": "string"}}, **etag},
                         "content": {
                             "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        row_ref,
-                                        {
-                                            "type": "object",
-                                            "properties": {
-                                                "items": {"type": "array", "items": row_ref}
-                                            },
-                                            "required": ["items"],
-                                            "additionalProperties": False,
-                                        },
-                                    ]
-                                }
+                                "schema": {"oneOf": [row_ref, {"type": "array", "items": row_ref}]}
                             }
                         },
                     },
@@ -352,6 +353,10 @@ def build_document(collections: dict[str, sa.Table], max_limit: int) -> Schema:
                 "status": {"type": "integer"},
                 "detail": {"type": "string"},
                 "parameter": {"type": "string"},
+                "code": {"type": "string", "description": "PostgREST's error code"},
+                "message": {"type": "string", "description": "PostgREST's message"},
+                "details": {"type": ["string", "null"]},
+                "hint": {"type": ["string", "null"]},
                 "errors": {
                     "type": "array",
                     "items": {
@@ -361,7 +366,7 @@ def build_document(collections: dict[str, sa.Table], max_limit: int) -> Schema:
                     },
                 },
             },
-            "required": ["type", "title", "status"],
+            "required": ["type", "title", "status", "code", "message"],
         }
     }
     paths = {

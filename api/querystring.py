@@ -31,7 +31,7 @@ from api.errors import BadRequest
 from api.formats import dump_json
 from api.selects import EmbedItem, parse_select_items
 
-RESERVED = frozenset({"select", "order", "limit", "cursor"})
+RESERVED = frozenset({"select", "order", "limit", "offset", "cursor"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
 PATTERN_OPERATORS = frozenset({"like", "ilike"})
 IS_VALUES = {"null": None, "true": True, "false": False}
@@ -81,6 +81,7 @@ class ListQuery:
     limit: int
     after: tuple | None  # the sort-key values of the last row of the previous page
     embeds: tuple = ()  # of Embed
+    offset: int = 0  # rows skipped (after the cursor, if any)
 
     def signature(self) -> bytes:
         """What a cursor is bound to: the same rows in the same order, or it is stale."""
@@ -361,13 +362,35 @@ def _own_parameters(params: MultiDict, prefix: str, nested: set[str]) -> MultiDi
 
 
 def _limit(params: MultiDict, prefix: str, max_limit: int) -> int | None:
-    text = _single(params, "limit")
+    """``limit``, at most ``max_limit`` (PostgREST's db-max-rows caps it silently)."""
+    count = _count(params, prefix, "limit")
+    return None if count is None else min(count, max_limit)
+
+
+def _count(params: MultiDict, prefix: str, name: str) -> int | None:
+    text = _single(params, name)
     if text is None:
         return None
-    if not re.fullmatch(r"[0-9]{1,9}", text) or not 1 <= int(text) <= max_limit:
-        message = f"'{prefix}limit' must be an integer from 1 to {max_limit}"
-        raise BadRequest(message, parameter=f"{prefix}limit")
+    if not re.fullmatch(r"[0-9]{1,15}", text):
+        message = f"'{prefix}{name}' must be a whole number"
+        raise BadRequest(message, parameter=f"{prefix}{name}")
     return int(text)
+
+
+# A Range request header (PostgREST's, in items): "0-24", or "25-" for no end.
+RANGE = re.compile(r"(?:items=)?([0-9]{1,15})-([0-9]{0,15})\Z")
+
+
+def parse_range(text: str | None) -> tuple[int, int | None] | None:
+    """``Range: FIRST-LAST`` as (offset, limit or None); None when absent or
+    not a range PostgREST reads (it then answers every row, as here)."""
+    match = RANGE.match(text.strip()) if text else None
+    if match is None:
+        return None
+    first, last = int(match.group(1)), match.group(2)
+    if not last:
+        return first, None
+    return (first, int(last) - first + 1) if int(last) >= first else None
 
 
 def parse_list_query(
@@ -378,9 +401,12 @@ def parse_list_query(
     max_limit: int,
     cursor_secret: bytes,
     fixed: tuple[Filter, ...] = (),
+    range_: tuple[int, int | None] | None = None,
 ) -> ListQuery:
     """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``;
-    ``fixed`` filters come first (a child collection's foreign key)."""
+    ``fixed`` filters come first (a child collection's foreign key). The
+    rows are ``limit`` and ``offset``, else ``range_`` (a Range header's),
+    else the first ``default_limit``; never more than ``max_limit``."""
     select = _single(params, "select")
     columns, embedded = (
         (tuple(table.columns), []) if select is None else parse_select(table, select)
@@ -401,8 +427,11 @@ def parse_list_query(
         if name in RESERVED or ("." in name and name.partition(".")[0] in embed_keys):
             continue  # an embed's parameter: _embed()
         filters.append(parse_filter(_column(table, name, name), text, name))
-    limit = _limit(params, "", max_limit) or default_limit
-    query = ListQuery(columns, tuple(filters), tuple(order), limit, None, embeds)
+    limit, offset = _limit(params, "", max_limit), _count(params, "", "offset")
+    if range_ is not None and limit is None and offset is None:
+        offset, limit = range_[0], None if range_[1] is None else min(range_[1], max_limit)
+    limit = default_limit if limit is None else limit
+    query = ListQuery(columns, tuple(filters), tuple(order), limit, None, embeds, offset or 0)
     cursor = _single(params, "cursor")
     if cursor is not None:
         query = replace(query, after=decode_cursor(cursor, query, cursor_secret))

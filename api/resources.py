@@ -21,6 +21,9 @@ from pyramid.request import Request
 
 from api.collections import Description, describe
 
+# What the next page's URL leaves out of the request's query: the cursor
+# takes over from the offset.
+NOT_CARRIED = frozenset({"cursor", "offset"})
 # What the query of a URL may hold as it is (RFC 3986), "%" for escapes already made.
 URL_SAFE = "!$&'()*+,;=:@/?-._~%"
 
@@ -122,7 +125,7 @@ class Collection:
         kept = [
             part
             for part in request.query_string.split("&")
-            if part and unquote_plus(part.partition("=")[0]) != "cursor"
+            if part and unquote_plus(part.partition("=")[0]) not in NOT_CARRIED
         ]
         query = quote("&".join([*kept, f"cursor={cursor}"]), safe=URL_SAFE)
         return f"{request.application_url}{self.path}?{query}"

@@ -187,10 +187,16 @@ class Settings:
         doc="Seconds after which MariaDB closes a pooled connection left idle.",
     )
     page_limit_default: int = setting(
-        "api.page_limit_default", at_least(1), 50, doc="Rows in a page without `limit`."
+        "api.page_limit_default",
+        at_least(1),
+        1000,
+        doc="Rows in a page without `limit` (PostgREST: all of them, up to the largest page).",
     )
     page_limit_max: int = setting(
-        "api.page_limit_max", at_least(1), 500, doc="The largest `limit` accepted."
+        "api.page_limit_max",
+        at_least(1),
+        1000,
+        doc="The most rows in a page; a larger `limit` is cut to it (PostgREST's db-max-rows).",
     )
     export_batch_rows: int = setting(
         "api.export_batch_rows", at_least(1), 5000, doc="Rows an export reads at a time."

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any, NoReturn
 
 import sqlalchemy as sa
@@ -27,10 +28,17 @@ from webob.multidict import MultiDict
 
 from api import formats
 from api.db import get_reader, ping
-from api.errors import BadRequest, DatabaseUnavailable
+from api.errors import BadRequest, DatabaseUnavailable, NotOneRow
 from api.etags import etag
 from api.openapi import build_document, column_schema
-from api.querystring import Filter, ListQuery, encode_cursor, parse_list_query, parse_query_string
+from api.querystring import (
+    Filter,
+    ListQuery,
+    encode_cursor,
+    parse_list_query,
+    parse_query_string,
+    parse_range,
+)
 from api.reads.lists import CountMethod, Page, read_page, stream_rows
 from api.resources import Collection, Item, Root
 from api.sql import writes
@@ -94,17 +102,37 @@ def _query_params(request: Request) -> MultiDict:
 
 
 async def list_rows(context: Collection, request: Request) -> Response:
-    """A page of rows; or, for NDJSON and CSV, the whole result streamed."""
+    """A page of rows as a JSON array, with its place in Content-Range (and
+    the whole count, when asked); one row as an object (PostgREST's singular
+    media type); or, for NDJSON and CSV, the whole result streamed."""
     media_type = formats.negotiate(request)
     query = _list_query(context, request)
-    if media_type != formats.JSON:
+    if media_type in formats.STREAMED:
         if query.embeds:
             raise BadRequest("embedded resources come in JSON pages only", parameter="select")
         return _export(context, request, query, media_type)
-    page = await read_page(get_reader(request), context.table, query, _requested_count(request))
+    if media_type == formats.SINGULAR:
+        return await _single_row(context, request, query)
+    count = _requested_count(request)
+    exact_up_to = request.registry.api_settings.page_limit_max
+    page = await read_page(get_reader(request), context.table, query, count, exact_up_to)
     next_url = _next_url(context, query, page)
     rows = _without_order_keys(page.rows, query)
-    return json_response({"items": rows, "next": next_url}, _page_headers(page, next_url))
+    status, headers = _page_status(query, page, next_url)
+    response = json_response(rows, headers)
+    response.status = status
+    return response
+
+
+async def _single_row(context: Collection, request: Request, query: ListQuery) -> Response:
+    """The one row the query finds, as an object; 406 unless there is exactly one."""
+    page = await read_page(get_reader(request), context.table, replace(query, limit=2))
+    if len(page.rows) != 1:
+        raise NotOneRow(len(page.rows) if not page.more else None)
+    (row,) = _without_order_keys(page.rows, query)
+    response = json_response(row)
+    response.content_type = formats.SINGULAR
+    return response
 
 
 def _list_query(context: Collection, request: Request) -> ListQuery:
@@ -117,23 +145,27 @@ def _list_query(context: Collection, request: Request) -> ListQuery:
         max_limit=settings.page_limit_max,
         cursor_secret=settings.cursor_secret,
         fixed=fixed,
+        range_=parse_range(request.headers.get("Range")),
     )
 
 
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
+    """Every row of the query: ``limit`` and ``offset`` do not apply."""
     settings = request.registry.api_settings
     batch, timeout = settings.export_batch_rows, settings.db_statement_timeout
-    rows = stream_rows(get_reader(request), query, batch, timeout)
+    rows = stream_rows(get_reader(request), replace(query, offset=0), batch, timeout)
     return formats.streaming_response(media_type, query.columns, rows)
 
 
 def _requested_count(request: Request) -> CountMethod | None:
     preferences = _preferences(request)
-    if "count=estimated" in preferences:
-        return "estimated"
-    if "count=exact" in preferences:
-        return "exact"
+    for method in COUNT_METHODS:
+        if f"count={method}" in preferences:
+            return method
     return None
+
+
+COUNT_METHODS: tuple[CountMethod, ...] = ("exact", "planned", "estimated")
 
 
 def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
@@ -143,16 +175,27 @@ def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
     return context.next_url(encode_cursor(query, page.rows[-1], secret))
 
 
-def _page_headers(page: Page, next_url: str | None) -> list[tuple[str, str]]:
-    headers = []
+def _page_status(
+    query: ListQuery, page: Page, next_url: str | None
+) -> tuple[int, list[tuple[str, str]]]:
+    """The status and headers of a page, as PostgREST gives them: where the
+    page lies in ``Content-Range`` (``0-24/*``, or ``0-24/1000`` when
+    counted), 206 when a count shows rows left out, 416 when the page starts
+    past the last row; and this API's ``Link: rel="next"`` to the next page."""
+    first, total = query.offset, None if page.counted is None else page.counted.total
+    last = first + len(page.rows) - 1
+    shown = f"{first}-{last}" if page.rows and total != 0 else "*"
+    headers = [("Content-Range", f"{shown}/{'*' if total is None else total}")]
+    status = 200
     if page.counted is not None:
-        headers += [
-            ("Total-Count", str(page.counted.total)),
-            ("Preference-Applied", f"count={page.counted.how}"),
-        ]
+        headers.append(("Preference-Applied", f"count={page.counted.how}"))
+        if total is not None and first > total:
+            status = 416
+        elif total is not None and len(page.rows) < total:
+            status = 206
     if next_url is not None:
         headers.append(("Link", f'<{next_url}>; rel="next"'))
-    return headers
+    return status, headers
 
 
 def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[dict[str, Any]]:
@@ -209,7 +252,7 @@ async def create_rows(context: Collection, request: Request) -> Any:
         values = _validate_each(context, body)
         rows = await writes.insert_rows(request.dbsession, table, values)
         request.response.status = 201
-        return {"items": rows}
+        return rows
     (row,) = await writes.insert_rows(
         request.dbsession, table, _validate_each(context, [body], prefix=False)
     )

@@ -19,8 +19,10 @@ from tests.support import (
     WRITER,
     assert_problem,
     make_app,
+    next_link,
     race_increments,
     run_sql,
+    total_of,
     unique_name,
 )
 from tests.support.sakila import TABLES, VIEWS
@@ -49,7 +51,7 @@ def test_every_table_and_view_is_a_collection(sakila):
 
 
 def _first_row(http, collection):
-    return http.get(f"/{collection}/", params={"limit": "1"}).json()["items"][0]
+    return http.get(f"/{collection}/", params={"limit": "1"}).json()[0]
 
 
 def _fill(template, row):
@@ -70,9 +72,8 @@ def test_every_read_route_answers(sakila, openapi):
         response = sakila.get(path, params={"limit": "3"} if path.endswith("/") else None)
         assert response.status_code == 200, (path, response.text)
         if path.endswith("/"):
-            page = response.json()
-            if page["next"]:
-                assert sakila.get(page["next"]).status_code == 200
+            if next_link(response):
+                assert sakila.get(next_link(response)).status_code in (200, 206)
         else:
             etag = response.headers["etag"]
             assert sakila.get(path, headers={"If-None-Match": etag}).status_code == 304
@@ -86,7 +87,7 @@ def test_every_collection_exports_all_its_rows(sakila, collection):
     counted = sakila.get(
         f"/{collection}/", params={"limit": "1"}, headers={"Prefer": "count=exact"}
     )
-    total = int(counted.headers["total-count"])
+    total = total_of(counted)
     export = sakila.get(f"/{collection}/", headers={"Accept": "application/x-ndjson"})
     assert export.status_code == 200
     assert len(export.text.splitlines()) == total > 0
@@ -104,7 +105,7 @@ def _new_row(sakila, collection):
     }
     if collection == "film_actor":
         taken = sakila.get("/film_actor/", params={"actor_id": "eq.1", "limit": "500"}).json()
-        row["film_id"] = min(set(range(1, 1001)) - {r["film_id"] for r in taken["items"]})
+        row["film_id"] = min(set(range(1, 1001)) - {r["film_id"] for r in taken})
     elif collection == "film_category":
         row["category_id"] = 16 if row["category_id"] != 16 else 15
     elif collection == "film_text":
@@ -172,7 +173,7 @@ def test_decimal_set_enum_and_year_round_trip(sakila):
     assert film["special_features"] == ["Commentaries", "Trailers"]
     assert (film["rating"], film["release_year"]) == ("NC-17", 2155)
     found = sakila.get("/film/", params={"rental_rate": "eq.12.3", "title": f"eq.{row['title']}"})
-    assert [f["film_id"] for f in found.json()["items"]] == [film["film_id"]]
+    assert [f["film_id"] for f in found.json()] == [film["film_id"]]
 
 
 @pytest.mark.parametrize(
@@ -221,9 +222,9 @@ def test_mysql_types_round_trip_and_a_binary_key_names_its_item(sakila):
         ("huge", "eq.18446744073709551615"),
     ]:
         found = sakila.get("/mysql_types/", params={column: text, "select": "next_year"})
-        assert found.json()["items"] == [{"next_year": 2000}], column
+        assert found.json() == [{"next_year": 2000}], column
     exact = sakila.get("/mysql_types/", params={"exact": f"eq.{MYSQL_ROW['exact']}"})
-    assert len(exact.json()["items"]) == 1
+    assert len(exact.json()) == 1
 
 
 def test_a_content_etag_is_the_same_however_json_was_written(sakila, sakila_url):
@@ -265,10 +266,9 @@ def test_cursors_walk_every_row_once_in_any_order(sakila, order):
     while url:
         response = sakila.get(url, params=params)
         assert response.status_code == 200, response.text
-        page = response.json()
-        seen += [row["film_id"] for row in page["items"]]
-        url, params = page["next"], None
-    total = int(sakila.get("/film/", headers={"Prefer": "count=exact"}).headers["total-count"])
+        seen += [row["film_id"] for row in response.json()]
+        url, params = next_link(response), None
+    total = total_of(sakila.get("/film/", headers={"Prefer": "count=exact"}))
     assert len(seen) == len(set(seen)) == total
 
 
@@ -288,10 +288,10 @@ def test_a_view_is_read_only_and_has_no_items(sakila):
 
 
 def test_a_foreign_key_gives_the_parent_item_its_child_collection(sakila):
-    children = sakila.get("/country/44/city/", params={"limit": "500"}).json()["items"]
+    children = sakila.get("/country/44/city/", params={"limit": "500"}).json()
     filtered = sakila.get("/city/", params={"country_id": "eq.44", "limit": "500"}).json()
-    assert children == filtered["items"] and len(children) == 60
-    other = sakila.get("/city/", params={"country_id": "eq.1"}).json()["items"][0]
+    assert children == filtered and len(children) == 60
+    other = sakila.get("/city/", params={"country_id": "eq.1"}).json()[0]
     assert_problem(sakila.get(f"/country/44/city/{other['city_id']}"), 404)
     assert sakila.get(f"/country/1/city/{other['city_id']}").json() == other
 
@@ -300,9 +300,9 @@ def test_a_child_collection_pages_counts_and_exports(sakila):
     page = sakila.get(
         "/country/44/city/", params={"limit": "7"}, headers={"Prefer": "count=exact"}
     )
-    assert page.headers["total-count"] == "60"
-    assert page.json()["next"].startswith(f"{sakila.base_url}/country/44/city/?")
-    second = sakila.get(page.json()["next"]).json()["items"]
+    assert total_of(page) == 60
+    assert next_link(page).startswith(f"{sakila.base_url}/country/44/city/?")
+    second = sakila.get(next_link(page)).json()
     assert {c["country_id"] for c in second} == {44}
     export = sakila.get("/country/44/city/", headers={"Accept": "text/csv"})
     assert len(export.text.strip().split("\r\n")) == 61
@@ -327,9 +327,9 @@ def test_two_keys_to_one_parent_name_their_child_collections_by_column(sakila):
     count = {"Prefer": "count=exact"}
     by_language = sakila.get("/language/1/film_by_language_id/", headers=count)
     filtered = sakila.get("/film/", params={"language_id": "eq.1"}, headers=count)
-    assert by_language.headers["total-count"] == filtered.headers["total-count"]
+    assert total_of(by_language) == total_of(filtered)
     original = sakila.get("/language/1/film_by_original_language_id/")
-    assert original.json()["items"] == []
+    assert original.json() == []
     assert_problem(sakila.get("/language/1/film/"), 404)
 
 
@@ -389,14 +389,12 @@ def test_a_table_without_a_key_is_a_collection_without_items(sakila):
     label = unique_name("k")[:20]
     created = sakila.post("/no_key/", json=[{"label": label, "n": 1}] * 2, headers=WRITER)
     assert created.status_code == 201, created.text
-    assert (
-        created.json()["items"] == [{"label": label, "n": 1}] * 2
-    )  # both: nothing told them apart
+    assert created.json() == [{"label": label, "n": 1}] * 2  # both: nothing told them apart
     one = sakila.post("/no_key/", json={"label": label}, headers=WRITER)
     assert one.status_code == 201 and "location" not in one.headers
     assert one.json() == {"label": label}
-    found = sakila.get("/no_key/", params={"label": f"eq.{label}", "limit": "1"}).json()
-    assert len(found["items"]) == 1 and found["next"]  # ordered by every column
+    found = sakila.get("/no_key/", params={"label": f"eq.{label}", "limit": "1"})
+    assert len(found.json()) == 1 and next_link(found)  # ordered by every column
     assert_problem(sakila.get("/no_key/1"), 404)
 
 
@@ -408,15 +406,15 @@ def test_film_embeds_its_actors_through_film_actor_and_its_languages_by_hint(sak
             "original:language!original_language_id(name)",
             "film_id": "eq.1",
         },
-    ).json()["items"]
+    ).json()
     cast = sakila.get("/film_actor/", params={"film_id": "eq.1", "limit": "500"}).json()
-    assert len(film["actor"]) == len(cast["items"]) == 10
+    assert len(film["actor"]) == len(cast) == 10
     assert film["language"] == {"name": "English"}  # CHAR(20), as MariaDB returns it
     assert film["original"] is None
     countries = sakila.get(
         "/country/",
         params={"select": "country,city!inner(city)", "city.city": "like.Ab*", "limit": "5"},
-    ).json()["items"]
+    ).json()
     assert countries and all(
         c["city"] and c["city"][0]["city"].startswith("Ab") for c in countries
     )

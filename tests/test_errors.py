@@ -42,3 +42,16 @@ def test_a_missing_or_malformed_database_url_fails_at_start(setting, message, mo
     monkeypatch.delenv("DATABASE_URL", raising=False)
     with pytest.raises(Exception, match=message):
         main({}, **setting)
+
+
+def test_a_problem_carries_postgrest_members_for_postgrest_clients(http):
+    problem = assert_problem(http.get("/mytable/?id=eq.x"), 400)
+    assert problem["code"] == "PGRST100"
+    assert problem["message"] == problem["detail"]
+    assert problem["details"] is None and problem["hint"] is None
+    assert assert_problem(http.get("/nothing/"), 404)["code"] == "PGRST205"
+
+
+def test_a_unique_violation_has_postgresql_s_code(http):
+    response = http.post("/_probe_duplicate_key", params={"name": "dup"})
+    assert assert_problem(response, 409)["code"] == "23505"

@@ -15,7 +15,7 @@ URL = {"sqlalchemy.url": "sqlite+aiosqlite:///:memory:"}
         ("api.page_limit_max", "abc", "api.page_limit_max: expected a whole number"),
         ("db.pool_size", "0", "db.pool_size: expected a whole number of at least 1"),
         ("db.pool_timeout", "soon", "db.pool_timeout: expected a number of seconds"),
-        ("api.page_limit_default", "900", "api.page_limit_default: expected at most"),
+        ("api.page_limit_default", "9000", "api.page_limit_default: expected at most"),
         ("api.tokens", "no-permission", "api.tokens: each API token entry"),
     ],
 )
@@ -32,9 +32,9 @@ def test_a_secret_is_not_repeated_in_the_error():
 
 
 def test_the_environment_wins_over_the_ini_file():
-    environ = {"API_PAGE_LIMIT_MAX": "200", "API_READ_REQUIRES_TOKEN": "yes"}
-    settings = load_settings({**URL, "api.page_limit_max": "900"}, environ=environ)
-    assert settings.page_limit_max == 200
+    environ = {"API_PAGE_LIMIT_MAX": "2000", "API_READ_REQUIRES_TOKEN": "yes"}
+    settings = load_settings({**URL, "api.page_limit_max": "1500"}, environ=environ)
+    assert settings.page_limit_max == 2000
     assert settings.read_requires_token is True
     bad = {"API_PAGE_LIMIT_MAX": "lots"}
     with pytest.raises(SettingsError, match=r"API_PAGE_LIMIT_MAX \(environment\)"):
@@ -43,7 +43,7 @@ def test_the_environment_wins_over_the_ini_file():
 
 def test_defaults_and_the_read_pool_following_the_write_pool():
     settings = load_settings({**URL, "db.pool_size": "7"}, environ={})
-    assert (settings.page_limit_default, settings.page_limit_max) == (50, 500)
+    assert (settings.page_limit_default, settings.page_limit_max) == (1000, 1000)
     assert settings.read_pool_size == 7
     assert settings.read_max_overflow == settings.db_max_overflow == 10
     assert load_settings({**URL, "db.read_pool_size": "3"}, environ={}).read_pool_size == 3

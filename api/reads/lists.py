@@ -18,7 +18,6 @@ from api.reads.compiled import CompiledSelect, Row
 from api.reads.embeds import embed_rows
 from api.reads.reader import Reader
 from api.sql.statements import (
-    ESTIMATED_ROWS,
     STATEMENT_CACHE_SIZE,
     ListShape,
     count_statement,
@@ -28,7 +27,7 @@ from api.sql.statements import (
     shape_of,
 )
 
-CountMethod = Literal["exact", "estimated"]
+CountMethod = Literal["exact", "planned", "estimated"]
 
 
 class Count(NamedTuple):
@@ -43,9 +42,13 @@ class Page(NamedTuple):
 
 
 async def read_page(
-    reader: Reader, table: sa.Table, query: ListQuery, count: CountMethod | None = None
+    reader: Reader,
+    table: sa.Table,
+    query: ListQuery,
+    count: CountMethod | None = None,
+    exact_up_to: int = 0,
 ) -> Page:
-    """A page of ``query``, counted when ``count`` asks for it.
+    """A page of ``query``, counted when ``count`` asks for it (``count_rows``).
 
     Read on a connection of its own: a page is never part of a request's
     transaction.
@@ -54,7 +57,7 @@ async def read_page(
     def counted_page(connection: Connection) -> Page:
         counted = None
         if count is not None:
-            counted = count_rows(connection, table, query, estimated=count == "estimated")
+            counted = count_rows(connection, table, query, count, exact_up_to)
         page = load_page(connection, query)
         embed_rows(connection, page.rows, query.embeds)
         return page if counted is None else page._replace(counted=counted)
@@ -68,7 +71,7 @@ def load_page(connection: Connection, query: ListQuery) -> Page:
     statement = page_statement(shape)
     read = _compiled_page(shape, connection.dialect)
     rows = read.dicts(connection, statement.parameters(query, limit=query.limit + 1))
-    return Page(rows[: query.limit], len(rows) > query.limit, None)
+    return Page(rows[: query.limit], 0 < query.limit < len(rows), None)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
@@ -78,16 +81,34 @@ def _compiled_page(shape: ListShape, dialect: Dialect) -> CompiledSelect:
 
 
 def count_rows(
-    connection: Connection, table: sa.Table, query: ListQuery, estimated: bool = False
+    connection: Connection,
+    table: sa.Table,
+    query: ListQuery,
+    method: CountMethod = "exact",
+    exact_up_to: int = 0,
 ) -> Count:
-    """An exact COUNT, or MySQL/MariaDB's table statistics when ``estimated``
-    and nothing filters the rows (else the exact count)."""
-    dialect = connection.dialect.name
-    if estimated and not query.filters and dialect in ("mysql", "mariadb"):
-        estimate = connection.scalar(ESTIMATED_ROWS, {"name": table.name})
-        return Count(int(estimate or 0), "estimated")
-    statement = count_statement(table, shape_of(query)._replace(order=(), after=None))
-    return Count(connection.scalar(statement.statement, statement.parameters(query)), "exact")
+    """The rows ``query`` matches, as PostgREST counts them: ``exact`` runs a
+    COUNT; ``planned`` takes MySQL/MariaDB's optimizer estimate (EXPLAIN);
+    ``estimated`` is exact up to ``exact_up_to`` rows, planned beyond. Where
+    there is no plan to read (SQLite), the count is exact."""
+    shape = shape_of(query)._replace(order=(), after=None, offset=False)
+    statement = count_statement(table, shape)
+    parameters = statement.parameters(query)
+    if method == "exact" or connection.dialect.name not in ("mysql", "mariadb"):
+        return Count(connection.scalar(statement.statement, parameters), "exact")
+    planned = _planned_rows(connection, statement.statement, parameters)
+    if method == "planned" or planned > exact_up_to:
+        return Count(planned, method)
+    return Count(connection.scalar(statement.statement, parameters), method)
+
+
+def _planned_rows(connection: Connection, count: Any, parameters: dict[str, Any]) -> int:
+    """The optimizer's estimate of the rows a COUNT statement reads: EXPLAIN's
+    ``rows`` of its first table (the table counted; an !inner EXISTS comes after)."""
+    compiled = count.compile(dialect=connection.dialect)
+    values = tuple(parameters[name] for name in compiled.positiontup or ())
+    plan = connection.exec_driver_sql(f"EXPLAIN {compiled.string}", values).mappings().first()
+    return int(plan["rows"] or 0) if plan is not None else 0
 
 
 def stream_rows(

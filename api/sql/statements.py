@@ -22,8 +22,9 @@ from api.columns import ENUM, enum_members, mapping
 from api.querystring import ListQuery, OrderItem
 
 STATEMENT_CACHE_SIZE = 256
-# The bind parameter of a list statement's LIMIT, given by whoever runs it.
+# The bind parameters of a list statement's LIMIT and OFFSET, given by whoever runs it.
 LIMIT = "page_limit"
+OFFSET = "page_offset"
 
 Source = Callable[[ListQuery], Any]
 
@@ -71,6 +72,8 @@ class ListStatement:
         values = {name: source(query) for name, source in self.sources.items()}
         if limit is not None:
             values[LIMIT] = limit
+            if getattr(query, "offset", 0):
+                values[OFFSET] = query.offset
         return values
 
 
@@ -92,6 +95,7 @@ class ListShape(NamedTuple):
     after: tuple[bool, ...] | None  # which cursor values are NULL
     joins: tuple[sa.Column[Any], ...] = ()  # read for the embeds to join on
     inner: tuple[InnerShape, ...] = ()
+    offset: bool = False  # whether rows are skipped
 
 
 def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
@@ -100,7 +104,7 @@ def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
 
 def shape_of(query: ListQuery) -> ListShape:
     after = None if query.after is None else tuple(value is None for value in query.after)
-    if not query.embeds:
+    if not query.embeds and not query.offset:
         return ListShape(query.columns, query.order, filter_shapes(query.filters), after)
     joins = tuple(column for embed in query.embeds for column in embed.link.near)
     inner = tuple(
@@ -108,7 +112,9 @@ def shape_of(query: ListQuery) -> ListShape:
         for index, embed in enumerate(query.embeds)
         if embed.inner
     )
-    return ListShape(query.columns, query.order, filter_shapes(query.filters), after, joins, inner)
+    offset = query.offset > 0
+    filters = filter_shapes(query.filters)
+    return ListShape(query.columns, query.order, filters, after, joins, inner, offset)
 
 
 def _shaped_value(query_filter: Any) -> Any:
@@ -276,6 +282,8 @@ def page_statement(shape: ListShape) -> ListStatement:
         statement = statement.where(_after(binds, shape.order, shape.after))
     statement = statement.order_by(*_order_by(shape.order))
     statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
+    if shape.offset:
+        statement = statement.offset(sa.bindparam(OFFSET, type_=sa.Integer))
     return ListStatement(statement, binds.sources)
 
 
@@ -371,12 +379,6 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     outer += [ranked.c[parent_label(i)] for i in range(len(parents))]
     limited = sa.select(*outer).where(ranked.c["_rank"] <= sa.bindparam(EMBED_LIMIT))
     return ListStatement(limited.order_by(ranked.c["_rank"]), binds.sources)
-
-
-ESTIMATED_ROWS = sa.text(
-    "SELECT TABLE_ROWS FROM information_schema.TABLES "
-    "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
-)
 
 
 # --- single rows ----------------------------------------------------------------

@@ -11,7 +11,7 @@ import webtest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import WRITER, assert_problem, unique_name
+from tests.support import WRITER, assert_problem, next_link, total_of, unique_name
 
 NDJSON = "application/x-ndjson"
 
@@ -22,9 +22,8 @@ def test_the_next_link_keeps_the_query_as_sent_with_one_cursor(http, own_rows):
     names = []
     for _ in range(3):
         response = http.get(url)
-        names += [row["name"] for row in response.json()["items"]]
-        url = response.json()["next"]
-        assert response.headers["Link"] == f'<{url}>; rel="next"'
+        names += [row["name"] for row in response.json()]
+        url = next_link(response)
         query = url.split("?", 1)[1]
         assert query.startswith(f"{sent}&cursor=")
         assert query.count("cursor=") == 1
@@ -34,9 +33,9 @@ def test_the_next_link_keeps_the_query_as_sent_with_one_cursor(http, own_rows):
 def walk(http, url):
     rows = []
     while url:
-        page = http.get(url).json()
-        rows += page["items"]
-        url = page["next"]
+        response = http.get(url)
+        rows += response.json()
+        url = next_link(response)
     return rows
 
 
@@ -48,7 +47,7 @@ def test_keyset_pages_follow_any_order(http, own_rows, order):
     if order == "data_is_json_so_skip":
         assert_problem(http.get("/mytable/?order=data"), 400)
         return
-    full = http.get(f"/mytable/?order={order}&{own_rows.only}&limit=500").json()["items"]
+    full = http.get(f"/mytable/?order={order}&{own_rows.only}&limit=500").json()
     paged = walk(http, f"/mytable/?order={order}&{own_rows.only}&limit=7")
     assert paged == full
     assert sorted(row["id"] for row in full) == own_rows.ids
@@ -59,27 +58,58 @@ def test_pages_neither_skip_nor_repeat_when_rows_change_between_them(http):
     made = []
     for batch in (range(5), range(5, 10)):  # api.max_batch_rows is 5 here
         body = [{"name": f"{tag}-{n:02d}"} for n in batch]
-        made += http.post("/mytable/", json=body, headers=WRITER).json()["items"]
-    first = http.get(f"/mytable/?name=like.{tag}-*&order=name.desc&limit=3").json()
+        made += http.post("/mytable/", json=body, headers=WRITER).json()
+    first = http.get(f"/mytable/?name=like.{tag}-*&order=name.desc&limit=3")
     # between pages: delete a row already seen, one not yet seen, and add one
     http.delete(f"/mytable/{made[9]['id']}", headers=WRITER)
     http.delete(f"/mytable/{made[2]['id']}", headers=WRITER)
     http.post("/mytable/", json={"name": f"{tag}-99"}, headers=WRITER)
-    rest = walk(http, first["next"])
-    names = [r["name"] for r in first["items"] + rest]
+    rest = walk(http, next_link(first))
+    names = [r["name"] for r in first.json() + rest]
     assert names == [f"{tag}-{n:02d}" for n in (9, 8, 7, 6, 5, 4, 3, 1, 0)]
 
 
-def test_counts_only_on_request(http, own_rows, backend):
+def test_counts_only_on_request_in_content_range(http, own_rows, backend):
     plain = http.get(f"/mytable/?{own_rows.only}&limit=1")
-    assert "total-count" not in plain.headers
+    assert (plain.status_code, plain.headers["content-range"]) == (200, "0-0/*")
     exact = http.get(f"/mytable/?{own_rows.only}&limit=1", headers={"Prefer": "count=exact"})
-    assert exact.headers["total-count"] == str(len(own_rows.ids))
+    assert exact.status_code == 206  # one row of 30
+    assert exact.headers["content-range"] == f"0-0/{len(own_rows.ids)}"
     assert exact.headers["preference-applied"] == "count=exact"
-    estimated = http.get("/mytable/?limit=1", headers={"Prefer": "count=estimated"})
-    assert int(estimated.headers["total-count"]) >= 0
-    expected = "count=estimated" if backend == "mysql" else "count=exact"
-    assert estimated.headers["preference-applied"] == expected
+    for method in ("planned", "estimated"):
+        response = http.get("/mytable/?limit=1", headers={"Prefer": f"count={method}"})
+        assert total_of(response) > 0
+        applied = f"count={method}" if backend == "mysql" else "count=exact"  # SQLite: no plan
+        assert response.headers["preference-applied"] == applied
+
+
+def test_limit_offset_and_range_pick_rows_as_postgrest_does(http, own_rows):
+    ids = own_rows.ids
+    page = http.get(
+        f"/mytable/?{own_rows.only}&limit=3&offset=4", headers={"Prefer": "count=exact"}
+    )
+    assert [r["id"] for r in page.json()] == ids[4:7]
+    assert (page.status_code, page.headers["content-range"]) == (206, f"4-6/{len(ids)}")
+    # the next link goes on from the last row by cursor, without the offset
+    following = http.get(next_link(page)).json()
+    assert [r["id"] for r in following] == ids[7:10]
+    ranged = http.get(
+        f"/mytable/?{own_rows.only}", headers={"Range": "2-3", "Range-Unit": "items"}
+    )
+    assert [r["id"] for r in ranged.json()] == ids[2:4]
+    assert ranged.headers["content-range"] == "2-3/*"
+    everything = http.get(
+        f"/mytable/?{own_rows.only}&offset=28", headers={"Prefer": "count=exact"}
+    )
+    assert (everything.status_code, everything.headers["content-range"]) == (
+        206,
+        f"28-29/{len(ids)}",
+    )
+    beyond = http.get(f"/mytable/?{own_rows.only}&offset=40", headers={"Prefer": "count=exact"})
+    assert beyond.status_code == 416 and beyond.json() == []
+    assert beyond.headers["content-range"] == f"*/{len(ids)}"
+    empty = http.get("/mytable/?name=eq.nobody-at-all")
+    assert (empty.json(), empty.headers["content-range"]) == ([], "*/*")
 
 
 def test_ndjson_streams_the_whole_filtered_ordered_result(http, own_rows):
@@ -141,7 +171,7 @@ def model_order(rows, order):
 
 @pytest.mark.parametrize("order", NULLABLE_ORDERS)
 def test_nullable_columns_order_and_page_without_skips(http, order):
-    full = http.get(f"/probe_nullable/?order={order}&limit=500").json()["items"]
+    full = http.get(f"/probe_nullable/?order={order}&limit=500").json()
     assert [r["id"] for r in full] == model_order(full, order)
     assert walk(http, f"/probe_nullable/?order={order}&limit=2") == full
     # An export reads in keyset batches too (7 rows a batch in these tests)
@@ -227,9 +257,9 @@ def test_filters_order_and_pages_agree_with_a_model(
 
     got, url = [], "/mytable/?" + urllib.parse.urlencode(params)
     while url:
-        page = app.get(url).json
-        got += [row["id"] for row in page["items"]]
-        url = page["next"]
+        page = app.get(url)
+        got += [row["id"] for row in page.json]
+        url = next_link(page)
     assert got == [r["id"] for r in expected]
     # The export of the same query, read in keyset batches of 7 rows
     whole = urllib.parse.urlencode([p for p in params if p[0] != "limit"])
@@ -243,18 +273,30 @@ def test_pages_walk_every_row_once_in_key_order(http, own_rows):
     while url:
         response = http.get(url)
         assert response.status_code == 200
-        page = response.json()
-        seen += [row["id"] for row in page["items"]]
-        url = page["next"]
-        if url:
-            assert response.headers["link"] == f'<{url}>; rel="next"'
-        else:
+        seen += [row["id"] for row in response.json()]
+        url = next_link(response)
+        if not url:
             assert "link" not in response.headers
     assert seen == sorted(set(seen))  # in key order, each row once
     assert set(own_rows.ids) <= set(seen)
 
 
-def test_the_default_page_is_50_rows(http):
-    page = http.get("/mytable/").json()
-    assert len(page["items"]) == 50
-    assert "cursor=" in page["next"]
+def test_a_page_without_limit_holds_api_page_limit_default_rows(http):
+    page = http.get("/mytable/?limit=50")
+    assert len(page.json()) == 50
+    assert "cursor=" in next_link(page)
+    everything = http.get("/mytable/?select=id")  # fewer rows than the default 1000
+    assert len(everything.json()) > 50 and next_link(everything) is None
+
+
+SINGULAR = "application/vnd.pgrst.object+json"
+
+
+def test_the_singular_media_type_answers_one_row_as_an_object(http, own_rows):
+    one = http.get(f"/mytable/?id=eq.{own_rows.id(1)}&select=id", headers={"Accept": SINGULAR})
+    assert one.status_code == 200
+    assert one.headers["content-type"].startswith(SINGULAR)
+    assert one.json() == {"id": own_rows.id(1)}
+    for query in (f"{own_rows.only}", "id=eq.0"):  # 30 rows, and none
+        problem = assert_problem(http.get(f"/mytable/?{query}", headers={"Accept": SINGULAR}), 406)
+        assert problem["code"] == "PGRST116"

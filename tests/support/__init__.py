@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import pathlib
+import re
 import uuid
 
 import httpx
@@ -116,7 +117,7 @@ class OwnRows:
             body = [self.body(n) for n in range(first, min(first + batch, count + 1))]
             response = http.post("/mytable/", json=body, headers=WRITER)
             assert response.status_code == 201, response.text
-            self.rows += response.json()["items"]
+            self.rows += response.json()
         self.ids = [row["id"] for row in self.rows]
         # Only these rows: the filter every query of the test adds.
         self.only = f"name=like.{self.tag}%20*"
@@ -132,12 +133,24 @@ class OwnRows:
         return self.ids[n - 1]
 
 
+def next_link(response):
+    """The URL of the next page (``Link: <...>; rel="next"``), or None;
+    of an httpx or a WebTest response."""
+    match = re.match(r'<([^>]*)>; rel="next"', response.headers.get("Link", ""))
+    return match.group(1) if match else None
+
+
+def total_of(response):
+    """The count a collection's answer gives in Content-Range (``0-24/1000``)."""
+    return int(response.headers["content-range"].rpartition("/")[2])
+
+
 def names_in_table(http):
     names, url = [], "/mytable/?limit=500"
     while url:
-        page = http.get(url).json()
-        names += [row["name"] for row in page["items"]]
-        url = page["next"]
+        response = http.get(url)
+        names += [row["name"] for row in response.json()]
+        url = next_link(response)
     return names
 
 
