@@ -117,6 +117,19 @@ class NotOneRow(HTTPException):
         self.details = f"The result contains {found}"
 
 
+class TooManyAffected(HTTPException):
+    """``Prefer: max-affected=N`` with ``handling=strict``, and more rows matched."""
+
+    code = 400
+    title = "Bad Request"
+
+    def __init__(self, rows: int, limit: int) -> None:
+        super().__init__("Query result exceeds max-affected preference constraint")
+        self.postgrest_code = "PGRST124"
+        self.details = f"The query affects {rows} rows"
+        self.parameter = "Prefer"
+
+
 class ServerBusy(Exception):
     """The worker runs as many of these as it may (exports); try again shortly."""
 

@@ -144,7 +144,8 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
             "description": "count=exact, count=planned or count=estimated: the count "
             "is in Content-Range.",
         },
-    ] + [
+    ]
+    filters = [
         {
             "name": str(column.name),
             "in": "query",
@@ -153,6 +154,7 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         }
         for column in table.columns
     ]
+    list_parameters += filters
     row_ref = _ref(f"{name}Row")
     etag = {"ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"}}
     if_match = {
@@ -161,6 +163,20 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         "schema": {"type": "string", "pattern": ETAG_LIST},
     }
     write_security: list[dict[str, list[str]]] = [{"bearer": []}]
+    prefer_return = {
+        "name": "Prefer",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "return=minimal (the default), headers-only or representation; "
+        "max-affected=N with handling=strict",
+    }
+    written = {
+        "200": {
+            "description": "The rows written (Prefer: return=representation)",
+            "content": {"application/json": {"schema": {"type": "array", "items": row_ref}}},
+        },
+        "204": {"description": "Written (Prefer: return=minimal)"},
+    }
     page_headers = {
         "Content-Range": {"schema": {"type": "string"}, "description": "FIRST-LAST/TOTAL"},
         "Link": {"schema": {"type": "string"}, "description": 'The next page: rel="next"'},
@@ -195,6 +211,7 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                 "summary": f"Create one row of {name}, or several in one transaction",
                 "operationId": f"create_{name}",
                 "security": write_security,
+                "parameters": [prefer_return],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -214,16 +231,31 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                 },
                 "responses": {
                     "201": {
-                        "description": "Created: the row, or the rows of an array",
+                        "description": "Created. With Prefer: return=representation, the "
+                        "body is the row (a JSON object), or the rows of an array; else "
+                        "there is none",
                         "headers": {"Location": {"schema": {"type": "string"}}, **etag},
-                        "content": {
-                            "application/json": {
-                                "schema": {"oneOf": [row_ref, {"type": "array", "items": row_ref}]}
-                            }
-                        },
                     },
                     **_errors(400, 401, 403, 409, 413, 415, 422, 503),
                 },
+            },
+            "patch": {
+                "summary": f"Set the body's fields on every row of {name} the filters match",
+                "operationId": f"update_{name}",
+                "security": write_security,
+                "parameters": [*filters, prefer_return],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(f"{name}Patch")}},
+                },
+                "responses": {**written, **_errors(400, 401, 403, 409, 413, 415, 422, 503)},
+            },
+            "delete": {
+                "summary": f"Delete every row of {name} the filters match",
+                "operationId": f"delete_{name}_where",
+                "security": write_security,
+                "parameters": [*filters, prefer_return],
+                "responses": {**written, **_errors(400, 401, 403, 409, 503)},
             },
         },
         "item": {

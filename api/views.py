@@ -28,7 +28,7 @@ from webob.multidict import MultiDict
 
 from api import formats
 from api.db import get_reader, ping
-from api.errors import BadRequest, DatabaseUnavailable, NotOneRow
+from api.errors import BadRequest, DatabaseUnavailable, NotOneRow, TooManyAffected
 from api.etags import etag
 from api.openapi import build_document, column_schema
 from api.querystring import (
@@ -236,8 +236,37 @@ def show_row(context: Item, request: Request) -> JSONResponse:
     return with_etag(request, context.table, context.row)
 
 
-@view_config(context=Collection, request_method="POST", permission="write", renderer="json")
-async def create_rows(context: Collection, request: Request) -> Any:
+RETURNS = ("minimal", "headers-only", "representation")
+
+
+def _return_preference(request: Request) -> str:
+    """``Prefer: return=...`` of a write to a collection; PostgREST's default is minimal."""
+    preferences = _preferences(request)
+    return next((r for r in RETURNS if f"return={r}" in preferences), "minimal")
+
+
+def _written(request: Request, rows: list[Row], status: int) -> Response:
+    """A collection write's answer, as ``Prefer: return`` asks: the rows
+    (one as an object, under PostgREST's singular media type), or no body."""
+    returned = _return_preference(request)
+    headers = [("Preference-Applied", f"return={returned}")]
+    if returned != "representation":
+        response = Response(status=204 if status == 200 else status, headerlist=headers)
+        response.content_type = None
+        return response
+    if formats.SINGULAR in request.headers.get("Accept", ""):
+        if len(rows) != 1:
+            raise NotOneRow(len(rows))  # and the transaction is rolled back
+        response = json_response(rows[0], headers)
+        response.content_type = formats.SINGULAR
+    else:
+        response = json_response(rows, headers)
+    response.status = status
+    return response
+
+
+@view_config(context=Collection, request_method="POST", permission="write")
+async def create_rows(context: Collection, request: Request) -> Response:
     """One object creates one row; an array creates all of its rows or none.
     Under a parent item, the foreign key is the parent's."""
     refuse_read_only(context)
@@ -250,17 +279,64 @@ async def create_rows(context: Collection, request: Request) -> Any:
         if len(body) > limit:
             raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
         values = _validate_each(context, body)
-        rows = await writes.insert_rows(request.dbsession, table, values)
-        request.response.status = 201
-        return rows
+        return _written(request, await writes.insert_rows(request.dbsession, table, values), 201)
     (row,) = await writes.insert_rows(
         request.dbsession, table, _validate_each(context, [body], prefix=False)
     )
-    request.response.status = 201
+    response = _written(request, [row], 201)
     if context.description.key:
-        request.response.location = request.application_url + context.item_path(row)
-        request.response.headers["ETag"] = etag(table, row)
-    return row
+        response.location = request.application_url + context.item_path(row)
+        response.headers["ETag"] = etag(table, row)
+    return response
+
+
+@view_config(context=Collection, request_method="PATCH", permission="write")
+async def update_where(context: Collection, request: Request) -> Response:
+    """PostgREST's PATCH of a collection: the body's values on every row its
+    filters match, in one transaction."""
+    refuse_read_only(context)
+    values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
+    rows = await _locked_matches(context, request)
+    return _written(
+        request, await writes.update_rows(request.dbsession, context.table, rows, values), 200
+    )
+
+
+@view_config(context=Collection, request_method="DELETE", permission="write")
+async def delete_where(context: Collection, request: Request) -> Response:
+    """PostgREST's DELETE of a collection: every row its filters match."""
+    refuse_read_only(context)
+    rows = await _locked_matches(context, request)
+    await writes.delete_rows(request.dbsession, context.table, rows)
+    return _written(request, rows, 200)
+
+
+async def _locked_matches(context: Collection, request: Request) -> list[Row]:
+    """The rows a write by filters is about, locked; refused without a filter
+    in the query, and beyond ``Prefer: max-affected=N`` with ``handling=strict``."""
+    query = _list_query(context, request)
+    if len(query.filters) == len(context.fixed):
+        raise BadRequest(
+            "A write to a collection needs a filter; name the rows, e.g. id=eq.1",
+            parameter="filter",
+        )
+    rows = await writes.locked_rows_where(request.dbsession, context.table, query)
+    limit = _max_affected(request)
+    if limit is not None and len(rows) > limit:
+        raise TooManyAffected(len(rows), limit)
+    return rows
+
+
+def _max_affected(request: Request) -> int | None:
+    """``Prefer: max-affected=N``, honoured with ``handling=strict`` (PostgREST's rule)."""
+    preferences = _preferences(request)
+    if "handling=strict" not in preferences:
+        return None
+    for preference in preferences:
+        name, _, value = preference.partition("=")
+        if name == "max-affected" and value.isdigit():
+            return int(value)
+    return None
 
 
 def _validate_each(context: Collection, bodies: list[Any], prefix: bool = True) -> list[Row]:

@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from tests.support import WRITER, assert_problem, next_link, unique_name
+from tests.support import WRITER, WRITER_ONE, assert_problem, next_link, unique_name
 from tests.support.probe_views import MOODS
 
 BLOB = bytes(range(250, 256)) + b"\x00\xff binary"  # not UTF-8, and base64 with + and /
@@ -23,7 +23,7 @@ ROW = {
 @pytest.fixture
 def typed_row(http):
     tag = unique_name("types")
-    created = http.post("/probe_types/", json={**ROW, "tag": tag}, headers=WRITER)
+    created = http.post("/probe_types/", json={**ROW, "tag": tag}, headers=WRITER_ONE)
     assert created.status_code == 201, created.text
     return created.json()
 

@@ -311,6 +311,21 @@ def count_statement(table: sa.Table, shape: ListShape) -> ListStatement:
     return ListStatement(statement, binds.sources)
 
 
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def locked_rows(table: sa.Table, filters: tuple[FilterShape, ...]) -> ListStatement:
+    """The rows a write by filters is about, locked (``FOR UPDATE``) until
+    the request's transaction ends."""
+    binds = Binds()
+    statement = sa.select(*table.columns).where(*_where(binds, filters)).with_for_update()
+    return ListStatement(statement, binds.sources)
+
+
+def keys_in(table: sa.Table) -> ColumnElement[bool]:
+    """The table's key in the expanding bind "pks" (values, or tuples of them)."""
+    key = tuple(table.primary_key.columns)
+    return _key_expression(key).in_(sa.bindparam("pks", expanding=True))
+
+
 # --- embedded rows ---------------------------------------------------------------
 
 # The bind parameter of an embed statement's rows per parent, given by whoever runs it.

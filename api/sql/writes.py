@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.collections import describe
 from api.models import utcnow
-from api.sql.statements import key_clause, key_parameters, row_statements
+from api.sql.statements import (
+    filter_shapes,
+    key_clause,
+    key_parameters,
+    keys_in,
+    locked_rows,
+    row_statements,
+)
 
 Row = dict[str, Any]
 
@@ -82,6 +89,62 @@ async def update_row(
     if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult
         return None
     return await load_row(session, table, _key_after(table, pk, values))
+
+
+async def locked_rows_where(session: AsyncSession, table: sa.Table, query: Any) -> list[Row]:
+    """The rows ``query``'s filters match, locked until the transaction ends."""
+    statement = locked_rows(table, filter_shapes(query.filters))
+    return _dicts(await session.execute(statement.statement, statement.parameters(query)))
+
+
+async def update_rows(
+    session: AsyncSession, table: sa.Table, rows: list[Row], values: Row
+) -> list[Row]:
+    """Write ``values`` to ``rows`` (read locked, by ``locked_rows_where``);
+    the rows as stored. A table without a key is written by its whole rows,
+    and answered as they were with ``values`` on them."""
+    if not rows:
+        return []
+    description = describe(table)
+    statement = sa.update(table).values(**values)
+    version = description.version
+    if version is not None:
+        statement = statement.values({version: version + 1})
+    if "updated_at" in table.columns:
+        statement = statement.values(updated_at=utcnow())
+    if not description.key:
+        for row in rows:
+            await session.execute(statement.where(*_whole_row(table, row)))
+        return [{**row, **values} for row in rows]
+    keys = [description.key_of(row) for row in rows]
+    await session.execute(statement.where(keys_in(table)), {"pks": keys})
+    after = [description.key_of({**row, **values}) for row in rows]
+    stored = {
+        description.key_of(row): row
+        for row in _dicts(await session.execute(row_statements(table).many, {"pks": after}))
+    }
+    return [stored[key] for key in after if key in stored]
+
+
+async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:
+    """Delete ``rows`` (read locked, by ``locked_rows_where``)."""
+    description = describe(table)
+    if not rows:
+        return
+    if not description.key:
+        for row in rows:
+            await session.execute(sa.delete(table).where(*_whole_row(table, row)))
+        return
+    keys = [description.key_of(row) for row in rows]
+    await session.execute(sa.delete(table).where(keys_in(table)), {"pks": keys})
+
+
+def _whole_row(table: sa.Table, row: Row) -> list[Any]:
+    """A row of a table without a key, by every value it holds."""
+    return [
+        column.is_(None) if row[column.name] is None else column == row[column.name]
+        for column in table.columns
+    ]
 
 
 def _key_after(table: sa.Table, pk: Any, values: Row) -> Any:

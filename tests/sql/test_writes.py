@@ -3,7 +3,7 @@
 import orjson
 import pytest
 
-from tests.support import WRITER, assert_problem, create, unique_name
+from tests.support import WRITER, WRITER_ONE, assert_problem, create, unique_name
 
 
 def test_post_creates_a_row_with_location_and_etag(http, server):
@@ -124,7 +124,7 @@ def test_a_unique_violation_is_409(http):
 
 def test_a_table_without_a_version_column_has_content_etags_and_conditional_writes(http):
     """probe_nullable has no version column: its ETag is a hash of the row."""
-    created = http.post("/probe_nullable/", json={"score": 40, "flag": True}, headers=WRITER)
+    created = http.post("/probe_nullable/", json={"score": 40, "flag": True}, headers=WRITER_ONE)
     assert created.status_code == 201, created.text
     url, first = created.headers["location"], created.headers["etag"]
     read = http.get(url)

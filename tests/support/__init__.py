@@ -26,7 +26,10 @@ IN_CI = bool(os.environ.get("CI"))
 # Demo rows every test database starts with (api-seed), so that the API has data.
 SEEDED_ROWS = 120
 
-WRITER = {"Authorization": "Bearer writer-secret"}
+# Writes to a collection answer their rows only when asked, as PostgREST's do.
+WRITER = {"Authorization": "Bearer writer-secret", "Prefer": "return=representation"}
+# ... and one row as an object under PostgREST's singular media type.
+WRITER_ONE = {**WRITER, "Accept": "application/vnd.pgrst.object+json"}
 READER = {"Authorization": "Bearer reader-secret"}
 HASHED_WRITER = {"Authorization": "Bearer hashed-secret"}
 TOKENS = (
@@ -101,7 +104,7 @@ def unique_name(prefix="row"):
 def create(http, **fields):
     """POST one row (a unique name unless given); the 201 response."""
     body = {"name": unique_name(), **fields}
-    response = http.post("/mytable/", json=body, headers=WRITER)
+    response = http.post("/mytable/", json=body, headers=WRITER_ONE)
     assert response.status_code == 201, response.text
     return response
 

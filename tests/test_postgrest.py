@@ -1,0 +1,117 @@
+"""An unmodified PostgREST client, postgrest-py (the Supabase client for
+PostgREST), against the live API on both databases: what it asks and what
+PostgREST would answer."""
+
+import pytest
+from postgrest import APIError, SyncPostgrestClient
+
+from tests.support import unique_name
+
+
+@pytest.fixture
+def client(server):
+    with SyncPostgrestClient(server.url, headers={"Authorization": "Bearer writer-secret"}) as c:
+        yield c
+
+
+@pytest.fixture
+def rows(client):
+    """Ten rows of this test's own, named TAG 0 to TAG 9."""
+    tag = unique_name("pg")
+    made = []
+    for batch in (range(5), range(5, 10)):  # api.max_batch_rows is 5 in the suite
+        body = [{"name": f"{tag} {n}", "data": {"n": n}} for n in batch]
+        made += client.from_("mytable").insert(body).execute().data
+    return tag, made
+
+
+def names(response):
+    return [row["name"].rsplit(" ", 1)[1] for row in response.data]
+
+
+def mine(client, tag):
+    return client.from_("mytable").select("id,name").like("name", f"{tag} *")
+
+
+def test_select_filters_and_order(client, rows):
+    tag, made = rows
+    assert names(mine(client, tag).order("id").execute()) == [str(n) for n in range(10)]
+    assert names(mine(client, tag).order("id", desc=True).limit(2).execute()) == ["9", "8"]
+    assert names(mine(client, tag).gte("id", made[7]["id"]).order("id").execute()) == [
+        "7",
+        "8",
+        "9",
+    ]
+    assert names(
+        mine(client, tag).in_("id", [made[1]["id"], made[3]["id"]]).order("id").execute()
+    ) == ["1", "3"]
+    assert names(
+        mine(client, tag).neq("id", made[0]["id"]).lt("id", made[3]["id"]).order("id").execute()
+    ) == ["1", "2"]
+    assert len(mine(client, tag).not_.eq("id", made[0]["id"]).execute().data) == 9
+    star = client.from_("mytable").select("*").eq("id", made[0]["id"]).execute().data
+    assert star[0]["data"] == {"n": 0} and star[0]["version"] == 1
+
+
+def test_range_and_counts_come_as_postgrest_gives_them(client, rows):
+    tag, _ = rows
+    page = mine(client, tag).order("id").range(2, 4).execute()
+    assert names(page) == ["2", "3", "4"]
+    counted = (
+        client.from_("mytable")
+        .select("id", count="exact")
+        .like("name", f"{tag} *")
+        .limit(1)
+        .execute()
+    )
+    assert counted.count == 10 and len(counted.data) == 1
+    for method in ("planned", "estimated"):
+        assert client.from_("mytable").select("id", count=method).limit(1).execute().count > 0
+
+
+def test_single_and_maybe_single(client, rows):
+    tag, made = rows
+    one = client.from_("mytable").select("name").eq("id", made[4]["id"]).single().execute()
+    assert one.data == {"name": f"{tag} 4"}
+    assert client.from_("mytable").select("id").eq("id", 0).maybe_single().execute() is None
+    with pytest.raises(APIError) as error:
+        mine(client, tag).single().execute()
+    assert error.value.code == "PGRST116"
+
+
+def test_insert_answers_the_rows_or_nothing(client):
+    name = unique_name("pg-insert")
+    created = client.from_("mytable").insert({"name": name}).execute()
+    assert created.data[0]["name"] == name and created.data[0]["version"] == 1
+    quiet = client.from_("mytable").insert({"name": name}, returning="minimal").execute()
+    assert quiet.data == []
+    assert len(client.from_("mytable").select("id").eq("name", name).execute().data) == 2
+
+
+def test_update_and_delete_by_filters(client, rows):
+    tag, made = rows
+    updated = (
+        client.from_("mytable").update({"data": {"n": 100}}).like("name", f"{tag} 1*").execute()
+    )
+    assert [row["data"] for row in updated.data] == [{"n": 100}]
+    assert updated.data[0]["version"] == 2  # the version column still counts writes
+    deleted = client.from_("mytable").delete().in_("id", [made[8]["id"], made[9]["id"]]).execute()
+    assert sorted(row["id"] for row in deleted.data) == [made[8]["id"], made[9]["id"]]
+    assert len(mine(client, tag).execute().data) == 8
+
+
+def test_a_write_to_a_collection_without_a_filter_is_refused(client):
+    with pytest.raises(APIError) as error:
+        client.from_("mytable").delete().execute()
+    assert error.value.code == "PGRST100"
+    assert "needs a filter" in error.value.message
+
+
+def test_errors_carry_postgrest_s_message_and_code(client):
+    with pytest.raises(APIError) as error:
+        client.from_("mytable").select("nope").execute()
+    assert error.value.code == "PGRST100"
+    assert error.value.message == "'nope' is not a column of this table"
+    with pytest.raises(APIError) as error:
+        client.from_("mytable").insert({"name": None}).execute()
+    assert error.value.code == "PGRST204"
