@@ -26,22 +26,41 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import Description, Link, describe
-from api.columns import BOOLEAN, STRING, mapping, parse_text, to_text
+from api.columns import BOOLEAN, ENUM, STRING, mapping, parse_text, to_text
 from api.errors import BadRequest
 from api.formats import dump_json
 from api.selects import EmbedItem, parse_select_items
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "cursor"})
-COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike"})
-PATTERN_OPERATORS = frozenset({"like", "ilike"})
-IS_VALUES = {"null": None, "true": True, "false": False}
+COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
+PATTERN_OPERATORS = frozenset({"like", "ilike", "match", "imatch"})
+OPERATORS = COMPARISONS | PATTERN_OPERATORS | {"in", "is"}
+# is.VALUE: (the value, and whether it negates): is.not_null is not.is.null
+IS_VALUES = {
+    "null": (None, False),
+    "not_null": (None, True),
+    "unknown": (None, False),
+    "true": (True, False),
+    "false": (False, False),
+}
+LOGIC = ("or", "and")
+MAX_LOGIC_DEPTH = 8  # and(...) and or(...) within one another
 
 
 @dataclass(frozen=True)
 class Filter:
     column: sa.Column
-    operator: str  # one of COMPARISONS, "in" or "is"
+    operator: str  # one of OPERATORS
     value: object
+    negated: bool = False
+
+
+@dataclass(frozen=True)
+class Logic:
+    """``or=(...)``, ``and=(...)``, nested, each item a Filter or a Logic."""
+
+    operator: str  # "or" or "and"
+    items: tuple  # of Filter or Logic
     negated: bool = False
 
 
@@ -90,9 +109,12 @@ class ListQuery:
         return orjson.dumps([order, _filters_signature(self.filters), inner], default=str)
 
 
-def _filters_signature(filters: tuple[Filter, ...]) -> list[Any]:
+def _filters_signature(filters: tuple[Filter | Logic, ...]) -> list[Any]:
     return sorted(
-        (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str)) for f in filters
+        ("logic", f.operator, f.negated, orjson.dumps(_filters_signature(f.items)))
+        if isinstance(f, Logic)
+        else (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str))
+        for f in filters
     )
 
 
@@ -151,6 +173,44 @@ def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
 
 
 MAX_IN_VALUES = 1000
+
+
+def _parse_list(
+    text: str, opening: str, closing: str, parameter: str, keep_quotes: bool = False
+) -> list[str]:
+    """The items of ``(a,b)`` or ``{a,b}``: as ``in.(...)`` reads them, or,
+    with ``keep_quotes``, split only at the commas outside any parentheses
+    and quotes, each item as written (logic lists, whose items nest)."""
+    if not (text.startswith(opening) and text.endswith(closing)) or len(text) < 2:
+        raise BadRequest(f"expected a list in {opening}{closing}", parameter=parameter)
+    if not keep_quotes:
+        return _in_list_items(text[1:-1], parameter)
+    items, depth, quoted, escaped, start = [], 0, False, False, 1
+    for position in range(1, len(text) - 1):
+        char = text[position]
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped, quoted = char == "\\", char != '"'
+        elif char == '"':
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise BadRequest("a list has an unbalanced ')'", parameter=parameter)
+        elif char == "," and depth == 0:
+            items.append(text[start:position].strip())
+            start = position + 1
+        if len(items) > MAX_IN_VALUES:
+            raise BadRequest(f"a list takes at most {MAX_IN_VALUES} items", parameter=parameter)
+    if depth or quoted:
+        raise BadRequest("a list has an unbalanced '(' or quote", parameter=parameter)
+    items.append(text[start:-1].strip())
+    if not all(items):
+        raise BadRequest("a list has an empty item", parameter=parameter)
+    return items
 
 
 def _parse_in_list(column: sa.Column[Any], text: str, parameter: str) -> tuple[Any, ...]:
@@ -224,26 +284,31 @@ def _quoted(inner: str, position: int, parameter: str) -> tuple[str, int]:
 _QUOTED_RUN = re.compile(r'[^"\\]*')
 
 
-def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter:
+def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | Logic:
     negated = text.startswith("not.")
     if negated:
         text = text[4:]
     operator, dot, operand = text.partition(".")
     if not dot:
         raise BadRequest(f"a filter is OPERATOR.VALUE, e.g. {parameter}=eq.1", parameter=parameter)
+    operator, quantifier = _quantified(operator, parameter)
+    if quantifier is not None:  # eq(any).{a,b}: each value, ORed (any) or ANDed (all)
+        values = _parse_list(operand, "{", "}", parameter)
+        items = tuple(parse_filter(column, f"{operator}.{value}", parameter) for value in values)
+        return Logic("or" if quantifier == "any" else "and", items, negated)
     if operator == "is":
         if operand not in IS_VALUES:
-            raise BadRequest("is. takes null, true or false", parameter=parameter)
-        value = IS_VALUES[operand]
+            message = "is. takes null, not_null, unknown, true or false"
+            raise BadRequest(message, parameter=parameter)
+        value, negates = IS_VALUES[operand]
         if value is not None and mapping(column) is not BOOLEAN:
             raise BadRequest(f"'{column.name}' is not true/false", parameter=parameter)
-        return Filter(column, "is", value, negated)
+        return Filter(column, "is", value, negated != negates)
     if operator == "in":
         return Filter(column, "in", _parse_in_list(column, operand, parameter), negated)
-    if operator not in COMPARISONS:
+    if operator not in OPERATORS:
         raise BadRequest(
-            f"unknown operator '{operator}'; use one of "
-            f"{', '.join(sorted(COMPARISONS | {'in', 'is'}))}",
+            f"unknown operator '{operator}'; use one of {', '.join(sorted(OPERATORS))}",
             parameter=parameter,
         )
     if not mapping(column).filterable:
@@ -252,12 +317,70 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter:
             parameter=parameter,
         )
     if operator in PATTERN_OPERATORS:
-        if mapping(column) is not STRING:
+        if mapping(column) not in (STRING, ENUM):
             raise BadRequest(f"{operator} works on text columns only", parameter=parameter)
-        # '*' is the wildcard; the SQL wildcards are taken literally.
-        pattern = operand.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return Filter(column, operator, pattern.replace("*", "%"), negated)
+        if operator in ("match", "imatch"):
+            return Filter(column, operator, operand, negated)
+        # PostgREST's: '*' stands for '%', which is the same wildcard; '_' is one character.
+        pattern = operand.replace("*", "%")
+        if operator == "like":  # and GLOB's spelling of it, for SQLite's case-sensitive match
+            return Filter(column, operator, (pattern, like_to_glob(pattern)), negated)
+        return Filter(column, operator, pattern, negated)
     return Filter(column, operator, parse_value(column, operand, parameter), negated)
+
+
+def _quantified(operator: str, parameter: str) -> tuple[str, str | None]:
+    """``eq(any)`` as ("eq", "any"); a plain operator with None."""
+    if not operator.endswith(")"):
+        return operator, None
+    name, _, quantifier = operator[:-1].partition("(")
+    if quantifier not in ("any", "all") or name not in OPERATORS - {"in", "is"}:
+        raise BadRequest(f"'{operator}' is not OPERATOR(any) or OPERATOR(all)", parameter)
+    return name, quantifier
+
+
+def like_to_glob(pattern: str) -> str:
+    """A LIKE pattern (``%``, ``_``, ``\\`` escapes) as a GLOB pattern, in one pass."""
+    glob, escaped = [], False
+    for char in pattern:
+        if escaped or char not in "%_\\":
+            glob.append(f"[{char}]" if char in "*?[]" else char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            glob.append("*" if char == "%" else "?")
+    return "".join(glob)
+
+
+def parse_logic(table: sa.Table, name: str, text: str, depth: int = 0) -> Logic:
+    """``or=(a.eq.1,b.gt.2,and(c.lt.3,d.is.null))``, as PostgREST reads it:
+    ``name`` is or, and, not.or or not.and; items are COLUMN.FILTER or
+    nested logic."""
+    negated = name.startswith("not.")
+    operator = name[4:] if negated else name
+    if depth == MAX_LOGIC_DEPTH:
+        raise BadRequest(f"logic nests at most {MAX_LOGIC_DEPTH} deep", parameter=operator)
+    items: list[Filter | Logic] = []
+    for item in _parse_list(text, "(", ")", operator, keep_quotes=True):
+        head, paren, rest = item.partition("(")
+        if paren and head in (*LOGIC, *(f"not.{word}" for word in LOGIC)):
+            items.append(parse_logic(table, head, f"({rest}", depth + 1))
+            continue
+        column_name, dot, condition = item.partition(".")
+        if not dot:
+            raise BadRequest(f"'{item}' is not COLUMN.OPERATOR.VALUE", parameter=operator)
+        column = _column(table, column_name, operator)
+        items.append(parse_filter(column, _unquoted(condition), operator))
+    return Logic(operator, tuple(items), negated)
+
+
+def _unquoted(condition: str) -> str:
+    """``eq."a,b"`` as ``eq.a,b``: a value quoted in a logic list (not an in.(...) list)."""
+    operator, dot, value = condition.rpartition(".")
+    if len(value) >= 2 and value[0] == value[-1] == '"' and not operator.endswith("in"):
+        return f"{operator}{dot}{value[1:-1]}"
+    return condition
 
 
 def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
@@ -422,11 +545,14 @@ def parse_list_query(
     for column in _tie_break(table):
         if column not in ordered:
             order.append(OrderItem(column, descending, bool(column.nullable) and descending))
-    filters = list(fixed)
+    filters: list[Filter | Logic] = list(fixed)
     for name, text in params.items():
         if name in RESERVED or ("." in name and name.partition(".")[0] in embed_keys):
             continue  # an embed's parameter: _embed()
-        filters.append(parse_filter(_column(table, name, name), text, name))
+        if name in (*LOGIC, *(f"not.{word}" for word in LOGIC)):
+            filters.append(parse_logic(table, name, text))
+        else:
+            filters.append(parse_filter(_column(table, name, name), text, name))
     limit, offset = _limit(params, "", max_limit), _count(params, "", "offset")
     if range_ is not None and limit is None and offset is None:
         offset, limit = range_[0], None if range_[1] is None else min(range_[1], max_limit)

@@ -8,7 +8,7 @@ import webtest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import WRITER, assert_problem, make_app, next_link
+from tests.support import WRITER, assert_problem, make_app, next_link, unique_name
 
 
 # Placeholders: {id[N]} is the id of the test's own row N, {tag} their name's tag.
@@ -41,12 +41,16 @@ def test_filters(http, own_rows, query, expected):
     assert [row["id"] for row in response.json()] == [own_rows.id(n) for n in expected]
 
 
-def test_like_takes_sql_wildcards_literally(http):
-    body = [{"name": "100% real_name"}, {"name": "100x realXname"}]
+def test_like_takes_sql_wildcards_escaped_with_a_backslash(http):
+    """As PostgREST passes a pattern to PostgreSQL: '%' and '_' are wildcards
+    unless a backslash escapes them."""
+    tag = unique_name("wild")
+    body = [{"name": f"{tag} 100% real_name"}, {"name": f"{tag} 100x realXname"}]
     created = http.post("/mytable/", json=body, headers=WRITER).json()
-    response = http.get("/mytable/", params={"name": "like.100% real_*"})
-    found = [row["id"] for row in response.json()]
-    assert found == [created[0]["id"]]
+    escaped = http.get("/mytable/", params={"name": f"like.{tag} 100\\% real\\_*"}).json()
+    assert [row["id"] for row in escaped] == [created[0]["id"]]
+    wild = http.get("/mytable/", params={"name": f"like.{tag} 100% real_*", "order": "id"}).json()
+    assert [row["id"] for row in wild] == [row["id"] for row in created]
 
 
 def test_select_returns_only_the_named_columns(http, own_rows):
@@ -324,3 +328,77 @@ def test_in_lists_bare_and_quoted(text, values):
     from api.querystring import parse_filter
 
     assert parse_filter(mytable.c.name, text, "name").value == values
+
+
+@pytest.fixture(scope="module")
+def cased(server):
+    """Rows named TAG Abc, TAG abc, TAG a_c and TAG a%c, with data on two of them."""
+    import httpx
+
+    tag = unique_name("cased")
+    body = [
+        {"name": f"{tag} Abc", "data": {"n": 1}},
+        {"name": f"{tag} abc"},
+        {"name": f"{tag} a_c", "data": {"n": 2}},
+        {"name": f"{tag} a%c"},
+    ]
+    with httpx.Client(base_url=server.url) as client:
+        rows = client.post("/mytable/", json=body, headers=WRITER).json()
+    return tag, {row["name"].split(" ", 1)[1]: row["id"] for row in rows}
+
+
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({"name": "like.*Abc"}, ["Abc"]),  # case-sensitive, as PostgreSQL's LIKE
+        ({"name": "ilike.*ABC"}, ["Abc", "abc"]),
+        ({"name": "like.*a_c"}, ["abc", "a_c", "a%c"]),  # '_' is any one character
+        ({"name": "like.*a\\_c"}, ["a_c"]),  # and escaped, itself
+        ({"name": "like.%a\\%c"}, ["a%c"]),  # '%' is '*'
+        ({"name": "match.A[bc]+$"}, ["Abc"]),
+        ({"name": "imatch.a[bc]+$"}, ["Abc", "abc"]),
+        ({"name": "not.match.c$"}, []),
+        ({"data": "is.not_null"}, ["Abc", "a_c"]),
+        ({"data": "is.unknown"}, ["abc", "a%c"]),
+        ({"or": "(name.like.*Abc,name.like.*a_c)"}, ["Abc", "abc", "a_c", "a%c"]),
+        ({"or": "(name.like.*Abc,and(data.is.null,name.like.*%c))"}, ["Abc", "abc", "a%c"]),
+        ({"not.or": "(name.like.*Abc,data.is.null)"}, ["a_c"]),
+        ({"name": "like(any).{*Abc,*\\%c}"}, ["Abc", "a%c"]),
+        ({"name": "like(all).{* a*,*c}"}, ["abc", "a_c", "a%c"]),
+    ],
+)
+def test_operators_as_postgrest_reads_them(http, cased, params, expected):
+    tag, ids = cased
+    response = http.get("/mytable/", params={"name": f"like.{tag} *", **params, "order": "id"})
+    if "name" in params:  # the tag is ANDed through another filter on name
+        response = http.get(
+            "/mytable/", params=[("name", f"like.{tag} *"), *params.items(), ("order", "id")]
+        )
+    assert response.status_code == 200, response.text
+    assert [row["id"] for row in response.json()] == [ids[name] for name in expected]
+
+
+def test_isdistinct_treats_null_as_a_value(http, cased):
+    tag, ids = cased
+    params = [("name", f"like.{tag} *"), ("id", f"isdistinct.{ids['Abc']}"), ("order", "id")]
+    assert [row["id"] for row in http.get("/mytable/", params=params).json()] == [
+        ids["abc"],
+        ids["a_c"],
+        ids["a%c"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "or=(name.eq.x",
+        "or=name.eq.x",
+        "or=(nope.eq.1)",
+        "or=(name.eq)",
+        "or=()",
+        "name=eq(some).{a}",
+        "or=" + "or(" * 9 + "id.eq.1" + ")" * 9,
+    ],
+)
+def test_bad_logic_is_a_400(http, query):
+    assert_problem(http.get(f"/mytable/?{query}"), 400)

@@ -15,11 +15,12 @@ from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 
 from api.collections import Link
 from api.columns import ENUM, enum_members, mapping
-from api.querystring import ListQuery, OrderItem
+from api.querystring import ListQuery, Logic, OrderItem
 
 STATEMENT_CACHE_SIZE = 256
 # The bind parameters of a list statement's LIMIT and OFFSET, given by whoever runs it.
@@ -78,7 +79,7 @@ class ListStatement:
 
 
 # A filter without its value: (column, operator, negated, what shapes the SQL)
-FilterShape = tuple[sa.Column[Any], str, bool, Any]
+FilterShape = tuple[sa.Column[Any] | None, str, bool, Any]  # column None: a Logic
 
 
 # An embed that keeps only the rows with a match (!inner): its place in the
@@ -99,7 +100,13 @@ class ListShape(NamedTuple):
 
 
 def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
-    return tuple((f.column, f.operator, f.negated, _shaped_value(f)) for f in filters)
+    """Filters without their values; a Logic's shape holds its items' shapes."""
+    return tuple(
+        (None, f.operator, f.negated, filter_shapes(f.items))
+        if isinstance(f, Logic)
+        else (f.column, f.operator, f.negated, _shaped_value(f))
+        for f in filters
+    )
 
 
 def shape_of(query: ListQuery) -> ListShape:
@@ -146,7 +153,14 @@ def _filter_clause(
 ) -> ColumnElement[bool]:
     column, operator, negated, shaped_value = shape
     clause: ColumnElement[bool]
-    if operator == "is":
+    if column is None:  # or=(...), and=(...): their items, from their own place in the query
+
+        def items_of(query: Any) -> tuple[Any, ...]:
+            return filters_of(query)[index].items
+
+        combine = sa.or_ if operator == "or" else sa.and_
+        clause = combine(*_where(binds, shaped_value, items_of))
+    elif operator == "is":
         clause = column.is_(None) if shaped_value is None else column == shaped_value
     elif operator == "in":
         # A parameter per value rather than an expanding one: the SQL is then
@@ -155,25 +169,95 @@ def _filter_clause(
             [binds(_in_value(filters_of, index, position)) for position in range(shaped_value)]
         )
     else:
-        value = binds(_filter_value(filters_of, index))
+        source = _filter_value(filters_of, index)
         match operator:
-            case "like":
-                clause = column.like(value, escape="\\")
+            case "like":  # the value: (LIKE pattern, the same as GLOB's) for SQLite
+                pattern = binds(lambda query: source(query)[0])
+                glob = binds(lambda query: source(query)[1])
+                clause = CaseSensitiveLike(column, pattern, glob)
             case "ilike":
-                clause = column.ilike(value, escape="\\")
+                clause = sa.func.lower(column).like(sa.func.lower(binds(source)), escape="\\")
+            case "match" | "imatch":
+                clause = Regexp(column, binds(source), operator == "match")
+            case "isdistinct":
+                clause = column.is_distinct_from(binds(source))
             case "eq":
-                clause = column == value
+                clause = column == binds(source)
             case "neq":
-                clause = column != value
+                clause = column != binds(source)
             case "gt":
-                clause = column > value
+                clause = column > binds(source)
             case "gte":
-                clause = column >= value
+                clause = column >= binds(source)
             case "lt":
-                clause = column < value
+                clause = column < binds(source)
             case "lte":
-                clause = column <= value
+                clause = column <= binds(source)
     return sa.not_(clause) if negated else clause
+
+
+class CaseSensitiveLike(ColumnElement[bool]):
+    """``column LIKE pattern``, case-sensitive as PostgreSQL's: MySQL compares
+    the pattern as bytes (``LIKE BINARY``); SQLite's LIKE ignores case, so
+    its GLOB, which does not, must match too."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+
+    def __init__(self, column: Any, pattern: Any, glob: Any) -> None:
+        self.column, self.pattern, self.glob = column, pattern, glob
+
+
+@compiles(CaseSensitiveLike)
+def _like(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    column, pattern = (
+        compiler.process(element.column, **kw),
+        compiler.process(element.pattern, **kw),
+    )
+    return f"{column} LIKE BINARY {pattern} ESCAPE '\\\\'"
+
+
+@compiles(CaseSensitiveLike, "sqlite")
+def _like_sqlite(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern, glob = compiler.process(element.pattern, **kw), compiler.process(element.glob, **kw)
+    return f"({column} LIKE {pattern} ESCAPE '\\' AND {column} GLOB {glob})"
+
+
+class Regexp(ColumnElement[bool]):
+    """``column REGEXP pattern``, as PostgREST's match (case-sensitive) and
+    imatch: MariaDB's and MySQL's REGEXP follow the collation (mostly
+    case-insensitive), so the case is set in the pattern; SQLite's is
+    Python's ``re`` (registered by SQLAlchemy), case-sensitive."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+
+    def __init__(self, column: Any, pattern: Any, case_sensitive: bool) -> None:
+        self.column, self.pattern, self.case_sensitive = column, pattern, case_sensitive
+
+
+@compiles(Regexp)
+def _regexp(element: Regexp, compiler: Any, **kw: Any) -> str:
+    column, pattern = (
+        compiler.process(element.column, **kw),
+        compiler.process(element.pattern, **kw),
+    )
+    flag = "(?-i)" if element.case_sensitive else "(?i)"
+    return f"{column} REGEXP CONCAT('{flag}', {pattern})"
+
+
+@compiles(Regexp, "sqlite")
+def _regexp_sqlite(element: Regexp, compiler: Any, **kw: Any) -> str:
+    column, pattern = (
+        compiler.process(element.column, **kw),
+        compiler.process(element.pattern, **kw),
+    )
+    return (
+        f"{column} REGEXP {pattern}"
+        if element.case_sensitive
+        else f"{column} REGEXP ('(?i)' || {pattern})"
+    )
 
 
 def _where(
