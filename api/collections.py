@@ -86,7 +86,9 @@ class Description:
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:
-        return ("GET", "HEAD") if self.read_only else ("GET", "HEAD", "POST", "PATCH", "DELETE")
+        if self.read_only:
+            return ("GET", "HEAD")
+        return ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
     def parse_key(self, parts: list[str]) -> Any:
         """The key that an item URL's values (decoded) name: a value, or a

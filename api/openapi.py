@@ -177,6 +177,21 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         },
         "204": {"description": "Written (Prefer: return=minimal)"},
     }
+
+    def write_where(summary: str, operation_id: str, body: str) -> Schema:
+        """A write to the rows the filters name, with a body."""
+        return {
+            "summary": summary,
+            "operationId": operation_id,
+            "security": write_security,
+            "parameters": [*filters, prefer_return],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref(body)}},
+            },
+            "responses": {**written, **_errors(400, 401, 403, 409, 413, 415, 422, 503)},
+        }
+
     page_headers = {
         "Content-Range": {"schema": {"type": "string"}, "description": "FIRST-LAST/TOTAL"},
         "Link": {"schema": {"type": "string"}, "description": 'The next page: rel="next"'},
@@ -239,17 +254,16 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                     **_errors(400, 401, 403, 409, 413, 415, 422, 503),
                 },
             },
-            "patch": {
-                "summary": f"Set the body's fields on every row of {name} the filters match",
-                "operationId": f"update_{name}",
-                "security": write_security,
-                "parameters": [*filters, prefer_return],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _ref(f"{name}Patch")}},
-                },
-                "responses": {**written, **_errors(400, 401, 403, 409, 413, 415, 422, 503)},
-            },
+            "put": write_where(
+                f"Create or replace the row of {name} that eq filters on its whole key name",
+                f"put_{name}",
+                f"{name}Create",
+            ),
+            "patch": write_where(
+                f"Set the body's fields on every row of {name} the filters match",
+                f"update_{name}",
+                f"{name}Patch",
+            ),
             "delete": {
                 "summary": f"Delete every row of {name} the filters match",
                 "operationId": f"delete_{name}_where",
@@ -328,7 +342,8 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     }
     description = describe(table)
     if description.read_only:
-        del operations["collection"]["post"]
+        for method in ("post", "put", "patch", "delete"):
+            del operations["collection"][method]
         operations["item"] = {"get": operations["item"]["get"]}
     return operations
 
@@ -348,10 +363,8 @@ def _paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         paths[f"{item}/{child_name}/"] = {
             "parameters": key_parameters,
             **{
-                method: {**operation, "operationId": f"{verb}_{child_name}_of_{name}"}
-                for (method, operation), verb in zip(
-                    child["collection"].items(), ("list", "create"), strict=False
-                )
+                method: {**operation, "operationId": f"{method}_{child_name}_of_{name}"}
+                for method, operation in child["collection"].items()
             },
         }
     return paths

@@ -31,7 +31,7 @@ from api.errors import BadRequest
 from api.formats import dump_json
 from api.selects import EmbedItem, parse_select_items
 
-RESERVED = frozenset({"select", "order", "limit", "offset", "cursor"})
+RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict", "columns"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
 PATTERN_OPERATORS = frozenset({"like", "ilike", "match", "imatch"})
 OPERATORS = COMPARISONS | PATTERN_OPERATORS | {"in", "is"}

@@ -167,14 +167,20 @@ def required_in_new_rows(column: sa.Column[Any]) -> bool:
 
 
 def validate_row(
-    table: sa.Table, body: Any, *, partial: bool = False, provided: Iterable[str] = ()
+    table: sa.Table,
+    body: Any,
+    *,
+    partial: bool = False,
+    provided: Iterable[str] = (),
+    keyed: bool = False,
 ) -> dict[str, Any]:
     """Check a row body against ``table``; return the column values to write,
     each as its column's type takes it (``api.columns``).
 
     ``partial`` (PATCH) does not ask for required fields, nor is any of
-    ``provided`` asked for (a child collection's foreign key). Raises 422
-    listing every bad field.
+    ``provided`` asked for (a child collection's foreign key). ``keyed`` (an
+    upsert) takes the primary key even where the database would fill it in.
+    Raises 422 listing every bad field.
     """
     if not isinstance(body, dict):
         raise Unprocessable([{"field": "", "message": "the body must be a JSON object"}])
@@ -185,7 +191,7 @@ def validate_row(
         column = columns.get(name)
         if column is None:
             errors.append({"field": name, "message": "is not a column of this table"})
-        elif server_owned(column):
+        elif server_owned(column) and not (keyed and column.primary_key):
             errors.append({"field": name, "message": "is set by the server"})
         elif value is None:
             if column.nullable:

@@ -268,16 +268,22 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
 @view_config(context=Collection, request_method="POST", permission="write")
 async def create_rows(context: Collection, request: Request) -> Response:
     """One object creates one row; an array creates all of its rows or none.
-    Under a parent item, the foreign key is the parent's."""
+    Under a parent item, the foreign key is the parent's. With ``Prefer:
+    resolution=merge-duplicates`` (or ``ignore-duplicates``), an upsert."""
     refuse_read_only(context)
     body = json_body(request)
     table = context.table
+    resolution = _resolution(request)
+    if resolution is not None:
+        bodies = body if isinstance(body, list) else [body]
+        _check_batch(request, bodies)
+        target = _conflict_target(context, request)
+        values = _validate_each(context, bodies, keyed=True)
+        merge = resolution == "merge-duplicates"
+        rows = await writes.upsert_rows(request.dbsession, table, values, target, merge)
+        return _written(request, rows, 201)
     if isinstance(body, list):
-        limit = request.registry.api_settings.max_batch_rows
-        if not body:
-            raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
-        if len(body) > limit:
-            raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
+        _check_batch(request, body)
         values = _validate_each(context, body)
         return _written(request, await writes.insert_rows(request.dbsession, table, values), 201)
     (row,) = await writes.insert_rows(
@@ -288,6 +294,29 @@ async def create_rows(context: Collection, request: Request) -> Response:
         response.location = request.application_url + context.item_path(row)
         response.headers["ETag"] = etag(table, row)
     return response
+
+
+@view_config(context=Collection, request_method="PUT", permission="write")
+async def put_where(context: Collection, request: Request) -> Response:
+    """PostgREST's PUT: the row the filters name by its whole primary key
+    (``?id=eq.5``), created or replaced by the body, which holds the same key."""
+    refuse_read_only(context)
+    query = _list_query(context, request)
+    key = context.description.key
+    named = {
+        f.column: f.value
+        for f in query.filters[len(context.fixed) :]
+        if isinstance(f, Filter) and f.operator == "eq" and not f.negated
+    }
+    if not key or set(named) != set(key) or len(query.filters) != len(context.fixed) + len(key):
+        raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
+    body = json_body(request)
+    (values,) = _validate_each(context, [body], prefix=False, keyed=True)
+    if any(values.get(column.name) != value for column, value in named.items()):
+        raise BadRequest("The body's primary key differs from the URL's", "body")
+    values = {**writable_defaults(context.table), **values}
+    rows = await writes.upsert_rows(request.dbsession, context.table, [values], key, True)
+    return _written(request, rows, 200)
 
 
 @view_config(context=Collection, request_method="PATCH", permission="write")
@@ -339,12 +368,51 @@ def _max_affected(request: Request) -> int | None:
     return None
 
 
-def _validate_each(context: Collection, bodies: list[Any], prefix: bool = True) -> list[Row]:
+def _check_batch(request: Request, bodies: list[Any]) -> None:
+    """An array of rows: not empty, and at most ``api.max_batch_rows`` (413)."""
+    limit = request.registry.api_settings.max_batch_rows
+    if not bodies:
+        raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
+    if len(bodies) > limit:
+        raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
+
+
+def _resolution(request: Request) -> str | None:
+    """``Prefer: resolution=merge-duplicates|ignore-duplicates``: an upsert."""
+    preferences = _preferences(request)
+    return next((r for r in RESOLUTIONS if f"resolution={r}" in preferences), None)
+
+
+RESOLUTIONS = ("merge-duplicates", "ignore-duplicates")
+
+
+def _conflict_target(context: Collection, request: Request) -> tuple[sa.Column[Any], ...]:
+    """``on_conflict=a,b``: the unique key an upsert matches rows by; the
+    primary key by default."""
+    table = context.table
+    text = _query_params(request).get("on_conflict")
+    if text is None:
+        if not context.description.key:
+            raise BadRequest("an upsert needs on_conflict: this table has no key", "on_conflict")
+        return context.description.key
+    names = [name.strip() for name in text.split(",")]
+    columns = tuple(table.columns[n] for n in names if n in table.columns)
+    unique = [set(context.description.key)]
+    unique += [set(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    unique += [set(index.columns) for index in table.indexes if index.unique]
+    if len(columns) != len(names) or set(columns) not in unique:
+        raise BadRequest("on_conflict names the columns of a unique key", "on_conflict")
+    return columns
+
+
+def _validate_each(
+    context: Collection, bodies: list[Any], prefix: bool = True, keyed: bool = False
+) -> list[Row]:
     """Each body's values, with a child collection's foreign key; 422 for any bad field."""
     values, errors = [], []
     for index, body in enumerate(bodies):
         try:
-            row = validate_row(context.table, body, provided=context.fixed)
+            row = validate_row(context.table, body, provided=context.fixed, keyed=keyed)
             values.append(_with_parent(context, row))
         except Unprocessable as exc:
             where = f"[{index}]." if prefix else ""

@@ -5,7 +5,7 @@ PostgREST would answer."""
 import pytest
 from postgrest import APIError, SyncPostgrestClient
 
-from tests.support import unique_name
+from tests.support import WRITER, assert_problem, unique_name
 
 
 @pytest.fixture
@@ -115,3 +115,49 @@ def test_errors_carry_postgrest_s_message_and_code(client):
     with pytest.raises(APIError) as error:
         client.from_("mytable").insert({"name": None}).execute()
     assert error.value.code == "PGRST204"
+
+
+def test_upsert_merges_or_ignores_duplicates(client, rows):
+    tag, made = rows
+    first = made[0]
+    merged = client.from_("mytable").upsert({"id": first["id"], "name": f"{tag} merged"}).execute()
+    assert merged.data[0]["name"] == f"{tag} merged"
+    assert merged.data[0]["version"] == 2  # the version column counts the merge
+    assert merged.data[0]["created_at"] == first["created_at"]
+    ignored = (
+        client.from_("mytable")
+        .upsert({"id": first["id"], "name": f"{tag} ignored"}, ignore_duplicates=True)
+        .execute()
+    )
+    assert ignored.data[0]["name"] == f"{tag} merged"  # left as it was
+    both = (
+        client.from_("mytable")
+        .upsert(
+            [
+                {"id": made[1]["id"], "name": f"{tag} one"},
+                {"id": made[9]["id"] + 10_000, "name": f"{tag} new"},
+            ]
+        )
+        .execute()
+    )
+    assert [row["name"] for row in both.data] == [f"{tag} one", f"{tag} new"]
+    assert len(mine(client, tag).execute().data) == 11
+
+
+def test_upsert_by_another_unique_key_needs_one(client):
+    with pytest.raises(APIError) as error:
+        client.from_("mytable").upsert({"name": "x"}, on_conflict="name").execute()
+    assert error.value.code == "PGRST100"  # name is indexed, not unique
+
+
+def test_put_creates_or_replaces_the_row_its_key_names(http, server):
+    name = unique_name("put")
+    url = f"{server.url}/mytable/?id=eq.987654"
+    body = {"id": 987654, "name": name, "data": {"a": 1}}
+    created = http.put(url, json=body, headers=WRITER)
+    assert created.status_code == 200 and created.json()[0]["data"] == {"a": 1}
+    replaced = http.put(url, json={"id": 987654, "name": name}, headers=WRITER)
+    assert replaced.json()[0]["data"] is None  # left out: null
+    assert replaced.json()[0]["version"] == 2
+    assert_problem(http.put(url, json={"id": 1, "name": name}, headers=WRITER), 400)
+    assert_problem(http.put(f"{server.url}/mytable/?name=eq.x", json=body, headers=WRITER), 400)

@@ -70,7 +70,7 @@ def test_what_is_not_there_is_404(http, path):
     ("path", "method", "allow"),
     [
         ("/", "POST", "GET, HEAD"),
-        ("/mytable/", "PUT", "GET, HEAD, POST, PATCH, DELETE"),
+        ("/mytable/", "OPTIONS", "GET, HEAD, POST, PUT, PATCH, DELETE"),
         ("/mytable/1", "POST", "GET, HEAD, PUT, PATCH, DELETE"),
     ],
 )

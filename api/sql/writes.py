@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -66,6 +67,79 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
         for row in _dicts(await session.execute(statements.many, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
+
+
+async def upsert_rows(
+    session: AsyncSession,
+    table: sa.Table,
+    rows: list[Row],
+    target: tuple[sa.Column[Any], ...],
+    merge: bool,
+) -> list[Row]:
+    """Insert ``rows``, each in place of the row whose ``target`` columns (a
+    unique key) hold its values: ``merge`` writes its values there (the
+    version column counts it), else it is left as it is. One statement;
+    the rows as stored, found again by ``target``.
+
+    MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
+    of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
+    """
+    now = utcnow()
+    stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    values = [{**row, **stamps} for row in rows]
+    given = list(dict.fromkeys(name for row in rows for name in row))
+    keep = [name for name in given if name not in {c.name for c in target}] or given[:1]
+    version = describe(table).version
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        sqlite_statement = sqlite.insert(table).values(values)
+        excluded = sqlite_statement.excluded
+        if merge:
+            changes: dict[Any, Any] = {name: excluded[name] for name in keep}
+            statement: Any = sqlite_statement.on_conflict_do_update(
+                index_elements=list(target), set_=_counted(table, changes, version, now)
+            )
+        else:
+            statement = sqlite_statement.on_conflict_do_nothing(index_elements=list(target))
+    else:
+        mysql_statement = mysql.insert(table).values(values)
+        inserted = mysql_statement.inserted
+        if merge:
+            changes = _counted(table, {name: inserted[name] for name in keep}, version, now)
+        else:  # a no-op: INSERT IGNORE would also hide errors that are no clash
+            changes = {target[0].name: target[0]}
+        statement = mysql_statement.on_duplicate_key_update(changes)
+    await session.execute(statement)
+    return await _rows_by(session, table, target, rows)
+
+
+def _counted(table: sa.Table, changes: dict[Any, Any], version: Any, now: Any) -> dict[Any, Any]:
+    """An upsert's changes, with the version counted and updated_at set."""
+    if version is not None:
+        changes[version.name] = version + 1
+    if "updated_at" in table.columns:
+        changes["updated_at"] = now
+    return changes
+
+
+async def _rows_by(
+    session: AsyncSession, table: sa.Table, columns: tuple[sa.Column[Any], ...], rows: list[Row]
+) -> list[Row]:
+    """The stored rows whose ``columns`` hold the values of ``rows``, in their order."""
+
+    def key(row: Row) -> tuple[Any, ...]:
+        return tuple(row[column.name] for column in columns)
+
+    wanted = [key(row) for row in rows]
+    keys: sa.BindParameter[Any] = sa.bindparam("keys", expanding=True)
+    if len(columns) == 1:
+        statement = sa.select(table).where(columns[0].in_(keys))
+        bound: list[Any] = [k[0] for k in wanted]
+    else:
+        statement = sa.select(table).where(sa.tuple_(*columns).in_(keys))
+        bound = wanted
+    found = {key(row): row for row in _dicts(await session.execute(statement, {"keys": bound}))}
+    return [found[k] for k in dict.fromkeys(wanted) if k in found]
 
 
 async def update_row(
