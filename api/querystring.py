@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -411,6 +412,62 @@ def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
     return items
 
 
+# PostgREST's casts in a select (``id::text``), as the SQL types both databases cast to.
+CASTS: dict[str, sa.types.TypeEngine[Any]] = {
+    "text": sa.String(),
+    "varchar": sa.String(),
+    "integer": sa.BigInteger(),
+    "int": sa.BigInteger(),
+    "bigint": sa.BigInteger(),
+    "numeric": sa.Numeric(65, 30),
+    "decimal": sa.Numeric(65, 30),
+    "date": sa.Date(),
+    "time": sa.Time(),
+    "timestamp": sa.DateTime(),
+}
+
+
+def _selected(table: sa.Table, text: str) -> Any:
+    """One select item: ``column``, or ``alias:column->key->>key::cast``, as
+    PostgREST reads it; a column as it is, anything else a labelled
+    expression (its name: the alias, else the last key, else the column's)."""
+    body, _, cast = text.partition("::")
+    alias, colon, body = body.partition(":")
+    if not colon:
+        alias, body = "", alias
+    name, *path = body.split("->")
+    column = _column(table, name.strip(), "select")
+    if not (alias or path or cast):
+        return column
+    if cast and cast not in CASTS:
+        message = f"'{cast}' is not a cast this API makes; use one of {', '.join(CASTS)}"
+        raise BadRequest(message, parameter="select")
+    if path and not isinstance(column.type, sa.JSON):
+        raise BadRequest(f"'{column.name}' holds no JSON to follow a path into", "select")
+    keys = tuple(key.lstrip(">").strip() for key in path)
+    if not all(keys) or any(key.startswith(">") for key in path[:-1]):
+        raise BadRequest(f"'{text}' is not COLUMN->KEY->>KEY", parameter="select")
+    as_text = bool(path) and path[-1].startswith(">")
+    label = alias.strip() or (keys[-1] if keys else str(column.name))
+    return _expression(column, keys, as_text, cast or None, label)
+
+
+@lru_cache(maxsize=1024)
+def _expression(
+    column: sa.Column[Any], keys: tuple[str, ...], as_text: bool, cast: str | None, label: str
+) -> Any:
+    """A labelled select expression, made once per spelling: statements are
+    cached by what they select."""
+    expression: Any = column
+    if keys:
+        path = tuple(int(key) if key.isdigit() else key for key in keys)
+        element = column[path[0] if len(path) == 1 else path]
+        expression = element.as_string() if as_text else element
+    if cast is not None:
+        expression = sa.cast(expression, CASTS[cast])
+    return expression.label(label)
+
+
 def _columns_and_embeds(
     table: sa.Table, items: tuple[str | EmbedItem, ...]
 ) -> tuple[tuple[sa.Column[Any], ...], list[EmbedItem]]:
@@ -422,7 +479,7 @@ def _columns_and_embeds(
         elif item == "*":
             columns += table.columns
         else:
-            columns.append(_column(table, item, "select"))
+            columns.append(_selected(table, item))
     keys = [embed.key for embed in embeds]
     clash = {*keys} & {str(c.name) for c in columns} or len(set(keys)) != len(keys)
     if clash:
@@ -553,6 +610,7 @@ def parse_list_query(
             filters.append(parse_logic(table, name, text))
         else:
             filters.append(parse_filter(_column(table, name, name), text, name))
+    _check_names(columns, order, embeds)
     limit, offset = _limit(params, "", max_limit), _count(params, "", "offset")
     if range_ is not None and limit is None and offset is None:
         offset, limit = range_[0], None if range_[1] is None else min(range_[1], max_limit)
@@ -562,6 +620,24 @@ def parse_list_query(
     if cursor is not None:
         query = replace(query, after=decode_cursor(cursor, query, cursor_secret))
     return query
+
+
+def _check_names(
+    columns: tuple[Any, ...], order: list[OrderItem], embeds: tuple[Embed, ...]
+) -> None:
+    """A row holds one value per name: a labelled item (``alias:...``,
+    ``col::text``, ``data->>k``) may not take the name of another item, nor
+    of a column the statement reads besides (order, tie-break, embeds)."""
+    read = {str(item.column.name) for item in order}
+    read |= {str(column.name) for embed in embeds for column in embed.link.near}
+    read |= {str(column.name) for column in columns if isinstance(column, sa.Column)}
+    seen: set[str] = set()
+    for column in columns:
+        name = str(column.name)
+        if name in seen or (not isinstance(column, sa.Column) and name in read):
+            message = f"'{name}' names two things this query reads; give one an alias"
+            raise BadRequest(message, parameter="select")
+        seen.add(name)
 
 
 def _tie_break(table: sa.Table) -> tuple[sa.Column[Any], ...]:

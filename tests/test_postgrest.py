@@ -161,3 +161,13 @@ def test_put_creates_or_replaces_the_row_its_key_names(http, server):
     assert replaced.json()[0]["version"] == 2
     assert_problem(http.put(url, json={"id": 1, "name": name}, headers=WRITER), 400)
     assert_problem(http.put(f"{server.url}/mytable/?name=eq.x", json=body, headers=WRITER), 400)
+
+
+def test_select_takes_aliases_casts_and_json_paths(client, rows):
+    _, made = rows
+    query = client.from_("mytable").select("key:id,text:id::text,n:data->n,label:data->>n")
+    (row,) = query.eq("id", made[3]["id"]).execute().data
+    assert row == {"key": made[3]["id"], "text": str(made[3]["id"]), "n": 3, "label": "3"}
+    with pytest.raises(APIError) as error:  # the tie-break reads id too
+        client.from_("mytable").select("id::text").execute()
+    assert "give one an alias" in error.value.message

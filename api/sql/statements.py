@@ -139,13 +139,19 @@ def passed_through(column: sa.Column[Any]) -> ColumnElement[Any]:
     write it again. The text is valid JSON: MariaDB checks it (JSON is
     LONGTEXT with a json_valid CHECK), and on SQLite the column is written
     through this API, which writes it with orjson."""
-    if isinstance(column.type, sa.JSON):
+    if isinstance(column, sa.Column) and isinstance(column.type, sa.JSON):
         return sa.type_coerce(column, sa.Text).label(column.name)
     return column
 
 
 def json_keys(columns: Any) -> frozenset[str]:
-    return frozenset(str(column.name) for column in columns if isinstance(column.type, sa.JSON))
+    """The names of the JSON columns read as stored text (``passed_through``):
+    a path into one is read as the database extracts it."""
+    return frozenset(
+        str(column.name)
+        for column in columns
+        if isinstance(column, sa.Column) and isinstance(column.type, sa.JSON)
+    )
 
 
 def _filter_clause(
