@@ -32,7 +32,7 @@ from api.errors import BadRequest
 from api.formats import dump_json
 from api.selects import EmbedItem, parse_select_items
 
-RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict", "columns"})
+RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
 PATTERN_OPERATORS = frozenset({"like", "ilike", "match", "imatch"})
 OPERATORS = COMPARISONS | PATTERN_OPERATORS | {"in", "is"}
@@ -45,6 +45,14 @@ IS_VALUES = {
     "false": (False, False),
 }
 LOGIC = ("or", "and")
+# PostgREST's operators this API refuses, and why (a 400 that says it).
+NOT_HERE = {
+    **dict.fromkeys(
+        ("sl", "sr", "nxr", "nxl", "adj"), "needs range types, which MySQL/MariaDB do not have"
+    ),
+    **dict.fromkeys(("cs", "cd", "ov"), "(containment) is not supported yet"),
+    **dict.fromkeys(("fts", "plfts", "phfts", "wfts"), "(full-text search) is not supported yet"),
+}
 MAX_LOGIC_DEPTH = 8  # and(...) and or(...) within one another
 
 
@@ -307,6 +315,8 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
         return Filter(column, "is", value, negated != negates)
     if operator == "in":
         return Filter(column, "in", _parse_in_list(column, operand, parameter), negated)
+    if operator in NOT_HERE:
+        raise BadRequest(f"the operator '{operator}' {NOT_HERE[operator]}", parameter=parameter)
     if operator not in OPERATORS:
         raise BadRequest(
             f"unknown operator '{operator}'; use one of {', '.join(sorted(OPERATORS))}",

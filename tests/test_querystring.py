@@ -402,3 +402,12 @@ def test_isdistinct_treats_null_as_a_value(http, cased):
 )
 def test_bad_logic_is_a_400(http, query):
     assert_problem(http.get(f"/mytable/?{query}"), 400)
+
+
+@pytest.mark.parametrize(
+    "operator, reason",
+    [("sl", "needs range types"), ("cs", "not supported yet"), ("fts", "full-text search")],
+)
+def test_an_operator_this_api_does_not_have_says_why(http, operator, reason):
+    problem = assert_problem(http.get(f"/mytable/?name={operator}.x"), 400)
+    assert reason in problem["detail"] and problem["parameter"] == "name"
