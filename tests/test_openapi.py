@@ -7,10 +7,7 @@ import sys
 import pytest
 from openapi_spec_validator import validate
 
-from api.bridge.asgi import ASGIApp
-from api.seed import seed
-from tests.support import alembic, make_app
-from tests.support.servers import ThreadedServer
+from tests.support.servers import fresh_sqlite_server
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -37,13 +34,9 @@ def test_the_document_is_valid_openapi_3_1(http):
 @pytest.fixture(scope="module")
 def schemathesis_server(tmp_path_factory):
     """Its own database: the generated requests write and delete freely."""
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('schemathesis')}/api.sqlite"
-    alembic(url, "upgrade", "head")
-    app = make_app(url, **{"api.tokens": "writer-secret:read,write"})
-    app.run(seed, app.registry, 20)
-    with ThreadedServer(ASGIApp(app)) as server:
+    folder = tmp_path_factory.mktemp("schemathesis")
+    with fresh_sqlite_server(folder, "writer-secret:read,write", 20) as server:
         yield server
-    app.close()
 
 
 def test_schemathesis_finds_nothing_against_the_live_app(schemathesis_server):

@@ -7,10 +7,7 @@ import subprocess
 
 import pytest
 
-from api.bridge.asgi import ASGIApp
-from api.seed import seed
-from tests.support import alembic, make_app
-from tests.support.servers import ThreadedServer
+from tests.support.servers import fresh_sqlite_server
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
 HOST = "http://127.0.0.1:6543"
@@ -30,13 +27,9 @@ def on_sakila(command):
 @pytest.fixture(scope="module")
 def readme_server(tmp_path_factory):
     """development.ini's token, on a database seeded as `make run` seeds it."""
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('readme')}/api.sqlite"
-    alembic(url, "upgrade", "head")
-    app = make_app(url, **{"api.tokens": "dev-token:read,write"})
-    app.run(seed, app.registry, 120)
-    with ThreadedServer(ASGIApp(app)) as server:
+    folder = tmp_path_factory.mktemp("readme")
+    with fresh_sqlite_server(folder, "dev-token:read,write", 120) as server:
         yield server
-    app.close()
 
 
 def status(command, base_url):

@@ -17,6 +17,24 @@ def free_port():
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def fresh_sqlite_server(folder, tokens, rows):
+    """A server over a database of its own in ``folder``, migrated and
+    seeded with ``rows`` demo rows, for tests that write freely."""
+    from api.seed import seed
+    from tests.support import alembic, make_app
+
+    url = f"sqlite+aiosqlite:///{folder}/api.sqlite"
+    alembic(url, "upgrade", "head")
+    app = make_app(url, **{"api.tokens": tokens})
+    app.run(seed, app.registry, rows)
+    try:
+        with ThreadedServer(ASGIApp(app)) as server:
+            yield server
+    finally:
+        app.close()
+
+
 class ThreadedServer:
     """Uvicorn serving an ASGI app from a thread of the test process."""
 
