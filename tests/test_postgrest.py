@@ -171,3 +171,18 @@ def test_select_takes_aliases_casts_and_json_paths(client, rows):
     with pytest.raises(APIError) as error:  # the tie-break reads id too
         client.from_("mytable").select("id::text").execute()
     assert "give one an alias" in error.value.message
+
+
+def test_rows_of_an_array_may_give_different_columns(client, rows):
+    tag, made = rows
+    body = [
+        {"id": made[2]["id"], "name": f"{tag} two"},
+        {"id": made[3]["id"], "name": f"{tag} three", "data": {"n": 33}},
+    ]
+    upserted = client.from_("mytable").upsert(body).execute().data
+    assert [(row["name"], row["data"]) for row in upserted] == [
+        (f"{tag} two", {"n": 2}),  # left out: left as it was, as with missing=default
+        (f"{tag} three", {"n": 33}),
+    ]
+    inserted = client.from_("mytable").insert([{"name": f"{tag} x"}, {"name": f"{tag} y", "data": {}}])
+    assert [row["data"] for row in inserted.execute().data] == [None, {}]

@@ -78,39 +78,49 @@ async def upsert_rows(
 ) -> list[Row]:
     """Insert ``rows``, each in place of the row whose ``target`` columns (a
     unique key) hold its values: ``merge`` writes its values there (the
-    version column counts it), else it is left as it is. One statement;
-    the rows as stored, found again by ``target``.
+    version column counts it), else it is left as it is. One statement per
+    set of columns the rows give: a column a row leaves out keeps its value,
+    or takes its default (PostgREST's ``missing=default``). The rows as
+    stored, found again by ``target``.
 
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    for given, group in groups.items():
+        await session.execute(_upsert_statement(session, table, group, given, target, merge))
+    return await _rows_by(session, table, target, rows)
+
+
+def _upsert_statement(
+    session: AsyncSession,
+    table: sa.Table,
+    rows: list[Row],
+    given: tuple[str, ...],
+    target: tuple[sa.Column[Any], ...],
+    merge: bool,
+) -> Any:
+    """The upsert of ``rows``, which all give the columns ``given``."""
     now = utcnow()
     stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
     values = [{**row, **stamps} for row in rows]
-    given = list(dict.fromkeys(name for row in rows for name in row))
-    keep = [name for name in given if name not in {c.name for c in target}] or given[:1]
+    keep = [name for name in given if name not in {c.name for c in target}] or list(given[:1])
     version = describe(table).version
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
+    if session.get_bind().dialect.name == "sqlite":
         sqlite_statement = sqlite.insert(table).values(values)
+        if not merge:
+            return sqlite_statement.on_conflict_do_nothing(index_elements=list(target))
         excluded = sqlite_statement.excluded
-        if merge:
-            changes: dict[Any, Any] = {name: excluded[name] for name in keep}
-            statement: Any = sqlite_statement.on_conflict_do_update(
-                index_elements=list(target), set_=_counted(table, changes, version, now)
-            )
-        else:
-            statement = sqlite_statement.on_conflict_do_nothing(index_elements=list(target))
-    else:
-        mysql_statement = mysql.insert(table).values(values)
-        inserted = mysql_statement.inserted
-        if merge:
-            changes = _counted(table, {name: inserted[name] for name in keep}, version, now)
-        else:  # a no-op: INSERT IGNORE would also hide errors that are no clash
-            changes = {target[0].name: target[0]}
-        statement = mysql_statement.on_duplicate_key_update(changes)
-    await session.execute(statement)
-    return await _rows_by(session, table, target, rows)
+        changes = _counted(table, {name: excluded[name] for name in keep}, version, now)
+        return sqlite_statement.on_conflict_do_update(index_elements=list(target), set_=changes)
+    mysql_statement = mysql.insert(table).values(values)
+    if not merge:  # a no-op: INSERT IGNORE would also hide errors that are no clash
+        return mysql_statement.on_duplicate_key_update({target[0].name: target[0]})
+    inserted = mysql_statement.inserted
+    changes = _counted(table, {name: inserted[name] for name in keep}, version, now)
+    return mysql_statement.on_duplicate_key_update(changes)
 
 
 def _counted(table: sa.Table, changes: dict[Any, Any], version: Any, now: Any) -> dict[Any, Any]:
