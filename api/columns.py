@@ -210,6 +210,11 @@ def _set_members(column: sa.Column[Any]) -> tuple[str, ...]:
     return tuple(_type(column).values)
 
 
+def enum_members_of_set(column: sa.Column[Any]) -> tuple[str, ...]:
+    """A SET's members, in the order of their bits."""
+    return _set_members(column)
+
+
 def _set_text(column: sa.Column[Any], text: str) -> str:
     """A SET as MySQL writes it: its members in the column's order, joined by commas."""
     return _set_json(column, [] if text == "" else text.split(","))

@@ -27,7 +27,15 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import Description, Link, describe
-from api.columns import BOOLEAN, ENUM, STRING, mapping, parse_text, to_text
+from api.columns import (
+    BOOLEAN,
+    ENUM,
+    STRING,
+    enum_members_of_set,
+    mapping,
+    parse_text,
+    to_text,
+)
 from api.errors import BadRequest
 from api.formats import dump_json
 from api.selects import EmbedItem, parse_select_items
@@ -35,7 +43,8 @@ from api.selects import EmbedItem, parse_select_items
 RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict"})
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
 PATTERN_OPERATORS = frozenset({"like", "ilike", "match", "imatch"})
-OPERATORS = COMPARISONS | PATTERN_OPERATORS | {"in", "is"}
+OPERATORS = COMPARISONS | PATTERN_OPERATORS | {"in", "is", "cs", "cd", "ov"}
+OPERATORS |= {"fts", "plfts", "phfts", "wfts"}
 # is.VALUE: (the value, and whether it negates): is.not_null is not.is.null
 IS_VALUES = {
     "null": (None, False),
@@ -50,9 +59,9 @@ NOT_HERE = {
     **dict.fromkeys(
         ("sl", "sr", "nxr", "nxl", "adj"), "needs range types, which MySQL/MariaDB do not have"
     ),
-    **dict.fromkeys(("cs", "cd", "ov"), "(containment) is not supported yet"),
-    **dict.fromkeys(("fts", "plfts", "phfts", "wfts"), "(full-text search) is not supported yet"),
 }
+CONTAINMENT = frozenset({"cs", "cd", "ov"})
+FULL_TEXT = frozenset({"fts", "plfts", "phfts", "wfts"})
 MAX_LOGIC_DEPTH = 8  # and(...) and or(...) within one another
 
 
@@ -315,6 +324,12 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
         return Filter(column, "is", value, negated != negates)
     if operator == "in":
         return Filter(column, "in", _parse_in_list(column, operand, parameter), negated)
+    if operator in CONTAINMENT:
+        return Filter(column, operator, _contained(column, operand, parameter), negated)
+    if operator in ("fts", "plfts", "phfts", "wfts"):
+        indexed = _full_text_index(column, parameter)
+        search = f'"{operand}"' if operator == "phfts" else operand
+        return Filter(column, operator, (search, indexed), negated)
     if operator in NOT_HERE:
         raise BadRequest(f"the operator '{operator}' {NOT_HERE[operator]}", parameter=parameter)
     if operator not in OPERATORS:
@@ -340,11 +355,49 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
     return Filter(column, operator, parse_value(column, operand, parameter), negated)
 
 
+def _contained(column: sa.Column[Any], operand: str, parameter: str) -> Any:
+    """The value of cs, cd and ov: for a SET, ``{a,b}`` as the bits of its
+    members; for JSON, an array (``{a,b}`` or JSON text ``["a",1]``), as JSON text."""
+    if mapping(column).kind == "set":
+        members = enum_members_of_set(column)
+        items = _parse_list(operand, "{", "}", parameter) if operand != "{}" else []
+        unknown = [item for item in items if item not in members]
+        if unknown:
+            raise BadRequest(f"'{unknown[0]}' is not a member of '{column.name}'", parameter)
+        return sum(1 << members.index(item) for item in items)
+    if isinstance(column.type, sa.JSON):
+        if operand.startswith("["):
+            try:
+                value = orjson.loads(operand)
+            except orjson.JSONDecodeError:
+                raise BadRequest("cs, cd and ov take a JSON array", parameter) from None
+        else:
+            value = _parse_list(operand, "{", "}", parameter) if operand != "{}" else []
+        if not isinstance(value, list):
+            raise BadRequest("cs, cd and ov take a JSON array", parameter)
+        return orjson.dumps(value).decode()
+    raise BadRequest(f"cs, cd and ov work on SET and JSON columns, not '{column.name}'", parameter)
+
+
+def _full_text_index(column: sa.Column[Any], parameter: str) -> tuple[sa.Column[Any], ...]:
+    """The columns of the FULLTEXT index that holds ``column``: MySQL's MATCH
+    names them all, and searches them all."""
+    for index in column.table.indexes:
+        fulltext = index.dialect_options["mysql"].get("prefix") == "FULLTEXT"
+        if fulltext and any(indexed is column for indexed in index.columns):
+            return tuple(index.columns)
+    message = f"'{column.name}' is in no FULLTEXT index, which full-text search needs"
+    raise BadRequest(message, parameter=parameter)
+
+
 def _quantified(operator: str, parameter: str) -> tuple[str, str | None]:
-    """``eq(any)`` as ("eq", "any"); a plain operator with None."""
+    """``eq(any)`` as ("eq", "any"); a plain operator with None. A text
+    search configuration (``fts(english)``) is PostgreSQL's; MySQL has none."""
     if not operator.endswith(")"):
         return operator, None
     name, _, quantifier = operator[:-1].partition("(")
+    if name in ("fts", "plfts", "phfts", "wfts") and quantifier.isidentifier():
+        return name, None
     if quantifier not in ("any", "all") or name not in OPERATORS - {"in", "is"}:
         raise BadRequest(f"'{operator}' is not OPERATOR(any) or OPERATOR(all)", parameter)
     return name, quantifier

@@ -462,3 +462,31 @@ def test_a_timestamp_is_written_and_read_in_utc(sakila_url):
     finally:
         app.close()
         run_sql(sakila_url, "SET GLOBAL time_zone = 'SYSTEM'")
+
+
+@pytest.mark.parametrize(
+    "query, check",
+    [
+        (
+            "special_features=cs.{Trailers,Commentaries}",
+            lambda f: {"Trailers", "Commentaries"} <= set(f),
+        ),
+        ("special_features=cd.{Trailers}", lambda f: set(f) <= {"Trailers"}),
+        ("special_features=ov.{Trailers}", lambda f: "Trailers" in f),
+    ],
+)
+def test_a_set_filters_by_containment(sakila, query, check):
+    sakila_films = "film_id=lte.1000&select=special_features&limit=1000"  # not the tests' own
+    films = sakila.get(f"/film/?{query}&{sakila_films}").json()
+    assert films and all(check(film["special_features"] or []) for film in films)
+    everything = sakila.get(f"/film/?{sakila_films}").json()
+    assert len(films) == sum(check(film["special_features"] or []) for film in everything)
+
+
+def test_full_text_search_uses_the_fulltext_index(sakila):
+    found = sakila.get("/film_text/", params={"title": "fts.ACADEMY", "select": "title"}).json()
+    assert {"title": "ACADEMY DINOSAUR"} in found
+    phrase = sakila.get("/film_text/", params={"description": "phfts.Mad Scientist"}).json()
+    assert phrase and all("Mad Scientist" in row["description"] for row in phrase)
+    no_index = assert_problem(sakila.get("/film/", params={"title": "fts.ACADEMY"}), 400)
+    assert "FULLTEXT" in no_index["detail"]

@@ -184,5 +184,7 @@ def test_rows_of_an_array_may_give_different_columns(client, rows):
         (f"{tag} two", {"n": 2}),  # left out: left as it was, as with missing=default
         (f"{tag} three", {"n": 33}),
     ]
-    inserted = client.from_("mytable").insert([{"name": f"{tag} x"}, {"name": f"{tag} y", "data": {}}])
+    inserted = client.from_("mytable").insert(
+        [{"name": f"{tag} x"}, {"name": f"{tag} y", "data": {}}]
+    )
     assert [row["data"] for row in inserted.execute().data] == [None, {}]

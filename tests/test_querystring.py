@@ -406,8 +406,30 @@ def test_bad_logic_is_a_400(http, query):
 
 @pytest.mark.parametrize(
     "operator, reason",
-    [("sl", "needs range types"), ("cs", "not supported yet"), ("fts", "full-text search")],
+    [("sl", "needs range types"), ("adj", "needs range types"), ("fts", "no FULLTEXT index")],
 )
 def test_an_operator_this_api_does_not_have_says_why(http, operator, reason):
     problem = assert_problem(http.get(f"/mytable/?name={operator}.x"), 400)
     assert reason in problem["detail"] and problem["parameter"] == "name"
+
+
+def test_json_arrays_filter_by_containment(http):
+    tag = unique_name("contains")
+    body = [
+        {"name": f"{tag} {n}", "data": tags}
+        for n, tags in enumerate((["a", "b"], ["b"], ["c"], {"a": 1}))
+    ]
+    ids = [row["id"] for row in http.post("/mytable/", json=body, headers=WRITER).json()]
+
+    def found(value):
+        params = [("name", f"like.{tag} *"), ("data", value), ("order", "id")]
+        response = http.get("/mytable/", params=params)
+        assert response.status_code == 200, response.text
+        return [ids.index(row["id"]) for row in response.json()]
+
+    assert found("cs.{b}") == [0, 1]
+    assert found('cs.["a","b"]') == [0]
+    assert found("cd.{a,b}") == [0, 1]
+    assert found("ov.{a,c}") == [0, 2]
+    assert_problem(http.get("/mytable/?data=cs.nope"), 400)
+    assert_problem(http.get("/mytable/?name=cs.{a}"), 400)

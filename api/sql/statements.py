@@ -19,8 +19,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 
 from api.collections import Link
-from api.columns import ENUM, enum_members, mapping
-from api.querystring import ListQuery, Logic, OrderItem
+from api.columns import ENUM, SET, enum_members, mapping
+from api.querystring import FULL_TEXT, ListQuery, Logic, OrderItem
 
 STATEMENT_CACHE_SIZE = 256
 # The bind parameters of a list statement's LIMIT and OFFSET, given by whoever runs it.
@@ -130,6 +130,8 @@ def _shaped_value(query_filter: Any) -> Any:
         return query_filter.value
     if query_filter.operator == "in":
         return len(query_filter.value)
+    if query_filter.operator in FULL_TEXT:
+        return query_filter.value[1]  # the FULLTEXT index's columns
     return None
 
 
@@ -187,6 +189,13 @@ def _filter_clause(
                 clause = Regexp(column, binds(source), operator == "match")
             case "isdistinct":
                 clause = column.is_distinct_from(binds(source))
+            case "cs" | "cd" | "ov" if mapping(column) is SET:
+                clause = _set_contains(column, operator, binds(source))
+            case "cs" | "cd" | "ov":
+                clause = JsonContains(column, operator, binds(source))
+            case "fts" | "plfts" | "phfts" | "wfts":
+                search = binds(lambda query: source(query)[0])
+                clause = Match(shaped_value, search, natural=operator == "plfts") > 0
             case "eq":
                 clause = column == binds(source)
             case "neq":
@@ -228,6 +237,73 @@ def _like_sqlite(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     pattern, glob = compiler.process(element.pattern, **kw), compiler.process(element.glob, **kw)
     return f"({column} LIKE {pattern} ESCAPE '\\' AND {column} GLOB {glob})"
+
+
+def _set_contains(column: Any, operator: str, mask: Any) -> ColumnElement[bool]:
+    """A SET holding (cs), held by (cd) or sharing (ov) the members whose
+    bits are ``mask``: MySQL gives a SET's bits as its number (``col + 0``)."""
+    bits = column.op("+")(0)
+    if operator == "cs":
+        return bits.op("&")(mask) == mask
+    if operator == "cd":
+        return bits.op("|")(mask) == mask
+    return bits.op("&")(mask) != 0
+
+
+class JsonContains(ColumnElement[bool]):
+    """A JSON array holding (cs), held by (cd) or sharing (ov) the elements of
+    a JSON array: MySQL's JSON_CONTAINS and JSON_OVERLAPS; on SQLite, sets
+    of json_each."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+
+    def __init__(self, column: Any, operator: str, array: Any) -> None:
+        self.column, self.operator, self.array = column, operator, array
+
+
+@compiles(JsonContains)
+def _json_contains(element: JsonContains, compiler: Any, **kw: Any) -> str:
+    column, array = compiler.process(element.column, **kw), compiler.process(element.array, **kw)
+    if element.operator == "cs":
+        return f"JSON_CONTAINS({column}, {array})"
+    if element.operator == "cd":
+        return f"JSON_CONTAINS({array}, {column})"
+    return f"JSON_OVERLAPS({column}, {array})"
+
+
+@compiles(JsonContains, "sqlite")
+def _json_contains_sqlite(element: JsonContains, compiler: Any, **kw: Any) -> str:
+    column, array = compiler.process(element.column, **kw), compiler.process(element.array, **kw)
+    if element.operator == "ov":
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({column}) AS e "
+            f"WHERE e.value IN (SELECT value FROM json_each({array})))"
+        )
+    inner, outer = (array, column) if element.operator == "cs" else (column, array)
+    return (
+        f"({column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM json_each({inner}) AS e "
+        f"WHERE e.value NOT IN (SELECT value FROM json_each({outer}))))"
+    )
+
+
+class Match(ColumnElement[float]):
+    """MySQL's full-text search: ``MATCH (the index's columns) AGAINST (...)``,
+    in boolean mode (PostgREST's fts, phfts, wfts) or natural language (plfts):
+    its relevance, above 0 for a row that matches."""
+
+    inherit_cache = True
+    type = sa.Float()
+
+    def __init__(self, columns: tuple[Any, ...], search: Any, natural: bool) -> None:
+        self.columns, self.search, self.natural = columns, search, natural
+
+
+@compiles(Match)
+def _match(element: Match, compiler: Any, **kw: Any) -> str:
+    columns = ", ".join(compiler.process(column, **kw) for column in element.columns)
+    mode = "NATURAL LANGUAGE" if element.natural else "BOOLEAN"
+    return f"MATCH ({columns}) AGAINST ({compiler.process(element.search, **kw)} IN {mode} MODE)"
 
 
 class Regexp(ColumnElement[bool]):
