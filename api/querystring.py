@@ -175,10 +175,30 @@ def _single(params: MultiDict, name: str) -> str | None:
 
 
 def _column(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
+    """The column ``name`` names, or the text at a JSON path (``data->>k``)."""
     column = table.columns.get(name)
+    if column is None and "->" in name:
+        base, *path = name.split("->")
+        column = table.columns.get(base)
+        keys = tuple(key.lstrip(">") for key in path)
+        if column is not None and isinstance(column.type, sa.JSON) and all(keys):
+            return _json_text(column, keys, name)
+        column = None
     if column is None:
         raise BadRequest(f"'{name}' is not a column of this table", parameter=parameter)
     return column
+
+
+@lru_cache(maxsize=1024)
+def _json_text(column: sa.Column[Any], keys: tuple[str, ...], name: str) -> Any:
+    """The text at a JSON path of ``column``, as a filter or an order reads it
+    (``->`` and ``->>`` alike: PostgREST compares text); named as written,
+    made once per spelling so that statements stay cached."""
+    path = tuple(int(key) if key.isdigit() else key for key in keys)
+    element = column[path[0] if len(path) == 1 else path]
+    text: Any = sa.type_coerce(element.as_string(), sa.String()).label(name)
+    text.nullable = True  # what the order's NULL placement asks of a column
+    return text
 
 
 def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:

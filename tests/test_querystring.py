@@ -433,3 +433,28 @@ def test_json_arrays_filter_by_containment(http):
     assert found("ov.{a,c}") == [0, 2]
     assert_problem(http.get("/mytable/?data=cs.nope"), 400)
     assert_problem(http.get("/mytable/?name=cs.{a}"), 400)
+
+
+def test_json_paths_filter_and_order(http):
+    tag = unique_name("paths")
+    body = [{"name": f"{tag} {n}", "data": {"n": n, "k": {"v": f"v{n % 2}"}}} for n in (3, 1, 2)]
+    ids = {
+        row["data"]["n"]: row["id"]
+        for row in http.post("/mytable/", json=body, headers=WRITER).json()
+    }
+    only = ("name", f"like.{tag} *")
+    ordered = http.get("/mytable/", params=[only, ("order", "data->>n.desc"), ("select", "id")])
+    assert [row["id"] for row in ordered.json()] == [ids[3], ids[2], ids[1]]
+    paged, url, params = (
+        [],
+        "/mytable/",
+        [only, ("order", "data->>n"), ("limit", "1"), ("select", "id")],
+    )
+    while url:
+        response = http.get(url, params=params)
+        paged += [row["id"] for row in response.json()]
+        url, params = next_link(response), None
+    assert paged == [ids[1], ids[2], ids[3]]
+    odd = http.get("/mytable/", params=[only, ("data->k->>v", "eq.v1"), ("order", "id")])
+    assert [row["id"] for row in odd.json()] == [ids[3], ids[1]]
+    assert_problem(http.get("/mytable/?name->>x=eq.1"), 400)  # name holds no JSON
