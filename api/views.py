@@ -271,7 +271,7 @@ async def create_rows(context: Collection, request: Request) -> Response:
     Under a parent item, the foreign key is the parent's. With ``Prefer:
     resolution=merge-duplicates`` (or ``ignore-duplicates``), an upsert."""
     refuse_read_only(context)
-    body = json_body(request)
+    body = _only_columns(context, request, json_body(request))
     table = context.table
     resolution = _resolution(request)
     if resolution is not None:
@@ -366,6 +366,24 @@ def _max_affected(request: Request) -> int | None:
         if name == "max-affected" and value.isdigit():
             return int(value)
     return None
+
+
+def _only_columns(context: Collection, request: Request, body: Any) -> Any:
+    """PostgREST's ``columns=a,b``: only those members of each row are read;
+    the others are ignored (and a listed one left out takes its default)."""
+    text = _query_params(request).get("columns")
+    if text is None:
+        return body
+    names = [name.strip().strip('"') for name in text.split(",")]  # clients quote them
+    unknown = [name for name in names if name not in context.table.columns]
+    if unknown or not all(names):
+        raise BadRequest(f"'columns' names what is not a column: {unknown}", "columns")
+    rows = body if isinstance(body, list) else [body]
+    kept = [
+        {name: row[name] for name in names if name in row} if isinstance(row, dict) else row
+        for row in rows
+    ]
+    return kept if isinstance(body, list) else kept[0]
 
 
 def _check_batch(request: Request, bodies: list[Any]) -> None:

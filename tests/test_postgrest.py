@@ -188,3 +188,14 @@ def test_rows_of_an_array_may_give_different_columns(client, rows):
         [{"name": f"{tag} x"}, {"name": f"{tag} y", "data": {}}]
     )
     assert [row["data"] for row in inserted.execute().data] == [None, {}]
+
+
+def test_columns_picks_what_an_insert_reads(http, server):
+    name = unique_name("columns")
+    body = [{"name": name, "data": {"x": 1}, "noise": True}, {"name": name}]
+    created = http.post(f"{server.url}/mytable/?columns=name", json=body, headers=WRITER)
+    assert created.status_code == 201, created.text
+    assert [row["data"] for row in created.json()] == [None, None]
+    assert_problem(
+        http.post(f"{server.url}/mytable/?columns=nope", json=body, headers=WRITER), 400
+    )
