@@ -23,7 +23,12 @@ lint: $(BIN)/pserve
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# postgrest-js, for tests/test_postgrest_js.py (skipped without node, but in CI)
+tests/js/node_modules: tests/js/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix tests/js --no-audit --no-fund; \
+	else echo "npm not found: tests/test_postgrest_js.py will be skipped"; fi
+
+test: lint tests/js/node_modules
 	$(BIN)/python -m pytest
 
 # Needs MariaDB and wrk (apt-get install wrk). BENCH_ARGS=--short for a quick run.

@@ -1,0 +1,30 @@
+// postgrest-js against the API: BASE_URL and TAG from the environment; each
+// call's {data, error, count, status} printed as one JSON object.
+import { PostgrestClient } from '@supabase/postgrest-js'
+
+const client = new PostgrestClient(process.env.BASE_URL, {
+  headers: { Authorization: 'Bearer writer-secret' },
+})
+const tag = process.env.TAG
+const mine = () => client.from('mytable').select('id,name').like('name', `${tag} *`)
+const calls = {
+  insert: () =>
+    client.from('mytable').insert([{ name: `${tag} a`, data: { n: 1 } }, { name: `${tag} b` }]).select(),
+  select: () => mine().order('id'),
+  count: () => client.from('mytable').select('id', { count: 'exact' }).like('name', `${tag} *`).limit(1),
+  single: () => client.from('mytable').select('name').eq('name', `${tag} a`).single(),
+  maybe: () => client.from('mytable').select('name').eq('name', `${tag} none`).maybeSingle(),
+  range: () => mine().order('id').range(1, 1),
+  or: () => mine().or(`name.eq.${tag} a,data->>n.eq.1`).order('id'),
+  json: () => client.from('mytable').select('n:data->>n').eq('name', `${tag} a`),
+  update: () => client.from('mytable').update({ data: { n: 2 } }).eq('name', `${tag} b`).select(),
+  upsert: () => client.from('mytable').upsert({ id: 987655, name: `${tag} c` }).select(),
+  error: () => client.from('mytable').select('nope'),
+  delete: () => client.from('mytable').delete().like('name', `${tag} *`).select(),
+}
+const results = {}
+for (const [name, call] of Object.entries(calls)) {
+  const { data, error, count, status } = await call()
+  results[name] = { data, error, count, status }
+}
+console.log(JSON.stringify(results))

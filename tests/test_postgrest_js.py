@@ -1,0 +1,54 @@
+"""postgrest-js (the Supabase client for PostgREST, from npm, pinned in
+tests/js/package-lock.json) against the live API on both databases, run by
+node: what a JavaScript client sees."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+
+from tests.support import IN_CI, unique_name
+
+CLIENT = pathlib.Path(__file__).parent / "js"
+
+
+@pytest.fixture(scope="module")
+def node():
+    if shutil.which("node") is None or not (CLIENT / "node_modules").exists():
+        if IN_CI:
+            pytest.fail("node and tests/js/node_modules are needed: make installs them")
+        pytest.skip("node, or tests/js/node_modules (make installs it), is missing")
+    return shutil.which("node")
+
+
+def test_postgrest_js_reads_and_writes_as_against_postgrest(node, server):
+    tag = unique_name("js")
+    result = subprocess.run(
+        [node, "client.mjs"],
+        cwd=CLIENT,
+        env={**os.environ, "BASE_URL": server.url, "TAG": tag},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    calls = json.loads(result.stdout)
+    for name, call in calls.items():
+        if name != "error":
+            assert call["error"] is None, (name, call)
+    assert [row["name"] for row in calls["insert"]["data"]] == [f"{tag} a", f"{tag} b"]
+    assert [row["name"] for row in calls["select"]["data"]] == [f"{tag} a", f"{tag} b"]
+    assert calls["count"]["count"] == 2 and len(calls["count"]["data"]) == 1
+    assert calls["single"]["data"] == {"name": f"{tag} a"}
+    assert calls["maybe"]["data"] is None
+    assert [row["name"] for row in calls["range"]["data"]] == [f"{tag} b"]
+    assert [row["name"] for row in calls["or"]["data"]] == [f"{tag} a"]
+    assert calls["json"]["data"] == [{"n": "1"}]
+    assert calls["update"]["data"][0]["data"] == {"n": 2}
+    assert calls["upsert"]["data"][0]["id"] == 987655
+    assert calls["error"]["error"]["code"] == "PGRST100"
+    assert calls["error"]["error"]["message"] == "'nope' is not a column of this table"
+    assert len(calls["delete"]["data"]) == 3  # a, b and the upserted c
