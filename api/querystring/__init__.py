@@ -1,0 +1,128 @@
+"""The collection query language (PostgREST's syntax), parsed into a ``ListQuery``.
+
+    select=id,name                 columns to return
+    name=eq.foo  id=in.(1,2,3)     filters, ANDed: eq neq gt gte lt lte like ilike in is, not.
+    order=name.desc.nullslast,id   ordering; the primary key is always the last tie-break
+    limit=50  cursor=...           keyset pages
+
+Everything is checked against the table's metadata here: a column name that
+reaches SQL comes from ``table.columns``, and every value is parsed by its
+column's type and later bound as a parameter. Any mistake is a ``BadRequest``
+that names the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import orjson
+import sqlalchemy as sa
+from webob.multidict import MultiDict
+
+from api.collections import describe
+from api.querystring.cursors import decode_cursor, encode_cursor
+from api.querystring.filters import (
+    COMPARISONS,
+    FULL_TEXT,
+    LOGIC,
+    Filter,
+    Logic,
+    column_named,
+    filters_signature,
+    parse_filter,
+    parse_logic,
+)
+from api.querystring.ordering import OrderItem, parse_order, tie_break
+from api.querystring.params import (
+    capped_limit,
+    parse_query_string,
+    parse_range,
+    single_value,
+    whole_number,
+)
+from api.querystring.select import Embed, check_names, parse_select, resolve_embed
+
+__all__ = [
+    "COMPARISONS",
+    "FULL_TEXT",
+    "Embed",
+    "Filter",
+    "ListQuery",
+    "Logic",
+    "OrderItem",
+    "encode_cursor",
+    "parse_filter",
+    "parse_list_query",
+    "parse_query_string",
+    "parse_range",
+]
+
+RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict"})
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    columns: tuple  # of sa.Column, in the requested order
+    filters: tuple  # of Filter
+    order: tuple  # of OrderItem, the primary key last
+    limit: int
+    after: tuple | None  # the sort-key values of the last row of the previous page
+    embeds: tuple = ()  # of Embed
+    offset: int = 0  # rows skipped (after the cursor, if any)
+
+    def signature(self) -> bytes:
+        """What a cursor is bound to: the same rows in the same order, or it is stale."""
+        inner = [(e.key, filters_signature(e.filters)) for e in self.embeds if e.inner]
+        order = [o.spec for o in self.order]
+        return orjson.dumps([order, filters_signature(self.filters), inner], default=str)
+
+
+def parse_list_query(
+    table: sa.Table,
+    params: MultiDict,
+    *,
+    default_limit: int,
+    max_limit: int,
+    cursor_secret: bytes,
+    fixed: tuple[Filter, ...] = (),
+    range_: tuple[int, int | None] | None = None,
+) -> ListQuery:
+    """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``;
+    ``fixed`` filters come first (a child collection's foreign key). The
+    rows are ``limit`` and ``offset``, else ``range_`` (a Range header's),
+    else the first ``default_limit``; never more than ``max_limit``."""
+    select = single_value(params, "select")
+    columns, embedded = (
+        (tuple(table.columns), []) if select is None else parse_select(table, select)
+    )
+    embeds = tuple(
+        resolve_embed(describe(table), item, params, "", max_limit) for item in embedded
+    )
+    embed_keys = {embed.key for embed in embeds}
+    order_text = single_value(params, "order")
+    order = parse_order(table, order_text) if order_text is not None else []
+    ordered = {item.column for item in order}
+    # The tie-break runs the way the last key does, so that an index on
+    # (that column, primary key) can be read in one direction.
+    descending = order[-1].descending if order else False
+    for column in tie_break(table):
+        if column not in ordered:
+            order.append(OrderItem(column, descending, bool(column.nullable) and descending))
+    filters: list[Filter | Logic] = list(fixed)
+    for name, text in params.items():
+        if name in RESERVED or ("." in name and name.partition(".")[0] in embed_keys):
+            continue  # an embed's parameter: resolve_embed()
+        if name in (*LOGIC, *(f"not.{word}" for word in LOGIC)):
+            filters.append(parse_logic(table, name, text))
+        else:
+            filters.append(parse_filter(column_named(table, name, name), text, name))
+    check_names(columns, order, embeds)
+    limit, offset = capped_limit(params, "", max_limit), whole_number(params, "", "offset")
+    if range_ is not None and limit is None and offset is None:
+        offset, limit = range_[0], None if range_[1] is None else min(range_[1], max_limit)
+    limit = default_limit if limit is None else limit
+    query = ListQuery(columns, tuple(filters), tuple(order), limit, None, embeds, offset or 0)
+    cursor = single_value(params, "cursor")
+    if cursor is not None:
+        query = replace(query, after=decode_cursor(cursor, query, cursor_secret))
+    return query

@@ -1,0 +1,181 @@
+"""``select=``: columns, aliases, JSON paths and casts, and the embedded
+resources of the grammar (``api.selects``) resolved against the tables'
+relations, with their own filters, order and limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import sqlalchemy as sa
+from webob.multidict import MultiDict
+
+from api.collections import Description, Link
+from api.errors import BadRequest
+from api.querystring.filters import column_named, parse_filter
+from api.querystring.ordering import OrderItem, parse_order
+from api.querystring.params import capped_limit, single_value
+from api.selects import EmbedItem, parse_select_items
+
+
+@dataclass(frozen=True)
+class Embed:
+    """Rows of another collection in each row (``select=*,name(...)``), as
+    ``key``; with their own columns, embeds, filters, order and limit."""
+
+    key: str
+    link: Link
+    columns: tuple  # of sa.Column of the target, shown
+    embeds: tuple  # of Embed, in the target's rows
+    filters: tuple  # of Filter, on the target
+    order: tuple  # of OrderItem
+    limit: int | None  # rows per parent row
+    inner: bool  # only parent rows with a match
+
+
+# PostgREST's casts in a select (``id::text``), as the SQL types both databases cast to.
+CASTS: dict[str, sa.types.TypeEngine[Any]] = {
+    "text": sa.String(),
+    "varchar": sa.String(),
+    "integer": sa.BigInteger(),
+    "int": sa.BigInteger(),
+    "bigint": sa.BigInteger(),
+    "numeric": sa.Numeric(65, 30),
+    "decimal": sa.Numeric(65, 30),
+    "date": sa.Date(),
+    "time": sa.Time(),
+    "timestamp": sa.DateTime(),
+}
+
+
+def _selected(table: sa.Table, text: str) -> Any:
+    """One select item: ``column``, or ``alias:column->key->>key::cast``, as
+    PostgREST reads it; a column as it is, anything else a labelled
+    expression (its name: the alias, else the last key, else the column's)."""
+    body, _, cast = text.partition("::")
+    alias, colon, body = body.partition(":")
+    if not colon:
+        alias, body = "", alias
+    name, *path = body.split("->")
+    column = column_named(table, name.strip(), "select")
+    if not (alias or path or cast):
+        return column
+    if cast and cast not in CASTS:
+        message = f"'{cast}' is not a cast this API makes; use one of {', '.join(CASTS)}"
+        raise BadRequest(message, parameter="select")
+    if path and not isinstance(column.type, sa.JSON):
+        raise BadRequest(f"'{column.name}' holds no JSON to follow a path into", "select")
+    keys = tuple(key.lstrip(">").strip() for key in path)
+    if not all(keys) or any(key.startswith(">") for key in path[:-1]):
+        raise BadRequest(f"'{text}' is not COLUMN->KEY->>KEY", parameter="select")
+    as_text = bool(path) and path[-1].startswith(">")
+    label = alias.strip() or (keys[-1] if keys else str(column.name))
+    return _expression(column, keys, as_text, cast or None, label)
+
+
+@lru_cache(maxsize=1024)
+def _expression(
+    column: sa.Column[Any], keys: tuple[str, ...], as_text: bool, cast: str | None, label: str
+) -> Any:
+    """A labelled select expression, made once per spelling: statements are
+    cached by what they select."""
+    expression: Any = column
+    if keys:
+        path = tuple(int(key) if key.isdigit() else key for key in keys)
+        element = column[path[0] if len(path) == 1 else path]
+        expression = element.as_string() if as_text else element
+    if cast is not None:
+        expression = sa.cast(expression, CASTS[cast])
+    return expression.label(label)
+
+
+def _columns_and_embeds(
+    table: sa.Table, items: tuple[str | EmbedItem, ...]
+) -> tuple[tuple[sa.Column[Any], ...], list[EmbedItem]]:
+    columns: list[sa.Column[Any]] = []
+    embeds = []
+    for item in items:
+        if isinstance(item, EmbedItem):
+            embeds.append(item)
+        elif item == "*":
+            columns += table.columns
+        else:
+            columns.append(_selected(table, item))
+    keys = [embed.key for embed in embeds]
+    clash = {*keys} & {str(c.name) for c in columns} or len(set(keys)) != len(keys)
+    if clash:
+        raise BadRequest("two items of a select have one name; give one an alias", "select")
+    return tuple(dict.fromkeys(columns)), embeds
+
+
+def parse_select(table: sa.Table, text: str) -> tuple[tuple[sa.Column[Any], ...], list[EmbedItem]]:
+    """The columns a select asks of ``table``, and what it embeds."""
+    return _columns_and_embeds(table, parse_select_items(text))
+
+
+def resolve_embed(
+    parent: Description, item: EmbedItem, params: MultiDict, prefix: str, max_limit: int
+) -> Embed:
+    """What ``item`` embeds in ``parent``'s rows, with the parameters named
+    after it (``city.city=like.A*``, ``city.order=...``, ``city.limit=3``)."""
+    links = parent.links.get(item.name, [])
+    if item.hint is not None:
+        links = [link for link in links if item.hint in link.hints]
+    if not links:
+        hint = "" if item.hint is None else f" by '{item.hint}'"
+        message = f"'{item.name}' is not related to '{parent.name}'{hint}"
+        raise BadRequest(message, parameter="select")
+    if len(links) > 1:
+        choices = ", ".join(f"{item.name}!{link.hints[0]}" for link in links)
+        raise BadRequest(
+            f"'{item.name}' is related to '{parent.name}' in more than one way: "
+            f"name one, as {choices}",
+            parameter="select",
+        )
+    (link,) = links
+    target = link.target.table
+    if target is parent.table:
+        raise BadRequest(f"'{item.name}' cannot embed its own table", parameter="select")
+    columns, nested = _columns_and_embeds(target, item.items)
+    path = f"{prefix}{item.key}."
+    embeds = tuple(resolve_embed(link.target, n, params, path, max_limit) for n in nested)
+    own = _own_parameters(params, path, {e.key for e in embeds})
+    order_text = single_value(own, "order")
+    order = tuple(parse_order(target, order_text) if order_text is not None else ())
+    limit = capped_limit(own, path, max_limit)
+    filters = tuple(
+        parse_filter(column_named(target, name, path + name), text, path + name)
+        for name, text in own.items()
+        if name not in ("order", "limit")
+    )
+    return Embed(item.key, link, columns, embeds, filters, order, limit, item.inner)
+
+
+def _own_parameters(params: MultiDict, prefix: str, nested: set[str]) -> MultiDict:
+    """The parameters under ``prefix`` (with it taken off) but for those of nested embeds."""
+    own = MultiDict()
+    for name, text in params.items():
+        if name.startswith(prefix):
+            rest = name[len(prefix) :]
+            if rest.partition(".")[0] not in nested or "." not in rest:
+                own.add(rest, text)
+    return own
+
+
+def check_names(
+    columns: tuple[Any, ...], order: list[OrderItem], embeds: tuple[Embed, ...]
+) -> None:
+    """A row holds one value per name: a labelled item (``alias:...``,
+    ``col::text``, ``data->>k``) may not take the name of another item, nor
+    of a column the statement reads besides (order, tie-break, embeds)."""
+    read = {str(item.column.name) for item in order}
+    read |= {str(column.name) for embed in embeds for column in embed.link.near}
+    read |= {str(column.name) for column in columns if isinstance(column, sa.Column)}
+    seen: set[str] = set()
+    for column in columns:
+        name = str(column.name)
+        if name in seen or (not isinstance(column, sa.Column) and name in read):
+            message = f"'{name}' names two things this query reads; give one an alias"
+            raise BadRequest(message, parameter="select")
+        seen.add(name)
