@@ -1,0 +1,91 @@
+"""Item URLs, this API's extension: one row by its key, with its ETag, and
+conditional writes to it (PUT, PATCH as a merge patch, DELETE)."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from pyramid.httpexceptions import (
+    HTTPConflict,
+    HTTPNoContent,
+    HTTPPreconditionFailed,
+    HTTPPreconditionRequired,
+)
+from pyramid.request import Request
+from pyramid.view import view_config
+
+from api.etags import etag
+from api.resources import Item
+from api.sql import writes
+from api.validation import (
+    ANY_ETAG,
+    MERGE_PATCH_TYPES,
+    if_match,
+    json_body,
+    merge_patch_row,
+    validate_row,
+    writable_defaults,
+)
+from api.views.responses import JSONResponse, Row, refuse_read_only, with_etag
+
+
+def show_row(context: Item, request: Request) -> JSONResponse:
+    return with_etag(request, context.table, context.row)
+
+
+def expected_version(context: Item, request: Request) -> Any:
+    """What a write must find to go ahead, once If-Match allows it: the row's
+    version, which the write itself checks; None for a table without one,
+    whose row this request read under its lock (``FOR UPDATE``)."""
+    tags = if_match(request)
+    current = etag(context.table, context.row)
+    if tags is None:
+        if request.registry.api_settings.require_if_match:
+            raise HTTPPreconditionRequired("Send If-Match with the row's ETag to write it.")
+    elif tags != ANY_ETAG and current.strip('"') not in tags:
+        raise HTTPPreconditionFailed(
+            "The row has changed since that ETag; fetch it again.", headers={"ETag": current}
+        )
+    version = context.__parent__.description.version
+    return None if version is None else context.row[version.name]
+
+
+async def _write(context: Item, request: Request, values: Row) -> JSONResponse:
+    refuse_read_only(context)
+    version = expected_version(context, request)
+    row = await writes.update_row(request.dbsession, context.table, context.pk, values, version)
+    if row is None:
+        _lost_race(context, request)
+    return with_etag(request, context.table, row)
+
+
+def _lost_race(context: Item, request: Request) -> NoReturn:
+    """The row changed (or went) between the read and the write: say which."""
+    if "If-Match" in request.headers:
+        raise HTTPPreconditionFailed("The row has changed since that ETag; fetch it again.")
+    raise HTTPConflict("The row changed while this request ran; try again.")
+
+
+@view_config(context=Item, request_method="PUT", permission="write", renderer="json")
+async def replace_row(context: Item, request: Request) -> JSONResponse:
+    values = validate_row(context.table, json_body(request))
+    return await _write(context, request, {**writable_defaults(context.table), **values})
+
+
+@view_config(context=Item, request_method="PATCH", permission="write", renderer="json")
+async def patch_row(context: Item, request: Request) -> JSONResponse:
+    """RFC 7396 JSON merge patch; JSON columns are merged, not replaced."""
+    patch = json_body(request, MERGE_PATCH_TYPES)
+    validate_row(context.table, patch, partial=True)
+    merged = merge_patch_row(context.table, context.row, patch)
+    return await _write(context, request, validate_row(context.table, merged, partial=True))
+
+
+@view_config(context=Item, request_method="DELETE", permission="write")
+async def delete_row(context: Item, request: Request) -> HTTPNoContent:
+    refuse_read_only(context)
+    version = expected_version(context, request)
+    deleted = await writes.delete_row(request.dbsession, context.table, context.pk, version)
+    if not deleted:
+        _lost_race(context, request)
+    return HTTPNoContent()

@@ -1,0 +1,117 @@
+"""Reading a collection: a page as a JSON array with Content-Range, one row
+as an object (PostgREST's singular media type), or every row as NDJSON or CSV."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from pyramid.request import Request
+from pyramid.response import Response
+
+from api import formats
+from api.db import get_reader
+from api.errors import BadRequest, NotOneRow
+from api.querystring import (
+    ListQuery,
+    encode_cursor,
+)
+from api.reads.lists import CountMethod, Page, read_page, stream_rows
+from api.resources import Collection
+from api.views.responses import (
+    json_response,
+    list_query,
+    preferences,
+)
+
+
+async def list_rows(context: Collection, request: Request) -> Response:
+    """A page of rows as a JSON array, with its place in Content-Range (and
+    the whole count, when asked); one row as an object (PostgREST's singular
+    media type); or, for NDJSON and CSV, the whole result streamed."""
+    media_type = formats.negotiate(request)
+    query = list_query(context, request)
+    if media_type in formats.STREAMED:
+        if query.embeds:
+            raise BadRequest("embedded resources come in JSON pages only", parameter="select")
+        return _export(context, request, query, media_type)
+    if media_type == formats.SINGULAR:
+        return await _single_row(context, request, query)
+    count = _requested_count(request)
+    exact_up_to = request.registry.api_settings.page_limit_max
+    page = await read_page(get_reader(request), context.table, query, count, exact_up_to)
+    next_url = _next_url(context, query, page)
+    rows = _without_order_keys(page.rows, query)
+    status, headers = _page_status(query, page, next_url)
+    response = json_response(rows, headers)
+    response.status = status
+    return response
+
+
+async def _single_row(context: Collection, request: Request, query: ListQuery) -> Response:
+    """The one row the query finds, as an object; 406 unless there is exactly one."""
+    page = await read_page(get_reader(request), context.table, replace(query, limit=2))
+    if len(page.rows) != 1:
+        raise NotOneRow(len(page.rows) if not page.more else None)
+    (row,) = _without_order_keys(page.rows, query)
+    response = json_response(row)
+    response.content_type = formats.SINGULAR
+    return response
+
+
+def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
+    """Every row of the query: ``limit`` and ``offset`` do not apply."""
+    settings = request.registry.api_settings
+    batch, timeout = settings.export_batch_rows, settings.db_statement_timeout
+    rows = stream_rows(get_reader(request), replace(query, offset=0), batch, timeout)
+    return formats.streaming_response(media_type, query.columns, rows)
+
+
+def _requested_count(request: Request) -> CountMethod | None:
+    prefer = preferences(request)
+    for method in COUNT_METHODS:
+        if f"count={method}" in prefer:
+            return method
+    return None
+
+
+COUNT_METHODS: tuple[CountMethod, ...] = ("exact", "planned", "estimated")
+
+
+def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
+    if not page.more:
+        return None
+    secret = context.request.registry.api_settings.cursor_secret
+    return context.next_url(encode_cursor(query, page.rows[-1], secret))
+
+
+def _page_status(
+    query: ListQuery, page: Page, next_url: str | None
+) -> tuple[int, list[tuple[str, str]]]:
+    """The status and headers of a page, as PostgREST gives them: where the
+    page lies in ``Content-Range`` (``0-24/*``, or ``0-24/1000`` when
+    counted), 206 when a count shows rows left out, 416 when the page starts
+    past the last row; and this API's ``Link: rel="next"`` to the next page."""
+    first, total = query.offset, None if page.counted is None else page.counted.total
+    last = first + len(page.rows) - 1
+    shown = f"{first}-{last}" if page.rows and total != 0 else "*"
+    headers = [("Content-Range", f"{shown}/{'*' if total is None else total}")]
+    status = 200
+    if page.counted is not None:
+        headers.append(("Preference-Applied", f"count={page.counted.how}"))
+        if total is not None and first > total:
+            status = 416
+        elif total is not None and len(page.rows) < total:
+            status = 206
+    if next_url is not None:
+        headers.append(("Link", f'<{next_url}>; rel="next"'))
+    return status, headers
+
+
+def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[dict[str, Any]]:
+    """The rows with only the selected columns and embeds: order columns were
+    read for the cursor, and key columns for the embeds to join on."""
+    keys = [str(column.name) for column in query.columns] + [e.key for e in query.embeds]
+    if rows and len(rows[0]) != len(keys):
+        return [{key: row[key] for key in keys} for row in rows]
+    return rows

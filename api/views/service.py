@@ -1,0 +1,81 @@
+"""The API's own endpoints: the root listing, OpenAPI, health, and 405s."""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from pyramid.httpexceptions import (
+    HTTPMethodNotAllowed,
+)
+from pyramid.request import Request
+from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.view import view_config
+
+from api.db import get_reader, ping
+from api.errors import DatabaseUnavailable
+from api.openapi import build_document, column_schema
+from api.resources import Collection, Item, Root
+
+
+@view_config(context=Root, request_method="GET", renderer="json")
+def list_collections(context: Root, request: Request) -> dict[str, Any]:
+    return {
+        "collections": [
+            {
+                "name": name,
+                "href": request.resource_url(context[name]),
+                "columns": {str(c.name): column_schema(c) for c in table.columns},
+            }
+            for name, table in request.registry.api_collections.items()
+        ],
+        "openapi": request.resource_url(context, "openapi.json"),
+    }
+
+
+@view_config(context=Root)
+@view_config(context=Root, name="__lbheartbeat__")
+@view_config(context=Root, name="__heartbeat__")
+@view_config(context=Root, name="openapi.json")
+@view_config(context=Collection)
+@view_config(context=Item)
+def method_not_allowed(context: Any, request: Request) -> NoReturn:
+    raise HTTPMethodNotAllowed(headers={"Allow": ", ".join(context.allowed_methods)})
+
+
+def public_endpoint(name: str) -> Any:
+    """``GET /{name}``, open to all: health and the API's own description.
+
+    Names start with "_" or hold a dot, which no collection name may (api.resources).
+    """
+    return view_config(
+        context=Root,
+        name=name,
+        request_method="GET",
+        renderer="json",
+        permission=NO_PERMISSION_REQUIRED,
+    )
+
+
+@public_endpoint("openapi.json")
+def openapi_document(context: Root, request: Request) -> Any:
+    registry = request.registry
+    if getattr(registry, "api_openapi", None) is None:
+        limit = registry.api_settings.page_limit_max
+        registry.api_openapi = build_document(registry.api_collections, limit)
+    return registry.api_openapi
+
+
+@public_endpoint("__lbheartbeat__")
+def liveness(context: Root, request: Request) -> dict[str, str]:
+    """The process answers; the database is not touched."""
+    return {"status": "ok"}
+
+
+@public_endpoint("__heartbeat__")
+async def readiness(context: Root, request: Request) -> dict[str, str]:
+    """The database answers a round trip within ``db.ping_timeout`` seconds."""
+    try:
+        await ping(get_reader(request), request.registry.api_settings.db_ping_timeout)
+    except Exception as exc:
+        raise DatabaseUnavailable(str(exc)) from exc
+    return {"status": "ok", "database": "ok"}

@@ -1,0 +1,254 @@
+"""Writes to a collection, as PostgREST's: POST (one row, an array, or an
+upsert), PUT by the whole key, and PATCH and DELETE by filters, each answering
+per ``Prefer: return``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from pyramid.httpexceptions import (
+    HTTPRequestEntityTooLarge,
+)
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from api import formats
+from api.errors import BadRequest, NotOneRow, TooManyAffected
+from api.etags import etag
+from api.querystring import (
+    Filter,
+)
+from api.resources import Collection
+from api.sql import writes
+from api.validation import (
+    MERGE_PATCH_TYPES,
+    Unprocessable,
+    json_body,
+    validate_row,
+    writable_defaults,
+)
+from api.views.responses import (
+    Row,
+    json_response,
+    list_query,
+    preferences,
+    query_params,
+    refuse_read_only,
+)
+
+RETURNS = ("minimal", "headers-only", "representation")
+
+
+def _return_preference(request: Request) -> str:
+    """``Prefer: return=...`` of a write to a collection; PostgREST's default is minimal."""
+    prefer = preferences(request)
+    return next((r for r in RETURNS if f"return={r}" in prefer), "minimal")
+
+
+def _written(request: Request, rows: list[Row], status: int) -> Response:
+    """A collection write's answer, as ``Prefer: return`` asks: the rows
+    (one as an object, under PostgREST's singular media type), or no body."""
+    returned = _return_preference(request)
+    headers = [("Preference-Applied", f"return={returned}")]
+    if returned != "representation":
+        response = Response(status=204 if status == 200 else status, headerlist=headers)
+        response.content_type = None
+        return response
+    if formats.SINGULAR in request.headers.get("Accept", ""):
+        if len(rows) != 1:
+            raise NotOneRow(len(rows))  # and the transaction is rolled back
+        response = json_response(rows[0], headers)
+        response.content_type = formats.SINGULAR
+    else:
+        response = json_response(rows, headers)
+    response.status = status
+    return response
+
+
+@view_config(context=Collection, request_method="POST", permission="write")
+async def create_rows(context: Collection, request: Request) -> Response:
+    """One object creates one row; an array creates all of its rows or none.
+    Under a parent item, the foreign key is the parent's. With ``Prefer:
+    resolution=merge-duplicates`` (or ``ignore-duplicates``), an upsert."""
+    refuse_read_only(context)
+    body = _only_columns(context, request, json_body(request))
+    table = context.table
+    resolution = _resolution(request)
+    if resolution is not None:
+        bodies = body if isinstance(body, list) else [body]
+        _check_batch(request, bodies)
+        target = _conflict_target(context, request)
+        values = _validate_each(context, bodies, keyed=True)
+        merge = resolution == "merge-duplicates"
+        rows = await writes.upsert_rows(request.dbsession, table, values, target, merge)
+        return _written(request, rows, 201)
+    if isinstance(body, list):
+        _check_batch(request, body)
+        values = _validate_each(context, body)
+        return _written(request, await writes.insert_rows(request.dbsession, table, values), 201)
+    (row,) = await writes.insert_rows(
+        request.dbsession, table, _validate_each(context, [body], prefix=False)
+    )
+    response = _written(request, [row], 201)
+    if context.description.key:
+        response.location = request.application_url + context.item_path(row)
+        response.headers["ETag"] = etag(table, row)
+    return response
+
+
+@view_config(context=Collection, request_method="PUT", permission="write")
+async def put_where(context: Collection, request: Request) -> Response:
+    """PostgREST's PUT: the row the filters name by its whole primary key
+    (``?id=eq.5``), created or replaced by the body, which holds the same key."""
+    refuse_read_only(context)
+    query = list_query(context, request)
+    key = context.description.key
+    named = {
+        f.column: f.value
+        for f in query.filters[len(context.fixed) :]
+        if isinstance(f, Filter) and f.operator == "eq" and not f.negated
+    }
+    if not key or set(named) != set(key) or len(query.filters) != len(context.fixed) + len(key):
+        raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
+    body = json_body(request)
+    (values,) = _validate_each(context, [body], prefix=False, keyed=True)
+    if any(values.get(column.name) != value for column, value in named.items()):
+        raise BadRequest("The body's primary key differs from the URL's", "body")
+    values = {**writable_defaults(context.table), **values}
+    rows = await writes.upsert_rows(request.dbsession, context.table, [values], key, True)
+    return _written(request, rows, 200)
+
+
+@view_config(context=Collection, request_method="PATCH", permission="write")
+async def update_where(context: Collection, request: Request) -> Response:
+    """PostgREST's PATCH of a collection: the body's values on every row its
+    filters match, in one transaction."""
+    refuse_read_only(context)
+    values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
+    rows = await _locked_matches(context, request)
+    return _written(
+        request, await writes.update_rows(request.dbsession, context.table, rows, values), 200
+    )
+
+
+@view_config(context=Collection, request_method="DELETE", permission="write")
+async def delete_where(context: Collection, request: Request) -> Response:
+    """PostgREST's DELETE of a collection: every row its filters match."""
+    refuse_read_only(context)
+    rows = await _locked_matches(context, request)
+    await writes.delete_rows(request.dbsession, context.table, rows)
+    return _written(request, rows, 200)
+
+
+async def _locked_matches(context: Collection, request: Request) -> list[Row]:
+    """The rows a write by filters is about, locked; refused without a filter
+    in the query, and beyond ``Prefer: max-affected=N`` with ``handling=strict``."""
+    query = list_query(context, request)
+    if len(query.filters) == len(context.fixed):
+        raise BadRequest(
+            "A write to a collection needs a filter; name the rows, e.g. id=eq.1",
+            parameter="filter",
+        )
+    rows = await writes.locked_rows_where(request.dbsession, context.table, query)
+    limit = _max_affected(request)
+    if limit is not None and len(rows) > limit:
+        raise TooManyAffected(len(rows), limit)
+    return rows
+
+
+def _max_affected(request: Request) -> int | None:
+    """``Prefer: max-affected=N``, honoured with ``handling=strict`` (PostgREST's rule)."""
+    prefer = preferences(request)
+    if "handling=strict" not in prefer:
+        return None
+    for preference in prefer:
+        name, _, value = preference.partition("=")
+        if name == "max-affected" and value.isdigit():
+            return int(value)
+    return None
+
+
+def _only_columns(context: Collection, request: Request, body: Any) -> Any:
+    """PostgREST's ``columns=a,b``: only those members of each row are read;
+    the others are ignored (and a listed one left out takes its default)."""
+    text = query_params(request).get("columns")
+    if text is None:
+        return body
+    names = [name.strip().strip('"') for name in text.split(",")]  # clients quote them
+    unknown = [name for name in names if name not in context.table.columns]
+    if unknown or not all(names):
+        raise BadRequest(f"'columns' names what is not a column: {unknown}", "columns")
+    rows = body if isinstance(body, list) else [body]
+    kept = [
+        {name: row[name] for name in names if name in row} if isinstance(row, dict) else row
+        for row in rows
+    ]
+    return kept if isinstance(body, list) else kept[0]
+
+
+def _check_batch(request: Request, bodies: list[Any]) -> None:
+    """An array of rows: not empty, and at most ``api.max_batch_rows`` (413)."""
+    limit = request.registry.api_settings.max_batch_rows
+    if not bodies:
+        raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
+    if len(bodies) > limit:
+        raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
+
+
+def _resolution(request: Request) -> str | None:
+    """``Prefer: resolution=merge-duplicates|ignore-duplicates``: an upsert."""
+    prefer = preferences(request)
+    return next((r for r in RESOLUTIONS if f"resolution={r}" in prefer), None)
+
+
+RESOLUTIONS = ("merge-duplicates", "ignore-duplicates")
+
+
+def _conflict_target(context: Collection, request: Request) -> tuple[sa.Column[Any], ...]:
+    """``on_conflict=a,b``: the unique key an upsert matches rows by; the
+    primary key by default."""
+    table = context.table
+    text = query_params(request).get("on_conflict")
+    if text is None:
+        if not context.description.key:
+            raise BadRequest("an upsert needs on_conflict: this table has no key", "on_conflict")
+        return context.description.key
+    names = [name.strip() for name in text.split(",")]
+    columns = tuple(table.columns[n] for n in names if n in table.columns)
+    unique = [set(context.description.key)]
+    unique += [set(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
+    unique += [set(index.columns) for index in table.indexes if index.unique]
+    if len(columns) != len(names) or set(columns) not in unique:
+        raise BadRequest("on_conflict names the columns of a unique key", "on_conflict")
+    return columns
+
+
+def _validate_each(
+    context: Collection, bodies: list[Any], prefix: bool = True, keyed: bool = False
+) -> list[Row]:
+    """Each body's values, with a child collection's foreign key; 422 for any bad field."""
+    values, errors = [], []
+    for index, body in enumerate(bodies):
+        try:
+            row = validate_row(context.table, body, provided=context.fixed, keyed=keyed)
+            values.append(_with_parent(context, row))
+        except Unprocessable as exc:
+            where = f"[{index}]." if prefix else ""
+            errors += [{**e, "field": f"{where}{e['field']}".rstrip(".")} for e in exc.errors]
+    if errors:
+        raise Unprocessable(errors)
+    return values
+
+
+def _with_parent(context: Collection, values: Row) -> Row:
+    """``values`` with the foreign key of the parent item they are created under."""
+    clashes = [
+        {"field": name, "message": "is set by the parent in the URL"}
+        for name, value in context.fixed.items()
+        if name in values and values[name] != value
+    ]
+    if clashes:
+        raise Unprocessable(clashes)
+    return {**values, **context.fixed}
