@@ -117,6 +117,20 @@ class NotOneRow(HTTPException):
         self.details = f"The result contains {found}"
 
 
+class AmbiguousEmbed(HTTPException):
+    """300, as PostgREST answers an embed that more than one relation could
+    mean (PGRST201), with the hints that tell them apart."""
+
+    code = 300
+    title = "Multiple Choices"
+
+    def __init__(self, detail: str, hints: list[str]) -> None:
+        super().__init__(detail)
+        self.postgrest_code = "PGRST201"
+        self.hint = f"Name one of them: {', '.join(hints)}"
+        self.parameter = "select"
+
+
 class TooManyAffected(HTTPException):
     """``Prefer: max-affected=N`` with ``handling=strict``, and more rows matched."""
 
@@ -157,8 +171,8 @@ UNAVAILABLE = (
 
 @exception_view_config(HTTPException)
 def http_exception(exc: HTTPException, request: Request) -> Response:
-    if exc.code < 400:  # redirects and 304 pass through as they are
-        return exc
+    if exc.code < 400 and not isinstance(exc, AmbiguousEmbed):
+        return exc  # redirects and 304 pass through as they are
     headers = {k: v for k, v in exc.headers.items() if k in _KEPT_HEADERS}
     extra = {}
     if getattr(exc, "parameter", None):

@@ -18,6 +18,7 @@ Schema = dict[str, Any]  # a JSON object of the OpenAPI document
 
 PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 ERROR_TITLES = {
+    300: "An embed more than one relation could mean: name one (PGRST201)",
     400: "Bad request: a malformed parameter or body",
     401: "No or a bad bearer token",
     403: "The token lacks the permission",
@@ -219,7 +220,7 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                         "headers": page_headers,
                         "content": {"application/json": {"schema": _ref(f"{name}Page")}},
                     },
-                    **_errors(400, 401, 403, 406, 416, 503),
+                    **_errors(300, 400, 401, 403, 406, 416, 503),
                 },
             },
             "post": {

@@ -29,8 +29,11 @@ def test_a_foreign_key_embeds_the_row_it_points_at(http):
 
 
 def test_an_ambiguous_embed_names_its_hints(http):
+    """As PostgREST: 300 Multiple Choices, PGRST201."""
     response = http.get("/probe_book/", params={"select": "*,probe_author(*)"})
-    detail = assert_problem(response, 400)["detail"]
+    problem = assert_problem(response, 300)
+    assert problem["code"] == "PGRST201"
+    detail = problem["detail"]
     assert "probe_author!author_id" in detail and "probe_author!editor_id" in detail
 
 

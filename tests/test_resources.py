@@ -70,7 +70,7 @@ def test_what_is_not_there_is_404(http, path):
     ("path", "method", "allow"),
     [
         ("/", "POST", "GET, HEAD"),
-        ("/mytable/", "OPTIONS", "GET, HEAD, POST, PUT, PATCH, DELETE"),
+        ("/mytable/", "TRACE", "GET, HEAD, POST, PUT, PATCH, DELETE"),
         ("/mytable/1", "POST", "GET, HEAD, PUT, PATCH, DELETE"),
     ],
 )
@@ -165,3 +165,10 @@ def test_a_composite_key_with_a_comma_in_a_value_is_percent_encoded(http, server
     assert patched.json()["label"] == "x"
     assert_problem(http.get(f"/probe_pair/{code},3"), 404)  # three values for two columns
     assert http.delete(f"/probe_pair/{segment}", headers=WRITER).status_code == 204
+
+
+def test_options_answers_the_allowed_methods(http):
+    response = http.options("/mytable/")
+    assert response.status_code == 200
+    assert response.headers["allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
+    assert http.options("/mytable/1").headers["allow"] == "GET, HEAD, PUT, PATCH, DELETE"

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import Description, Link
-from api.errors import BadRequest
+from api.errors import AmbiguousEmbed, BadRequest
 from api.querystring.filters import column_named, parse_filter
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value
@@ -127,11 +127,11 @@ def resolve_embed(
         message = f"'{item.name}' is not related to '{parent.name}'{hint}"
         raise BadRequest(message, parameter="select")
     if len(links) > 1:
-        choices = ", ".join(f"{item.name}!{link.hints[0]}" for link in links)
-        raise BadRequest(
+        choices = [f"{item.name}!{link.hints[0]}" for link in links]
+        raise AmbiguousEmbed(
             f"'{item.name}' is related to '{parent.name}' in more than one way: "
-            f"name one, as {choices}",
-            parameter="select",
+            f"name one, as {', '.join(choices)}",
+            choices,
         )
     (link,) = links
     target = link.target.table

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from pyramid.httpexceptions import (
     HTTPMethodNotAllowed,
 )
 from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
@@ -38,8 +39,13 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
 @view_config(context=Root, name="openapi.json")
 @view_config(context=Collection)
 @view_config(context=Item)
-def method_not_allowed(context: Any, request: Request) -> NoReturn:
-    raise HTTPMethodNotAllowed(headers={"Allow": ", ".join(context.allowed_methods)})
+def method_not_allowed(context: Any, request: Request) -> Response:
+    """405 with ``Allow``; but ``OPTIONS`` answers 200 with it, as PostgREST
+    does (a CORS preflight is answered before, by ``api.security``)."""
+    allow = ", ".join(context.allowed_methods)
+    if request.method == "OPTIONS":
+        return Response(status=200, headerlist=[("Allow", allow), ("Content-Length", "0")])
+    raise HTTPMethodNotAllowed(headers={"Allow": allow})
 
 
 def public_endpoint(name: str) -> Any:
