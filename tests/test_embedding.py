@@ -187,3 +187,18 @@ def test_a_child_collection_embeds_and_creates_under_its_parent(http):
 
 def test_select_star_is_every_column(http):
     assert rows(http, "/probe_author/", select="*", id="eq.1") == [{"id": 1, "name": "Ann"}]
+
+
+def test_an_embed_filtered_by_is_null_keeps_the_rows_without_a_match(http):
+    """PostgREST's anti-join: rel=is.null; rel=not.is.null is !inner."""
+    params = {"select": "name,probe_book!author_id(title)", "order": "id"}
+    without = rows(http, "/probe_author/", **params, probe_book="is.null")
+    assert [a["name"] for a in without] == ["Di"]
+    having = http.get(
+        "/probe_author/",
+        params={**params, "probe_book": "not.is.null"},
+        headers={"Prefer": "count=exact"},
+    )
+    assert [a["name"] for a in having.json()] == ["Ann", "Bob", "Cy"]
+    assert total_of(having) == 3
+    assert_problem(http.get("/probe_author/", params={**params, "probe_book": "eq.1"}), 400)

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import describe
+from api.errors import BadRequest
 from api.querystring.cursors import decode_cursor, encode_cursor
 from api.querystring.filters import (
     COMPARISONS,
@@ -72,9 +73,25 @@ class ListQuery:
 
     def signature(self) -> bytes:
         """What a cursor is bound to: the same rows in the same order, or it is stale."""
-        inner = [(e.key, filters_signature(e.filters)) for e in self.embeds if e.inner]
+        inner = [
+            (e.key, e.absent, filters_signature(e.filters))
+            for e in self.embeds
+            if e.inner or e.absent
+        ]
         order = [o.spec for o in self.order]
         return orjson.dumps([order, filters_signature(self.filters), inner], default=str)
+
+
+def _matched(embeds: tuple[Embed, ...], key: str, text: str) -> tuple[Embed, ...]:
+    """The embeds, the one named ``key`` kept to parent rows with no match
+    (``is.null``) or with one (``not.is.null``)."""
+    if text not in ("is.null", "not.is.null"):
+        message = f"an embedded resource is filtered by is.null or not.is.null, not '{text}'"
+        raise BadRequest(message, parameter=key)
+    absent = text == "is.null"
+    return tuple(
+        replace(e, inner=not absent, absent=absent) if e.key == key else e for e in embeds
+    )
 
 
 def parse_list_query(
@@ -112,6 +129,9 @@ def parse_list_query(
     for name, text in params.items():
         if name in RESERVED or ("." in name and name.partition(".")[0] in embed_keys):
             continue  # an embed's parameter: resolve_embed()
+        if name in embed_keys:  # rel=is.null: no match; rel=not.is.null: one, as !inner
+            embeds = _matched(embeds, name, text)
+            continue
         if name in (*LOGIC, *(f"not.{word}" for word in LOGIC)):
             filters.append(parse_logic(table, name, text))
         else:

@@ -32,6 +32,7 @@ class Embed:
     order: tuple  # of OrderItem
     limit: int | None  # rows per parent row
     inner: bool  # only parent rows with a match
+    absent: bool = False  # only parent rows without one (PostgREST's rel=is.null)
 
 
 # PostgREST's casts in a select (``id::text``), as the SQL types both databases cast to.

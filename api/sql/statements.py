@@ -82,9 +82,10 @@ class ListStatement:
 FilterShape = tuple[sa.Column[Any] | None, str, bool, Any]  # column None: a Logic
 
 
-# An embed that keeps only the rows with a match (!inner): its place in the
-# query's embeds, how it joins, and its filters' shapes.
-InnerShape = tuple[int, Link, tuple[FilterShape, ...]]
+# An embed that keeps only the rows with a match (!inner), or without one
+# (rel=is.null): its place in the query's embeds, how it joins, its filters'
+# shapes, and whether a match must be absent.
+InnerShape = tuple[int, Link, tuple[FilterShape, ...], bool]
 
 
 class ListShape(NamedTuple):
@@ -115,9 +116,9 @@ def shape_of(query: ListQuery) -> ListShape:
         return ListShape(query.columns, query.order, filter_shapes(query.filters), after)
     joins = tuple(column for embed in query.embeds for column in embed.link.near)
     inner = tuple(
-        (index, embed.link, filter_shapes(embed.filters))
+        (index, embed.link, filter_shapes(embed.filters), embed.absent)
         for index, embed in enumerate(query.embeds)
-        if embed.inner
+        if embed.inner or embed.absent
     )
     offset = query.offset > 0
     filters = filter_shapes(query.filters)
@@ -363,16 +364,18 @@ def _joined(link: Link) -> Any:
 
 
 def _exists(
-    binds: Binds, index: int, link: Link, filters: tuple[FilterShape, ...]
+    binds: Binds, index: int, link: Link, filters: tuple[FilterShape, ...], absent: bool
 ) -> ColumnElement[bool]:
-    """EXISTS a row of the embed ``index`` that matches its filters, for the parent row."""
+    """EXISTS a row of the embed ``index`` that matches its filters, for the
+    parent row; NOT EXISTS when ``absent``."""
 
     def filters_of(query: ListQuery) -> tuple[Any, ...]:
         return query.embeds[index].filters
 
     matching = [far == near for far, near in zip(link.far, link.near, strict=True)]
     subquery = sa.select(sa.literal(1)).select_from(_joined(link))
-    return subquery.where(*matching, *_where(binds, filters, filters_of)).exists()
+    exists = subquery.where(*matching, *_where(binds, filters, filters_of)).exists()
+    return ~exists if absent else exists
 
 
 def sort_key(column: sa.Column[Any]) -> ColumnElement[Any]:
