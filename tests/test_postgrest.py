@@ -199,3 +199,12 @@ def test_columns_picks_what_an_insert_reads(http, server):
     assert_problem(
         http.post(f"{server.url}/mytable/?columns=nope", json=body, headers=WRITER), 400
     )
+
+
+def test_tx_rollback_answers_as_if_written_and_writes_nothing(http, server):
+    name = unique_name("dry-run")
+    headers = {**WRITER, "Prefer": "return=representation, tx=rollback"}
+    response = http.post(f"{server.url}/mytable/", json=[{"name": name}], headers=headers)
+    assert response.status_code == 201 and response.json()[0]["name"] == name
+    assert "tx=rollback" in response.headers["preference-applied"]
+    assert http.get(f"{server.url}/mytable/", params={"name": f"eq.{name}"}).json() == []

@@ -51,7 +51,12 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
     """A collection write's answer, as ``Prefer: return`` asks: the rows
     (one as an object, under PostgREST's singular media type), or no body."""
     returned = _return_preference(request)
-    headers = [("Preference-Applied", f"return={returned}")]
+    applied = [f"return={returned}"]
+    if "tx=rollback" in preferences(request):
+        # PostgREST's dry run: answered as if written, then rolled back.
+        request.tm.doom()
+        applied.append("tx=rollback")
+    headers = [("Preference-Applied", ", ".join(applied))]
     if returned != "representation":
         response = Response(status=204 if status == 200 else status, headerlist=headers)
         response.content_type = None
