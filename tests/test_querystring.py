@@ -8,7 +8,7 @@ import webtest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import WRITER, assert_problem, make_app, next_link, unique_name
+from tests.support import WRITER, assert_problem, make_app, next_link, total_of, unique_name
 
 
 # Placeholders: {id[N]} is the id of the test's own row N, {tag} their name's tag.
@@ -458,3 +458,15 @@ def test_json_paths_filter_and_order(http):
     odd = http.get("/mytable/", params=[only, ("data->k->>v", "eq.v1"), ("order", "id")])
     assert [row["id"] for row in odd.json()] == [ids[3], ids[1]]
     assert_problem(http.get("/mytable/?name->>x=eq.1"), 400)  # name holds no JSON
+
+
+def test_operators_that_differ_only_by_an_option_are_not_confused_by_statement_caches(http, cased):
+    """Counts run through SQLAlchemy's statement cache: match and imatch, cs
+    and cd, differ only in an option of their clause, which its cache key holds."""
+    tag, _ = cased
+    counts = {}
+    for operator in ("match", "imatch", "match"):
+        params = [("name", f"like.{tag} *"), ("name", f"{operator}.A[bc]+$"), ("limit", "0")]
+        response = http.get("/mytable/", params=params, headers={"Prefer": "count=exact"})
+        counts.setdefault(operator, set()).add(total_of(response))
+    assert counts == {"match": {1}, "imatch": {2}}

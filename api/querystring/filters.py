@@ -101,14 +101,18 @@ def column_named(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
     return column
 
 
+def json_element(column: sa.Column[Any], keys: tuple[str, ...]) -> Any:
+    """The JSON at the path ``keys`` of ``column`` (a digit key is an index)."""
+    path = tuple(int(key) if key.isdigit() else key for key in keys)
+    return column[path[0] if len(path) == 1 else path]
+
+
 @lru_cache(maxsize=1024)
 def _json_text(column: sa.Column[Any], keys: tuple[str, ...], name: str) -> Any:
     """The text at a JSON path of ``column``, as a filter or an order reads it
     (``->`` and ``->>`` alike: PostgREST compares text); named as written,
     made once per spelling so that statements stay cached."""
-    path = tuple(int(key) if key.isdigit() else key for key in keys)
-    element = column[path[0] if len(path) == 1 else path]
-    text: Any = sa.type_coerce(element.as_string(), sa.String()).label(name)
+    text: Any = sa.type_coerce(json_element(column, keys).as_string(), sa.String()).label(name)
     text.nullable = True  # what the order's NULL placement asks of a column
     return text
 

@@ -13,7 +13,7 @@ from webob.multidict import MultiDict
 
 from api.collections import Description, Link
 from api.errors import AmbiguousEmbed, BadRequest
-from api.querystring.filters import column_named, parse_filter
+from api.querystring.filters import column_named, json_element, parse_filter
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value
 from api.selects import EmbedItem, parse_select_items
@@ -83,8 +83,7 @@ def _expression(
     cached by what they select."""
     expression: Any = column
     if keys:
-        path = tuple(int(key) if key.isdigit() else key for key in keys)
-        element = column[path[0] if len(path) == 1 else path]
+        element = json_element(column, keys)
         expression = element.as_string() if as_text else element
     if cast is not None:
         expression = sa.cast(expression, CASTS[cast])

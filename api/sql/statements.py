@@ -15,12 +15,12 @@ from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 
 from api.collections import Link
 from api.columns import ENUM, SET, enum_members, mapping
 from api.querystring import FULL_TEXT, ListQuery, Logic, OrderItem
+from api.sql.operators import CaseSensitiveLike, JsonContains, Match, Regexp, set_contains
 
 STATEMENT_CACHE_SIZE = 256
 # The bind parameters of a list statement's LIMIT and OFFSET, given by whoever runs it.
@@ -187,16 +187,16 @@ def _filter_clause(
             case "ilike":
                 clause = sa.func.lower(column).like(sa.func.lower(binds(source)), escape="\\")
             case "match" | "imatch":
-                clause = Regexp(column, binds(source), operator == "match")
+                clause = Regexp(column, binds(source), options=(operator == "match",))
             case "isdistinct":
                 clause = column.is_distinct_from(binds(source))
             case "cs" | "cd" | "ov" if mapping(column) is SET:
-                clause = _set_contains(column, operator, binds(source))
+                clause = set_contains(column, operator, binds(source))
             case "cs" | "cd" | "ov":
-                clause = JsonContains(column, operator, binds(source))
+                clause = JsonContains(column, binds(source), options=(operator,))
             case "fts" | "plfts" | "phfts" | "wfts":
                 search = binds(lambda query: source(query)[0])
-                clause = Match(shaped_value, search, natural=operator == "plfts") > 0
+                clause = Match(*shaped_value, search, options=(operator == "plfts",)) > 0
             case "eq":
                 clause = column == binds(source)
             case "neq":
@@ -210,137 +210,6 @@ def _filter_clause(
             case "lte":
                 clause = column <= binds(source)
     return sa.not_(clause) if negated else clause
-
-
-class CaseSensitiveLike(ColumnElement[bool]):
-    """``column LIKE pattern``, case-sensitive as PostgreSQL's: MySQL compares
-    the pattern as bytes (``LIKE BINARY``); SQLite's LIKE ignores case, so
-    its GLOB, which does not, must match too."""
-
-    inherit_cache = True
-    type = sa.Boolean()
-
-    def __init__(self, column: Any, pattern: Any, glob: Any) -> None:
-        self.column, self.pattern, self.glob = column, pattern, glob
-
-
-@compiles(CaseSensitiveLike)
-def _like(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
-    column, pattern = (
-        compiler.process(element.column, **kw),
-        compiler.process(element.pattern, **kw),
-    )
-    return f"{column} LIKE BINARY {pattern} ESCAPE '\\\\'"
-
-
-@compiles(CaseSensitiveLike, "sqlite")
-def _like_sqlite(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.column, **kw)
-    pattern, glob = compiler.process(element.pattern, **kw), compiler.process(element.glob, **kw)
-    return f"({column} LIKE {pattern} ESCAPE '\\' AND {column} GLOB {glob})"
-
-
-def _set_contains(column: Any, operator: str, mask: Any) -> ColumnElement[bool]:
-    """A SET holding (cs), held by (cd) or sharing (ov) the members whose
-    bits are ``mask``: MySQL gives a SET's bits as its number (``col + 0``)."""
-    bits = column.op("+")(0)
-    if operator == "cs":
-        return bits.op("&")(mask) == mask
-    if operator == "cd":
-        return bits.op("|")(mask) == mask
-    return bits.op("&")(mask) != 0
-
-
-class JsonContains(ColumnElement[bool]):
-    """A JSON array holding (cs), held by (cd) or sharing (ov) the elements of
-    a JSON array: MySQL's JSON_CONTAINS and JSON_OVERLAPS; on SQLite, sets
-    of json_each."""
-
-    inherit_cache = True
-    type = sa.Boolean()
-
-    def __init__(self, column: Any, operator: str, array: Any) -> None:
-        self.column, self.operator, self.array = column, operator, array
-
-
-@compiles(JsonContains)
-def _json_contains(element: JsonContains, compiler: Any, **kw: Any) -> str:
-    column, array = compiler.process(element.column, **kw), compiler.process(element.array, **kw)
-    if element.operator == "cs":
-        return f"JSON_CONTAINS({column}, {array})"
-    if element.operator == "cd":
-        return f"JSON_CONTAINS({array}, {column})"
-    return f"JSON_OVERLAPS({column}, {array})"
-
-
-@compiles(JsonContains, "sqlite")
-def _json_contains_sqlite(element: JsonContains, compiler: Any, **kw: Any) -> str:
-    column, array = compiler.process(element.column, **kw), compiler.process(element.array, **kw)
-    if element.operator == "ov":
-        return (
-            f"EXISTS (SELECT 1 FROM json_each({column}) AS e "
-            f"WHERE e.value IN (SELECT value FROM json_each({array})))"
-        )
-    inner, outer = (array, column) if element.operator == "cs" else (column, array)
-    return (
-        f"({column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM json_each({inner}) AS e "
-        f"WHERE e.value NOT IN (SELECT value FROM json_each({outer}))))"
-    )
-
-
-class Match(ColumnElement[float]):
-    """MySQL's full-text search: ``MATCH (the index's columns) AGAINST (...)``,
-    in boolean mode (PostgREST's fts, phfts, wfts) or natural language (plfts):
-    its relevance, above 0 for a row that matches."""
-
-    inherit_cache = True
-    type = sa.Float()
-
-    def __init__(self, columns: tuple[Any, ...], search: Any, natural: bool) -> None:
-        self.columns, self.search, self.natural = columns, search, natural
-
-
-@compiles(Match)
-def _match(element: Match, compiler: Any, **kw: Any) -> str:
-    columns = ", ".join(compiler.process(column, **kw) for column in element.columns)
-    mode = "NATURAL LANGUAGE" if element.natural else "BOOLEAN"
-    return f"MATCH ({columns}) AGAINST ({compiler.process(element.search, **kw)} IN {mode} MODE)"
-
-
-class Regexp(ColumnElement[bool]):
-    """``column REGEXP pattern``, as PostgREST's match (case-sensitive) and
-    imatch: MariaDB's and MySQL's REGEXP follow the collation (mostly
-    case-insensitive), so the case is set in the pattern; SQLite's is
-    Python's ``re`` (registered by SQLAlchemy), case-sensitive."""
-
-    inherit_cache = True
-    type = sa.Boolean()
-
-    def __init__(self, column: Any, pattern: Any, case_sensitive: bool) -> None:
-        self.column, self.pattern, self.case_sensitive = column, pattern, case_sensitive
-
-
-@compiles(Regexp)
-def _regexp(element: Regexp, compiler: Any, **kw: Any) -> str:
-    column, pattern = (
-        compiler.process(element.column, **kw),
-        compiler.process(element.pattern, **kw),
-    )
-    flag = "(?-i)" if element.case_sensitive else "(?i)"
-    return f"{column} REGEXP CONCAT('{flag}', {pattern})"
-
-
-@compiles(Regexp, "sqlite")
-def _regexp_sqlite(element: Regexp, compiler: Any, **kw: Any) -> str:
-    column, pattern = (
-        compiler.process(element.column, **kw),
-        compiler.process(element.pattern, **kw),
-    )
-    return (
-        f"{column} REGEXP {pattern}"
-        if element.case_sensitive
-        else f"{column} REGEXP ('(?i)' || {pattern})"
-    )
 
 
 def _where(

@@ -1,0 +1,146 @@
+"""PostgREST's operators that each database spells its own way: small
+SQLAlchemy clauses, compiled per dialect.
+
+Each clause keeps its operands and options in its cache key
+(``_traverse_internals``), so that SQLAlchemy caches its statements and never
+mistakes one for another.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
+
+
+class _Clause(ColumnElement[Any]):
+    """A clause of SQL ``operands`` and hashable ``options``."""
+
+    inherit_cache = True
+    type: Any = sa.Boolean()
+    _traverse_internals = (  # type: ignore[assignment]  # SQLAlchemy declares a list
+        ("operands", InternalTraversal.dp_clauseelement_tuple),
+        ("options", InternalTraversal.dp_plain_obj),
+    )
+
+    def __init__(self, *operands: Any, options: tuple[Any, ...] = ()) -> None:
+        self.operands = tuple(
+            sa.sql.coercions.expect(sa.sql.roles.ExpressionElementRole, o) for o in operands
+        )
+        self.options = options
+
+
+def _sql(element: _Clause, compiler: Any, **kw: Any) -> list[str]:
+    return [compiler.process(operand, **kw) for operand in element.operands]
+
+
+class CaseSensitiveLike(_Clause):
+    """``column LIKE pattern``, case-sensitive as PostgreSQL's: MySQL compares
+    the pattern as bytes (``LIKE BINARY``); SQLite's LIKE ignores case, so
+    its GLOB (the same pattern, spelled for GLOB), which does not, must match too.
+    Operands: column, pattern, glob."""
+
+    inherit_cache = True
+
+
+@compiles(CaseSensitiveLike)
+def _like(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    column, pattern, _ = _sql(element, compiler, **kw)
+    return f"{column} LIKE BINARY {pattern} ESCAPE '\\\\'"
+
+
+@compiles(CaseSensitiveLike, "sqlite")
+def _like_sqlite(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
+    column, pattern, glob = _sql(element, compiler, **kw)
+    return f"({column} LIKE {pattern} ESCAPE '\\' AND {column} GLOB {glob})"
+
+
+class JsonContains(_Clause):
+    """A JSON array holding (cs), held by (cd) or sharing (ov) the elements of
+    a JSON array: MySQL's JSON_CONTAINS and JSON_OVERLAPS; on SQLite, sets of
+    json_each. Operands: column, array; options: (operator,)."""
+
+    inherit_cache = True
+
+
+@compiles(JsonContains)
+def _json_contains(element: JsonContains, compiler: Any, **kw: Any) -> str:
+    column, array = _sql(element, compiler, **kw)
+    (operator,) = element.options
+    if operator == "cs":
+        return f"JSON_CONTAINS({column}, {array})"
+    if operator == "cd":
+        return f"JSON_CONTAINS({array}, {column})"
+    return f"JSON_OVERLAPS({column}, {array})"
+
+
+@compiles(JsonContains, "sqlite")
+def _json_contains_sqlite(element: JsonContains, compiler: Any, **kw: Any) -> str:
+    column, array = _sql(element, compiler, **kw)
+    (operator,) = element.options
+    if operator == "ov":
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({column}) AS e "
+            f"WHERE e.value IN (SELECT value FROM json_each({array})))"
+        )
+    inner, outer = (array, column) if operator == "cs" else (column, array)
+    return (
+        f"({column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM json_each({inner}) AS e "
+        f"WHERE e.value NOT IN (SELECT value FROM json_each({outer}))))"
+    )
+
+
+class Match(_Clause):
+    """MySQL's full-text search: ``MATCH (the index's columns) AGAINST (...)``,
+    in boolean mode (PostgREST's fts, phfts, wfts) or natural language
+    (plfts): its relevance, above 0 for a row that matches. Operands: the
+    index's columns, then the search; options: (natural,)."""
+
+    inherit_cache = True
+    type = sa.Float()
+
+
+@compiles(Match)
+def _match(element: Match, compiler: Any, **kw: Any) -> str:
+    *columns, search = _sql(element, compiler, **kw)
+    mode = "NATURAL LANGUAGE" if element.options[0] else "BOOLEAN"
+    return f"MATCH ({', '.join(columns)}) AGAINST ({search} IN {mode} MODE)"
+
+
+class Regexp(_Clause):
+    """``column REGEXP pattern``, as PostgREST's match (case-sensitive) and
+    imatch: MariaDB's and MySQL's REGEXP follow the collation (mostly
+    case-insensitive), so the case is set in the pattern; SQLite's is
+    Python's ``re`` (registered by SQLAlchemy), case-sensitive. Operands:
+    column, pattern; options: (case_sensitive,)."""
+
+    inherit_cache = True
+
+
+@compiles(Regexp)
+def _regexp(element: Regexp, compiler: Any, **kw: Any) -> str:
+    column, pattern = _sql(element, compiler, **kw)
+    flag = "(?-i)" if element.options[0] else "(?i)"
+    return f"{column} REGEXP CONCAT('{flag}', {pattern})"
+
+
+@compiles(Regexp, "sqlite")
+def _regexp_sqlite(element: Regexp, compiler: Any, **kw: Any) -> str:
+    column, pattern = _sql(element, compiler, **kw)
+    if element.options[0]:
+        return f"{column} REGEXP {pattern}"
+    return f"{column} REGEXP ('(?i)' || {pattern})"
+
+
+def set_contains(column: Any, operator: str, mask: Any) -> ColumnElement[bool]:
+    """A SET holding (cs), held by (cd) or sharing (ov) the members whose
+    bits are ``mask``: MySQL gives a SET's bits as its number (``col + 0``)."""
+    bits = column.op("+")(0)
+    if operator == "cs":
+        return bits.op("&")(mask) == mask
+    if operator == "cd":
+        return bits.op("|")(mask) == mask
+    return bits.op("&")(mask) != 0
