@@ -27,6 +27,8 @@ def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
         config.include("api.models")
         # the existing tables and views that api.tables names, reflected
         config.include(add_reflected_tables)
+        # the stored routines that api.routines names, at /rpc/{name}
+        config.include("api.routines")
         # views (GET /openapi.json among them) and the orjson renderer
         config.include("api.views")
     # The WSGI front door; api.serve wraps the same router in the ASGI one.

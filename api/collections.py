@@ -31,6 +31,8 @@ from api.settings import Settings
 # Collection names are plain identifiers; names starting with "_" belong to
 # the API itself (/__heartbeat__), so a table can never shadow them.
 COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+# PostgREST's path for stored routines (api.routines): no collection takes it.
+RESERVED = frozenset({"rpc"})
 # What a path segment may hold as it is (RFC 3986 pchar), as Pyramid quotes one.
 SEGMENT_SAFE = "~!$&'()*+,;=:@"
 # Reflected with "*" but never served: Alembic's own bookkeeping.
@@ -137,6 +139,8 @@ def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) ->
         raise StartupError(
             f"table {table.name!r}: a collection name must match {COLLECTION_NAME.pattern}"
         )
+    if name in RESERVED:
+        raise StartupError(f"table {table.name!r}: /{name}/ is where stored routines are called")
     for column in table.columns:
         try:
             mapping(column)
@@ -247,21 +251,27 @@ def link_relations(registry: Registry) -> None:
 
 def reflect(url: sa.URL, names: tuple[str, ...], declared: Iterable[str]) -> list[sa.Table]:
     """The tables and views ``names`` of the database (``("*",)``: all of
-    them but ``declared``), reflected now.
+    them but ``declared``), reflected now."""
+    tables: list[sa.Table] = run_at_startup(url, _reflect_sync, names, frozenset(declared))
+    return tables
+
+
+def run_at_startup(url: sa.URL, read: Callable[..., Any], *args: Any) -> Any:
+    """``read(connection, *args)`` on a connection to the database, now.
 
     Run in a thread of its own with its own event loop and an engine without
     a pool, disposed of before returning: nothing of it outlives start-up,
     and start-up may itself run inside an event loop.
     """
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _reflect(url, names, frozenset(declared))).result()
+        return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
 
 
-async def _reflect(url: sa.URL, names: tuple[str, ...], declared: frozenset[str]) -> list[Any]:
+async def _run_sync(url: sa.URL, read: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
-            return await connection.run_sync(_reflect_sync, names, declared)
+            return await connection.run_sync(read, *args)
     finally:
         await engine.dispose()
 

@@ -131,6 +131,30 @@ class AmbiguousEmbed(HTTPException):
         self.parameter = "select"
 
 
+class RoutineNotFound(HTTPException):
+    """404 for ``/rpc/{name}`` or arguments that name no served routine (PGRST202)."""
+
+    code = 404
+    title = "Not Found"
+
+    def __init__(self, detail: str, hint: str | None = None) -> None:
+        super().__init__(detail)
+        self.postgrest_code = "PGRST202"
+        self.hint = hint
+
+
+class RoutineFailed(HTTPException):
+    """400 for an error a routine raised itself (SIGNAL), with its SQLSTATE
+    and message, as PostgREST passes on what a function RAISEs."""
+
+    code = 400
+    title = "Bad Request"
+
+    def __init__(self, sqlstate: str, message: str) -> None:
+        super().__init__(message)
+        self.postgrest_code = sqlstate
+
+
 class TooManyAffected(HTTPException):
     """``Prefer: max-affected=N`` with ``handling=strict``, and more rows matched."""
 
@@ -185,7 +209,7 @@ def http_exception(exc: HTTPException, request: Request) -> Response:
         if isinstance(value, str):
             extra[name] = value
     detail = exc.detail if isinstance(exc.detail, str) else None
-    if exc.code == 404:  # Pyramid's own detail is the bare path
+    if exc.code == 404 and not hasattr(exc, "postgrest_code"):  # Pyramid's: the bare path
         detail = f"There is no resource at {request.path}"
     return problem_response(exc.code, detail or exc.explanation, exc.title, headers, **extra)
 

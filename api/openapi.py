@@ -11,6 +11,7 @@ from api.collections import describe
 from api.columns import mapping
 from api.formats import SINGULAR
 from api.querystring import COMPARISONS
+from api.routines import Routine
 from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 
 Schema = dict[str, Any]  # a JSON object of the OpenAPI document
@@ -388,7 +389,62 @@ def _health(summary: str, operation_id: str, codes: tuple[int, ...]) -> Schema:
     }
 
 
-def build_document(collections: dict[str, sa.Table], max_limit: int) -> Schema:
+def _value_schema(column: sa.Column[Any]) -> Schema:
+    """A routine parameter's or value's JSON Schema: its type's, or null."""
+    schema = mapping(column).schema(column)
+    if "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    return schema
+
+
+def _routine_path(routine: Routine) -> Schema:
+    """``/rpc/{name}``: POST with the arguments as an object; GET with them in
+    the query, unless the routine modifies data."""
+    arguments = {
+        "type": "object",
+        "properties": {str(c.name): _value_schema(c) for c in routine.parameters},
+        "required": [str(c.name) for c in routine.parameters],
+        "additionalProperties": False,
+    }
+    if routine.returns is not None:
+        answer: Schema = _value_schema(routine.returns)
+        described = "The function's value"
+    else:
+        answer = {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]}
+        described = "The procedure's first result set, else its OUT parameters"
+    answered = {
+        "200": {"description": described, "content": {"application/json": {"schema": answer}}}
+    }
+    if routine.kind == "PROCEDURE":
+        answered["204"] = {"description": "The procedure gave nothing back"}
+    operations: Schema = {
+        "post": {
+            "summary": f"Call {routine.kind.lower()} {routine.name}",
+            "operationId": f"call_{routine.name}",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": arguments}},
+            },
+            "responses": {**answered, **_errors(400, 401, 403, 404, 409, 415, 422, 503)},
+        }
+    }
+    if not routine.modifies_data:
+        operations["get"] = {
+            "summary": f"Call {routine.kind.lower()} {routine.name}, reading only",
+            "operationId": f"call_{routine.name}_to_read",
+            "parameters": [
+                {"name": str(c.name), "in": "query", "required": True, "schema": _value_schema(c)}
+                for c in routine.parameters
+            ],
+            "responses": {**answered, **_errors(400, 401, 404, 503)},
+        }
+    return operations
+
+
+def build_document(
+    collections: dict[str, sa.Table], routines: dict[str, Routine], max_limit: int
+) -> Schema:
     schemas = {
         "Problem": {
             "type": "object",
@@ -435,6 +491,8 @@ def build_document(collections: dict[str, sa.Table], max_limit: int) -> Schema:
     for name, table in collections.items():
         schemas.update(_table_schemas(name, table))
         paths.update(_paths(name, table, max_limit))
+    for name, routine in routines.items():
+        paths[f"/rpc/{name}"] = _routine_path(routine)
     return {
         "openapi": "3.1.0",
         "info": {"title": "api", "version": "1", "description": "Rows of database tables"},

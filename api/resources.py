@@ -20,6 +20,8 @@ from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 
 from api.collections import Description, describe
+from api.errors import RoutineNotFound
+from api.routines import Routine
 
 # What the next page's URL leaves out of the request's query: the cursor
 # takes over from the offset.
@@ -47,9 +49,11 @@ class Root:
         assert request is not None, "a resource outlived its request"
         return request
 
-    def __getitem__(self, name: str) -> Collection:
+    def __getitem__(self, name: str) -> Collection | Routines:
         table = self.request.registry.api_collections.get(name)
         if table is None:
+            if name == "rpc":
+                return Routines(self)
             raise KeyError(name)
         return Collection(self, name, table)
 
@@ -187,6 +191,45 @@ class Item:
             for column, referred in zip(relation.columns, relation.referred, strict=True)
         }
         return Collection(self, name, relation.child.table, fixed)
+
+
+class Routines:
+    """``/rpc/``: the stored routines that ``api.routines`` serves."""
+
+    __name__ = "rpc"
+    path = "/rpc/"
+    allowed_methods = ()
+
+    def __init__(self, parent: Root) -> None:
+        self.__parent__ = parent
+
+    @property
+    def request(self) -> Request:
+        return self.__parent__.request
+
+    def __getitem__(self, name: str) -> RoutineCall:
+        routine = self.request.registry.api_routines.get(name)
+        if routine is None:
+            raise RoutineNotFound(f"No stored routine {name} is served")
+        return RoutineCall(self, routine)
+
+
+class RoutineCall:
+    """``/rpc/{name}``: a call of one stored routine."""
+
+    def __init__(self, parent: Routines, routine: Routine) -> None:
+        self.__parent__ = parent
+        self.__name__ = routine.name
+        self.routine = routine
+        self.path = f"/rpc/{routine.name}"
+
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        return self.routine.allowed_methods
+
+    @property
+    def request(self) -> Request:
+        return self.__parent__.request
 
 
 def includeme(config: Configurator) -> None:

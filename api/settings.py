@@ -232,6 +232,12 @@ class Settings:
         (),
         doc="Existing tables and views to serve by reflection: `*`, or names (views read-only).",
     )
+    routines: tuple[str, ...] = setting(
+        "api.routines",
+        words,
+        (),
+        doc="Stored functions and procedures to serve at `/rpc/{name}`: `*`, or names.",
+    )
     version_column: str = setting(
         "api.version_column",
         str.strip,

@@ -130,8 +130,9 @@ def sakila_url():
 
 @pytest.fixture(scope="session")
 def sakila_server(sakila_url):
-    """The API serving every table and view of Sakila by reflection (api.tables = *)."""
-    app = make_app(sakila_url, **{"api.tables": "*", "api.tokens": TOKENS})
+    """The API serving every table, view and stored routine of Sakila by
+    reflection (api.tables = *, api.routines = *)."""
+    app = make_app(sakila_url, **{"api.tables": "*", "api.routines": "*", "api.tokens": TOKENS})
     with ThreadedServer(ASGIApp(app)) as running:
         yield running
     app.close()

@@ -15,6 +15,7 @@ from pyramid.response import Response
 from webob.multidict import MultiDict
 
 from api import formats
+from api.errors import NotOneRow
 from api.etags import etag
 from api.querystring import (
     Filter,
@@ -88,6 +89,20 @@ def json_response(
     body = formats.dump_json(value)
     headerlist = [("Content-Type", formats.JSON), ("Content-Length", str(len(body))), *headers]
     return JSONResponse(app_iter=[body], headerlist=headerlist, conditional_response=conditional)
+
+
+def rows_response(
+    request: Request, rows: list[Row], headers: Iterable[tuple[str, str]] = ()
+) -> JSONResponse:
+    """``rows`` as a JSON array; under PostgREST's singular media type, the one
+    row as an object, and 406 (PGRST116) unless there is exactly one."""
+    if formats.SINGULAR in request.headers.get("Accept", ""):
+        if len(rows) != 1:
+            raise NotOneRow(len(rows))
+        response = json_response(rows[0], headers)
+        response.content_type = formats.SINGULAR
+        return response
+    return json_response(rows, headers)
 
 
 def with_etag(request: Request, table: sa.Table, row: Row) -> JSONResponse:

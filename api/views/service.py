@@ -15,7 +15,7 @@ from pyramid.view import view_config
 from api.db import get_reader, ping
 from api.errors import DatabaseUnavailable
 from api.openapi import build_document, column_schema
-from api.resources import Collection, Item, Root
+from api.resources import Collection, Item, Root, RoutineCall
 
 
 @view_config(context=Root, request_method="GET", renderer="json")
@@ -39,6 +39,7 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
 @view_config(context=Root, name="openapi.json")
 @view_config(context=Collection)
 @view_config(context=Item)
+@view_config(context=RoutineCall)
 def method_not_allowed(context: Any, request: Request) -> Response:
     """405 with ``Allow``; but ``OPTIONS`` answers 200 with it, as PostgREST
     does (a CORS preflight is answered before, by ``api.security``)."""
@@ -67,7 +68,9 @@ def openapi_document(context: Root, request: Request) -> Any:
     registry = request.registry
     if getattr(registry, "api_openapi", None) is None:
         limit = registry.api_settings.page_limit_max
-        registry.api_openapi = build_document(registry.api_collections, limit)
+        registry.api_openapi = build_document(
+            registry.api_collections, registry.api_routines, limit
+        )
     return registry.api_openapi
 
 

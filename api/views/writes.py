@@ -14,8 +14,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
-from api import formats
-from api.errors import BadRequest, NotOneRow, TooManyAffected
+from api.errors import BadRequest, TooManyAffected
 from api.etags import etag
 from api.querystring import (
     Filter,
@@ -31,11 +30,11 @@ from api.validation import (
 )
 from api.views.responses import (
     Row,
-    json_response,
     list_query,
     preferences,
     query_params,
     refuse_read_only,
+    rows_response,
 )
 
 RETURNS = ("minimal", "headers-only", "representation")
@@ -61,13 +60,7 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
         response = Response(status=204 if status == 200 else status, headerlist=headers)
         response.content_type = None
         return response
-    if formats.SINGULAR in request.headers.get("Accept", ""):
-        if len(rows) != 1:
-            raise NotOneRow(len(rows))  # and the transaction is rolled back
-        response = json_response(rows[0], headers)
-        response.content_type = formats.SINGULAR
-    else:
-        response = json_response(rows, headers)
+    response = rows_response(request, rows, headers)  # a 406 rolls the transaction back
     response.status = status
     return response
 

@@ -1,0 +1,114 @@
+"""Calls of stored routines (``/rpc/{name}``): the statements, made once per
+routine, and the call in the request's session.
+
+A FUNCTION is ``SELECT f(:p0, ...)``. A PROCEDURE is ``CALL p(:p0, @rpc_1)``:
+its OUT and INOUT parameters go through session variables (an INOUT one is
+set first), read back by one ``SELECT`` after the call, and its first result
+set, if it makes one, is its rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.asyncio import AsyncSession
+from zope.sqlalchemy import mark_changed
+
+from api.errors import RoutineFailed
+from api.routines import Routine
+
+Row = dict[str, Any]
+
+# MySQL's ER_SIGNAL_EXCEPTION: the routine raised an error of its own (SIGNAL).
+SIGNALLED = 1644
+
+
+@dataclasses.dataclass(frozen=True)
+class Called:
+    """What a call gave: a function's value, or a procedure's rows and outputs."""
+
+    value: Any = None
+    rows: list[Row] | None = None  # None: the procedure made no result set
+    outputs: Row | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CallStatements:
+    setup: tuple[sa.TextClause, ...]  # SET @rpc_i = :pi, for INOUT parameters
+    call: sa.Executable
+    outputs: sa.Executable | None
+
+
+# How the names of routines and outputs are quoted in the statements' text.
+PREPARER = mysql.dialect().identifier_preparer
+
+
+@functools.cache
+def call_statements(routine: Routine) -> CallStatements:
+    name = PREPARER.quote_identifier(routine.name)
+    binds = [sa.bindparam(f"p{i}", type_=c.type) for i, c in enumerate(routine.parameters)]
+    if routine.kind == "FUNCTION":
+        assert routine.returns is not None
+        placeholders = ", ".join(f":{b.key}" for b in binds)
+        value = (
+            sa.text(f"SELECT {name}({placeholders}) AS value")
+            .bindparams(*binds)
+            .columns(sa.column("value", routine.returns.type))
+        )
+        return CallStatements((), value, None)
+    setup, arguments, outputs, in_binds = [], [], [], []
+    given = iter(binds)
+    for position, (mode, column) in enumerate(routine.declared):
+        if mode == "IN":
+            bind = next(given)
+            arguments.append(f":{bind.key}")
+            in_binds.append(bind)
+            continue
+        variable = f"@rpc_{position}"
+        arguments.append(variable)
+        outputs.append((variable, column))
+        if mode == "INOUT":
+            bind = next(given)
+            setup.append(sa.text(f"SET {variable} = :{bind.key}").bindparams(bind))
+    call = sa.text(f"CALL {name}({', '.join(arguments)})").bindparams(*in_binds)
+    read_back = None
+    if outputs:
+        labels = ", ".join(f"{v} AS {PREPARER.quote_identifier(str(c.name))}" for v, c in outputs)
+        read_back = sa.text(f"SELECT {labels}").columns(
+            *(sa.column(str(c.name), c.type) for _, c in outputs)
+        )
+    return CallStatements(tuple(setup), call, read_back)
+
+
+async def call_routine(session: AsyncSession, routine: Routine, arguments: list[Any]) -> Called:
+    """Call ``routine`` with ``arguments`` (its parameters' values, in order)."""
+    statements = call_statements(routine)
+    parameters = {f"p{i}": value for i, value in enumerate(arguments)}
+    tm = session.sync_session.info.get("tm")
+    if tm is not None:  # a CALL may write, and zope.sqlalchemy cannot see it
+        mark_changed(session.sync_session, tm)
+    try:
+        for statement in statements.setup:
+            await session.execute(statement, parameters)
+        result = await session.execute(statements.call, parameters)
+        if routine.kind == "FUNCTION":
+            return Called(value=result.scalar_one())
+        rows = None
+        if result.returns_rows:  # type: ignore[attr-defined]  # a CursorResult
+            keys = list(map(str, result.keys()))
+            rows = [dict(zip(keys, row, strict=True)) for row in result.all()]
+        outputs = None
+        if statements.outputs is not None:
+            read_back = (await session.execute(statements.outputs)).one()
+            outputs = {str(c.name): v for c, v in zip(routine.outputs, read_back, strict=True)}
+        return Called(rows=rows, outputs=outputs)
+    except sa_exc.DBAPIError as exc:
+        errno, *message = getattr(exc.orig, "args", (None,))
+        if errno == SIGNALLED:
+            raise RoutineFailed("P0001", str(message[0]) if message else str(exc.orig)) from exc
+        raise

@@ -1,0 +1,114 @@
+"""Calls of stored routines, as PostgREST's ``/rpc/{name}``: ``POST`` with the
+arguments as a JSON object, or ``GET`` with them in the query string for a
+routine that does not declare MODIFIES SQL DATA."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPMethodNotAllowed
+from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
+
+from api.columns import mapping
+from api.errors import BadRequest, RoutineNotFound
+from api.resources import RoutineCall
+from api.routines import Routine
+from api.sql.routines import Called, call_routine
+from api.validation import Unprocessable, json_body
+from api.views.responses import json_response, preferences, query_params, rows_response
+
+# Parameters that shape a result in SQL, which a CALL's rows cannot be put through.
+RESULT_PARAMETERS = frozenset({"select", "order", "limit", "offset", "columns"})
+
+
+@view_config(context=RoutineCall, request_method=("GET", "HEAD"))
+async def call_to_read(context: RoutineCall, request: Request) -> Response:
+    routine = context.routine
+    if routine.modifies_data:
+        raise HTTPMethodNotAllowed(
+            "This routine declares MODIFIES SQL DATA: call it with POST.",
+            headers={"Allow": ", ".join(routine.allowed_methods)},
+        )
+    called = await call_routine(request.dbsession, routine, _query_arguments(routine, request))
+    return _answer(request, routine, called)
+
+
+@view_config(context=RoutineCall, request_method="POST", permission="write")
+async def call_to_write(context: RoutineCall, request: Request) -> Response:
+    routine = context.routine
+    _refuse_result_parameters(routine, request)
+    arguments = _body_arguments(routine, json_body(request))
+    called = await call_routine(request.dbsession, routine, arguments)
+    if "tx=rollback" in preferences(request):
+        request.tm.doom()  # PostgREST's dry run: answered, then rolled back
+    return _answer(request, routine, called)
+
+
+def _check_names(routine: Routine, given: list[str]) -> None:
+    """The arguments name the routine's parameters, each once (else PGRST202)."""
+    expected = [str(column.name) for column in routine.parameters]
+    if sorted(given) != sorted(expected):
+        raise RoutineNotFound(
+            f"No routine {routine.name}({', '.join(given)}) is served",
+            hint=f"Its parameters: {routine.signature}",
+        )
+
+
+def _refuse_result_parameters(routine: Routine, request: Request) -> None:
+    shaped = RESULT_PARAMETERS.intersection(query_params(request))
+    if shaped:
+        raise BadRequest(
+            f"A routine's result cannot be selected, ordered or paged ({', '.join(shaped)}): "
+            "MySQL cannot query the rows of a CALL",
+            parameter=sorted(shaped)[0],
+        )
+
+
+def _query_arguments(routine: Routine, request: Request) -> list[Any]:
+    """The arguments of a GET, from the query string, each parsed by its parameter's type."""
+    _refuse_result_parameters(routine, request)
+    params = query_params(request)
+    given = list(params.keys())
+    _check_names(routine, given)
+    arguments = []
+    for column in routine.parameters:
+        try:
+            arguments.append(mapping(column).from_text(column, params[str(column.name)]))
+        except (ValueError, OverflowError) as exc:
+            raise BadRequest(f"{column.name} must be {exc}", parameter=str(column.name)) from None
+    return arguments
+
+
+def _body_arguments(routine: Routine, body: Any) -> list[Any]:
+    """The arguments of a POST, from a JSON object, each checked by its parameter's type."""
+    if not isinstance(body, dict):
+        raise Unprocessable([{"field": "", "message": "the body must be a JSON object"}])
+    _check_names(routine, list(body))
+    arguments, errors = [], []
+    for column in routine.parameters:
+        value = body[str(column.name)]
+        try:
+            arguments.append(None if value is None else mapping(column).from_json(column, value))
+        except (ValueError, OverflowError) as exc:
+            errors.append({"field": str(column.name), "message": f"must be {exc}"})
+    if errors:
+        raise Unprocessable(errors)
+    return arguments
+
+
+def _answer(request: Request, routine: Routine, called: Called) -> Response:
+    """A function's value; a procedure's rows (one as an object, under the
+    singular media type), else its OUT parameters as an object, else 204."""
+    if routine.kind == "FUNCTION":
+        return json_response(called.value)
+    if called.rows is not None:
+        rows = called.rows
+        shown = f"0-{len(rows) - 1}" if rows else "*"
+        return rows_response(request, rows, [("Content-Range", f"{shown}/{len(rows)}")])
+    if called.outputs is not None:
+        return json_response(called.outputs)
+    response = Response(status=204)
+    response.content_type = None
+    return response

@@ -1,0 +1,189 @@
+"""Stored routines at /rpc/{name}, called as PostgREST's functions are: by
+postgrest-py's rpc(), and over HTTP. On MariaDB: Sakila's own functions and
+procedures, and routines of this module's that write, raise and give OUT
+parameters. SQLite has none."""
+
+import re
+
+import httpx
+import pytest
+from openapi_spec_validator import validate
+from postgrest import APIError, SyncPostgrestClient
+
+from api.bridge.asgi import ASGIApp
+from api.collections import StartupError
+from tests.support import TOKENS, WRITER, assert_problem, make_app, mariadb_database, run_sql
+from tests.support.servers import ThreadedServer
+
+ROUTINES = [
+    "CREATE TABLE tag (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(40) NOT NULL UNIQUE)",
+    # Writes a row, counts into an INOUT parameter; MODIFIES SQL DATA: no GET.
+    """CREATE PROCEDURE add_tag(IN p_name VARCHAR(40), INOUT p_total INT) MODIFIES SQL DATA
+    BEGIN
+      INSERT INTO tag (name) VALUES (p_name);
+      SELECT COUNT(*) + p_total INTO p_total FROM tag;
+    END""",
+    # Writes, then raises: the write must not stay.
+    """CREATE PROCEDURE add_then_refuse(IN p_name VARCHAR(40)) MODIFIES SQL DATA
+    BEGIN
+      INSERT INTO tag (name) VALUES (p_name);
+      SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused after writing';
+    END""",
+    """CREATE FUNCTION doubled(p_amount DECIMAL(10,2)) RETURNS DECIMAL(12,2) DETERMINISTIC
+    BEGIN
+      IF p_amount < 0 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'negative amount'; END IF;
+      RETURN p_amount * 2;
+    END""",
+    "CREATE PROCEDURE nothing_back() BEGIN DO 1; END",
+]
+
+
+@pytest.fixture(scope="module")
+def rpc_url():
+    url, drop = mariadb_database()
+    run_sql(url, *ROUTINES)
+    yield url
+    drop()
+
+
+def serve(url, **settings):
+    app = make_app(url, **{"api.tokens": TOKENS, **settings})
+    return app, ThreadedServer(ASGIApp(app))
+
+
+@pytest.fixture(scope="module")
+def own(rpc_url):
+    app, server = serve(rpc_url, **{"api.tables": "*", "api.routines": "*"})
+    with server as running:
+        yield running
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def sakila_rpc(sakila_url):
+    app, server = serve(sakila_url, **{"api.routines": "*"})
+    with server as running:
+        yield running
+    app.close()
+
+
+def client_of(server):
+    return SyncPostgrestClient(server.url, headers={"Authorization": "Bearer writer-secret"})
+
+
+def test_sakila_functions_and_procedures_through_postgrest_py(sakila_rpc):
+    with client_of(sakila_rpc) as client:
+        # A FUNCTION answers its value: DECIMAL with its exact digits.
+        balance = client.rpc(
+            "get_customer_balance",
+            {"p_customer_id": 1, "p_effective_date": "2005-07-30T00:00:00Z"},
+        ).execute()
+        assert isinstance(balance.data, float | int)
+        assert (
+            client.rpc("inventory_in_stock", {"p_inventory_id": 1}, get=True).execute().data == 1
+        )
+        # A PROCEDURE's first result set is its rows.
+        stock = client.rpc("film_in_stock", {"p_film_id": 1, "p_store_id": 1}).execute()
+        assert stock.data == [{"inventory_id": n} for n in (1, 2, 3, 4)]
+        got = client.rpc("film_in_stock", {"p_film_id": 1, "p_store_id": 1}, get=True).execute()
+        assert got.data == stock.data
+        with pytest.raises(APIError) as error:  # four rows are not one
+            client.rpc("film_in_stock", {"p_film_id": 1, "p_store_id": 1}).single().execute()
+        assert error.value.code == "PGRST116"
+        with pytest.raises(APIError) as error:
+            client.rpc("film_in_stock", {"p_film_id": 1}).execute()
+        assert error.value.code == "PGRST202"
+        assert "film_in_stock(p_film_id, p_store_id)" in error.value.hint
+
+
+def test_balance_is_exact_json(sakila_rpc):
+    body = {"p_customer_id": 1, "p_effective_date": "2005-07-30T00:00:00Z"}
+    response = httpx.post(f"{sakila_rpc.url}/rpc/get_customer_balance", json=body, headers=WRITER)
+    assert response.status_code == 200
+    assert re.fullmatch(rb"[0-9]+\.[0-9]{2}", response.content)  # DECIMAL(5,2), as stored
+
+
+def test_a_call_that_writes_commits_and_answers_out_parameters(own):
+    with client_of(own) as client:
+        first = client.rpc("add_tag", {"p_name": "red", "p_total": 100}).execute()
+        assert first.data == {"p_total": 101}
+        second = client.rpc("add_tag", {"p_name": "blue", "p_total": 0}).execute()
+        assert second.data == {"p_total": 2}
+        tags = client.from_("tag").select("name").order("id").execute().data
+        assert [t["name"] for t in tags] == ["red", "blue"]
+        # A duplicate is the table's unique key refusing it: 409, as a write by rows.
+        with pytest.raises(APIError) as error:
+            client.rpc("add_tag", {"p_name": "red", "p_total": 0}).execute()
+        assert error.value.code == "23505"
+
+
+def test_what_a_routine_signals_is_a_400_and_nothing_stays(own):
+    with client_of(own) as client:
+        with pytest.raises(APIError) as error:
+            client.rpc("add_then_refuse", {"p_name": "green"}).execute()
+        assert error.value.code == "P0001" and error.value.message == "refused after writing"
+        assert client.from_("tag").select("name").eq("name", "green").execute().data == []
+        with pytest.raises(APIError) as error:
+            client.rpc("doubled", {"p_amount": -1}).execute()
+        assert error.value.message == "negative amount"
+        assert client.rpc("doubled", {"p_amount": "2.25"}).execute().data == 4.5
+
+
+def test_calls_over_http(own):
+    url = own.url
+    # A routine that modifies data is refused GET.
+    response = httpx.get(f"{url}/rpc/add_tag?p_name=x&p_total=1")
+    assert_problem(response, 405)
+    assert response.headers["allow"] == "POST"
+    # A call writes only with a write token.
+    response = httpx.post(f"{url}/rpc/add_tag", json={"p_name": "x", "p_total": 1})
+    assert_problem(response, 401)
+    # No result set and no OUT parameter: 204.
+    response = httpx.post(f"{url}/rpc/nothing_back", json={}, headers=WRITER)
+    assert response.status_code == 204 and response.content == b""
+    # Arguments are checked by their parameters' types.
+    response = httpx.get(f"{url}/rpc/doubled?p_amount=abc")
+    assert assert_problem(response, 400)["parameter"] == "p_amount"
+    response = httpx.post(f"{url}/rpc/doubled", json={"p_amount": [1]}, headers=WRITER)
+    assert assert_problem(response, 422)["errors"][0]["field"] == "p_amount"
+    response = httpx.post(f"{url}/rpc/doubled", json=[1], headers=WRITER)
+    assert_problem(response, 422)
+    # What a CALL's rows cannot be put through is named.
+    response = httpx.get(f"{url}/rpc/doubled?p_amount=1&order=value")
+    assert "MySQL cannot" in assert_problem(response, 400)["detail"]
+    assert assert_problem(httpx.get(f"{url}/rpc/nope"), 404)["code"] == "PGRST202"
+    # Prefer: tx=rollback answers the call and keeps nothing.
+    headers = {**WRITER, "Prefer": "tx=rollback"}
+    response = httpx.post(
+        f"{url}/rpc/add_tag", json={"p_name": "dry", "p_total": 0}, headers=headers
+    )
+    assert response.status_code == 200
+    assert httpx.get(f"{url}/tag/?name=eq.dry").json() == []
+
+
+def test_routines_on_sqlite_and_at_start_up(tmp_path, rpc_url):
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path}/none.sqlite"
+    # SQLite has no stored routines: "*" serves none, and a name stops start-up.
+    app = make_app(sqlite_url, **{"api.routines": "*"})
+    assert app.registry.api_routines == {}
+    app.close()
+    with pytest.raises(StartupError, match="no stored routines"):
+        make_app(sqlite_url, **{"api.routines": "doubled"})
+    with pytest.raises(StartupError, match="no routine named nope"):
+        make_app(rpc_url, **{"api.routines": "doubled nope"})
+    app = make_app(rpc_url, **{"api.routines": "doubled"})
+    assert list(app.registry.api_routines) == ["doubled"]
+    app.close()
+
+
+def test_openapi_describes_each_routine(own):
+    document = httpx.get(f"{own.url}/openapi.json").json()
+    validate(document)
+    paths = document["paths"]
+    assert set(paths["/rpc/add_tag"]) == {"post"}  # MODIFIES SQL DATA: no GET
+    assert set(paths["/rpc/doubled"]) == {"get", "post"}
+    body = paths["/rpc/add_tag"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["p_name", "p_total"]
+    assert body["properties"]["p_name"] == {"type": ["string", "null"], "maxLength": 40}
+    value = paths["/rpc/doubled"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert value["schema"]["multipleOf"] == 0.01
