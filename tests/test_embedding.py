@@ -3,6 +3,7 @@ collections, on both databases: authors write and edit books (two foreign
 keys to one parent), and books carry tags through a junction table."""
 
 import contextlib
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -202,3 +203,41 @@ def test_an_embed_filtered_by_is_null_keeps_the_rows_without_a_match(http):
     assert [a["name"] for a in having.json()] == ["Ann", "Bob", "Cy"]
     assert total_of(having) == 3
     assert_problem(http.get("/probe_author/", params={**params, "probe_book": "eq.1"}), 400)
+
+
+def test_rows_order_by_a_column_of_the_row_a_foreign_key_points_at(http):
+    """PostgREST's order=rel(column), for a to-one relation, through pages."""
+    order = "probe_author!author_id(name).desc,title"
+    select = "title,author:probe_author!author_id(name)"
+    books = rows(http, "/probe_book/", select=select, order=order)
+    assert [(b["author"]["name"], b["title"]) for b in books] == [
+        ("Cy", "Epsilon"),
+        ("Cy", "Zeta"),
+        ("Bob", "Delta"),
+        ("Ann", "Alpha"),
+        ("Ann", "Beta"),
+        ("Ann", "Gamma"),
+    ]
+    paged, response = (
+        [],
+        http.get("/probe_book/", params={"select": select, "order": order, "limit": 2}),
+    )
+    while True:
+        assert response.status_code == 200, response.text
+        paged += response.json()
+        if not next_link(response):
+            break
+        response = http.get(next_link(response))
+    assert paged == books
+    export = http.get(
+        "/probe_book/",
+        params={"select": "title", "order": order},
+        headers={"Accept": "application/x-ndjson"},
+    )
+    assert [json.loads(line) for line in export.text.splitlines()] == [
+        {"title": b["title"]} for b in books
+    ]
+    problem = assert_problem(http.get("/probe_book/", params={"order": "probe_author(name)"}), 400)
+    assert "more than one foreign key" in problem["detail"]
+    for wrong in ("probe_tag(label)", "probe_author!author_id(nope)"):
+        assert_problem(http.get("/probe_book/", params={"order": wrong}), 400)

@@ -3,11 +3,14 @@ and the tie-break that makes every order total."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
+from api.collections import Link, describe
 from api.columns import mapping
 from api.errors import BadRequest
 from api.querystring.filters import column_named
@@ -26,11 +29,20 @@ class OrderItem:
         return f"{self.column.name}.{direction}.{nulls}"
 
 
+# order=rel(column): a column of the row a foreign key points at (PostgREST's
+# ordering by a to-one embed).
+EMBEDDED_COLUMN = re.compile(r"([a-z][a-z0-9_]*)(?:!([a-z0-9_]+))?\(([^()]+)\)\Z")
+
+
 def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
     items, seen = [], set()
     for part in text.split(","):
         name, *modifiers = part.strip().split(".")
-        column = column_named(table, name, "order")
+        embedded = EMBEDDED_COLUMN.match(name)
+        if embedded:
+            column = _embedded_column(table, *embedded.groups())
+        else:
+            column = column_named(table, name, "order")
         if not mapping(column).orderable:
             kind = mapping(column).kind
             raise BadRequest(f"'{name}' holds {kind} and cannot be ordered by", parameter="order")
@@ -52,6 +64,39 @@ def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
             nulls_first = descending
         items.append(OrderItem(column, descending, nulls_first))
     return items
+
+
+def _embedded_column(table: sa.Table, relation: str, hint: str | None, name: str) -> Any:
+    """``relation(name)``: the column ``name`` of the one row that
+    ``table``'s foreign key to the collection ``relation`` points at; with
+    several such keys, ``relation!hint(name)`` names one, as in a select."""
+    links = [
+        link
+        for link in describe(table).links.get(relation, [])
+        if link.kind == "one" and (hint is None or hint in link.hints)
+    ]
+    if len(links) != 1:
+        what = "no foreign key" if not links else "more than one foreign key"
+        raise BadRequest(
+            f"'{relation}({name})': {table.name} has {what} to {relation}; order by a "
+            "column of the row one foreign key points at (relation!hint(column) names one)",
+            parameter="order",
+        )
+    column = links[0].target.table.columns.get(name)
+    if column is None:
+        raise BadRequest(f"'{name}' is not a column of {relation}", parameter="order")
+    spelled = f"{relation}!{hint}({name})" if hint else f"{relation}({name})"
+    return _referred_value(links[0], column, spelled)
+
+
+@lru_cache(maxsize=1024)
+def _referred_value(link: Link, column: sa.Column[Any], label: str) -> Any:
+    """The value of ``column`` in the row ``link`` points at, as a labelled
+    scalar subquery; made once per spelling, so that statements stay cached."""
+    joined = [far == near for near, far in zip(link.near, link.far, strict=True)]
+    value: Any = sa.select(column).where(*joined).scalar_subquery().label(label)
+    value.nullable = True  # no row pointed at: NULL
+    return value
 
 
 def tie_break(table: sa.Table) -> tuple[sa.Column[Any], ...]:
