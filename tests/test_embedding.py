@@ -8,7 +8,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from tests.support import WRITER_ONE, assert_problem, next_link, total_of
+from tests.support import WRITER, WRITER_ONE, assert_problem, next_link, total_of
 
 
 def rows(http, path, **params):
@@ -241,3 +241,35 @@ def test_rows_order_by_a_column_of_the_row_a_foreign_key_points_at(http):
     assert "more than one foreign key" in problem["detail"]
     for wrong in ("probe_tag(label)", "probe_author!author_id(nope)"):
         assert_problem(http.get("/probe_book/", params={"order": wrong}), 400)
+
+
+def test_a_write_answers_the_select_it_asks_for_with_embeds(http):
+    """PostgREST's return=representation with select: columns, aliases,
+    casts and embeds of the rows written, in the write's own transaction."""
+    headers = {**WRITER, "Prefer": "return=representation"}
+    select = "title,n:id::text,author:probe_author!author_id(name),probe_tag(label)"
+    response = http.post(
+        "/probe_book/",
+        params={"select": select},
+        json={"title": "Eta", "author_id": 2, "editor_id": 3},
+        headers=headers,
+    )
+    assert response.status_code == 201, response.text
+    (made,) = response.json()
+    assert made["title"] == "Eta" and made["author"] == {"name": "Bob"} and made["probe_tag"] == []
+    book = made["n"]
+    assert isinstance(book, str)
+    response = http.patch(
+        "/probe_book/",
+        params={"id": f"eq.{book}", "select": "title,editor:probe_author!editor_id(name)"},
+        json={"title": "Eta 2", "editor_id": 4},
+        headers=headers,
+    )
+    assert response.json() == [{"title": "Eta 2", "editor": {"name": "Di"}}]
+    response = http.delete(
+        "/probe_book/",
+        params={"id": f"eq.{book}", "select": "id,probe_author!author_id(name)"},
+        headers=headers,
+    )
+    assert response.json() == [{"id": int(book), "probe_author": {"name": "Bob"}}]
+    assert rows(http, "/probe_book/", id=f"eq.{book}") == []

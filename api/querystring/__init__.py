@@ -14,6 +14,7 @@ that names the parameter.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -56,6 +57,7 @@ __all__ = [
     "parse_list_query",
     "parse_query_string",
     "parse_range",
+    "parse_returned",
 ]
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict"})
@@ -94,6 +96,21 @@ def _matched(embeds: tuple[Embed, ...], key: str, text: str) -> tuple[Embed, ...
     )
 
 
+def parse_returned(
+    table: sa.Table, params: MultiDict, max_limit: int
+) -> tuple[tuple[Any, ...], tuple[Embed, ...]]:
+    """What ``select`` asks of each row: columns (or labelled expressions)
+    and embeds; every column without one."""
+    select = single_value(params, "select")
+    if select is None:
+        return tuple(table.columns), ()
+    columns, embedded = parse_select(table, select)
+    embeds = tuple(
+        resolve_embed(describe(table), item, params, "", max_limit) for item in embedded
+    )
+    return columns, embeds
+
+
 def parse_list_query(
     table: sa.Table,
     params: MultiDict,
@@ -108,13 +125,7 @@ def parse_list_query(
     ``fixed`` filters come first (a child collection's foreign key). The
     rows are ``limit`` and ``offset``, else ``range_`` (a Range header's),
     else the first ``default_limit``; never more than ``max_limit``."""
-    select = single_value(params, "select")
-    columns, embedded = (
-        (tuple(table.columns), []) if select is None else parse_select(table, select)
-    )
-    embeds = tuple(
-        resolve_embed(describe(table), item, params, "", max_limit) for item in embedded
-    )
+    columns, embeds = parse_returned(table, params, max_limit)
     embed_keys = {embed.key for embed in embeds}
     order_text = single_value(params, "order")
     order = parse_order(table, order_text) if order_text is not None else []

@@ -15,7 +15,9 @@ from sqlalchemy.engine import Result
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.collections import describe
+from api.errors import BadRequest
 from api.models import utcnow
+from api.reads.embeds import embed_rows
 from api.sql.statements import (
     filter_shapes,
     key_clause,
@@ -251,3 +253,53 @@ async def delete_row(
         statement = statement.where(version == expected_version)
     result = await session.execute(statement, key_parameters(key, pk))
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # a CursorResult
+
+
+async def returned_rows(
+    session: AsyncSession,
+    table: sa.Table,
+    rows: list[Row],
+    columns: tuple[Any, ...],
+    embeds: tuple[Any, ...],
+) -> list[Row]:
+    """What a write answers of ``rows`` (just written, in the request's
+    transaction): the ``columns`` a select asked for and its ``embeds``.
+
+    Plain columns are taken from the rows; aliases, casts and JSON paths are
+    read again by key, in the same transaction.
+    """
+    plain = all(isinstance(c, sa.Column) and c.table is table for c in columns)
+    if not plain:
+        rows = await _selected_by_key(session, table, rows, columns, embeds)
+    if embeds:
+        await session.run_sync(lambda sync: embed_rows(sync.connection(), rows, embeds))
+    shown = [str(column.name) for column in columns] + [embed.key for embed in embeds]
+    return [{name: row[name] for name in shown} for row in rows]
+
+
+async def _selected_by_key(
+    session: AsyncSession,
+    table: sa.Table,
+    rows: list[Row],
+    columns: tuple[Any, ...],
+    embeds: tuple[Any, ...],
+) -> list[Row]:
+    key = describe(table).key
+    if not key:
+        raise BadRequest(
+            "A write to a table without a key answers its columns, not expressions",
+            parameter="select",
+        )
+    keys = [sa.type_coerce(column, column.type).label(f"key_{i}") for i, column in enumerate(key)]
+    joins = {column for embed in embeds for column in embed.link.near} - set(columns)
+    statement = sa.select(*keys, *columns, *joins).where(keys_in(table))
+    found = {
+        tuple(row[f"key_{i}"] for i in range(len(key))): row
+        for row in _dicts(await session.execute(statement, {"pks": _keys(table, rows)}))
+    }
+    return [found[tuple(row[column.name] for column in key)] for row in rows]
+
+
+def _keys(table: sa.Table, rows: list[Row]) -> list[Any]:
+    description = describe(table)
+    return [description.key_of(row) for row in rows]

@@ -16,9 +16,7 @@ from pyramid.view import view_config
 
 from api.errors import BadRequest, TooManyAffected
 from api.etags import etag
-from api.querystring import (
-    Filter,
-)
+from api.querystring import Filter, parse_returned
 from api.resources import Collection
 from api.sql import writes
 from api.validation import (
@@ -65,6 +63,17 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
     return response
 
 
+async def _answered(context: Collection, request: Request, rows: list[Row]) -> list[Row]:
+    """What the answer shows of the rows written, when it shows them: the
+    columns and embeds of ``select`` (PostgREST's), in the same transaction."""
+    params = query_params(request)
+    if "select" not in params or _return_preference(request) != "representation":
+        return rows
+    limit = request.registry.api_settings.page_limit_max
+    columns, embeds = parse_returned(context.table, params, limit)
+    return await writes.returned_rows(request.dbsession, context.table, rows, columns, embeds)
+
+
 @view_config(context=Collection, request_method="POST", permission="write")
 async def create_rows(context: Collection, request: Request) -> Response:
     """One object creates one row; an array creates all of its rows or none.
@@ -81,15 +90,16 @@ async def create_rows(context: Collection, request: Request) -> Response:
         values = _validate_each(context, bodies, keyed=True)
         merge = resolution == "merge-duplicates"
         rows = await writes.upsert_rows(request.dbsession, table, values, target, merge)
-        return _written(request, rows, 201)
+        return _written(request, await _answered(context, request, rows), 201)
     if isinstance(body, list):
         _check_batch(request, body)
         values = _validate_each(context, body)
-        return _written(request, await writes.insert_rows(request.dbsession, table, values), 201)
+        rows = await writes.insert_rows(request.dbsession, table, values)
+        return _written(request, await _answered(context, request, rows), 201)
     (row,) = await writes.insert_rows(
         request.dbsession, table, _validate_each(context, [body], prefix=False)
     )
-    response = _written(request, [row], 201)
+    response = _written(request, await _answered(context, request, [row]), 201)
     if context.description.key:
         response.location = request.application_url + context.item_path(row)
         response.headers["ETag"] = etag(table, row)
@@ -116,7 +126,7 @@ async def put_where(context: Collection, request: Request) -> Response:
         raise BadRequest("The body's primary key differs from the URL's", "body")
     values = {**writable_defaults(context.table), **values}
     rows = await writes.upsert_rows(request.dbsession, context.table, [values], key, True)
-    return _written(request, rows, 200)
+    return _written(request, await _answered(context, request, rows), 200)
 
 
 @view_config(context=Collection, request_method="PATCH", permission="write")
@@ -126,9 +136,8 @@ async def update_where(context: Collection, request: Request) -> Response:
     refuse_read_only(context)
     values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
     rows = await _locked_matches(context, request)
-    return _written(
-        request, await writes.update_rows(request.dbsession, context.table, rows, values), 200
-    )
+    rows = await writes.update_rows(request.dbsession, context.table, rows, values)
+    return _written(request, await _answered(context, request, rows), 200)
 
 
 @view_config(context=Collection, request_method="DELETE", permission="write")
@@ -136,8 +145,9 @@ async def delete_where(context: Collection, request: Request) -> Response:
     """PostgREST's DELETE of a collection: every row its filters match."""
     refuse_read_only(context)
     rows = await _locked_matches(context, request)
+    answered = await _answered(context, request, rows)  # as they were, as PostgREST's
     await writes.delete_rows(request.dbsession, context.table, rows)
-    return _written(request, rows, 200)
+    return _written(request, answered, 200)
 
 
 async def _locked_matches(context: Collection, request: Request) -> list[Row]:
