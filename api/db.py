@@ -30,6 +30,7 @@ from api.reads.compiled import Row
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
 from api.settings import Settings
+from api.sql.operators import json_contains
 from api.sql.writes import load_row
 
 
@@ -111,6 +112,8 @@ def _sqlite_session(dbapi_connection: Any, _record: object, statement_timeout: f
     cursor.execute(f"PRAGMA busy_timeout={int(statement_timeout * 1000)}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+    # JSON containment (cs, cd), which SQLite lacks; deterministic, so usable anywhere.
+    dbapi_connection.create_function("json_contains", 2, json_contains, deterministic=True)
 
 
 def _mysql_session(

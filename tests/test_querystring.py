@@ -413,11 +413,13 @@ def test_an_operator_this_api_does_not_have_says_why(http, operator, reason):
     assert reason in problem["detail"] and problem["parameter"] == "name"
 
 
-def test_json_arrays_filter_by_containment(http):
+def test_json_arrays_and_objects_filter_by_containment(http):
     tag = unique_name("contains")
     body = [
         {"name": f"{tag} {n}", "data": tags}
-        for n, tags in enumerate((["a", "b"], ["b"], ["c"], {"a": 1}))
+        for n, tags in enumerate(
+            (["a", "b"], ["b"], ["c"], {"a": 1}, {"a": 1, "k": {"v": [1, 2], "w": "x"}})
+        )
     ]
     ids = [row["id"] for row in http.post("/mytable/", json=body, headers=WRITER).json()]
 
@@ -431,6 +433,13 @@ def test_json_arrays_filter_by_containment(http):
     assert found('cs.["a","b"]') == [0]
     assert found("cd.{a,b}") == [0, 1]
     assert found("ov.{a,c}") == [0, 2]
+    # JSON objects, as jsonb's @> and <@: members held, nested, arrays within
+    assert found('cs.{"a":1}') == [3, 4]
+    assert found('cs.{"k":{"v":[2]}}') == [4]
+    assert found('cs.{"k":{"v":[3]}}') == []
+    assert found('cd.{"a":1,"b":2}') == [3]
+    assert found('not.cs.{"a":1}') == [0, 1, 2]
+    assert_problem(http.get("/mytable/", params={"data": 'ov.{"a":1}'}), 400)
     assert_problem(http.get("/mytable/?data=cs.nope"), 400)
     assert_problem(http.get("/mytable/?name=cs.{a}"), 400)
 

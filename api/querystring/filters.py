@@ -263,7 +263,7 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
     if operator == "in":
         return Filter(column, "in", _parse_in_list(column, operand, parameter), negated)
     if operator in CONTAINMENT:
-        return Filter(column, operator, _contained(column, operand, parameter), negated)
+        return Filter(column, operator, _contained(column, operator, operand, parameter), negated)
     if operator in ("fts", "plfts", "phfts", "wfts"):
         indexed = _full_text_index(column, parameter)
         search = f'"{operand}"' if operator == "phfts" else operand
@@ -293,9 +293,9 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
     return Filter(column, operator, parse_value(column, operand, parameter), negated)
 
 
-def _contained(column: sa.Column[Any], operand: str, parameter: str) -> Any:
+def _contained(column: sa.Column[Any], operator: str, operand: str, parameter: str) -> Any:
     """The value of cs, cd and ov: for a SET, ``{a,b}`` as the bits of its
-    members; for JSON, an array (``{a,b}`` or JSON text ``["a",1]``), as JSON text."""
+    members; for JSON, JSON text (``_json_operand``)."""
     if mapping(column).kind == "set":
         members = enum_members_of_set(column)
         items = _parse_list(operand, "{", "}", parameter) if operand != "{}" else []
@@ -304,17 +304,25 @@ def _contained(column: sa.Column[Any], operand: str, parameter: str) -> Any:
             raise BadRequest(f"'{unknown[0]}' is not a member of '{column.name}'", parameter)
         return sum(1 << members.index(item) for item in items)
     if isinstance(column.type, sa.JSON):
-        if operand.startswith("["):
-            try:
-                value = orjson.loads(operand)
-            except orjson.JSONDecodeError:
-                raise BadRequest("cs, cd and ov take a JSON array", parameter) from None
-        else:
-            value = _parse_list(operand, "{", "}", parameter) if operand != "{}" else []
-        if not isinstance(value, list):
-            raise BadRequest("cs, cd and ov take a JSON array", parameter)
-        return orjson.dumps(value).decode()
+        return _json_operand(operator, operand, parameter)
     raise BadRequest(f"cs, cd and ov work on SET and JSON columns, not '{column.name}'", parameter)
+
+
+def _json_operand(operator: str, operand: str, parameter: str) -> str:
+    """What a JSON column is compared with, as JSON text: an array, as
+    ``{a,b}`` or JSON (``["a",1]``); for cs and cd, a JSON object too
+    (``{"k":1}``), as PostgREST's jsonb containment takes."""
+    try:
+        value = orjson.loads(operand) if operand != "{}" else []
+    except orjson.JSONDecodeError:
+        if operand.startswith("["):
+            raise BadRequest("cs, cd and ov take a JSON array or object", parameter) from None
+        value = _parse_list(operand, "{", "}", parameter)
+    if isinstance(value, dict) and operator == "ov":
+        raise BadRequest("ov takes an array: objects overlap in no defined way", parameter)
+    if not isinstance(value, list | dict):
+        raise BadRequest("cs, cd and ov take a JSON array or object", parameter)
+    return orjson.dumps(value).decode()
 
 
 def _full_text_index(column: sa.Column[Any], parameter: str) -> tuple[sa.Column[Any], ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
@@ -59,38 +60,61 @@ def _like_sqlite(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
 
 
 class JsonContains(_Clause):
-    """A JSON array holding (cs), held by (cd) or sharing (ov) the elements of
-    a JSON array: MySQL's JSON_CONTAINS and JSON_OVERLAPS; on SQLite, sets of
-    json_each. Operands: column, array; options: (operator,)."""
+    """JSON holding (cs) or held by (cd) a JSON array or object, or a JSON
+    array sharing elements with one (ov): MySQL's JSON_CONTAINS and
+    JSON_OVERLAPS; on SQLite, ``json_contains`` (registered on each
+    connection by ``api.db``) and sets of json_each. Operands: column, JSON
+    text; options: (operator,)."""
 
     inherit_cache = True
 
 
 @compiles(JsonContains)
 def _json_contains(element: JsonContains, compiler: Any, **kw: Any) -> str:
-    column, array = _sql(element, compiler, **kw)
+    column, value = _sql(element, compiler, **kw)
     (operator,) = element.options
     if operator == "cs":
-        return f"JSON_CONTAINS({column}, {array})"
+        return f"JSON_CONTAINS({column}, {value})"
     if operator == "cd":
-        return f"JSON_CONTAINS({array}, {column})"
-    return f"JSON_OVERLAPS({column}, {array})"
+        return f"JSON_CONTAINS({value}, {column})"
+    return f"JSON_OVERLAPS({column}, {value})"
 
 
 @compiles(JsonContains, "sqlite")
 def _json_contains_sqlite(element: JsonContains, compiler: Any, **kw: Any) -> str:
-    column, array = _sql(element, compiler, **kw)
+    column, value = _sql(element, compiler, **kw)
     (operator,) = element.options
     if operator == "ov":
         return (
             f"EXISTS (SELECT 1 FROM json_each({column}) AS e "
-            f"WHERE e.value IN (SELECT value FROM json_each({array})))"
+            f"WHERE e.value IN (SELECT value FROM json_each({value})))"
         )
-    inner, outer = (array, column) if operator == "cs" else (column, array)
-    return (
-        f"({column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM json_each({inner}) AS e "
-        f"WHERE e.value NOT IN (SELECT value FROM json_each({outer}))))"
-    )
+    outer, inner = (column, value) if operator == "cs" else (value, column)
+    return f"json_contains({outer}, {inner})"
+
+
+def json_contains(target: str | None, candidate: str | None) -> bool | None:
+    """MySQL's JSON_CONTAINS (and PostgreSQL's ``@>``) on JSON texts, for
+    SQLite, which has none: an object holds another whose every member it
+    holds; an array holds each element, or each element of an array, that
+    one of its own elements holds; a scalar, itself."""
+    if target is None or candidate is None:
+        return None
+    try:
+        return _holds(orjson.loads(target), orjson.loads(candidate))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _holds(target: Any, candidate: Any) -> bool:
+    if isinstance(target, dict):
+        return isinstance(candidate, dict) and all(
+            key in target and _holds(target[key], value) for key, value in candidate.items()
+        )
+    if isinstance(target, list):
+        wanted = candidate if isinstance(candidate, list) else [candidate]
+        return all(any(_holds(have, want) for have in target) for want in wanted)
+    return not isinstance(candidate, dict | list) and target == candidate
 
 
 class Match(_Clause):
