@@ -2,6 +2,7 @@
 PostgREST), against the live API on both databases: what it asks and what
 PostgREST would answer."""
 
+import httpx
 import pytest
 from postgrest import APIError, SyncPostgrestClient
 
@@ -208,3 +209,31 @@ def test_tx_rollback_answers_as_if_written_and_writes_nothing(http, server):
     assert response.status_code == 201 and response.json()[0]["name"] == name
     assert "tx=rollback" in response.headers["preference-applied"]
     assert http.get(f"{server.url}/mytable/", params={"name": f"eq.{name}"}).json() == []
+
+
+def test_a_limited_update_and_delete_write_the_first_rows_in_order(server, rows):
+    """PostgREST's limited update/delete (limit with order), which
+    postgrest-py's builders do not offer: over HTTP as PostgREST takes it."""
+    tag, made = rows
+    headers = {**WRITER, "Prefer": "return=representation"}
+    mine_only = {"name": f"like.{tag} *"}
+    with httpx.Client(base_url=server.url) as http:
+        response = http.patch(
+            "/mytable/",
+            params={**mine_only, "order": "id.desc", "limit": "3"},
+            json={"data": {"limited": True}},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        assert [row["id"] for row in response.json()] == [made[n]["id"] for n in (9, 8, 7)]
+        response = http.delete(
+            "/mytable/", params={**mine_only, "order": "id", "limit": "2"}, headers=headers
+        )
+        assert [row["id"] for row in response.json()] == [made[0]["id"], made[1]["id"]]
+        left = http.get("/mytable/", params={**mine_only, "select": "id,data", "order": "id"})
+        assert [row["id"] for row in left.json()] == [row["id"] for row in made[2:]]
+        assert [row["data"] for row in left.json()][-3:] == [{"limited": True}] * 3
+        response = http.delete(
+            "/mytable/", params={**mine_only, "limit": "1", "offset": "1"}, headers=headers
+        )
+        assert_problem(response, 400)

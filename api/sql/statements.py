@@ -350,12 +350,18 @@ def count_statement(table: sa.Table, shape: ListShape) -> ListStatement:
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def locked_rows(table: sa.Table, filters: tuple[FilterShape, ...]) -> ListStatement:
+def locked_rows(
+    table: sa.Table, filters: tuple[FilterShape, ...], order: tuple[OrderItem, ...] | None = None
+) -> ListStatement:
     """The rows a write by filters is about, locked (``FOR UPDATE``) until
-    the request's transaction ends."""
+    the request's transaction ends; with an ``order``, the first ``LIMIT``
+    of them (PostgREST's limited update and delete)."""
     binds = Binds()
-    statement = sa.select(*table.columns).where(*_where(binds, filters)).with_for_update()
-    return ListStatement(statement, binds.sources)
+    statement = sa.select(*table.columns).where(*_where(binds, filters))
+    if order is not None:
+        statement = statement.order_by(*_order_by(order))
+        statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
+    return ListStatement(statement.with_for_update(), binds.sources)
 
 
 def keys_in(table: sa.Table) -> ColumnElement[bool]:

@@ -177,10 +177,18 @@ async def update_row(
     return await load_row(session, table, _key_after(table, pk, values))
 
 
-async def locked_rows_where(session: AsyncSession, table: sa.Table, query: Any) -> list[Row]:
-    """The rows ``query``'s filters match, locked until the transaction ends."""
-    statement = locked_rows(table, filter_shapes(query.filters))
-    return _dicts(await session.execute(statement.statement, statement.parameters(query)))
+async def locked_rows_where(
+    session: AsyncSession, table: sa.Table, query: Any, limited: bool = False
+) -> list[Row]:
+    """The rows ``query``'s filters match, locked until the transaction ends;
+    ``limited``: only the first ``query.limit`` of them in its order."""
+    if not limited:
+        statement = locked_rows(table, filter_shapes(query.filters))
+        parameters = statement.parameters(query)
+    else:
+        statement = locked_rows(table, filter_shapes(query.filters), query.order)
+        parameters = statement.parameters(query, query.limit)
+    return _dicts(await session.execute(statement.statement, parameters))
 
 
 async def update_rows(

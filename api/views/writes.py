@@ -159,7 +159,12 @@ async def _locked_matches(context: Collection, request: Request) -> list[Row]:
             "A write to a collection needs a filter; name the rows, e.g. id=eq.1",
             parameter="filter",
         )
-    rows = await writes.locked_rows_where(request.dbsession, context.table, query)
+    if query.offset:
+        raise BadRequest("A write by filters takes a limit, not an offset", parameter="offset")
+    # PostgREST's limited update and delete: the first `limit` rows in `order`
+    # (the key breaking ties, so that the same rows are meant each time).
+    limited = "limit" in query_params(request)
+    rows = await writes.locked_rows_where(request.dbsession, context.table, query, limited)
     limit = _max_affected(request)
     if limit is not None and len(rows) > limit:
         raise TooManyAffected(len(rows), limit)
