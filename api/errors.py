@@ -155,6 +155,19 @@ class RoutineFailed(HTTPException):
         self.postgrest_code = sqlstate
 
 
+class InvalidPreferences(HTTPException):
+    """``Prefer: handling=strict`` with preferences this API does not know."""
+
+    code = 400
+    title = "Bad Request"
+
+    def __init__(self, invalid: list[str]) -> None:
+        super().__init__("Invalid preferences given with handling=strict")
+        self.postgrest_code = "PGRST122"
+        self.details = f"Invalid preferences: {', '.join(invalid)}"
+        self.parameter = "Prefer"
+
+
 class TooManyAffected(HTTPException):
     """``Prefer: max-affected=N`` with ``handling=strict``, and more rows matched."""
 

@@ -29,7 +29,19 @@ NDJSON = "application/x-ndjson"
 CSV = "text/csv"
 # PostgREST's: one row as an object, 406 unless there is exactly one.
 SINGULAR = "application/vnd.pgrst.object+json"
-OFFERS = (JSON, NDJSON, CSV, SINGULAR)
+# PostgREST's name for a JSON array of rows, and the parameter that strips
+# the members that are null.
+ARRAY = "application/vnd.pgrst.array+json"
+STRIPPED = "nulls=stripped"
+OFFERS = (
+    JSON,
+    NDJSON,
+    CSV,
+    SINGULAR,
+    ARRAY,
+    f"{ARRAY};{STRIPPED}",
+    f"{SINGULAR};{STRIPPED}",
+)
 STREAMED = frozenset({NDJSON, CSV})
 CHUNK_BYTES = 64 * 1024
 # How every JSON body is written: datetimes as RFC 3339 UTC ("...Z").
@@ -47,13 +59,20 @@ def dump_json(value: Any, sort_keys: bool = False) -> bytes:
 
 
 def negotiate(request: Request) -> str:
-    """The best of OFFERS for the Accept header; 406 when none is acceptable."""
+    """The best of OFFERS for the Accept header, without its parameters
+    (PostgREST's array is JSON); 406 when none is acceptable."""
     if "Accept" not in request.headers:
         return JSON
     offers = request.accept.acceptable_offers(OFFERS)
     if not offers:
         raise HTTPNotAcceptable(f"This resource can be had as {', '.join(OFFERS)}.")
-    return offers[0][0]
+    media_type = offers[0][0].partition(";")[0]
+    return JSON if media_type == ARRAY else media_type
+
+
+def nulls_stripped(media_type: str) -> str:
+    """The media type PostgREST answers rows with nulls stripped as."""
+    return f"{ARRAY if media_type == JSON else media_type};{STRIPPED}"
 
 
 def _chunked(lines: Iterable[bytes]) -> Iterator[bytes]:

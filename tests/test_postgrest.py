@@ -2,6 +2,8 @@
 PostgREST), against the live API on both databases: what it asks and what
 PostgREST would answer."""
 
+from datetime import datetime
+
 import httpx
 import pytest
 from postgrest import APIError, SyncPostgrestClient
@@ -237,3 +239,52 @@ def test_a_limited_update_and_delete_write_the_first_rows_in_order(server, rows)
             "/mytable/", params={**mine_only, "limit": "1", "offset": "1"}, headers=headers
         )
         assert_problem(response, 400)
+
+
+def test_nulls_stripped_and_a_time_zone_as_postgrest_gives_them(server, rows):
+    tag, made = rows
+    first = made[0]["id"]
+    with httpx.Client(base_url=server.url) as http:
+        params = {"id": f"eq.{first}", "select": "id,name,nothing:data->>nope"}
+        stripped = http.get(
+            "/mytable/",
+            params=params,
+            headers={"Accept": "application/vnd.pgrst.array+json;nulls=stripped"},
+        )
+        assert stripped.json() == [{"id": first, "name": f"{tag} 0"}]
+        assert (
+            stripped.headers["content-type"] == "application/vnd.pgrst.array+json;nulls=stripped"
+        )
+        kept = http.get(
+            "/mytable/", params=params, headers={"Accept": "application/vnd.pgrst.array+json"}
+        )
+        assert kept.json() == [{"id": first, "name": f"{tag} 0", "nothing": None}]
+        one = http.get(
+            "/mytable/",
+            params=params,
+            headers={"Accept": "application/vnd.pgrst.object+json;nulls=stripped"},
+        )
+        assert one.json() == {"id": first, "name": f"{tag} 0"}
+        # Prefer: timezone writes instants in that zone, as PostgREST's timestamptz.
+        params = {"id": f"eq.{first}", "select": "created_at"}
+        utc = http.get("/mytable/", params=params).json()[0]["created_at"]
+        zoned = http.get("/mytable/", params=params, headers={"Prefer": "timezone=Asia/Kolkata"})
+        assert zoned.headers["preference-applied"] == "timezone=Asia/Kolkata"
+        shown = zoned.json()[0]["created_at"]
+        assert shown.endswith("+05:30")
+        assert datetime.fromisoformat(shown) == datetime.fromisoformat(utc.replace("Z", "+00:00"))
+        # An unknown zone is ignored, unless handling=strict (PGRST122).
+        ignored = http.get("/mytable/", params=params, headers={"Prefer": "timezone=Mars/Base"})
+        assert (
+            ignored.json()[0]["created_at"] == utc and "preference-applied" not in ignored.headers
+        )
+        for prefer in ("handling=strict, timezone=Mars/Base", "handling=strict, foo"):
+            problem = assert_problem(
+                http.get("/mytable/", params=params, headers={"Prefer": prefer}), 400
+            )
+            assert problem["code"] == "PGRST122"
+        for sneaky in ("../../../etc/passwd", "/etc/passwd", "", "\u00e9"):
+            response = http.get(
+                "/mytable/", params=params, headers={"Prefer": f"timezone={sneaky}".encode()}
+            )
+            assert response.status_code == 200

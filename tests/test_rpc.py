@@ -35,6 +35,7 @@ ROUTINES = [
       RETURN p_amount * 2;
     END""",
     "CREATE PROCEDURE nothing_back() BEGIN DO 1; END",
+    "CREATE PROCEDURE read_doc(IN p_doc LONGTEXT) SELECT JSON_VALUE(p_doc, '$.a') AS a",
 ]
 
 
@@ -152,6 +153,10 @@ def test_calls_over_http(own):
     response = httpx.get(f"{url}/rpc/doubled?p_amount=1&order=value")
     assert "MySQL cannot" in assert_problem(response, 400)["detail"]
     assert assert_problem(httpx.get(f"{url}/rpc/nope"), 404)["code"] == "PGRST202"
+    # Prefer: params=single-object gives the whole body to a routine's one parameter.
+    headers = {**WRITER, "Prefer": "params=single-object"}
+    response = httpx.post(f"{url}/rpc/read_doc", json={"a": 5, "b": [1]}, headers=headers)
+    assert response.json() == [{"a": "5"}]
     # Prefer: tx=rollback answers the call and keeps nothing.
     headers = {**WRITER, "Prefer": "tx=rollback"}
     response = httpx.post(

@@ -87,7 +87,9 @@ def _expression(
         expression = element.as_string() if as_text else element
     if cast is not None:
         expression = sa.cast(expression, CASTS[cast])
-    return expression.label(label)
+    # Quoted always: a client's alias may be a word the dialect reserves
+    # without SQLAlchemy knowing it (SQLite's NOTHING).
+    return expression.label(sa.sql.quoted_name(label, quote=True))
 
 
 def _columns_and_embeds(

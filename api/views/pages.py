@@ -21,7 +21,10 @@ from api.resources import Collection
 from api.views.responses import (
     json_response,
     list_query,
+    media_typed,
     preferences,
+    rows_response,
+    shaped,
 )
 
 
@@ -43,7 +46,8 @@ async def list_rows(context: Collection, request: Request) -> Response:
     next_url = _next_url(context, query, page)
     rows = _without_order_keys(page.rows, query)
     status, headers = _page_status(query, page, next_url)
-    response = json_response(rows, headers)
+    rows, headers = shaped(request, rows, headers)
+    response = media_typed(json_response(rows, headers), request, formats.JSON)
     response.status = status
     return response
 
@@ -53,10 +57,7 @@ async def _single_row(context: Collection, request: Request, query: ListQuery) -
     page = await read_page(get_reader(request), context.table, replace(query, limit=2))
     if len(page.rows) != 1:
         raise NotOneRow(len(page.rows) if not page.more else None)
-    (row,) = _without_order_keys(page.rows, query)
-    response = json_response(row)
-    response.content_type = formats.SINGULAR
-    return response
+    return rows_response(request, _without_order_keys(page.rows, query))
 
 
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:

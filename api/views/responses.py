@@ -3,8 +3,11 @@ query string parsed strictly, and the refusal of writes to a view."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from pyramid.httpexceptions import (
@@ -15,7 +18,7 @@ from pyramid.response import Response
 from webob.multidict import MultiDict
 
 from api import formats
-from api.errors import NotOneRow
+from api.errors import InvalidPreferences, NotOneRow
 from api.etags import etag
 from api.querystring import (
     Filter,
@@ -48,8 +51,94 @@ def json_renderer_factory(info: Any) -> Callable[[Any, Any], bytes]:
 
 
 def preferences(request: Request) -> set[str]:
-    """The tokens of the Prefer header (RFC 7240), e.g. {"count=exact"}."""
-    return {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
+    """The tokens of the Prefer header (RFC 7240), e.g. {"count=exact"};
+    with ``handling=strict``, one this API does not know is a 400 (PGRST122)."""
+    tokens = {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
+    if "handling=strict" in tokens:
+        invalid = sorted(token for token in tokens if not _known_preference(token))
+        if invalid:
+            raise InvalidPreferences(invalid)
+    return tokens
+
+
+# PostgREST's preferences and the values each takes (None: checked by _known_preference).
+PREFERENCES: dict[str, frozenset[str] | None] = {
+    "return": frozenset({"minimal", "headers-only", "representation"}),
+    "count": frozenset({"exact", "planned", "estimated"}),
+    "resolution": frozenset({"merge-duplicates", "ignore-duplicates"}),
+    "missing": frozenset({"default", "null"}),
+    "handling": frozenset({"strict", "lenient"}),
+    "tx": frozenset({"commit", "rollback"}),
+    "params": frozenset({"single-object"}),
+    "max-affected": None,
+    "timezone": None,
+}
+
+
+def _known_preference(token: str) -> bool:
+    name, _, value = token.partition("=")
+    if name not in PREFERENCES:
+        return False
+    values = PREFERENCES[name]
+    if values is not None:
+        return value in values
+    if name == "max-affected":
+        return value.isascii() and value.isdigit()
+    return _zone(value) is not None
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    """The time zone ``name`` (IANA's: America/Los_Angeles), or None."""
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, ZoneInfoNotFoundError):  # no such zone, or not a zone's name
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Representation:
+    """How rows are written for this request, beyond the plain JSON: nulls
+    stripped (``Accept: ...;nulls=stripped``) and instants in the time zone
+    of ``Prefer: timezone``, embedded rows included, as PostgREST does."""
+
+    strip_nulls: bool = False
+    zone: ZoneInfo | None = None
+
+    @property
+    def plain(self) -> bool:
+        return not self.strip_nulls and self.zone is None
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [] if self.zone is None else [("Preference-Applied", f"timezone={self.zone.key}")]
+
+    def apply(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                key: self.apply(item)
+                for key, item in value.items()
+                if item is not None or not self.strip_nulls
+            }
+        if isinstance(value, list):
+            return [self.apply(item) for item in value]
+        if self.zone is not None and isinstance(value, datetime):
+            instant = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return instant.astimezone(self.zone)
+        return value
+
+
+PLAIN = Representation()
+
+
+def representation(request: Request) -> Representation:
+    """What ``Accept`` and ``Prefer`` ask of this request's JSON rows."""
+    strip = formats.STRIPPED in request.headers.get("Accept", "")
+    if "Prefer" not in request.headers and not strip:
+        return PLAIN
+    zone = next(
+        (_zone(t[len("timezone=") :]) for t in preferences(request) if t.startswith("timezone=")),
+        None,
+    )
+    return PLAIN if not strip and zone is None else Representation(strip, zone)
 
 
 def query_params(request: Request) -> MultiDict:
@@ -96,13 +185,32 @@ def rows_response(
 ) -> JSONResponse:
     """``rows`` as a JSON array; under PostgREST's singular media type, the one
     row as an object, and 406 (PGRST116) unless there is exactly one."""
+    rows, headers = shaped(request, rows, headers)
     if formats.SINGULAR in request.headers.get("Accept", ""):
         if len(rows) != 1:
             raise NotOneRow(len(rows))
-        response = json_response(rows[0], headers)
-        response.content_type = formats.SINGULAR
-        return response
-    return json_response(rows, headers)
+        return media_typed(json_response(rows[0], headers), request, formats.SINGULAR)
+    return media_typed(json_response(rows, headers), request, formats.JSON)
+
+
+def shaped(
+    request: Request, value: Any, headers: Iterable[tuple[str, str]] = ()
+) -> tuple[Any, list[tuple[str, str]]]:
+    """``value`` (rows, or a routine's value) and ``headers`` as the
+    request's ``representation`` asks."""
+    wanted = representation(request)
+    if wanted.plain:
+        return value, list(headers)
+    return wanted.apply(value), [*headers, *wanted.headers()]
+
+
+def media_typed(response: JSONResponse, request: Request, media_type: str) -> JSONResponse:
+    """``response`` as ``media_type``, or its PostgREST form with nulls stripped."""
+    if formats.STRIPPED in request.headers.get("Accept", ""):
+        media_type = formats.nulls_stripped(media_type)
+    if media_type != formats.JSON:
+        response.headers["Content-Type"] = media_type
+    return response
 
 
 def with_etag(request: Request, table: sa.Table, row: Row) -> JSONResponse:

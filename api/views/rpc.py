@@ -11,13 +11,14 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from api import formats
 from api.columns import mapping
 from api.errors import BadRequest, RoutineNotFound
 from api.resources import RoutineCall
 from api.routines import Routine
 from api.sql.routines import Called, call_routine
 from api.validation import Unprocessable, json_body
-from api.views.responses import json_response, preferences, query_params, rows_response
+from api.views.responses import json_response, preferences, query_params, rows_response, shaped
 
 # Parameters that shape a result in SQL, which a CALL's rows cannot be put through.
 RESULT_PARAMETERS = frozenset({"select", "order", "limit", "offset", "columns"})
@@ -39,7 +40,10 @@ async def call_to_read(context: RoutineCall, request: Request) -> Response:
 async def call_to_write(context: RoutineCall, request: Request) -> Response:
     routine = context.routine
     _refuse_result_parameters(routine, request)
-    arguments = _body_arguments(routine, json_body(request))
+    body = json_body(request)
+    if "params=single-object" in preferences(request) and len(routine.parameters) == 1:
+        body = {str(routine.parameters[0].name): formats.dump_json(body).decode()}
+    arguments = _body_arguments(routine, body)
     called = await call_routine(request.dbsession, routine, arguments)
     if "tx=rollback" in preferences(request):
         request.tm.doom()  # PostgREST's dry run: answered, then rolled back
@@ -102,13 +106,13 @@ def _answer(request: Request, routine: Routine, called: Called) -> Response:
     """A function's value; a procedure's rows (one as an object, under the
     singular media type), else its OUT parameters as an object, else 204."""
     if routine.kind == "FUNCTION":
-        return json_response(called.value)
+        return json_response(*shaped(request, called.value))
     if called.rows is not None:
         rows = called.rows
         shown = f"0-{len(rows) - 1}" if rows else "*"
         return rows_response(request, rows, [("Content-Range", f"{shown}/{len(rows)}")])
     if called.outputs is not None:
-        return json_response(called.outputs)
+        return json_response(*shaped(request, called.outputs))
     response = Response(status=204)
     response.content_type = None
     return response
