@@ -6,6 +6,7 @@ resources, nested.
     select=*,original:language!original_language_id(name)
                                               an alias, and a hint naming the key
     select=country,city!inner(city)           only parents with a matching child
+    select=city,...country(country)           a spread: the embed's columns in the row
 
 Parsed in one pass over the text, nesting at most MAX_DEPTH deep; what the
 names mean is settled by ``api.querystring`` against the tables.
@@ -29,6 +30,7 @@ class EmbedItem:
     hint: str | None
     inner: bool
     items: tuple[str | EmbedItem, ...]
+    spread: bool = False  # ``...name(items)``: its columns in the parent row
 
 
 def parse_select_items(text: str) -> tuple[str | EmbedItem, ...]:
@@ -75,6 +77,8 @@ def _items(text: str, position: int, depth: int) -> tuple[tuple[str | EmbedItem,
 
 
 def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
+    spread = head.startswith("...")
+    head = head.removeprefix("...")
     alias, colon, rest = head.partition(":")
     if not colon:
         alias, rest = "", head
@@ -84,5 +88,10 @@ def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
     if not name or len(hints) > 1 or not all(hints) or (colon and not alias):
         raise _error(f"'{head}' is not NAME, ALIAS:NAME or NAME!HINT, !inner after them")
     return EmbedItem(
-        alias.strip() or name.strip(), name.strip(), hints[0] if hints else None, inner, items
+        alias.strip() or name.strip(),
+        name.strip(),
+        hints[0] if hints else None,
+        inner,
+        items,
+        spread,
     )

@@ -273,3 +273,42 @@ def test_a_write_answers_the_select_it_asks_for_with_embeds(http):
     )
     assert response.json() == [{"id": int(book), "probe_author": {"name": "Bob"}}]
     assert rows(http, "/probe_book/", id=f"eq.{book}") == []
+
+
+def test_a_spread_puts_an_embed_s_columns_in_the_row(http):
+    """PostgREST's ...rel(columns): a to-one embed's members join the row; a
+    to-many embed's become arrays (PostgREST 13)."""
+    books = rows(
+        http, "/probe_book/", select="title,...probe_author!author_id(author:name)", order="id"
+    )
+    assert books[:4] == [
+        {"title": "Alpha", "author": "Ann"},
+        {"title": "Beta", "author": "Ann"},
+        {"title": "Gamma", "author": "Ann"},
+        {"title": "Delta", "author": "Bob"},
+    ]
+    edited = rows(http, "/probe_book/", select="title,...probe_author!editor_id(name)", id="eq.2")
+    assert edited == [{"title": "Beta", "name": None}]
+    authors = rows(
+        http, "/probe_author/", select="name,...probe_book!author_id(title)", order="id"
+    )
+    assert authors == [
+        {"name": "Ann", "title": ["Alpha", "Beta", "Gamma"]},
+        {"name": "Bob", "title": ["Delta"]},
+        {"name": "Cy", "title": ["Epsilon", "Zeta"]},
+        {"name": "Di", "title": []},
+    ]
+    # Pages through cursors hold the same rows as the whole.
+    select = "id,...probe_author!author_id(name)"
+    paged, response = [], http.get("/probe_book/", params={"select": select, "limit": 4})
+    while True:
+        paged += response.json()
+        if not next_link(response):
+            break
+        response = http.get(next_link(response))
+    assert paged == rows(http, "/probe_book/", select=select)
+    for clash in (
+        "title,...probe_author!author_id(title:name)",
+        "*,...probe_author!author_id(id)",
+    ):
+        assert_problem(http.get("/probe_book/", params={"select": clash}), 400)

@@ -42,7 +42,13 @@ from api.querystring.params import (
     single_value,
     whole_number,
 )
-from api.querystring.select import Embed, check_names, parse_select, resolve_embed
+from api.querystring.select import (
+    Embed,
+    check_names,
+    parse_select,
+    resolve_embed,
+    shown_names,
+)
 
 __all__ = [
     "COMPARISONS",
@@ -58,6 +64,7 @@ __all__ = [
     "parse_query_string",
     "parse_range",
     "parse_returned",
+    "shown_names",
 ]
 
 RESERVED = frozenset({"select", "order", "limit", "offset", "cursor", "on_conflict"})

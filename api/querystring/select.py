@@ -33,6 +33,16 @@ class Embed:
     limit: int | None  # rows per parent row
     inner: bool  # only parent rows with a match
     absent: bool = False  # only parent rows without one (PostgREST's rel=is.null)
+    spread: bool = False  # ``...name(...)``: its columns in the parent row, not an object
+
+
+def shown_names(columns: tuple[Any, ...], embeds: tuple[Embed, ...]) -> list[str]:
+    """The names of a row's members: its columns', then each embed's (a
+    spread embed's own members, in its place)."""
+    names = [str(column.name) for column in columns]
+    for embed in embeds:
+        names += shown_names(embed.columns, embed.embeds) if embed.spread else [embed.key]
+    return names
 
 
 # PostgREST's casts in a select (``id::text``), as the SQL types both databases cast to.
@@ -151,7 +161,11 @@ def resolve_embed(
         for name, text in own.items()
         if name not in ("order", "limit")
     )
-    return Embed(item.key, link, columns, embeds, filters, order, limit, item.inner)
+    embed = Embed(
+        item.key, link, columns, embeds, filters, order, limit, item.inner, spread=item.spread
+    )
+    check_names(columns, [], embeds)  # a spread's names among its own
+    return embed
 
 
 def _own_parameters(params: MultiDict, prefix: str, nested: set[str]) -> MultiDict:
@@ -181,3 +195,12 @@ def check_names(
             message = f"'{name}' names two things this query reads; give one an alias"
             raise BadRequest(message, parameter="select")
         seen.add(name)
+    # A spread's members join the row: none may take a name the row holds.
+    seen |= read | {embed.key for embed in embeds if not embed.spread}
+    for embed in embeds:
+        if embed.spread:
+            for name in shown_names(embed.columns, embed.embeds):
+                if name in seen:
+                    message = f"'{name}' of ...{embed.key} names two things; give one an alias"
+                    raise BadRequest(message, parameter="select")
+                seen.add(name)

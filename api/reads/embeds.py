@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
 
-from api.querystring import Embed, OrderItem
+from api.querystring import Embed, OrderItem, shown_names
 from api.reads.compiled import CompiledSelect, Row
 from api.sql.statements import (
     EMBED_LIMIT,
@@ -68,15 +68,21 @@ def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
         embed_rows(connection, children, embed.embeds)
         _group(children, embed, len(near), found)
     one = embed.link.kind == "one"
+    spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
     for row in rows:
         key = row[near[0]] if len(near) == 1 else tuple(row[n] for n in near)
         matches = found.get(key, [])
-        row[embed.key] = (matches[0] if matches else None) if one else matches
+        if not spread:
+            row[embed.key] = (matches[0] if matches else None) if one else matches
+        elif one:  # its members in the row, null without a match
+            row.update({name: matches[0][name] if matches else None for name in spread})
+        else:  # each member as an array of the matches' values (PostgREST 13's to-many spread)
+            row.update({name: [match[name] for match in matches] for name in spread})
 
 
 def _group(children: list[Row], embed: Embed, width: int, found: dict[Any, list[Row]]) -> None:
     """Each child row under its parent's key, with only what it shows."""
-    shown = [str(column.name) for column in embed.columns] + [e.key for e in embed.embeds]
+    shown = shown_names(embed.columns, embed.embeds)
     labels = [parent_label(i) for i in range(width)]
     extra = len(children[0]) != len(shown) + width if children else False
     for child in children:

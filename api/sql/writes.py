@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.collections import describe
 from api.errors import BadRequest
 from api.models import utcnow
+from api.querystring import shown_names
 from api.reads.embeds import embed_rows
 from api.sql.statements import (
     filter_shapes,
@@ -281,7 +282,7 @@ async def returned_rows(
         rows = await _selected_by_key(session, table, rows, columns, embeds)
     if embeds:
         await session.run_sync(lambda sync: embed_rows(sync.connection(), rows, embeds))
-    shown = [str(column.name) for column in columns] + [embed.key for embed in embeds]
+    shown = shown_names(columns, embeds)
     return [{name: row[name] for name in shown} for row in rows]
 
 

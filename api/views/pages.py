@@ -15,6 +15,7 @@ from api.errors import BadRequest, NotOneRow
 from api.querystring import (
     ListQuery,
     encode_cursor,
+    shown_names,
 )
 from api.reads.lists import CountMethod, Page, read_page, stream_rows
 from api.resources import Collection
@@ -112,7 +113,7 @@ def _page_status(
 def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[dict[str, Any]]:
     """The rows with only the selected columns and embeds: order columns were
     read for the cursor, and key columns for the embeds to join on."""
-    keys = [str(column.name) for column in query.columns] + [e.key for e in query.embeds]
+    keys = shown_names(query.columns, query.embeds)
     if rows and len(rows[0]) != len(keys):
         return [{key: row[key] for key in keys} for row in rows]
     return rows
