@@ -155,6 +155,17 @@ class RoutineFailed(HTTPException):
         self.postgrest_code = sqlstate
 
 
+class SchemaNotServed(HTTPException):
+    """406 for ``Accept-Profile``/``Content-Profile`` naming another schema (PGRST106)."""
+
+    code = 406
+    title = "Not Acceptable"
+
+    def __init__(self, served: str) -> None:
+        super().__init__(f"The schema must be one of the following: {served}")
+        self.postgrest_code = "PGRST106"
+
+
 class InvalidPreferences(HTTPException):
     """``Prefer: handling=strict`` with preferences this API does not know."""
 

@@ -20,7 +20,7 @@ from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 
 from api.collections import Description, describe
-from api.errors import RoutineNotFound
+from api.errors import RoutineNotFound, SchemaNotServed
 from api.routines import Routine
 
 # What the next page's URL leaves out of the request's query: the cursor
@@ -50,6 +50,9 @@ class Root:
         return request
 
     def __getitem__(self, name: str) -> Collection | Routines:
+        environ = self.request.environ
+        if "HTTP_ACCEPT_PROFILE" in environ or "HTTP_CONTENT_PROFILE" in environ:
+            _check_profile(self.request)
         table = self.request.registry.api_collections.get(name)
         if table is None:
             if name == "rpc":
@@ -191,6 +194,23 @@ class Item:
             for column, referred in zip(relation.columns, relation.referred, strict=True)
         }
         return Collection(self, name, relation.child.table, fixed)
+
+
+def _check_profile(request: Request) -> None:
+    """PostgREST's schema headers (``Accept-Profile`` for reads,
+    ``Content-Profile`` for writes) may name the one schema served: MySQL's
+    database (SQLite's ``main``), or ``public``, PostgREST's default, which
+    its clients send unless told otherwise; any other is a 406 (PGRST106)."""
+    header = "Accept-Profile" if request.method in ("GET", "HEAD") else "Content-Profile"
+    named = request.headers.get(header)
+    served = served_schema(request.registry.api_settings.database_url)
+    if named is not None and named not in (served, "public"):
+        raise SchemaNotServed(served)
+
+
+def served_schema(url: sa.URL) -> str:
+    """The schema a PostgREST client may name: MySQL's database, SQLite's ``main``."""
+    return "main" if url.get_backend_name() == "sqlite" else str(url.database)
 
 
 class Routines:

@@ -490,3 +490,23 @@ def test_full_text_search_uses_the_fulltext_index(sakila):
     assert phrase and all("Mad Scientist" in row["description"] for row in phrase)
     no_index = assert_problem(sakila.get("/film/", params={"title": "fts.ACADEMY"}), 400)
     assert "FULLTEXT" in no_index["detail"]
+
+
+def test_an_array_leaves_out_columns_as_null_unless_missing_default(sakila):
+    """PostgREST's bulk insert: a column one row gives and another leaves out
+    is null in the other (film.rental_duration takes none: 422), or, with
+    Prefer: missing=default, its default (3)."""
+    body = [
+        {"title": "BULK ONE", "language_id": 1, "rental_duration": 5},
+        {"title": "BULK TWO", "language_id": 1},
+    ]
+    headers = {**WRITER, "Prefer": "return=representation"}
+    refused = sakila.post("/film/", json=body, headers=headers)
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "[1].rental_duration"
+    headers["Prefer"] += ", missing=default"
+    created = sakila.post("/film/", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    assert [film["rental_duration"] for film in created.json()] == [5, 3]
+    assert "missing=default" in created.headers["preference-applied"]
+    for film in created.json():
+        assert sakila.delete(f"/film/{film['film_id']}", headers=WRITER).status_code == 204

@@ -7,6 +7,7 @@ from datetime import datetime
 import httpx
 import pytest
 from postgrest import APIError, SyncPostgrestClient
+from sqlalchemy.engine import make_url
 
 from tests.support import WRITER, assert_problem, unique_name
 
@@ -182,15 +183,26 @@ def test_rows_of_an_array_may_give_different_columns(client, rows):
         {"id": made[2]["id"], "name": f"{tag} two"},
         {"id": made[3]["id"], "name": f"{tag} three", "data": {"n": 33}},
     ]
+    # With missing=default (default_to_null=False), a column a row leaves out
+    # keeps its value in a merge ...
+    kept = client.from_("mytable").upsert(body, default_to_null=False).execute().data
+    assert [(row["name"], row["data"]) for row in kept] == [
+        (f"{tag} two", {"n": 2}),
+        (f"{tag} three", {"n": 33}),
+    ]
+    # ... and without it, as PostgREST's default, it is null.
     upserted = client.from_("mytable").upsert(body).execute().data
     assert [(row["name"], row["data"]) for row in upserted] == [
-        (f"{tag} two", {"n": 2}),  # left out: left as it was, as with missing=default
+        (f"{tag} two", None),
         (f"{tag} three", {"n": 33}),
     ]
     inserted = client.from_("mytable").insert(
         [{"name": f"{tag} x"}, {"name": f"{tag} y", "data": {}}]
     )
     assert [row["data"] for row in inserted.execute().data] == [None, {}]
+    with pytest.raises(APIError) as error:  # null for a column that takes none
+        client.from_("mytable").insert([{"name": f"{tag} z"}, {"data": {}}]).execute()
+    assert error.value.code == "PGRST204"
 
 
 def test_columns_picks_what_an_insert_reads(http, server):
@@ -288,3 +300,19 @@ def test_nulls_stripped_and_a_time_zone_as_postgrest_gives_them(server, rows):
                 "/mytable/", params=params, headers={"Prefer": f"timezone={sneaky}".encode()}
             )
             assert response.status_code == 200
+
+
+def test_the_schema_headers_name_the_one_schema_served(server, database_url, client):
+    """Accept-Profile and Content-Profile (postgrest-py's schema()): the
+    database served (SQLite's main) answers; another is a 406 PGRST106."""
+    served = "main" if database_url.startswith("sqlite") else make_url(database_url).database
+    assert client.schema(served).from_("mytable").select("id").limit(1).execute().data
+    with pytest.raises(APIError) as error:
+        client.schema("elsewhere").from_("mytable").select("id").execute()
+    assert error.value.code == "PGRST106" and served in error.value.message
+    response = httpx.post(
+        f"{server.url}/mytable/",
+        json={"name": "x"},
+        headers={**WRITER, "Content-Profile": "elsewhere"},
+    )
+    assert_problem(response, 406)

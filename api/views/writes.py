@@ -49,6 +49,8 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
     (one as an object, under PostgREST's singular media type), or no body."""
     returned = _return_preference(request)
     applied = [f"return={returned}"]
+    if "missing=default" in preferences(request) and request.method == "POST":
+        applied.append("missing=default")
     if "tx=rollback" in preferences(request):
         # PostgREST's dry run: answered as if written, then rolled back.
         request.tm.doom()
@@ -81,6 +83,8 @@ async def create_rows(context: Collection, request: Request) -> Response:
     resolution=merge-duplicates`` (or ``ignore-duplicates``), an upsert."""
     refuse_read_only(context)
     body = _only_columns(context, request, json_body(request))
+    if isinstance(body, list) and "missing=default" not in preferences(request):
+        body = _missing_as_null(context, request, body)
     table = context.table
     resolution = _resolution(request)
     if resolution is not None:
@@ -199,6 +203,19 @@ def _only_columns(context: Collection, request: Request, body: Any) -> Any:
         for row in rows
     ]
     return kept if isinstance(body, list) else kept[0]
+
+
+def _missing_as_null(context: Collection, request: Request, rows: list[Any]) -> list[Any]:
+    """PostgREST's bulk insert: each row of an array gives every column that
+    ``columns=`` names, else that any of its rows gives; one it leaves out is
+    null. ``Prefer: missing=default`` gives it its default instead."""
+    named = query_params(request).get("columns")
+    names = (
+        [name.strip().strip('"') for name in named.split(",")]
+        if named is not None
+        else list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row))
+    )
+    return [{**dict.fromkeys(names), **row} if isinstance(row, dict) else row for row in rows]
 
 
 def _check_batch(request: Request, bodies: list[Any]) -> None:
