@@ -166,6 +166,19 @@ class SchemaNotServed(HTTPException):
         self.postgrest_code = "PGRST106"
 
 
+class AggregatesDisabled(HTTPException):
+    """An aggregate in a select while ``api.aggregates_enabled`` is off (PGRST123)."""
+
+    code = 400
+    title = "Bad Request"
+
+    def __init__(self) -> None:
+        super().__init__("Use of aggregate functions is not allowed")
+        self.postgrest_code = "PGRST123"
+        self.hint = "The server's api.aggregates_enabled turns them on"
+        self.parameter = "select"
+
+
 class InvalidPreferences(HTTPException):
     """``Prefer: handling=strict`` with preferences this API does not know."""
 

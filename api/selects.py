@@ -7,6 +7,7 @@ resources, nested.
                                               an alias, and a hint naming the key
     select=country,city!inner(city)           only parents with a matching child
     select=city,...country(country)           a spread: the embed's columns in the row
+    select=count(),total:amount.sum()::int,d  aggregates, grouped by the other columns
 
 Parsed in one pass over the text, nesting at most MAX_DEPTH deep; what the
 names mean is settled by ``api.querystring`` against the tables.
@@ -15,10 +16,14 @@ names mean is settled by ``api.querystring`` against the tables.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from api.errors import BadRequest
 
 MAX_DEPTH = 4  # embedded resources within embedded resources
+# The head of an aggregate (``count``, ``amount.sum``, ``total:amount.sum``), whose
+# "()" holds nothing: PostgREST's avg, count, max, min and sum.
+AGGREGATE_HEAD = re.compile(r"(?:^|[.:])(?:avg|count|max|min|sum)\Z")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +59,13 @@ def _items(text: str, position: int, depth: int) -> tuple[tuple[str | EmbedItem,
         while position < len(text) and text[position] not in ",()":
             position += 1
         head = text[start:position].strip()
-        if position < len(text) and text[position] == "(":
+        if text.startswith("()", position) and AGGREGATE_HEAD.search(head):
+            # An aggregate, with any cast of its output: one item, as written.
+            position += 2
+            while position < len(text) and text[position] not in ",()":
+                position += 1
+            items.append(text[start:position].strip())
+        elif position < len(text) and text[position] == "(":
             if depth == MAX_DEPTH:
                 raise _error(f"embedded resources nest at most {MAX_DEPTH} deep")
             inner, position = _items(text, position + 1, depth + 1)

@@ -238,6 +238,12 @@ class Settings:
         (),
         doc="Stored functions and procedures to serve at `/rpc/{name}`: `*`, or names.",
     )
+    aggregates_enabled: bool = setting(
+        "api.aggregates_enabled",
+        boolean,
+        False,
+        doc="Aggregates in `select` (`count()`, `amount.sum()`), off as in PostgREST.",
+    )
     version_column: str = setting(
         "api.version_column",
         str.strip,

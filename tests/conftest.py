@@ -132,7 +132,8 @@ def sakila_url():
 def sakila_server(sakila_url):
     """The API serving every table, view and stored routine of Sakila by
     reflection (api.tables = *, api.routines = *)."""
-    app = make_app(sakila_url, **{"api.tables": "*", "api.routines": "*", "api.tokens": TOKENS})
+    settings = {"api.tables": "*", "api.routines": "*", "api.aggregates_enabled": "true"}
+    app = make_app(sakila_url, **settings, **{"api.tokens": TOKENS})
     with ThreadedServer(ASGIApp(app)) as running:
         yield running
     app.close()

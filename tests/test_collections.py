@@ -510,3 +510,17 @@ def test_an_array_leaves_out_columns_as_null_unless_missing_default(sakila):
     assert "missing=default" in created.headers["preference-applied"]
     for film in created.json():
         assert sakila.delete(f"/film/{film['film_id']}", headers=WRITER).status_code == 204
+
+
+def test_aggregates_on_sakila_payments_keep_decimal_digits(sakila):
+    """sum() of DECIMAL(5,2) as MariaDB adds it, its digits exact in the JSON."""
+    response = sakila.get(
+        "/payment/", params={"select": "staff_id,total:amount.sum(),count()", "order": "staff_id"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.text == (
+        '[{"staff_id":1,"total":33489.47,"count":8057},'
+        '{"staff_id":2,"total":33927.04,"count":7992}]'
+    )
+    assert response.headers["content-range"] == "0-1/*"
+    assert "link" not in response.headers

@@ -6,10 +6,11 @@ from datetime import datetime
 
 import httpx
 import pytest
+import webtest
 from postgrest import APIError, SyncPostgrestClient
 from sqlalchemy.engine import make_url
 
-from tests.support import WRITER, assert_problem, unique_name
+from tests.support import WRITER, assert_problem, make_app, unique_name
 
 
 @pytest.fixture
@@ -316,3 +317,44 @@ def test_the_schema_headers_name_the_one_schema_served(server, database_url, cli
         headers={**WRITER, "Content-Profile": "elsewhere"},
     )
     assert_problem(response, 406)
+
+
+def test_aggregates_group_by_the_other_columns(client, rows):
+    """PostgREST's avg, count, max, min and sum in a select, grouped by the
+    other columns selected, with aliases and casts, filters, order and counts."""
+    tag, made = rows
+    mine_only = client.from_("mytable")
+    (whole,) = (
+        mine_only.select("count(),id.max(),id.min(),total:id.sum()")
+        .like("name", f"{tag} *")
+        .execute()
+        .data
+    )
+    ids = [row["id"] for row in made]
+    assert whole == {"count": 10, "max": max(ids), "min": min(ids), "total": sum(ids)}
+    # Grouped by a JSON path's text, ordered by it; avg cast to an integer.
+    for n, row in enumerate(made):
+        client.from_("mytable").update({"data": {"odd": n % 2}}).eq("id", row["id"]).execute()
+    grouped = (
+        client.from_("mytable")
+        .select("parity:data->>odd,count(),mean:id.avg()::integer", count="exact")
+        .like("name", f"{tag} *")
+        .order("data->>odd", desc=True)
+        .execute()
+    )
+    evens, odds = ids[0::2], ids[1::2]
+    assert grouped.data == [
+        {"parity": "1", "count": 5, "mean": round(sum(odds) / 5)},
+        {"parity": "0", "count": 5, "mean": round(sum(evens) / 5)},
+    ]
+    assert grouped.count == 2  # the groups
+    with pytest.raises(APIError) as error:  # an order by what is not grouped by
+        mine_only.select("data->>odd,count()").order("id").execute()
+    assert error.value.code == "PGRST100"
+
+
+def test_aggregates_are_off_unless_enabled(database_url):
+    app = webtest.TestApp(make_app(database_url))
+    response = app.get("/mytable/?select=count()", status=400)
+    assert response.json["code"] == "PGRST123"
+    app.app.close()

@@ -11,7 +11,7 @@ from tests.support.servers import fresh_sqlite_server
 
 README = pathlib.Path(__file__).parents[1] / "README.md"
 HOST = "http://127.0.0.1:6543"
-SAKILA_TABLES = ("film", "country", "city")
+SAKILA_TABLES = ("film", "country", "city", "payment")
 
 
 def examples():

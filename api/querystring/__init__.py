@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import describe
-from api.errors import BadRequest
+from api.errors import AggregatesDisabled, BadRequest
 from api.querystring.cursors import decode_cursor, encode_cursor
 from api.querystring.filters import (
     COMPARISONS,
@@ -45,6 +45,7 @@ from api.querystring.params import (
 from api.querystring.select import (
     Embed,
     check_names,
+    is_aggregate,
     parse_select,
     resolve_embed,
     shown_names,
@@ -79,6 +80,7 @@ class ListQuery:
     after: tuple | None  # the sort-key values of the last row of the previous page
     embeds: tuple = ()  # of Embed
     offset: int = 0  # rows skipped (after the cursor, if any)
+    group_by: tuple | None = None  # with aggregates: the other selected columns
 
     def signature(self) -> bytes:
         """What a cursor is bound to: the same rows in the same order, or it is stale."""
@@ -118,6 +120,42 @@ def parse_returned(
     return columns, embeds
 
 
+def _grouped(
+    columns: tuple[Any, ...],
+    embeds: tuple[Embed, ...],
+    order: list[OrderItem],
+    allowed: bool,
+    params: MultiDict,
+) -> tuple[Any, ...] | None:
+    """With aggregates in the select, the columns it groups rows by (the
+    others); None without. A grouped query orders by those columns only, has
+    no cursor, and embeds nothing."""
+    if not any(is_aggregate(column) for column in columns):
+        return None
+    if not allowed:
+        raise AggregatesDisabled()
+    if embeds:
+        raise BadRequest("aggregates do not combine with embedded resources here", "select")
+    if "cursor" in params:
+        raise BadRequest("a page of aggregates has no cursor: use offset", "cursor")
+    group_by = tuple(column for column in columns if not is_aggregate(column))
+    by_sql = {_sql_of(column): column for column in group_by}
+    for index, item in enumerate(order):
+        grouping = by_sql.get(_sql_of(item.column))
+        if grouping is None:
+            message = f"'{item.column.name}' is not a column the aggregates are grouped by"
+            raise BadRequest(message, parameter="order")
+        order[index] = replace(item, column=grouping)  # an alias orders as its expression
+    return group_by
+
+
+def _sql_of(column: Any) -> str:
+    """An expression's SQL, its values written in: what tells two spellings
+    of one expression (``data->>k`` in order and ``alias:data->>k``) alike."""
+    expression = column.element if isinstance(column, sa.Label) else column
+    return str(expression.compile(compile_kwargs={"literal_binds": True}))
+
+
 def parse_list_query(
     table: sa.Table,
     params: MultiDict,
@@ -127,6 +165,7 @@ def parse_list_query(
     cursor_secret: bytes,
     fixed: tuple[Filter, ...] = (),
     range_: tuple[int, int | None] | None = None,
+    aggregates: bool = False,
 ) -> ListQuery:
     """The ListQuery that ``params`` (a WebOb MultiDict) asks of ``table``;
     ``fixed`` filters come first (a child collection's foreign key). The
@@ -136,11 +175,13 @@ def parse_list_query(
     embed_keys = {embed.key for embed in embeds}
     order_text = single_value(params, "order")
     order = parse_order(table, order_text) if order_text is not None else []
+    group_by = _grouped(columns, embeds, order, aggregates, params)
     ordered = {item.column for item in order}
     # The tie-break runs the way the last key does, so that an index on
-    # (that column, primary key) can be read in one direction.
+    # (that column, primary key) can be read in one direction. Groups are
+    # told apart by their columns.
     descending = order[-1].descending if order else False
-    for column in tie_break(table):
+    for column in tie_break(table) if group_by is None else group_by:
         if column not in ordered:
             order.append(OrderItem(column, descending, bool(column.nullable) and descending))
     filters: list[Filter | Logic] = list(fixed)
@@ -159,7 +200,9 @@ def parse_list_query(
     if range_ is not None and limit is None and offset is None:
         offset, limit = range_[0], None if range_[1] is None else min(range_[1], max_limit)
     limit = default_limit if limit is None else limit
-    query = ListQuery(columns, tuple(filters), tuple(order), limit, None, embeds, offset or 0)
+    query = ListQuery(
+        columns, tuple(filters), tuple(order), limit, None, embeds, offset or 0, group_by
+    )
     cursor = single_value(params, "cursor")
     if cursor is not None:
         query = replace(query, after=decode_cursor(cursor, query, cursor_secret))

@@ -4,6 +4,7 @@ relations, with their own filters, order and limit."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -60,10 +61,54 @@ CASTS: dict[str, sa.types.TypeEngine[Any]] = {
 }
 
 
+# PostgREST's aggregate: ``alias:input.function()::cast``, each part but the function optional.
+AGGREGATE = re.compile(
+    r"(?:(?P<alias>[^:]+):(?!:))?(?:(?P<input>.+)\.)?"
+    r"(?P<function>avg|count|max|min|sum)\(\)(?:::(?P<cast>[a-z]+))?\Z"
+)
+
+
+def is_aggregate(item: Any) -> bool:
+    return bool(getattr(item, "aggregate", False))
+
+
+def _aggregate(table: sa.Table, text: str) -> Any:
+    """``count()``, ``amount.sum()``, ``total:data->x::numeric.avg()::integer``:
+    the function of its input (itself a select item), labelled with the
+    alias, else the function's name; ``count()`` counts rows."""
+    match = AGGREGATE.match(text)
+    if match is None:
+        raise BadRequest(f"'{text}' is not [ALIAS:]COLUMN.FUNCTION()[::CAST]", parameter="select")
+    alias, given, function, cast = match.group("alias", "input", "function", "cast")
+    if given is None and function != "count":
+        raise BadRequest(f"{function}() needs a column: COLUMN.{function}()", parameter="select")
+    if cast is not None and cast not in CASTS:
+        raise BadRequest(f"'{cast}' is not a cast this API makes", parameter="select")
+    selected = None if given is None else _selected(table, given.strip())
+    if isinstance(selected, sa.Label):
+        selected = selected.element
+    return _aggregate_expression(selected, function, cast, (alias or function).strip())
+
+
+@lru_cache(maxsize=1024)
+def _aggregate_expression(selected: Any, function: str, cast: str | None, label: str) -> Any:
+    """Made once per spelling, as ``_expression``: statements stay cached."""
+    arguments = () if selected is None else (selected,)
+    expression: Any = getattr(sa.func, function)(*arguments)
+    if cast is not None:
+        expression = sa.cast(expression, CASTS[cast])
+    labelled = expression.label(sa.sql.quoted_name(label, quote=True))
+    labelled.aggregate = True
+    labelled.nullable = True
+    return labelled
+
+
 def _selected(table: sa.Table, text: str) -> Any:
     """One select item: ``column``, or ``alias:column->key->>key::cast``, as
     PostgREST reads it; a column as it is, anything else a labelled
     expression (its name: the alias, else the last key, else the column's)."""
+    if text.endswith(")") or (")::" in text and "()" in text):
+        return _aggregate(table, text)
     body, _, cast = text.partition("::")
     alias, colon, body = body.partition(":")
     if not colon:
@@ -99,7 +144,9 @@ def _expression(
         expression = sa.cast(expression, CASTS[cast])
     # Quoted always: a client's alias may be a word the dialect reserves
     # without SQLAlchemy knowing it (SQLite's NOTHING).
-    return expression.label(sa.sql.quoted_name(label, quote=True))
+    labelled = expression.label(sa.sql.quoted_name(label, quote=True))
+    labelled.nullable = True  # what ordering by it (grouped aggregates) asks
+    return labelled
 
 
 def _columns_and_embeds(
@@ -185,7 +232,8 @@ def check_names(
     """A row holds one value per name: a labelled item (``alias:...``,
     ``col::text``, ``data->>k``) may not take the name of another item, nor
     of a column the statement reads besides (order, tie-break, embeds)."""
-    read = {str(item.column.name) for item in order}
+    selected = {id(column) for column in columns}  # an item ordered by is read once
+    read = {str(item.column.name) for item in order if id(item.column) not in selected}
     read |= {str(column.name) for embed in embeds for column in embed.link.near}
     read |= {str(column.name) for column in columns if isinstance(column, sa.Column)}
     seen: set[str] = set()

@@ -98,6 +98,7 @@ class ListShape(NamedTuple):
     joins: tuple[sa.Column[Any], ...] = ()  # read for the embeds to join on
     inner: tuple[InnerShape, ...] = ()
     offset: bool = False  # whether rows are skipped
+    group_by: tuple[Any, ...] | None = None  # with aggregates: what rows are grouped by
 
 
 def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
@@ -112,7 +113,7 @@ def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
 
 def shape_of(query: ListQuery) -> ListShape:
     after = None if query.after is None else tuple(value is None for value in query.after)
-    if not query.embeds and not query.offset:
+    if not query.embeds and not query.offset and query.group_by is None:
         return ListShape(query.columns, query.order, filter_shapes(query.filters), after)
     joins = tuple(column for embed in query.embeds for column in embed.link.near)
     inner = tuple(
@@ -122,7 +123,9 @@ def shape_of(query: ListQuery) -> ListShape:
     )
     offset = query.offset > 0
     filters = filter_shapes(query.filters)
-    return ListShape(query.columns, query.order, filters, after, joins, inner, offset)
+    return ListShape(
+        query.columns, query.order, filters, after, joins, inner, offset, query.group_by
+    )
 
 
 def _shaped_value(query_filter: Any) -> Any:
@@ -318,6 +321,8 @@ def page_statement(shape: ListShape) -> ListStatement:
     statement = sa.select(*map(passed_through, needed)).where(*_rows_matching(shape, binds))
     if shape.after is not None:
         statement = statement.where(_after(binds, shape.order, shape.after))
+    if shape.group_by is not None:
+        statement = statement.group_by(*shape.group_by)
     statement = statement.order_by(*_order_by(shape.order))
     statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
     if shape.offset:
@@ -345,7 +350,14 @@ def export_statement(shape: ListShape) -> ExportStatement:
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def count_statement(table: sa.Table, shape: ListShape) -> ListStatement:
     binds = Binds()
-    statement = sa.select(sa.func.count()).select_from(table).where(*_rows_matching(shape, binds))
+    matching = _rows_matching(shape, binds)
+    if shape.group_by == ():  # aggregates over all the rows: one
+        return ListStatement(sa.select(sa.literal(1, sa.Integer)), {})
+    if shape.group_by is not None:  # the groups, not the rows
+        groups = sa.select(*shape.group_by, sa.literal(1)).where(*matching)
+        grouped = groups.group_by(*shape.group_by).subquery()
+        return ListStatement(sa.select(sa.func.count()).select_from(grouped), binds.sources)
+    statement = sa.select(sa.func.count()).select_from(table).where(*matching)
     return ListStatement(statement, binds.sources)
 
 

@@ -36,8 +36,9 @@ async def list_rows(context: Collection, request: Request) -> Response:
     media_type = formats.negotiate(request)
     query = list_query(context, request)
     if media_type in formats.STREAMED:
-        if query.embeds:
-            raise BadRequest("embedded resources come in JSON pages only", parameter="select")
+        if query.embeds or query.group_by is not None:
+            message = "embedded resources and aggregates come in JSON pages only"
+            raise BadRequest(message, parameter="select")
         return _export(context, request, query, media_type)
     if media_type == formats.SINGULAR:
         return await _single_row(context, request, query)
@@ -81,7 +82,7 @@ COUNT_METHODS: tuple[CountMethod, ...] = ("exact", "planned", "estimated")
 
 
 def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
-    if not page.more:
+    if not page.more or query.group_by is not None:  # groups are paged by offset
         return None
     secret = context.request.registry.api_settings.cursor_secret
     return context.next_url(encode_cursor(query, page.rows[-1], secret))

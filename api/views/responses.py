@@ -159,6 +159,7 @@ def list_query(context: Collection, request: Request) -> ListQuery:
         cursor_secret=settings.cursor_secret,
         fixed=fixed,
         range_=parse_range(request.headers.get("Range")),
+        aggregates=settings.aggregates_enabled,
     )
 
 

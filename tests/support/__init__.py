@@ -43,6 +43,7 @@ PROBE_SETTINGS = {
     "api.tokens": TOKENS,
     "api.max_batch_rows": "5",
     "api.export_batch_rows": "7",  # every export test reads several batches
+    "api.aggregates_enabled": "true",
 }
 PROBLEM = "application/problem+json"
 
