@@ -33,6 +33,8 @@ SINGULAR = "application/vnd.pgrst.object+json"
 # the members that are null.
 ARRAY = "application/vnd.pgrst.array+json"
 STRIPPED = "nulls=stripped"
+# PostgREST's execution plan of a read (off unless api.plan_enabled).
+PLAN = "application/vnd.pgrst.plan+json"
 OFFERS = (
     JSON,
     NDJSON,
@@ -41,6 +43,7 @@ OFFERS = (
     ARRAY,
     f"{ARRAY};{STRIPPED}",
     f"{SINGULAR};{STRIPPED}",
+    PLAN,
 )
 STREAMED = frozenset({NDJSON, CSV})
 CHUNK_BYTES = 64 * 1024

@@ -244,6 +244,12 @@ class Settings:
         False,
         doc="Aggregates in `select` (`count()`, `amount.sum()`), off as in PostgREST.",
     )
+    plan_enabled: bool = setting(
+        "api.plan_enabled",
+        boolean,
+        False,
+        doc="`Accept: application/vnd.pgrst.plan+json` answers a read's plan (EXPLAIN).",
+    )
     version_column: str = setting(
         "api.version_column",
         str.strip,

@@ -358,3 +358,21 @@ def test_aggregates_are_off_unless_enabled(database_url):
     response = app.get("/mytable/?select=count()", status=400)
     assert response.json["code"] == "PGRST123"
     app.app.close()
+
+
+def test_a_read_s_plan_where_the_server_allows_it(server, database_url, rows):
+    """PostgREST's application/vnd.pgrst.plan+json (postgrest-py's explain()):
+    the database's own EXPLAIN of the page; off by default (406)."""
+    tag, _ = rows
+    plan = {"Accept": "application/vnd.pgrst.plan+json"}
+    params = {"name": f"like.{tag} *", "order": "id"}
+    response = httpx.get(f"{server.url}/mytable/", params=params, headers=plan)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/vnd.pgrst.plan+json")
+    if database_url.startswith("sqlite"):
+        assert any("mytable" in step["detail"] for step in response.json())
+    else:
+        assert '"table_name":"mytable"' in response.text  # MariaDB's EXPLAIN FORMAT=JSON
+    off = webtest.TestApp(make_app(database_url))
+    assert off.get("/mytable/", headers=plan, status=406).json["code"] == "PGRST107"
+    off.app.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pyramid.httpexceptions import HTTPNotAcceptable
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -17,7 +18,7 @@ from api.querystring import (
     encode_cursor,
     shown_names,
 )
-from api.reads.lists import CountMethod, Page, read_page, stream_rows
+from api.reads.lists import CountMethod, Page, explain_page, read_page, stream_rows
 from api.resources import Collection
 from api.views.responses import (
     json_response,
@@ -42,6 +43,8 @@ async def list_rows(context: Collection, request: Request) -> Response:
         return _export(context, request, query, media_type)
     if media_type == formats.SINGULAR:
         return await _single_row(context, request, query)
+    if media_type == formats.PLAN:
+        return await _plan(request, query)
     count = _requested_count(request)
     exact_up_to = request.registry.api_settings.page_limit_max
     page = await read_page(get_reader(request), context.table, query, count, exact_up_to)
@@ -60,6 +63,16 @@ async def _single_row(context: Collection, request: Request, query: ListQuery) -
     if len(page.rows) != 1:
         raise NotOneRow(len(page.rows) if not page.more else None)
     return rows_response(request, _without_order_keys(page.rows, query))
+
+
+async def _plan(request: Request, query: ListQuery) -> Response:
+    """PostgREST's ``application/vnd.pgrst.plan+json``: how the database
+    would read this page, where the setting allows telling it."""
+    if not request.registry.api_settings.plan_enabled:
+        raise HTTPNotAcceptable("Plans are off on this server (api.plan_enabled).")
+    response = json_response(await explain_page(get_reader(request), query))
+    response.headers["Content-Type"] = f'{formats.PLAN}; for="{formats.JSON}"'
+    return response
 
 
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:

@@ -44,6 +44,7 @@ PROBE_SETTINGS = {
     "api.max_batch_rows": "5",
     "api.export_batch_rows": "7",  # every export test reads several batches
     "api.aggregates_enabled": "true",
+    "api.plan_enabled": "true",
 }
 PROBLEM = "application/problem+json"
 
