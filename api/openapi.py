@@ -97,15 +97,20 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     filter_ops = ", ".join(operators)
     names = "|".join(re.escape(str(c.name)) for c in table.columns)
     embeddable = sorted(describe(table).links)
-    select_schema: Schema = {"type": "string", "pattern": rf"^(\*|{names})(,(\*|{names}))*$"}
-    select_doc = "Comma-separated columns to return, `*` for all."
-    if embeddable:  # the embed grammar is PostgREST's (README); no pattern spells it
-        select_schema = {"type": "string"}
+    # PostgREST's select grammar (README): no pattern spells it.
+    select_schema: Schema = {"type": "string", "minLength": 1}
+    select_doc = (
+        "Comma-separated columns to return, `*` for all; ALIAS:COLUMN, COLUMN->KEY->>KEY, "
+        "COLUMN::CAST, and aggregates COLUMN.sum() (avg, count, max, min, sum; count()) "
+        "where the server enables them."
+    )
+    if embeddable:
         select_doc += (
             " Embeds rows of related collections as NAME(COLUMNS), with ALIAS:, "
-            f"!HINT and !inner: {', '.join(embeddable)}."
+            f"!HINT, !inner and ...NAME(COLUMNS) (a spread): {', '.join(embeddable)}."
         )
-    order_item = rf"({names})(\.(asc|desc|nullsfirst|nullslast))*"
+    order_item = rf"({names}|[a-z0-9_]+(![a-z0-9_]+)?\([^()]+\)|[a-z0-9_]+->>?[^,.]+)"
+    order_item += r"(\.(asc|desc|nullsfirst|nullslast))*"
     list_parameters = [
         {
             "name": "select",
@@ -117,7 +122,9 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
             "name": "order",
             "in": "query",
             "schema": {"type": "string", "pattern": rf"^{order_item}(,{order_item})*$"},
-            "description": "e.g. name.desc.nullslast,id; the primary key breaks ties.",
+            "description": "e.g. name.desc.nullslast,id; also a JSON path (data->>k) and "
+            "a column of the row a foreign key points at (country(name)); the primary key "
+            "breaks ties.",
         },
         {
             "name": "limit",
@@ -144,7 +151,8 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
             "in": "header",
             "schema": {"type": "string"},
             "description": "count=exact, count=planned or count=estimated: the count "
-            "is in Content-Range.",
+            "is in Content-Range; timezone=ZONE: instants in that IANA zone; "
+            "handling=strict: an unknown preference is a 400.",
         },
     ]
     filters = [
@@ -170,7 +178,8 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
         "in": "header",
         "schema": {"type": "string"},
         "description": "return=minimal (the default), headers-only or representation; "
-        "max-affected=N with handling=strict",
+        "max-affected=N with handling=strict; missing=default; tx=rollback; "
+        "resolution=merge-duplicates or ignore-duplicates (POST: an upsert); timezone=ZONE",
     }
     written = {
         "200": {
@@ -214,6 +223,8 @@ def _collection_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
                             SINGULAR: {"schema": _ref(f"{name}Partial")},
                             "application/x-ndjson": {"schema": {"type": "string"}},
                             "text/csv": {"schema": {"type": "string"}},
+                            "application/vnd.pgrst.array+json": {"schema": _ref(f"{name}Page")},
+                            "application/vnd.pgrst.plan+json": {"schema": {}},
                         },
                     },
                     "206": {
