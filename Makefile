@@ -14,7 +14,7 @@ $(BIN)/pserve: pyproject.toml
 	touch $@
 
 run: $(BIN)/pserve
-	$(BIN)/alembic -x ini=development.ini upgrade head
+	$(BIN)/alembic -c development.ini upgrade head
 	$(BIN)/api-seed development.ini
 	$(BIN)/pserve development.ini --reload
 

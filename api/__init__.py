@@ -5,7 +5,8 @@ from typing import Any
 from pyramid.config import Configurator
 
 from api.bridge.wsgi import WSGIApp
-from api.collections import add_reflected_tables
+from api.collections import StartupError, add_reflected_tables
+from api.settings import SettingsError
 
 
 def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
@@ -33,3 +34,13 @@ def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
         config.include("api.views")
     # The WSGI front door; api.serve wraps the same router in the ASGI one.
     return WSGIApp(config.make_wsgi_app())
+
+
+def paste_main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
+    """``main`` for PasteDeploy's tools (pserve, pshell, prequest, pviews):
+    a setting or a table that stops start-up is one line that says why and
+    how to mend it, and a non-zero exit, not a traceback."""
+    try:
+        return main(global_config, **settings)
+    except (SettingsError, StartupError) as exc:
+        raise SystemExit(f"api: cannot start: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -42,16 +43,19 @@ def seed(registry: Registry, count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    config_uri = argv[0]
-    count = int(argv[1]) if len(argv) > 1 else 100
-    setup_logging(config_uri)
-    app = get_app(config_uri)
+    parser = argparse.ArgumentParser(
+        prog="api-seed",
+        description="Load demo rows into mytable of the configured database, if it is empty.",
+    )
+    parser.add_argument("config_uri", help="the ini file, e.g. development.ini")
+    parser.add_argument(
+        "count", nargs="?", type=int, default=100, help="how many rows (default: 100)"
+    )
+    arguments = parser.parse_args(argv)
+    setup_logging(arguments.config_uri)
+    app = get_app(arguments.config_uri)
     try:
-        inserted = app.run(seed, app.registry, count)
+        inserted = app.run(seed, app.registry, arguments.count)
     finally:
         app.close()
     print(f"inserted {inserted} demo rows" if inserted else "table has rows already; left as is")

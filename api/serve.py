@@ -9,7 +9,11 @@ What a worker process does when it starts serving is decided here
 from __future__ import annotations
 
 import gc
+import logging
 import multiprocessing
+import os
+import sys
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import uvicorn
@@ -70,17 +74,42 @@ class _Gunicorn(BaseApplication):
         return self.application
 
 
+def _failing_loudly(serve: Callable[[], None]) -> None:
+    """Run ``serve``; if it stops with a non-zero SystemExit (a port taken,
+    a worker that cannot boot), leave the process with that status.
+
+    pserve catches SystemExit and exits 0 ("Exiting 3"), which a supervisor
+    takes for a clean stop: hand-written because no pserve option says
+    otherwise.
+    """
+    try:
+        serve()
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            raise
+        status = exc.code if isinstance(exc.code, int) else 1
+        print(f"api: the server stopped with status {status}", file=sys.stderr)
+        logging.shutdown()
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(status)
+
+
 def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any) -> None:
     """Multi-process serving: gunicorn with uvicorn workers, one per core by default.
 
-    Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``, ...).
+    Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``, ...);
+    ``pserve production.ini http_port=9000`` binds that port instead.
     """
     app = asgi_app(wsgi_app)
+    if "http_port" in global_conf:
+        host = str(settings.get("bind", "0.0.0.0:8080")).rpartition(":")[0]
+        settings["bind"] = f"{host}:{global_conf['http_port']}"
     settings.setdefault("workers", multiprocessing.cpu_count())
     settings.setdefault("worker_class", "api.serve.Worker")
     # pserve built the app before gunicorn forks, so it must not hold
     # connections: engines are made per event loop, inside each worker (api.db).
-    _Gunicorn(app, settings).run()
+    _failing_loudly(_Gunicorn(app, settings).run)
 
 
 def uvicorn_runner(
@@ -90,7 +119,10 @@ def uvicorn_runner(
     port: str = "6543",
     **settings: Any,
 ) -> None:
-    """One process, one event loop: for development."""
+    """One process, one event loop: for development. ``pserve development.ini
+    http_port=7000`` (PasteDeploy's variables, as the Pyramid starter's
+    ``%(http_port)s``) serves on that port instead."""
+    port = global_conf.get("http_port", port)
     app = asgi_app(wsgi_app)
     settings.setdefault("http", HTTPProtocol)
-    uvicorn.run(app, host=host, port=int(port), **settings)
+    _failing_loudly(lambda: uvicorn.run(app, host=host, port=int(port), **settings))

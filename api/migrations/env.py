@@ -1,8 +1,10 @@
 """Alembic environment: async engine, URL resolved the way the app resolves it.
 
 The URL: ``DATABASE_URL`` from the environment, else ``sqlalchemy.url`` of the
-ini file named by ``-x ini=FILE`` (default ``development.ini``).
-There is no alembic.ini: configuration lives in pyproject.toml.
+app's ini file: the one alembic was given (``alembic -c production.ini``,
+whose ``[alembic]`` section names ``api:migrations``), else ``-x ini=FILE``,
+else ``development.ini``. In the checkout, plain ``alembic`` reads
+``[tool.alembic]`` in pyproject.toml.
 """
 
 import asyncio
@@ -13,7 +15,7 @@ from sqlalchemy import pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.models import UTCDateTime, metadata
-from api.settings import load_settings
+from api.settings import SettingsError, load_settings
 
 config = context.config
 target_metadata = metadata
@@ -27,11 +29,20 @@ def _settings():
         return config.attributes["settings"]
     import plaster
 
-    ini = context.get_x_argument(as_dictionary=True).get("ini", "development.ini")
+    given = config.config_file_name
+    ini = given if given and given.endswith(".ini") else "development.ini"
+    ini = context.get_x_argument(as_dictionary=True).get("ini", ini)
     try:
         return plaster.get_settings(ini, "app:main")
     except (plaster.exceptions.PlasterError, FileNotFoundError):
         return {}
+
+
+def _database_url():
+    try:
+        return load_settings(_settings()).database_url
+    except SettingsError as exc:  # one line that says how to give one, not a traceback
+        raise SystemExit(f"alembic: {exc}") from None
 
 
 def render_item(type_, obj, autogen_context):
@@ -46,7 +57,7 @@ def render_item(type_, obj, autogen_context):
 
 def run_migrations_offline():
     context.configure(
-        url=load_settings(_settings()).database_url,
+        url=_database_url(),
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -65,7 +76,7 @@ def do_run_migrations(connection):
 
 
 async def run_async_migrations():
-    url = load_settings(_settings()).database_url
+    url = _database_url()
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with engine.connect() as connection:
