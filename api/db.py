@@ -11,21 +11,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import pathlib
 import weakref
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from pyramid.config import Configurator
 from pyramid.registry import Registry
 from pyramid.request import Request
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import await_, run_in_greenlet
+from api.logs import misconfigured
 from api.reads.compiled import Row
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
@@ -292,6 +296,33 @@ async def ping(reader: Reader, timeout: float) -> None:
         connection.execute(text("SELECT 1"))
 
     await asyncio.wait_for(run_in_greenlet(reader.run, select_one), timeout)
+
+
+MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
+
+
+@functools.cache
+def migrations_head() -> str | None:
+    """The revision the shipped migrations end at (``alembic heads``)."""
+    head: str | None = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    return head
+
+
+async def schema_revision(reader: Reader, timeout: float) -> str | None:
+    """The revision the database was migrated to; None if it never was."""
+
+    def read(connection: Connection) -> str | None:
+        try:
+            revision: str | None = connection.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).scalar()
+        except DBAPIError as exc:
+            if misconfigured(exc) is None:  # anything but a missing table
+                raise
+            return None
+        return revision
+
+    return await asyncio.wait_for(run_in_greenlet(reader.run, read), timeout)
 
 
 def _dispose_engines(registry: Registry, loop: Any) -> None:

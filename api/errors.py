@@ -18,7 +18,7 @@ from pyramid.response import Response
 from pyramid.view import exception_view_config
 from sqlalchemy import exc as sa_exc
 
-from api.logs import Throttled, database_error, loggable_query
+from api.logs import Throttled, database_error, loggable_query, misconfigured
 
 log = logging.getLogger(__name__)
 
@@ -253,13 +253,36 @@ def http_exception(exc: HTTPException, request: Request) -> Response:
 
 def database_unavailable(exc: Exception, request: Request) -> Response:
     kind = database_error(exc)
+    reason = misconfigured(exc)
+    throttled = request.registry.api_throttled_log
+    if reason is not None:  # waiting mends nothing: say what is wrong, to all
+        throttled.log(logging.ERROR, kind, "database misconfigured: %s", kind)
+        return problem_response(503, f"The API cannot serve this: {reason}.")
     # An outage fails every request alike: one line per kind and interval.
-    request.registry.api_throttled_log.log(logging.WARNING, kind, "database unavailable: %s", kind)
+    throttled.log(logging.WARNING, kind, "database unavailable: %s", kind)
     return problem_response(
         503,
         "The database is unavailable; try again shortly.",
         headers={"Retry-After": "1"},
     )
+
+
+@exception_view_config(sa_exc.ProgrammingError)
+def programming_error(exc: sa_exc.ProgrammingError, request: Request) -> Response:
+    """A table that is not there (a database never migrated) is a 503 that
+    says so; any other is the server's fault."""
+    if misconfigured(exc) is not None:
+        return database_unavailable(exc, request)
+    return server_error(exc, request)
+
+
+class SchemaNotCurrent(Exception):
+    """Readiness: the database's schema is not at the migrations' head."""
+
+
+@exception_view_config(SchemaNotCurrent)
+def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
+    return problem_response(503, str(exc))
 
 
 # MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).

@@ -35,10 +35,35 @@ def loggable_query(query_string: str) -> str:
 
 
 def database_error(exc: BaseException) -> str:
-    """A driver error by its class and code, without its message's values."""
+    """A driver error by its class and code, without its message's values;
+    with what it means where no retry mends it (``misconfigured``)."""
     orig = getattr(exc, "orig", None) or exc
     code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
-    return f"{type(orig).__name__}" + (f" ({code})" if code is not None else "")
+    kind = f"{type(orig).__name__}" + (f" ({code})" if code is not None else "")
+    reason = misconfigured(exc)
+    return f"{kind}: {reason}" if reason else kind
+
+
+# MySQL/MariaDB errors that waiting does not mend, and what they mean; the
+# message itself is not repeated (it names the user and host).
+MISCONFIGURED = {
+    1044: "the database user may not use this database",
+    1045: "the database refused the API's credentials (DATABASE_URL's user or password)",
+    1049: "the database that DATABASE_URL names does not exist",
+    1698: "the database refused the API's credentials (DATABASE_URL's user or password)",
+    1146: "a table the API serves does not exist: run alembic -c production.ini upgrade head",
+}
+
+
+def misconfigured(exc: BaseException) -> str | None:
+    """What a database error means when no retry mends it, else None."""
+    orig = getattr(exc, "orig", None) or exc
+    code = orig.args[0] if orig.args and isinstance(orig.args[0], int) else None
+    if code in MISCONFIGURED:
+        return MISCONFIGURED[code]
+    if "no such table" in str(orig):  # SQLite's words for 1146
+        return MISCONFIGURED[1146]
+    return None
 
 
 class Throttled:

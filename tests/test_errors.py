@@ -1,8 +1,12 @@
 """Every error leaves as problem+json, the 500 and a missing database included."""
 
+import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
-from tests.support import assert_problem, make_app
+from api.bridge.asgi import ASGIApp
+from api.db import migrations_head
+from tests.support import alembic, assert_problem, make_app, mariadb_database, run_sql
 from tests.support.servers import ThreadedServer, free_port
 
 
@@ -55,3 +59,55 @@ def test_a_problem_carries_postgrest_members_for_postgrest_clients(http):
 def test_a_unique_violation_has_postgresql_s_code(http):
     response = http.post("/_probe_duplicate_key", params={"name": "dup"})
     assert assert_problem(response, 409)["code"] == "23505"
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def never_migrated(request, tmp_path):
+    """A database the API is pointed at before alembic ever ran on it."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/empty.sqlite"
+        return
+    url, drop = mariadb_database()
+    yield url
+    drop()
+
+
+def test_a_database_never_migrated_is_a_503_that_says_so(never_migrated):
+    """Readiness checks the schema is at the migrations' head; a row request
+    on a missing table is a 503 with the reason, not a 500."""
+    app = make_app(never_migrated)
+    with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+        problem = assert_problem(http.get("/__heartbeat__"), 503)
+        assert "never migrated" in problem["detail"] and "alembic" in problem["detail"]
+        for path in ("/mytable/1", "/mytable/"):
+            problem = assert_problem(http.get(path), 503)
+            assert "does not exist" in problem["detail"], problem
+        alembic(never_migrated, "upgrade", "head")
+        ready = http.get("/__heartbeat__")
+        assert ready.status_code == 200 and ready.json()["schema"] == migrations_head()
+        alembic(never_migrated, "downgrade", "-1")
+        problem = assert_problem(http.get("/__heartbeat__"), 503)
+        assert "is at revision" in problem["detail"]
+    app.close()
+
+
+@pytest.mark.parametrize("user", ["api_nobody", "api_someone"])
+def test_refused_credentials_are_said_so_without_the_secret(caplog, user):
+    """No such user (MariaDB's 1698), or a wrong password (1045)."""
+    url, drop = mariadb_database()
+    run_sql(url, "CREATE USER IF NOT EXISTS api_someone@'%' IDENTIFIED BY 'the-right-one'")
+    wrong = make_url(url).set(username=user, password="s3cret-pw")
+    app = make_app(wrong.render_as_string(hide_password=False))
+    try:
+        with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+            for path in ("/__heartbeat__", "/mytable/"):
+                response = http.get(path)
+                problem = assert_problem(response, 503)
+                assert "credentials" in problem["detail"] and "s3cret" not in response.text
+                assert "retry-after" not in response.headers  # waiting will not mend it
+        logged = "\n".join(record.getMessage() for record in caplog.records)
+        assert "credentials" in logged and "s3cret" not in logged
+    finally:
+        app.close()
+        run_sql(url, "DROP USER IF EXISTS api_someone@'%'")
+        drop()

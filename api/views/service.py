@@ -12,8 +12,9 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
-from api.db import get_reader, ping
-from api.errors import DatabaseUnavailable
+from api.db import get_reader, migrations_head, ping, schema_revision
+from api.errors import DatabaseUnavailable, SchemaNotCurrent
+from api.logs import misconfigured
 from api.openapi import build_document, column_schema
 from api.resources import Collection, Item, Root, RoutineCall
 
@@ -82,9 +83,22 @@ def liveness(context: Root, request: Request) -> dict[str, str]:
 
 @public_endpoint("__heartbeat__")
 async def readiness(context: Root, request: Request) -> dict[str, str]:
-    """The database answers a round trip within ``db.ping_timeout`` seconds."""
+    """The database answers a round trip within ``db.ping_timeout`` seconds,
+    and its schema is at the head of the migrations this code ships."""
+    timeout = request.registry.api_settings.db_ping_timeout
+    reader = get_reader(request)
     try:
-        await ping(get_reader(request), request.registry.api_settings.db_ping_timeout)
+        await ping(reader, timeout)
+        revision = await schema_revision(reader, timeout)
     except Exception as exc:
+        if misconfigured(exc) is not None:
+            raise  # said as it is (api.errors): waiting will not mend it
         raise DatabaseUnavailable(str(exc)) from exc
-    return {"status": "ok", "database": "ok"}
+    head = migrations_head()
+    if revision != head:
+        found = "was never migrated" if revision is None else f"is at revision {revision}"
+        raise SchemaNotCurrent(
+            f"The database {found}; this code needs {head}: "
+            "run alembic -c production.ini upgrade head."
+        )
+    return {"status": "ok", "database": "ok", "schema": head or ""}
