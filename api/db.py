@@ -29,6 +29,8 @@ from sqlalchemy.orm import ORMExecuteState, Session
 from zope.sqlalchemy.datamanager import join_transaction, mark_changed
 
 from api.bridge import await_, run_in_greenlet
+from api.bridge.greenlets import in_request_greenlet
+from api.bridge.wsgi import background_loop
 from api.logs import misconfigured
 from api.reads.compiled import Row
 from api.reads.loader import CoalescingLoader
@@ -284,6 +286,11 @@ def fetch_row(
     coalescing loader, with its peers. Any other reads in its own
     transaction: it sees its own writes, and ``for_update`` locks the row.
     """
+    if not in_request_greenlet():
+        # Pyramid's tools (pviews, pshell's root["mytable"]["1"]) traverse
+        # outside any request: the lookup runs on the background loop.
+        lookup = functools.partial(fetch_row, request, table, pk, for_update=for_update)
+        return background_loop().run(run_in_greenlet(lookup))
     if request.method in SAFE_METHODS and "dbsession" not in request.__dict__:
         return await_(request.registry.api_engines.point_loader(table).load(pk))
     return await_(load_row(request.dbsession, table, pk, for_update=for_update))

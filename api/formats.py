@@ -25,6 +25,7 @@ Rows = Iterable[Sequence[Any]]
 
 
 JSON = "application/json"
+JSON_UTF8 = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
 # PostgREST's: one row as an object, 406 unless there is exactly one.

@@ -20,6 +20,7 @@ from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 
 from api.collections import Description, describe
+from api.db import fetch_row
 from api.errors import RoutineNotFound, SchemaNotServed
 from api.routines import Routine
 
@@ -113,7 +114,7 @@ class Collection:
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
-        row = request.fetch_row(self.table, pk, for_update=for_update)
+        row = fetch_row(request, self.table, pk, for_update=for_update)
         if row is None or (self.fixed and any(row[n] != v for n, v in self.fixed.items())):
             raise KeyError(segment)
         return Item(self, segment, row, pk)

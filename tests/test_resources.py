@@ -13,7 +13,7 @@ from tests.support import WRITER, WRITER_ONE, assert_problem
 def test_root_lists_the_collections_with_links(http, server):
     response = http.get("/")
     assert response.status_code == 200
-    assert response.headers["content-type"] == "application/json"
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
     body = response.json()
     collection = body["collections"][0]
     assert collection["name"] == "mytable"

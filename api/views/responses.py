@@ -36,7 +36,7 @@ class JSONResponse(Response):
     """``request.response``: JSON unless a view says otherwise, so the renderer sets nothing."""
 
     default_content_type = "application/json"
-    default_charset = None
+    default_charset = "utf-8"  # said, as PostgREST says it: prequest prints text, not bytes
 
 
 def json_response_factory(request: Request) -> JSONResponse:
@@ -177,7 +177,11 @@ def json_response(
     If-None-Match, If-Modified-Since and Range (304, 206).
     """
     body = formats.dump_json(value)
-    headerlist = [("Content-Type", formats.JSON), ("Content-Length", str(len(body))), *headers]
+    headerlist = [
+        ("Content-Type", formats.JSON_UTF8),
+        ("Content-Length", str(len(body))),
+        *headers,
+    ]
     return JSONResponse(app_iter=[body], headerlist=headerlist, conditional_response=conditional)
 
 
