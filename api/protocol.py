@@ -8,6 +8,7 @@ import asyncio
 from http import HTTPStatus
 from typing import Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import problem_body
@@ -190,3 +191,21 @@ class HTTPProtocol(HttpToolsProtocol):
         )
         self.transport.write(head.encode() + body)
         self.transport.close()
+
+
+class ForwardedHeaders(ProxyHeadersMiddleware):
+    """uvicorn's proxy headers (``X-Forwarded-Proto``, ``X-Forwarded-For``)
+    and ``X-Forwarded-Host`` too, from a proxy of ``forwarded_allow_ips``
+    only, so that the links the API builds carry the client's scheme and
+    host. uvicorn's own middleware leaves the host out, and hides the peer
+    that this one checks: it takes its place (``proxy_headers`` off)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and client and client[0] in self.trusted_hosts:
+            forwarded = [value for name, value in scope["headers"] if name == b"x-forwarded-host"]
+            if forwarded:
+                host = forwarded[0].split(b",")[0].strip()
+                headers = [(n, v) for n, v in scope["headers"] if n != b"host"]
+                scope = {**scope, "headers": [*headers, (b"host", host)]}
+        await super().__call__(scope, receive, send)

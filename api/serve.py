@@ -21,7 +21,7 @@ from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
 from api.bridge.asgi import ASGIApp
-from api.protocol import HTTPProtocol
+from api.protocol import ForwardedHeaders, HTTPProtocol
 
 
 def worker_started() -> None:
@@ -37,21 +37,31 @@ def worker_started() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def asgi_app(wsgi_app: Any) -> ASGIApp:
-    """The app as a worker serves it: the ASGI front door, with the worker policy."""
-    return ASGIApp(wsgi_app, on_startup=worker_started)
+def asgi_app(wsgi_app: Any, root_path: str = "") -> ASGIApp:
+    """The app as a worker serves it: the ASGI front door, with the worker
+    policy; ``root_path``: the prefix a proxy serves it under (``/api``)."""
+    return ASGIApp(wsgi_app, on_startup=worker_started, root_path=root_path)
 
 
 class Worker(UvicornWorker):
     """The gunicorn worker: uvicorn's, with ``HTTPProtocol``, whose connection
     cap is gunicorn's ``worker_connections``."""
 
-    CONFIG_KWARGS: ClassVar[dict] = {**UvicornWorker.CONFIG_KWARGS, "http": HTTPProtocol}
+    CONFIG_KWARGS: ClassVar[dict] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "http": HTTPProtocol,
+        "proxy_headers": False,  # ForwardedHeaders, below, in its place
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         capped = {"max_connections": self.cfg.worker_connections}
         self.config.http = type("HTTPProtocol", (HTTPProtocol,), capped)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        app: Any = getattr(self, "wsgi")  # noqa: B009  # gunicorn sets it, untyped: the ASGI app
+        self.wsgi = ForwardedHeaders(app, self.cfg.forwarded_allow_ips)
 
 
 class _Gunicorn(BaseApplication):
@@ -98,10 +108,11 @@ def _failing_loudly(serve: Callable[[], None]) -> None:
 def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any) -> None:
     """Multi-process serving: gunicorn with uvicorn workers, one per core by default.
 
-    Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``, ...);
-    ``pserve production.ini http_port=9000`` binds that port instead.
+    Every setting is a gunicorn setting (``bind``, ``workers``, ``backlog``,
+    ``forwarded_allow_ips``, ...) but ``root_path``, the prefix a proxy serves
+    the API under; ``pserve production.ini http_port=9000`` binds that port.
     """
-    app = asgi_app(wsgi_app)
+    app = asgi_app(wsgi_app, settings.pop("root_path", ""))
     if "http_port" in global_conf:
         host = str(settings.get("bind", "0.0.0.0:8080")).rpartition(":")[0]
         settings["bind"] = f"{host}:{global_conf['http_port']}"
@@ -123,6 +134,9 @@ def uvicorn_runner(
     http_port=7000`` (PasteDeploy's variables, as the Pyramid starter's
     ``%(http_port)s``) serves on that port instead."""
     port = global_conf.get("http_port", port)
-    app = asgi_app(wsgi_app)
+    app = asgi_app(wsgi_app, settings.pop("root_path", ""))
+    trusted = settings.pop("forwarded_allow_ips", "127.0.0.1")
+    settings["proxy_headers"] = False  # ForwardedHeaders in its place
     settings.setdefault("http", HTTPProtocol)
-    _failing_loudly(lambda: uvicorn.run(app, host=host, port=int(port), **settings))
+    served = ForwardedHeaders(app, trusted)  # type: ignore[arg-type]  # uvicorn's narrower ASGI types
+    _failing_loudly(lambda: uvicorn.run(served, host=host, port=int(port), **settings))

@@ -31,9 +31,7 @@ from sqlalchemy.engine import make_url
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(sys.executable).parent
-SERVER_URL = make_url(
-    os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/")
-)
+SERVER_URL = make_url(os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/"))
 DATABASE = "api_bench"
 CONNECT = {
     "host": SERVER_URL.host,

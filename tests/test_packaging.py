@@ -2,19 +2,17 @@
 virtualenv, used from a directory that is not the checkout, and the
 commands' ways of failing (a missing URL, a port taken, --help)."""
 
-import contextlib
 import os
 import pathlib
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.support import ROOT
-from tests.support.servers import free_port
+from tests.support.servers import free_port, serving
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -38,28 +36,6 @@ def installed(tmp_path_factory):
     venv = folder / "venv" / "bin"
     subprocess.run([venv / "pip", "install", "-q", wheel], check=True, capture_output=True)
     return venv
-
-
-@contextlib.contextmanager
-def serving(command, folder, env, port=None):
-    """``command`` (pserve) running until the block ends, once it answers."""
-    port = port or int(str(command[-1]).partition("=")[2])
-    with subprocess.Popen(
-        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    ) as server:
-        try:
-            for _ in range(150):
-                if server.poll() is not None:
-                    raise AssertionError(server.stdout.read())
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/__lbheartbeat__", timeout=1)
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            yield server
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 def test_the_wheel_migrates_seeds_and_serves_from_any_directory(installed, tmp_path):

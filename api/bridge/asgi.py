@@ -101,8 +101,15 @@ class ASGIApp:
     server runner's process policy; the loop-stopping hooks run when it stops.
     """
 
-    def __init__(self, wsgi_app: Any, on_startup: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        wsgi_app: Any,
+        on_startup: Callable[[], None] | None = None,
+        root_path: str = "",
+    ) -> None:
         self.router: Router = getattr(wsgi_app, "router", wsgi_app)
+        # The prefix a proxy serves the API under, where the server sets none.
+        self.root_path = root_path.rstrip("/")
         self.registry = self.router.registry
         self.max_body_bytes = self.registry.api_settings.max_body_bytes
         self.response_timeout = self.registry.api_settings.response_timeout
@@ -117,6 +124,8 @@ class ASGIApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            if self.root_path and not scope.get("root_path"):
+                scope = {**scope, "root_path": self.root_path}
             await self._http(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
@@ -299,10 +308,15 @@ def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
     """A PEP 3333 environ for one ASGI HTTP request whose body was read already."""
     server = scope.get("server") or ("localhost", 80)
     client = scope.get("client") or ("", 0)
+    root_path, path = scope.get("root_path", ""), scope["path"]
+    # ASGI's path holds the root path (the prefix a proxy serves the app
+    # under); WSGI's PATH_INFO does not: taken off as Starlette's WSGI bridge does.
+    if root_path and (path == root_path or path.startswith(root_path + "/")):
+        path = path[len(root_path) :]
     environ = {
         "REQUEST_METHOD": scope["method"],
-        "SCRIPT_NAME": scope.get("root_path", "").encode("utf-8").decode("latin-1"),
-        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
+        "SCRIPT_NAME": root_path.encode("utf-8").decode("latin-1"),
+        "PATH_INFO": path.encode("utf-8").decode("latin-1"),
         "QUERY_STRING": scope["query_string"].decode("latin-1"),
         "SERVER_NAME": server[0],
         "SERVER_PORT": str(server[1]),

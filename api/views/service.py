@@ -72,7 +72,9 @@ def openapi_document(context: Root, request: Request) -> Any:
         registry.api_openapi = build_document(
             registry.api_collections, registry.api_routines, limit
         )
-    return registry.api_openapi
+    # Where this client reaches the API: its scheme and host (through a
+    # trusted proxy), and the prefix it is served under.
+    return {**registry.api_openapi, "servers": [{"url": request.application_url}]}
 
 
 @public_endpoint("__lbheartbeat__")

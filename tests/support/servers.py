@@ -3,8 +3,11 @@
 import asyncio
 import contextlib
 import socket
+import subprocess
 import threading
+import time
 
+import httpx
 import uvicorn
 
 from api.bridge.asgi import ASGIApp
@@ -15,6 +18,28 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving(command, folder, env, port=None):
+    """``command`` (pserve) running until the block ends, once it answers."""
+    port = port or int(str(command[-1]).partition("=")[2])
+    with subprocess.Popen(
+        command, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as server:
+        try:
+            for _ in range(150):
+                if server.poll() is not None:
+                    raise AssertionError(server.stdout.read())
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/__lbheartbeat__", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            yield server
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 @contextlib.contextmanager
