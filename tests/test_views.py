@@ -2,6 +2,8 @@
 
 import orjson
 
+from api.db import migrations_head
+
 
 def test_head_answers_like_get_without_a_body(http):
     response = http.head("/mytable/1")
@@ -48,4 +50,5 @@ def test_big_integers_are_exact(http, wsgi_app, backend):
 
 def test_liveness_and_readiness(http):
     assert http.get("/__lbheartbeat__").json() == {"status": "ok"}
-    assert http.get("/__heartbeat__").json() == {"status": "ok", "database": "ok"}
+    ready = {"status": "ok", "database": "ok", "schema": migrations_head()}
+    assert http.get("/__heartbeat__").json() == ready

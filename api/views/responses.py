@@ -35,8 +35,9 @@ Row = dict[str, Any]
 class JSONResponse(Response):
     """``request.response``: JSON unless a view says otherwise, so the renderer sets nothing."""
 
-    default_content_type = "application/json"
-    default_charset = "utf-8"  # said, as PostgREST says it: prequest prints text, not bytes
+    # The charset said, as PostgREST says it: prequest prints text, not bytes.
+    default_content_type = formats.JSON_UTF8
+    default_charset = "utf-8"
 
 
 def json_response_factory(request: Request) -> JSONResponse:
