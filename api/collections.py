@@ -31,8 +31,9 @@ from api.settings import Settings
 # Collection names are plain identifiers; names starting with "_" belong to
 # the API itself (/__heartbeat__), so a table can never shadow them.
 COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
-# PostgREST's path for stored routines (api.routines): no collection takes it.
-RESERVED = frozenset({"rpc"})
+# The API's own paths: stored routines (PostgREST's /rpc/), its
+# documentation and its metrics; no collection takes them.
+RESERVED = frozenset({"rpc", "docs", "metrics"})
 # What a path segment may hold as it is (RFC 3986 pchar), as Pyramid quotes one.
 SEGMENT_SAFE = "~!$&'()*+,;=:@"
 # Reflected with "*" but never served: Alembic's own bookkeeping.
@@ -140,7 +141,7 @@ def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) ->
             f"table {table.name!r}: a collection name must match {COLLECTION_NAME.pattern}"
         )
     if name in RESERVED:
-        raise StartupError(f"table {table.name!r}: /{name}/ is where stored routines are called")
+        raise StartupError(f"table {table.name!r}: /{name} is the API's own path")
     for column in table.columns:
         try:
             mapping(column)

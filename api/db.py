@@ -32,6 +32,7 @@ from api.bridge import await_, run_in_greenlet
 from api.bridge.greenlets import in_request_greenlet
 from api.bridge.wsgi import background_loop
 from api.logs import misconfigured
+from api.observe import metrics
 from api.reads.compiled import Row
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
@@ -107,6 +108,12 @@ def _engine(settings: Settings, options: dict[str, Any]) -> AsyncEngine:
             idle_timeout=settings.db_idle_timeout,
         )
     event.listen(engine.sync_engine, "connect", setup)
+    observed = metrics()
+    if observed is not None:  # connections in use, per pool, summed over the workers
+        pool = "read" if options.get("isolation_level") == "AUTOCOMMIT" else "write"
+        in_use = observed.pool_in_use.labels(pool)
+        event.listen(engine.sync_engine, "checkout", lambda *_: in_use.inc())
+        event.listen(engine.sync_engine, "checkin", lambda *_: in_use.dec())
     return engine
 
 

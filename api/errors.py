@@ -19,6 +19,7 @@ from pyramid.view import exception_view_config
 from sqlalchemy import exc as sa_exc
 
 from api.logs import Throttled, database_error, loggable_query, misconfigured
+from api.observe import count_error
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class ServerBusy(Exception):
 
 @exception_view_config(ServerBusy)
 def server_busy(exc: ServerBusy, request: Request) -> Response:
+    count_error("busy")
     return problem_response(503, str(exc), headers={"Retry-After": "1"})
 
 
@@ -255,6 +257,7 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
     kind = database_error(exc)
     reason = misconfigured(exc)
     throttled = request.registry.api_throttled_log
+    count_error("database_misconfigured" if reason else "database_unavailable")
     if reason is not None:  # waiting mends nothing: say what is wrong, to all
         throttled.log(logging.ERROR, kind, "database misconfigured: %s", kind)
         return problem_response(503, f"The API cannot serve this: {reason}.")
@@ -301,6 +304,7 @@ def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
 
 @exception_view_config(sa_exc.IntegrityError)
 def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
+    count_error("integrity")
     log.info("integrity error: %s", database_error(exc))
     return problem_response(
         409,
@@ -311,6 +315,7 @@ def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
 
 @exception_view_config(sa_exc.DataError)
 def data_error(exc: sa_exc.DataError, request: Request) -> Response:
+    count_error("data")
     log.info("data error: %s", database_error(exc))
     return problem_response(422, "A value does not fit its column.")
 
@@ -319,6 +324,7 @@ def data_error(exc: sa_exc.DataError, request: Request) -> Response:
 def server_error(exc: Exception, request: Request) -> Response:
     query = loggable_query(request.query_string)
     where = f"{request.path}?{query}" if query else request.path
+    count_error("unhandled")
     log.error("unhandled error on %s %s", request.method, where, exc_info=exc)
     return problem_response(500, "The server failed to answer this request.")
 

@@ -13,6 +13,7 @@ from api.formats import SINGULAR
 from api.querystring import COMPARISONS
 from api.routines import Routine
 from api.validation import ETAG_LIST, required_in_new_rows, server_owned
+from api.version import DISTRIBUTION, package_version
 
 Schema = dict[str, Any]  # a JSON object of the OpenAPI document
 
@@ -506,7 +507,11 @@ def build_document(
         paths[f"/rpc/{name}"] = _routine_path(routine)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "api", "version": "1", "description": "Rows of database tables"},
+        "info": {
+            "title": DISTRIBUTION,
+            "version": package_version(),
+            "description": "Rows of database tables, in PostgREST's protocol",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,

@@ -13,14 +13,17 @@ import logging
 import multiprocessing
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
+from starlette.middleware.gzip import GZipMiddleware
 from uvicorn_worker import UvicornWorker
 
 from api.bridge.asgi import ASGIApp
+from api.observe import MULTIPROCESS_DIR, Observed, enable_metrics
 from api.protocol import ForwardedHeaders, HTTPProtocol
 
 
@@ -37,10 +40,22 @@ def worker_started() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def asgi_app(wsgi_app: Any, root_path: str = "") -> ASGIApp:
+def asgi_app(wsgi_app: Any, root_path: str = "") -> Any:
     """The app as a worker serves it: the ASGI front door, with the worker
-    policy; ``root_path``: the prefix a proxy serves it under (``/api``)."""
-    return ASGIApp(wsgi_app, on_startup=worker_started, root_path=root_path)
+    policy (``root_path``: the prefix a proxy serves it under, ``/api``),
+    its responses compressed for clients that take gzip (Starlette's
+    GZipMiddleware, which says ``Vary: Accept-Encoding``), each request
+    given an id, logged and counted (``api.observe``)."""
+    settings = wsgi_app.registry.api_settings
+    if settings.metrics:
+        enable_metrics()
+    app = ASGIApp(wsgi_app, on_startup=worker_started, root_path=root_path)
+    compressed = GZipMiddleware(app, minimum_size=GZIP_MINIMUM_BYTES)
+    return Observed(compressed, settings.access_log)
+
+
+# Smaller bodies are sent as they are: gzip would save little, at a cost in CPU.
+GZIP_MINIMUM_BYTES = 1024
 
 
 class Worker(UvicornWorker):
@@ -105,6 +120,13 @@ def _failing_loudly(serve: Callable[[], None]) -> None:
         os._exit(status)
 
 
+def _worker_gone(server: Any, worker: Any) -> None:
+    """gunicorn's child_exit: the worker's live gauges no longer count."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any) -> None:
     """Multi-process serving: gunicorn with uvicorn workers, one per core by default.
 
@@ -112,6 +134,11 @@ def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any)
     ``forwarded_allow_ips``, ...) but ``root_path``, the prefix a proxy serves
     the API under; ``pserve production.ini http_port=9000`` binds that port.
     """
+    if wsgi_app.registry.api_settings.metrics:
+        # Each worker keeps its metrics in files of this folder, summed when
+        # scraped (prometheus-client's multi-process mode); before any fork.
+        os.environ.setdefault(MULTIPROCESS_DIR, tempfile.mkdtemp(prefix="api-metrics-"))
+        settings.setdefault("child_exit", _worker_gone)
     app = asgi_app(wsgi_app, settings.pop("root_path", ""))
     if "http_port" in global_conf:
         host = str(settings.get("bind", "0.0.0.0:8080")).rpartition(":")[0]
@@ -137,6 +164,7 @@ def uvicorn_runner(
     app = asgi_app(wsgi_app, settings.pop("root_path", ""))
     trusted = settings.pop("forwarded_allow_ips", "127.0.0.1")
     settings["proxy_headers"] = False  # ForwardedHeaders in its place
+    settings.setdefault("access_log", False)  # api.observe logs each request instead
     settings.setdefault("http", HTTPProtocol)
-    served = ForwardedHeaders(app, trusted)  # type: ignore[arg-type]  # uvicorn's narrower ASGI types
+    served = ForwardedHeaders(app, trusted)
     _failing_loudly(lambda: uvicorn.run(served, host=host, port=int(port), **settings))

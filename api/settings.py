@@ -79,6 +79,16 @@ def seconds(text: str) -> float:
     return value
 
 
+def one_of(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        word = text.strip().lower()
+        if word not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return word
+
+    return parse
+
+
 def words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
@@ -249,6 +259,22 @@ class Settings:
         boolean,
         False,
         doc="`Accept: application/vnd.pgrst.plan+json` answers a read's plan (EXPLAIN).",
+    )
+    access_log: str = setting(
+        "api.access_log",
+        one_of("json", "human", "off"),
+        "human",
+        doc="A line per request on the `api.access` logger: `json`, `human` or `off`.",
+    )
+    metrics: bool = setting(
+        "api.metrics", boolean, True, doc="`GET /metrics` in Prometheus's format; off: a 404."
+    )
+    metrics_token: str = setting(
+        "api.metrics_token",
+        str.strip,
+        "",
+        doc="When set, `/metrics` needs `Authorization: Bearer` with it.",
+        secret=True,
     )
     version_column: str = setting(
         "api.version_column",

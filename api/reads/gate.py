@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import collections
 
+from api.observe import metrics
+
 
 class Gate:
     """A first-come-first-served semaphore whose waiters give up after ``timeout`` seconds.
@@ -27,6 +29,9 @@ class Gate:
         if self.free and not self.waiters:
             self.free -= 1
             return
+        observed = metrics()
+        if observed is not None:
+            observed.pool_waits.inc()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self.waiters.append((loop.time() + self.timeout, future))

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from api.bridge import run_in_greenlet
 from api.collections import describe
+from api.observe import metrics
 from api.reads.compiled import CompiledSelect, Row
 from api.reads.reader import Reader
 from api.sql.statements import STATEMENT_CACHE_SIZE, batch, json_keys
@@ -49,6 +50,9 @@ class CoalescingLoader:
             return
         keys = list(self.waiting)[: self.max_batch]
         waiting = {key: self.waiting.pop(key) for key in keys}
+        observed = metrics()
+        if observed is not None:
+            observed.batch_size.observe(len(keys))
         # Held here: the loop keeps only a weak reference to a task.
         self.in_flight = asyncio.get_running_loop().create_task(self._run(waiting))
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.bridge import await_
 from api.errors import ServerBusy
+from api.observe import metrics
 from api.reads.gate import Gate
 
 # The isolation level in which one transaction reads one snapshot, by dialect
@@ -58,6 +59,9 @@ class Reader:
         if self.exports_running >= self.max_exports:
             raise ServerBusy(f"{self.max_exports} exports are running; try again shortly.")
         self.exports_running += 1
+        observed = metrics()
+        if observed is not None:
+            observed.exports.inc()
         try:
             await_(self.gate.acquire())  # a timeout here must free the export's slot too
             try:
@@ -70,6 +74,8 @@ class Reader:
                 self.gate.release()
         finally:
             self.exports_running -= 1
+            if observed is not None:
+                observed.exports.dec()
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)``; once more on a fresh connection if it was dead.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from pyramid.httpexceptions import (
     HTTPMethodNotAllowed,
+    HTTPNotFound,
+    HTTPUnauthorized,
 )
 from pyramid.request import Request
 from pyramid.response import Response
@@ -15,8 +18,10 @@ from pyramid.view import view_config
 from api.db import get_reader, migrations_head, ping, schema_revision
 from api.errors import DatabaseUnavailable, SchemaNotCurrent
 from api.logs import misconfigured
+from api.observe import metrics
 from api.openapi import build_document, column_schema
 from api.resources import Collection, Item, Root, RoutineCall
+from api.version import DISTRIBUTION, commit, package_version
 
 
 @view_config(context=Root, request_method="GET", renderer="json")
@@ -75,6 +80,29 @@ def openapi_document(context: Root, request: Request) -> Any:
     # Where this client reaches the API: its scheme and host (through a
     # trusted proxy), and the prefix it is served under.
     return {**registry.api_openapi, "servers": [{"url": request.application_url}]}
+
+
+@public_endpoint("__version__")
+def version(context: Root, request: Request) -> dict[str, str]:
+    """Dockerflow's companion of the health endpoints: what is running."""
+    return {"name": DISTRIBUTION, "version": package_version(), "commit": commit()}
+
+
+@view_config(context=Root, name="metrics", request_method="GET", permission=NO_PERMISSION_REQUIRED)
+def prometheus_metrics(context: Root, request: Request) -> Response:
+    """Prometheus's text format, of every worker; 404 when off, 401 without
+    the token ``api.metrics_token`` asks for."""
+    settings = request.registry.api_settings
+    observed = metrics()
+    if not settings.metrics or observed is None:
+        raise HTTPNotFound()
+    expected = settings.metrics_token
+    if expected:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
+    body, content_type = observed.exposition()
+    return Response(body=body, headerlist=[("Content-Type", content_type)])
 
 
 @public_endpoint("__lbheartbeat__")
