@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench hostile
+.PHONY: run test lint bench hostile chromium
 
 $(BIN)/pserve: pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,7 +28,13 @@ tests/js/node_modules: tests/js/package-lock.json
 	if command -v npm >/dev/null; then npm ci --prefix tests/js --no-audit --no-fund; \
 	else echo "npm not found: tests/test_postgrest_js.py will be skipped"; fi
 
-test: lint tests/js/node_modules
+# Debian's Chromium, for tests/test_docs.py (Playwright drives it; it downloads no browser)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium \
+		|| (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium))
+
+test: lint tests/js/node_modules chromium
 	$(BIN)/python -m pytest
 
 # Needs MariaDB and wrk (apt-get install wrk). BENCH_ARGS=--short for a quick run.
