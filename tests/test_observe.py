@@ -14,8 +14,9 @@ import time
 
 import httpx
 import pytest
+import webtest
 
-from tests.support import ROOT
+from tests.support import ROOT, make_app
 from tests.support.servers import free_port, serving
 
 BIN = pathlib.Path(sys.executable).parent
@@ -116,3 +117,11 @@ def test_large_responses_are_gzipped_for_clients_that_take_it(production):
     with httpx.stream("GET", f"{url}/mytable/", headers={"Accept-Encoding": "gzip"}) as response:
         body = b"".join(response.iter_raw())
     assert json.loads(gzip.decompress(body)) == plain.json()
+
+
+def test_metrics_can_be_turned_off(tmp_path):
+    app = make_app(f"sqlite+aiosqlite:///{tmp_path}/off.sqlite", **{"api.metrics": "false"})
+    try:
+        webtest.TestApp(app).get("/metrics", status=404)
+    finally:
+        app.close()

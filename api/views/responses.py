@@ -132,8 +132,9 @@ PLAIN = Representation()
 
 def representation(request: Request) -> Representation:
     """What ``Accept`` and ``Prefer`` ask of this request's JSON rows."""
-    strip = formats.STRIPPED in request.headers.get("Accept", "")
-    if "Prefer" not in request.headers and not strip:
+    environ = request.environ  # not request.headers: a new view of it each time
+    strip = formats.STRIPPED in environ.get("HTTP_ACCEPT", "")
+    if "HTTP_PREFER" not in environ and not strip:
         return PLAIN
     zone = next(
         (_zone(t[len("timezone=") :]) for t in preferences(request) if t.startswith("timezone=")),
@@ -212,7 +213,7 @@ def shaped(
 
 def media_typed(response: JSONResponse, request: Request, media_type: str) -> JSONResponse:
     """``response`` as ``media_type``, or its PostgREST form with nulls stripped."""
-    if formats.STRIPPED in request.headers.get("Accept", ""):
+    if formats.STRIPPED in request.environ.get("HTTP_ACCEPT", ""):
         media_type = formats.nulls_stripped(media_type)
     if media_type != formats.JSON:
         response.headers["Content-Type"] = media_type
