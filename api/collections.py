@@ -84,6 +84,10 @@ class Description:
     key: tuple[sa.Column[Any], ...]  # empty: a collection without item URLs
     version: sa.Column[Any] | None
     read_only: bool
+    # Whether an UPDATE's result can be known without reading the row again:
+    # a table declared in code (no triggers of its own), of no column the
+    # database computes or rounds (generated, ON UPDATE, FLOAT, CHAR).
+    writes_known: bool = False
     children: dict[str, Relation] = dataclasses.field(default_factory=dict)
     links: dict[str, list[Link]] = dataclasses.field(default_factory=dict)  # by target name
 
@@ -154,7 +158,14 @@ def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) ->
     version = table.columns.get(version_name)
     if version is not None and mapping(version).kind != "integer":
         version = None
-    return Description(name, table, key, version, read_only)
+    known = "reflected" not in table.info and not any(
+        column.computed is not None
+        or column.server_onupdate is not None
+        or column.onupdate is not None
+        or isinstance(column.type, sa.Float | sa.CHAR)
+        for column in table.columns
+    )
+    return Description(name, table, key, version, read_only, writes_known=known)
 
 
 def add_collection(
@@ -332,6 +343,7 @@ def add_reflected_tables(config: Configurator) -> None:
     for table in reflect(settings.database_url, settings.tables, declared):
         if table.name in declared:
             raise StartupError(f"api.tables: {table.name!r} is declared in code already")
+        table.info["reflected"] = True
         config.add_collection(table, read_only=table.info["view"])
 
 

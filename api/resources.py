@@ -109,12 +109,15 @@ class Collection:
             pk = description.parse_key(_key_values(request, segment))
         if pk is None:
             raise KeyError(segment)
-        for_update = request.method in WRITE_METHODS
-        if for_update and not request.has_permission("write", self):
+        writes = request.method in WRITE_METHODS
+        if writes and not request.has_permission("write", self):
             # Refuse before the lookup: whether a row exists is not told to
             # (nor locked for) a client that may not write it.
             raise HTTPForbidden()
-        row = fetch_row(request, self.table, pk, for_update=for_update)
+        # A write locks the row it reads, unless its version settles it: the
+        # write's WHERE checks the version the row was read at.
+        lock = writes and description.version is None
+        row = fetch_row(request, self.table, pk, for_update=lock)
         if row is None or (self.fixed and any(row[n] != v for n, v in self.fixed.items())):
             raise KeyError(segment)
         return Item(self, segment, row, pk)

@@ -38,11 +38,74 @@ request = function()
   return wrk.format("GET", "/mytable/" .. math.random(1, rows))
 end
 
-if scenario == "patch" then
-  response = function(status, _, body)
-    if status == 200 then
-      local id, version = body:match('"id":(%d+).-"version":(%d+)')
-      if id then versions[tonumber(id)] = tonumber(version) end
-    end
+-- Versions are learnt from the rows answered (bench/writes.py sets every
+-- row's version to 1 before each run).
+local function learn_versions(status, _, body)
+  if status == 200 then
+    local id, version = body:match('"id":(%d+).-"version":(%d+)')
+    if id then versions[tonumber(id)] = tonumber(version) end
   end
+end
+if scenario == "patch" then
+  response = learn_versions
+end
+
+-- Writes (bench/writes.py): each as a client of PostgREST's protocol would send it.
+--   put         PUT a random row with If-Match, versions tracked as for patch
+--   delete      DELETE rows one after another, from the middle of the table up
+--   post        POST one row
+--   post100, post1000   POST an array of 100 or 1000 rows
+--   upsert1000  POST 1000 rows by id with Prefer: resolution=merge-duplicates
+--   patch1000   PATCH the 1000 rows of a random id range (?id=gte.N&id=lt.N+1000)
+local writer = {["Authorization"] = "Bearer bench-token", ["Content-Type"] = "application/json"}
+local arrays = {}
+local function array(count, first)
+  local items = {}
+  for n = 1, count do
+    local id = first and ('"id":' .. (first + n) .. ',') or ""
+    items[n] = '{' .. id .. '"name":"written ' .. n .. '","data":{"n":' .. n .. '}}'
+  end
+  return "[" .. table.concat(items, ",") .. "]"
+end
+local next_delete = math.floor(rows / 2)
+local upserts = {}
+
+local function write_request()
+  if scenario == "put" then
+    local id = math.random(1, rows)
+    writer["If-Match"] = '"' .. (versions[id] or 1) .. '"'
+    return wrk.format("PUT", "/mytable/" .. id, writer, '{"name":"put","data":{"put":true}}')
+  elseif scenario == "delete" then
+    writer["If-Match"] = nil
+    next_delete = next_delete + 1
+    return wrk.format("DELETE", "/mytable/" .. next_delete, writer)
+  elseif scenario == "post" then
+    return wrk.format("POST", "/mytable/", writer, '{"name":"posted","data":{"n":1}}')
+  elseif scenario == "post100" or scenario == "post1000" then
+    local count = scenario == "post100" and 100 or 1000
+    arrays[count] = arrays[count] or array(count)
+    return wrk.format("POST", "/mytable/", writer, arrays[count])
+  elseif scenario == "upsert1000" then
+    local block = math.random(0, 9)
+    upserts[block] = upserts[block] or array(1000, block * 1000)
+    local headers = {
+      ["Authorization"] = writer["Authorization"],
+      ["Content-Type"] = "application/json",
+      ["Prefer"] = "resolution=merge-duplicates",
+    }
+    return wrk.format("POST", "/mytable/", headers, upserts[block])
+  elseif scenario == "patch1000" then
+    local first = math.random(1, rows - 1000)
+    local path = "/mytable/?id=gte." .. first .. "&id=lt." .. (first + 1000)
+    writer["If-Match"] = nil
+    return wrk.format("PATCH", path, writer, '{"name":"patched by filter"}')
+  end
+end
+
+if scenario == "put" or scenario == "delete" or scenario:sub(1, 4) == "post"
+    or scenario == "upsert1000" or scenario == "patch1000" then
+  request = write_request
+end
+if scenario == "put" then
+  response = learn_versions
 end

@@ -337,15 +337,15 @@ def test_aggregates_group_by_the_other_columns(client, rows):
         client.from_("mytable").update({"data": {"odd": n % 2}}).eq("id", row["id"]).execute()
     grouped = (
         client.from_("mytable")
-        .select("parity:data->>odd,count(),mean:id.avg()::integer", count="exact")
+        .select("parity:data->>odd,n:count()::text,mean:id.avg()", count="exact")
         .like("name", f"{tag} *")
         .order("data->>odd", desc=True)
         .execute()
     )
     evens, odds = ids[0::2], ids[1::2]
-    assert grouped.data == [
-        {"parity": "1", "count": 5, "mean": round(sum(odds) / 5)},
-        {"parity": "0", "count": 5, "mean": round(sum(evens) / 5)},
+    assert [(g["parity"], g["n"], float(g["mean"])) for g in grouped.data] == [
+        ("1", "5", sum(odds) / 5),
+        ("0", "5", sum(evens) / 5),
     ]
     assert grouped.count == 2  # the groups
     with pytest.raises(APIError) as error:  # an order by what is not grouped by

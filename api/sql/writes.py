@@ -53,13 +53,26 @@ async def load_row(
 
 async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> list[Row]:
     """Insert ``rows`` (dicts of column values) and return them as stored, in
-    order; a table without a key cannot be read back: its rows as sent."""
+    order.
+
+    Where the database has ``INSERT ... RETURNING`` (MariaDB 10.5+, SQLite
+    3.35+), the rows that give the same columns are one multi-row statement
+    that answers them as stored. Elsewhere (MySQL), a statement a row and
+    one read of them by key; a table without a key answers its rows as sent.
+    """
     now = utcnow()
     stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    connection = await session.connection()
+    if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
+        returned: list[Row] = []
+        for run in _runs_of_same_columns([{**row, **stamps} for row in rows]):
+            statement = sa.insert(table).returning(*table.columns, sort_by_parameter_order=True)
+            returned += _dicts(await session.execute(statement, run))
+        return returned
     description = describe(table)
     pks = []
-    for values in rows:
-        result = await session.execute(sa.insert(table).values(**values, **stamps))
+    for row in rows:
+        result = await session.execute(sa.insert(table).values(**row, **stamps))
         key = result.inserted_primary_key  # type: ignore[attr-defined]  # a CursorResult
         pks.append(key[0] if len(key) == 1 else tuple(key))
     if not description.key:
@@ -70,6 +83,17 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
         for row in _dicts(await session.execute(statements.many, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
+
+
+def _runs_of_same_columns(rows: list[Row]) -> list[list[Row]]:
+    """``rows`` in runs that give the same columns, in their order."""
+    runs: list[list[Row]] = []
+    for row in rows:
+        if runs and runs[-1][0].keys() == row.keys():
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    return runs
 
 
 async def upsert_rows(
@@ -156,7 +180,12 @@ async def _rows_by(
 
 
 async def update_row(
-    session: AsyncSession, table: sa.Table, pk: Any, values: Row, expected_version: Any
+    session: AsyncSession,
+    table: sa.Table,
+    pk: Any,
+    values: Row,
+    expected_version: Any,
+    current: Row | None = None,
 ) -> Row | None:
     """Write ``values`` to row ``pk`` only if it still has ``expected_version``.
 
@@ -167,14 +196,21 @@ async def update_row(
     """
     key = describe(table).key
     statement = sa.update(table).where(key_clause(key)).values(**values)
-    version = describe(table).version
+    description = describe(table)
+    version = description.version
     if version is not None:
         statement = statement.where(version == expected_version).values({version: version + 1})
+    now = utcnow()
     if "updated_at" in table.columns:
-        statement = statement.values(updated_at=utcnow())
+        statement = statement.values(updated_at=now)
     result = await session.execute(statement, key_parameters(key, pk))
     if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult
         return None
+    if current is not None and version is not None and description.writes_known:
+        # The row as the UPDATE left it, known without reading it again: the
+        # version matched, so nothing else wrote it since it was read.
+        written = {**current, **values, str(version.name): expected_version + 1}
+        return {**written, "updated_at": now} if "updated_at" in table.columns else written
     return await load_row(session, table, _key_after(table, pk, values))
 
 

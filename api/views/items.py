@@ -3,11 +3,13 @@ conditional writes to it (PUT, PATCH as a merge patch, DELETE)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from pyramid.httpexceptions import (
     HTTPConflict,
     HTTPNoContent,
+    HTTPNotFound,
     HTTPPreconditionFailed,
     HTTPPreconditionRequired,
 )
@@ -50,17 +52,39 @@ def expected_version(context: Item, request: Request) -> Any:
     return None if version is None else context.row[version.name]
 
 
-async def _write(context: Item, request: Request, values: Row) -> JSONResponse:
+async def _write(
+    context: Item, request: Request, values_for: Callable[[Row], Row]
+) -> JSONResponse:
+    """Write ``values_for(row)`` to the row. The row was read without a lock
+    where its version settles it: the UPDATE checks that version. A request
+    without If-Match whose row changed meanwhile goes again, once, on the
+    row read under its lock, as a locked write would have."""
     refuse_read_only(context)
     version = expected_version(context, request)
-    row = await writes.update_row(request.dbsession, context.table, context.pk, values, version)
+    session, table = request.dbsession, context.table
+    row = await writes.update_row(
+        session, table, context.pk, values_for(context.row), version, context.row
+    )
+    if row is None and "If-Match" not in request.headers:
+        current = await writes.load_row(session, table, context.pk, for_update=True)
+        if current is not None:
+            version = _version_of(context, current)
+            values = values_for(current)
+            row = await writes.update_row(session, table, context.pk, values, version, current)
     if row is None:
-        _lost_race(context, request)
+        await _lost_race(context, request)
     return with_etag(request, context.table, row)
 
 
-def _lost_race(context: Item, request: Request) -> NoReturn:
+def _version_of(context: Item, row: Row) -> Any:
+    version = context.__parent__.description.version
+    return None if version is None else row[version.name]
+
+
+async def _lost_race(context: Item, request: Request) -> NoReturn:
     """The row changed (or went) between the read and the write: say which."""
+    if await writes.load_row(request.dbsession, context.table, context.pk) is None:
+        raise HTTPNotFound()
     if "If-Match" in request.headers:
         raise HTTPPreconditionFailed("The row has changed since that ETag; fetch it again.")
     raise HTTPConflict("The row changed while this request ran; try again.")
@@ -68,8 +92,11 @@ def _lost_race(context: Item, request: Request) -> NoReturn:
 
 @view_config(context=Item, request_method="PUT", permission="write", renderer="json")
 async def replace_row(context: Item, request: Request) -> JSONResponse:
-    values = validate_row(context.table, json_body(request))
-    return await _write(context, request, {**writable_defaults(context.table), **values})
+    values = {
+        **writable_defaults(context.table),
+        **validate_row(context.table, json_body(request)),
+    }
+    return await _write(context, request, lambda row: values)
 
 
 @view_config(context=Item, request_method="PATCH", permission="write", renderer="json")
@@ -77,15 +104,26 @@ async def patch_row(context: Item, request: Request) -> JSONResponse:
     """RFC 7396 JSON merge patch; JSON columns are merged, not replaced."""
     patch = json_body(request, MERGE_PATCH_TYPES)
     validate_row(context.table, patch, partial=True)
-    merged = merge_patch_row(context.table, context.row, patch)
-    return await _write(context, request, validate_row(context.table, merged, partial=True))
+
+    def merged(row: Row) -> Row:  # on the row as read, or as read again
+        return validate_row(
+            context.table, merge_patch_row(context.table, row, patch), partial=True
+        )
+
+    return await _write(context, request, merged)
 
 
 @view_config(context=Item, request_method="DELETE", permission="write")
 async def delete_row(context: Item, request: Request) -> HTTPNoContent:
     refuse_read_only(context)
     version = expected_version(context, request)
-    deleted = await writes.delete_row(request.dbsession, context.table, context.pk, version)
+    session, table = request.dbsession, context.table
+    deleted = await writes.delete_row(session, table, context.pk, version)
+    if not deleted and "If-Match" not in request.headers:  # again, on the row as it is now
+        current = await writes.load_row(session, table, context.pk, for_update=True)
+        if current is not None:
+            version = _version_of(context, current)
+            deleted = await writes.delete_row(session, table, context.pk, version)
     if not deleted:
-        _lost_race(context, request)
+        await _lost_race(context, request)
     return HTTPNoContent()
