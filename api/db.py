@@ -78,8 +78,20 @@ READER_OPTIONS = {
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """The engine of request sessions (writes)."""
+    """The engine of request sessions (writes).
+
+    No ping when a connection comes out of the pool (a round trip of every
+    write): a connection is renewed before MariaDB would close it for being
+    idle (``db.idle_timeout``), as its age bounds its idle time; one that died
+    otherwise (a restarted server) fails its request once, with a 503, and is
+    replaced.
+    """
     options = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
+    if "pool_recycle" in options:
+        options["pool_pre_ping"] = False
+        renew = max(1, settings.db_idle_timeout - 5)
+        recycle = options["pool_recycle"]
+        options["pool_recycle"] = renew if recycle < 0 else min(recycle, renew)
     return _engine(settings, options)
 
 

@@ -86,7 +86,7 @@ local function write_request()
     arrays[count] = arrays[count] or array(count)
     return wrk.format("POST", "/mytable/", writer, arrays[count])
   elseif scenario == "upsert1000" then
-    local block = math.random(0, 9)
+    local block = math.random(0, math.floor(rows / 1000) - 1)
     upserts[block] = upserts[block] or array(1000, block * 1000)
     local headers = {
       ["Authorization"] = writer["Authorization"],
