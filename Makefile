@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench hostile chromium
+.PHONY: run test lint bench bench-writes hostile chromium wrk
 
 $(BIN)/pserve: pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,9 +37,17 @@ chromium:
 test: lint tests/js/node_modules chromium
 	$(BIN)/python -m pytest
 
-# Needs MariaDB and wrk (apt-get install wrk). BENCH_ARGS=--short for a quick run.
-bench: $(BIN)/pserve
+# Needs MariaDB; installs wrk from Debian. BENCH_ARGS=--short for a quick run.
+wrk:
+	command -v wrk >/dev/null || (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk \
+		|| (DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q wrk))
+
+bench: $(BIN)/pserve wrk
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Every write of the protocol beside asyncmy's ceilings (bench/writes.py).
+bench-writes: $(BIN)/pserve wrk
+	$(BIN)/python -m bench.writes $(BENCH_ARGS)
 
 # Attacks against pserve production.ini on MariaDB (bench/hostile.py); about a minute.
 hostile: $(BIN)/pserve
