@@ -36,6 +36,7 @@ ARRAY = "application/vnd.pgrst.array+json"
 STRIPPED = "nulls=stripped"
 # PostgREST's execution plan of a read (off unless api.plan_enabled).
 PLAN = "application/vnd.pgrst.plan+json"
+PLAN_PREFIX = "application/vnd.pgrst.plan"
 OFFERS = (
     JSON,
     NDJSON,
@@ -52,9 +53,13 @@ CHUNK_BYTES = 64 * 1024
 ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
-def dump_json(value: Any, sort_keys: bool = False) -> bytes:
+def dump_json(value: Any, sort_keys: bool = False, indent: bool = False) -> bytes:
     """``value`` as JSON bytes, the way every body of this API is written
     (each column type as ``api.columns`` maps it)."""
+    if indent:
+        return orjson.dumps(
+            value, default=json_default, option=ORJSON_OPTIONS | orjson.OPT_INDENT_2
+        )
     if sort_keys:
         return orjson.dumps(
             value, default=json_default, option=ORJSON_OPTIONS | orjson.OPT_SORT_KEYS
@@ -67,6 +72,8 @@ def negotiate(request: Request) -> str:
     (PostgREST's array is JSON); 406 when none is acceptable."""
     if "Accept" not in request.headers:
         return JSON
+    if PLAN_PREFIX in request.headers["Accept"]:  # its for= and options= name no other offer
+        return PLAN
     offers = request.accept.acceptable_offers(OFFERS)
     if not offers:
         raise HTTPNotAcceptable(f"This resource can be had as {', '.join(OFFERS)}.")

@@ -376,3 +376,69 @@ def test_a_read_s_plan_where_the_server_allows_it(server, database_url, rows):
     off = webtest.TestApp(make_app(database_url))
     assert off.get("/mytable/", headers=plan, status=406).json["code"] == "PGRST107"
     off.app.close()
+
+
+def test_every_operator_through_the_client(client, rows):
+    """Each of PostgREST's operators as postgrest-py's builder sends it."""
+    tag, made = rows
+    ids = [row["id"] for row in made]
+    listed = [
+        {"name": f"{tag} list{n}", "data": tags}
+        for n, tags in enumerate((["a", "b"], ["b", "c"], ["d"]))
+    ]
+    lists = [row["id"] for row in client.from_("mytable").insert(listed).execute().data]
+
+    def found(query):
+        return sorted(row["id"] for row in query.execute().data)
+
+    def mine():
+        return client.from_("mytable").select("id").like("name", f"{tag} *")
+
+    assert found(mine().gt("id", ids[7]).lte("id", ids[9])) == ids[8:10]
+    assert found(mine().ilike("name", f"{tag.upper()} 1")) == [ids[1]]
+    assert found(mine().like("name", f"{tag.upper()} 1")) == []  # like is case-sensitive
+    assert found(mine().filter("name", "match", r"^pg.* [13]$")) == [ids[1], ids[3]]
+    assert found(mine().filter("name", "imatch", r"^PG.* [13]$")) == [ids[1], ids[3]]
+    assert found(mine().is_("data", "null")) == []
+    assert len(found(mine().not_.is_("data", "null"))) == 13
+    assert len(found(mine().filter("data->>n", "isdistinct", "3"))) == 12  # NULL counts
+    assert found(mine().or_(f"id.eq.{ids[0]},and(id.gte.{ids[8]},id.lt.{ids[9]})")) == [
+        ids[0],
+        ids[8],
+    ]
+    assert found(mine().like_any_of("name", f"{tag} 1,{tag} 2")) == [ids[1], ids[2]]
+    assert found(mine().like_all_of("name", f"{tag} *,* 5")) == [ids[5]]
+    assert found(mine().contains("data", {"n": 3})) == [ids[3]]
+    assert found(mine().contained_by("data", {"n": 3, "x": 1})) == [ids[3]]
+    assert found(mine().contains("data", ["b"])) == lists[:2]
+    assert found(mine().contained_by("data", ["a", "b", "d"])) == [lists[0], lists[2]]
+    assert found(mine().overlaps("data", ["a", "d"])) == [lists[0], lists[2]]
+    with pytest.raises(APIError) as error:  # no range types in MySQL
+        mine().range_adjacent("id", (1, 2)).execute()
+    assert "range" in error.value.message
+    csv = client.from_("mytable").select("id,name").eq("id", ids[2]).csv().execute().data
+    assert csv.splitlines() == ["id,name", f"{ids[2]},{tag} 2"]
+    stripped = client.from_("mytable").select("id,nothing:data->>x").eq("id", ids[2])
+    assert stripped.strip_nulls().execute().data == [{"id": ids[2]}]
+    explained = client.from_("mytable").select("id").eq("id", ids[2])
+    assert "mytable" in str(explained.explain(format="json").execute().data)
+    assert "mytable" in str(explained.explain().execute())  # as text, PostgREST's default
+
+
+def test_full_text_search_through_the_client(sakila_server):
+    """fts, plfts, phfts and wfts, as text_search() sends them, on Sakila's
+    FULLTEXT index of film_text (MariaDB)."""
+    with SyncPostgrestClient(sakila_server.url) as client:
+
+        def search(query, kind=None):
+            options = {"type": kind} if kind else {}
+            titles = client.from_("film_text").select("title").order("film_id")
+            done = titles.text_search("title", query, options=options).limit(3).execute()
+            return [row["title"] for row in done.data]
+
+        academy = search("ACADEMY")
+        assert academy[0] == "ACADEMY DINOSAUR" and all("ACADEMY" in t for t in academy)
+        assert search("academy dinosaur", "plain")[0] == "ACADEMY DINOSAUR"
+        assert search("academy dinosaur", "phrase") == ["ACADEMY DINOSAUR"]
+        without = search("academy -dinosaur", "websearch")
+        assert without and all("ACADEMY" in t and "DINOSAUR" not in t for t in without)

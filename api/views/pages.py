@@ -70,9 +70,15 @@ async def _plan(request: Request, query: ListQuery) -> Response:
     would read this page, where the setting allows telling it."""
     if not request.registry.api_settings.plan_enabled:
         raise HTTPNotAcceptable("Plans are off on this server (api.plan_enabled).")
-    response = json_response(await explain_page(get_reader(request), query))
-    response.headers["Content-Type"] = f'{formats.PLAN}; for="{formats.JSON}"'
-    return response
+    plan = await explain_page(get_reader(request), query)
+    if "plan+json" in request.headers.get("Accept", ""):
+        response = json_response(plan)
+        response.headers["Content-Type"] = f'{formats.PLAN}; for="{formats.JSON}"'
+        return response
+    # PostgREST's default is text: the same plan, indented
+    text = formats.dump_json(plan, indent=True)
+    media_type = f'{formats.PLAN_PREFIX}+text; for="{formats.JSON}"; charset=utf-8'
+    return Response(body=text, headerlist=[("Content-Type", media_type)])
 
 
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
