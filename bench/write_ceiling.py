@@ -25,7 +25,8 @@ async def main(kind, concurrency, seconds, rows, database):
         row = random.randint(1, rows)
         await cursor.execute("BEGIN")
         await cursor.execute("SELECT version FROM mytable WHERE id = %s FOR UPDATE", (row,))
-        (version,) = await cursor.fetchone()
+        found = await cursor.fetchone()
+        version = found[0] if found else 0  # a row deleted by a DELETE run updates none
         await cursor.execute(
             "UPDATE mytable SET data = '{\"patched\": true}', version = version + 1, "
             "updated_at = UTC_TIMESTAMP(6) WHERE id = %s AND version = %s",

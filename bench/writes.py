@@ -62,9 +62,11 @@ def main():
     connection_counts = (32,) if args.short else (32, 128)
     worker_counts = (1,) if args.short else (1, os.cpu_count())
     env = {"ROWS": str(args.rows)}
+    deleted_from = args.rows // 2  # each DELETE run takes rows after the last one's
     for workers in worker_counts:
         print(f"seeding {args.rows} rows ...", flush=True)
         url = seed(args.rows)
+        deleted_from = args.rows // 2
         print(f"\n== {workers} worker(s), {seconds} s a run", flush=True)
         api = api_server(url, workers)
         try:
@@ -84,7 +86,10 @@ def main():
                     # Every version back to 1, as the requests expect: a run
                     # measures writes, not 412s.
                     asyncio.run(_sql("UPDATE mytable SET version = 1", database=DATABASE))
+                    env["DELETE_FROM"] = str(deleted_from)
                     result = wrk(api.url, connections, seconds, scenario, env)
+                    if scenario == "delete":
+                        deleted_from += int(result["rps"] * seconds * 1.5) + 1000
                     rate = result["rps"] * rows
                     unit = "rows/s" if rows > 1 else "req/s "
                     errors = f"  NON-2XX {result['errors']}" if result["errors"] else ""
