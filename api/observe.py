@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -133,48 +132,59 @@ class Observed:
     def __init__(self, app: Callable[..., Awaitable[None]], access_log: str) -> None:
         self.app = app
         self.access_log = access_log
+        self.logged = access_log != "off"
+        self.counted = _enabled
+        # Each (route, method, status)'s counter and each route's histogram,
+        # found once: prometheus-client's labels() costs a lock and a lookup.
+        self.counters: dict[tuple[str, str, int], Any] = {}
+        self.histograms: dict[str, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = next(
-            (v for n, v in scope["headers"] if n == b"x-request-id" and REQUEST_ID.match(v)),
-            None,
-        )
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id" and REQUEST_ID.match(value):
+                request_id = value
         if request_id is None:
-            request_id = uuid.uuid4().hex.encode()
-            scope = {**scope, "headers": [*scope["headers"], (b"x-request-id", request_id)]}
-        answered = {"status": 500, "bytes": 0}
+            request_id = os.urandom(16).hex().encode()  # what uuid4().hex gives, for less
+            scope["headers"].append((b"x-request-id", request_id))  # the request's own list
+        answered = [500, 0]  # status, bytes
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                answered["status"] = message["status"]
-                message = {
-                    **message,
-                    "headers": [*message.get("headers", ()), (b"x-request-id", request_id)],
-                }
-            elif message["type"] == "http.response.body":
-                answered["bytes"] += len(message.get("body", b""))
+                answered[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
+            else:
+                answered[1] += len(message.get("body", b""))
             await send(message)
 
         try:
             await self.app(scope, receive, observed_send)
         finally:
-            elapsed = time.perf_counter() - started
-            self._record(scope, answered["status"], answered["bytes"], elapsed, request_id)
+            if self.counted or self.logged:
+                elapsed = time.perf_counter() - started
+                self._record(scope, answered[0], answered[1], elapsed, request_id)
 
     def _record(
         self, scope: Scope, status: int, sent: int, elapsed: float, request_id: bytes
     ) -> None:
-        found = metrics()
+        found = metrics() if self.counted else None
         if found is not None:
             path, prefix = scope["path"], scope.get("root_path", "")
             route = route_of(path[len(prefix) :] if prefix and path.startswith(prefix) else path)
-            found.requests.labels(route, scope["method"], str(status)).inc()
-            found.latency.labels(route).observe(elapsed)
-        if self.access_log != "off" and log.isEnabledFor(logging.INFO):
+            key = (route, scope["method"], status)
+            counter = self.counters.get(key)
+            if counter is None:
+                counter = self.counters[key] = found.requests.labels(route, key[1], str(status))
+            counter.inc()
+            histogram = self.histograms.get(route)
+            if histogram is None:
+                histogram = self.histograms[route] = found.latency.labels(route)
+            histogram.observe(elapsed)
+        if self.logged and log.isEnabledFor(logging.INFO):
             log.info(self._line(scope, status, sent, elapsed, request_id.decode()))
 
     def _line(self, scope: Scope, status: int, sent: int, elapsed: float, request_id: str) -> str:
