@@ -432,7 +432,10 @@ def test_full_text_search_through_the_client(sakila_server):
 
         def search(query, kind=None):
             options = {"type": kind} if kind else {}
-            titles = client.from_("film_text").select("title").order("film_id")
+            # Sakila's own films: other tests add copies of some (the triggers
+            # keep film_text in step with film)
+            titles = client.from_("film_text").select("title").lte("film_id", 1000)
+            titles = titles.order("film_id")
             done = titles.text_search("title", query, options=options).limit(3).execute()
             return [row["title"] for row in done.data]
 
