@@ -115,8 +115,8 @@ def _as_column(
 
 
 def _check_mapped(routine: Routine) -> None:
-    columns = [*routine.parameters, *routine.outputs]
-    for column in [*columns, *([routine.returns] if routine.returns is not None else [])]:
+    returns = () if routine.returns is None else (routine.returns,)
+    for column in (*(column for _, column in routine.declared), *returns):
         try:
             mapping(column)
         except KeyError as exc:

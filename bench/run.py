@@ -183,23 +183,22 @@ def wrk(url, connections, seconds, scenario=None, env=None):
     }
 
 
-def driver_ceiling(connections, seconds, rows, pool_size):
+def ceiling_of(module, *args):
+    """What ``python -m bench.MODULE ARGS... DATABASE`` prints first: a ceiling
+    measured straight through asyncmy, in a process of its own."""
     out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "driver_ceiling.py"),
-            str(connections),
-            str(seconds),
-            str(rows),
-            str(pool_size),
-            DATABASE,
-        ],
+        [sys.executable, "-m", f"bench.{module}", *map(str, args), DATABASE],
         capture_output=True,
         text=True,
         check=True,
+        cwd=ROOT,
         env={**os.environ, "BENCH_CONNECT": repr(CONNECT)},
     ).stdout
     return float(out.split()[0])
+
+
+def driver_ceiling(connections, seconds, rows, pool_size):
+    return ceiling_of("driver_ceiling", connections, seconds, rows, pool_size)
 
 
 def export_ndjson(server, expected_rows, pause=0.0):

@@ -14,10 +14,8 @@ versions they are answered, so that a run measures writes, not 412s.
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 
-from bench.run import CONNECT, DATABASE, ROOT, _sql, api_server, seed, wrk
+from bench.run import DATABASE, _sql, api_server, ceiling_of, seed, wrk
 
 # (label, wrk scenario, rows a request writes, the ceiling it is compared with)
 SCENARIOS = [
@@ -30,27 +28,6 @@ SCENARIOS = [
     ("upsert 1000 rows", "upsert1000", 1000, "insert1000"),
     ("PATCH 1000 rows by filter", "patch1000", 1000, "insert1000"),
 ]
-
-
-def ceiling(kind, connections, seconds, rows):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.write_ceiling",
-            kind,
-            str(connections),
-            str(seconds),
-            str(rows),
-            DATABASE,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "BENCH_CONNECT": repr(CONNECT)},
-    ).stdout
-    return float(out.split()[0])
 
 
 def main():
@@ -72,7 +49,7 @@ def main():
         try:
             for connections in connection_counts:
                 ceilings = {
-                    kind: ceiling(kind, connections, seconds, args.rows)
+                    kind: ceiling_of("write_ceiling", kind, connections, seconds, args.rows)
                     for kind in ("transaction", "insert", "insert1000")
                 }
                 print(

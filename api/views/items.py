@@ -3,8 +3,8 @@ conditional writes to it (PUT, PATCH as a merge patch, DELETE)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
 
 from pyramid.httpexceptions import (
     HTTPConflict,
@@ -30,6 +30,8 @@ from api.validation import (
 )
 from api.views.responses import JSONResponse, Row, refuse_read_only, with_etag
 
+T = TypeVar("T")
+
 
 def show_row(context: Item, request: Request) -> JSONResponse:
     return with_etag(request, context.table, context.row)
@@ -48,32 +50,39 @@ def expected_version(context: Item, request: Request) -> Any:
         raise HTTPPreconditionFailed(
             "The row has changed since that ETag; fetch it again.", headers={"ETag": current}
         )
-    version = context.__parent__.description.version
-    return None if version is None else context.row[version.name]
+    return _version_of(context, context.row)
 
 
 async def _write(
     context: Item, request: Request, values_for: Callable[[Row], Row]
 ) -> JSONResponse:
-    """Write ``values_for(row)`` to the row. The row was read without a lock
-    where its version settles it: the UPDATE checks that version. A request
-    without If-Match whose row changed meanwhile goes again, once, on the
-    row read under its lock, as a locked write would have."""
+    """Write ``values_for(row)`` to the row."""
     refuse_read_only(context)
-    version = expected_version(context, request)
-    session, table = request.dbsession, context.table
-    row = await writes.update_row(
-        session, table, context.pk, values_for(context.row), version, context.row
-    )
-    if row is None and "If-Match" not in request.headers:
-        current = await writes.load_row(session, table, context.pk, for_update=True)
+    session, table, pk = request.dbsession, context.table, context.pk
+
+    async def update(row: Row, version: Any) -> Row | None:
+        return await writes.update_row(session, table, pk, values_for(row), version, row)
+
+    return with_etag(request, table, await _once_more_if_raced(context, request, update))
+
+
+async def _once_more_if_raced(
+    context: Item, request: Request, attempt: Callable[[Row, Any], Awaitable[T | None]]
+) -> T:
+    """``attempt(row, version)`` on the row as this request read it. The row
+    was read without a lock where its version settles it: the write checks
+    that version. A request without If-Match whose row changed meanwhile
+    goes again, once, on the row read under its lock, as a locked write
+    would have; else the lost race is said (404, 412 or 409)."""
+    done = await attempt(context.row, expected_version(context, request))
+    if not done and "If-Match" not in request.headers:
+        session = request.dbsession
+        current = await writes.load_row(session, context.table, context.pk, for_update=True)
         if current is not None:
-            version = _version_of(context, current)
-            values = values_for(current)
-            row = await writes.update_row(session, table, context.pk, values, version, current)
-    if row is None:
+            done = await attempt(current, _version_of(context, current))
+    if not done:
         await _lost_race(context, request)
-    return with_etag(request, context.table, row)
+    return done
 
 
 def _version_of(context: Item, row: Row) -> Any:
@@ -116,14 +125,10 @@ async def patch_row(context: Item, request: Request) -> JSONResponse:
 @view_config(context=Item, request_method="DELETE", permission="write")
 async def delete_row(context: Item, request: Request) -> HTTPNoContent:
     refuse_read_only(context)
-    version = expected_version(context, request)
-    session, table = request.dbsession, context.table
-    deleted = await writes.delete_row(session, table, context.pk, version)
-    if not deleted and "If-Match" not in request.headers:  # again, on the row as it is now
-        current = await writes.load_row(session, table, context.pk, for_update=True)
-        if current is not None:
-            version = _version_of(context, current)
-            deleted = await writes.delete_row(session, table, context.pk, version)
-    if not deleted:
-        await _lost_race(context, request)
+    session, table, pk = request.dbsession, context.table, context.pk
+
+    async def delete(row: Row, version: Any) -> bool:
+        return await writes.delete_row(session, table, pk, version)
+
+    await _once_more_if_raced(context, request, delete)
     return HTTPNoContent()
