@@ -33,10 +33,10 @@ from api.bridge.greenlets import in_request_greenlet
 from api.bridge.wsgi import background_loop
 from api.logs import misconfigured
 from api.observe import metrics
-from api.reads.compiled import Row
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
 from api.settings import Settings
+from api.sql.compiled import Row
 from api.sql.operators import json_contains
 from api.sql.writes import load_row
 
@@ -92,7 +92,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
         renew = max(1, settings.db_idle_timeout - 5)
         recycle = options["pool_recycle"]
         options["pool_recycle"] = renew if recycle < 0 else min(recycle, renew)
-    return _engine(settings, options)
+    asyncmy = settings.database_url.get_driver_name() == "asyncmy"
+    if asyncmy:
+        # The pool's ROLLBACK of a connection coming back, a round trip of
+        # every write, is left out when the server says no transaction is open.
+        options["pool_reset_on_return"] = None
+    engine = _engine(settings, options)
+    if asyncmy:
+        event.listen(engine.sync_engine, "reset", _rollback_if_in_transaction)
+    return engine
+
+
+def _rollback_if_in_transaction(dbapi_connection: Any, _record: object, state: Any) -> None:
+    """The pool's reset of a connection coming back, in place of its
+    unconditional ROLLBACK: none after a COMMIT or a ROLLBACK, when MySQL's
+    last answer said no transaction was open (its SERVER_STATUS_IN_TRANS
+    flag, which asyncmy keeps). Each statement's answer carries the flag, but
+    an error does not: a transaction whose statement failed is rolled back by
+    its session, as every failed request's is, before its connection returns."""
+    if state.terminate_only or state.transaction_was_reset or not state.asyncio_safe:
+        return
+    if dbapi_connection.driver_connection.get_transaction_status():
+        dbapi_connection.rollback()
 
 
 def create_reader(settings: Settings) -> Reader:

@@ -105,7 +105,7 @@ def _as_column(
     parsed as SHOW CREATE TABLE's lines are."""
     state = ReflectedState()
     quoted = name.replace("`", "``")
-    # The dialect's own parser of column types (private, as ``reads.compiled``
+    # The dialect's own parser of column types (private, as ``sql.compiled``
     # uses SQLAlchemy's internals; its tests pin the versions it runs on).
     parser._parse_column(f"  `{quoted}` {declared},", state)
     if not state.columns:

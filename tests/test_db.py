@@ -1,16 +1,19 @@
 """Engines per event loop, and pyramid_tm owning the request's transaction."""
 
 import asyncio
+import dataclasses
 import threading
 import uuid
 
 import httpx
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from api.bridge import run_in_greenlet
 from api.bridge.asgi import ASGIApp
+from api.db import create_engine
 from tests.support import (
     MARIADB_URL,
     assert_problem,
@@ -223,3 +226,45 @@ def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_m
     assert statuses[0] == 503  # starved at first: the read pool held both connections
     assert statuses[-1] == 201, statuses
     assert read_after.status_code == 200
+
+
+def test_the_write_pool_rolls_back_a_connection_only_when_it_comes_back_in_a_transaction(
+    seeded_mariadb,
+):
+    """The pool's ROLLBACK of a returning connection is a round trip of every
+    write: it is left out after a COMMIT, and still made for a connection
+    given back with its transaction open, whose changes are undone."""
+    settings = make_app(seeded_mariadb, **{"db.pool_size": "1"}).registry.api_settings
+    settings = dataclasses.replace(settings, db_max_overflow=0)
+    name = f"never-committed-{uuid.uuid4().hex}"
+
+    async def run():
+        engine = create_engine(settings)
+
+        async def rollbacks_and_name():
+            async with engine.connect() as connection:  # the pool's one connection
+                status = text("SHOW SESSION STATUS LIKE 'Com_rollback'")
+                rollbacks = int((await connection.execute(status)).one()[1])
+                named = await connection.scalar(text("SELECT name FROM mytable WHERE id = 1"))
+                await connection.commit()
+            return rollbacks, named
+
+        before, _ = await rollbacks_and_name()
+        after_commit, _ = await rollbacks_and_name()
+        raw = await engine.raw_connection()
+
+        def change_and_give_back_open():
+            cursor = raw.cursor()
+            cursor.execute("UPDATE mytable SET name = %s WHERE id = 1", (name,))
+            cursor.close()
+            raw.close()
+
+        await run_in_greenlet(change_and_give_back_open)
+        after_open, named = await rollbacks_and_name()
+        await engine.dispose()
+        return before, after_commit, after_open, named
+
+    before, after_commit, after_open, named = asyncio.run(run())
+    assert after_commit == before  # no ROLLBACK after the COMMIT
+    assert after_open == after_commit + 1  # the open transaction was rolled back
+    assert named != name

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Dialect
 
 from api.querystring import Embed, OrderItem, shown_names
-from api.reads.compiled import CompiledSelect, Row
+from api.sql.compiled import CompiledSelect, Row
 from api.sql.statements import (
     EMBED_LIMIT,
     STATEMENT_CACHE_SIZE,

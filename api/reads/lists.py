@@ -15,9 +15,9 @@ from sqlalchemy.engine import Connection, Dialect
 
 from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
-from api.reads.compiled import CompiledSelect, Row
 from api.reads.embeds import embed_rows
 from api.reads.reader import Reader
+from api.sql.compiled import CompiledSelect, Row
 from api.sql.statements import (
     STATEMENT_CACHE_SIZE,
     ListShape,

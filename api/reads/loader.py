@@ -12,8 +12,8 @@ from sqlalchemy.engine import Connection, Dialect
 from api.bridge import run_in_greenlet
 from api.collections import describe
 from api.observe import metrics
-from api.reads.compiled import CompiledSelect, Row
 from api.reads.reader import Reader
+from api.sql.compiled import CompiledSelect, Row
 from api.sql.statements import STATEMENT_CACHE_SIZE, batch, json_keys
 
 

@@ -1,25 +1,34 @@
 """Reads and writes in the request's transaction: the locked read before a write, and the writes.
 
-Writes are Core statements, so that zope.sqlalchemy sees them (``api.db``);
-rows come back as plain dicts whose keys are ``str`` (orjson rejects the
-``quoted_name`` keys of SQLAlchemy's rows).
+The writes of single rows and of arrays, and the read of a row by key, are
+statements compiled once per table and shape (``sql.compiled``) and run on
+the session's connection, in its transaction, which they mark changed for
+zope.sqlalchemy. The rest are Core statements through the session, which
+``api.db`` marks. Rows come back as plain dicts whose keys are ``str``
+(orjson rejects the ``quoted_name`` keys of SQLAlchemy's rows).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
-from sqlalchemy.engine import Result
+from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.ext.asyncio import AsyncSession
+from zope.sqlalchemy import mark_changed
 
+from api.bridge import run_in_greenlet
 from api.collections import describe
 from api.errors import BadRequest
 from api.models import utcnow
 from api.querystring import shown_names
 from api.reads.embeds import embed_rows
+from api.sql.compiled import CompiledSelect, CompiledWrite
 from api.sql.statements import (
+    STATEMENT_CACHE_SIZE,
     filter_shapes,
     key_clause,
     key_parameters,
@@ -29,6 +38,28 @@ from api.sql.statements import (
 )
 
 Row = dict[str, Any]
+T = TypeVar("T")
+
+
+def _dialect(session: AsyncSession) -> Dialect:
+    bind = session.bind
+    assert bind is not None  # request sessions are bound to the engine of writes
+    return bind.dialect
+
+
+async def _on_connection(session: AsyncSession, run: Callable[[Connection], T], writes: bool) -> T:
+    """``run(connection)`` on the session's connection, in its transaction;
+    ``writes``: counted as a change, which pyramid_tm commits. Called from a
+    request greenlet, it runs there, with no greenlet of its own."""
+
+    def on_connection() -> T:
+        sync = session.sync_session
+        connection = sync.connection()
+        if writes and "tm" in sync.info:  # a session joined to a request's transaction
+            mark_changed(sync, sync.info["tm"])
+        return run(connection)
+
+    return await run_in_greenlet(on_connection)
 
 
 def _dicts(result: Result[Any]) -> list[Row]:
@@ -45,10 +76,19 @@ async def load_row(
     ``for_update`` locks the row until the transaction ends (MySQL/MariaDB),
     so that a read-modify-write sees the latest committed version.
     """
-    statements = row_statements(table)
-    statement = statements.one_for_update if for_update else statements.one
-    rows = _dicts(await session.execute(statement, key_parameters(statements.key, pk)))
+    parameters = key_parameters(row_statements(table).key, pk)
+
+    def read(connection: Connection) -> list[Row]:
+        return _row_by_key(table, for_update, connection.dialect).dicts(connection, parameters)
+
+    rows = await _on_connection(session, read, writes=False)
     return rows[0] if rows else None
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _row_by_key(table: sa.Table, for_update: bool, dialect: Dialect) -> CompiledSelect:
+    statements = row_statements(table)
+    return CompiledSelect(statements.one_for_update if for_update else statements.one, dialect)
 
 
 async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> list[Row]:
@@ -62,13 +102,16 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
     """
     now = utcnow()
     stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
-    connection = await session.connection()
-    if connection.dialect.insert_executemany_returning_sort_by_parameter_order:
-        returned: list[Row] = []
-        for run in _runs_of_same_columns([{**row, **stamps} for row in rows]):
-            statement = sa.insert(table).returning(*table.columns, sort_by_parameter_order=True)
-            returned += _dicts(await session.execute(statement, run))
-        return returned
+    if _dialect(session).insert_returning:
+
+        def insert(connection: Connection) -> list[Row]:
+            returned: list[Row] = []
+            for run in _runs_of_same_columns([{**row, **stamps} for row in rows]):
+                statement = _insert(table, tuple(run[0]), connection.dialect)
+                returned += statement.run_many(connection, run)
+            return returned
+
+        return await _on_connection(session, insert, writes=True)
     description = describe(table)
     pks = []
     for row in rows:
@@ -83,6 +126,20 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
         for row in _dicts(await session.execute(statements.many, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _insert(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> CompiledWrite:
+    """The INSERT of rows that give the columns ``names``, RETURNing them as
+    stored. MariaDB and SQLite return the rows of a multi-row INSERT in the
+    order of its VALUES."""
+    statement = sa.insert(table).values(_binds(table, names)).returning(*table.columns)
+    return CompiledWrite(statement, dialect)
+
+
+def _binds(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
+    """A bind per column of ``names``, named by it, of its type."""
+    return {name: sa.bindparam(name, type_=table.columns[name].type) for name in names}
 
 
 def _runs_of_same_columns(rows: list[Row]) -> list[list[Row]]:
@@ -113,49 +170,96 @@ async def upsert_rows(
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
+    now = utcnow()
+    stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    for given, group in groups.items():
-        await session.execute(_upsert_statement(session, table, group, given, target, merge))
-    return await _rows_by(session, table, target, rows)
+        groups.setdefault(tuple(row), []).append({**row, **stamps})
+    if not _dialect(session).insert_returning:  # MySQL: one statement, read back
+        for given, group in groups.items():
+            dialect = _dialect(session)
+            statement = _upsert_statement(dialect, table, given, target, merge, group)
+            await session.execute(statement)
+        return await _rows_by(session, table, target, rows)
+
+    def upsert(connection: Connection) -> list[Row]:
+        returned: list[Row] = []
+        for given, group in groups.items():
+            statement = _upsert(table, given, target, merge, connection.dialect)
+            returned += statement.run_many(connection, group)
+        return returned
+
+    returned = await _on_connection(session, upsert, writes=True)
+    if not merge:  # the rows left as they were are not RETURNed (SQLite): read them
+        return await _rows_by(session, table, target, rows)
+    return _in_order_of(target, rows, returned)
 
 
-def _upsert_statement(
-    session: AsyncSession,
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _upsert(
     table: sa.Table,
-    rows: list[Row],
     given: tuple[str, ...],
     target: tuple[sa.Column[Any], ...],
     merge: bool,
+    dialect: Dialect,
+) -> CompiledWrite:
+    """The upsert of rows that give the columns ``given``, RETURNing them as stored."""
+    statement = _upsert_statement(dialect, table, given, target, merge)
+    return CompiledWrite(statement.returning(*table.columns), dialect)
+
+
+def _upsert_statement(
+    dialect: Dialect,
+    table: sa.Table,
+    given: tuple[str, ...],
+    target: tuple[sa.Column[Any], ...],
+    merge: bool,
+    rows: list[Row] | None = None,
 ) -> Any:
-    """The upsert of ``rows``, which all give the columns ``given``."""
-    now = utcnow()
-    stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
-    values = [{**row, **stamps} for row in rows]
+    """The upsert of rows that give the columns ``given``: of ``rows``, or of
+    one row of binds. A clash updates the columns given but the target's,
+    with the version counted and ``updated_at`` as the row gives it."""
+    names = (*given, *(n for n in ("created_at", "updated_at") if n in table.columns))
+    values: Any = rows if rows is not None else _binds(table, names)
     keep = [name for name in given if name not in {c.name for c in target}] or list(given[:1])
     version = describe(table).version
-    if session.get_bind().dialect.name == "sqlite":
+    if dialect.name == "sqlite":
         sqlite_statement = sqlite.insert(table).values(values)
         if not merge:
             return sqlite_statement.on_conflict_do_nothing(index_elements=list(target))
         excluded = sqlite_statement.excluded
-        changes = _counted(table, {name: excluded[name] for name in keep}, version, now)
+        changes = _counted(table, {name: excluded[name] for name in keep}, version, excluded)
         return sqlite_statement.on_conflict_do_update(index_elements=list(target), set_=changes)
     mysql_statement = mysql.insert(table).values(values)
     if not merge:  # a no-op: INSERT IGNORE would also hide errors that are no clash
         return mysql_statement.on_duplicate_key_update({target[0].name: target[0]})
     inserted = mysql_statement.inserted
-    changes = _counted(table, {name: inserted[name] for name in keep}, version, now)
+    changes = _counted(table, {name: inserted[name] for name in keep}, version, inserted)
     return mysql_statement.on_duplicate_key_update(changes)
 
 
-def _counted(table: sa.Table, changes: dict[Any, Any], version: Any, now: Any) -> dict[Any, Any]:
-    """An upsert's changes, with the version counted and updated_at set."""
+def _in_order_of(
+    columns: tuple[sa.Column[Any], ...], rows: list[Row], returned: list[Row]
+) -> list[Row]:
+    """The ``returned`` rows in the order of the ``rows`` sent, matched by
+    ``columns``; each once."""
+
+    def key(row: Row) -> tuple[Any, ...]:
+        return tuple(row[column.name] for column in columns)
+
+    found = {key(row): row for row in returned}
+    return [found[k] for k in dict.fromkeys(map(key, rows)) if k in found]
+
+
+def _counted(
+    table: sa.Table, changes: dict[Any, Any], version: Any, proposed: Any
+) -> dict[Any, Any]:
+    """An upsert's changes, with the version counted and ``updated_at`` the
+    ``proposed`` row's (MySQL's ``VALUES()``, SQLite's ``excluded``)."""
     if version is not None:
-        changes[version.name] = version + 1
+        changes[version.name] = version + sa.literal_column("1")
     if "updated_at" in table.columns:
-        changes["updated_at"] = now
+        changes["updated_at"] = proposed["updated_at"]
     return changes
 
 
@@ -163,11 +267,7 @@ async def _rows_by(
     session: AsyncSession, table: sa.Table, columns: tuple[sa.Column[Any], ...], rows: list[Row]
 ) -> list[Row]:
     """The stored rows whose ``columns`` hold the values of ``rows``, in their order."""
-
-    def key(row: Row) -> tuple[Any, ...]:
-        return tuple(row[column.name] for column in columns)
-
-    wanted = [key(row) for row in rows]
+    wanted = [tuple(row[column.name] for column in columns) for row in rows]
     keys: sa.BindParameter[Any] = sa.bindparam("keys", expanding=True)
     if len(columns) == 1:
         statement = sa.select(table).where(columns[0].in_(keys))
@@ -175,8 +275,8 @@ async def _rows_by(
     else:
         statement = sa.select(table).where(sa.tuple_(*columns).in_(keys))
         bound = wanted
-    found = {key(row): row for row in _dicts(await session.execute(statement, {"keys": bound}))}
-    return [found[k] for k in dict.fromkeys(wanted) if k in found]
+    found = _dicts(await session.execute(statement, {"keys": bound}))
+    return _in_order_of(columns, rows, found)
 
 
 async def update_row(
@@ -194,17 +294,21 @@ async def update_row(
     as it is: its caller read the row under its lock. Returns the row as
     stored, or None when the version did not match (or the row is gone).
     """
-    key = describe(table).key
-    statement = sa.update(table).where(key_clause(key)).values(**values)
     description = describe(table)
     version = description.version
-    if version is not None:
-        statement = statement.where(version == expected_version).values({version: version + 1})
     now = utcnow()
-    if "updated_at" in table.columns:
-        statement = statement.values(updated_at=now)
-    result = await session.execute(statement, key_parameters(key, pk))
-    if result.rowcount != 1:  # type: ignore[attr-defined]  # a CursorResult
+    parameters = {
+        **{f"set_{name}": value for name, value in values.items()},
+        **key_parameters(description.key, pk),
+        "expected": expected_version,
+        "now": now,
+    }
+
+    def update(connection: Connection) -> int:
+        statement = _update_by_key(table, tuple(values), connection.dialect)
+        return statement.run(connection, parameters)[1]
+
+    if await _on_connection(session, update, writes=True) != 1:
         return None
     if current is not None and version is not None and description.writes_known:
         # The row as the UPDATE left it, known without reading it again: the
@@ -212,6 +316,25 @@ async def update_row(
         written = {**current, **values, str(version.name): expected_version + 1}
         return {**written, "updated_at": now} if "updated_at" in table.columns else written
     return await load_row(session, table, _key_after(table, pk, values))
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _update_by_key(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> CompiledWrite:
+    """The UPDATE of the columns ``names`` (binds "set_NAME") of the row of
+    key "pk0", ...; with the table's version, only while it is "expected",
+    and counted; ``updated_at`` set to "now"."""
+    description = describe(table)
+    changes: dict[str, Any] = {
+        name: sa.bindparam(f"set_{name}", type_=table.columns[name].type) for name in names
+    }
+    statement = sa.update(table).where(key_clause(description.key))
+    version = description.version
+    if version is not None:
+        statement = statement.where(version == sa.bindparam("expected", type_=version.type))
+        changes[str(version.name)] = version + sa.literal_column("1")
+    if "updated_at" in table.columns:
+        changes["updated_at"] = sa.bindparam("now", type_=table.columns["updated_at"].type)
+    return CompiledWrite(statement.values(changes), dialect)
 
 
 async def locked_rows_where(
@@ -291,13 +414,24 @@ async def delete_row(
     session: AsyncSession, table: sa.Table, pk: Any, expected_version: Any
 ) -> bool:
     """Delete row ``pk`` if it still has ``expected_version``; True when it did."""
-    key = describe(table).key
-    statement = sa.delete(table).where(key_clause(key))
-    version = describe(table).version
+    parameters = {**key_parameters(describe(table).key, pk), "expected": expected_version}
+
+    def delete(connection: Connection) -> int:
+        return _delete_by_key(table, connection.dialect).run(connection, parameters)[1]
+
+    return await _on_connection(session, delete, writes=True) == 1
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _delete_by_key(table: sa.Table, dialect: Dialect) -> CompiledWrite:
+    """The DELETE of the row of key "pk0", ...; with the table's version,
+    only while it is "expected"."""
+    description = describe(table)
+    statement = sa.delete(table).where(key_clause(description.key))
+    version = description.version
     if version is not None:
-        statement = statement.where(version == expected_version)
-    result = await session.execute(statement, key_parameters(key, pk))
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]  # a CursorResult
+        statement = statement.where(version == sa.bindparam("expected", type_=version.type))
+    return CompiledWrite(statement, dialect)
 
 
 async def returned_rows(

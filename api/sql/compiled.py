@@ -1,0 +1,238 @@
+"""Statements compiled once per dialect and run straight on the driver's cursor.
+
+The one module that reaches into SQLAlchemy's internals: a driver error goes
+through ``Connection._handle_dbapi_exception``, and on asyncmy through the
+adapted connection's ``_handle_exception``, so that a statement here fails as
+SQLAlchemy's own execution would. ``SUPPORTED_SQLALCHEMY`` names the releases
+this is tested on (``tests/sql/test_compiled.py`` fails on any other).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql import Executable
+
+from api.bridge import await_
+
+# The SQLAlchemy releases whose internals this module is written against.
+SUPPORTED_SQLALCHEMY = ((2, 0, 31), (2, 2))  # from, and up to but not including
+
+Row = dict[str, Any]
+
+
+class CompiledSelect:
+    """A statement compiled once for one dialect, run straight on the driver's
+    cursor: a SELECT, or a write (``CompiledWrite``).
+
+    SQLAlchemy's execution of even a cached statement builds a cache key, an
+    execution context, a result and Row objects for every run. Here the
+    statement is compiled once; a run binds its values in order, runs the SQL
+    on the DBAPI cursor, and applies each column type's result processor, as
+    SQLAlchemy would. A driver error goes through SQLAlchemy's own handling:
+    the same wrapped exceptions, and a dead connection invalidated with the
+    pool behind it (``Reader.run`` retries on that). The engine's cursor
+    events fire, but cannot rewrite the statement. Only for statements
+    without expanding parameters.
+
+    On asyncmy, the production driver, the statement goes to the driver's own
+    cursor in one ``await_()``: SQLAlchemy's adapted cursor takes three
+    (enter, execute, close).
+    """
+
+    def __init__(
+        self, statement: Executable, dialect: Dialect, json_keys: frozenset[str] = frozenset()
+    ) -> None:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        self.sql = compiled.string
+        # The bind names in the order the (positional) paramstyle takes them.
+        self.names: Sequence[str] = compiled.positiontup or ()
+        binds = compiled.binds
+        self.bind_processors = [
+            binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        ]
+        # Values the statement holds itself (SQLite's "OFFSET ?" after a LIMIT)
+        self.fixed = {name: b.effective_value for name, b in binds.items() if not b.required}
+        # A SELECT's columns, or those a write RETURNs
+        columns = statement.exported_columns  # type: ignore[attr-defined]
+        self.keys = [str(column.name) for column in columns]
+        processors = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ]
+        self.to_dicts = _row_converter(self.keys, processors, json_keys)
+        self.on_driver_cursor = dialect.driver == "asyncmy"
+
+    def dicts(self, connection: Connection, values: Mapping[str, Any]) -> list[Row]:
+        """The rows for the bound ``values`` (by name), as dicts keyed by column,
+        ready for a JSON response (the text of ``json_keys`` columns passed
+        through), not for writing back."""
+        return self.to_dicts(self._run(connection, self._parameters(values))[0])
+
+    def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        """``values`` (by name) in the order of the statement's binds, as the driver takes them."""
+        return [
+            value if process is None or value is None else process(value)
+            for value, process in zip(
+                map({**self.fixed, **values}.__getitem__, self.names),
+                self.bind_processors,
+                strict=True,
+            )
+        ]
+
+    def _run(
+        self, connection: Connection, parameters: list[Any], sql: str | None = None
+    ) -> tuple[Any, int]:
+        """The rows as the driver gives them (None for a write that returns
+        none), and the count of rows the statement matched."""
+        sql = self.sql if sql is None else sql
+        pooled: Any = connection.connection
+        cursor = pooled.driver_connection.cursor() if self.on_driver_cursor else pooled.cursor()
+        events: Any = connection.dispatch  # listeners (tracing, counts) see these reads too
+        try:
+            if events.before_cursor_execute:
+                events.before_cursor_execute(connection, cursor, sql, parameters, None, False)
+            if self.on_driver_cursor:
+                rows, count = await_(_fetch_all(pooled.dbapi_connection, cursor, sql, parameters))
+            else:
+                cursor.execute(sql, parameters)
+                rows = None if cursor.description is None else cursor.fetchall()
+                count = cursor.rowcount
+                cursor.close()
+            if events.after_cursor_execute:
+                events.after_cursor_execute(connection, cursor, sql, parameters, None, False)
+            return rows, count
+        except Exception as error:
+            # SQLAlchemy's handling of a driver error, as in Connection.execute.
+            # It closes SQLAlchemy's cursor; the driver's has nothing to close.
+            sa_cursor = None if self.on_driver_cursor else cursor
+            connection._handle_dbapi_exception(error, sql, parameters, sa_cursor, None)
+            raise
+        except BaseException:
+            # Cancelled mid-statement (a deadline): what the connection will
+            # read next is unknown, so it must never serve another read.
+            connection.invalidate()
+            raise
+
+
+class CompiledWrite(CompiledSelect):
+    """An INSERT, UPDATE or DELETE compiled once for one dialect, run straight
+    on the driver's cursor in the caller's transaction: it answers the rows
+    it RETURNs, and the count of rows it matched.
+
+    An INSERT of one row's VALUES (every bind in that group) runs for many
+    rows too, as one statement of many VALUES groups per page of rows, as
+    SQLAlchemy's "insertmanyvalues" does: it takes the group from a
+    compilation that RETURNs, where SQLAlchemy describes it.
+    """
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        super().__init__(statement, dialect)
+        # Columns whose defaults are computed in Python, for each row, as
+        # SQLAlchemy's execution would (``default=1``, ``default=utcnow``).
+        prefetched = [*compiled_prefetch(statement, dialect)]
+        self.defaults = {str(column.key): column.default for column in prefetched}
+        self.values_group: str | None = None  # "(%s, %s)": one row's VALUES
+        # Pages within the driver's limit of parameters a statement.
+        per_page = dialect.insertmanyvalues_max_parameters // max(1, len(self.names))
+        self.page_size = max(1, min(dialect.insertmanyvalues_page_size, per_page))
+        if getattr(statement, "is_insert", False) and dialect.insert_returning:
+            first: Any = next(iter(statement.table.columns))  # type: ignore[attr-defined]
+            returning = statement.returning(first)  # type: ignore[attr-defined]
+            single = returning.compile(dialect=dialect, for_executemany=True)._insertmanyvalues
+            group = f"({single.single_values_expr})"
+            if single.num_positional_params_counted == len(self.names) and group in self.sql:
+                self.values_group = group
+
+    def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
+        if self.defaults:
+            values = {**self._defaulted(), **values}
+        return super()._parameters(values)
+
+    def _defaulted(self) -> dict[str, Any]:
+        """A row's Python-side defaults: a value, or a function's result
+        (SQLAlchemy wraps a function of no argument to take the context)."""
+        return {
+            name: default.arg(None) if default.is_callable else default.arg
+            for name, default in self.defaults.items()
+        }
+
+    def run(self, connection: Connection, values: Mapping[str, Any]) -> tuple[list[Row], int]:
+        """The rows it RETURNs for the bound ``values`` (by name), and the count it matched."""
+        rows, count = self._run(connection, self._parameters(values))
+        return ([] if rows is None else self.to_dicts(rows)), count
+
+    def run_many(self, connection: Connection, many: Sequence[Mapping[str, Any]]) -> list[Row]:
+        """For an INSERT: ``many`` rows of values, a page of them a statement;
+        every row it RETURNs, in the order the database gives them."""
+        group = self.values_group
+        assert group is not None, "only for an INSERT of one row's VALUES"
+        head, _, tail = self.sql.partition(group)
+        returned: list[Row] = []
+        for start in range(0, len(many), self.page_size):
+            page = many[start : start + self.page_size]
+            sql = head + ", ".join([group] * len(page)) + tail
+            parameters = [value for values in page for value in self._parameters(values)]
+            rows, _ = self._run(connection, parameters, sql)
+            returned += [] if rows is None else self.to_dicts(rows)
+        return returned
+
+
+def compiled_prefetch(statement: Executable, dialect: Dialect) -> list[Any]:
+    """The columns of a write whose defaults SQLAlchemy computes in Python."""
+    compiled: Any = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+    return [*compiled.insert_prefetch, *compiled.update_prefetch]
+
+
+async def _fetch_all(
+    adapted: Any, cursor: Any, sql: str, parameters: list[Any]
+) -> tuple[Any, int]:
+    """Every row of ``sql`` on the driver's own ``cursor`` (None when it
+    gives none), and the rows it matched; errors raised as SQLAlchemy's
+    cursor over ``adapted`` (its adapter of the connection) would."""
+    try:
+        count = await cursor.execute(sql, parameters)
+        rows = None if cursor.description is None else await cursor.fetchall()
+        await cursor.close()
+        return rows, count
+    except Exception as error:
+        adapted._handle_exception(error)
+        raise  # _handle_exception always raises
+
+
+def _row_converter(
+    keys: list[str],
+    processors: Sequence[Callable[[Any], Any] | None],
+    json_keys: frozenset[str],
+) -> Callable[[Any], list[Row]]:
+    """A function from a statement's rows (tuples) to dicts, made for that statement.
+
+    Its source is a list comprehension with one dict display, the keys as
+    constants (``repr``), each value through its column type's result
+    processor: cheaper than ``dict(zip(keys, row))`` and a second pass over
+    the dicts for the JSON columns.
+    """
+    if not keys:  # a write that RETURNs nothing
+        return lambda rows: []
+    names = [f"c{i}" for i in range(len(keys))]
+    namespace: dict[str, Any] = {"as_json": _as_json}
+    entries = []
+    for name, key, process in zip(names, keys, processors, strict=True):
+        value = name
+        if process is not None:
+            namespace[f"process_{name}"] = process
+            value = f"process_{name}({value})"
+        if key in json_keys:
+            value = f"as_json({value})"
+        entries.append(f"{key!r}: {value}")
+    source = f"lambda rows: [{{{', '.join(entries)}}} for ({', '.join(names)},) in rows]"
+    converter: Callable[[Any], list[Row]] = eval(source, namespace)  # our source: repr()'d keys
+    return converter
+
+
+def _as_json(value: Any) -> Any:
+    """Stored JSON text, written out as it is. SQLite hands back a JSON number
+    as a number (and NULL as None), which are JSON already."""
+    return orjson.Fragment(value) if isinstance(value, str) else value
