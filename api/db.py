@@ -197,9 +197,9 @@ class Engines:
         self.by_loop: weakref.WeakKeyDictionary[Any, tuple[AsyncEngine, Reader]] = (
             weakref.WeakKeyDictionary()
         )
-        self.loaders: weakref.WeakKeyDictionary[Any, dict[sa.Table, CoalescingLoader]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.loaders: weakref.WeakKeyDictionary[
+            Any, dict[tuple[sa.Table, bool], CoalescingLoader]
+        ] = weakref.WeakKeyDictionary()
 
     def _pair(self) -> tuple[AsyncEngine, Reader]:
         loop = asyncio.get_running_loop()
@@ -217,15 +217,17 @@ class Engines:
         """The ``Reader`` of reads outside any transaction on the running loop."""
         return self._pair()[1]
 
-    def point_loader(self, table: sa.Table) -> CoalescingLoader:
-        """The coalescing point loader of ``table`` on the running loop."""
+    def point_loader(self, table: sa.Table, parsed: bool = False) -> CoalescingLoader:
+        """The coalescing point loader of ``table`` on the running loop; of
+        rows whose JSON is ``parsed`` (for writes), or passed through."""
         loop = asyncio.get_running_loop()
         loaders = self.loaders.get(loop)
         if loaders is None:
             loaders = self.loaders[loop] = {}
-        loader = loaders.get(table)
+        loader = loaders.get((table, parsed))
         if loader is None:
-            loader = loaders[table] = CoalescingLoader(self.reader(), table)
+            loader = CoalescingLoader(self.reader(), table, parsed=parsed)
+            loaders[table, parsed] = loader
         return loader
 
     async def dispose(self, loop: Any) -> None:
@@ -322,8 +324,10 @@ def fetch_row(
 ) -> Row | None:
     """``request.fetch_row``: the row of ``table`` with primary key ``pk``, or None.
 
-    A safe request with no session of its own reads through the table's
-    coalescing loader, with its peers. Any other reads in its own
+    A request with no session yet reads through the table's coalescing
+    loader, with its peers, unless it locks the row (``for_update``): a
+    write whose version settles it reads the row outside its transaction,
+    which its UPDATE's version check makes safe. Any other reads in its own
     transaction: it sees its own writes, and ``for_update`` locks the row.
     """
     if not in_request_greenlet():
@@ -331,8 +335,9 @@ def fetch_row(
         # outside any request: the lookup runs on the background loop.
         lookup = functools.partial(fetch_row, request, table, pk, for_update=for_update)
         return background_loop().run(run_in_greenlet(lookup))
-    if request.method in SAFE_METHODS and "dbsession" not in request.__dict__:
-        return await_(request.registry.api_engines.point_loader(table).load(pk))
+    if not for_update and "dbsession" not in request.__dict__:
+        parsed = request.method not in SAFE_METHODS
+        return await_(request.registry.api_engines.point_loader(table, parsed).load(pk))
     return await_(load_row(request.dbsession, table, pk, for_update=for_update))
 
 

@@ -25,13 +25,18 @@ class CoalescingLoader:
     hold at most ``max_batch`` keys and run one at a time, on a connection of
     their own: they see committed rows only, so a request that has written
     must read through its own session instead (``api.db.load_item``).
-    One loader per table and event loop (``api.db.Engines``).
+    Rows hold JSON as its stored text, for a response, unless ``parsed``, for
+    a write to merge into. One loader per table, kind and event loop
+    (``api.db.Engines``).
     """
 
-    def __init__(self, reader: Reader, table: sa.Table, max_batch: int = 200) -> None:
+    def __init__(
+        self, reader: Reader, table: sa.Table, max_batch: int = 200, parsed: bool = False
+    ) -> None:
         self.reader = reader
         self.table = table
         self.max_batch = max_batch
+        self.parsed = parsed
         self.waiting: dict[Any, list[asyncio.Future[Row | None]]] = {}  # pk -> its callers
         self.running = False
         self.in_flight: asyncio.Task[None] | None = None  # the batch in flight
@@ -60,8 +65,9 @@ class CoalescingLoader:
         key_of = describe(self.table).key_of
 
         def select_batch(connection: Connection) -> dict[Any, Row]:
-            statement, values = batch(self.table, list(waiting))
-            read = _compiled(statement, connection.dialect, json_keys(self.table.columns))
+            statement, values = batch(self.table, list(waiting), self.parsed)
+            passed = frozenset() if self.parsed else json_keys(self.table.columns)
+            read = _compiled(statement, connection.dialect, passed)
             rows = read.dicts(connection, values)
             return {key_of(row): row for row in rows}
 

@@ -488,17 +488,21 @@ def _key_expression(key: tuple[sa.Column[Any], ...]) -> ColumnElement[Any]:
     return key[0] if len(key) == 1 else sa.tuple_(*key)
 
 
-def batch(table: sa.Table, keys: list[Any]) -> tuple[Select[Any], dict[str, Any]]:
-    """The statement of the rows of ``table`` whose primary keys are ``keys``, and its parameters.
+def batch(
+    table: sa.Table, keys: list[Any], parsed: bool = False
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement of the rows of ``table`` whose primary keys are ``keys``,
+    and its parameters; JSON passed through as stored text unless ``parsed``.
 
     The IN list is padded to a power of two with the last key again, so that
     batches of any size share a few statements.
     """
     size, values = padded_keys(keys)
-    return _batch_statement(table, size), values
+    return _batch_statement(table, size, parsed), values
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _batch_statement(table: sa.Table, size: int) -> Select[Any]:
+def _batch_statement(table: sa.Table, size: int, parsed: bool) -> Select[Any]:
     key = tuple(table.primary_key.columns)
-    return sa.select(*map(passed_through, table.columns)).where(_in_keys(key, size))
+    columns = table.columns if parsed else map(passed_through, table.columns)
+    return sa.select(*columns).where(_in_keys(key, size))

@@ -30,7 +30,9 @@ def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(
 
     # The server's loop has a loader; so may the WSGI front door's, from other tests.
     for loaders in wsgi_app.registry.api_engines.loaders.values():
-        monkeypatch.setattr(loaders[mytable], "load", counting(loaders[mytable].load))
+        reads = loaders.get((mytable, False))  # the loader of reads, not of writes' rows
+        if reads is not None:
+            monkeypatch.setattr(reads, "load", counting(reads.load))
     statements, lock = [], threading.Lock()
 
     def count(conn, cursor, statement, parameters, context, executemany):
