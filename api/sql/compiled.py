@@ -46,7 +46,7 @@ class CompiledSelect:
     def __init__(
         self, statement: Executable, dialect: Dialect, json_keys: frozenset[str] = frozenset()
     ) -> None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        compiled = self.compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
         self.sql = compiled.string
         # The bind names in the order the (positional) paramstyle takes them.
         self.names: Sequence[str] = compiled.positiontup or ()
@@ -132,7 +132,7 @@ class CompiledWrite(CompiledSelect):
         super().__init__(statement, dialect)
         # Columns whose defaults are computed in Python, for each row, as
         # SQLAlchemy's execution would (``default=1``, ``default=utcnow``).
-        prefetched = [*compiled_prefetch(statement, dialect)]
+        prefetched = [*self.compiled.insert_prefetch, *self.compiled.update_prefetch]
         self.defaults = {str(column.key): column.default for column in prefetched}
         self.values_group: str | None = None  # "(%s, %s)": one row's VALUES
         # Pages within the driver's limit of parameters a statement.
@@ -148,15 +148,17 @@ class CompiledWrite(CompiledSelect):
 
     def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
         if self.defaults:
-            values = {**self._defaulted(), **values}
+            values = {**self._defaulted(values), **values}
         return super()._parameters(values)
 
-    def _defaulted(self) -> dict[str, Any]:
-        """A row's Python-side defaults: a value, or a function's result
-        (SQLAlchemy wraps a function of no argument to take the context)."""
+    def _defaulted(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The Python-side defaults of the columns ``values`` leave out: a
+        value, or a function's result (SQLAlchemy wraps a function of no
+        argument to take the context)."""
         return {
             name: default.arg(None) if default.is_callable else default.arg
             for name, default in self.defaults.items()
+            if name not in values
         }
 
     def run(self, connection: Connection, values: Mapping[str, Any]) -> tuple[list[Row], int]:
@@ -178,12 +180,6 @@ class CompiledWrite(CompiledSelect):
             rows, _ = self._run(connection, parameters, sql)
             returned += [] if rows is None else self.to_dicts(rows)
         return returned
-
-
-def compiled_prefetch(statement: Executable, dialect: Dialect) -> list[Any]:
-    """The columns of a write whose defaults SQLAlchemy computes in Python."""
-    compiled: Any = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-    return [*compiled.insert_prefetch, *compiled.update_prefetch]
 
 
 async def _fetch_all(

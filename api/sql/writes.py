@@ -100,8 +100,7 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
     that answers them as stored. Elsewhere (MySQL), a statement a row and
     one read of them by key; a table without a key answers its rows as sent.
     """
-    now = utcnow()
-    stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    stamps = _stamps(table)
     if _dialect(session).insert_returning:
 
         def insert(connection: Connection) -> list[Row]:
@@ -142,6 +141,12 @@ def _binds(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: sa.bindparam(name, type_=table.columns[name].type) for name in names}
 
 
+def _stamps(table: sa.Table) -> Row:
+    """The instants a new row is stamped with, in the columns the table has."""
+    now = utcnow()
+    return {name: now for name in ("created_at", "updated_at") if name in table.columns}
+
+
 def _runs_of_same_columns(rows: list[Row]) -> list[list[Row]]:
     """``rows`` in runs that give the same columns, in their order."""
     runs: list[list[Row]] = []
@@ -170,8 +175,7 @@ async def upsert_rows(
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
-    now = utcnow()
-    stamps = {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    stamps = _stamps(table)
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
         groups.setdefault(tuple(row), []).append({**row, **stamps})
