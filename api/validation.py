@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from pyramid.request import Request
 from api.collections import describe
 from api.columns import mapping
 from api.errors import BadRequest
+from api.sql.statements import STATEMENT_CACHE_SIZE
 
 # One bad field: {"field": name, "message": what is wrong}
 FieldError = dict[str, str]
@@ -45,18 +47,22 @@ class Unprocessable(HTTPUnprocessableEntity):
 
 
 def _shape(value: Any) -> tuple[int, bool]:
-    """How deep ``value`` nests containers, and whether it holds a float
-    (iterative: no recursion)."""
-    deepest, has_float = 0, False
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict | list):
-            deepest = max(deepest, depth)
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children)
-        elif type(node) is float:
-            has_float = True
+    """How deep ``value`` nests containers, and whether it holds a float:
+    level by level, without recursion, and only containers kept for the
+    next level (a body of 1,000 rows holds many more scalars)."""
+    deepest, has_float = 0, type(value) is float
+    level = [value] if type(value) in (dict, list) else []
+    while level:
+        deepest += 1
+        below = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    below.append(child)
+                elif kind is float:
+                    has_float = True
+        level = below
     return deepest, has_float
 
 
@@ -166,6 +172,30 @@ def required_in_new_rows(column: sa.Column[Any]) -> bool:
     return not column.nullable and not has_default and not server_owned(column)
 
 
+class _Field(NamedTuple):
+    """What a body's member for one column is checked against."""
+
+    column: sa.Column[Any]
+    owned: bool  # set by the server (``server_owned``)
+    nullable: bool
+    from_json: Callable[[sa.Column[Any], Any], Any]
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _fields(table: sa.Table) -> tuple[dict[str, _Field], tuple[str, ...]]:
+    """Each column's rules by name, and the names a new row must give: made
+    once per table, as a row of an array of 1,000 would otherwise ask them of
+    the metadata again."""
+    fields = {
+        str(column.name): _Field(
+            column, server_owned(column), bool(column.nullable), mapping(column).from_json
+        )
+        for column in table.columns
+    }
+    required = tuple(str(c.name) for c in table.columns if required_in_new_rows(c))
+    return fields, required
+
+
 def validate_row(
     table: sa.Table,
     body: Any,
@@ -184,30 +214,29 @@ def validate_row(
     """
     if not isinstance(body, dict):
         raise Unprocessable([{"field": "", "message": "the body must be a JSON object"}])
-    columns = table.columns
+    fields, required = _fields(table)
     errors = []
     values: dict[str, Any] = {}
     for name, value in body.items():
-        column = columns.get(name)
-        if column is None:
+        field = fields.get(name)
+        if field is None:
             errors.append({"field": name, "message": "is not a column of this table"})
-        elif server_owned(column) and not (keyed and column.primary_key):
+        elif field.owned and not (keyed and field.column.primary_key):
             errors.append({"field": name, "message": "is set by the server"})
         elif value is None:
-            if column.nullable:
+            if field.nullable:
                 values[name] = None
             else:
                 errors.append({"field": name, "message": "may not be null"})
         else:
             try:
-                values[name] = mapping(column).from_json(column, value)
+                values[name] = field.from_json(field.column, value)
             except (ValueError, OverflowError) as exc:
                 errors.append({"field": name, "message": f"must be {exc}"})
     if not partial:
-        for column in columns:
-            given = column.name in body or column.name in provided
-            if required_in_new_rows(column) and not given:
-                errors.append({"field": column.name, "message": "is required"})
+        for name in required:
+            if name not in body and name not in provided:
+                errors.append({"field": name, "message": "is required"})
     if errors:
         raise Unprocessable(errors)
     return values

@@ -51,11 +51,12 @@ class CompiledSelect:
         # The bind names in the order the (positional) paramstyle takes them.
         self.names: Sequence[str] = compiled.positiontup or ()
         binds = compiled.binds
-        self.bind_processors = [
+        processors = [
             binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         ]
         # Values the statement holds itself (SQLite's "OFFSET ?" after a LIMIT)
-        self.fixed = {name: b.effective_value for name, b in binds.items() if not b.required}
+        fixed = {name: b.effective_value for name, b in binds.items() if not b.required}
+        self.bind = _binder(self.names, processors, fixed)
         # A SELECT's columns, or those a write RETURNs
         columns = statement.exported_columns  # type: ignore[attr-defined]
         self.keys = [str(column.name) for column in columns]
@@ -73,14 +74,7 @@ class CompiledSelect:
 
     def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
         """``values`` (by name) in the order of the statement's binds, as the driver takes them."""
-        return [
-            value if process is None or value is None else process(value)
-            for value, process in zip(
-                map({**self.fixed, **values}.__getitem__, self.names),
-                self.bind_processors,
-                strict=True,
-            )
-        ]
+        return self.bind(values)
 
     def _run(
         self, connection: Connection, parameters: list[Any], sql: str | None = None
@@ -147,9 +141,9 @@ class CompiledWrite(CompiledSelect):
                 self.values_group = group
 
     def _parameters(self, values: Mapping[str, Any]) -> list[Any]:
-        if self.defaults:
+        if self.defaults and not self.defaults.keys() <= values.keys():
             values = {**self._defaulted(values), **values}
-        return super()._parameters(values)
+        return self.bind(values)
 
     def _defaulted(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The Python-side defaults of the columns ``values`` leave out: a
@@ -196,6 +190,34 @@ async def _fetch_all(
     except Exception as error:
         adapted._handle_exception(error)
         raise  # _handle_exception always raises
+
+
+def _binder(
+    names: Sequence[str],
+    processors: Sequence[Callable[[Any], Any] | None],
+    fixed: Mapping[str, Any],
+) -> Callable[[Mapping[str, Any]], list[Any]]:
+    """A function from values by name to a statement's parameters, in the
+    order of its binds, each through its type's bind processor (None stays
+    None), made for that statement as ``_row_converter`` is: a row of an
+    INSERT of 1,000 is bound in one call. A bind the statement holds a value
+    of (``fixed``) takes it unless the values give one; any other a value
+    leaves out is a KeyError."""
+    namespace: dict[str, Any] = {}
+    entries = []
+    for index, (name, process) in enumerate(zip(names, processors, strict=True)):
+        if name in fixed:
+            namespace[f"fixed_{index}"] = fixed[name]
+            value = f"values.get({name!r}, fixed_{index})"
+        else:
+            value = f"values[{name!r}]"
+        if process is not None:
+            namespace[f"process_{index}"] = process
+            value = f"(None if (v{index} := {value}) is None else process_{index}(v{index}))"
+        entries.append(value)
+    source = f"lambda values: [{', '.join(entries)}]"
+    binder: Callable[[Mapping[str, Any]], list[Any]] = eval(source, namespace)  # repr()'d names
+    return binder
 
 
 def _row_converter(

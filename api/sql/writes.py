@@ -41,9 +41,13 @@ Row = dict[str, Any]
 T = TypeVar("T")
 
 
-def _dialect(session: AsyncSession) -> Dialect:
+async def _dialect(session: AsyncSession) -> Dialect:
+    """The dialect of the session's engine, as its first connection told it
+    (whether MariaDB, whether the server has RETURNING)."""
     bind = session.bind
     assert bind is not None  # request sessions are bound to the engine of writes
+    if bind.dialect.server_version_info is None:  # no connection yet: connect first
+        await session.connection()
     return bind.dialect
 
 
@@ -91,9 +95,11 @@ def _row_by_key(table: sa.Table, for_update: bool, dialect: Dialect) -> Compiled
     return CompiledSelect(statements.one_for_update if for_update else statements.one, dialect)
 
 
-async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> list[Row]:
+async def insert_rows(
+    session: AsyncSession, table: sa.Table, rows: list[Row], returned: bool = True
+) -> list[Row]:
     """Insert ``rows`` (dicts of column values) and return them as stored, in
-    order.
+    order; none when not ``returned`` (an answer that shows no rows).
 
     Where the database has ``INSERT ... RETURNING`` (MariaDB 10.5+, SQLite
     3.35+), the rows that give the same columns are one multi-row statement
@@ -101,14 +107,14 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
     one read of them by key; a table without a key answers its rows as sent.
     """
     stamps = _stamps(table)
-    if _dialect(session).insert_returning:
+    if (await _dialect(session)).insert_returning:
 
         def insert(connection: Connection) -> list[Row]:
-            returned: list[Row] = []
+            stored: list[Row] = []
             for run in _runs_of_same_columns([{**row, **stamps} for row in rows]):
-                statement = _insert(table, tuple(run[0]), connection.dialect)
-                returned += statement.run_many(connection, run)
-            return returned
+                statement = _insert(table, tuple(run[0]), returned, connection.dialect)
+                stored += statement.run_many(connection, run)
+            return stored
 
         return await _on_connection(session, insert, writes=True)
     description = describe(table)
@@ -117,6 +123,8 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
         result = await session.execute(sa.insert(table).values(**row, **stamps))
         key = result.inserted_primary_key  # type: ignore[attr-defined]  # a CursorResult
         pks.append(key[0] if len(key) == 1 else tuple(key))
+    if not returned:
+        return []
     if not description.key:
         return rows
     statements = row_statements(table)
@@ -128,12 +136,14 @@ async def insert_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _insert(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> CompiledWrite:
+def _insert(
+    table: sa.Table, names: tuple[str, ...], returned: bool, dialect: Dialect
+) -> CompiledWrite:
     """The INSERT of rows that give the columns ``names``, RETURNing them as
-    stored. MariaDB and SQLite return the rows of a multi-row INSERT in the
-    order of its VALUES."""
-    statement = sa.insert(table).values(_binds(table, names)).returning(*table.columns)
-    return CompiledWrite(statement, dialect)
+    stored when ``returned``. MariaDB and SQLite return the rows of a
+    multi-row INSERT in the order of its VALUES."""
+    statement = sa.insert(table).values(_binds(table, names))
+    return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
 
 
 def _binds(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
@@ -142,8 +152,10 @@ def _binds(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _stamps(table: sa.Table) -> Row:
-    """The instants a new row is stamped with, in the columns the table has."""
-    now = utcnow()
+    """The instants a new row is stamped with, in the columns the table has:
+    UTC without its zone, as the columns store it, so that a row of an array
+    of 1,000 has nothing to convert."""
+    now = utcnow().replace(tzinfo=None)
     return {name: now for name in ("created_at", "updated_at") if name in table.columns}
 
 
@@ -164,13 +176,14 @@ async def upsert_rows(
     rows: list[Row],
     target: tuple[sa.Column[Any], ...],
     merge: bool,
+    returned: bool = True,
 ) -> list[Row]:
     """Insert ``rows``, each in place of the row whose ``target`` columns (a
     unique key) hold its values: ``merge`` writes its values there (the
     version column counts it), else it is left as it is. One statement per
     set of columns the rows give: a column a row leaves out keeps its value,
     or takes its default (PostgREST's ``missing=default``). The rows as
-    stored, found again by ``target``.
+    stored, found again by ``target``; none when not ``returned``.
 
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
@@ -179,24 +192,29 @@ async def upsert_rows(
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
         groups.setdefault(tuple(row), []).append({**row, **stamps})
-    if not _dialect(session).insert_returning:  # MySQL: one statement, read back
+    dialect = await _dialect(session)
+    if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
-            dialect = _dialect(session)
             statement = _upsert_statement(dialect, table, given, target, merge, group)
             await session.execute(statement)
-        return await _rows_by(session, table, target, rows)
+        return await _rows_by(session, table, target, rows) if returned else []
+    # The rows a merge leaves are RETURNed; those an ignore leaves as they
+    # were are not (SQLite), and are read again.
+    returning = returned and merge
 
     def upsert(connection: Connection) -> list[Row]:
-        returned: list[Row] = []
+        stored: list[Row] = []
         for given, group in groups.items():
-            statement = _upsert(table, given, target, merge, connection.dialect)
-            returned += statement.run_many(connection, group)
-        return returned
+            statement = _upsert(table, given, target, merge, returning, connection.dialect)
+            stored += statement.run_many(connection, group)
+        return stored
 
-    returned = await _on_connection(session, upsert, writes=True)
-    if not merge:  # the rows left as they were are not RETURNed (SQLite): read them
+    stored = await _on_connection(session, upsert, writes=True)
+    if not returned:
+        return []
+    if not merge:
         return await _rows_by(session, table, target, rows)
-    return _in_order_of(target, rows, returned)
+    return _in_order_of(target, rows, stored)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
@@ -205,11 +223,13 @@ def _upsert(
     given: tuple[str, ...],
     target: tuple[sa.Column[Any], ...],
     merge: bool,
+    returned: bool,
     dialect: Dialect,
 ) -> CompiledWrite:
-    """The upsert of rows that give the columns ``given``, RETURNing them as stored."""
+    """The upsert of rows that give the columns ``given``, RETURNing them as
+    stored when ``returned``."""
     statement = _upsert_statement(dialect, table, given, target, merge)
-    return CompiledWrite(statement.returning(*table.columns), dialect)
+    return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
 
 
 def _upsert_statement(

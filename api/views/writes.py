@@ -86,6 +86,7 @@ async def create_rows(context: Collection, request: Request) -> Response:
     if isinstance(body, list) and "missing=default" not in preferences(request):
         body = _missing_as_null(context, request, body)
     table = context.table
+    shown = _return_preference(request) == "representation"  # else no rows are read back
     resolution = _resolution(request)
     if resolution is not None:
         bodies = body if isinstance(body, list) else [body]
@@ -93,12 +94,12 @@ async def create_rows(context: Collection, request: Request) -> Response:
         target = _conflict_target(context, request)
         values = _validate_each(context, bodies, keyed=True)
         merge = resolution == "merge-duplicates"
-        rows = await writes.upsert_rows(request.dbsession, table, values, target, merge)
+        rows = await writes.upsert_rows(request.dbsession, table, values, target, merge, shown)
         return _written(request, await _answered(context, request, rows), 201)
     if isinstance(body, list):
         _check_batch(request, body)
         values = _validate_each(context, body)
-        rows = await writes.insert_rows(request.dbsession, table, values)
+        rows = await writes.insert_rows(request.dbsession, table, values, shown)
         return _written(request, await _answered(context, request, rows), 201)
     (row,) = await writes.insert_rows(
         request.dbsession, table, _validate_each(context, [body], prefix=False)
@@ -208,14 +209,19 @@ def _only_columns(context: Collection, request: Request, body: Any) -> Any:
 def _missing_as_null(context: Collection, request: Request, rows: list[Any]) -> list[Any]:
     """PostgREST's bulk insert: each row of an array gives every column that
     ``columns=`` names, else that any of its rows gives; one it leaves out is
-    null. ``Prefer: missing=default`` gives it its default instead."""
+    null. ``Prefer: missing=default`` gives it its default instead. A row
+    that gives them all, in that order, is kept as it is."""
     named = query_params(request).get("columns")
     names = (
         [name.strip().strip('"') for name in named.split(",")]
         if named is not None
         else list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row))
     )
-    return [{**dict.fromkeys(names), **row} if isinstance(row, dict) else row for row in rows]
+    every = tuple(names)
+    return [
+        {**dict.fromkeys(names), **row} if isinstance(row, dict) and tuple(row) != every else row
+        for row in rows
+    ]
 
 
 def _check_batch(request: Request, bodies: list[Any]) -> None:
@@ -274,6 +280,8 @@ def _validate_each(
 
 def _with_parent(context: Collection, values: Row) -> Row:
     """``values`` with the foreign key of the parent item they are created under."""
+    if not context.fixed:
+        return values
     clashes = [
         {"field": name, "message": "is set by the parent in the URL"}
         for name, value in context.fixed.items()
