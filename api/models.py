@@ -50,8 +50,11 @@ class UTCDateTime(sa.TypeDecorator):
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime())
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
+    def process_bind_param(
+        self, value: datetime | str | None, dialect: Dialect
+    ) -> datetime | str | None:
+        # Text is taken as UTC already, in the database's form (api.sql.writes' stamps).
+        if isinstance(value, datetime) and value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 

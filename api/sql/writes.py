@@ -106,8 +106,9 @@ async def insert_rows(
     that answers them as stored. Elsewhere (MySQL), a statement a row and
     one read of them by key; a table without a key answers its rows as sent.
     """
-    stamps = _stamps(table)
-    if (await _dialect(session)).insert_returning:
+    dialect = await _dialect(session)
+    stamps = _stamps(table, dialect)
+    if dialect.insert_returning:
 
         def insert(connection: Connection) -> list[Row]:
             stored: list[Row] = []
@@ -151,12 +152,15 @@ def _binds(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
     return {name: sa.bindparam(name, type_=table.columns[name].type) for name in names}
 
 
-def _stamps(table: sa.Table) -> Row:
-    """The instants a new row is stamped with, in the columns the table has:
-    UTC without its zone, as the columns store it, so that a row of an array
-    of 1,000 has nothing to convert."""
+def _stamps(table: sa.Table, dialect: Dialect) -> Row:
+    """The instant new rows are stamped with, in the columns the table has:
+    UTC without its zone, as the columns store it. For MySQL/MariaDB, the
+    text the driver would send for it, made once rather than for each row:
+    asyncmy's formatting of a datetime was a fifth of the time of a POST of
+    1,000 rows."""
     now = utcnow().replace(tzinfo=None)
-    return {name: now for name in ("created_at", "updated_at") if name in table.columns}
+    stamp: Any = now if dialect.name == "sqlite" else now.isoformat(" ")
+    return {name: stamp for name in ("created_at", "updated_at") if name in table.columns}
 
 
 def _runs_of_same_columns(rows: list[Row]) -> list[list[Row]]:
@@ -188,11 +192,11 @@ async def upsert_rows(
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
-    stamps = _stamps(table)
+    dialect = await _dialect(session)
+    stamps = _stamps(table, dialect)
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
         groups.setdefault(tuple(row), []).append({**row, **stamps})
-    dialect = await _dialect(session)
     if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
             statement = _upsert_statement(dialect, table, given, target, merge, group)
