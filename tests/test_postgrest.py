@@ -8,6 +8,7 @@ import httpx
 import pytest
 import webtest
 from postgrest import APIError, SyncPostgrestClient
+from postgrest.types import ReturnMethod
 from sqlalchemy.engine import make_url
 
 from tests.support import WRITER, assert_problem, make_app, unique_name
@@ -147,6 +148,32 @@ def test_upsert_merges_or_ignores_duplicates(client, rows):
     )
     assert [row["name"] for row in both.data] == [f"{tag} one", f"{tag} new"]
     assert len(mine(client, tag).execute().data) == 11
+
+
+def test_arrays_written_with_return_minimal_are_stored_whole(client, rows):
+    """PostgREST's default answer shows no rows, and none are read back: what
+    was written is found by reading it."""
+    tag, made = rows
+    quiet = ReturnMethod.minimal
+    inserted = client.from_("mytable").insert(
+        [{"name": f"{tag} a", "data": {"n": 1}}, {"name": f"{tag} b"}], returning=quiet
+    )
+    assert inserted.execute().data == []
+    merged = [
+        {"id": made[0]["id"], "name": f"{tag} merged"},
+        {"id": made[9]["id"] + 20_000, "name": f"{tag} new"},
+    ]
+    assert client.from_("mytable").upsert(merged, returning=quiet).execute().data == []
+    ignored = [{"id": made[1]["id"], "name": f"{tag} ignored"}]
+    upsert = client.from_("mytable").upsert(ignored, returning=quiet, ignore_duplicates=True)
+    assert upsert.execute().data == []
+    stored = client.from_("mytable").select("id,name,data,version").like("name", f"{tag} *")
+    by_name = {row["name"]: row for row in stored.execute().data}
+    assert {f"{tag} a", f"{tag} b", f"{tag} merged", f"{tag} new", f"{tag} 1"} <= set(by_name)
+    assert f"{tag} ignored" not in by_name and f"{tag} 0" not in by_name
+    assert by_name[f"{tag} a"]["data"] == {"n": 1} and by_name[f"{tag} b"]["data"] is None
+    assert by_name[f"{tag} merged"]["version"] == 2 and by_name[f"{tag} new"]["version"] == 1
+    assert len(by_name) == 13  # the ten, less the one renamed, and three new
 
 
 def test_upsert_by_another_unique_key_needs_one(client):
