@@ -63,6 +63,10 @@ async def _sql(*statements, database=None):
         await connection.ensure_closed()
 
 
+# The data column of seeded row number ``seq`` (MariaDB's sequence engine)
+SEEDED_DATA = "JSON_OBJECT('n', seq, 'tags', JSON_ARRAY('a', 'b'))"
+
+
 def seed(rows):
     """A fresh database with ``rows`` rows of mytable (MariaDB's sequence engine makes them)."""
     # sql_notes off: no "Can't drop database" note printed when it is not there
@@ -76,8 +80,7 @@ def seed(rows):
     asyncio.run(
         _sql(
             "INSERT INTO mytable (name, data, version, created_at, updated_at) "
-            "SELECT CONCAT('bench ', seq), "
-            "JSON_OBJECT('n', seq, 'tags', JSON_ARRAY('a', 'b')), 1, "
+            f"SELECT CONCAT('bench ', seq), {SEEDED_DATA}, 1, "
             f"UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) FROM seq_1_to_{rows}",
             "ANALYZE TABLE mytable",
             database=DATABASE,

@@ -7,15 +7,18 @@ production runs it, beside the same statements straight through asyncmy.
 Prints per scenario req/s (rows/s for arrays), p50 and p99, and the ratio to
 its ceiling measured in the same run (``bench/write_ceiling.py``): the PATCH
 and PUT transaction, a single INSERT, a multi-row INSERT of 1,000 rows. The
-table is seeded afresh before each worker count, and PATCH and PUT track the
-versions they are answered, so that a run measures writes, not 412s.
+table is seeded afresh before each worker count; before each run, versions
+go back to 1 and the rows DELETE runs took are put back, and PATCH and PUT
+track the versions they are answered, so that a run measures writes, not
+412s and 404s. The ceilings are measured before the API starts, whose pools
+would hold connections beside them.
 """
 
 import argparse
 import asyncio
 import os
 
-from bench.run import DATABASE, _sql, api_server, ceiling_of, seed, wrk
+from bench.run import DATABASE, SEEDED_DATA, _sql, api_server, ceiling_of, seed, wrk
 
 # (label, wrk scenario, rows a request writes, the ceiling it is compared with)
 SCENARIOS = [
@@ -39,45 +42,62 @@ def main():
     connection_counts = (32,) if args.short else (32, 128)
     worker_counts = (1,) if args.short else (1, os.cpu_count())
     env = {"ROWS": str(args.rows)}
-    deleted_from = args.rows // 2  # each DELETE run takes rows after the last one's
     for workers in worker_counts:
         print(f"seeding {args.rows} rows ...", flush=True)
         url = seed(args.rows)
-        deleted_from = args.rows // 2
+        # The ceilings first, with no server holding its pools' connections:
+        # both at once passed MariaDB's max_connections (151) at 128.
+        ceilings = {
+            connections: {
+                kind: ceiling_of("write_ceiling", kind, connections, seconds, args.rows)
+                for kind in ("transaction", "insert", "insert1000")
+            }
+            for connections in connection_counts
+        }
         print(f"\n== {workers} worker(s), {seconds} s a run", flush=True)
         api = api_server(url, workers)
         try:
             for connections in connection_counts:
-                ceilings = {
-                    kind: ceiling_of("write_ceiling", kind, connections, seconds, args.rows)
-                    for kind in ("transaction", "insert", "insert1000")
-                }
-                print(
-                    f"-- {connections} connections; ceilings through asyncmy: "
-                    f"{ceilings['transaction']:.0f} PATCH transactions/s, "
-                    f"{ceilings['insert']:.0f} INSERTs/s, "
-                    f"{ceilings['insert1000']:.0f} rows/s in INSERTs of 1000",
-                    flush=True,
-                )
-                for label, scenario, rows, kind in SCENARIOS:
-                    # Every version back to 1, as the requests expect: a run
-                    # measures writes, not 412s.
-                    asyncio.run(_sql("UPDATE mytable SET version = 1", database=DATABASE))
-                    env["DELETE_FROM"] = str(deleted_from)
-                    result = wrk(api.url, connections, seconds, scenario, env)
-                    if scenario == "delete":
-                        deleted_from += int(result["rps"] * seconds * 1.5) + 1000
-                    rate = result["rps"] * rows
-                    unit = "rows/s" if rows > 1 else "req/s "
-                    errors = f"  NON-2XX {result['errors']}" if result["errors"] else ""
-                    print(
-                        f"  {label:<27} {rate:9.0f} {unit} p50 {result['p50']:7.2f} ms  "
-                        f"p99 {result['p99']:7.2f} ms  {rate / ceilings[kind]:6.1%} of "
-                        f"{kind}{errors}",
-                        flush=True,
-                    )
+                measure(api, connections, seconds, ceilings[connections], env, args.rows)
         finally:
             api.stop()
+
+
+def measure(api, connections, seconds, ceilings, env, rows):
+    """Every scenario at ``connections``, each beside its ceiling."""
+    print(
+        f"-- {connections} connections; ceilings through asyncmy: "
+        f"{ceilings['transaction']:.0f} PATCH transactions/s, "
+        f"{ceilings['insert']:.0f} INSERTs/s, "
+        f"{ceilings['insert1000']:.0f} rows/s in INSERTs of 1000",
+        flush=True,
+    )
+    for label, scenario, written, kind in SCENARIOS:
+        # Every version back to 1, as the requests expect, and the rows an
+        # earlier DELETE run took put back: a run measures writes, not 412s
+        # and 404s.
+        asyncio.run(_sql("UPDATE mytable SET version = 1", restore(rows), database=DATABASE))
+        result = wrk(api.url, connections, seconds, scenario, env)
+        rate = result["rps"] * written
+        unit = "rows/s" if written > 1 else "req/s "
+        errors = f"  NON-2XX {result['errors']}" if result["errors"] else ""
+        print(
+            f"  {label:<27} {rate:9.0f} {unit} p50 {result['p50']:7.2f} ms  "
+            f"p99 {result['p99']:7.2f} ms  {rate / ceilings[kind]:6.1%} of "
+            f"{kind}{errors}",
+            flush=True,
+        )
+
+
+def restore(rows):
+    """The statement that puts back the upper half of the seeded rows, which
+    DELETE runs take from the middle up (those still there are kept)."""
+    return (
+        "INSERT INTO mytable (id, name, data, version, created_at, updated_at) "
+        f"SELECT seq, CONCAT('bench ', seq), {SEEDED_DATA}, 1, UTC_TIMESTAMP(6), "
+        f"UTC_TIMESTAMP(6) FROM seq_{rows // 2 + 1}_to_{rows} "
+        "LEFT JOIN mytable ON mytable.id = seq WHERE mytable.id IS NULL"
+    )
 
 
 if __name__ == "__main__":
