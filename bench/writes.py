@@ -17,6 +17,7 @@ would hold connections beside them.
 import argparse
 import asyncio
 import os
+import time
 
 from bench.run import DATABASE, SEEDED_DATA, _sql, api_server, ceiling_of, seed, wrk
 
@@ -75,7 +76,9 @@ def measure(api, connections, seconds, ceilings, env, rows):
     for label, scenario, written, kind in SCENARIOS:
         # Every version back to 1, as the requests expect, and the rows an
         # earlier DELETE run took put back: a run measures writes, not 412s
-        # and 404s.
+        # and 404s. Not before the requests the last run left queued in the
+        # server have written (PATCHes of 1,000 rows count versions up).
+        asyncio.run(settled())
         asyncio.run(_sql("UPDATE mytable SET version = 1", restore(rows), database=DATABASE))
         result = wrk(api.url, connections, seconds, scenario, env)
         rate = result["rps"] * written
@@ -87,6 +90,24 @@ def measure(api, connections, seconds, ceilings, env, rows):
             f"{kind}{errors}",
             flush=True,
         )
+
+
+async def settled(quiet=0.5, longest=60.0):
+    """Once no other statement has run on the server for ``quiet`` seconds."""
+    busy = (
+        "SELECT COUNT(*) FROM information_schema.processlist "
+        "WHERE command <> 'Sleep' AND id <> CONNECTION_ID() AND user <> 'system user'"
+    )
+    idle_since = deadline = time.monotonic()
+    deadline += longest
+    while time.monotonic() < deadline:
+        ((running,),) = await _sql(busy)
+        now = time.monotonic()
+        if running:
+            idle_since = now
+        elif now - idle_since >= quiet:
+            return
+        await asyncio.sleep(0.05)
 
 
 def restore(rows):
