@@ -13,7 +13,7 @@ import functools
 import math
 import pathlib
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -33,6 +33,7 @@ from api.bridge.greenlets import in_request_greenlet
 from api.bridge.wsgi import background_loop
 from api.logs import misconfigured
 from api.observe import metrics
+from api.reads.gate import Gate
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
 from api.settings import Settings
@@ -122,11 +123,15 @@ def create_reader(settings: Settings) -> Reader:
         **engine_options(settings, settings.read_pool_size, settings.read_max_overflow),
         **READER_OPTIONS,
     }
-    # SQLAlchemy's own pool defaults (5 + 10) where the settings give none (SQLite)
-    connections = options.get("pool_size", 5) + options.get("max_overflow", 10)
     engine = _engine(settings, options)
     timeouts = (settings.db_pool_timeout, settings.db_statement_timeout)
-    return Reader(engine, connections, *timeouts, settings.max_exports)
+    return Reader(engine, _connections(options), *timeouts, settings.max_exports)
+
+
+def _connections(options: dict[str, Any]) -> int:
+    """How many connections a pool of ``options`` lends at once; SQLAlchemy's
+    own pool defaults (5 + 10) where the settings give none (SQLite)."""
+    return int(options.get("pool_size", 5)) + int(options.get("max_overflow", 10))
 
 
 def _engine(settings: Settings, options: dict[str, Any]) -> AsyncEngine:
@@ -188,34 +193,48 @@ def _mysql_session(
         cursor.close()
 
 
+class LoopEngines(NamedTuple):
+    """What one event loop talks to the database through."""
+
+    engine: AsyncEngine  # request sessions (writes, in transactions)
+    reader: Reader  # reads that need no transaction
+    # Request sessions wait here for a connection of ``engine``, in arrival
+    # order: SQLAlchemy's pool hands one that comes back to whoever asks
+    # next, and some writes waited a second at 128 connections (reads had
+    # the same tail; ``Reader``).
+    write_gate: Gate
+
+
 class Engines:
     """The engines of one application, two per event loop: one for request
     sessions (writes, in transactions), one for reads that need none."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.by_loop: weakref.WeakKeyDictionary[Any, tuple[AsyncEngine, Reader]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.by_loop: weakref.WeakKeyDictionary[Any, LoopEngines] = weakref.WeakKeyDictionary()
         self.loaders: weakref.WeakKeyDictionary[
             Any, dict[tuple[sa.Table, bool], CoalescingLoader]
         ] = weakref.WeakKeyDictionary()
 
-    def _pair(self) -> tuple[AsyncEngine, Reader]:
+    def on_loop(self) -> LoopEngines:
+        """The engines of the running loop, made on its first request."""
         loop = asyncio.get_running_loop()
-        pair = self.by_loop.get(loop)
-        if pair is None:
+        found = self.by_loop.get(loop)
+        if found is None:
             settings = self.settings
-            pair = self.by_loop[loop] = (create_engine(settings), create_reader(settings))
-        return pair
+            pool = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
+            gate = Gate(_connections(pool), settings.db_pool_timeout)
+            engines = (create_engine(settings), create_reader(settings), gate)
+            found = self.by_loop[loop] = LoopEngines(*engines)
+        return found
 
     def current(self) -> AsyncEngine:
         """The engine of request sessions on the running loop."""
-        return self._pair()[0]
+        return self.on_loop().engine
 
     def reader(self) -> Reader:
         """The ``Reader`` of reads outside any transaction on the running loop."""
-        return self._pair()[1]
+        return self.on_loop().reader
 
     def point_loader(self, table: sa.Table, parsed: bool = False) -> CoalescingLoader:
         """The coalescing point loader of ``table`` on the running loop; of
@@ -232,11 +251,10 @@ class Engines:
 
     async def dispose(self, loop: Any) -> None:
         self.loaders.pop(loop, None)
-        pair = self.by_loop.pop(loop, None)
-        if pair is not None:
-            engine, reader = pair
-            await engine.dispose()
-            await reader.engine.dispose()
+        found = self.by_loop.pop(loop, None)
+        if found is not None:
+            await found.engine.dispose()
+            await found.reader.engine.dispose()
 
 
 def _engines(request_or_registry: Request | Registry) -> Engines:
@@ -299,23 +317,28 @@ def may_write(request: Request) -> bool:
 
 
 def request_dbsession(request: Request) -> AsyncSession:
-    """The request's AsyncSession.
+    """The request's AsyncSession, once a slot of the write gate is free.
 
     In a request that may write, it joins the request's transaction, which
     pyramid_tm commits or aborts. A safe request has no transaction manager:
     its session reads in a transaction of its own, rolled back and closed when
-    the request finishes (a GET writes nothing).
+    the request finishes (a GET writes nothing). The slot is given back when
+    the request is done with its connection.
     """
-    engine = get_engine(request)
+    engines = _engines(request).on_loop()
+    await_(engines.write_gate.acquire())
     if request.environ.get("tm.active"):
-        return AsyncSession(
-            engine,
+        session = AsyncSession(
+            engines.engine,
             sync_session_class=RequestSession,
             expire_on_commit=False,
             info={"tm": request.tm},
         )
-    session = AsyncSession(engine, expire_on_commit=False)
-    request.add_finished_callback(lambda request: await_(session.close()))
+    else:
+        session = AsyncSession(engines.engine, expire_on_commit=False)
+        request.add_finished_callback(lambda request: await_(session.close()))
+    # Finished callbacks run after pyramid_tm's commit or abort closed the session.
+    request.add_finished_callback(lambda request: engines.write_gate.release())
     return session
 
 

@@ -45,7 +45,7 @@ def test_engines_are_made_lazily_per_loop_and_disposed_when_the_loop_stops(datab
         transport = httpx.ASGITransport(app=asgi)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             assert (await client.get("/mytable/1")).status_code == 200
-        engine = engines.by_loop[asyncio.get_running_loop()]
+        engine = engines.by_loop[asyncio.get_running_loop()].engine
         await messages.put({"type": "lifespan.shutdown"})
         await lifespan
         return engine, sent
@@ -268,3 +268,46 @@ def test_the_write_pool_rolls_back_a_connection_only_when_it_comes_back_in_a_tra
     assert after_commit == before  # no ROLLBACK after the COMMIT
     assert after_open == after_commit + 1  # the open transaction was rolled back
     assert named != name
+
+
+def test_writes_wait_their_turn_for_the_write_connections_and_give_them_back(seeded_mariadb):
+    """One write connection: writes queue for it in arrival order (the write
+    gate) and each gives it back whatever its answer, a lost If-Match too;
+    twenty at once are all served."""
+    settings = {
+        "db.pool_size": "1",
+        "db.max_overflow": "0",
+        "db.pool_timeout": "5",
+        "api.tokens": "w:read,write",
+    }
+    app = make_app(seeded_mariadb, **settings)
+    writer = {"Authorization": "Bearer w"}
+
+    async def run(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            stale = {**writer, "If-Match": '"999"'}
+            lost = await client.patch("/mytable/1", json={"name": "x"}, headers=stale)
+            posts = [
+                client.post("/mytable/", json={"name": f"queued {n}"}, headers=writer)
+                for n in range(20)
+            ]
+            created = await asyncio.gather(*posts)
+            return lost, created
+
+    engines = app.registry.api_engines
+    lost, created = serve_while(app, run)
+    assert lost.status_code == 412
+    assert [response.status_code for response in created] == [201] * 20
+    assert len({response.headers["location"] for response in created}) == 20
+    assert len(engines.by_loop) == 0  # the server's loop is gone, and its gate with it
+
+
+def test_the_write_gate_is_as_wide_as_the_write_pool(seeded_mariadb):
+    app = make_app(seeded_mariadb, **{"db.pool_size": "3", "db.max_overflow": "2"})
+
+    async def width():
+        gate = app.registry.api_engines.on_loop().write_gate
+        await app.registry.api_engines.dispose(asyncio.get_running_loop())
+        return gate.free
+
+    assert asyncio.run(width()) == 5

@@ -68,7 +68,7 @@ def test_an_export_stops_within_a_chunk_of_its_client_going_away(export_server):
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         client.sendall(EXPORT)
         assert client.recv(65536).startswith(b"HTTP/1.1 200")
-        readers = [reader for _, reader in app.registry.api_engines.by_loop.values()]
+        readers = [found.reader for found in app.registry.api_engines.by_loop.values()]
         for reader in readers:
             event.listen(reader.engine.sync_engine, "before_cursor_execute", count)
     # gone: the export stops, and gives its slot back (the server runs in this process)

@@ -45,8 +45,8 @@ def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(
                 # slowly this machine's client sends them.
                 await_(asyncio.wait_for(everyone_arrived.wait(), 30))
 
-    pairs = wsgi_app.registry.api_engines.by_loop.values()
-    engines = [e for engine, reader in pairs for e in (engine, reader.engine)]
+    on_loops = wsgi_app.registry.api_engines.by_loop.values()
+    engines = [e for found in on_loops for e in (found.engine, found.reader.engine)]
     for engine in engines:
         event.listen(engine.sync_engine, "before_cursor_execute", count)
     try:
