@@ -1,4 +1,4 @@
-"""A first-come-first-served semaphore for read connections, with one timer for its queue."""
+"""A first-come-first-served semaphore for connections, with one timer for its queue."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Reads and writes in the request's transaction: the locked read before a write, and the writes.
 
 The writes of single rows and of arrays, and the read of a row by key, are
-statements compiled once per table and shape (``sql.compiled``) and run on
-the session's connection, in its transaction, which they mark changed for
-zope.sqlalchemy. The rest are Core statements through the session, which
+statements compiled once per table and shape (``sql.write_statements``) and
+run on the session's connection, in its transaction, which they mark changed
+for zope.sqlalchemy. The rest are Core statements through the session, which
 ``api.db`` marks. Rows come back as plain dicts whose keys are ``str``
 (orjson rejects the ``quoted_name`` keys of SQLAlchemy's rows).
 """
@@ -11,11 +11,9 @@ zope.sqlalchemy. The rest are Core statements through the session, which
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Result
 from sqlalchemy.ext.asyncio import AsyncSession
 from zope.sqlalchemy import mark_changed
@@ -26,11 +24,9 @@ from api.errors import BadRequest
 from api.models import utcnow
 from api.querystring import shown_names
 from api.reads.embeds import embed_rows
-from api.sql.compiled import CompiledSelect, CompiledWrite
+from api.sql import write_statements
 from api.sql.statements import (
-    STATEMENT_CACHE_SIZE,
     filter_shapes,
-    key_clause,
     key_parameters,
     keys_in,
     locked_rows,
@@ -83,16 +79,12 @@ async def load_row(
     parameters = key_parameters(row_statements(table).key, pk)
 
     def read(connection: Connection) -> list[Row]:
-        return _row_by_key(table, for_update, connection.dialect).dicts(connection, parameters)
+        return write_statements.row_by_key(table, for_update, connection.dialect).dicts(
+            connection, parameters
+        )
 
     rows = await _on_connection(session, read, writes=False)
     return rows[0] if rows else None
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _row_by_key(table: sa.Table, for_update: bool, dialect: Dialect) -> CompiledSelect:
-    statements = row_statements(table)
-    return CompiledSelect(statements.one_for_update if for_update else statements.one, dialect)
 
 
 async def insert_rows(
@@ -113,7 +105,9 @@ async def insert_rows(
         def insert(connection: Connection) -> list[Row]:
             stored: list[Row] = []
             for run in _runs_of_same_columns([{**row, **stamps} for row in rows]):
-                statement = _insert(table, tuple(run[0]), returned, connection.dialect)
+                statement = write_statements.insert(
+                    table, tuple(run[0]), returned, connection.dialect
+                )
                 stored += statement.run_many(connection, run)
             return stored
 
@@ -134,22 +128,6 @@ async def insert_rows(
         for row in _dicts(await session.execute(statements.many, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _insert(
-    table: sa.Table, names: tuple[str, ...], returned: bool, dialect: Dialect
-) -> CompiledWrite:
-    """The INSERT of rows that give the columns ``names``, RETURNing them as
-    stored when ``returned``. MariaDB and SQLite return the rows of a
-    multi-row INSERT in the order of its VALUES."""
-    statement = sa.insert(table).values(_binds(table, names))
-    return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
-
-
-def _binds(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
-    """A bind per column of ``names``, named by it, of its type."""
-    return {name: sa.bindparam(name, type_=table.columns[name].type) for name in names}
 
 
 def _stamps(table: sa.Table, dialect: Dialect) -> Row:
@@ -199,7 +177,9 @@ async def upsert_rows(
         groups.setdefault(tuple(row), []).append({**row, **stamps})
     if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
-            statement = _upsert_statement(dialect, table, given, target, merge, group)
+            statement = write_statements.upsert_statement(
+                dialect, table, given, target, merge, group
+            )
             await session.execute(statement)
         return await _rows_by(session, table, target, rows) if returned else []
     # The rows a merge leaves are RETURNed; those an ignore leaves as they
@@ -209,7 +189,9 @@ async def upsert_rows(
     def upsert(connection: Connection) -> list[Row]:
         stored: list[Row] = []
         for given, group in groups.items():
-            statement = _upsert(table, given, target, merge, returning, connection.dialect)
+            statement = write_statements.upsert(
+                table, given, target, merge, returning, connection.dialect
+            )
             stored += statement.run_many(connection, group)
         return stored
 
@@ -219,51 +201,6 @@ async def upsert_rows(
     if not merge:
         return await _rows_by(session, table, target, rows)
     return _in_order_of(target, rows, stored)
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _upsert(
-    table: sa.Table,
-    given: tuple[str, ...],
-    target: tuple[sa.Column[Any], ...],
-    merge: bool,
-    returned: bool,
-    dialect: Dialect,
-) -> CompiledWrite:
-    """The upsert of rows that give the columns ``given``, RETURNing them as
-    stored when ``returned``."""
-    statement = _upsert_statement(dialect, table, given, target, merge)
-    return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
-
-
-def _upsert_statement(
-    dialect: Dialect,
-    table: sa.Table,
-    given: tuple[str, ...],
-    target: tuple[sa.Column[Any], ...],
-    merge: bool,
-    rows: list[Row] | None = None,
-) -> Any:
-    """The upsert of rows that give the columns ``given``: of ``rows``, or of
-    one row of binds. A clash updates the columns given but the target's,
-    with the version counted and ``updated_at`` as the row gives it."""
-    names = (*given, *(n for n in ("created_at", "updated_at") if n in table.columns))
-    values: Any = rows if rows is not None else _binds(table, names)
-    keep = [name for name in given if name not in {c.name for c in target}] or list(given[:1])
-    version = describe(table).version
-    if dialect.name == "sqlite":
-        sqlite_statement = sqlite.insert(table).values(values)
-        if not merge:
-            return sqlite_statement.on_conflict_do_nothing(index_elements=list(target))
-        excluded = sqlite_statement.excluded
-        changes = _counted(table, {name: excluded[name] for name in keep}, version, excluded)
-        return sqlite_statement.on_conflict_do_update(index_elements=list(target), set_=changes)
-    mysql_statement = mysql.insert(table).values(values)
-    if not merge:  # a no-op: INSERT IGNORE would also hide errors that are no clash
-        return mysql_statement.on_duplicate_key_update({target[0].name: target[0]})
-    inserted = mysql_statement.inserted
-    changes = _counted(table, {name: inserted[name] for name in keep}, version, inserted)
-    return mysql_statement.on_duplicate_key_update(changes)
 
 
 def _in_order_of(
@@ -277,18 +214,6 @@ def _in_order_of(
 
     found = {key(row): row for row in returned}
     return [found[k] for k in dict.fromkeys(map(key, rows)) if k in found]
-
-
-def _counted(
-    table: sa.Table, changes: dict[Any, Any], version: Any, proposed: Any
-) -> dict[Any, Any]:
-    """An upsert's changes, with the version counted and ``updated_at`` the
-    ``proposed`` row's (MySQL's ``VALUES()``, SQLite's ``excluded``)."""
-    if version is not None:
-        changes[version.name] = version + sa.literal_column("1")
-    if "updated_at" in table.columns:
-        changes["updated_at"] = proposed["updated_at"]
-    return changes
 
 
 async def _rows_by(
@@ -333,7 +258,7 @@ async def update_row(
     }
 
     def update(connection: Connection) -> int:
-        statement = _update_by_key(table, tuple(values), connection.dialect)
+        statement = write_statements.update_by_key(table, tuple(values), connection.dialect)
         return statement.run(connection, parameters)[1]
 
     if await _on_connection(session, update, writes=True) != 1:
@@ -344,25 +269,6 @@ async def update_row(
         written = {**current, **values, str(version.name): expected_version + 1}
         return {**written, "updated_at": now} if "updated_at" in table.columns else written
     return await load_row(session, table, _key_after(table, pk, values))
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _update_by_key(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> CompiledWrite:
-    """The UPDATE of the columns ``names`` (binds "set_NAME") of the row of
-    key "pk0", ...; with the table's version, only while it is "expected",
-    and counted; ``updated_at`` set to "now"."""
-    description = describe(table)
-    changes: dict[str, Any] = {
-        name: sa.bindparam(f"set_{name}", type_=table.columns[name].type) for name in names
-    }
-    statement = sa.update(table).where(key_clause(description.key))
-    version = description.version
-    if version is not None:
-        statement = statement.where(version == sa.bindparam("expected", type_=version.type))
-        changes[str(version.name)] = version + sa.literal_column("1")
-    if "updated_at" in table.columns:
-        changes["updated_at"] = sa.bindparam("now", type_=table.columns["updated_at"].type)
-    return CompiledWrite(statement.values(changes), dialect)
 
 
 async def locked_rows_where(
@@ -445,21 +351,11 @@ async def delete_row(
     parameters = {**key_parameters(describe(table).key, pk), "expected": expected_version}
 
     def delete(connection: Connection) -> int:
-        return _delete_by_key(table, connection.dialect).run(connection, parameters)[1]
+        return write_statements.delete_by_key(table, connection.dialect).run(
+            connection, parameters
+        )[1]
 
     return await _on_connection(session, delete, writes=True) == 1
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _delete_by_key(table: sa.Table, dialect: Dialect) -> CompiledWrite:
-    """The DELETE of the row of key "pk0", ...; with the table's version,
-    only while it is "expected"."""
-    description = describe(table)
-    statement = sa.delete(table).where(key_clause(description.key))
-    version = description.version
-    if version is not None:
-        statement = statement.where(version == sa.bindparam("expected", type_=version.type))
-    return CompiledWrite(statement, dialect)
 
 
 async def returned_rows(
