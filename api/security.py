@@ -18,7 +18,7 @@ from pyramid.authorization import ACLHelper, Allow, Authenticated, Everyone
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden, HTTPUnauthorized
 from pyramid.registry import Registry
-from pyramid.request import Request
+from pyramid.request import Request, RequestLocalCache
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 from pyramid.view import forbidden_view_config
@@ -58,12 +58,18 @@ class BearerTokenPolicy:
     def __init__(self, tokens: tuple[Token, ...]) -> None:
         self.tokens = tokens
         self.acl = ACLHelper()
+        # Pyramid asks again on each request.identity (a write asks four times);
+        # the token is hashed once a request.
+        self._identities = RequestLocalCache(self._identity)
 
     def _bearer(self, request: Request) -> str | None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     def identity(self, request: Request) -> frozenset[str] | None:
+        return self._identities.get_or_create(request)
+
+    def _identity(self, request: Request) -> frozenset[str] | None:
         token = self._bearer(request)
         if token is None:
             return None
