@@ -326,7 +326,7 @@ def request_dbsession(request: Request) -> AsyncSession:
     the request is done with its connection.
     """
     engines = _engines(request).on_loop()
-    await_(engines.write_gate.acquire())
+    engines.write_gate.acquire_in_greenlet()
     if request.environ.get("tm.active"):
         session = AsyncSession(
             engines.engine,

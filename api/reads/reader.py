@@ -10,7 +10,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.bridge import await_
 from api.errors import ServerBusy
 from api.observe import metrics
 from api.reads.gate import Gate
@@ -63,7 +62,7 @@ class Reader:
         if observed is not None:
             observed.exports.inc()
         try:
-            await_(self.gate.acquire())  # a timeout here must free the export's slot too
+            self.gate.acquire_in_greenlet()  # a timeout here must free the export's slot too
             try:
                 with self.engine.sync_engine.connect() as connection:
                     level = SNAPSHOT_ISOLATION.get(connection.dialect.name, "REPEATABLE READ")
@@ -86,7 +85,7 @@ class Reader:
         every connection pooled before it as stale: the second try connects
         afresh, and fails for real only if the database is away.
         """
-        await_(self.gate.acquire())
+        self.gate.acquire_in_greenlet()
         try:
             try:
                 with self.engine.sync_engine.connect() as connection:
