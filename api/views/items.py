@@ -92,10 +92,14 @@ def _version_of(context: Item, row: Row) -> Any:
 
 async def _lost_race(context: Item, request: Request) -> NoReturn:
     """The row changed (or went) between the read and the write: say which."""
-    if await writes.load_row(request.dbsession, context.table, context.pk) is None:
+    current = await writes.load_row(request.dbsession, context.table, context.pk)
+    if current is None:
         raise HTTPNotFound()
     if "If-Match" in request.headers:
-        raise HTTPPreconditionFailed("The row has changed since that ETag; fetch it again.")
+        raise HTTPPreconditionFailed(
+            "The row has changed since that ETag; fetch it again.",
+            headers={"ETag": etag(context.table, current)},
+        )
     raise HTTPConflict("The row changed while this request ran; try again.")
 
 

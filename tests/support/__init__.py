@@ -198,7 +198,8 @@ def race_increments(base_url, url, count, setting, clients=16, increments=10):
     """``clients`` clients each add 1, ``increments`` times, to the counter of
     the row at ``url`` (``count(row)`` reads it, ``setting(n)`` is the PATCH
     body that writes it): read, PATCH with If-Match, and on 412 read again.
-    The row at the end, and how many 412s there were."""
+    Every 412, a write that lost the race after its check too, carries the
+    row's current ETag. The row at the end, and how many 412s there were."""
 
     async def client_loop(client):
         conflicts = 0
@@ -213,6 +214,7 @@ def race_increments(base_url, url, count, setting, clients=16, increments=10):
                 if response.status_code == 200:
                     break
                 assert response.status_code == 412, response.text
+                assert response.headers["etag"] != current.headers["etag"]
                 conflicts += 1
         return conflicts
 
