@@ -22,7 +22,9 @@ import os
 import random
 import sys
 
-from bench.run import SERVER_URL, seed
+from pyramid.paster import get_appsettings
+
+from bench.run import ROOT, SERVER_URL, seed
 
 
 def main() -> None:
@@ -37,7 +39,13 @@ def main() -> None:
     from api.serve import worker_started
 
     url = SERVER_URL.set(database="api_bench").render_as_string(hide_password=False)
-    settings = {"sqlalchemy.url": url, "api.tokens": "bench-token:read,write"}
+    # production.ini's settings (its pools above all: overflow connections
+    # opened and closed per request would be measured otherwise).
+    settings = {
+        **get_appsettings(str(ROOT / "production.ini")),
+        "sqlalchemy.url": url,
+        "api.tokens": "bench-token:read,write",
+    }
     asgi = ASGIApp(make_app({}, **settings))
     worker_started()
     rng = random.Random(1)
