@@ -67,6 +67,8 @@ class BearerTokenPolicy:
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     def identity(self, request: Request) -> frozenset[str] | None:
+        if "HTTP_AUTHORIZATION" not in request.environ:
+            return None  # most reads: no token, and no cache to keep
         return self._identities.get_or_create(request)
 
     def _identity(self, request: Request) -> frozenset[str] | None:
