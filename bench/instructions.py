@@ -14,7 +14,8 @@ difference of two totals ("Collected"), divided by the requests between them
 (5 x clients a repetition: 5 x 320 for ``point`` 1 and 6), is the cost of
 one request (pages: ``page``, with 3 and 1, divided by 2 x 320; writes:
 ``patch``, a merge patch of a random row with ``If-Match: *``; ``post``,
-one new row; ``post1000``, an array of 1,000). The process runs as a worker
+one new row; ``post1000``, an array of 1,000; ``upsert1000``, the rows 1 to 1,000 again
+under ``Prefer: resolution=merge-duplicates``). The process runs as a worker
 does (``api.serve.worker_started``: the startup heap frozen out of the
 cyclic GC's sight, its young generation collected less often).
 """
@@ -64,18 +65,24 @@ def main() -> None:
     ]
 
     poster = [writer[0], (b"content-type", b"application/json")]
+    upserter = (*poster, (b"prefer", b"resolution=merge-duplicates"))
     array = b"[%s]" % b",".join(
         b'{"name": "posted %d", "data": {"n": %d}}' % (n, n) for n in range(1000)
     )
+    upserts = b"[%s]" % b",".join(
+        b'{"id": %d, "name": "upserted %d", "data": {"n": %d}}' % (n, n, n) for n in range(1, 1001)
+    )
 
-    async def one(path: str, query: bytes = b"", body: bytes = b"", method: str = "") -> None:
+    async def one(
+        path: str, query: bytes = b"", body: bytes = b"", method: str = "", headers: tuple = ()
+    ) -> None:
         method = method or ("PATCH" if body else "GET")
         scope = {
             "type": "http",
             "method": method,
             "path": path,
             "query_string": query,
-            "headers": poster if method == "POST" else writer if body else [],
+            "headers": list(headers) or (poster if method == "POST" else writer if body else []),
             "http_version": "1.1",
             "scheme": "http",
             "server": ("bench", 80),
@@ -100,6 +107,8 @@ def main() -> None:
                 await one("/mytable/", body=b'{"name": "posted", "data": {"n": 1}}', method="POST")
             elif kind == "post1000":
                 await one("/mytable/", body=array, method="POST")
+            elif kind == "upsert1000":
+                await one("/mytable/", body=upserts, method="POST", headers=upserter)
             else:
                 await one("/mytable/", b"limit=50&id=gt.%d" % rng.randint(1, 900))
 

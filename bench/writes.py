@@ -3,6 +3,7 @@ production runs it, beside the same statements straight through asyncmy.
 
     python -m bench.writes            # 100,000 rows; 32 and 128 connections; 1 and N workers
     python -m bench.writes --short    # 32 connections, 1 worker, 3 s a run
+    python -m bench.writes --only post1000,upsert1000   # those scenarios alone
 
 Prints per scenario req/s (rows/s for arrays), p50 and p99, and the ratio to
 its ceiling measured in the same run (``bench/write_ceiling.py``): the PATCH
@@ -38,7 +39,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--short", action="store_true")
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--only", help="scenarios to run, by name: patch,post1000")
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else {s[1] for s in SCENARIOS}
     seconds = 3 if args.short else 10
     connection_counts = (32,) if args.short else (32, 128)
     worker_counts = (1,) if args.short else (1, os.cpu_count())
@@ -59,13 +62,13 @@ def main():
         api = api_server(url, workers)
         try:
             for connections in connection_counts:
-                measure(api, connections, seconds, ceilings[connections], env, args.rows)
+                measure(api, connections, seconds, ceilings[connections], env, args.rows, only)
         finally:
             api.stop()
 
 
-def measure(api, connections, seconds, ceilings, env, rows):
-    """Every scenario at ``connections``, each beside its ceiling."""
+def measure(api, connections, seconds, ceilings, env, rows, only):
+    """The scenarios named in ``only`` at ``connections``, each beside its ceiling."""
     print(
         f"-- {connections} connections; ceilings through asyncmy: "
         f"{ceilings['transaction']:.0f} PATCH transactions/s, "
@@ -74,6 +77,8 @@ def measure(api, connections, seconds, ceilings, env, rows):
         flush=True,
     )
     for label, scenario, written, kind in SCENARIOS:
+        if scenario not in only:
+            continue
         # Every version back to 1, as the requests expect, and the rows an
         # earlier DELETE run took put back: a run measures writes, not 412s
         # and 404s. Not before the requests the last run left queued in the

@@ -104,11 +104,10 @@ async def insert_rows(
 
         def insert(connection: Connection) -> list[Row]:
             stored: list[Row] = []
-            for run in _runs_of_same_columns([{**row, **stamps} for row in rows]):
-                statement = write_statements.insert(
-                    table, tuple(run[0]), returned, connection.dialect
-                )
-                stored += statement.run_many(connection, run)
+            for run in _runs_of_same_columns(rows):
+                names = tuple(dict.fromkeys([*run[0], *stamps]))
+                statement = write_statements.insert(table, names, returned, connection.dialect)
+                stored += statement.run_many(connection, run, stamps)
             return stored
 
         return await _on_connection(session, insert, writes=True)
@@ -174,11 +173,12 @@ async def upsert_rows(
     stamps = _stamps(table, dialect)
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in rows:
-        groups.setdefault(tuple(row), []).append({**row, **stamps})
+        groups.setdefault(tuple(row), []).append(row)
     if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
+            stamped = [{**row, **stamps} for row in group]
             statement = write_statements.upsert_statement(
-                dialect, table, given, target, merge, group
+                dialect, table, given, target, merge, stamped
             )
             await session.execute(statement)
         return await _rows_by(session, table, target, rows) if returned else []
@@ -192,7 +192,7 @@ async def upsert_rows(
             statement = write_statements.upsert(
                 table, given, target, merge, returning, connection.dialect
             )
-            stored += statement.run_many(connection, group)
+            stored += statement.run_many(connection, group, stamps)
         return stored
 
     stored = await _on_connection(session, upsert, writes=True)

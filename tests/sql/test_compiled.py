@@ -4,6 +4,7 @@ read back as written; many rows inserted a page a statement."""
 import asyncio
 import copy
 import inspect
+from datetime import datetime, timedelta
 
 import sqlalchemy
 from sqlalchemy import event
@@ -89,3 +90,39 @@ def test_many_rows_are_inserted_a_page_a_statement_and_returned_in_order(databas
     assert [row["data"] for row in returned] == [{"n": n} for n in range(5)]
     assert {row["version"] for row in returned} == {1}
     assert [sql.count("), (") + 1 for sql in statements] == [2, 2, 1]
+
+
+def test_values_every_row_shares_are_bound_once_and_a_default_function_per_row(database_url):
+    """``run_many(rows, shared)``: each row takes the shared values (an
+    array's stamps); a column no row gives takes its default, a function's
+    called once for each row, as SQLAlchemy's own execution would."""
+    table = metadata.tables["mytable"]
+    names = ("name", "updated_at")  # created_at and version: their defaults
+    binds = {name: sqlalchemy.bindparam(name, type_=table.columns[name].type) for name in names}
+    statement = sqlalchemy.insert(table).values(binds).returning(*table.columns)
+    engine = create_engine(make_app(database_url).registry.api_settings)
+    stamp = datetime(2026, 1, 2, 3, 4, 5, 600000)
+    calls = []
+
+    def insert(connection):
+        compiled = CompiledWrite(statement, connection.dialect)
+        assert compiled.defaults["created_at"].is_callable  # utcnow, counted here
+        compiled.defaults["created_at"] = sqlalchemy.ColumnDefault(
+            lambda: calls.append(1) or stamp + timedelta(days=len(calls))
+        )
+        rows = [{"name": f"shared {n}"} for n in range(3)]
+        return compiled.run_many(connection, rows, {"updated_at": stamp})
+
+    async def run():
+        async with engine.connect() as connection:
+            returned = await connection.run_sync(insert)
+            await connection.rollback()
+        await engine.dispose()
+        return returned
+
+    returned = asyncio.run(run())
+    assert [row["name"] for row in returned] == ["shared 0", "shared 1", "shared 2"]
+    assert {row["updated_at"].replace(tzinfo=None) for row in returned} == {stamp}
+    created = [row["created_at"].replace(tzinfo=None) for row in returned]
+    assert created == [stamp + timedelta(days=n) for n in (1, 2, 3)]
+    assert [row["version"] for row in returned] == [1, 1, 1]
