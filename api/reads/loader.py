@@ -24,10 +24,10 @@ class CoalescingLoader:
     in flight, wait for the next batch; each caller gets its own row. Batches
     hold at most ``max_batch`` keys and run one at a time, on a connection of
     their own: they see committed rows only, so a request that has written
-    must read through its own session instead (``api.db.load_item``).
+    must read through its own session instead (``api.db.sessions.fetch_row``).
     Rows hold JSON as its stored text, for a response, unless ``parsed``, for
     a write to merge into. One loader per table, kind and event loop
-    (``api.db.Engines``).
+    (``api.db.engines.Engines``).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Engines per event loop, request sessions joined to ``request.tm``, and which one reads a row.
+"""Engines per event loop: one for request sessions, one for plain reads.
 
 An AsyncEngine and its pool belong to the loop that created them. Gunicorn
 builds the app in its master before it forks, so nothing here connects at
@@ -11,35 +11,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import pathlib
 import weakref
 from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
-from pyramid.config import Configurator
 from pyramid.registry import Registry
 from pyramid.request import Request
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import ORMExecuteState, Session
-from zope.sqlalchemy.datamanager import join_transaction, mark_changed
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from api.bridge import await_, run_in_greenlet
-from api.bridge.greenlets import in_request_greenlet
-from api.bridge.wsgi import background_loop
-from api.logs import misconfigured
+from api.bridge import await_
 from api.observe import metrics
 from api.reads.gate import Gate
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
 from api.settings import Settings
-from api.sql.compiled import Row
 from api.sql.operators import json_contains
-from api.sql.writes import load_row
 
 
 def _json_loads(value: Any) -> Any:
@@ -257,162 +245,19 @@ class Engines:
             await found.reader.engine.dispose()
 
 
-def _engines(request_or_registry: Request | Registry) -> Engines:
+def engines_of(request_or_registry: Request | Registry) -> Engines:
     registry = getattr(request_or_registry, "registry", request_or_registry)
     return registry.api_engines
 
 
 def get_engine(request_or_registry: Request | Registry) -> AsyncEngine:
-    return _engines(request_or_registry).current()
+    return engines_of(request_or_registry).current()
 
 
 def get_reader(request_or_registry: Request | Registry) -> Reader:
-    return _engines(request_or_registry).reader()
+    return engines_of(request_or_registry).reader()
 
 
-class RequestSession(Session):
-    """The sync session behind a request's AsyncSession, joined to ``info["tm"]``.
-
-    zope.sqlalchemy's ``register()`` adds event listeners to each session it
-    is given, which costs more than the rest of a point read. These listeners
-    are registered once, on the class, and find the request's transaction
-    manager in ``session.info``.
-    """
-
-
-@event.listens_for(RequestSession, "after_begin")
-def _join_request_transaction(session: Session, transaction: Any, connection: Connection) -> None:
-    join_transaction(session, transaction_manager=session.info["tm"])
-
-
-@event.listens_for(RequestSession, "do_orm_execute")
-def _mark_writes(execute_state: ORMExecuteState) -> None:
-    """Core INSERT/UPDATE/DELETE count as changes too, not only ORM flushes.
-
-    Without this a Core write leaves the session "unchanged" and is rolled
-    back at the end of the request. Raw ``text()`` writes are still invisible:
-    write through Core statements.
-    """
-    if execute_state.is_insert or execute_state.is_update or execute_state.is_delete:
-        session = execute_state.session
-        mark_changed(session, session.info["tm"])
-
-
-@event.listens_for(RequestSession, "after_flush")
-def _mark_flush(session: Session, flush_context: Any) -> None:
-    mark_changed(session, session.info["tm"])
-
-
-# Methods that write nothing: pyramid_tm leaves them alone (includeme).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-def may_write(request: Request) -> bool:
-    """pyramid_tm's activate hook: a transaction only for requests that may write.
-
-    Beginning and committing an empty transaction costs a noticeable part of a
-    point read.
-    """
-    return request.method not in SAFE_METHODS
-
-
-def request_dbsession(request: Request) -> AsyncSession:
-    """The request's AsyncSession, once a slot of the write gate is free.
-
-    In a request that may write, it joins the request's transaction, which
-    pyramid_tm commits or aborts. A safe request has no transaction manager:
-    its session reads in a transaction of its own, rolled back and closed when
-    the request finishes (a GET writes nothing). The slot is given back when
-    the request is done with its connection.
-    """
-    engines = _engines(request).on_loop()
-    engines.write_gate.acquire_in_greenlet()
-    if request.environ.get("tm.active"):
-        session = AsyncSession(
-            engines.engine,
-            sync_session_class=RequestSession,
-            expire_on_commit=False,
-            info={"tm": request.tm},
-        )
-    else:
-        session = AsyncSession(engines.engine, expire_on_commit=False)
-        request.add_finished_callback(lambda request: await_(session.close()))
-    # Finished callbacks run after pyramid_tm's commit or abort closed the session.
-    request.add_finished_callback(lambda request: engines.write_gate.release())
-    return session
-
-
-def fetch_row(
-    request: Request, table: sa.Table, pk: Any, *, for_update: bool = False
-) -> Row | None:
-    """``request.fetch_row``: the row of ``table`` with primary key ``pk``, or None.
-
-    A request with no session yet reads through the table's coalescing
-    loader, with its peers, unless it locks the row (``for_update``): a
-    write whose version settles it reads the row outside its transaction,
-    which its UPDATE's version check makes safe. Any other reads in its own
-    transaction: it sees its own writes, and ``for_update`` locks the row.
-    """
-    if not in_request_greenlet():
-        # Pyramid's tools (pviews, pshell's root["mytable"]["1"]) traverse
-        # outside any request: the lookup runs on the background loop.
-        lookup = functools.partial(fetch_row, request, table, pk, for_update=for_update)
-        return background_loop().run(run_in_greenlet(lookup))
-    if not for_update and "dbsession" not in request.__dict__:
-        parsed = request.method not in SAFE_METHODS
-        return await_(request.registry.api_engines.point_loader(table, parsed).load(pk))
-    return await_(load_row(request.dbsession, table, pk, for_update=for_update))
-
-
-async def ping(reader: Reader, timeout: float) -> None:
-    """Round-trip to the database, or raise within ``timeout`` seconds."""
-
-    def select_one(connection: Connection) -> None:
-        connection.execute(text("SELECT 1"))
-
-    await asyncio.wait_for(run_in_greenlet(reader.run, select_one), timeout)
-
-
-MIGRATIONS = pathlib.Path(__file__).parent / "migrations"
-
-
-@functools.cache
-def migrations_head() -> str | None:
-    """The revision the shipped migrations end at (``alembic heads``)."""
-    head: str | None = ScriptDirectory(str(MIGRATIONS)).get_current_head()
-    return head
-
-
-async def schema_revision(reader: Reader, timeout: float) -> str | None:
-    """The revision the database was migrated to; None if it never was."""
-
-    def read(connection: Connection) -> str | None:
-        try:
-            revision: str | None = connection.execute(
-                text("SELECT version_num FROM alembic_version")
-            ).scalar()
-        except DBAPIError as exc:
-            if misconfigured(exc) is None:  # anything but a missing table
-                raise
-            return None
-        return revision
-
-    return await asyncio.wait_for(run_in_greenlet(reader.run, read), timeout)
-
-
-def _dispose_engines(registry: Registry, loop: Any) -> None:
+def dispose_engines(registry: Registry, loop: Any) -> None:
+    """A loop-stopping hook: the loop's engines closed, their connections with them."""
     await_(registry.api_engines.dispose(loop))
-
-
-def includeme(config: Configurator) -> None:
-    settings = config.registry.settings
-    # One transaction manager per request: transaction.manager is thread-local,
-    # and every request greenlet of a loop shares one thread.
-    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
-    settings.setdefault("tm.annotate_user", "false")
-    settings["tm.activate_hook"] = may_write
-    config.include("pyramid_tm")
-    config.registry.api_engines = Engines(config.registry.api_settings)
-    config.add_request_method(request_dbsession, "dbsession", reify=True)
-    config.add_request_method(fetch_row, "fetch_row")
-    config.add_loop_stopping_hook(_dispose_engines)
