@@ -212,12 +212,15 @@ def _missing_as_null(context: Collection, request: Request, rows: list[Any]) -> 
     null. ``Prefer: missing=default`` gives it its default instead. A row
     that gives them all, in that order, is kept as it is."""
     named = query_params(request).get("columns")
+    shapes = dict.fromkeys(tuple(row) for row in rows if isinstance(row, dict))
     names = (
         [name.strip().strip('"') for name in named.split(",")]
         if named is not None
-        else list(dict.fromkeys(key for row in rows if isinstance(row, dict) for key in row))
+        else list(dict.fromkeys(key for shape in shapes for key in shape))
     )
     every = tuple(names)
+    if len(shapes) == 1 and every in shapes:  # the usual array: nothing to add
+        return rows
     return [
         {**dict.fromkeys(names), **row} if isinstance(row, dict) and tuple(row) != every else row
         for row in rows
