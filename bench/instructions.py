@@ -24,6 +24,7 @@ import asyncio
 import os
 import random
 import sys
+from collections import Counter
 
 from pyramid.paster import get_appsettings
 
@@ -57,6 +58,7 @@ def main() -> None:
     asgi = ASGIApp(make_app({}, **settings))
     worker_started()
     rng = random.Random(1)
+    failed: list[int] = []  # statuses of error answers
 
     writer = [
         (b"authorization", b"Bearer bench-token"),
@@ -93,7 +95,8 @@ def main() -> None:
             return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: dict) -> None:
-            pass
+            if message["type"] == "http.response.start" and message["status"] >= 300:
+                failed.append(message["status"])
 
         await asgi(scope, receive, send)
 
@@ -119,12 +122,15 @@ def main() -> None:
 
     if not profile:
         asyncio.run(run())
-        return
-    import cProfile
-    import pstats
+    else:
+        import cProfile
+        import pstats
 
-    cProfile.runctx("asyncio.run(run())", globals(), locals(), "/tmp/instructions.prof")
-    pstats.Stats("/tmp/instructions.prof").sort_stats("tottime").print_stats(40)
+        cProfile.runctx("asyncio.run(run())", globals(), locals(), "/tmp/instructions.prof")
+        pstats.Stats("/tmp/instructions.prof").sort_stats("tottime").print_stats(40)
+    if failed:  # a count of error answers measures nothing
+        statuses = ", ".join(f"{n} x {s}" for s, n in sorted(Counter(failed).items()))
+        sys.exit(f"{statuses}: not the requests meant (seeded? python -m bench.instructions seed)")
 
 
 if __name__ == "__main__":
