@@ -226,13 +226,21 @@ def _binder(
             value = f"values.get({name!r}, fixed_{index})"
         else:
             value = f"values[{name!r}]"
-        if process is not None:
-            namespace[f"process_{index}"] = process
-            value = f"(None if (v{index} := {value}) is None else process_{index}(v{index}))"
-        entries.append(value)
+        entries.append(_processed(index, value, process, namespace))
     source = f"lambda values: [{', '.join(entries)}]"
     binder: Callable[[Mapping[str, Any]], list[Any]] = eval(source, namespace)  # repr()'d names
     return binder
+
+
+def _processed(
+    index: int, value: str, process: Callable[[Any], Any] | None, namespace: dict[str, Any]
+) -> str:
+    """The source of bind ``index``'s ``value`` through its type's bind
+    processor, if it has one (None stays None), which ``namespace`` gets."""
+    if process is None:
+        return value
+    namespace[f"process_{index}"] = process
+    return f"(None if (v{index} := {value}) is None else process_{index}(v{index}))"
 
 
 PageBinder = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any]], list[Any]]
@@ -267,9 +275,7 @@ def _page_binder(
             value, per_row = f"constant_{index}", False
         else:  # no value for a bind: a KeyError, as the statement's own binding gives
             value, per_row = f"values[{name!r}]", True
-        if process is not None:
-            namespace[f"process_{index}"] = process
-            value = f"(None if (v{index} := {value}) is None else process_{index}(v{index}))"
+        value = _processed(index, value, process, namespace)
         if per_row:
             entries.append(value)
         else:
