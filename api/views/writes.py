@@ -76,7 +76,6 @@ async def _answered(context: Collection, request: Request, rows: list[Row]) -> l
     return await writes.returned_rows(request.dbsession, context.table, rows, columns, embeds)
 
 
-@view_config(context=Collection, request_method="POST", permission="write")
 async def create_rows(context: Collection, request: Request) -> Response:
     """One object creates one row; an array creates all of its rows or none.
     Under a parent item, the foreign key is the parent's. With ``Prefer:
@@ -111,7 +110,6 @@ async def create_rows(context: Collection, request: Request) -> Response:
     return response
 
 
-@view_config(context=Collection, request_method="PUT", permission="write")
 async def put_where(context: Collection, request: Request) -> Response:
     """PostgREST's PUT: the row the filters name by its whole primary key
     (``?id=eq.5``), created or replaced by the body, which holds the same key."""
@@ -134,7 +132,6 @@ async def put_where(context: Collection, request: Request) -> Response:
     return _written(request, await _answered(context, request, rows), 200)
 
 
-@view_config(context=Collection, request_method="PATCH", permission="write")
 async def update_where(context: Collection, request: Request) -> Response:
     """PostgREST's PATCH of a collection: the body's values on every row its
     filters match, in one transaction."""
@@ -145,7 +142,6 @@ async def update_where(context: Collection, request: Request) -> Response:
     return _written(request, await _answered(context, request, rows), 200)
 
 
-@view_config(context=Collection, request_method="DELETE", permission="write")
 async def delete_where(context: Collection, request: Request) -> Response:
     """PostgREST's DELETE of a collection: every row its filters match."""
     refuse_read_only(context)
@@ -153,6 +149,21 @@ async def delete_where(context: Collection, request: Request) -> Response:
     answered = await _answered(context, request, rows)  # as they were, as PostgREST's
     await writes.delete_rows(request.dbsession, context.table, rows)
     return _written(request, answered, 200)
+
+
+COLLECTION_WRITES = {
+    "POST": create_rows,
+    "PUT": put_where,
+    "PATCH": update_where,
+    "DELETE": delete_where,
+}
+
+
+@view_config(context=Collection, request_method=tuple(COLLECTION_WRITES), permission="write")
+async def write_collection(context: Collection, request: Request) -> Response:
+    """The collection's writes, one view: Pyramid tries a context's views in
+    turn, and each one passed over costs an exception response."""
+    return await COLLECTION_WRITES[request.method](context, request)
 
 
 async def _locked_matches(context: Collection, request: Request) -> list[Row]:
