@@ -42,7 +42,6 @@ class Root:
         # a strong reference back would make every request a reference cycle,
         # left for the cyclic GC to find, which pauses every request it meets.
         self._request = weakref.ref(request)
-        self.__acl__ = request.registry.api_acl  # built from settings by api.security
 
     @property
     def request(self) -> Request:
