@@ -1,0 +1,41 @@
+"""What every part of the OpenAPI document shares: the type of a JSON
+object of it, references to its components, and the problem responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]  # a JSON object of the OpenAPI document
+
+
+PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+ERROR_TITLES = {
+    300: "An embed more than one relation could mean: name one (PGRST201)",
+    400: "Bad request: a malformed parameter or body",
+    401: "No or a bad bearer token",
+    403: "The token lacks the permission",
+    404: "No such resource",
+    406: "None of the formats in Accept can be produced",
+    409: "A unique or foreign key conflict, or a concurrent change",
+    412: "If-Match did not match the row's ETag",
+    413: "The body or the batch is too large",
+    415: "The body is not JSON",
+    416: "The page starts past the last row (with a count)",
+    422: "Fields that do not fit the table",
+    428: "If-Match is required",
+    500: "An unexpected server error",
+    503: "The database is unavailable",
+}
+
+
+def errors(*codes: int) -> Schema:
+    """The problem responses of an operation: ``codes``, and any other."""
+    responses = {
+        str(code): {"description": ERROR_TITLES[code], "content": PROBLEM} for code in codes
+    }
+    responses["default"] = {"description": "Any other error", "content": PROBLEM}
+    return responses
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}

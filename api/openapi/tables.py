@@ -1,0 +1,363 @@
+"""The schemas and paths of each table: its collection, its items, and the
+collections of its children under an item."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import sqlalchemy as sa
+
+from api.collections import describe
+from api.columns import mapping
+from api.formats import SINGULAR
+from api.openapi.schema import Schema, errors, ref
+from api.querystring import COMPARISONS
+from api.validation import ETAG_LIST, required_in_new_rows, server_owned
+
+OPERATORS = sorted(COMPARISONS | {"in", "is"})
+ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"}}
+IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string", "pattern": ETAG_LIST}}
+PREFER_RETURN = {
+    "name": "Prefer",
+    "in": "header",
+    "schema": {"type": "string"},
+    "description": "return=minimal (the default), headers-only or representation; "
+    "max-affected=N with handling=strict; missing=default; tx=rollback; "
+    "resolution=merge-duplicates or ignore-duplicates (POST: an upsert); timezone=ZONE",
+}
+WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
+PAGE_HEADERS = {
+    "Content-Range": {"schema": {"type": "string"}, "description": "FIRST-LAST/TOTAL"},
+    "Link": {"schema": {"type": "string"}, "description": 'The next page: rel="next"'},
+}
+
+
+def column_schema(column: sa.Column[Any]) -> Schema:
+    """A column's JSON Schema, as ``api.columns`` maps its type."""
+    schema = mapping(column).schema(column)
+    if column.nullable and "type" in schema:
+        schema["type"] = [schema["type"], "null"]
+    if server_owned(column):
+        schema["readOnly"] = True
+    return schema
+
+
+def _key_parameter(column: sa.Column[Any]) -> Schema:
+    schema = {k: v for k, v in mapping(column).schema(column).items() if k != "readOnly"}
+    if schema.get("type") == "string":
+        schema["minLength"] = 1
+    return {"name": str(column.name), "in": "path", "required": True, "schema": schema}
+
+
+def table_schemas(name: str, table: sa.Table) -> Schema:
+    writable = [c for c in table.columns if not server_owned(c)]
+    required = [str(c.name) for c in writable if required_in_new_rows(c)]
+    row = {
+        "type": "object",
+        "properties": {str(c.name): column_schema(c) for c in table.columns},
+        "required": [str(c.name) for c in table.columns],
+    }
+    create = {
+        "type": "object",
+        "properties": {str(c.name): column_schema(c) for c in writable},
+        "required": required,
+        "additionalProperties": False,
+    }
+    patch = {**create, "required": []}
+    # select= returns some of the columns
+    partial_row = {**row, "required": []}
+    return {
+        f"{name}Row": row,
+        f"{name}Create": create,
+        f"{name}Patch": patch,
+        f"{name}Partial": partial_row,
+        f"{name}Page": {"type": "array", "items": ref(f"{name}Partial")},
+    }
+
+
+def table_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
+    """The collection and its items; under each item, its child collections."""
+    operations = _operations(name, table, max_limit)
+    description = describe(table)
+    paths: Schema = {f"/{name}/": operations["collection"]}
+    if not description.key:
+        return paths
+    item = f"/{name}/{','.join(f'{{{c.name}}}' for c in description.key)}"
+    key_parameters = [_key_parameter(column) for column in description.key]
+    paths[item] = {"parameters": key_parameters, **operations["item"]}
+    for child_name, relation in description.children.items():
+        child = _operations(relation.child.name, relation.child.table, max_limit)
+        paths[f"{item}/{child_name}/"] = {
+            "parameters": key_parameters,
+            **{
+                method: {**operation, "operationId": f"{method}_{child_name}_of_{name}"}
+                for method, operation in child["collection"].items()
+            },
+        }
+    return paths
+
+
+def _operations(name: str, table: sa.Table, max_limit: int) -> Schema:
+    """The operations of the collection and of an item; a read-only table's reads only."""
+    filters = _filters(table)
+    operations = {
+        "collection": _collection_operations(name, _list_parameters(table, max_limit), filters),
+        "item": _item_operations(name),
+    }
+    if describe(table).read_only:
+        for method in ("post", "put", "patch", "delete"):
+            del operations["collection"][method]
+        operations["item"] = {"get": operations["item"]["get"]}
+    return operations
+
+
+def _filters(table: sa.Table) -> list[Schema]:
+    """A query parameter of each column, filtering by it."""
+    return [
+        {
+            "name": str(column.name),
+            "in": "query",
+            "schema": {"type": "string", "pattern": rf"^(not\.)?({'|'.join(OPERATORS)})\..*"},
+            "description": f"Filter: [not.]OP.VALUE with OP one of {', '.join(OPERATORS)}.",
+        }
+        for column in table.columns
+    ]
+
+
+def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
+    """What a read of the collection takes besides its filters."""
+    names = "|".join(re.escape(str(c.name)) for c in table.columns)
+    embeddable = sorted(describe(table).links)
+    # PostgREST's select grammar (README): no pattern spells it.
+    select_schema: Schema = {"type": "string", "minLength": 1}
+    select_doc = (
+        "Comma-separated columns to return, `*` for all; ALIAS:COLUMN, COLUMN->KEY->>KEY, "
+        "COLUMN::CAST, and aggregates COLUMN.sum() (avg, count, max, min, sum; count()) "
+        "where the server enables them."
+    )
+    if embeddable:
+        select_doc += (
+            " Embeds rows of related collections as NAME(COLUMNS), with ALIAS:, "
+            f"!HINT, !inner and ...NAME(COLUMNS) (a spread): {', '.join(embeddable)}."
+        )
+    order_item = rf"({names}|[a-z0-9_]+(![a-z0-9_]+)?\([^()]+\)|[a-z0-9_]+->>?[^,.]+)"
+    order_item += r"(\.(asc|desc|nullsfirst|nullslast))*"
+    return [
+        {
+            "name": "select",
+            "in": "query",
+            "schema": select_schema,
+            "description": select_doc,
+        },
+        {
+            "name": "order",
+            "in": "query",
+            "schema": {"type": "string", "pattern": rf"^{order_item}(,{order_item})*$"},
+            "description": "e.g. name.desc.nullslast,id; also a JSON path (data->>k) and "
+            "a column of the row a foreign key points at (country(name)); the primary key "
+            "breaks ties.",
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0},
+            "description": f"Rows at most; a page never holds more than {max_limit}.",
+        },
+        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        {
+            "name": "Range",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "FIRST-LAST, in items: the rows from FIRST to LAST (from 0); "
+            "anything else is ignored, as PostgREST does.",
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"},
+            "description": "The opaque cursor of the next page, from its Link header.",
+        },
+        {
+            "name": "Prefer",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "count=exact, count=planned or count=estimated: the count "
+            "is in Content-Range; timezone=ZONE: instants in that IANA zone; "
+            "handling=strict: an unknown preference is a 400.",
+        },
+    ]
+
+
+def _written(name: str) -> Schema:
+    """The answers of a write to the rows the filters name."""
+    rows = {"type": "array", "items": ref(f"{name}Row")}
+    return {
+        "200": {
+            "description": "The rows written (Prefer: return=representation)",
+            "content": {"application/json": {"schema": rows}},
+        },
+        "204": {"description": "Written (Prefer: return=minimal)"},
+    }
+
+
+def _write_where(
+    name: str, summary: str, operation_id: str, body: str, filters: list[Schema]
+) -> Schema:
+    """A write to the rows the filters name, with a body."""
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "security": WRITE_SECURITY,
+        "parameters": [*filters, PREFER_RETURN],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        },
+        "responses": {**_written(name), **errors(400, 401, 403, 409, 413, 415, 422, 503)},
+    }
+
+
+def _collection_operations(
+    name: str, list_parameters: list[Schema], filters: list[Schema]
+) -> Schema:
+    return {
+        "get": {
+            "summary": f"A page of {name}, or the whole result as NDJSON or CSV",
+            "operationId": f"list_{name}",
+            "parameters": [*list_parameters, *filters],
+            "responses": {
+                "200": {
+                    "description": "A page (JSON), one row (singular), or every row (NDJSON, CSV)",
+                    "headers": PAGE_HEADERS,
+                    "content": {
+                        "application/json": {"schema": ref(f"{name}Page")},
+                        SINGULAR: {"schema": ref(f"{name}Partial")},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/csv": {"schema": {"type": "string"}},
+                        "application/vnd.pgrst.array+json": {"schema": ref(f"{name}Page")},
+                        "application/vnd.pgrst.plan+json": {"schema": {}},
+                    },
+                },
+                "206": {
+                    "description": "A page, of fewer rows than the count asked for",
+                    "headers": PAGE_HEADERS,
+                    "content": {"application/json": {"schema": ref(f"{name}Page")}},
+                },
+                **errors(300, 400, 401, 403, 406, 416, 503),
+            },
+        },
+        "post": {
+            "summary": f"Create one row of {name}, or several in one transaction",
+            "operationId": f"create_{name}",
+            "security": WRITE_SECURITY,
+            "parameters": [PREFER_RETURN],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                ref(f"{name}Create"),
+                                {"type": "array", "items": ref(f"{name}Create"), "minItems": 1},
+                            ]
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "201": {
+                    "description": "Created. With Prefer: return=representation, the "
+                    "body is the row (a JSON object), or the rows of an array; else "
+                    "there is none",
+                    "headers": {"Location": {"schema": {"type": "string"}}, **ETAG},
+                },
+                **errors(400, 401, 403, 409, 413, 415, 422, 503),
+            },
+        },
+        "put": _write_where(
+            name,
+            f"Create or replace the row of {name} that eq filters on its whole key name",
+            f"put_{name}",
+            f"{name}Create",
+            filters,
+        ),
+        "patch": _write_where(
+            name,
+            f"Set the body's fields on every row of {name} the filters match",
+            f"update_{name}",
+            f"{name}Patch",
+            filters,
+        ),
+        "delete": {
+            "summary": f"Delete every row of {name} the filters match",
+            "operationId": f"delete_{name}_where",
+            "security": WRITE_SECURITY,
+            "parameters": [*filters, PREFER_RETURN],
+            "responses": {**_written(name), **errors(400, 401, 403, 409, 503)},
+        },
+    }
+
+
+def _item_operations(name: str) -> Schema:
+    stored = {
+        "200": {
+            "description": "The row as stored",
+            "headers": ETAG,
+            "content": {"application/json": {"schema": ref(f"{name}Row")}},
+        },
+        **errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503),
+    }
+    return {
+        "get": {
+            "summary": f"One row of {name}",
+            "operationId": f"get_{name}",
+            "parameters": [
+                {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {
+                    "description": "The row",
+                    "headers": ETAG,
+                    "content": {"application/json": {"schema": ref(f"{name}Row")}},
+                },
+                "304": {"description": "Not modified since that ETag"},
+                **errors(401, 403, 404, 503),
+            },
+        },
+        "put": {
+            "summary": f"Replace the writable fields of a row of {name}",
+            "operationId": f"replace_{name}",
+            "security": WRITE_SECURITY,
+            "parameters": [IF_MATCH],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ref(f"{name}Create")}},
+            },
+            "responses": stored,
+        },
+        "patch": {
+            "summary": f"Apply a JSON merge patch (RFC 7396) to a row of {name}",
+            "operationId": f"patch_{name}",
+            "security": WRITE_SECURITY,
+            "parameters": [IF_MATCH],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/merge-patch+json": {"schema": ref(f"{name}Patch")},
+                    "application/json": {"schema": ref(f"{name}Patch")},
+                },
+            },
+            "responses": stored,
+        },
+        "delete": {
+            "summary": f"Delete a row of {name}",
+            "operationId": f"delete_{name}",
+            "security": WRITE_SECURITY,
+            "parameters": [IF_MATCH],
+            "responses": {
+                "204": {"description": "Deleted"},
+                **errors(401, 403, 404, 409, 412, 428, 503),
+            },
+        },
+    }
