@@ -49,12 +49,13 @@ def test_reads_are_open_by_default(http):
 
 
 def test_a_setting_makes_reads_need_a_token(database_url):
-    app = webtest.TestApp(
-        make_app(database_url, **{"api.tokens": "r:read", "api.read_requires_token": "true"})
-    )
+    settings = {"api.tokens": "r:read w:write", "api.read_requires_token": "true"}
+    app = webtest.TestApp(make_app(database_url, **settings))
     try:
         assert app.get("/mytable/1", status=401).content_type == "application/problem+json"
         app.get("/mytable/1", headers={"Authorization": "Bearer r"}, status=200)
+        # A token grants what it names: write alone does not read.
+        app.get("/mytable/1", headers={"Authorization": "Bearer w"}, status=403)
         app.get("/__lbheartbeat__", status=200)  # health stays open
     finally:
         app.app.close()
