@@ -63,7 +63,7 @@ class BearerTokenPolicy:
 
     def __init__(self, tokens: tuple[Token, ...], open_reads: bool) -> None:
         self.tokens = tokens
-        self.everyones = frozenset({"read"} if open_reads else ())
+        self.open_to_all = frozenset({"read"} if open_reads else ())
         # Pyramid asks again on each request.identity (a write asks four times);
         # the token is hashed once a request.
         self._identities = RequestLocalCache(self._identity)
@@ -92,7 +92,7 @@ class BearerTokenPolicy:
         return "token" if request.identity is not None else None
 
     def permits(self, request: Request, context: Any, permission: str) -> Any:
-        if permission in self.everyones:
+        if permission in self.open_to_all:
             return Allowed("%r is open to all", permission)
         granted = request.identity
         if granted is not None and permission in granted:

@@ -15,7 +15,6 @@ virtualenv. One worker each. Versions go back to 1 before each run, so that
 import argparse
 import asyncio
 import os
-import pathlib
 import statistics
 import subprocess
 import tempfile
@@ -23,13 +22,6 @@ import tempfile
 from bench.run import BIN, DATABASE, ROOT, Server, _sql, seed, wrk
 
 ROWS = 10_000
-
-
-def worker_cpu_seconds(server: Server) -> float:
-    (pid,) = server.worker_pids()
-    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()  # after the command, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -72,9 +64,9 @@ def compare(servers: dict[str, Server], args: argparse.Namespace) -> None:
         for name in order if round_ % 2 == 0 else order[::-1]:
             server = servers[name]
             asyncio.run(_sql("UPDATE mytable SET version = 1", database=DATABASE))
-            before = worker_cpu_seconds(server)
+            before = server.cpu_seconds()
             result = wrk(server.url, args.connections, args.seconds, args.scenario, scenario_env)
-            used = worker_cpu_seconds(server) - before
+            used = server.cpu_seconds() - before
             per_request = used / max(result["rps"] * args.seconds, 1) * 1e6
             cpu_per_request[name].append(per_request)
             errors = f"  NON-2XX {result['errors']}" if result["errors"] else ""

@@ -124,6 +124,15 @@ class Server:
         ).stdout
         return [int(pid) for pid in out.split()]
 
+    def cpu_seconds(self):
+        """The CPU time (user and system) its workers have used so far."""
+        total = 0
+        for pid in self.worker_pids():
+            stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()  # after the command, which may hold spaces
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def rss_mib(self):
         """(current RSS, peak RSS) of the largest worker, in MiB."""
         best = (0.0, 0.0)
