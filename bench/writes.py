@@ -11,9 +11,11 @@ and PUT transaction, a single INSERT, a multi-row INSERT of 1,000 rows. The
 table is seeded afresh before each worker count; before each run, versions
 go back to 1 and the rows DELETE runs took are put back, and PATCH and PUT
 track the versions they are answered, so that a run measures writes, not
-412s and 404s. The ceilings are measured before the API starts, whose pools
-would hold connections beside them; the API is warmed (2 s of PATCH and of
-POST) before its first scenario.
+412s and 404s. The ceilings are measured before the API starts and after it
+stops (its pools would hold connections beside them), and each ratio is to
+their mean: this machine's speed drifts by a third within minutes, and one
+ceiling measured in a slow minute made a ratio look better than it was. The
+API is warmed (2 s of PATCH and of POST) before its first scenario.
 """
 
 import argparse
@@ -35,6 +37,12 @@ SCENARIOS = [
     ("PATCH 1000 rows by filter", "patch1000", 1000, "insert1000"),
 ]
 
+CEILING_UNITS = {
+    "transaction": "PATCH transactions/s",
+    "insert": "INSERTs/s",
+    "insert1000": "rows/s in INSERTs of 1000",
+}
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -50,23 +58,29 @@ def main():
     for workers in worker_counts:
         print(f"seeding {args.rows} rows ...", flush=True)
         url = seed(args.rows)
-        # The ceilings first, with no server holding its pools' connections:
-        # both at once passed MariaDB's max_connections (151) at 128.
-        ceilings = {
-            connections: {
-                kind: ceiling_of("write_ceiling", kind, connections, seconds, args.rows)
-                for kind in ("transaction", "insert", "insert1000")
-            }
-            for connections in connection_counts
-        }
         print(f"\n== {workers} worker(s), {seconds} s a run", flush=True)
-        api = api_server(url, workers)
-        try:
-            warm_up(api, connection_counts[0], env)
-            for connections in connection_counts:
-                measure(api, connections, seconds, ceilings[connections], env, args.rows, only)
-        finally:
-            api.stop()
+        for connections in connection_counts:
+            print(f"-- {connections} connections: measuring ...", flush=True)
+            # Not beside the API: both at once passed MariaDB's
+            # max_connections (151) at 128.
+            before = ceilings_of(connections, seconds, args.rows)
+            api = api_server(url, workers)
+            try:
+                warm_up(api, connections, env)
+                results = measure(api, connections, seconds, env, args.rows, only)
+            finally:
+                api.stop()
+            asyncio.run(settled())
+            after = ceilings_of(connections, seconds, args.rows)
+            report(results, before, after)
+
+
+def ceilings_of(connections, seconds, rows):
+    """Each ceiling at ``connections``, straight through asyncmy."""
+    return {
+        kind: ceiling_of("write_ceiling", kind, connections, seconds, rows)
+        for kind in CEILING_UNITS
+    }
 
 
 def warm_up(api, connections, env):
@@ -77,15 +91,9 @@ def warm_up(api, connections, env):
         wrk(api.url, connections, 2, scenario, env)
 
 
-def measure(api, connections, seconds, ceilings, env, rows, only):
-    """The scenarios named in ``only`` at ``connections``, each beside its ceiling."""
-    print(
-        f"-- {connections} connections; ceilings through asyncmy: "
-        f"{ceilings['transaction']:.0f} PATCH transactions/s, "
-        f"{ceilings['insert']:.0f} INSERTs/s, "
-        f"{ceilings['insert1000']:.0f} rows/s in INSERTs of 1000",
-        flush=True,
-    )
+def measure(api, connections, seconds, env, rows, only):
+    """(label, rate, wrk's result, ceiling kind) of each scenario named in ``only``."""
+    results = []
     for label, scenario, written, kind in SCENARIOS:
         if scenario not in only:
             continue
@@ -96,8 +104,23 @@ def measure(api, connections, seconds, ceilings, env, rows, only):
         asyncio.run(settled())
         asyncio.run(_sql("UPDATE mytable SET version = 1", restore(rows), database=DATABASE))
         result = wrk(api.url, connections, seconds, scenario, env)
-        rate = result["rps"] * written
-        unit = "rows/s" if written > 1 else "req/s "
+        results.append((label, result["rps"] * written, result, kind, written > 1))
+    return results
+
+
+def report(results, before, after):
+    """Each result beside the mean of its ceiling before and after."""
+    ceilings = {kind: (before[kind] + after[kind]) / 2 for kind in before}
+
+    print("   ceilings through asyncmy (mean of before and after):", flush=True)
+    for kind, unit in CEILING_UNITS.items():
+        print(
+            f"     {kind:<12} {ceilings[kind]:9.0f} {unit} "
+            f"({before[kind]:.0f} before, {after[kind]:.0f} after)",
+            flush=True,
+        )
+    for label, rate, result, kind, in_rows in results:
+        unit = "rows/s" if in_rows else "req/s "
         errors = f"  NON-2XX {result['errors']}" if result["errors"] else ""
         print(
             f"  {label:<27} {rate:9.0f} {unit} p50 {result['p50']:7.2f} ms  "
