@@ -26,7 +26,7 @@ from pyramid.request import Request
 from api.collections import describe
 from api.columns import mapping
 from api.errors import BadRequest
-from api.sql.statements import STATEMENT_CACHE_SIZE
+from api.sql import STATEMENT_CACHE_SIZE
 
 # One bad field: {"field": name, "message": what is wrong}
 FieldError = dict[str, str]

@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy.engine import Connection, Dialect
 
 from api.querystring import Embed, OrderItem, shown_names
+from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
+from api.sql.keys import padded_keys
 from api.sql.statements import (
     EMBED_LIMIT,
-    STATEMENT_CACHE_SIZE,
     EmbedShape,
     embed_statement,
     filter_shapes,
-    padded_keys,
     parent_label,
 )
 

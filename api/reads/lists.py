@@ -17,13 +17,13 @@ from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
 from api.reads.embeds import embed_rows
 from api.reads.reader import Reader
+from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
+from api.sql.keys import json_keys
 from api.sql.statements import (
-    STATEMENT_CACHE_SIZE,
     ListShape,
     count_statement,
     export_statement,
-    json_keys,
     page_statement,
     shape_of,
 )

@@ -13,8 +13,9 @@ from api.bridge import run_in_greenlet
 from api.collections import describe
 from api.observe import metrics
 from api.reads.reader import Reader
+from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
-from api.sql.statements import STATEMENT_CACHE_SIZE, batch, json_keys
+from api.sql.keys import batch, json_keys
 
 
 class CoalescingLoader:

@@ -1,4 +1,4 @@
-"""Statement builders: point reads, batches, and the lists of PostgREST's query language.
+"""Statement builders of the lists of PostgREST's query language, and of their embeds.
 
 A list statement is built once per shape of its query (the columns, the
 filters without their values, the order, which cursor values are NULL) and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from functools import cache, lru_cache
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -20,9 +20,10 @@ from sqlalchemy.sql import ColumnElement, Select
 from api.collections import Link
 from api.columns import ENUM, SET, enum_members, mapping
 from api.querystring import FULL_TEXT, ListQuery, Logic, OrderItem
+from api.sql import STATEMENT_CACHE_SIZE
+from api.sql.keys import in_keys, passed_through
 from api.sql.operators import CaseSensitiveLike, JsonContains, Match, Regexp, set_contains
 
-STATEMENT_CACHE_SIZE = 256
 # The bind parameters of a list statement's LIMIT and OFFSET, given by whoever runs it.
 LIMIT = "page_limit"
 OFFSET = "page_offset"
@@ -137,27 +138,6 @@ def _shaped_value(query_filter: Any) -> Any:
     if query_filter.operator in FULL_TEXT:
         return query_filter.value[1]  # the FULLTEXT index's columns
     return None
-
-
-def passed_through(column: sa.Column[Any]) -> ColumnElement[Any]:
-    """How a plain read selects ``column``: JSON as its stored text, which the
-    compiled read hands to orjson as it is, instead of parsing it only to
-    write it again. The text is valid JSON: MariaDB checks it (JSON is
-    LONGTEXT with a json_valid CHECK), and on SQLite the column is written
-    through this API, which writes it with orjson."""
-    if isinstance(column, sa.Column) and isinstance(column.type, sa.JSON):
-        return sa.type_coerce(column, sa.Text).label(column.name)
-    return column
-
-
-def json_keys(columns: Any) -> frozenset[str]:
-    """The names of the JSON columns read as stored text (``passed_through``):
-    a path into one is read as the database extracts it."""
-    return frozenset(
-        str(column.name)
-        for column in columns
-        if isinstance(column, sa.Column) and isinstance(column.type, sa.JSON)
-    )
 
 
 def _filter_clause(
@@ -376,12 +356,6 @@ def locked_rows(
     return ListStatement(statement.with_for_update(), binds.sources)
 
 
-def keys_in(table: sa.Table) -> ColumnElement[bool]:
-    """The table's key in the expanding bind "pks" (values, or tuples of them)."""
-    key = tuple(table.primary_key.columns)
-    return _key_expression(key).in_(sa.bindparam("pks", expanding=True))
-
-
 # --- embedded rows ---------------------------------------------------------------
 
 # The bind parameter of an embed statement's rows per parent, given by whoever runs it.
@@ -407,28 +381,6 @@ def _embed_filters(embed: Any) -> tuple[Any, ...]:
     return embed.filters
 
 
-def padded_keys(keys: list[Any]) -> tuple[int, dict[str, Any]]:
-    """The binds of ``keys`` (values, or tuples of them) in an embed
-    statement, padded to a power of two as a batch is (``batch``), and that size."""
-    size = 1 << (len(keys) - 1).bit_length()
-    padded = keys + keys[-1:] * (size - len(keys))
-    if not isinstance(keys[0], tuple):
-        return size, {f"k{i}": key for i, key in enumerate(padded)}
-    return size, {f"k{i}_{j}": part for i, key in enumerate(padded) for j, part in enumerate(key)}
-
-
-def _in_keys(columns: tuple[sa.Column[Any], ...], size: int) -> ColumnElement[bool]:
-    """``columns`` IN ``size`` bound keys: k0, k1, ... (k0_0, k0_1, ... for several columns)."""
-    if len(columns) == 1:
-        keys: list[Any] = [sa.bindparam(f"k{i}", type_=columns[0].type) for i in range(size)]
-        return columns[0].in_(keys)
-    keys = [
-        sa.tuple_(*(sa.bindparam(f"k{i}_{j}", type_=c.type) for j, c in enumerate(columns)))
-        for i in range(size)
-    ]
-    return sa.tuple_(*columns).in_(keys)
-
-
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     """The rows of an embed for many parent rows at once: those whose join
@@ -439,7 +391,7 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     binds = Binds()
     link = shape.link
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
-    where = [_in_keys(link.far, size), *_where(binds, shape.filters, _embed_filters)]
+    where = [in_keys(link.far, size), *_where(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
     statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
     if not shape.limited:
@@ -450,59 +402,3 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     outer += [ranked.c[parent_label(i)] for i in range(len(parents))]
     limited = sa.select(*outer).where(ranked.c["_rank"] <= sa.bindparam(EMBED_LIMIT))
     return ListStatement(limited.order_by(ranked.c["_rank"]), binds.sources)
-
-
-# --- single rows ----------------------------------------------------------------
-
-
-class RowStatements(NamedTuple):
-    """The statements of one table's rows by primary key (one column or several)."""
-
-    key: tuple[sa.Column[Any], ...]
-    one: Select[Any]  # binds "pk0", "pk1", ...: key_parameters()
-    one_for_update: Select[Any]
-    many: Select[Any]  # expanding bind "pks": key values, or tuples of them
-
-
-@cache
-def row_statements(table: sa.Table) -> RowStatements:
-    key = tuple(table.primary_key.columns)
-    one = sa.select(table).where(key_clause(key))
-    many = sa.select(table).where(_key_expression(key).in_(sa.bindparam("pks", expanding=True)))
-    return RowStatements(key, one, one.with_for_update(), many)
-
-
-def key_clause(key: tuple[sa.Column[Any], ...]) -> ColumnElement[bool]:
-    """The key columns equal to the binds "pk0", "pk1", ..."""
-    return sa.and_(*(column == sa.bindparam(f"pk{i}") for i, column in enumerate(key)))
-
-
-def key_parameters(key: tuple[sa.Column[Any], ...], pk: Any) -> dict[str, Any]:
-    """The binds of ``key_clause`` for the key value ``pk`` (a tuple when composite)."""
-    if len(key) == 1:
-        return {"pk0": pk}
-    return {f"pk{i}": value for i, value in enumerate(pk)}
-
-
-def _key_expression(key: tuple[sa.Column[Any], ...]) -> ColumnElement[Any]:
-    return key[0] if len(key) == 1 else sa.tuple_(*key)
-
-
-def batch(
-    table: sa.Table, keys: list[Any], parsed: bool = False
-) -> tuple[Select[Any], dict[str, Any]]:
-    """The statement of the rows of ``table`` whose primary keys are ``keys``,
-    and its parameters; JSON passed through as stored text unless ``parsed``.
-
-    The IN list is padded to a power of two with the last key again, so that
-    batches of any size share a few statements.
-    """
-    size, values = padded_keys(keys)
-    return _batch_statement(table, size, parsed), values
-
-
-@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def _batch_statement(table: sa.Table, size: int, parsed: bool) -> Select[Any]:
-    key = tuple(table.primary_key.columns)
-    columns = table.columns if parsed else map(passed_through, table.columns)
-    return sa.select(*columns).where(_in_keys(key, size))

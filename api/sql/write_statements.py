@@ -3,7 +3,7 @@ and dialect (``sql.compiled``); ``sql.writes`` runs them in the request's
 transaction.
 
 Binds are named by their columns: "set_NAME" for an UPDATE's values, "pk0",
-... for a key (``statements.key_parameters``), "expected" for the version a
+... for a key (``keys.key_parameters``), "expected" for the version a
 write expects, "now" for ``updated_at``.
 """
 
@@ -17,8 +17,9 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
 
 from api.collections import describe
+from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, CompiledWrite, Row
-from api.sql.statements import STATEMENT_CACHE_SIZE, key_clause, row_statements
+from api.sql.keys import key_clause, row_statements
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)

@@ -25,13 +25,8 @@ from api.models import utcnow
 from api.querystring import shown_names
 from api.reads.embeds import embed_rows
 from api.sql import write_statements
-from api.sql.statements import (
-    filter_shapes,
-    key_parameters,
-    keys_in,
-    locked_rows,
-    row_statements,
-)
+from api.sql.keys import key_parameters, keys_in, row_statements
+from api.sql.statements import filter_shapes, locked_rows
 
 Row = dict[str, Any]
 T = TypeVar("T")
