@@ -22,6 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api.bridge import await_
+from api.db.groups import GroupCommit
 from api.observe import metrics
 from api.reads.gate import Gate
 from api.reads.loader import CoalescingLoader
@@ -191,6 +192,8 @@ class LoopEngines(NamedTuple):
     # next, and some writes waited a second at 128 connections (reads had
     # the same tail; ``Reader``).
     write_gate: Gate
+    # Conditional single-row writes of concurrent requests, committed together.
+    group: GroupCommit
 
 
 class Engines:
@@ -212,8 +215,9 @@ class Engines:
             settings = self.settings
             pool = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
             gate = Gate(_connections(pool), settings.db_pool_timeout)
-            engines = (create_engine(settings), create_reader(settings), gate)
-            found = self.by_loop[loop] = LoopEngines(*engines)
+            engine = create_engine(settings)
+            group = GroupCommit(engine, gate, settings.db_statement_timeout)
+            found = self.by_loop[loop] = LoopEngines(engine, create_reader(settings), gate, group)
         return found
 
     def current(self) -> AsyncEngine:

@@ -11,6 +11,7 @@ for zope.sqlalchemy. The rest are Core statements through the session, which
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -242,12 +243,41 @@ async def update_row(
     as it is: its caller read the row under its lock. Returns the row as
     stored, or None when the version did not match (or the row is gone).
     """
+    update, now = _update(table, pk, values, expected_version)
+    if await _on_connection(session, update, writes=True) != 1:
+        return None
+    if current is not None and known_when_written(table):
+        return _as_written(table, current, values, expected_version, now)
+    return await load_row(session, table, _key_after(table, pk, values))
+
+
+def known_when_written(table: sa.Table) -> bool:
+    """Whether an UPDATE whose version matched leaves a row the API can
+    tell without reading it back: the row as read, the values written, the
+    version counted up and ``updated_at`` stamped."""
     description = describe(table)
-    version = description.version
+    return description.version is not None and description.writes_known
+
+
+def update_for_group(
+    table: sa.Table, pk: Any, values: Row, expected_version: Any, current: Row
+) -> tuple[Row, Callable[[Connection], int]]:
+    """A conditional UPDATE for a group to commit (``api.db.groups``): the
+    row as it will leave ``current`` (``known_when_written``), and the
+    statement's run on a connection, which answers the rows it matched."""
+    update, now = _update(table, pk, values, expected_version)
+    return _as_written(table, current, values, expected_version, now), update
+
+
+def _update(
+    table: sa.Table, pk: Any, values: Row, expected_version: Any
+) -> tuple[Callable[[Connection], int], datetime]:
+    """The UPDATE of ``values`` to row ``pk`` at ``expected_version``, run on
+    a connection (the rows it matched), and the time it stamps."""
     now = utcnow()
     parameters = {
         **{f"set_{name}": value for name, value in values.items()},
-        **key_parameters(description.key, pk),
+        **key_parameters(describe(table).key, pk),
         "expected": expected_version,
         "now": now,
     }
@@ -256,14 +286,18 @@ async def update_row(
         statement = write_statements.update_by_key(table, tuple(values), connection.dialect)
         return statement.run(connection, parameters)[1]
 
-    if await _on_connection(session, update, writes=True) != 1:
-        return None
-    if current is not None and version is not None and description.writes_known:
-        # The row as the UPDATE left it, known without reading it again: the
-        # version matched, so nothing else wrote it since it was read.
-        written = {**current, **values, str(version.name): expected_version + 1}
-        return {**written, "updated_at": now} if "updated_at" in table.columns else written
-    return await load_row(session, table, _key_after(table, pk, values))
+    return update, now
+
+
+def _as_written(
+    table: sa.Table, current: Row, values: Row, expected_version: Any, now: datetime
+) -> Row:
+    """The row as the UPDATE left it, known without reading it again: the
+    version matched, so nothing else wrote it since it was read."""
+    version = describe(table).version
+    assert version is not None  # known_when_written
+    written = {**current, **values, str(version.name): expected_version + 1}
+    return {**written, "updated_at": now} if "updated_at" in table.columns else written
 
 
 async def locked_rows_where(

@@ -16,6 +16,8 @@ from pyramid.httpexceptions import (
 from pyramid.request import Request
 from pyramid.view import view_config
 
+from api.db.engines import engines_of
+from api.db.groups import GroupedWrite
 from api.etags import etag
 from api.resources import Item
 from api.sql import writes
@@ -58,12 +60,43 @@ async def _write(
 ) -> JSONResponse:
     """Write ``values_for(row)`` to the row."""
     refuse_read_only(context)
+    if _goes_with_group(context, request):
+        return with_etag(request, context.table, _write_with_group(context, request, values_for))
     session, table, pk = request.dbsession, context.table, context.pk
 
     async def update(row: Row, version: Any) -> Row | None:
         return await writes.update_row(session, table, pk, values_for(row), version, row)
 
     return with_etag(request, table, await _once_more_if_raced(context, request, update))
+
+
+def _goes_with_group(context: Item, request: Request) -> bool:
+    """Whether the write is committed with its group (``api.db.groups``):
+    it has If-Match, so a lost race is said and not tried again; it is the
+    only write of a transaction pyramid_tm commits; and the row it leaves is
+    known without a read."""
+    return (
+        "If-Match" in request.headers
+        and request.environ.get("tm.active", False)
+        and "dbsession" not in request.__dict__
+        and writes.known_when_written(context.table)
+    )
+
+
+def _write_with_group(context: Item, request: Request, values_for: Callable[[Row], Row]) -> Row:
+    """The row as the write will leave it; the write itself is run when the
+    request's transaction commits, with the writes of its group."""
+    version = expected_version(context, request)
+    written, update = writes.update_for_group(
+        context.table, context.pk, values_for(context.row), version, context.row
+    )
+
+    def missed() -> NoReturn:  # the version changed, or the row went, since it was read
+        _say_lost_race(context, request, request.fetch_row(context.table, context.pk))
+
+    group = engines_of(request).on_loop().group
+    request.tm.get().join(GroupedWrite(request.tm, group, update, missed))
+    return written
 
 
 async def _once_more_if_raced(
@@ -93,6 +126,11 @@ def _version_of(context: Item, row: Row) -> Any:
 async def _lost_race(context: Item, request: Request) -> NoReturn:
     """The row changed (or went) between the read and the write: say which."""
     current = await writes.load_row(request.dbsession, context.table, context.pk)
+    _say_lost_race(context, request, current)
+
+
+def _say_lost_race(context: Item, request: Request, current: Row | None) -> NoReturn:
+    """404 when the row went, else 412 with its ETag (If-Match) or 409."""
     if current is None:
         raise HTTPNotFound()
     if "If-Match" in request.headers:

@@ -1,0 +1,149 @@
+"""Group commit (``api.db.groups``) on each database: the conditional writes
+of concurrent requests in one transaction, each still all or nothing."""
+
+import asyncio
+import concurrent.futures
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import transaction
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.bridge import run_in_greenlet
+from api.db.groups import GroupCommit, GroupedWrite
+from api.reads.gate import Gate
+from tests.support import WRITER, assert_problem, create
+
+counters = sa.Table(
+    "group_probe",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.Integer, nullable=False),
+)
+
+
+def count_up(row):
+    """A write of one row: its n counted up; it matches no row if there is none."""
+    statement = sa.update(counters).where(counters.c.id == row).values(n=counters.c.n + 1)
+    return lambda connection: connection.execute(statement).rowcount
+
+
+def duplicate_key(connection):
+    connection.execute(sa.insert(counters).values(id=1, n=0))  # row 1 is there: it fails
+    return 1
+
+
+def in_group(url, run):
+    """``run(group)`` with a group of width 1 (one group at a time) over rows
+    1, 2 and 3 at n = 0: what it returns, each row's n after it, and how many
+    transactions were committed."""
+
+    async def main():
+        engine = create_async_engine(url)
+        commits = []
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(counters.metadata.drop_all)
+                await connection.run_sync(counters.metadata.create_all)
+                rows = [{"id": i, "n": 0} for i in (1, 2, 3)]
+                await connection.execute(sa.insert(counters), rows)
+            event.listen(engine.sync_engine, "commit", lambda connection: commits.append(1))
+            result = await run(GroupCommit(engine, Gate(2, 5), timeout=10, width=1))
+            async with engine.connect() as connection:
+                read = await connection.execute(sa.select(counters.c.id, counters.c.n))
+                rows = dict(read.all())
+            return result, rows, len(commits)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def test_writes_handed_over_together_share_one_commit(database_url):
+    async def run(group):
+        writes = (count_up(1), count_up(2), count_up(9))
+        return await asyncio.gather(*(group.write(write) for write in writes))
+
+    counts, rows, commits = in_group(database_url, run)
+    assert counts == [1, 1, 0]  # row 9 is not there: that write matched nothing
+    assert rows == {1: 1, 2: 1, 3: 0}
+    assert commits == 1
+
+
+def test_a_write_that_fails_is_taken_out_and_the_others_run_again(database_url):
+    async def run(group):
+        writes = (count_up(1), duplicate_key, count_up(2))
+        return await asyncio.gather(*(group.write(w) for w in writes), return_exceptions=True)
+
+    (first, failed, last), rows, commits = in_group(database_url, run)
+    assert isinstance(failed, sa.exc.IntegrityError)
+    assert (first, last) == (1, 1)
+    # Row 1 was counted up before the failure, rolled back with it, and
+    # counted up again in the group's second transaction: once in all.
+    assert rows == {1: 1, 2: 1, 3: 0}
+    assert commits == 1
+
+
+def test_a_write_whose_request_gives_up_before_the_commit_is_not_written(database_url):
+    async def run(group):
+        members = []
+
+        def give_up(connection):  # its request's deadline passes while its group runs
+            members[1].cancel()
+            return count_up(2)(connection)
+
+        writes = (count_up(1), give_up, count_up(3))
+        members += [asyncio.ensure_future(group.write(write)) for write in writes]
+        return await asyncio.gather(*members, return_exceptions=True)
+
+    (first, gave_up, last), rows, _ = in_group(database_url, run)
+    assert isinstance(gave_up, asyncio.CancelledError)
+    assert (first, last) == (1, 1)
+    assert rows == {1: 1, 2: 0, 3: 1}
+
+
+def test_a_grouped_write_runs_when_its_transaction_votes_and_never_when_it_aborts(database_url):
+    class Missed(Exception):
+        pass
+
+    def missed():
+        raise Missed
+
+    async def run(group):
+        manager = transaction.TransactionManager(explicit=True)
+        manager.begin()
+        manager.get().join(GroupedWrite(manager, group, count_up(1), missed))
+        manager.abort()
+        manager.begin()
+        manager.get().join(GroupedWrite(manager, group, count_up(2), missed))
+        await run_in_greenlet(manager.commit)
+        manager.begin()
+        manager.get().join(GroupedWrite(manager, group, count_up(9), missed))
+        with pytest.raises(Missed):  # its write matched no row: the transaction fails
+            await run_in_greenlet(manager.commit)
+        manager.abort()
+
+    _, rows, _ = in_group(database_url, run)
+    assert rows == {1: 0, 2: 1, 3: 0}
+
+
+def test_of_concurrent_patches_with_one_etag_one_wins_and_the_others_are_412(http, server):
+    url = create(http, data={"n": 0}).headers["location"]
+    headers = {**WRITER, "If-Match": '"1"'}
+
+    def patch(n):
+        with httpx.Client(timeout=30) as client:
+            return client.patch(url, json={"data": {"n": n}}, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(patch, range(8)))
+    won = [r for r in responses if r.status_code == 200]
+    assert len(won) == 1, [r.status_code for r in responses]
+    for lost in (r for r in responses if r is not won[0]):
+        assert assert_problem(lost, 412)["status"] == 412
+        assert lost.headers["etag"] == '"2"'
+    row = http.get(url).json()
+    assert row == won[0].json()
+    assert row["version"] == 2
