@@ -22,8 +22,8 @@ whose transaction aborts:
 
 Why: a PATCH's own ORM session (its connection, begin, zope's join and
 two-phase commit, the COMMIT round trip, the pool's check-in) was a third
-of its cost. With the group, a PATCH takes 951k instructions where it took
-1,355k, and 608 us of worker CPU where it took 885 (docs/architecture.md).
+of its cost. With the group, a PATCH takes 916k instructions where it took
+1,292k, and 608 us of worker CPU where it took 885 (docs/architecture.md).
 """
 
 from __future__ import annotations
