@@ -4,7 +4,9 @@ The writes of single rows and of arrays, and the read of a row by key, are
 statements compiled once per table and shape (``sql.write_statements``) and
 run on the session's connection, in its transaction, which they mark changed
 for zope.sqlalchemy. The rest are Core statements through the session, which
-``api.db`` marks. Rows come back as plain dicts whose keys are ``str``
+``api.db`` marks. A conditional UPDATE whose row is known without a read
+(``update_for_group``) is run by its group instead (``api.db.groups``), on
+the group's connection. Rows come back as plain dicts whose keys are ``str``
 (orjson rejects the ``quoted_name`` keys of SQLAlchemy's rows).
 """
 
