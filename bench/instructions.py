@@ -14,14 +14,16 @@ difference of two totals ("Collected"), divided by the requests between them
 (5 x clients a repetition: 5 x 320 for ``point`` 1 and 6), is the cost of
 one request (pages: ``page``, with 3 and 1, divided by 2 x 320; writes:
 ``patch``, a merge patch of a random row with ``If-Match: *``, each
-client's rows its own; ``post``,
-one new row; ``post1000``, an array of 1,000; ``upsert1000``, the rows 1 to 1,000 again
+client's rows its own; ``post``, one new row; ``delete``, a row by key
+without If-Match, from the 1,000th down (seed again before each run);
+``post1000``, an array of 1,000; ``upsert1000``, the rows 1 to 1,000 again
 under ``Prefer: resolution=merge-duplicates``). The process runs as a worker
 does (``api.serve.worker_started``: the startup heap frozen out of the
 cyclic GC's sight, its young generation collected less often).
 """
 
 import asyncio
+import itertools
 import os
 import random
 import sys
@@ -60,6 +62,7 @@ def main() -> None:
     worker_started()
     rng = random.Random(1)
     failed: list[int] = []  # statuses of error answers
+    doomed = itertools.count(1000, -1)  # the rows ``delete`` takes
 
     writer = [
         (b"authorization", b"Bearer bench-token"),
@@ -112,6 +115,8 @@ def main() -> None:
                 await one("/mytable/", body=b'{"name": "posted", "data": {"n": 1}}', method="POST")
             elif kind == "post1000":
                 await one("/mytable/", body=array, method="POST")
+            elif kind == "delete":  # each row once, from the last seeded down: no 404s
+                await one(f"/mytable/{next(doomed)}", method="DELETE", headers=writer[:1])
             elif kind == "upsert1000":
                 await one("/mytable/", body=upserts, method="POST", headers=upserter)
             else:

@@ -3,6 +3,7 @@ of concurrent requests in one transaction, each still all or nothing."""
 
 import asyncio
 import concurrent.futures
+import secrets
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.bridge import run_in_greenlet
 from api.db.groups import GroupCommit, GroupedWrite
 from api.reads.gate import Gate
+from api.sql.writes import insert_for_group
 from tests.support import WRITER, assert_problem, create
 
 counters = sa.Table(
@@ -86,6 +88,21 @@ def test_a_write_that_fails_is_taken_out_and_the_others_run_again(database_url):
     assert commits == 1
 
 
+def test_grouped_inserts_answer_their_rows_as_stored_and_one_that_clashes_is_taken_out(
+    database_url,
+):
+    async def run(group):
+        rows = ({"id": 4, "n": 7}, {"id": 1, "n": 5}, {"id": 5, "n": 8})  # row 1 is there
+        inserts = [insert_for_group(counters, row) for row in rows]
+        return await asyncio.gather(*(group.write(w) for w in inserts), return_exceptions=True)
+
+    (first, clashed, last), rows, commits = in_group(database_url, run)
+    assert isinstance(clashed, sa.exc.IntegrityError)
+    assert (first, last) == ({"id": 4, "n": 7}, {"id": 5, "n": 8})
+    assert rows == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8}
+    assert commits == 1
+
+
 def test_a_write_whose_request_gives_up_before_the_commit_is_not_written(database_url):
     async def run(group):
         members = []
@@ -108,19 +125,20 @@ def test_a_grouped_write_runs_when_its_transaction_votes_and_never_when_it_abort
     class Missed(Exception):
         pass
 
-    def missed():
-        raise Missed
+    def settle(matched):
+        if matched != 1:
+            raise Missed
 
     async def run(group):
         manager = transaction.TransactionManager(explicit=True)
         manager.begin()
-        manager.get().join(GroupedWrite(manager, group, count_up(1), missed))
+        manager.get().join(GroupedWrite(manager, group, count_up(1), settle))
         manager.abort()
         manager.begin()
-        manager.get().join(GroupedWrite(manager, group, count_up(2), missed))
+        manager.get().join(GroupedWrite(manager, group, count_up(2), settle))
         await run_in_greenlet(manager.commit)
         manager.begin()
-        manager.get().join(GroupedWrite(manager, group, count_up(9), missed))
+        manager.get().join(GroupedWrite(manager, group, count_up(9), settle))
         with pytest.raises(Missed):  # its write matched no row: the transaction fails
             await run_in_greenlet(manager.commit)
         manager.abort()
@@ -147,3 +165,41 @@ def test_of_concurrent_patches_with_one_etag_one_wins_and_the_others_are_412(htt
     row = http.get(url).json()
     assert row == won[0].json()
     assert row["version"] == 2
+
+
+def test_concurrent_posts_each_answer_where_their_row_went_and_a_clash_is_409(http, server):
+    taken = secrets.token_hex(4)
+    assert http.post("/probe_coded/", json={"code": taken}, headers=WRITER).status_code == 201
+    headers = {**WRITER, "Prefer": "return=headers-only"}  # no rows shown: grouped
+    bodies = [{"code": secrets.token_hex(4), "label": f"grouped {n}"} for n in range(7)]
+    bodies.insert(3, {"code": taken, "label": "clash"})
+
+    def post(body):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return client.post("/probe_coded/", json=body, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(post, bodies))
+    assert assert_problem(responses.pop(3), 409)["code"] == "23505"
+    del bodies[3]
+    assert [r.status_code for r in responses] == [201] * 7
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.content == b""
+        assert response.headers["location"] == f"{server.url}/probe_coded/{body['code']}"
+        stored = http.get(response.headers["location"])
+        assert stored.json() == body
+        assert stored.headers["etag"] == response.headers["etag"]
+    assert http.get(f"/probe_coded/{taken}").json()["label"] is None
+
+
+def test_of_concurrent_deletes_of_a_row_one_deletes_it_and_the_others_are_404(http, server):
+    url = create(http).headers["location"]
+
+    def delete(_):
+        with httpx.Client(timeout=30) as client:
+            return client.delete(url, headers=WRITER)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(delete, range(8)))
+    assert sorted(r.status_code for r in responses) == [204] + [404] * 7
+    assert_problem(http.get(url), 404)

@@ -1,15 +1,18 @@
 """Group commit: the single-row writes of concurrent requests in one
 transaction, each committed when its own request's transaction commits.
 
-A conditional write whose outcome the API knows without reading the row
-back (a PATCH or PUT with If-Match, on a table with a version column whose
-writes are known) is one statement: ``UPDATE ... WHERE key AND version``.
-Such a request opens no session. Its view answers the row as the write will
-leave it, and joins the request's transaction with a ``GroupedWrite``; when
-pyramid_tm commits that transaction, the write is handed to the loop's
-``GroupCommit`` and the commit waits until it is durable. Writes handed over
-while a group is in flight go together in the next one: one connection, one
-transaction, one COMMIT for all of them.
+A write whose answer the API knows without reading the row in the write's
+transaction is one statement: a PATCH or PUT with If-Match, on a table with
+a version column whose writes are known (``UPDATE ... WHERE key AND
+version``); a DELETE by key; a POST of one row that answers no rows, where
+the database has RETURNING (``INSERT ... RETURNING``: where the row went).
+Such a request opens no session. Its view answers what it can, and joins
+the request's transaction with a ``GroupedWrite``; when pyramid_tm commits
+that transaction, the write is handed to the loop's ``GroupCommit`` and the
+commit waits until it is durable, then settles the answer (an INSERT's
+Location and ETag; an UPDATE or DELETE that matched no row, 404 or 412).
+Writes handed over while a group is in flight go together in the next one:
+one connection, one transaction, one COMMIT for all of them.
 
 Each request stays all or nothing, and nothing is written for a request
 whose transaction aborts:
@@ -20,10 +23,11 @@ whose transaction aborts:
 - a write that matches no row (its version changed) wrote nothing: its
   request fails its vote (404 or 412), and the others go on.
 
-Why: a PATCH's own ORM session (its connection, begin, zope's join and
+Why: a write's own ORM session (its connection, begin, zope's join and
 two-phase commit, the COMMIT round trip, the pool's check-in) was a third
 of its cost. With the group, a PATCH takes 916k instructions where it took
-1,292k, and 608 us of worker CPU where it took 885 (docs/architecture.md).
+1,292k, a POST 1,043k where it took 1,422k, a DELETE 770k where it took
+1,164k (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -39,8 +43,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api.bridge import await_, run_in_greenlet
 from api.reads.gate import Gate
 
-# A write: its statement run on the group's connection; the rows it matched.
-Write = Callable[[Connection], int]
+# A write: its statement run on the group's connection; what it answers
+# (the rows an UPDATE matched, the row an INSERT stored).
+Write = Callable[[Connection], Any]
+Member = tuple[Write, "asyncio.Future[Any]"]
 
 
 class GroupCommit:
@@ -59,14 +65,14 @@ class GroupCommit:
         self.gate = gate
         self.timeout = timeout  # seconds a group may take: no request's deadline covers it
         self.width = width
-        self.queue: list[tuple[Write, asyncio.Future[int]]] = []
+        self.queue: list[Member] = []
         self.in_flight = 0
         self.tasks: set[asyncio.Task[None]] = set()  # the loop holds tasks weakly
 
-    async def write(self, write: Write) -> int:
-        """The rows ``write`` matched, once its group committed."""
+    async def write(self, write: Write) -> Any:
+        """What ``write`` answered, once its group committed."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[int] = loop.create_future()
+        future: asyncio.Future[Any] = loop.create_future()
         self.queue.append((write, future))
         if self.in_flight < self.width:
             self.in_flight += 1
@@ -90,7 +96,7 @@ class GroupCommit:
         finally:
             self.in_flight -= 1
 
-    def _commit(self, group: list[tuple[Write, asyncio.Future[int]]]) -> None:
+    def _commit(self, group: list[Member]) -> None:
         """Run the group's writes in one transaction and commit it; a write
         that fails, or whose request gave up, is taken out and the others
         run again in a new transaction."""
@@ -99,11 +105,11 @@ class GroupCommit:
             pending = group
             while pending:
                 pending = [member for member in pending if not member[1].done()]
-                failed, counts = self._run_once(pending)
+                failed, answers = self._run_once(pending)
                 if failed is None:
-                    for (_, future), count in zip(pending, counts, strict=True):
+                    for (_, future), answer in zip(pending, answers, strict=True):
                         if not future.done():
-                            future.set_result(count)
+                            future.set_result(answer)
                     return
                 index, error = failed
                 if not pending[index][1].done():
@@ -113,48 +119,48 @@ class GroupCommit:
             self.gate.release()
 
     def _run_once(
-        self, pending: list[tuple[Write, asyncio.Future[int]]]
-    ) -> tuple[tuple[int, BaseException] | None, list[int]]:
-        """Each write of ``pending`` and a COMMIT: the counts they matched,
-        or (which write failed or was given up, and why), all rolled back."""
-        counts: list[int] = []
+        self, pending: list[Member]
+    ) -> tuple[tuple[int, BaseException] | None, list[Any]]:
+        """Each write of ``pending`` and a COMMIT: what they answered, or
+        (which write failed or was given up, and why), all rolled back."""
+        answers: list[Any] = []
         with self.engine.sync_engine.connect() as connection:
             group = connection.begin()
             for index, (write, _) in enumerate(pending):
                 try:
-                    counts.append(write(connection))
+                    answers.append(write(connection))
                 except Exception as error:
                     group.rollback()
-                    return (index, error), counts
+                    return (index, error), answers
             gave_up = next((i for i, (_, f) in enumerate(pending) if f.done()), None)
             if gave_up is not None:  # its request's deadline passed: not written
                 group.rollback()
-                return (gave_up, asyncio.CancelledError()), counts
+                return (gave_up, asyncio.CancelledError()), answers
             group.commit()
-        return None, counts
+        return None, answers
 
 
 class GroupedWrite:
     """A request's write as a resource of its transaction (zope's data
     manager): run with its group when the transaction votes, and voted
-    last, after any other resource. ``missed()`` raises what the request
-    answers when the write matched no row."""
+    last, after any other resource. ``settle(answer)`` takes what the
+    write answered, once committed, into the request's answer, or raises
+    what the request answers instead (an UPDATE that matched no row)."""
 
     def __init__(
         self,
         manager: transaction.TransactionManager,
         group: GroupCommit,
         write: Write,
-        missed: Callable[[], None],
+        settle: Callable[[Any], None],
     ) -> None:
         self.transaction_manager = manager
         self.group = group
         self.write = write
-        self.missed = missed
+        self.settle = settle
 
     def tpc_vote(self, txn: Any) -> None:
-        if await_(self.group.write(self.write)) != 1:
-            self.missed()
+        self.settle(await_(self.group.write(self.write)))
 
     def abort(self, txn: Any) -> None:
         pass  # nothing was written yet

@@ -5,6 +5,7 @@ request's own transaction."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from api.bridge import await_, run_in_greenlet
 from api.bridge.greenlets import in_request_greenlet
 from api.bridge.wsgi import background_loop
 from api.db.engines import engines_of
+from api.db.groups import GroupedWrite, Write
 from api.sql.compiled import Row
 from api.sql.writes import load_row
 
@@ -93,6 +95,20 @@ def request_dbsession(request: Request) -> AsyncSession:
     # Finished callbacks run after pyramid_tm's commit or abort closed the session.
     request.add_finished_callback(lambda request: engines.write_gate.release())
     return session
+
+
+def may_join_group(request: Request) -> bool:
+    """Whether a write of this request may be committed with a group
+    (``api.db.groups``): pyramid_tm commits its transaction, and it opened
+    no session, whose writes would be committed apart from the group's."""
+    return request.environ.get("tm.active", False) and "dbsession" not in request.__dict__
+
+
+def join_group(request: Request, write: Write, settle: Callable[[Any], None]) -> None:
+    """Run ``write`` with the loop's group when the request's transaction
+    votes to commit; ``settle`` takes what it answered (``GroupedWrite``)."""
+    group = engines_of(request).on_loop().group
+    request.tm.get().join(GroupedWrite(request.tm, group, write, settle))
 
 
 def fetch_row(

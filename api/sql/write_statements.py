@@ -120,12 +120,12 @@ def update_by_key(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> 
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
-def delete_by_key(table: sa.Table, dialect: Dialect) -> CompiledWrite:
-    """The DELETE of the row of key "pk0", ...; with the table's version,
-    only while it is "expected"."""
+def delete_by_key(table: sa.Table, dialect: Dialect, checked: bool = True) -> CompiledWrite:
+    """The DELETE of the row of key "pk0", ...; with the table's version and
+    ``checked``, only while it is "expected"."""
     description = describe(table)
     statement = sa.delete(table).where(key_clause(description.key))
     version = description.version
-    if version is not None:
+    if version is not None and checked:
         statement = statement.where(version == sa.bindparam("expected", type_=version.type))
     return CompiledWrite(statement, dialect)

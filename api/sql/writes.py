@@ -127,6 +127,21 @@ async def insert_rows(
     return [stored[pk] for pk in pks]
 
 
+def insert_for_group(table: sa.Table, row: Row) -> Callable[[Connection], Row]:
+    """One row's ``INSERT ... RETURNING`` for a group to commit
+    (``api.db.groups``), run on a connection: the row as stored. For a
+    database that has RETURNING (``Dialect.insert_returning``)."""
+
+    def insert(connection: Connection) -> Row:
+        stamps = _stamps(table, connection.dialect)
+        names = tuple(dict.fromkeys([*row, *stamps]))
+        statement = write_statements.insert(table, names, True, connection.dialect)
+        (stored,) = statement.run_many(connection, [row], stamps)
+        return stored
+
+    return insert
+
+
 def _stamps(table: sa.Table, dialect: Dialect) -> Row:
     """The instant new rows are stamped with, in the columns the table has:
     UTC without its zone, as the columns store it. For MySQL/MariaDB, the
@@ -379,14 +394,23 @@ async def delete_row(
     session: AsyncSession, table: sa.Table, pk: Any, expected_version: Any
 ) -> bool:
     """Delete row ``pk`` if it still has ``expected_version``; True when it did."""
+    delete = delete_for_group(table, pk, expected_version)
+    return await _on_connection(session, delete, writes=True) == 1
+
+
+def delete_for_group(
+    table: sa.Table, pk: Any, expected_version: Any, checked: bool = True
+) -> Callable[[Connection], int]:
+    """The DELETE of row ``pk`` while it has ``expected_version`` (any
+    version, unless ``checked``), run on a connection: the rows it matched.
+    Run by the request's session, or by its group (``api.db.groups``)."""
     parameters = {**key_parameters(describe(table).key, pk), "expected": expected_version}
 
     def delete(connection: Connection) -> int:
-        return write_statements.delete_by_key(table, connection.dialect).run(
-            connection, parameters
-        )[1]
+        statement = write_statements.delete_by_key(table, connection.dialect, checked)
+        return statement.run(connection, parameters)[1]
 
-    return await _on_connection(session, delete, writes=True) == 1
+    return delete
 
 
 async def returned_rows(

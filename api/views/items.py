@@ -16,8 +16,7 @@ from pyramid.httpexceptions import (
 from pyramid.request import Request
 from pyramid.view import view_config
 
-from api.db.engines import engines_of
-from api.db.groups import GroupedWrite
+from api.db.sessions import join_group, may_join_group
 from api.etags import etag
 from api.resources import Item
 from api.sql import writes
@@ -77,8 +76,7 @@ def _goes_with_group(context: Item, request: Request) -> bool:
     known without a read."""
     return (
         "If-Match" in request.headers
-        and request.environ.get("tm.active", False)
-        and "dbsession" not in request.__dict__
+        and may_join_group(request)
         and writes.known_when_written(context.table)
     )
 
@@ -91,12 +89,30 @@ def _write_with_group(context: Item, request: Request, values_for: Callable[[Row
         context.table, context.pk, values_for(context.row), version, context.row
     )
 
-    def missed() -> NoReturn:  # the version changed, or the row went, since it was read
-        _say_lost_race(context, request, request.fetch_row(context.table, context.pk))
-
-    group = engines_of(request).on_loop().group
-    request.tm.get().join(GroupedWrite(request.tm, group, update, missed))
+    join_group(request, update, _settled(context, request))
     return written
+
+
+def _delete_with_group(context: Item, request: Request) -> None:
+    """The row's DELETE, run with its group when the request's transaction
+    commits: while the row has the version If-Match named; without
+    If-Match, whatever version it has by then, as a DELETE that lost a race
+    would go again on the row read anew."""
+    checked = "If-Match" in request.headers
+    version = expected_version(context, request)
+    delete = writes.delete_for_group(context.table, context.pk, version, checked)
+    join_group(request, delete, _settled(context, request))
+
+
+def _settled(context: Item, request: Request) -> Callable[[int], None]:
+    """What settles a grouped write of the row, once committed: nothing
+    when it matched the row, else the lost race said."""
+
+    def settle(matched: int) -> None:
+        if matched != 1:  # the version changed, or the row went, since it was read
+            _say_lost_race(context, request, request.fetch_row(context.table, context.pk))
+
+    return settle
 
 
 async def _once_more_if_raced(
@@ -164,6 +180,9 @@ async def patch_row(context: Item, request: Request) -> JSONResponse:
 
 async def delete_row(context: Item, request: Request) -> HTTPNoContent:
     refuse_read_only(context)
+    if may_join_group(request):
+        _delete_with_group(context, request)
+        return HTTPNoContent()
     session, table, pk = request.dbsession, context.table, context.pk
 
     async def delete(row: Row, version: Any) -> bool:

@@ -4,6 +4,7 @@ per ``Prefer: return``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,6 +15,8 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from api.db.engines import engines_of
+from api.db.sessions import join_group, may_join_group
 from api.errors import BadRequest, TooManyAffected
 from api.etags import etag
 from api.querystring import Filter, parse_returned
@@ -100,14 +103,41 @@ async def create_rows(context: Collection, request: Request) -> Response:
         values = _validate_each(context, body)
         rows = await writes.insert_rows(request.dbsession, table, values, shown)
         return _written(request, await _answered(context, request, rows), 201)
-    (row,) = await writes.insert_rows(
-        request.dbsession, table, _validate_each(context, [body], prefix=False)
-    )
+    (row,) = _validate_each(context, [body], prefix=False)
+    if _goes_with_group(request):
+        response = _written(request, [], 201)
+        join_group(
+            request, writes.insert_for_group(table, row), _locating(context, request, response)
+        )
+        return response
+    (row,) = await writes.insert_rows(request.dbsession, table, [row])
     response = _written(request, await _answered(context, request, [row]), 201)
-    if context.description.key:
-        response.location = request.application_url + context.item_path(row)
-        response.headers["ETag"] = etag(table, row)
+    _locating(context, request, response)(row)
     return response
+
+
+def _goes_with_group(request: Request) -> bool:
+    """Whether a single row's INSERT is committed with its group
+    (``api.db.groups``): its answer shows no rows (only where the row went),
+    it is not a dry run, and the database answers the row as stored in the
+    INSERT itself (RETURNING)."""
+    return (
+        may_join_group(request)
+        and _return_preference(request) != "representation"
+        and "tx=rollback" not in preferences(request)
+        and engines_of(request).on_loop().engine.dialect.insert_returning
+    )
+
+
+def _locating(context: Collection, request: Request, response: Response) -> Callable[[Row], None]:
+    """What puts where a new row went on ``response``: its URL and ETag."""
+
+    def locate(row: Row) -> None:
+        if context.description.key:
+            response.location = request.application_url + context.item_path(row)
+            response.headers["ETag"] = etag(context.table, row)
+
+    return locate
 
 
 async def put_where(context: Collection, request: Request) -> Response:
