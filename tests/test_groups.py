@@ -4,6 +4,7 @@ of concurrent requests in one transaction, each still all or nothing."""
 import asyncio
 import concurrent.futures
 import secrets
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.bridge import run_in_greenlet
 from api.db.groups import GroupCommit, GroupedWrite
 from api.reads.gate import Gate
-from api.sql.writes import insert_for_group
+from api.sql.writes import GroupedInsert
 from tests.support import WRITER, assert_problem, create
 
 counters = sa.Table(
@@ -88,19 +89,46 @@ def test_a_write_that_fails_is_taken_out_and_the_others_run_again(database_url):
     assert commits == 1
 
 
-def test_grouped_inserts_answer_their_rows_as_stored_and_one_that_clashes_is_taken_out(
-    database_url,
-):
+class CountedInsert(GroupedInsert):
+    """A GroupedInsert that counts the rows of each statement it runs."""
+
+    statements: ClassVar[list[int]] = []
+
+    def run_together(self, connection, inserts):
+        CountedInsert.statements.append(len(inserts))
+        return super().run_together(connection, inserts)
+
+
+def insert_together(url, rows):
+    """``rows`` inserted by one group: what each answered, each row's n
+    after, the commits, and the rows of each INSERT statement run."""
+    CountedInsert.statements = []
+
     async def run(group):
-        rows = ({"id": 4, "n": 7}, {"id": 1, "n": 5}, {"id": 5, "n": 8})  # row 1 is there
-        inserts = [insert_for_group(counters, row) for row in rows]
+        inserts = [CountedInsert(counters, row) for row in rows]
         return await asyncio.gather(*(group.write(w) for w in inserts), return_exceptions=True)
 
-    (first, clashed, last), rows, commits = in_group(database_url, run)
+    return (*in_group(url, run), CountedInsert.statements)
+
+
+def test_grouped_inserts_go_in_one_statement_and_answer_their_rows_in_order(database_url):
+    rows = [{"id": 4, "n": 7}, {"id": 5, "n": 8}, {"id": 6, "n": 9}]
+    answers, stored, commits, statements = insert_together(database_url, rows)
+    assert answers == rows
+    assert stored == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8, 6: 9}
+    assert (commits, statements) == (1, [3])
+
+
+def test_grouped_inserts_with_one_that_clashes_go_one_by_one_and_it_is_taken_out(
+    database_url,
+):
+    rows = [{"id": 4, "n": 7}, {"id": 1, "n": 5}, {"id": 5, "n": 8}]  # row 1 is there
+    (first, clashed, last), stored, commits, statements = insert_together(database_url, rows)
     assert isinstance(clashed, sa.exc.IntegrityError)
     assert (first, last) == ({"id": 4, "n": 7}, {"id": 5, "n": 8})
-    assert rows == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8}
+    assert stored == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8}
     assert commits == 1
+    assert statements == [3, 1, 1, 1, 1]  # the three, then one by one, then again without row 1
 
 
 def test_a_write_whose_request_gives_up_before_the_commit_is_not_written(database_url):

@@ -5,9 +5,11 @@ statements compiled once per table and shape (``sql.write_statements``) and
 run on the session's connection, in its transaction, which they mark changed
 for zope.sqlalchemy. The rest are Core statements through the session, which
 ``api.db`` marks. A conditional UPDATE whose row is known without a read
-(``update_for_group``) is run by its group instead (``api.db.groups``), on
-the group's connection. Rows come back as plain dicts whose keys are ``str``
-(orjson rejects the ``quoted_name`` keys of SQLAlchemy's rows).
+(``update_for_group``), a DELETE by key (``delete_for_group``) and one
+row's INSERT (``GroupedInsert``) are run by their group instead
+(``api.db.groups``), on the group's connection. Rows come back as plain
+dicts whose keys are ``str`` (orjson rejects the ``quoted_name`` keys of
+SQLAlchemy's rows).
 """
 
 from __future__ import annotations
@@ -127,19 +129,28 @@ async def insert_rows(
     return [stored[pk] for pk in pks]
 
 
-def insert_for_group(table: sa.Table, row: Row) -> Callable[[Connection], Row]:
+class GroupedInsert:
     """One row's ``INSERT ... RETURNING`` for a group to commit
-    (``api.db.groups``), run on a connection: the row as stored. For a
-    database that has RETURNING (``Dialect.insert_returning``)."""
+    (``api.db.groups``), run on a connection: the row as stored. The rows of
+    one ``batch`` (a table, the columns given) go in one multi-row INSERT
+    with the others of their group. For a database that has RETURNING
+    (``Dialect.insert_returning``)."""
 
-    def insert(connection: Connection) -> Row:
-        stamps = _stamps(table, connection.dialect)
-        names = tuple(dict.fromkeys([*row, *stamps]))
-        statement = write_statements.insert(table, names, True, connection.dialect)
-        (stored,) = statement.run_many(connection, [row], stamps)
+    def __init__(self, table: sa.Table, row: Row) -> None:
+        self.table = table
+        self.row = row
+        self.batch = (table, tuple(row))
+
+    def __call__(self, connection: Connection) -> Row:
+        (stored,) = self.run_together(connection, [self])
         return stored
 
-    return insert
+    def run_together(self, connection: Connection, inserts: list[GroupedInsert]) -> list[Row]:
+        """The rows of ``inserts`` (of this batch) in one statement, as stored, in order."""
+        stamps = _stamps(self.table, connection.dialect)
+        names = tuple(dict.fromkeys([*self.row, *stamps]))
+        statement = write_statements.insert(self.table, names, True, connection.dialect)
+        return statement.run_many(connection, [insert.row for insert in inserts], stamps)
 
 
 def _stamps(table: sa.Table, dialect: Dialect) -> Row:

@@ -107,7 +107,7 @@ async def create_rows(context: Collection, request: Request) -> Response:
     if _goes_with_group(request):
         response = _written(request, [], 201)
         join_group(
-            request, writes.insert_for_group(table, row), _locating(context, request, response)
+            request, writes.GroupedInsert(table, row), _locating(context, request, response)
         )
         return response
     (row,) = await writes.insert_rows(request.dbsession, table, [row])
