@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.bridge import run_in_greenlet
 from api.db.groups import GroupCommit, GroupedWrite
 from api.reads.gate import Gate
+from api.sql import write_statements
 from api.sql.writes import GroupedInsert
 from tests.support import WRITER, assert_problem, create
 
@@ -117,6 +118,24 @@ def test_grouped_inserts_go_in_one_statement_and_answer_their_rows_in_order(data
     assert answers == rows
     assert stored == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8, 6: 9}
     assert (commits, statements) == (1, [3])
+
+
+def test_grouped_inserts_answered_out_of_order_go_one_by_one(database_url, monkeypatch):
+    insert = write_statements.insert
+
+    class Reversed:  # a database whose RETURNING answers a multi-row INSERT backwards
+        def __init__(self, *arguments):
+            self.statement = insert(*arguments)
+
+        def run_many(self, connection, rows, stamps):
+            return self.statement.run_many(connection, rows, stamps)[::-1]
+
+    monkeypatch.setattr(write_statements, "insert", Reversed)
+    rows = [{"id": 4, "n": 7}, {"id": 5, "n": 8}, {"id": 6, "n": 9}]
+    answers, stored, commits, statements = insert_together(database_url, rows)
+    assert answers == rows
+    assert stored == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8, 6: 9}
+    assert (commits, statements) == (1, [3, 1, 1, 1])
 
 
 def test_grouped_inserts_with_one_that_clashes_go_one_by_one_and_it_is_taken_out(

@@ -146,11 +146,38 @@ class GroupedInsert:
         return stored
 
     def run_together(self, connection: Connection, inserts: list[GroupedInsert]) -> list[Row]:
-        """The rows of ``inserts`` (of this batch) in one statement, as stored, in order."""
+        """The rows of ``inserts`` (of this batch) in one statement, as stored, in order.
+
+        The rows of several are checked against the values their requests
+        sent: RETURNING's rows come in the order of VALUES in MariaDB and
+        SQLite as they are, but no document promises it, and a row answered
+        to another request would tell it where someone else's row went.
+        Rows sent alike cannot be told apart, nor need to be; a row a
+        trigger changed sends its group one by one, where nothing is
+        checked."""
         stamps = _stamps(self.table, connection.dialect)
         names = tuple(dict.fromkeys([*self.row, *stamps]))
         statement = write_statements.insert(self.table, names, True, connection.dialect)
-        return statement.run_many(connection, [insert.row for insert in inserts], stamps)
+        sent = [insert.row for insert in inserts]
+        stored = statement.run_many(connection, sent, stamps)
+        if len(sent) > 1 and not all(map(_as_sent, sent, stored)):
+            raise OutOfOrder("RETURNING answered the rows of a multi-row INSERT out of order")
+        return stored
+
+
+class OutOfOrder(RuntimeError):
+    """A multi-row INSERT's rows came back in another order than sent: its
+    group runs again, a statement a row."""
+
+
+def _as_sent(sent: Row, stored: Row) -> bool:
+    """Whether ``stored`` holds ``sent``'s values, where both are text or
+    integers (other types come back converted: JSON, decimals, times)."""
+    return all(
+        stored.get(name) == value
+        for name, value in sent.items()
+        if type(value) in (str, int) and type(stored.get(name)) is type(value)
+    )
 
 
 def _stamps(table: sa.Table, dialect: Dialect) -> Row:
