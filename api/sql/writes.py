@@ -1,6 +1,8 @@
-"""Reads and writes in the request's transaction: the locked read before a write, and the writes.
+"""Writes of single rows and arrays, and the read of a row by key, in the request's transaction.
 
-The writes of single rows and of arrays, and the read of a row by key, are
+Writes by filters, and what a write answers of a ``select``, are
+``api.sql.filter_writes``. The writes of single rows and of arrays, and the
+read of a row by key, are
 statements compiled once per table and shape (``sql.write_statements``) and
 run on the session's connection, in its transaction, which they mark changed
 for zope.sqlalchemy. The rest are Core statements through the session, which
@@ -25,13 +27,9 @@ from zope.sqlalchemy import mark_changed
 
 from api.bridge import run_in_greenlet
 from api.collections import describe
-from api.errors import BadRequest
 from api.models import utcnow
-from api.querystring import shown_names
-from api.reads.embeds import embed_rows
 from api.sql import write_statements
-from api.sql.keys import key_parameters, keys_in, row_statements
-from api.sql.statements import filter_shapes, locked_rows
+from api.sql.keys import key_parameters, row_statements
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -62,7 +60,7 @@ async def _on_connection(session: AsyncSession, run: Callable[[Connection], T], 
     return await run_in_greenlet(on_connection)
 
 
-def _dicts(result: Result[Any]) -> list[Row]:
+def dicts(result: Result[Any]) -> list[Row]:
     keys = list(map(str, result.keys()))
     # zip(strict=True) would check what the statement guarantees, at a cost per row.
     return [dict(zip(keys, row, strict=False)) for row in result.all()]
@@ -124,7 +122,7 @@ async def insert_rows(
     statements = row_statements(table)
     stored = {
         description.key_of(row): row
-        for row in _dicts(await session.execute(statements.many, {"pks": pks}))
+        for row in dicts(await session.execute(statements.many, {"pks": pks}))
     }
     return [stored[pk] for pk in pks]
 
@@ -279,7 +277,7 @@ async def _rows_by(
     else:
         statement = sa.select(table).where(sa.tuple_(*columns).in_(keys))
         bound = wanted
-    found = _dicts(await session.execute(statement, {"keys": bound}))
+    found = dicts(await session.execute(statement, {"keys": bound}))
     return _in_order_of(columns, rows, found)
 
 
@@ -355,70 +353,6 @@ def _as_written(
     return {**written, "updated_at": now} if "updated_at" in table.columns else written
 
 
-async def locked_rows_where(
-    session: AsyncSession, table: sa.Table, query: Any, limited: bool = False
-) -> list[Row]:
-    """The rows ``query``'s filters match, locked until the transaction ends;
-    ``limited``: only the first ``query.limit`` of them in its order."""
-    if not limited:
-        statement = locked_rows(table, filter_shapes(query.filters))
-        parameters = statement.parameters(query)
-    else:
-        statement = locked_rows(table, filter_shapes(query.filters), query.order)
-        parameters = statement.parameters(query, query.limit)
-    return _dicts(await session.execute(statement.statement, parameters))
-
-
-async def update_rows(
-    session: AsyncSession, table: sa.Table, rows: list[Row], values: Row
-) -> list[Row]:
-    """Write ``values`` to ``rows`` (read locked, by ``locked_rows_where``);
-    the rows as stored. A table without a key is written by its whole rows,
-    and answered as they were with ``values`` on them."""
-    if not rows:
-        return []
-    description = describe(table)
-    statement = sa.update(table).values(**values)
-    version = description.version
-    if version is not None:
-        statement = statement.values({version: version + 1})
-    if "updated_at" in table.columns:
-        statement = statement.values(updated_at=utcnow())
-    if not description.key:
-        for row in rows:
-            await session.execute(statement.where(*_whole_row(table, row)))
-        return [{**row, **values} for row in rows]
-    keys = [description.key_of(row) for row in rows]
-    await session.execute(statement.where(keys_in(table)), {"pks": keys})
-    after = [description.key_of({**row, **values}) for row in rows]
-    stored = {
-        description.key_of(row): row
-        for row in _dicts(await session.execute(row_statements(table).many, {"pks": after}))
-    }
-    return [stored[key] for key in after if key in stored]
-
-
-async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:
-    """Delete ``rows`` (read locked, by ``locked_rows_where``)."""
-    description = describe(table)
-    if not rows:
-        return
-    if not description.key:
-        for row in rows:
-            await session.execute(sa.delete(table).where(*_whole_row(table, row)))
-        return
-    keys = [description.key_of(row) for row in rows]
-    await session.execute(sa.delete(table).where(keys_in(table)), {"pks": keys})
-
-
-def _whole_row(table: sa.Table, row: Row) -> list[Any]:
-    """A row of a table without a key, by every value it holds."""
-    return [
-        column.is_(None) if row[column.name] is None else column == row[column.name]
-        for column in table.columns
-    ]
-
-
 def _key_after(table: sa.Table, pk: Any, values: Row) -> Any:
     """The row's key once ``values`` are written: a write may change it."""
     description = describe(table)
@@ -449,53 +383,3 @@ def delete_for_group(
         return statement.run(connection, parameters)[1]
 
     return delete
-
-
-async def returned_rows(
-    session: AsyncSession,
-    table: sa.Table,
-    rows: list[Row],
-    columns: tuple[Any, ...],
-    embeds: tuple[Any, ...],
-) -> list[Row]:
-    """What a write answers of ``rows`` (just written, in the request's
-    transaction): the ``columns`` a select asked for and its ``embeds``.
-
-    Plain columns are taken from the rows; aliases, casts and JSON paths are
-    read again by key, in the same transaction.
-    """
-    plain = all(isinstance(c, sa.Column) and c.table is table for c in columns)
-    if not plain:
-        rows = await _selected_by_key(session, table, rows, columns, embeds)
-    if embeds:
-        await session.run_sync(lambda sync: embed_rows(sync.connection(), rows, embeds))
-    shown = shown_names(columns, embeds)
-    return [{name: row[name] for name in shown} for row in rows]
-
-
-async def _selected_by_key(
-    session: AsyncSession,
-    table: sa.Table,
-    rows: list[Row],
-    columns: tuple[Any, ...],
-    embeds: tuple[Any, ...],
-) -> list[Row]:
-    key = describe(table).key
-    if not key:
-        raise BadRequest(
-            "A write to a table without a key answers its columns, not expressions",
-            parameter="select",
-        )
-    keys = [sa.type_coerce(column, column.type).label(f"key_{i}") for i, column in enumerate(key)]
-    joins = {column for embed in embeds for column in embed.link.near} - set(columns)
-    statement = sa.select(*keys, *columns, *joins).where(keys_in(table))
-    found = {
-        tuple(row[f"key_{i}"] for i in range(len(key))): row
-        for row in _dicts(await session.execute(statement, {"pks": _keys(table, rows)}))
-    }
-    return [found[tuple(row[column.name] for column in key)] for row in rows]
-
-
-def _keys(table: sa.Table, rows: list[Row]) -> list[Any]:
-    description = describe(table)
-    return [description.key_of(row) for row in rows]

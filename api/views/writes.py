@@ -21,7 +21,7 @@ from api.errors import BadRequest, TooManyAffected
 from api.etags import etag
 from api.querystring import Filter, parse_returned
 from api.resources import Collection
-from api.sql import writes
+from api.sql import filter_writes, writes
 from api.validation import (
     MERGE_PATCH_TYPES,
     Unprocessable,
@@ -76,7 +76,9 @@ async def _answered(context: Collection, request: Request, rows: list[Row]) -> l
         return rows
     limit = request.registry.api_settings.page_limit_max
     columns, embeds = parse_returned(context.table, params, limit)
-    return await writes.returned_rows(request.dbsession, context.table, rows, columns, embeds)
+    return await filter_writes.returned_rows(
+        request.dbsession, context.table, rows, columns, embeds
+    )
 
 
 async def create_rows(context: Collection, request: Request) -> Response:
@@ -168,7 +170,7 @@ async def update_where(context: Collection, request: Request) -> Response:
     refuse_read_only(context)
     values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
     rows = await _locked_matches(context, request)
-    rows = await writes.update_rows(request.dbsession, context.table, rows, values)
+    rows = await filter_writes.update_rows(request.dbsession, context.table, rows, values)
     return _written(request, await _answered(context, request, rows), 200)
 
 
@@ -177,7 +179,7 @@ async def delete_where(context: Collection, request: Request) -> Response:
     refuse_read_only(context)
     rows = await _locked_matches(context, request)
     answered = await _answered(context, request, rows)  # as they were, as PostgREST's
-    await writes.delete_rows(request.dbsession, context.table, rows)
+    await filter_writes.delete_rows(request.dbsession, context.table, rows)
     return _written(request, answered, 200)
 
 
@@ -210,7 +212,7 @@ async def _locked_matches(context: Collection, request: Request) -> list[Row]:
     # PostgREST's limited update and delete: the first `limit` rows in `order`
     # (the key breaking ties, so that the same rows are meant each time).
     limited = "limit" in query_params(request)
-    rows = await writes.locked_rows_where(request.dbsession, context.table, query, limited)
+    rows = await filter_writes.locked_rows_where(request.dbsession, context.table, query, limited)
     limit = _max_affected(request)
     if limit is not None and len(rows) > limit:
         raise TooManyAffected(len(rows), limit)

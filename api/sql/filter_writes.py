@@ -1,0 +1,137 @@
+"""Writes by filters, and what a write answers.
+
+PostgREST's PATCH and DELETE of a collection: the rows the filters match,
+read locked in the request's transaction, then their UPDATE or DELETE by
+key. And the columns and embeds a ``select`` asks of rows just written,
+read in the same transaction. Single rows and arrays: ``api.sql.writes``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.collections import describe
+from api.errors import BadRequest
+from api.models import utcnow
+from api.querystring import shown_names
+from api.reads.embeds import embed_rows
+from api.sql.keys import keys_in, row_statements
+from api.sql.statements import filter_shapes, locked_rows
+from api.sql.writes import Row, dicts
+
+
+async def locked_rows_where(
+    session: AsyncSession, table: sa.Table, query: Any, limited: bool = False
+) -> list[Row]:
+    """The rows ``query``'s filters match, locked until the transaction ends;
+    ``limited``: only the first ``query.limit`` of them in its order."""
+    if not limited:
+        statement = locked_rows(table, filter_shapes(query.filters))
+        parameters = statement.parameters(query)
+    else:
+        statement = locked_rows(table, filter_shapes(query.filters), query.order)
+        parameters = statement.parameters(query, query.limit)
+    return dicts(await session.execute(statement.statement, parameters))
+
+
+async def update_rows(
+    session: AsyncSession, table: sa.Table, rows: list[Row], values: Row
+) -> list[Row]:
+    """Write ``values`` to ``rows`` (read locked, by ``locked_rows_where``);
+    the rows as stored. A table without a key is written by its whole rows,
+    and answered as they were with ``values`` on them."""
+    if not rows:
+        return []
+    description = describe(table)
+    statement = sa.update(table).values(**values)
+    version = description.version
+    if version is not None:
+        statement = statement.values({version: version + 1})
+    if "updated_at" in table.columns:
+        statement = statement.values(updated_at=utcnow())
+    if not description.key:
+        for row in rows:
+            await session.execute(statement.where(*_whole_row(table, row)))
+        return [{**row, **values} for row in rows]
+    keys = [description.key_of(row) for row in rows]
+    await session.execute(statement.where(keys_in(table)), {"pks": keys})
+    after = [description.key_of({**row, **values}) for row in rows]
+    stored = {
+        description.key_of(row): row
+        for row in dicts(await session.execute(row_statements(table).many, {"pks": after}))
+    }
+    return [stored[key] for key in after if key in stored]
+
+
+async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:
+    """Delete ``rows`` (read locked, by ``locked_rows_where``)."""
+    description = describe(table)
+    if not rows:
+        return
+    if not description.key:
+        for row in rows:
+            await session.execute(sa.delete(table).where(*_whole_row(table, row)))
+        return
+    keys = [description.key_of(row) for row in rows]
+    await session.execute(sa.delete(table).where(keys_in(table)), {"pks": keys})
+
+
+def _whole_row(table: sa.Table, row: Row) -> list[Any]:
+    """A row of a table without a key, by every value it holds."""
+    return [
+        column.is_(None) if row[column.name] is None else column == row[column.name]
+        for column in table.columns
+    ]
+
+
+async def returned_rows(
+    session: AsyncSession,
+    table: sa.Table,
+    rows: list[Row],
+    columns: tuple[Any, ...],
+    embeds: tuple[Any, ...],
+) -> list[Row]:
+    """What a write answers of ``rows`` (just written, in the request's
+    transaction): the ``columns`` a select asked for and its ``embeds``.
+
+    Plain columns are taken from the rows; aliases, casts and JSON paths are
+    read again by key, in the same transaction.
+    """
+    plain = all(isinstance(c, sa.Column) and c.table is table for c in columns)
+    if not plain:
+        rows = await _selected_by_key(session, table, rows, columns, embeds)
+    if embeds:
+        await session.run_sync(lambda sync: embed_rows(sync.connection(), rows, embeds))
+    shown = shown_names(columns, embeds)
+    return [{name: row[name] for name in shown} for row in rows]
+
+
+async def _selected_by_key(
+    session: AsyncSession,
+    table: sa.Table,
+    rows: list[Row],
+    columns: tuple[Any, ...],
+    embeds: tuple[Any, ...],
+) -> list[Row]:
+    key = describe(table).key
+    if not key:
+        raise BadRequest(
+            "A write to a table without a key answers its columns, not expressions",
+            parameter="select",
+        )
+    keys = [sa.type_coerce(column, column.type).label(f"key_{i}") for i, column in enumerate(key)]
+    joins = {column for embed in embeds for column in embed.link.near} - set(columns)
+    statement = sa.select(*keys, *columns, *joins).where(keys_in(table))
+    found = {
+        tuple(row[f"key_{i}"] for i in range(len(key))): row
+        for row in dicts(await session.execute(statement, {"pks": _keys(table, rows)}))
+    }
+    return [found[tuple(row[column.name] for column in key)] for row in rows]
+
+
+def _keys(table: sa.Table, rows: list[Row]) -> list[Any]:
+    description = describe(table)
+    return [description.key_of(row) for row in rows]
