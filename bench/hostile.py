@@ -145,9 +145,14 @@ def idle_connections(server, proxy):
 
 
 def _closed_by_peer(sock):
+    """Whether the server closed ``sock``: its end is read after whatever it
+    sent first (a 503 to a connection over a worker's cap, which reading a
+    byte at a time took for one still held)."""
     sock.setblocking(False)
     try:
-        return sock.recv(1) == b""
+        while sock.recv(65536):
+            pass
+        return True
     except BlockingIOError:
         return False
     except OSError:
