@@ -14,7 +14,8 @@ difference of two totals ("Collected"), divided by the requests between them
 (5 x clients a repetition: 5 x 320 for ``point`` 1 and 6), is the cost of
 one request (pages: ``page``, with 3 and 1, divided by 2 x 320; writes:
 ``patch``, a merge patch of a random row with ``If-Match: *``, each
-client's rows its own; ``post``, one new row; ``delete``, a row by key
+client's rows its own; ``post``, one new row (``post_shown``: answered
+with it, ``Prefer: return=representation``); ``delete``, a row by key
 without If-Match, from the 1,000th down (seed again before each run);
 ``post1000``, an array of 1,000; ``upsert1000``, the rows 1 to 1,000 again
 under ``Prefer: resolution=merge-duplicates``). The process runs as a worker
@@ -72,6 +73,7 @@ def main() -> None:
 
     poster = [writer[0], (b"content-type", b"application/json")]
     upserter = (*poster, (b"prefer", b"resolution=merge-duplicates"))
+    shower = (*poster, (b"prefer", b"return=representation"))
     array = b"[%s]" % b",".join(
         b'{"name": "posted %d", "data": {"n": %d}}' % (n, n) for n in range(1000)
     )
@@ -115,6 +117,9 @@ def main() -> None:
                 await one("/mytable/", body=b'{"name": "posted", "data": {"n": 1}}', method="POST")
             elif kind == "post1000":
                 await one("/mytable/", body=array, method="POST")
+            elif kind == "post_shown":  # as postgrest-py's insert() asks: the row in the answer
+                body = b'{"name": "posted", "data": {"n": 1}}'
+                await one("/mytable/", body=body, method="POST", headers=shower)
             elif kind == "delete":  # each row once, from the last seeded down: no 404s
                 await one(f"/mytable/{next(doomed)}", method="DELETE", headers=writer[:1])
             elif kind == "upsert1000":

@@ -7,6 +7,7 @@ import secrets
 from typing import ClassVar
 
 import httpx
+import orjson
 import pytest
 import sqlalchemy as sa
 import transaction
@@ -214,16 +215,28 @@ def test_of_concurrent_patches_with_one_etag_one_wins_and_the_others_are_412(htt
     assert row["version"] == 2
 
 
-def test_concurrent_posts_each_answer_where_their_row_went_and_a_clash_is_409(http, server):
+# Each answer is made again from the row as stored: no body, the row, its selected columns.
+ANSWERS = {
+    "headers-only": ({"Prefer": "return=headers-only"}, {}, lambda row: b""),
+    "representation": ({"Accept": "application/vnd.pgrst.object+json"}, {}, orjson.dumps),
+    "select": ({}, {"select": "label"}, lambda row: orjson.dumps([{"label": row["label"]}])),
+}
+
+
+@pytest.mark.parametrize("answer", ANSWERS)
+def test_concurrent_posts_each_answer_where_their_row_went_and_a_clash_is_409(
+    http, server, answer
+):
     taken = secrets.token_hex(4)
     assert http.post("/probe_coded/", json={"code": taken}, headers=WRITER).status_code == 201
-    headers = {**WRITER, "Prefer": "return=headers-only"}  # no rows shown: grouped
+    extra_headers, params, expected_body = ANSWERS[answer]
+    headers = {**WRITER, **extra_headers}
     bodies = [{"code": secrets.token_hex(4), "label": f"grouped {n}"} for n in range(7)]
     bodies.insert(3, {"code": taken, "label": "clash"})
 
     def post(body):
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            return client.post("/probe_coded/", json=body, headers=headers)
+            return client.post("/probe_coded/", json=body, headers=headers, params=params)
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(post, bodies))
@@ -231,7 +244,7 @@ def test_concurrent_posts_each_answer_where_their_row_went_and_a_clash_is_409(ht
     del bodies[3]
     assert [r.status_code for r in responses] == [201] * 7
     for body, response in zip(bodies, responses, strict=True):
-        assert response.content == b""
+        assert response.content == expected_body(body)
         assert response.headers["location"] == f"{server.url}/probe_coded/{body['code']}"
         stored = http.get(response.headers["location"])
         assert stored.json() == body
@@ -250,3 +263,22 @@ def test_of_concurrent_deletes_of_a_row_one_deletes_it_and_the_others_are_404(ht
         responses = list(pool.map(delete, range(8)))
     assert sorted(r.status_code for r in responses) == [204] + [404] * 7
     assert_problem(http.get(url), 404)
+
+
+def test_concurrent_posts_that_show_their_row_each_show_it_as_stored(http, server):
+    headers = {**WRITER, "Accept": "application/vnd.pgrst.object+json"}
+
+    def post(n):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            return client.post("/mytable/", json={"name": f"shown {n}"}, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(post, range(8)))
+    assert [r.status_code for r in responses] == [201] * 8
+    for n, response in enumerate(responses):
+        shown = response.json()
+        assert shown["name"] == f"shown {n}"
+        assert response.headers["location"].endswith(f"/mytable/{shown['id']}")
+        stored = http.get(response.headers["location"])
+        assert shown == stored.json()  # the id, version and stamps the database gave it
+        assert response.headers["etag"] == stored.headers["etag"] == '"1"'

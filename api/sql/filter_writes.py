@@ -100,11 +100,22 @@ async def returned_rows(
     Plain columns are taken from the rows; aliases, casts and JSON paths are
     read again by key, in the same transaction.
     """
-    plain = all(isinstance(c, sa.Column) and c.table is table for c in columns)
-    if not plain:
-        rows = await _selected_by_key(session, table, rows, columns, embeds)
-    if embeds:
-        await session.run_sync(lambda sync: embed_rows(sync.connection(), rows, embeds))
+    if not shown_as_stored(table, columns, embeds):
+        if not all(isinstance(c, sa.Column) and c.table is table for c in columns):
+            rows = await _selected_by_key(session, table, rows, columns, embeds)
+        if embeds:
+            await session.run_sync(lambda sync: embed_rows(sync.connection(), rows, embeds))
+    return shown_of(rows, columns, embeds)
+
+
+def shown_as_stored(table: sa.Table, columns: tuple[Any, ...], embeds: tuple[Any, ...]) -> bool:
+    """Whether a select of ``columns`` and ``embeds`` shows of rows just
+    written only what they hold: plain columns of ``table``, no embeds."""
+    return not embeds and all(isinstance(c, sa.Column) and c.table is table for c in columns)
+
+
+def shown_of(rows: list[Row], columns: tuple[Any, ...], embeds: tuple[Any, ...]) -> list[Row]:
+    """The names a select shows, of ``rows`` that hold them."""
     shown = shown_names(columns, embeds)
     return [{name: row[name] for name in shown} for row in rows]
 

@@ -4,7 +4,6 @@ per ``Prefer: return``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -71,14 +70,20 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
 async def _answered(context: Collection, request: Request, rows: list[Row]) -> list[Row]:
     """What the answer shows of the rows written, when it shows them: the
     columns and embeds of ``select`` (PostgREST's), in the same transaction."""
+    returned = _returned(context, request)
+    if returned is None:
+        return rows
+    return await filter_writes.returned_rows(request.dbsession, context.table, rows, *returned)
+
+
+def _returned(context: Collection, request: Request) -> tuple[Any, Any] | None:
+    """The columns and embeds of ``select`` a write's answer shows, when it
+    shows rows and the request has a select; else None: the rows as they are."""
     params = query_params(request)
     if "select" not in params or _return_preference(request) != "representation":
-        return rows
+        return None
     limit = request.registry.api_settings.page_limit_max
-    columns, embeds = parse_returned(context.table, params, limit)
-    return await filter_writes.returned_rows(
-        request.dbsession, context.table, rows, columns, embeds
-    )
+    return parse_returned(context.table, params, limit)
 
 
 async def create_rows(context: Collection, request: Request) -> Response:
@@ -106,40 +111,61 @@ async def create_rows(context: Collection, request: Request) -> Response:
         rows = await writes.insert_rows(request.dbsession, table, values, shown)
         return _written(request, await _answered(context, request, rows), 201)
     (row,) = _validate_each(context, [body], prefix=False)
-    if _goes_with_group(request):
-        response = _written(request, [], 201)
-        join_group(
-            request, writes.GroupedInsert(table, row), _locating(context, request, response)
-        )
-        return response
+    returned = _returned(context, request)
+    if _goes_with_group(context, request, returned):
+        return _insert_with_group(context, request, row, returned)
     (row,) = await writes.insert_rows(request.dbsession, table, [row])
     response = _written(request, await _answered(context, request, [row]), 201)
-    _locating(context, request, response)(row)
+    _locate(context, request, response, row)
     return response
 
 
-def _goes_with_group(request: Request) -> bool:
+def _locate(context: Collection, request: Request, response: Response, row: Row) -> None:
+    """Where a new row went, on the answer to its POST: its URL and ETag."""
+    if context.description.key:
+        response.location = request.application_url + context.item_path(row)
+        response.headers["ETag"] = etag(context.table, row)
+
+
+def _goes_with_group(context: Collection, request: Request, returned: Any) -> bool:
     """Whether a single row's INSERT is committed with its group
-    (``api.db.groups``): its answer shows no rows (only where the row went),
-    it is not a dry run, and the database answers the row as stored in the
-    INSERT itself (RETURNING)."""
+    (``api.db.groups``): its answer shows no more than the row as stored
+    (``returned``: no expressions or embeds to read), it is not a dry run,
+    and the database answers the row as stored in the INSERT itself
+    (RETURNING)."""
     return (
         may_join_group(request)
-        and _return_preference(request) != "representation"
         and "tx=rollback" not in preferences(request)
         and engines_of(request).on_loop().engine.dialect.insert_returning
+        and (returned is None or filter_writes.shown_as_stored(context.table, *returned))
     )
 
 
-def _locating(context: Collection, request: Request, response: Response) -> Callable[[Row], None]:
-    """What puts where a new row went on ``response``: its URL and ETag."""
+def _insert_with_group(context: Collection, request: Request, row: Row, returned: Any) -> Response:
+    """The row's INSERT, run with its group when the request's transaction
+    commits. An answer that shows the row is made now from the row as sent,
+    so that one the client cannot take (406) is refused before anything is
+    written, and made again from the row as stored once it is committed."""
+    shows_row = _return_preference(request) == "representation"
 
-    def locate(row: Row) -> None:
-        if context.description.key:
-            response.location = request.application_url + context.item_path(row)
-            response.headers["ETag"] = etag(context.table, row)
+    def shown(row: Row) -> list[Row]:
+        return [row] if returned is None else filter_writes.shown_of([row], *returned)
 
-    return locate
+    if shows_row:  # the columns the database fills in, as null for now
+        placeholder = {**{str(column.name): None for column in context.table.columns}, **row}
+        response = _written(request, shown(placeholder), 201)
+    else:
+        response = _written(request, [], 201)
+
+    def settle(stored: Row) -> None:
+        if shows_row:
+            final = _written(request, shown(stored), 201)
+            response.headerlist[:] = final.headerlist
+            response.body = final.body
+        _locate(context, request, response, stored)
+
+    join_group(request, writes.GroupedInsert(context.table, row), settle)
+    return response
 
 
 async def put_where(context: Collection, request: Request) -> Response:
