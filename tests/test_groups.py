@@ -3,6 +3,7 @@ of concurrent requests in one transaction, each still all or nothing."""
 
 import asyncio
 import concurrent.futures
+import functools
 import secrets
 from typing import ClassVar
 
@@ -18,7 +19,8 @@ from api.bridge import run_in_greenlet
 from api.db.groups import GroupCommit, GroupedWrite
 from api.reads.gate import Gate
 from api.sql import write_statements
-from api.sql.writes import GroupedInsert
+from api.sql.compiled import CompiledWrite
+from api.sql.writes import CountedWrite, GroupedInsert
 from tests.support import WRITER, assert_problem, create
 
 counters = sa.Table(
@@ -149,6 +151,36 @@ def test_grouped_inserts_with_one_that_clashes_go_one_by_one_and_it_is_taken_out
     assert stored == {1: 0, 2: 0, 3: 0, 4: 7, 5: 8}
     assert commits == 1
     assert statements == [3, 1, 1, 1, 1]  # the three, then one by one, then again without row 1
+
+
+def counted(statement, **values):
+    """A CountedWrite of ``statement`` (Core) with ``values``: the rows it matched."""
+    return CountedWrite(functools.partial(CompiledWrite, statement), values)
+
+
+def test_counted_writes_go_in_one_script_and_one_that_fails_is_taken_out(database_url):
+    by_row = counters.c.id == sa.bindparam("row")
+    up = sa.update(counters).where(by_row).values(n=counters.c.n + 1)
+    move = sa.update(counters).where(by_row).values(id=sa.bindparam("to"))
+    executed = []
+
+    async def run(group):
+        listen = event.listens_for(group.engine.sync_engine, "before_cursor_execute")
+        listen(lambda *arguments: executed.append(arguments[2]))
+        writes = (counted(up, row=1), counted(move, row=2, to=1), counted(up, row=3))
+        writes += (counted(up, row=9),)  # no such row: it matches none
+        return await asyncio.gather(*(group.write(w) for w in writes), return_exceptions=True)
+
+    (first, clashed, third, none), rows, commits = in_group(database_url, run)
+    executed = [sql for sql in executed if sql.startswith("UPDATE")]
+    assert isinstance(clashed, sa.exc.IntegrityError)
+    assert (first, third, none) == (1, 1, 0)
+    assert rows == {1: 1, 2: 0, 3: 1}
+    assert commits == 1
+    if database_url.startswith("mysql"):  # a round trip for the four, one for the three
+        assert [sql.count(";") for sql in executed] == [3, 2]
+    else:  # a statement at a time: two, up to the clash, then three
+        assert len(executed) == 5
 
 
 def test_a_write_whose_request_gives_up_before_the_commit_is_not_written(database_url):

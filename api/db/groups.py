@@ -12,8 +12,9 @@ that transaction, the write is handed to the loop's ``GroupCommit`` and the
 commit waits until it is durable, then settles the answer (an INSERT's
 Location and ETag; an UPDATE or DELETE that matched no row, 404 or 412).
 Writes handed over while a group is in flight go together in the next one:
-one connection, one transaction, one COMMIT for all of them, and one
-multi-row INSERT for the INSERTs of a table that give the same columns.
+one connection, one transaction, one COMMIT for all of them, one
+multi-row INSERT for the INSERTs of a table that give the same columns, and
+on MariaDB one round trip for the UPDATEs and DELETEs (a script).
 
 Each request stays all or nothing, and nothing is written for a request
 whose transaction aborts:
@@ -43,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.bridge import await_, run_in_greenlet
 from api.reads.gate import Gate
+from api.sql.compiled import StatementFailed
 
 # A write: its statement run on the group's connection; what it answers
 # (the rows an UPDATE matched, the row an INSERT stored).
@@ -139,6 +141,9 @@ class GroupCommit:
                         found = [writes[0](connection)]
                     else:
                         found = writes[0].run_together(connection, writes)  # type: ignore[attr-defined]
+                except StatementFailed as failed:  # one of a script: it says which
+                    group.rollback()
+                    return (indexes[failed.index], failed.error), answers
                 except Exception as error:
                     group.rollback()
                     return (indexes[0] if len(indexes) == 1 else None, error), answers
@@ -154,9 +159,11 @@ class GroupCommit:
 
 def _statements(pending: list[Member], together: bool) -> list[list[int]]:
     """The indexes of ``pending``'s writes, in the statements they run as:
-    one each; or, ``together``, the writes of one ``batch`` (an INSERT's
-    table and columns) in one, which ``run_together`` runs: a multi-row
-    INSERT of eight rows took a fraction of eight INSERTs' time."""
+    one each; or, ``together``, the writes of one ``batch`` in one, which
+    ``run_together`` runs: the INSERTs of a table that give the same
+    columns in one multi-row INSERT (of eight rows, a fraction of eight
+    INSERTs' time), and the UPDATEs and DELETEs by key in one script, a
+    round trip for all."""
     statements: dict[Any, list[int]] = {}
     for index, (write, _) in enumerate(pending):
         batch = getattr(write, "batch", None) if together else None

@@ -191,6 +191,105 @@ class CompiledWrite(CompiledSelect):
         return returned
 
 
+class StatementFailed(Exception):
+    """Statement ``index`` of a script failed with ``error`` (SQLAlchemy's
+    exception, as its own execution raises it); those before it ran, those
+    after it did not."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+# A script's text in bytes, at most: well under MariaDB's max_allowed_packet (16 MiB).
+SCRIPT_LIMIT = 1 << 20
+
+
+def run_script(
+    connection: Connection, runs: Sequence[tuple[CompiledWrite, Mapping[str, Any]]]
+) -> list[int]:
+    """The counts of rows each write of ``runs`` (a statement, its values by
+    name) matched, run in order in the caller's transaction; a failure
+    raises ``StatementFailed``.
+
+    On asyncmy, the statements go as one script, separated by ";", a round
+    trip for all of them: each answers its own count, and MariaDB stops at
+    the first that fails. asyncmy always opens its connections with
+    multi-statements, and escapes each value into the text as it would
+    for one statement (``Cursor.mogrify``). Elsewhere, one statement at a
+    time."""
+    if not runs or not runs[0][0].on_driver_cursor:
+        counts = []
+        for index, (statement, values) in enumerate(runs):
+            try:
+                counts.append(statement.run(connection, values)[1])
+            except Exception as error:
+                raise StatementFailed(index, error) from error
+        return counts
+    pooled: Any = connection.connection
+    cursor = pooled.driver_connection.cursor()
+    texts = [cursor.mogrify(write.sql, write._parameters(values)) for write, values in runs]
+    counts = []
+    for start, end in _scripts(texts):
+        counts += _run_script(connection, pooled, texts[start:end], start)
+    return counts
+
+
+def _scripts(texts: list[str]) -> list[tuple[int, int]]:
+    """``texts`` cut into runs of whole statements of at most ``SCRIPT_LIMIT`` characters."""
+    cuts, start, size = [], 0, 0
+    for index, text in enumerate(texts):
+        if index > start and size + len(text) > SCRIPT_LIMIT:
+            cuts.append((start, index))
+            start, size = index, 0
+        size += len(text) + 1
+    return [*cuts, (start, len(texts))]
+
+
+def _run_script(connection: Connection, pooled: Any, texts: list[str], offset: int) -> list[int]:
+    """The counts of the statements ``texts`` (the ``offset``-th on) as one script."""
+    sql = ";\n".join(texts)
+    cursor = pooled.driver_connection.cursor()
+    events: Any = connection.dispatch
+    if events.before_cursor_execute:
+        events.before_cursor_execute(connection, cursor, sql, (), None, False)
+    try:
+        counts, error = await_(_counts_of_script(cursor, sql, len(texts)))
+    except BaseException:
+        connection.invalidate()  # cancelled mid-script: what it reads next is unknown
+        raise
+    if error is None:
+        if events.after_cursor_execute:
+            events.after_cursor_execute(connection, cursor, sql, (), None, False)
+        return counts
+    failed = texts[len(counts)]
+    try:
+        pooled.dbapi_connection._handle_exception(error)  # asyncmy's error as its adapter's
+    except Exception as adapted:
+        try:
+            connection._handle_dbapi_exception(adapted, failed, (), None, None)
+        except Exception as wrapped:
+            raise StatementFailed(offset + len(counts), wrapped) from wrapped
+    raise AssertionError("unreachable: _handle_exception always raises")
+
+
+async def _counts_of_script(cursor: Any, sql: str, statements: int) -> tuple[list[int], Any]:
+    """The count of rows each statement of the script ``sql`` matched, up to
+    the first that failed, and its error (None if none did)."""
+    counts: list[int] = []
+    try:
+        await cursor.execute(sql)
+        while True:
+            counts.append(cursor.rowcount)
+            if len(counts) == statements or not await cursor.nextset():
+                break
+    except Exception as error:
+        return counts, error
+    await cursor.close()
+    return counts, None
+
+
 async def _fetch_all(
     adapted: Any, cursor: Any, sql: str, parameters: list[Any]
 ) -> tuple[Any, int]:

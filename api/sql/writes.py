@@ -16,6 +16,7 @@ SQLAlchemy's rows).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from api.bridge import run_in_greenlet
 from api.collections import describe
 from api.models import utcnow
 from api.sql import write_statements
+from api.sql.compiled import CompiledWrite, run_script
 from api.sql.keys import key_parameters, row_statements
 
 Row = dict[str, Any]
@@ -314,19 +316,19 @@ def known_when_written(table: sa.Table) -> bool:
 
 def update_for_group(
     table: sa.Table, pk: Any, values: Row, expected_version: Any, current: Row
-) -> tuple[Row, Callable[[Connection], int]]:
+) -> tuple[Row, CountedWrite]:
     """A conditional UPDATE for a group to commit (``api.db.groups``): the
     row as it will leave ``current`` (``known_when_written``), and the
-    statement's run on a connection, which answers the rows it matched."""
+    write, which answers the rows it matched."""
     update, now = _update(table, pk, values, expected_version)
     return _as_written(table, current, values, expected_version, now), update
 
 
 def _update(
     table: sa.Table, pk: Any, values: Row, expected_version: Any
-) -> tuple[Callable[[Connection], int], datetime]:
-    """The UPDATE of ``values`` to row ``pk`` at ``expected_version``, run on
-    a connection (the rows it matched), and the time it stamps."""
+) -> tuple[CountedWrite, datetime]:
+    """The UPDATE of ``values`` to row ``pk`` at ``expected_version`` (the
+    rows it matched), and the time it stamps."""
     now = utcnow()
     parameters = {
         **{f"set_{name}": value for name, value in values.items()},
@@ -334,12 +336,8 @@ def _update(
         "expected": expected_version,
         "now": now,
     }
-
-    def update(connection: Connection) -> int:
-        statement = write_statements.update_by_key(table, tuple(values), connection.dialect)
-        return statement.run(connection, parameters)[1]
-
-    return update, now
+    statement = functools.partial(write_statements.update_by_key, table, tuple(values))
+    return CountedWrite(statement, parameters), now
 
 
 def _as_written(
@@ -372,14 +370,35 @@ async def delete_row(
 
 def delete_for_group(
     table: sa.Table, pk: Any, expected_version: Any, checked: bool = True
-) -> Callable[[Connection], int]:
+) -> CountedWrite:
     """The DELETE of row ``pk`` while it has ``expected_version`` (any
-    version, unless ``checked``), run on a connection: the rows it matched.
-    Run by the request's session, or by its group (``api.db.groups``)."""
+    version, unless ``checked``): the rows it matched. Run by the request's
+    session, or by its group (``api.db.groups``)."""
     parameters = {**key_parameters(describe(table).key, pk), "expected": expected_version}
+    statement = functools.partial(write_statements.delete_by_key, table, checked=checked)
+    return CountedWrite(statement, parameters)
 
-    def delete(connection: Connection) -> int:
-        statement = write_statements.delete_by_key(table, connection.dialect, checked)
-        return statement.run(connection, parameters)[1]
 
-    return delete
+class CountedWrite:
+    """An UPDATE or DELETE of one row by key, whose answer is the count of
+    rows it matched: run on a connection, in a session or by a group. The
+    counted writes of a group (a ``batch`` of their own, whatever their
+    table) go as one script, a round trip for all (``compiled.run_script``):
+    a PATCH's own UPDATE round trip was a fifth of its time in the
+    API's process."""
+
+    batch = "counted writes"
+
+    def __init__(self, statement: Callable[[Dialect], CompiledWrite], values: Row) -> None:
+        self.statement = statement  # of the dialect
+        self.values = values
+
+    def __call__(self, connection: Connection) -> int:
+        return self.statement(connection.dialect).run(connection, self.values)[1]
+
+    def run_together(self, connection: Connection, writes: list[CountedWrite]) -> list[int]:
+        """The counts of ``writes`` (this one among them), in order; one that
+        fails raises ``compiled.StatementFailed``, which says which."""
+        dialect = connection.dialect
+        runs = [(write.statement(dialect), write.values) for write in writes]
+        return run_script(connection, runs)
