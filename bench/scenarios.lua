@@ -57,6 +57,7 @@ end
 --   post100, post1000   POST an array of 100 or 1000 rows
 --   upsert1000  POST 1000 rows by id with Prefer: resolution=merge-duplicates
 --   patch1000   PATCH the 1000 rows of a random id range (?id=gte.N&id=lt.N+1000)
+--   patch_eq    PATCH one random row by filter (?id=eq.N), as supabase-js's update().eq() does
 local writer = {["Authorization"] = "Bearer bench-token", ["Content-Type"] = "application/json"}
 local arrays = {}
 local function array(count, first)
@@ -97,6 +98,10 @@ local function write_request()
       ["Prefer"] = "resolution=merge-duplicates",
     }
     return wrk.format("POST", "/mytable/", headers, upserts[block])
+  elseif scenario == "patch_eq" then
+    writer["If-Match"] = nil
+    local path = "/mytable/?id=eq." .. math.random(1, kept)
+    return wrk.format("PATCH", path, writer, '{"name":"patched by filter"}')
   elseif scenario == "patch1000" then
     local first = math.random(1, kept - 1000)
     local path = "/mytable/?id=gte." .. first .. "&id=lt." .. (first + 1000)
@@ -106,7 +111,7 @@ local function write_request()
 end
 
 if scenario == "put" or scenario == "delete" or scenario:sub(1, 4) == "post"
-    or scenario == "upsert1000" or scenario == "patch1000" then
+    or scenario == "upsert1000" or scenario == "patch1000" or scenario == "patch_eq" then
   request = write_request
 end
 if scenario == "put" then

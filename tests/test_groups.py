@@ -314,3 +314,42 @@ def test_concurrent_posts_that_show_their_row_each_show_it_as_stored(http, serve
         stored = http.get(response.headers["location"])
         assert shown == stored.json()  # the id, version and stamps the database gave it
         assert response.headers["etag"] == stored.headers["etag"] == '"1"'
+
+
+MINIMAL = {**WRITER, "Prefer": "return=minimal"}  # PostgREST's default, and supabase-js's
+
+
+def test_concurrent_patches_by_filters_write_their_rows_and_a_clash_is_409(http, server):
+    codes = [secrets.token_hex(4) for _ in range(8)]
+    for code in codes:
+        made = http.post("/probe_coded/", json={"code": code, "label": "before"}, headers=WRITER)
+        assert made.status_code == 201
+    bodies = [{"label": f"patched {n}"} for n in range(8)]
+    bodies[3] = {"code": codes[0]}  # a key that is taken
+
+    def patch(n):
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            params = {"code": f"eq.{codes[n]}"}
+            return client.patch("/probe_coded/", params=params, json=bodies[n], headers=MINIMAL)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(patch, range(8)))
+    assert assert_problem(responses[3], 409)["code"] == "23505"
+    assert [r.status_code for n, r in enumerate(responses) if n != 3] == [204] * 7
+    assert responses[0].headers["preference-applied"] == "return=minimal"
+    stored = http.get("/probe_coded/", params={"code": f"in.({','.join(codes)})"}).json()
+    labels = {row["code"]: row["label"] for row in stored}
+    assert labels == {code: "before" if n == 3 else f"patched {n}" for n, code in enumerate(codes)}
+
+
+def test_a_patch_of_one_row_by_filter_counts_it_up_and_stamps_it(http, server):
+    made = [create(http, name=f"row {n}").json() for n in range(2)]
+    url = f"/mytable/?id=eq.{made[0]['id']}"
+    assert http.patch(url, json={"name": "renamed"}, headers=MINIMAL).status_code == 204
+    now = http.get(f"/mytable/{made[0]['id']}")
+    assert now.json()["name"] == "renamed"
+    assert now.headers["etag"] == '"2"'
+    assert now.json()["updated_at"] > made[0]["updated_at"]
+    assert http.get(f"/mytable/{made[1]['id']}").json() == made[1]
+    nothing = http.patch("/mytable/?id=eq.-1", json={"name": "renamed"}, headers=MINIMAL)
+    assert nothing.status_code == 204

@@ -8,6 +8,7 @@ read in the same transaction. Single rows and arrays: ``api.sql.writes``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,9 +19,10 @@ from api.errors import BadRequest
 from api.models import utcnow
 from api.querystring import shown_names
 from api.reads.embeds import embed_rows
+from api.sql import write_statements
 from api.sql.keys import keys_in, row_statements
 from api.sql.statements import filter_shapes, locked_rows
-from api.sql.writes import Row, dicts
+from api.sql.writes import CountedWrite, Row, dicts
 
 
 async def locked_rows_where(
@@ -64,6 +66,22 @@ async def update_rows(
         for row in dicts(await session.execute(row_statements(table).many, {"pks": after}))
     }
     return [stored[key] for key in after if key in stored]
+
+
+def update_where_for_group(table: sa.Table, query: Any, values: Row) -> CountedWrite:
+    """The UPDATE of ``values`` to every row ``query``'s filters match, as
+    one statement (``update_rows`` writes them alike: the version counted,
+    ``updated_at`` stamped), for a group to commit (``api.db.groups``):
+    the rows it matched. For a write that answers no rows: without the
+    locked read, nothing tells which rows they were."""
+    names = tuple(values)
+    update, sources = write_statements.update_where(table, names, filter_shapes(query.filters))
+    parameters = {
+        **{name: source(query) for name, source in sources.items()},
+        **{f"set_{name}": value for name, value in values.items()},
+        "now": utcnow(),
+    }
+    return CountedWrite(functools.partial(write_statements.compiled_write, update), parameters)
 
 
 async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:

@@ -201,6 +201,15 @@ def _where(
     return [_filter_clause(binds, filters_of, index, shape) for index, shape in enumerate(filters)]
 
 
+def filter_clauses(
+    filters: tuple[FilterShape, ...],
+) -> tuple[list[ColumnElement[bool]], dict[str, Source]]:
+    """The WHERE of a write by filters (their shapes), and the sources of
+    its binds' values, as ``ListStatement`` holds them."""
+    binds = Binds()
+    return _where(binds, filters), binds.sources
+
+
 def _rows_matching(shape: ListShape, binds: Binds) -> list[ColumnElement[bool]]:
     """The WHERE of a list: its filters, and a match for each !inner embed."""
     return [*_where(binds, shape.filters), *(_exists(binds, *inner) for inner in shape.inner)]

@@ -15,11 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Executable, Update
 
 from api.collections import describe
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, CompiledWrite, Row
 from api.sql.keys import key_clause, row_statements
+from api.sql.statements import FilterShape, Source, filter_clauses
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
@@ -104,19 +106,43 @@ def _counted(
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def update_by_key(table: sa.Table, names: tuple[str, ...], dialect: Dialect) -> CompiledWrite:
-    """The UPDATE of the columns ``names`` (binds "set_NAME") of the row of
-    key "pk0", ...; with the table's version, only while it is "expected",
-    and counted; ``updated_at`` set to "now"."""
+    """The UPDATE of the columns ``names`` (``_changes``) of the row of key
+    "pk0", ...; with the table's version, only while it is "expected"."""
     description = describe(table)
-    changes = _binds(table, names, prefix="set_")
     statement = sa.update(table).where(key_clause(description.key))
     version = description.version
     if version is not None:
         statement = statement.where(version == sa.bindparam("expected", type_=version.type))
+    return CompiledWrite(statement.values(_changes(table, names)), dialect)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def update_where(
+    table: sa.Table, names: tuple[str, ...], filters: tuple[FilterShape, ...]
+) -> tuple[Update, dict[str, Source]]:
+    """The UPDATE of the columns ``names`` (``_changes``) of every row that
+    filters of the shapes ``filters`` match (PostgREST's PATCH of a
+    collection), and where its filters' values come from in a query."""
+    clauses, sources = filter_clauses(filters)
+    return sa.update(table).where(*clauses).values(_changes(table, names)), sources
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def compiled_write(statement: Executable, dialect: Dialect) -> CompiledWrite:
+    """``statement`` (one that is itself cached, such as ``update_where``'s) compiled."""
+    return CompiledWrite(statement, dialect)
+
+
+def _changes(table: sa.Table, names: tuple[str, ...]) -> dict[str, Any]:
+    """An UPDATE's values: the columns ``names`` (binds "set_NAME"), the
+    table's version counted, ``updated_at`` set to "now"."""
+    changes: dict[str, Any] = _binds(table, names, prefix="set_")
+    version = describe(table).version
+    if version is not None:
         changes[str(version.name)] = version + sa.literal_column("1")
     if "updated_at" in table.columns:
         changes["updated_at"] = sa.bindparam("now", type_=table.columns["updated_at"].type)
-    return CompiledWrite(statement.values(changes), dialect)
+    return changes
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)

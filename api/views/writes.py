@@ -173,6 +173,22 @@ async def put_where(context: Collection, request: Request) -> Response:
     (``?id=eq.5``), created or replaced by the body, which holds the same key."""
     refuse_read_only(context)
     query = list_query(context, request)
+    named = _key_named(context, query)
+    if named is None:
+        raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
+    body = json_body(request)
+    (values,) = _validate_each(context, [body], prefix=False, keyed=True)
+    if any(values.get(column.name) != value for column, value in named.items()):
+        raise BadRequest("The body's primary key differs from the URL's", "body")
+    values = {**writable_defaults(context.table), **values}
+    key = context.description.key
+    rows = await writes.upsert_rows(request.dbsession, context.table, [values], key, True)
+    return _written(request, await _answered(context, request, rows), 200)
+
+
+def _key_named(context: Collection, query: Any) -> dict[Any, Any] | None:
+    """The key the query's filters name one row by (``id=eq.1``, on each of
+    its columns, and nothing else), or None."""
     key = context.description.key
     named = {
         f.column: f.value
@@ -180,14 +196,8 @@ async def put_where(context: Collection, request: Request) -> Response:
         if isinstance(f, Filter) and f.operator == "eq" and not f.negated
     }
     if not key or set(named) != set(key) or len(query.filters) != len(context.fixed) + len(key):
-        raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
-    body = json_body(request)
-    (values,) = _validate_each(context, [body], prefix=False, keyed=True)
-    if any(values.get(column.name) != value for column, value in named.items()):
-        raise BadRequest("The body's primary key differs from the URL's", "body")
-    values = {**writable_defaults(context.table), **values}
-    rows = await writes.upsert_rows(request.dbsession, context.table, [values], key, True)
-    return _written(request, await _answered(context, request, rows), 200)
+        return None
+    return named
 
 
 async def update_where(context: Collection, request: Request) -> Response:
@@ -195,15 +205,36 @@ async def update_where(context: Collection, request: Request) -> Response:
     filters match, in one transaction."""
     refuse_read_only(context)
     values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
-    rows = await _locked_matches(context, request)
+    query = _write_query(context, request)
+    if values and _update_goes_with_group(context, request, query):
+        update = filter_writes.update_where_for_group(context.table, query, values)
+        join_group(request, update, lambda matched: None)  # one row or none: either is an answer
+        return _written(request, [], 200)
+    rows = await _locked_matches(context, request, query)
     rows = await filter_writes.update_rows(request.dbsession, context.table, rows, values)
     return _written(request, await _answered(context, request, rows), 200)
+
+
+def _update_goes_with_group(context: Collection, request: Request, query: Any) -> bool:
+    """Whether a PATCH by filters is one UPDATE committed with its group
+    (``api.db.groups``), as supabase-js's ``update().eq("id", 1)`` sends it:
+    it names one row by its key, answers no rows, and is no dry run. Only
+    one row: a group's transaction holds the locks of all its writes, and
+    two groups that each locked ranges of rows would deadlock."""
+    return (
+        may_join_group(request)
+        and _return_preference(request) != "representation"
+        and "tx=rollback" not in preferences(request)
+        and _key_named(context, query) is not None
+        and _max_affected(request) is None
+        and "limit" not in query_params(request)
+    )
 
 
 async def delete_where(context: Collection, request: Request) -> Response:
     """PostgREST's DELETE of a collection: every row its filters match."""
     refuse_read_only(context)
-    rows = await _locked_matches(context, request)
+    rows = await _locked_matches(context, request, _write_query(context, request))
     answered = await _answered(context, request, rows)  # as they were, as PostgREST's
     await filter_writes.delete_rows(request.dbsession, context.table, rows)
     return _written(request, answered, 200)
@@ -224,17 +255,9 @@ async def write_collection(context: Collection, request: Request) -> Response:
     return await COLLECTION_WRITES[request.method](context, request)
 
 
-async def _locked_matches(context: Collection, request: Request) -> list[Row]:
-    """The rows a write by filters is about, locked; refused without a filter
-    in the query, and beyond ``Prefer: max-affected=N`` with ``handling=strict``."""
-    query = list_query(context, request)
-    if len(query.filters) == len(context.fixed):
-        raise BadRequest(
-            "A write to a collection needs a filter; name the rows, e.g. id=eq.1",
-            parameter="filter",
-        )
-    if query.offset:
-        raise BadRequest("A write by filters takes a limit, not an offset", parameter="offset")
+async def _locked_matches(context: Collection, request: Request, query: Any) -> list[Row]:
+    """The rows ``query`` (``_write_query``) is about, locked; refused beyond
+    ``Prefer: max-affected=N`` with ``handling=strict``."""
     # PostgREST's limited update and delete: the first `limit` rows in `order`
     # (the key breaking ties, so that the same rows are meant each time).
     limited = "limit" in query_params(request)
@@ -243,6 +266,19 @@ async def _locked_matches(context: Collection, request: Request) -> list[Row]:
     if limit is not None and len(rows) > limit:
         raise TooManyAffected(len(rows), limit)
     return rows
+
+
+def _write_query(context: Collection, request: Request) -> Any:
+    """The query of a write by filters; refused without a filter, or with an offset."""
+    query = list_query(context, request)
+    if len(query.filters) == len(context.fixed):
+        raise BadRequest(
+            "A write to a collection needs a filter; name the rows, e.g. id=eq.1",
+            parameter="filter",
+        )
+    if query.offset:
+        raise BadRequest("A write by filters takes a limit, not an offset", parameter="offset")
+    return query
 
 
 def _max_affected(request: Request) -> int | None:
