@@ -4,6 +4,7 @@ of concurrent requests in one transaction, each still all or nothing."""
 import asyncio
 import concurrent.futures
 import functools
+import re
 import secrets
 from typing import ClassVar
 
@@ -154,8 +155,10 @@ def test_grouped_inserts_with_one_that_clashes_go_one_by_one_and_it_is_taken_out
 
 
 def counted(statement, **values):
-    """A CountedWrite of ``statement`` (Core) with ``values``: the rows it matched."""
-    return CountedWrite(functools.partial(CompiledWrite, statement), values)
+    """A CountedWrite of ``statement`` (Core) with ``values`` on row ``values["row"]``."""
+    return CountedWrite(
+        functools.partial(CompiledWrite, statement), values, counters, values["row"]
+    )
 
 
 def test_counted_writes_go_in_one_script_and_one_that_fails_is_taken_out(database_url):
@@ -181,6 +184,29 @@ def test_counted_writes_go_in_one_script_and_one_that_fails_is_taken_out(databas
         assert [sql.count(";") for sql in executed] == [3, 2]
     else:  # a statement at a time: two, up to the clash, then three
         assert len(executed) == 5
+
+
+def test_a_script_writes_its_rows_in_key_order_and_answers_in_request_order(database_url):
+    by_row = counters.c.id == sa.bindparam("row")
+    up = sa.update(counters).where(by_row).values(n=counters.c.n + sa.bindparam("by"))
+    written = []
+
+    def rows_of(connection, cursor, sql, parameters, *_):
+        if sql.startswith("UPDATE"):  # a script's rows in its text; one statement's in its values
+            written.extend(
+                map(int, re.findall(r"id = (\d+)", sql)) if ";" in sql else [parameters[-1]]
+            )
+
+    async def run(group):
+        event.listen(group.engine.sync_engine, "before_cursor_execute", rows_of)
+        writes = [counted(up, row=row, by=by) for row, by in ((3, 1), (9, 1), (1, 2), (2, 3))]
+        return await asyncio.gather(*(group.write(write) for write in writes))
+
+    counts, rows, commits = in_group(database_url, run)
+    assert counts == [1, 0, 1, 1]  # row 9 is not there
+    assert rows == {1: 2, 2: 3, 3: 1}
+    assert written == [1, 2, 3, 9]  # any one order, so long as every group keeps it
+    assert commits == 1
 
 
 def test_a_write_whose_request_gives_up_before_the_commit_is_not_written(database_url):

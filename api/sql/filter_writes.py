@@ -68,12 +68,13 @@ async def update_rows(
     return [stored[key] for key in after if key in stored]
 
 
-def update_where_for_group(table: sa.Table, query: Any, values: Row) -> CountedWrite:
+def update_where_for_group(table: sa.Table, query: Any, values: Row, pk: Any) -> CountedWrite:
     """The UPDATE of ``values`` to every row ``query``'s filters match, as
     one statement (``update_rows`` writes them alike: the version counted,
     ``updated_at`` stamped), for a group to commit (``api.db.groups``):
-    the rows it matched. For a write that answers no rows: without the
-    locked read, nothing tells which rows they were."""
+    the rows it matched. For a write of the one row of key ``pk``, as the
+    filters name it, that answers no rows: without the locked read, nothing
+    tells which rows they were."""
     names = tuple(values)
     update, sources = write_statements.update_where(table, names, filter_shapes(query.filters))
     parameters = {
@@ -81,7 +82,8 @@ def update_where_for_group(table: sa.Table, query: Any, values: Row) -> CountedW
         **{f"set_{name}": value for name, value in values.items()},
         "now": utcnow(),
     }
-    return CountedWrite(functools.partial(write_statements.compiled_write, update), parameters)
+    statement = functools.partial(write_statements.compiled_write, update)
+    return CountedWrite(statement, parameters, table, pk)
 
 
 async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:

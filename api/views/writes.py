@@ -206,8 +206,10 @@ async def update_where(context: Collection, request: Request) -> Response:
     refuse_read_only(context)
     values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
     query = _write_query(context, request)
-    if values and _update_goes_with_group(context, request, query):
-        update = filter_writes.update_where_for_group(context.table, query, values)
+    named = _key_named(context, query)
+    if values and named is not None and _update_goes_with_group(request):
+        pk = tuple(named[column] for column in context.description.key)
+        update = filter_writes.update_where_for_group(context.table, query, values, pk)
         join_group(request, update, lambda matched: None)  # one row or none: either is an answer
         return _written(request, [], 200)
     rows = await _locked_matches(context, request, query)
@@ -215,17 +217,17 @@ async def update_where(context: Collection, request: Request) -> Response:
     return _written(request, await _answered(context, request, rows), 200)
 
 
-def _update_goes_with_group(context: Collection, request: Request, query: Any) -> bool:
-    """Whether a PATCH by filters is one UPDATE committed with its group
-    (``api.db.groups``), as supabase-js's ``update().eq("id", 1)`` sends it:
-    it names one row by its key, answers no rows, and is no dry run. Only
-    one row: a group's transaction holds the locks of all its writes, and
-    two groups that each locked ranges of rows would deadlock."""
+def _update_goes_with_group(request: Request) -> bool:
+    """Whether a PATCH by filters that name one row by its key is one
+    UPDATE committed with its group (``api.db.groups``), as supabase-js's
+    ``update().eq("id", 1)`` sends it: it answers no rows, and is no dry
+    run. Only one row: a group's transaction holds the locks of all its
+    writes, and groups that lock ranges of rows in different orders can
+    deadlock."""
     return (
         may_join_group(request)
         and _return_preference(request) != "representation"
         and "tx=rollback" not in preferences(request)
-        and _key_named(context, query) is not None
         and _max_affected(request) is None
         and "limit" not in query_params(request)
     )
