@@ -209,6 +209,44 @@ def test_a_script_writes_its_rows_in_key_order_and_answers_in_request_order(data
     assert commits == 1
 
 
+def test_a_group_chosen_as_a_deadlocks_victim_runs_again_whole(database_url):
+    if not database_url.startswith("mysql"):
+        pytest.skip("MariaDB's deadlocks")
+    by_row = counters.c.id == sa.bindparam("row")
+    up = sa.update(counters).where(by_row).values(n=counters.c.n + sa.bindparam("by"))
+    deadlocks = sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
+    waiting = sa.text(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+    )
+
+    async def run(group):
+        other = create_async_engine(database_url)
+        try:
+            async with other.connect() as watch, other.connect() as rival:
+                before = int((await watch.execute(deadlocks)).one()[1])
+                await rival.begin()  # it writes rows 2 and 3: the heavier transaction
+                await rival.execute(up, [{"row": 2, "by": 10}, {"row": 3, "by": 10}])
+                writes = [counted(up, row=1, by=1), counted(up, row=2, by=1)]
+                members = [asyncio.ensure_future(group.write(write)) for write in writes]
+                for _ in range(100):  # until the group, holding row 1, waits for row 2
+                    if (await watch.execute(waiting)).scalar():
+                        break
+                    await asyncio.sleep(0.05)
+                await rival.execute(up, {"row": 1, "by": 10})  # the cycle: the group is its victim
+                await rival.commit()
+                answers = await asyncio.gather(*members, return_exceptions=True)
+                after = int((await watch.execute(deadlocks)).one()[1])
+                return answers, after - before
+        finally:
+            await other.dispose()
+
+    (answers, deadlocked), rows, commits = in_group(database_url, run)
+    assert deadlocked == 1
+    assert answers == [1, 1]  # each written once, in the group's second transaction
+    assert rows == {1: 11, 2: 11, 3: 10}
+    assert commits == 1
+
+
 def test_a_write_whose_request_gives_up_before_the_commit_is_not_written(database_url):
     async def run(group):
         members = []

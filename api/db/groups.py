@@ -40,6 +40,7 @@ from typing import Any
 
 import transaction
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.bridge import await_, run_in_greenlet
@@ -102,10 +103,12 @@ class GroupCommit:
     def _commit(self, group: list[Member]) -> None:
         """Run the group's writes in one transaction and commit it; a write
         that fails, or whose request gave up, is taken out and the others
-        run again in a new transaction."""
+        run again in a new transaction. A deadlock is no write's fault: the
+        database rolled the whole group back, and all of it runs again, up
+        to ``DEADLOCK_RETRIES`` times."""
         self.gate.acquire_in_greenlet()
         try:
-            pending, together = group, True
+            pending, together, deadlocks = group, True, 0
             while pending:
                 pending = [member for member in pending if not member[1].done()]
                 failed, answers = self._run_once(pending, together)
@@ -115,6 +118,9 @@ class GroupCommit:
                             future.set_result(answer)
                     return
                 index, error = failed
+                if _deadlocked(error) and deadlocks < DEADLOCK_RETRIES:
+                    deadlocks += 1
+                    continue
                 if index is None:  # a statement of several writes: which, one by one tells
                     together = False
                     continue
@@ -155,6 +161,17 @@ class GroupCommit:
                 return (gave_up, asyncio.CancelledError()), answers
             group.commit()
         return None, answers
+
+
+# Times a group runs again after the database chose it as a deadlock's
+# victim, before the write it failed on fails its request (a 503).
+DEADLOCK_RETRIES = 3
+
+
+def _deadlocked(error: BaseException) -> bool:
+    """Whether ``error`` is MySQL's deadlock (1213): the transaction was
+    rolled back whole, and nothing in it was wrong."""
+    return isinstance(error, DBAPIError) and getattr(error.orig, "args", ())[:1] == (1213,)
 
 
 def _statements(pending: list[Member], together: bool) -> list[list[int]]:
