@@ -58,6 +58,7 @@ end
 --   upsert1000  POST 1000 rows by id with Prefer: resolution=merge-duplicates
 --   patch1000   PATCH the 1000 rows of a random id range (?id=gte.N&id=lt.N+1000)
 --   patch_eq    PATCH one random row by filter (?id=eq.N), as supabase-js's update().eq() does
+--   patch_eq_shown  the same, answered with the row (return=representation), as postgrest-py's
 local writer = {["Authorization"] = "Bearer bench-token", ["Content-Type"] = "application/json"}
 local arrays = {}
 local function array(count, first)
@@ -98,8 +99,9 @@ local function write_request()
       ["Prefer"] = "resolution=merge-duplicates",
     }
     return wrk.format("POST", "/mytable/", headers, upserts[block])
-  elseif scenario == "patch_eq" then
+  elseif scenario == "patch_eq" or scenario == "patch_eq_shown" then
     writer["If-Match"] = nil
+    writer["Prefer"] = scenario == "patch_eq_shown" and "return=representation" or nil
     local path = "/mytable/?id=eq." .. math.random(1, kept)
     return wrk.format("PATCH", path, writer, '{"name":"patched by filter"}')
   elseif scenario == "patch1000" then
@@ -111,7 +113,7 @@ local function write_request()
 end
 
 if scenario == "put" or scenario == "delete" or scenario:sub(1, 4) == "post"
-    or scenario == "upsert1000" or scenario == "patch1000" or scenario == "patch_eq" then
+    or scenario == "upsert1000" or scenario == "patch1000" or scenario:sub(1, 8) == "patch_eq" then
   request = write_request
 end
 if scenario == "put" then

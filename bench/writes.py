@@ -31,6 +31,7 @@ SCENARIOS = [
     ("PUT + If-Match", "put", 1, "transaction"),
     ("DELETE", "delete", 1, "transaction"),
     ("PATCH one row by filter", "patch_eq", 1, "transaction"),
+    ("PATCH one row by filter, shown", "patch_eq_shown", 1, "transaction"),
     ("POST one row", "post", 1, "insert"),
     ("POST 100 rows", "post100", 100, "insert1000"),
     ("POST 1000 rows", "post1000", 1000, "insert1000"),

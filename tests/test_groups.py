@@ -417,3 +417,50 @@ def test_a_patch_of_one_row_by_filter_counts_it_up_and_stamps_it(http, server):
     assert http.get(f"/mytable/{made[1]['id']}").json() == made[1]
     nothing = http.patch("/mytable/?id=eq.-1", json={"name": "renamed"}, headers=MINIMAL)
     assert nothing.status_code == 204
+
+
+def test_concurrent_patches_of_one_row_by_filter_each_show_the_row_as_they_left_it(http, server):
+    row = create(http).json()
+    answers = {  # what each asks to see: the rows, one object, a column
+        "rows": ({}, lambda shown, stored: shown == [stored]),
+        "object": (
+            {"Accept": "application/vnd.pgrst.object+json"},
+            lambda shown, stored: shown == stored,
+        ),
+        "column": ({"select": "name,version"}, None),
+    }
+
+    def patch(n):
+        extra, _ = answers[list(answers)[n % 3]]
+        params = {"id": f"eq.{row['id']}", **{k: v for k, v in extra.items() if k == "select"}}
+        headers = {**WRITER, **{k: v for k, v in extra.items() if k != "select"}}
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            body = {"name": f"patched {n}"}
+            return client.patch("/mytable/", params=params, json=body, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(patch, range(6)))
+    assert [r.status_code for r in responses] == [200] * 6
+    shown = [r.json() for r in responses]
+    rows = [s[0] if isinstance(s, list) else s for s in shown]
+    # Each UPDATE counted the version up once: each answer shows its own.
+    assert sorted(r["version"] for r in rows) == [2, 3, 4, 5, 6, 7]
+    for n, r in enumerate(rows):
+        assert r["name"] == f"patched {n}"
+    last = max(rows, key=lambda r: r["version"])
+    stored = http.get(f"/mytable/{row['id']}").json()
+    assert {"name": stored["name"], "version": stored["version"]} == {
+        "name": last["name"],
+        "version": last["version"],
+    }
+    if "updated_at" in last:  # the rows and the object show every column, as stored
+        assert last == stored
+    assert [set(rows[n]) for n in (2, 5)] == [{"name", "version"}] * 2
+
+
+def test_a_patch_by_filter_that_shows_rows_and_matches_none_shows_none(http, server):
+    url = "/mytable/?id=eq.-1"
+    none = http.patch(url, json={"name": "x"}, headers=WRITER)
+    assert (none.status_code, none.json()) == (200, [])
+    singular = {**WRITER, "Accept": "application/vnd.pgrst.object+json"}
+    assert_problem(http.patch(url, json={"name": "x"}, headers=singular), 406)

@@ -206,34 +206,41 @@ class StatementFailed(Exception):
 SCRIPT_LIMIT = 1 << 20
 
 
+StatementResult = tuple[list[Row], int]  # the rows a statement answers, and the count it matched
+
+
 def run_script(
-    connection: Connection, runs: Sequence[tuple[CompiledWrite, Mapping[str, Any]]]
-) -> list[int]:
-    """The counts of rows each write of ``runs`` (a statement, its values by
-    name) matched, run in order in the caller's transaction; a failure
-    raises ``StatementFailed``.
+    connection: Connection, runs: Sequence[tuple[CompiledSelect, Mapping[str, Any]]]
+) -> list[StatementResult]:
+    """What each statement of ``runs`` (a statement, its values by name)
+    answers, run in order in the caller's transaction: its rows (a SELECT's;
+    none for a write) and the count it matched. A failure raises
+    ``StatementFailed``.
 
     On asyncmy, the statements go as one script, separated by ";", a round
-    trip for all of them: each answers its own count, and MariaDB stops at
-    the first that fails. asyncmy always opens its connections with
-    multi-statements, and escapes each value into the text as it would
+    trip for all of them: each answers its own rows and count, and MariaDB
+    stops at the first that fails. asyncmy always opens its connections
+    with multi-statements, and escapes each value into the text as it would
     for one statement (``Cursor.mogrify``). Elsewhere, one statement at a
     time."""
     if not runs or not runs[0][0].on_driver_cursor:
-        counts = []
+        results: list[StatementResult] = []
         for index, (statement, values) in enumerate(runs):
             try:
-                counts.append(statement.run(connection, values)[1])
+                rows, count = statement._run(connection, statement._parameters(values))
             except Exception as error:
                 raise StatementFailed(index, error) from error
-        return counts
+            results.append(([] if rows is None else statement.to_dicts(rows), count))
+        return results
     pooled: Any = connection.connection
     cursor = pooled.driver_connection.cursor()
-    texts = [cursor.mogrify(write.sql, write._parameters(values)) for write, values in runs]
-    counts = []
+    texts = [cursor.mogrify(each.sql, each._parameters(values)) for each, values in runs]
+    results = []
     for start, end in _scripts(texts):
-        counts += _run_script(connection, pooled, texts[start:end], start)
-    return counts
+        found = _run_script(connection, pooled, texts[start:end], start)
+        for (statement, _), (rows, count) in zip(runs[start:end], found, strict=True):
+            results.append(([] if rows is None else statement.to_dicts(rows), count))
+    return results
 
 
 def _scripts(texts: list[str]) -> list[tuple[int, int]]:
@@ -247,47 +254,53 @@ def _scripts(texts: list[str]) -> list[tuple[int, int]]:
     return [*cuts, (start, len(texts))]
 
 
-def _run_script(connection: Connection, pooled: Any, texts: list[str], offset: int) -> list[int]:
-    """The counts of the statements ``texts`` (the ``offset``-th on) as one script."""
+def _run_script(
+    connection: Connection, pooled: Any, texts: list[str], offset: int
+) -> list[tuple[Any, int]]:
+    """The rows (as the driver gives them; None for a write) and counts of
+    the statements ``texts`` (the ``offset``-th on), as one script."""
     sql = ";\n".join(texts)
     cursor = pooled.driver_connection.cursor()
     events: Any = connection.dispatch
     if events.before_cursor_execute:
         events.before_cursor_execute(connection, cursor, sql, (), None, False)
     try:
-        counts, error = await_(_counts_of_script(cursor, sql, len(texts)))
+        found, error = await_(_results_of_script(cursor, sql, len(texts)))
     except BaseException:
         connection.invalidate()  # cancelled mid-script: what it reads next is unknown
         raise
     if error is None:
         if events.after_cursor_execute:
             events.after_cursor_execute(connection, cursor, sql, (), None, False)
-        return counts
-    failed = texts[len(counts)]
+        return found
+    failed = texts[len(found)]
     try:
         pooled.dbapi_connection._handle_exception(error)  # asyncmy's error as its adapter's
     except Exception as adapted:
         try:
             connection._handle_dbapi_exception(adapted, failed, (), None, None)
         except Exception as wrapped:
-            raise StatementFailed(offset + len(counts), wrapped) from wrapped
+            raise StatementFailed(offset + len(found), wrapped) from wrapped
     raise AssertionError("unreachable: _handle_exception always raises")
 
 
-async def _counts_of_script(cursor: Any, sql: str, statements: int) -> tuple[list[int], Any]:
-    """The count of rows each statement of the script ``sql`` matched, up to
+async def _results_of_script(
+    cursor: Any, sql: str, statements: int
+) -> tuple[list[tuple[Any, int]], Any]:
+    """The rows and count of each statement of the script ``sql``, up to
     the first that failed, and its error (None if none did)."""
-    counts: list[int] = []
+    found: list[tuple[Any, int]] = []
     try:
         await cursor.execute(sql)
         while True:
-            counts.append(cursor.rowcount)
-            if len(counts) == statements or not await cursor.nextset():
+            rows = None if cursor.description is None else await cursor.fetchall()
+            found.append((rows, cursor.rowcount))
+            if len(found) == statements or not await cursor.nextset():
                 break
     except Exception as error:
-        return counts, error
+        return found, error
     await cursor.close()
-    return counts, None
+    return found, None
 
 
 async def _fetch_all(

@@ -22,7 +22,7 @@ from api.reads.embeds import embed_rows
 from api.sql import write_statements
 from api.sql.keys import keys_in, row_statements
 from api.sql.statements import filter_shapes, locked_rows
-from api.sql.writes import CountedWrite, Row, dicts
+from api.sql.writes import CountedWrite, Row, ShownUpdate, dicts
 
 
 async def locked_rows_where(
@@ -68,13 +68,16 @@ async def update_rows(
     return [stored[key] for key in after if key in stored]
 
 
-def update_where_for_group(table: sa.Table, query: Any, values: Row, pk: Any) -> CountedWrite:
+def update_where_for_group(
+    table: sa.Table, query: Any, values: Row, pk: Any, shown: bool = False
+) -> CountedWrite:
     """The UPDATE of ``values`` to every row ``query``'s filters match, as
     one statement (``update_rows`` writes them alike: the version counted,
     ``updated_at`` stamped), for a group to commit (``api.db.groups``):
-    the rows it matched. For a write of the one row of key ``pk``, as the
-    filters name it, that answers no rows: without the locked read, nothing
-    tells which rows they were."""
+    the rows it matched; ``shown``, the row as it left it, or None
+    (``ShownUpdate``). For a write of the one row of key ``pk``, as the
+    filters name it: for many, nothing but the locked read would tell
+    which rows they were."""
     names = tuple(values)
     update, sources = write_statements.update_where(table, names, filter_shapes(query.filters))
     parameters = {
@@ -83,7 +86,7 @@ def update_where_for_group(table: sa.Table, query: Any, values: Row, pk: Any) ->
         "now": utcnow(),
     }
     statement = functools.partial(write_statements.compiled_write, update)
-    return CountedWrite(statement, parameters, table, pk)
+    return (ShownUpdate if shown else CountedWrite)(statement, parameters, table, pk)
 
 
 async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:

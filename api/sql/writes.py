@@ -30,7 +30,13 @@ from api.bridge import run_in_greenlet
 from api.collections import describe
 from api.models import utcnow
 from api.sql import write_statements
-from api.sql.compiled import CompiledWrite, StatementFailed, run_script
+from api.sql.compiled import (
+    CompiledSelect,
+    CompiledWrite,
+    StatementFailed,
+    StatementResult,
+    run_script,
+)
 from api.sql.keys import key_parameters, row_statements
 
 Row = dict[str, Any]
@@ -394,16 +400,26 @@ class CountedWrite:
     ) -> None:
         self.statement = statement  # of the dialect
         self.values = values
+        self.table = table
+        self.pk = pk
         # Its place in the order every script locks rows in: any one order,
         # so long as it is the same for all (text compares across types).
         parts = pk if isinstance(pk, tuple) else (pk,)
         self.row = (str(table.fullname), tuple(map(str, parts)))
 
-    def __call__(self, connection: Connection) -> int:
-        return self.statement(connection.dialect).run(connection, self.values)[1]
+    def statements(self, dialect: Dialect) -> list[tuple[CompiledSelect, Row]]:
+        """Its statements, with their values."""
+        return [(self.statement(dialect), self.values)]
 
-    def run_together(self, connection: Connection, writes: list[CountedWrite]) -> list[int]:
-        """The counts of ``writes`` (this one among them), in order; one that
+    def answer(self, results: list[StatementResult]) -> Any:
+        """What it answers of its statements' results: the count it matched."""
+        return results[0][1]
+
+    def __call__(self, connection: Connection) -> Any:
+        return self.answer(run_script(connection, self.statements(connection.dialect)))
+
+    def run_together(self, connection: Connection, writes: list[CountedWrite]) -> list[Any]:
+        """The answers of ``writes`` (this one among them), in order; one that
         fails raises ``compiled.StatementFailed``, which says which.
 
         The script writes their rows in one order, the same in every group:
@@ -411,13 +427,39 @@ class CountedWrite:
         hold the lock the other waits for, and MariaDB would fail one with
         a deadlock (seen at 128 connections over 500 rows)."""
         dialect = connection.dialect
-        order = sorted(range(len(writes)), key=lambda index: writes[index].row)
-        runs = [(writes[index].statement(dialect), writes[index].values) for index in order]
+        runs: list[tuple[CompiledSelect, Row]] = []
+        spans = []  # (the write's index, where its statements start, how many)
+        for index in sorted(range(len(writes)), key=lambda index: writes[index].row):
+            statements = writes[index].statements(dialect)
+            spans.append((index, len(runs), len(statements)))
+            runs += statements
         try:
-            sorted_counts = run_script(connection, runs)
+            results = run_script(connection, runs)
         except StatementFailed as failed:
-            raise StatementFailed(order[failed.index], failed.error) from failed.error
-        counts = [0] * len(writes)
-        for index, count in zip(order, sorted_counts, strict=True):
-            counts[index] = count
-        return counts
+            (index,) = [i for i, start, size in spans if start <= failed.index < start + size]
+            raise StatementFailed(index, failed.error) from failed.error
+        answers: list[Any] = [None] * len(writes)
+        for index, start, size in spans:
+            answers[index] = writes[index].answer(results[start : start + size])
+        return answers
+
+
+class ShownUpdate(CountedWrite):
+    """An UPDATE of one row by key, and the read of that row after it, in
+    the same transaction: the row as the UPDATE left it (None if it matched
+    none), as RETURNING would answer it, which MariaDB lacks."""
+
+    def statements(self, dialect: Dialect) -> list[tuple[CompiledSelect, Row]]:
+        after = _key_after(self.table, self.pk, self.values_written)
+        key = key_parameters(describe(self.table).key, after)
+        read = write_statements.row_by_key(self.table, False, dialect)
+        return [*super().statements(dialect), (read, key)]
+
+    @property
+    def values_written(self) -> Row:
+        """The values the UPDATE writes, by column (its binds are "set_NAME")."""
+        return {name[4:]: value for name, value in self.values.items() if name.startswith("set_")}
+
+    def answer(self, results: list[StatementResult]) -> Row | None:
+        (_, matched), (rows, _) = results
+        return rows[0] if matched == 1 and rows else None

@@ -159,9 +159,7 @@ def _insert_with_group(context: Collection, request: Request, row: Row, returned
 
     def settle(stored: Row) -> None:
         if shows_row:
-            final = _written(request, shown(stored), 201)
-            response.headerlist[:] = final.headerlist
-            response.body = final.body
+            _answer_again(request, response, shown(stored), 201)
         _locate(context, request, response, stored)
 
     join_group(request, writes.GroupedInsert(context.table, row), settle)
@@ -207,30 +205,68 @@ async def update_where(context: Collection, request: Request) -> Response:
     values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
     query = _write_query(context, request)
     named = _key_named(context, query)
-    if values and named is not None and _update_goes_with_group(request):
-        pk = tuple(named[column] for column in context.description.key)
-        update = filter_writes.update_where_for_group(context.table, query, values, pk)
-        join_group(request, update, lambda matched: None)  # one row or none: either is an answer
-        return _written(request, [], 200)
+    if values and named is not None and _update_goes_with_group(context, request):
+        return _update_with_group(context, request, query, values, named)
     rows = await _locked_matches(context, request, query)
     rows = await filter_writes.update_rows(request.dbsession, context.table, rows, values)
     return _written(request, await _answered(context, request, rows), 200)
 
 
-def _update_goes_with_group(request: Request) -> bool:
+def _update_goes_with_group(context: Collection, request: Request) -> bool:
     """Whether a PATCH by filters that name one row by its key is one
     UPDATE committed with its group (``api.db.groups``), as supabase-js's
-    ``update().eq("id", 1)`` sends it: it answers no rows, and is no dry
-    run. Only one row: a group's transaction holds the locks of all its
-    writes, and groups that lock ranges of rows in different orders can
-    deadlock."""
+    ``update().eq("id", 1)`` and postgrest-py's ``update().eq()`` send it:
+    its answer shows no more than the row as stored (no expressions or
+    embeds to read), and it is no dry run. Only one row: a group's
+    transaction holds the locks of all its writes, and groups that lock
+    ranges of rows in different orders can deadlock."""
+    returned = _returned(context, request)
     return (
         may_join_group(request)
-        and _return_preference(request) != "representation"
         and "tx=rollback" not in preferences(request)
         and _max_affected(request) is None
         and "limit" not in query_params(request)
+        and (returned is None or filter_writes.shown_as_stored(context.table, *returned))
     )
+
+
+def _update_with_group(
+    context: Collection, request: Request, query: Any, values: Row, named: dict[Any, Any]
+) -> Response:
+    """The UPDATE of the row the filters name, run with its group when the
+    request's transaction commits. An answer that shows the row is made
+    now from the row as it may be, so that one the client cannot take
+    (406) is refused before anything is written, and made again from the
+    row as the UPDATE left it once committed (none if it matched none)."""
+    parts = tuple(named[column] for column in context.description.key)
+    pk = parts[0] if len(parts) == 1 else parts
+    table = context.table
+    if _return_preference(request) != "representation":
+        update = filter_writes.update_where_for_group(table, query, values, pk)
+        join_group(request, update, lambda matched: None)  # one row or none: either is an answer
+        return _written(request, [], 200)
+    returned = _returned(context, request)
+
+    def shown(rows: list[Row]) -> list[Row]:
+        return rows if returned is None else filter_writes.shown_of(rows, *returned)
+
+    row = {**{str(c.name): None for c in table.columns}, **{c.name: v for c, v in named.items()}}
+    response = _written(request, shown([{**row, **values}]), 200)
+
+    def settle(stored: Row | None) -> None:
+        _answer_again(request, response, shown([] if stored is None else [stored]), 200)
+
+    update = filter_writes.update_where_for_group(table, query, values, pk, shown=True)
+    join_group(request, update, settle)
+    return response
+
+
+def _answer_again(request: Request, response: Response, rows: list[Row], status: int) -> None:
+    """``response`` made again, in place, to show ``rows``: a grouped write's
+    answer once its group committed."""
+    final = _written(request, rows, status)
+    response.headerlist[:] = final.headerlist
+    response.body = final.body
 
 
 async def delete_where(context: Collection, request: Request) -> Response:
