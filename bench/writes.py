@@ -125,7 +125,7 @@ def report(results, before, after):
         unit = "rows/s" if in_rows else "req/s "
         errors = f"  NON-2XX {result['errors']}" if result["errors"] else ""
         print(
-            f"  {label:<27} {rate:9.0f} {unit} p50 {result['p50']:7.2f} ms  "
+            f"  {label:<30} {rate:9.0f} {unit} p50 {result['p50']:7.2f} ms  "
             f"p99 {result['p99']:7.2f} ms  {rate / ceilings[kind]:6.1%} of "
             f"{kind}{errors}",
             flush=True,
