@@ -406,6 +406,17 @@ def test_concurrent_patches_by_filters_write_their_rows_and_a_clash_is_409(http,
     assert labels == {code: "before" if n == 3 else f"patched {n}" for n, code in enumerate(codes)}
 
 
+def test_a_patch_in_its_own_session_onto_a_taken_key_is_409(http, server):
+    # Without If-Match an item's PATCH has a session of its own, whose
+    # UPDATE is the same CountedWrite a group runs: its error stays its own.
+    taken, code = secrets.token_hex(4), secrets.token_hex(4)
+    for made in (taken, code):
+        assert http.post("/probe_coded/", json={"code": made}, headers=WRITER).status_code == 201
+    clash = http.patch(f"/probe_coded/{code}", json={"code": taken}, headers=WRITER)
+    assert assert_problem(clash, 409)["code"] == "23505"
+    assert http.get(f"/probe_coded/{code}").status_code == 200
+
+
 def test_a_patch_of_one_row_by_filter_counts_it_up_and_stamps_it(http, server):
     made = [create(http, name=f"row {n}").json() for n in range(2)]
     url = f"/mytable/?id=eq.{made[0]['id']}"

@@ -202,7 +202,7 @@ class StatementFailed(Exception):
         self.error = error
 
 
-# A script's text in bytes, at most: well under MariaDB's max_allowed_packet (16 MiB).
+# A script's length in characters, at most: well under MariaDB's max_allowed_packet.
 SCRIPT_LIMIT = 1 << 20
 
 
@@ -223,24 +223,23 @@ def run_script(
     with multi-statements, and escapes each value into the text as it would
     for one statement (``Cursor.mogrify``). Elsewhere, one statement at a
     time."""
-    if not runs or not runs[0][0].on_driver_cursor:
-        results: list[StatementResult] = []
-        for index, (statement, values) in enumerate(runs):
+    found: list[tuple[Any, int]] = []
+    if runs and runs[0][0].on_driver_cursor:
+        pooled: Any = connection.connection
+        cursor = pooled.driver_connection.cursor()
+        texts = [cursor.mogrify(each.sql, each._parameters(values)) for each, values in runs]
+        for start, end in _scripts(texts):
+            found += _run_script(connection, pooled, texts[start:end], start)
+    else:
+        for statement, values in runs:
             try:
-                rows, count = statement._run(connection, statement._parameters(values))
+                found.append(statement._run(connection, statement._parameters(values)))
             except Exception as error:
-                raise StatementFailed(index, error) from error
-            results.append(([] if rows is None else statement.to_dicts(rows), count))
-        return results
-    pooled: Any = connection.connection
-    cursor = pooled.driver_connection.cursor()
-    texts = [cursor.mogrify(each.sql, each._parameters(values)) for each, values in runs]
-    results = []
-    for start, end in _scripts(texts):
-        found = _run_script(connection, pooled, texts[start:end], start)
-        for (statement, _), (rows, count) in zip(runs[start:end], found, strict=True):
-            results.append(([] if rows is None else statement.to_dicts(rows), count))
-    return results
+                raise StatementFailed(len(found), error) from error
+    return [
+        ([] if rows is None else statement.to_dicts(rows), count)
+        for (statement, _), (rows, count) in zip(runs, found, strict=True)
+    ]
 
 
 def _scripts(texts: list[str]) -> list[tuple[int, int]]:
@@ -258,38 +257,35 @@ def _run_script(
     connection: Connection, pooled: Any, texts: list[str], offset: int
 ) -> list[tuple[Any, int]]:
     """The rows (as the driver gives them; None for a write) and counts of
-    the statements ``texts`` (the ``offset``-th on), as one script."""
+    the statements ``texts`` (the ``offset``-th on), as one script; an
+    error as ``CompiledSelect._run`` raises it, in a ``StatementFailed``."""
     sql = ";\n".join(texts)
     cursor = pooled.driver_connection.cursor()
     events: Any = connection.dispatch
     if events.before_cursor_execute:
         events.before_cursor_execute(connection, cursor, sql, (), None, False)
+    found: list[tuple[Any, int]] = []  # up to the statement that fails
     try:
-        found, error = await_(_results_of_script(cursor, sql, len(texts)))
+        await_(_results_of_script(pooled.dbapi_connection, cursor, sql, len(texts), found))
+    except Exception as error:
+        try:
+            connection._handle_dbapi_exception(error, texts[len(found)], (), None, None)
+        except Exception as wrapped:
+            raise StatementFailed(offset + len(found), wrapped) from wrapped
     except BaseException:
         connection.invalidate()  # cancelled mid-script: what it reads next is unknown
         raise
-    if error is None:
-        if events.after_cursor_execute:
-            events.after_cursor_execute(connection, cursor, sql, (), None, False)
-        return found
-    failed = texts[len(found)]
-    try:
-        pooled.dbapi_connection._handle_exception(error)  # asyncmy's error as its adapter's
-    except Exception as adapted:
-        try:
-            connection._handle_dbapi_exception(adapted, failed, (), None, None)
-        except Exception as wrapped:
-            raise StatementFailed(offset + len(found), wrapped) from wrapped
-    raise AssertionError("unreachable: _handle_exception always raises")
+    if events.after_cursor_execute:
+        events.after_cursor_execute(connection, cursor, sql, (), None, False)
+    return found
 
 
 async def _results_of_script(
-    cursor: Any, sql: str, statements: int
-) -> tuple[list[tuple[Any, int]], Any]:
-    """The rows and count of each statement of the script ``sql``, up to
-    the first that failed, and its error (None if none did)."""
-    found: list[tuple[Any, int]] = []
+    adapted: Any, cursor: Any, sql: str, statements: int, found: list[Any]
+) -> None:
+    """The rows and count of each statement of the script ``sql``, added to
+    ``found`` up to the first that fails, whose error is raised as
+    ``_fetch_all`` raises it."""
     try:
         await cursor.execute(sql)
         while True:
@@ -298,9 +294,9 @@ async def _results_of_script(
             if len(found) == statements or not await cursor.nextset():
                 break
     except Exception as error:
-        return found, error
+        adapted._handle_exception(error)
+        raise  # _handle_exception always raises
     await cursor.close()
-    return found, None
 
 
 async def _fetch_all(

@@ -86,7 +86,9 @@ def update_where_for_group(
         "now": utcnow(),
     }
     statement = functools.partial(write_statements.compiled_write, update)
-    return (ShownUpdate if shown else CountedWrite)(statement, parameters, table, pk)
+    if shown:
+        return ShownUpdate(statement, parameters, table, pk, values)
+    return CountedWrite(statement, parameters, table, pk)
 
 
 async def delete_rows(session: AsyncSession, table: sa.Table, rows: list[Row]) -> None:

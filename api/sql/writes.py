@@ -390,8 +390,7 @@ class CountedWrite:
     rows it matched: run on a connection, in a session or by a group. The
     counted writes of a group (a ``batch`` of their own, whatever their
     table) go as one script, a round trip for all (``compiled.run_script``):
-    a PATCH's own UPDATE round trip was a fifth of its time in the
-    API's process."""
+    a statement's own round trip was a large part of a PATCH's cost."""
 
     batch = "counted writes"
 
@@ -405,7 +404,7 @@ class CountedWrite:
         # Its place in the order every script locks rows in: any one order,
         # so long as it is the same for all (text compares across types).
         parts = pk if isinstance(pk, tuple) else (pk,)
-        self.row = (str(table.fullname), tuple(map(str, parts)))
+        self.lock_order = (str(table.fullname), tuple(map(str, parts)))
 
     def statements(self, dialect: Dialect) -> list[tuple[CompiledSelect, Row]]:
         """Its statements, with their values."""
@@ -416,7 +415,12 @@ class CountedWrite:
         return results[0][1]
 
     def __call__(self, connection: Connection) -> Any:
-        return self.answer(run_script(connection, self.statements(connection.dialect)))
+        """Its answer, run alone: in a session, whose failure is the
+        statement's own error (a unique key's IntegrityError is a 409)."""
+        try:
+            return self.answer(run_script(connection, self.statements(connection.dialect)))
+        except StatementFailed as failed:
+            raise failed.error from None
 
     def run_together(self, connection: Connection, writes: list[CountedWrite]) -> list[Any]:
         """The answers of ``writes`` (this one among them), in order; one that
@@ -425,11 +429,11 @@ class CountedWrite:
         The script writes their rows in one order, the same in every group:
         two groups that wrote rows 1 and 2 in opposite orders would each
         hold the lock the other waits for, and MariaDB would fail one with
-        a deadlock (seen at 128 connections over 500 rows)."""
+        a deadlock."""
         dialect = connection.dialect
         runs: list[tuple[CompiledSelect, Row]] = []
         spans = []  # (the write's index, where its statements start, how many)
-        for index in sorted(range(len(writes)), key=lambda index: writes[index].row):
+        for index in sorted(range(len(writes)), key=lambda index: writes[index].lock_order):
             statements = writes[index].statements(dialect)
             spans.append((index, len(runs), len(statements)))
             runs += statements
@@ -447,18 +451,23 @@ class CountedWrite:
 class ShownUpdate(CountedWrite):
     """An UPDATE of one row by key, and the read of that row after it, in
     the same transaction: the row as the UPDATE left it (None if it matched
-    none), as RETURNING would answer it, which MariaDB lacks."""
+    none), as RETURNING would answer it, which MariaDB lacks. ``written``:
+    the values it writes, which may change the key it is read by."""
+
+    def __init__(
+        self,
+        statement: Callable[[Dialect], CompiledWrite],
+        values: Row,
+        table: sa.Table,
+        pk: Any,
+        written: Row,
+    ) -> None:
+        super().__init__(statement, values, table, pk)
+        self.key_after = key_parameters(describe(table).key, _key_after(table, pk, written))
 
     def statements(self, dialect: Dialect) -> list[tuple[CompiledSelect, Row]]:
-        after = _key_after(self.table, self.pk, self.values_written)
-        key = key_parameters(describe(self.table).key, after)
         read = write_statements.row_by_key(self.table, False, dialect)
-        return [*super().statements(dialect), (read, key)]
-
-    @property
-    def values_written(self) -> Row:
-        """The values the UPDATE writes, by column (its binds are "set_NAME")."""
-        return {name[4:]: value for name, value in self.values.items() if name.startswith("set_")}
+        return [*super().statements(dialect), (read, self.key_after)]
 
     def answer(self, results: list[StatementResult]) -> Row | None:
         (_, matched), (rows, _) = results

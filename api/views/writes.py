@@ -129,16 +129,29 @@ def _locate(context: Collection, request: Request, response: Response, row: Row)
 
 def _goes_with_group(context: Collection, request: Request, returned: Any) -> bool:
     """Whether a single row's INSERT is committed with its group
-    (``api.db.groups``): its answer shows no more than the row as stored
-    (``returned``: no expressions or embeds to read), it is not a dry run,
-    and the database answers the row as stored in the INSERT itself
-    (RETURNING)."""
+    (``api.db.groups``): ``_may_go_with_group``, and the database answers
+    the row as stored in the INSERT itself (RETURNING)."""
+    return (
+        _may_go_with_group(context, request, returned)
+        and engines_of(request).on_loop().engine.dialect.insert_returning
+    )
+
+
+def _may_go_with_group(context: Collection, request: Request, returned: Any) -> bool:
+    """Whether a write of one row may be committed with its group: its
+    transaction may join one, it is not a dry run, and its answer shows no
+    more than the row as stored (``returned``: no expressions or embeds to
+    read in its transaction)."""
     return (
         may_join_group(request)
         and "tx=rollback" not in preferences(request)
-        and engines_of(request).on_loop().engine.dialect.insert_returning
         and (returned is None or filter_writes.shown_as_stored(context.table, *returned))
     )
+
+
+def _shown(rows: list[Row], returned: Any) -> list[Row]:
+    """What a grouped write's answer shows of ``rows``: the columns of its select."""
+    return rows if returned is None else filter_writes.shown_of(rows, *returned)
 
 
 def _insert_with_group(context: Collection, request: Request, row: Row, returned: Any) -> Response:
@@ -147,19 +160,15 @@ def _insert_with_group(context: Collection, request: Request, row: Row, returned
     so that one the client cannot take (406) is refused before anything is
     written, and made again from the row as stored once it is committed."""
     shows_row = _return_preference(request) == "representation"
-
-    def shown(row: Row) -> list[Row]:
-        return [row] if returned is None else filter_writes.shown_of([row], *returned)
-
     if shows_row:  # the columns the database fills in, as null for now
         placeholder = {**{str(column.name): None for column in context.table.columns}, **row}
-        response = _written(request, shown(placeholder), 201)
+        response = _written(request, _shown([placeholder], returned), 201)
     else:
         response = _written(request, [], 201)
 
     def settle(stored: Row) -> None:
         if shows_row:
-            _answer_again(request, response, shown(stored), 201)
+            _answer_again(request, response, _shown([stored], returned), 201)
         _locate(context, request, response, stored)
 
     join_group(request, writes.GroupedInsert(context.table, row), settle)
@@ -205,33 +214,35 @@ async def update_where(context: Collection, request: Request) -> Response:
     values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
     query = _write_query(context, request)
     named = _key_named(context, query)
-    if values and named is not None and _update_goes_with_group(context, request):
-        return _update_with_group(context, request, query, values, named)
+    returned = _returned(context, request)
+    if values and named is not None and _update_goes_with_group(context, request, returned):
+        return _update_with_group(context, request, query, values, named, returned)
     rows = await _locked_matches(context, request, query)
     rows = await filter_writes.update_rows(request.dbsession, context.table, rows, values)
     return _written(request, await _answered(context, request, rows), 200)
 
 
-def _update_goes_with_group(context: Collection, request: Request) -> bool:
+def _update_goes_with_group(context: Collection, request: Request, returned: Any) -> bool:
     """Whether a PATCH by filters that name one row by its key is one
     UPDATE committed with its group (``api.db.groups``), as supabase-js's
     ``update().eq("id", 1)`` and postgrest-py's ``update().eq()`` send it:
-    its answer shows no more than the row as stored (no expressions or
-    embeds to read), and it is no dry run. Only one row: a group's
-    transaction holds the locks of all its writes, and groups that lock
-    ranges of rows in different orders can deadlock."""
-    returned = _returned(context, request)
+    ``_may_go_with_group``, and nothing bounds the rows it may write. Only
+    one row: a group's transaction holds the locks of all its writes, and
+    groups that lock ranges of rows in different orders can deadlock."""
     return (
-        may_join_group(request)
-        and "tx=rollback" not in preferences(request)
+        _may_go_with_group(context, request, returned)
         and _max_affected(request) is None
         and "limit" not in query_params(request)
-        and (returned is None or filter_writes.shown_as_stored(context.table, *returned))
     )
 
 
 def _update_with_group(
-    context: Collection, request: Request, query: Any, values: Row, named: dict[Any, Any]
+    context: Collection,
+    request: Request,
+    query: Any,
+    values: Row,
+    named: dict[Any, Any],
+    returned: Any,
 ) -> Response:
     """The UPDATE of the row the filters name, run with its group when the
     request's transaction commits. An answer that shows the row is made
@@ -245,16 +256,11 @@ def _update_with_group(
         update = filter_writes.update_where_for_group(table, query, values, pk)
         join_group(request, update, lambda matched: None)  # one row or none: either is an answer
         return _written(request, [], 200)
-    returned = _returned(context, request)
-
-    def shown(rows: list[Row]) -> list[Row]:
-        return rows if returned is None else filter_writes.shown_of(rows, *returned)
-
     row = {**{str(c.name): None for c in table.columns}, **{c.name: v for c, v in named.items()}}
-    response = _written(request, shown([{**row, **values}]), 200)
+    response = _written(request, _shown([{**row, **values}], returned), 200)
 
     def settle(stored: Row | None) -> None:
-        _answer_again(request, response, shown([] if stored is None else [stored]), 200)
+        _answer_again(request, response, _shown([] if stored is None else [stored], returned), 200)
 
     update = filter_writes.update_where_for_group(table, query, values, pk, shown=True)
     join_group(request, update, settle)
