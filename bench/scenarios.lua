@@ -69,8 +69,8 @@ local function array(count, first)
   end
   return "[" .. table.concat(items, ",") .. "]"
 end
--- DELETE takes rows from DELETE_FROM up; the other writes stay in the lower
--- half of the table, which is never deleted.
+-- DELETE takes rows from DELETE_FROM up (bench/writes.py puts them above the
+-- seeded rows); the other writes stay in the lower half of the table.
 local next_delete = tonumber(os.getenv("DELETE_FROM") or "") or math.floor(rows / 2)
 local kept = math.floor(rows / 2)
 local upserts = {}
