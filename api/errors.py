@@ -16,9 +16,10 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config
+from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import exc as sa_exc
 
-from api.logs import Throttled, database_error, loggable_query, misconfigured
+from api.logs import Throttled, database_error, deadlocked, loggable_query, misconfigured
 from api.observe import count_error
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,8 @@ def http_exception(exc: HTTPException, request: Request) -> Response:
 
 
 def database_unavailable(exc: Exception, request: Request) -> Response:
+    if deadlocked(exc):
+        return deadlock_victim(exc, request)
     kind = database_error(exc)
     reason = misconfigured(exc)
     throttled = request.registry.api_throttled_log
@@ -267,6 +270,24 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         503,
         "The database is unavailable; try again shortly.",
         headers={"Retry-After": "1"},
+    )
+
+
+def deadlock_victim(exc: Exception, request: Request) -> Response:
+    """The request's transaction lost a deadlock and was rolled back whole,
+    which MySQL's manual says to run again: the request runs again from the
+    start (pyramid_retry, ``retry.attempts`` in all), and this answer is the
+    last attempt's."""
+    mark_error_retryable(exc)
+    if is_last_attempt(request):
+        count_error("deadlock")
+        tries = request.environ.get("retry.attempts", 1)
+        log.info("deadlock: %s, after %s attempts", database_error(exc), tries)
+    return problem_response(
+        503,
+        "The write lost a deadlock with other writes, each time it was tried; try again.",
+        headers={"Retry-After": "1"},
+        code="40001",
     )
 
 

@@ -220,6 +220,13 @@ class Settings:
     max_batch_rows: int = setting(
         "api.max_batch_rows", at_least(1), 1000, doc="Rows one POST array may create (413)."
     )
+    write_attempts: int = setting(
+        "api.write_attempts",
+        at_least(1),
+        3,
+        doc="Times a write runs in all when MySQL rolls it back as a deadlock's victim; "
+        "then 503 with code `40001`.",
+    )
     require_if_match: bool = setting(
         "api.require_if_match", boolean, False, doc="Writes need `If-Match` (428 without)."
     )

@@ -1,12 +1,25 @@
 """Every error leaves as problem+json, the 500 and a missing database included."""
 
+import asyncio
+
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.bridge.asgi import ASGIApp
 from api.db import migrations_head
-from tests.support import alembic, assert_problem, make_app, mariadb_database, run_sql
+from tests.support import (
+    TOKENS,
+    WRITER,
+    alembic,
+    assert_problem,
+    create,
+    make_app,
+    mariadb_database,
+    run_sql,
+)
 from tests.support.servers import ThreadedServer, free_port
 
 
@@ -111,3 +124,72 @@ def test_refused_credentials_are_said_so_without_the_secret(caplog, user):
         app.close()
         run_sql(url, "DROP USER IF EXISTS api_someone@'%'")
         drop()
+
+
+def patch_made_a_deadlocks_victim(server_url, database_url):
+    """A PATCH of rows a and b by filter (a session's UPDATE, which locks a,
+    then b) while a rival transaction holds b and c, and then asks for a:
+    MariaDB rolls the lighter transaction, the PATCH's, back. The PATCH's
+    response, the deadlocks MariaDB counted, and each row's name after."""
+    with httpx.Client(base_url=server_url, timeout=30) as http:
+        a, b, c = (create(http, name="before").json()["id"] for _ in range(3))
+
+    def patch():
+        with httpx.Client(base_url=server_url, timeout=30) as http:
+            params = {"id": f"in.({a},{b})"}
+            return http.patch("/mytable/", params=params, json={"name": "patched"}, headers=WRITER)
+
+    rename = sa.text("UPDATE mytable SET name = 'rival' WHERE id = :id")
+    deadlocks = sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
+    waiting = sa.text(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+    )
+
+    async def main():
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as watch, engine.connect() as rival:
+                before = int((await watch.execute(deadlocks)).one()[1])
+                await rival.begin()
+                await rival.execute(rename, [{"id": b}, {"id": c}])  # the heavier transaction
+                patching = asyncio.get_running_loop().run_in_executor(None, patch)
+                for _ in range(100):  # until the PATCH, holding a, waits for b
+                    if (await watch.execute(waiting)).scalar():
+                        break
+                    await asyncio.sleep(0.05)
+                await rival.execute(rename, {"id": a})  # the cycle: the PATCH is its victim
+                await rival.commit()
+                response = await patching
+                after = int((await watch.execute(deadlocks)).one()[1])
+                read = sa.text("SELECT id, name FROM mytable WHERE id IN (:a, :b, :c)")
+                names = dict((await watch.execute(read, {"a": a, "b": b, "c": c})).all())
+                return response, after - before, [names[n] for n in (a, b, c)]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def test_a_write_that_a_deadlock_rolled_back_runs_again(server, database_url):
+    if not database_url.startswith("mysql"):
+        pytest.skip("MariaDB's deadlocks")
+    response, deadlocks, names = patch_made_a_deadlocks_victim(server.url, database_url)
+    assert deadlocks == 1
+    assert response.status_code == 200, response.text
+    assert [row["name"] for row in response.json()] == ["patched", "patched"]
+    assert names == ["patched", "patched", "rival"]  # run again once the rival committed
+
+
+def test_a_deadlock_on_the_last_attempt_is_a_503_that_says_so(database_url):
+    if not database_url.startswith("mysql"):
+        pytest.skip("MariaDB's deadlocks")
+    app = make_app(database_url, **{"api.write_attempts": "1", "api.tokens": TOKENS})
+    with ThreadedServer(ASGIApp(app)) as server:
+        response, deadlocks, names = patch_made_a_deadlocks_victim(server.url, database_url)
+    app.close()
+    assert deadlocks == 1
+    body = assert_problem(response, 503)
+    assert body["code"] == "40001"
+    assert "deadlock" in body["detail"]
+    assert response.headers["retry-after"] == "1"
+    assert names == ["rival", "rival", "rival"]  # nothing of the PATCH was written

@@ -8,7 +8,7 @@ from pyramid.config import Configurator
 
 from api.db.engines import Engines, create_engine, dispose_engines, get_engine, get_reader
 from api.db.health import migrations_head, ping, schema_revision
-from api.db.sessions import fetch_row, may_write, request_dbsession
+from api.db.sessions import fetch_row, may_write, request_dbsession, retries_of
 
 __all__ = [
     "create_engine",
@@ -29,6 +29,11 @@ def includeme(config: Configurator) -> None:
     settings.setdefault("tm.annotate_user", "false")
     settings["tm.activate_hook"] = may_write
     config.include("pyramid_tm")
+    # A request whose transaction lost a deadlock runs again
+    # (api.errors.deadlock_victim); a safe one has no transaction.
+    settings["retry.attempts"] = config.registry.api_settings.write_attempts
+    settings["retry.activate_hook"] = retries_of
+    config.include("pyramid_retry")
     config.registry.api_engines = Engines(config.registry.api_settings)
     config.add_request_method(request_dbsession, "dbsession", reify=True)
     config.add_request_method(fetch_row, "fetch_row")

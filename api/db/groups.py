@@ -40,10 +40,10 @@ from typing import Any
 
 import transaction
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.bridge import await_, run_in_greenlet
+from api.logs import deadlocked
 from api.reads.gate import Gate
 from api.sql.compiled import StatementFailed
 
@@ -118,7 +118,7 @@ class GroupCommit:
                             future.set_result(answer)
                     return
                 index, error = failed
-                if _deadlocked(error) and deadlocks < DEADLOCK_RETRIES:
+                if deadlocked(error) and deadlocks < DEADLOCK_RETRIES:
                     deadlocks += 1
                     continue
                 if index is None:  # a statement of several writes: which, one by one tells
@@ -166,12 +166,6 @@ class GroupCommit:
 # Times a group runs again after the database chose it as a deadlock's
 # victim, before the write it failed on fails its request (a 503).
 DEADLOCK_RETRIES = 3
-
-
-def _deadlocked(error: BaseException) -> bool:
-    """Whether ``error`` is MySQL's deadlock (1213): the transaction was
-    rolled back whole, and nothing in it was wrong."""
-    return isinstance(error, DBAPIError) and getattr(error.orig, "args", ())[:1] == (1213,)
 
 
 def _statements(pending: list[Member], together: bool) -> list[list[int]]:

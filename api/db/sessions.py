@@ -71,6 +71,14 @@ def may_write(request: Request) -> bool:
     return request.method not in SAFE_METHODS
 
 
+def retries_of(request: Request) -> int | None:
+    """pyramid_retry's activate hook: a request that writes nothing is tried
+    once, and so is one whose body could not be read again without a copy
+    (the WSGI front door's; the ASGI door's is in memory). None: as many
+    times as ``retry.attempts`` says."""
+    return None if may_write(request) and request.is_body_seekable else 1
+
+
 def request_dbsession(request: Request) -> AsyncSession:
     """The request's AsyncSession, once a slot of the write gate is free.
 
