@@ -53,7 +53,7 @@ class UTCDateTime(sa.TypeDecorator):
     def process_bind_param(
         self, value: datetime | str | None, dialect: Dialect
     ) -> datetime | str | None:
-        # Text is taken as UTC already, in the database's form (api.sql.writes' stamps).
+        # Text is taken as UTC already, in the database's form (api.sql.grouped.new_row_stamps).
         if isinstance(value, datetime) and value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value

@@ -21,7 +21,7 @@ from api.db.groups import GroupCommit, GroupedWrite
 from api.reads.gate import Gate
 from api.sql import write_statements
 from api.sql.compiled import CompiledWrite
-from api.sql.writes import CountedWrite, GroupedInsert
+from api.sql.grouped import CountedWrite, GroupedInsert
 from tests.support import WRITER, assert_problem, create
 
 counters = sa.Table(

@@ -20,9 +20,10 @@ from api.models import utcnow
 from api.querystring import shown_names
 from api.reads.embeds import embed_rows
 from api.sql import write_statements
+from api.sql.grouped import CountedWrite, ShownUpdate
 from api.sql.keys import keys_in, row_statements
 from api.sql.statements import filter_shapes, locked_rows
-from api.sql.writes import CountedWrite, Row, ShownUpdate, dicts
+from api.sql.writes import Row, dicts
 
 
 async def locked_rows_where(

@@ -20,7 +20,7 @@ from api.errors import BadRequest, TooManyAffected
 from api.etags import etag
 from api.querystring import Filter, parse_returned
 from api.resources import Collection
-from api.sql import filter_writes, writes
+from api.sql import filter_writes, grouped, writes
 from api.validation import (
     MERGE_PATCH_TYPES,
     Unprocessable,
@@ -171,7 +171,7 @@ def _insert_with_group(context: Collection, request: Request, row: Row, returned
             _answer_again(request, response, _shown([stored], returned), 201)
         _locate(context, request, response, stored)
 
-    join_group(request, writes.GroupedInsert(context.table, row), settle)
+    join_group(request, grouped.GroupedInsert(context.table, row), settle)
     return response
 
 
