@@ -115,10 +115,10 @@ class CountedWrite:
         self.values = values
         self.table = table
         self.pk = pk
-        # Its place in the order every script locks rows in: any one order,
-        # so long as it is the same for all (text compares across types).
+        # Its place in the order every script locks rows in: the same for
+        # all groups, so that no two wait for each other.
         parts = pk if isinstance(pk, tuple) else (pk,)
-        self.lock_order = (str(table.fullname), tuple(map(str, parts)))
+        self.lock_order = (str(table.fullname), tuple(map(_lock_order_of, parts)))
 
     def statements(self, dialect: Dialect) -> list[tuple[CompiledSelect, Row]]:
         """Its statements, with their values."""
@@ -160,6 +160,15 @@ class CountedWrite:
         for index, start, size in spans:
             answers[index] = writes[index].answer(results[start : start + size])
         return answers
+
+
+def _lock_order_of(part: Any) -> tuple[int, int, str]:
+    """Where a key's part sorts among the rows a script writes: an integer
+    by its value, the order of the table's index, in which a session's
+    UPDATE of a range locks rows too (by their text, row 10 came before row
+    9, and such a group and such a range could each wait for the other);
+    any other value by its text, after the integers."""
+    return (0, part, "") if type(part) is int else (1, 0, str(part))
 
 
 class ShownUpdate(CountedWrite):
