@@ -59,6 +59,8 @@ end
 --   patch1000   PATCH the 1000 rows of a random id range (?id=gte.N&id=lt.N+1000)
 --   patch_eq    PATCH one random row by filter (?id=eq.N), as supabase-js's update().eq() does
 --   patch_eq_shown  the same, answered with the row (return=representation), as postgrest-py's
+--   upsert_shuffled  upsert SHUFFLED_ROWS (20) distinct rows of the first HOT_ROWS (2000), in a
+--               random order: sessions that lock rows in different orders, and deadlock
 local writer = {["Authorization"] = "Bearer bench-token", ["Content-Type"] = "application/json"}
 local arrays = {}
 local function array(count, first)
@@ -74,6 +76,8 @@ end
 local next_delete = tonumber(os.getenv("DELETE_FROM") or "") or math.floor(rows / 2)
 local kept = math.floor(rows / 2)
 local upserts = {}
+local hot_rows = tonumber(os.getenv("HOT_ROWS") or "2000")
+local shuffled_rows = tonumber(os.getenv("SHUFFLED_ROWS") or "20")
 
 local function write_request()
   if scenario == "put" then
@@ -99,6 +103,25 @@ local function write_request()
       ["Prefer"] = "resolution=merge-duplicates",
     }
     return wrk.format("POST", "/mytable/", headers, upserts[block])
+  elseif scenario == "upsert_shuffled" then
+    local ids, picked = {}, {}
+    while #ids < shuffled_rows do  -- distinct ids, in a random order
+      local id = math.random(1, hot_rows)
+      if not picked[id] then
+        picked[id] = true
+        ids[#ids + 1] = id
+      end
+    end
+    local items = {}
+    for n = 1, shuffled_rows do
+      items[n] = '{"id":' .. ids[n] .. ',"name":"upserted","data":{"n":' .. n .. '}}'
+    end
+    local headers = {
+      ["Authorization"] = writer["Authorization"],
+      ["Content-Type"] = "application/json",
+      ["Prefer"] = "resolution=merge-duplicates",
+    }
+    return wrk.format("POST", "/mytable/", headers, "[" .. table.concat(items, ",") .. "]")
   elseif scenario == "patch_eq" or scenario == "patch_eq_shown" then
     writer["If-Match"] = nil
     writer["Prefer"] = scenario == "patch_eq_shown" and "return=representation" or nil
@@ -113,7 +136,7 @@ local function write_request()
 end
 
 if scenario == "put" or scenario == "delete" or scenario:sub(1, 4) == "post"
-    or scenario == "upsert1000" or scenario == "patch1000" or scenario:sub(1, 8) == "patch_eq" then
+    or scenario:sub(1, 6) == "upsert" or scenario == "patch1000" or scenario:sub(1, 8) == "patch_eq" then
   request = write_request
 end
 if scenario == "put" then

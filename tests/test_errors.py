@@ -1,6 +1,7 @@
 """Every error leaves as problem+json, the 500 and a missing database included."""
 
 import asyncio
+import concurrent.futures
 
 import httpx
 import pytest
@@ -193,3 +194,48 @@ def test_a_deadlock_on_the_last_attempt_is_a_503_that_says_so(database_url):
     assert "deadlock" in body["detail"]
     assert response.headers["retry-after"] == "1"
     assert names == ["rival", "rival", "rival"]  # nothing of the PATCH was written
+
+
+def deadlocks_so_far(database_url):
+    """MariaDB's count of deadlocks since it started."""
+
+    async def read():
+        engine = create_async_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                found = await connection.execute(DEADLOCKS)
+                return int(found.one()[1])
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+DEADLOCKS = sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
+
+
+def test_concurrent_upserts_of_the_same_rows_in_any_order_do_not_deadlock(server, database_url):
+    if not database_url.startswith("mysql"):
+        pytest.skip("MariaDB's deadlocks")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        ids = [create(http, name="before").json()["id"] for _ in range(5)]
+    orders = [ids[n:] + ids[:n] for n in range(5)] + [ids[::-1], ids[1::2] + ids[::2]]
+    upsert = {**WRITER, "Prefer": "resolution=merge-duplicates,return=representation"}
+
+    def upsert_in_turn(order):
+        answered = []
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for round_ in range(10):
+                body = [{"id": id_, "name": f"upserted {round_}"} for id_ in order]
+                answered.append(http.post("/mytable/", json=body, headers=upsert))
+        return answered
+
+    before = deadlocks_so_far(database_url)
+    with concurrent.futures.ThreadPoolExecutor(len(orders)) as pool:
+        answers = list(pool.map(upsert_in_turn, orders))
+    # Every upsert locks the rows in one order: by their keys.
+    assert deadlocks_so_far(database_url) - before == 0
+    for order, answered in zip(orders, answers, strict=True):
+        for response in answered:
+            assert response.status_code == 201, response.text
+            assert [row["id"] for row in response.json()] == order  # as sent

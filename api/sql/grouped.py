@@ -118,7 +118,7 @@ class CountedWrite:
         # Its place in the order every script locks rows in: the same for
         # all groups, so that no two wait for each other.
         parts = pk if isinstance(pk, tuple) else (pk,)
-        self.lock_order = (str(table.fullname), tuple(map(_lock_order_of, parts)))
+        self.lock_order = (str(table.fullname), tuple(map(lock_order_of, parts)))
 
     def statements(self, dialect: Dialect) -> list[tuple[CompiledSelect, Row]]:
         """Its statements, with their values."""
@@ -162,12 +162,13 @@ class CountedWrite:
         return answers
 
 
-def _lock_order_of(part: Any) -> tuple[int, int, str]:
-    """Where a key's part sorts among the rows a script writes: an integer
-    by its value, the order of the table's index, in which a session's
-    UPDATE of a range locks rows too (by their text, row 10 came before row
-    9, and such a group and such a range could each wait for the other);
-    any other value by its text, after the integers."""
+def lock_order_of(part: Any) -> tuple[int, int, str]:
+    """Where a key's part sorts among the rows a write locks (a group's
+    script, an upsert's rows): an integer by its value, the order of the
+    table's index, in which a session's UPDATE of a range locks rows too (by
+    their text, row 10 came before row 9, and such a group and such a range
+    could each wait for the other); any other value by its text, after the
+    integers."""
     return (0, part, "") if type(part) is int else (1, 0, str(part))
 
 

@@ -30,7 +30,7 @@ from api.bridge import run_in_greenlet
 from api.collections import describe
 from api.models import utcnow
 from api.sql import write_statements
-from api.sql.grouped import CountedWrite, key_after, new_row_stamps
+from api.sql.grouped import CountedWrite, key_after, lock_order_of, new_row_stamps
 from api.sql.keys import key_parameters, row_statements
 
 Row = dict[str, Any]
@@ -161,7 +161,7 @@ async def upsert_rows(
     dialect = await _dialect(session)
     stamps = new_row_stamps(table, dialect)
     groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in rows:
+    for row in sorted(rows, key=_lock_order(target)):
         groups.setdefault(tuple(row), []).append(row)
     if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
@@ -190,6 +190,16 @@ async def upsert_rows(
     if not merge:
         return await _rows_by(session, table, target, rows)
     return _in_order_of(target, rows, stored)
+
+
+def _lock_order(target: tuple[sa.Column[Any], ...]) -> Callable[[Row], tuple[Any, ...]]:
+    """The order an upsert writes its rows in: by their ``target`` values,
+    the same order for every request. Each row's statement locks its row in
+    turn, and two upserts that took the same rows in different orders each
+    waited for the other until MariaDB failed one (a deadlock). A stable
+    sort: of two rows with one key, the later one is still written last."""
+    names = [str(column.name) for column in target]
+    return lambda row: tuple(lock_order_of(row.get(name)) for name in names)
 
 
 def _in_order_of(
