@@ -51,15 +51,24 @@ def json_renderer_factory(info: Any) -> Callable[[Any, Any], bytes]:
     return render
 
 
-def preferences(request: Request) -> set[str]:
+def preferences(request: Request) -> frozenset[str]:
     """The tokens of the Prefer header (RFC 7240), e.g. {"count=exact"};
-    with ``handling=strict``, one this API does not know is a 400 (PGRST122)."""
-    tokens = {p.strip() for p in request.headers.get("Prefer", "").split(",") if p.strip()}
-    if "handling=strict" in tokens:
-        invalid = sorted(token for token in tokens if not _known_preference(token))
-        if invalid:
-            raise InvalidPreferences(invalid)
+    with ``handling=strict``, one this API does not know is a 400 (PGRST122).
+    Parsed once a request: a write asks seven times."""
+    environ = request.environ
+    tokens: frozenset[str] | None = environ.get(_PREFERENCES)
+    if tokens is None:
+        header = environ.get("HTTP_PREFER", "")  # several Prefer headers, joined by ","
+        tokens = frozenset(p.strip() for p in header.split(",") if p.strip())
+        if "handling=strict" in tokens:
+            invalid = sorted(token for token in tokens if not _known_preference(token))
+            if invalid:
+                raise InvalidPreferences(invalid)
+        environ[_PREFERENCES] = tokens
     return tokens
+
+
+_PREFERENCES = "api.preferences"  # the environ's key of a request's parsed preferences
 
 
 # PostgREST's preferences and the values each takes (None: checked by _known_preference).
