@@ -70,9 +70,10 @@ def dump_json(value: Any, sort_keys: bool = False, indent: bool = False) -> byte
 def negotiate(request: Request) -> str:
     """The best of OFFERS for the Accept header, without its parameters
     (PostgREST's array is JSON); 406 when none is acceptable."""
-    if "Accept" not in request.headers:
+    accept = request.environ.get("HTTP_ACCEPT")
+    if accept is None:
         return JSON
-    if PLAN_PREFIX in request.headers["Accept"]:  # its for= and options= name no other offer
+    if PLAN_PREFIX in accept:  # its for= and options= name no other offer
         return PLAN
     offers = request.accept.acceptable_offers(OFFERS)
     if not offers:

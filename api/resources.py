@@ -204,8 +204,10 @@ def _check_profile(request: Request) -> None:
     ``Content-Profile`` for writes) may name the one schema served: MySQL's
     database (SQLite's ``main``), or ``public``, PostgREST's default, which
     its clients send unless told otherwise; any other is a 406 (PGRST106)."""
-    header = "Accept-Profile" if request.method in ("GET", "HEAD") else "Content-Profile"
-    named = request.headers.get(header)
+    # The environ, not request.headers: WebOb's get raises and catches a
+    # KeyError for a header that is not there, as these mostly are not.
+    header = "HTTP_ACCEPT_PROFILE" if request.method in ("GET", "HEAD") else "HTTP_CONTENT_PROFILE"
+    named = request.environ.get(header)
     served = served_schema(request.registry.api_settings.database_url)
     if named is not None and named not in (served, "public"):
         raise SchemaNotServed(served)

@@ -69,7 +69,7 @@ class BearerTokenPolicy:
         self._identities = RequestLocalCache(self._identity)
 
     def _bearer(self, request: Request) -> str | None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     def identity(self, request: Request) -> frozenset[str] | None:
@@ -138,11 +138,12 @@ def cors_tween_factory(
         return handler  # off by default
 
     def cors_tween(request: Request) -> Response:
-        origin = request.headers.get("Origin")
+        origin = request.environ.get("HTTP_ORIGIN")
         # With "*", the answer is "*" itself: no origin (not even "null") is
         # echoed, and without Allow-Credentials no browser sends credentials.
         allowed = "*" if "*" in origins else origin if origin in origins else None
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        preflight = "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.environ
+        if request.method == "OPTIONS" and preflight:
             if not allowed:
                 return problem_response(403, "This origin may not call the API.")
             response = Response(status=204)

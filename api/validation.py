@@ -144,7 +144,7 @@ def if_match(request: Request) -> frozenset[str] | str | None:
     Weak tags never match (RFC 9110 13.1.1: If-Match compares strongly);
     whitespace around the value is not part of it. 400 when it is neither.
     """
-    value = request.headers.get("If-Match")
+    value = request.environ.get("HTTP_IF_MATCH")
     if value is None:
         return None
     if not re.match(ETAG_LIST, value):

@@ -75,7 +75,7 @@ def _goes_with_group(context: Item, request: Request) -> bool:
     only write of a transaction pyramid_tm commits; and the row it leaves is
     known without a read."""
     return (
-        "If-Match" in request.headers
+        "HTTP_IF_MATCH" in request.environ
         and may_join_group(request)
         and writes.known_when_written(context.table)
     )
@@ -98,7 +98,7 @@ def _delete_with_group(context: Item, request: Request) -> None:
     commits: while the row has the version If-Match named; without
     If-Match, whatever version it has by then, as a DELETE that lost a race
     would go again on the row read anew."""
-    checked = "If-Match" in request.headers
+    checked = "HTTP_IF_MATCH" in request.environ
     version = expected_version(context, request)
     delete = writes.delete_for_group(context.table, context.pk, version, checked)
     join_group(request, delete, _settled(context, request))
@@ -124,7 +124,7 @@ async def _once_more_if_raced(
     goes again, once, on the row read under its lock, as a locked write
     would have; else the lost race is said (404, 412 or 409)."""
     done = await attempt(context.row, expected_version(context, request))
-    if not done and "If-Match" not in request.headers:
+    if not done and "HTTP_IF_MATCH" not in request.environ:
         session = request.dbsession
         current = await writes.load_row(session, context.table, context.pk, for_update=True)
         if current is not None:
@@ -149,7 +149,7 @@ def _say_lost_race(context: Item, request: Request, current: Row | None) -> NoRe
     """404 when the row went, else 412 with its ETag (If-Match) or 409."""
     if current is None:
         raise HTTPNotFound()
-    if "If-Match" in request.headers:
+    if "HTTP_IF_MATCH" in request.environ:
         raise HTTPPreconditionFailed(
             "The row has changed since that ETag; fetch it again.",
             headers={"ETag": etag(context.table, current)},

@@ -71,7 +71,7 @@ async def _plan(request: Request, query: ListQuery) -> Response:
     if not request.registry.api_settings.plan_enabled:
         raise HTTPNotAcceptable("Plans are off on this server (api.plan_enabled).")
     plan = await explain_page(get_reader(request), query)
-    if "plan+json" in request.headers.get("Accept", ""):
+    if "plan+json" in request.environ.get("HTTP_ACCEPT", ""):
         response = json_response(plan)
         response.headers["Content-Type"] = f'{formats.PLAN}; for="{formats.JSON}"'
         return response

@@ -169,7 +169,7 @@ def list_query(context: Collection, request: Request) -> ListQuery:
         max_limit=settings.page_limit_max,
         cursor_secret=settings.cursor_secret,
         fixed=fixed,
-        range_=parse_range(request.headers.get("Range")),
+        range_=parse_range(request.environ.get("HTTP_RANGE")),
         aggregates=settings.aggregates_enabled,
     )
 
@@ -202,7 +202,7 @@ def rows_response(
     """``rows`` as a JSON array; under PostgREST's singular media type, the one
     row as an object, and 406 (PGRST116) unless there is exactly one."""
     rows, headers = shaped(request, rows, headers)
-    if formats.SINGULAR in request.headers.get("Accept", ""):
+    if formats.SINGULAR in request.environ.get("HTTP_ACCEPT", ""):
         if len(rows) != 1:
             raise NotOneRow(len(rows))
         return media_typed(json_response(rows[0], headers), request, formats.SINGULAR)
