@@ -275,9 +275,9 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
 
 def deadlock_victim(exc: Exception, request: Request) -> Response:
     """The request's transaction lost a deadlock and was rolled back whole,
-    which MySQL's manual says to run again: the request runs again from the
-    start (pyramid_retry, ``retry.attempts`` in all), and this answer is the
-    last attempt's."""
+    which MySQL's manual says to run again: the request runs again from
+    the start (pyramid_retry, ``api.write_attempts`` in all), and this
+    answer is the last attempt's."""
     mark_error_retryable(exc)
     if is_last_attempt(request):
         count_error("deadlock")
