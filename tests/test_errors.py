@@ -17,9 +17,11 @@ from tests.support import (
     alembic,
     assert_problem,
     create,
+    deadlocks_counted,
     make_app,
     mariadb_database,
     run_sql,
+    until_a_lock_wait,
 )
 from tests.support.servers import ThreadedServer, free_port
 
@@ -141,27 +143,20 @@ def patch_made_a_deadlocks_victim(server_url, database_url):
             return http.patch("/mytable/", params=params, json={"name": "patched"}, headers=WRITER)
 
     rename = sa.text("UPDATE mytable SET name = 'rival' WHERE id = :id")
-    deadlocks = sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
-    waiting = sa.text(
-        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
-    )
 
     async def main():
         engine = create_async_engine(database_url)
         try:
             async with engine.connect() as watch, engine.connect() as rival:
-                before = int((await watch.execute(deadlocks)).one()[1])
+                before = await deadlocks_counted(watch)
                 await rival.begin()
                 await rival.execute(rename, [{"id": b}, {"id": c}])  # the heavier transaction
                 patching = asyncio.get_running_loop().run_in_executor(None, patch)
-                for _ in range(100):  # until the PATCH, holding a, waits for b
-                    if (await watch.execute(waiting)).scalar():
-                        break
-                    await asyncio.sleep(0.05)
+                await until_a_lock_wait(watch)  # the PATCH, holding a, waits for b
                 await rival.execute(rename, {"id": a})  # the cycle: the PATCH is its victim
                 await rival.commit()
                 response = await patching
-                after = int((await watch.execute(deadlocks)).one()[1])
+                after = await deadlocks_counted(watch)
                 read = sa.text("SELECT id, name FROM mytable WHERE id IN (:a, :b, :c)")
                 names = dict((await watch.execute(read, {"a": a, "b": b, "c": c})).all())
                 return response, after - before, [names[n] for n in (a, b, c)]
@@ -203,15 +198,11 @@ def deadlocks_so_far(database_url):
         engine = create_async_engine(database_url)
         try:
             async with engine.connect() as connection:
-                found = await connection.execute(DEADLOCKS)
-                return int(found.one()[1])
+                return await deadlocks_counted(connection)
         finally:
             await engine.dispose()
 
     return asyncio.run(read())
-
-
-DEADLOCKS = sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
 
 
 def test_concurrent_upserts_of_the_same_rows_in_any_order_do_not_deadlock(server, database_url):

@@ -22,7 +22,7 @@ from api.reads.gate import Gate
 from api.sql import write_statements
 from api.sql.compiled import CompiledWrite
 from api.sql.grouped import CountedWrite, GroupedInsert
-from tests.support import WRITER, assert_problem, create
+from tests.support import WRITER, assert_problem, create, deadlocks_counted, until_a_lock_wait
 
 counters = sa.Table(
     "group_probe",
@@ -216,28 +216,21 @@ def test_a_group_chosen_as_a_deadlocks_victim_runs_again_whole(database_url):
         pytest.skip("MariaDB's deadlocks")
     by_row = counters.c.id == sa.bindparam("row")
     up = sa.update(counters).where(by_row).values(n=counters.c.n + sa.bindparam("by"))
-    deadlocks = sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'")
-    waiting = sa.text(
-        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
-    )
 
     async def run(group):
         other = create_async_engine(database_url)
         try:
             async with other.connect() as watch, other.connect() as rival:
-                before = int((await watch.execute(deadlocks)).one()[1])
+                before = await deadlocks_counted(watch)
                 await rival.begin()  # it writes rows 2 and 3: the heavier transaction
                 await rival.execute(up, [{"row": 2, "by": 10}, {"row": 3, "by": 10}])
                 writes = [counted(up, row=1, by=1), counted(up, row=2, by=1)]
                 members = [asyncio.ensure_future(group.write(write)) for write in writes]
-                for _ in range(100):  # until the group, holding row 1, waits for row 2
-                    if (await watch.execute(waiting)).scalar():
-                        break
-                    await asyncio.sleep(0.05)
+                await until_a_lock_wait(watch)  # the group, holding row 1, waits for row 2
                 await rival.execute(up, {"row": 1, "by": 10})  # the cycle: the group is its victim
                 await rival.commit()
                 answers = await asyncio.gather(*members, return_exceptions=True)
-                after = int((await watch.execute(deadlocks)).one()[1])
+                after = await deadlocks_counted(watch)
                 return answers, after - before
         finally:
             await other.dispose()

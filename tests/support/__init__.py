@@ -225,3 +225,21 @@ def race_increments(base_url, url, count, setting, clients=16, increments=10):
     conflicts = asyncio.run(race())
     with httpx.Client(base_url=base_url, timeout=30) as client:
         return client.get(url).json(), sum(conflicts)
+
+
+async def deadlocks_counted(connection):
+    """MariaDB's count of deadlocks since it started (``Innodb_deadlocks``)."""
+    found = await connection.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Innodb_deadlocks'"))
+    return int(found.one()[1])
+
+
+async def until_a_lock_wait(connection):
+    """Once a transaction waits for a lock (or after 5 s): the moment a
+    rival can close a deadlock's cycle."""
+    waiting = sa.text(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+    )
+    for _ in range(100):
+        if (await connection.execute(waiting)).scalar():
+            return
+        await asyncio.sleep(0.05)
