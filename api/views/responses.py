@@ -141,7 +141,7 @@ PLAIN = Representation()
 
 def representation(request: Request) -> Representation:
     """What ``Accept`` and ``Prefer`` ask of this request's JSON rows."""
-    environ = request.environ  # not request.headers: a new view of it each time
+    environ = request.environ  # not request.headers, whose get() raises for a header not sent
     strip = formats.STRIPPED in environ.get("HTTP_ACCEPT", "")
     if "HTTP_PREFER" not in environ and not strip:
         return PLAIN
