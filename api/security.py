@@ -17,7 +17,7 @@ from typing import Any
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden, HTTPUnauthorized
 from pyramid.registry import Registry
-from pyramid.request import Request, RequestLocalCache
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.security import Allowed, Denied
 from pyramid.tweens import INGRESS
@@ -30,6 +30,14 @@ PERMISSIONS = ("read", "write")
 
 # A bearer token: its SHA-256 digest, and the permissions it grants.
 Token = tuple[bytes, frozenset[str]]
+
+# The permission of a view that answers every method of its context
+# (api.views.by_method): write for a method of the context's that writes,
+# read for the others (a method it does not take is answered 405 by anyone).
+BY_METHOD = "read or write, by method"
+WRITING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_IDENTITY = "api.identity"  # the environ key of the request's identity, once known
 
 
 def parse_tokens(spec: str) -> tuple[Token, ...]:
@@ -64,18 +72,26 @@ class BearerTokenPolicy:
     def __init__(self, tokens: tuple[Token, ...], open_reads: bool) -> None:
         self.tokens = tokens
         self.open_to_all = frozenset({"read"} if open_reads else ())
-        # Pyramid asks again on each request.identity (a write asks four times);
-        # the token is hashed once a request.
-        self._identities = RequestLocalCache(self._identity)
+        # Answers to permits(), made once: each would format its message anew.
+        self._open = {p: Allowed("%r is open to all", p) for p in PERMISSIONS}
+        self._granted = {p: Allowed("the token grants %r", p) for p in PERMISSIONS}
+        self._denied = {p: Denied("%r needs a token that grants it", p) for p in PERMISSIONS}
 
     def _bearer(self, request: Request) -> str | None:
         scheme, _, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
     def identity(self, request: Request) -> frozenset[str] | None:
-        if "HTTP_AUTHORIZATION" not in request.environ:
+        environ = request.environ
+        if "HTTP_AUTHORIZATION" not in environ:
             return None  # most reads: no token, and no cache to keep
-        return self._identities.get_or_create(request)
+        # Pyramid asks again on each request.identity (a write asks four
+        # times): the token is hashed once a request, and kept in the environ
+        # rather than a RequestLocalCache, whose bookkeeping cost more.
+        if _IDENTITY not in environ:
+            environ[_IDENTITY] = self._identity(request)
+        identity: frozenset[str] | None = environ[_IDENTITY]
+        return identity
 
     def _identity(self, request: Request) -> frozenset[str] | None:
         token = self._bearer(request)
@@ -92,12 +108,17 @@ class BearerTokenPolicy:
         return "token" if request.identity is not None else None
 
     def permits(self, request: Request, context: Any, permission: str) -> Any:
+        if permission == BY_METHOD:
+            method = request.method
+            writes = method in WRITING_METHODS and method in context.allowed_methods
+            permission = "write" if writes else "read"
         if permission in self.open_to_all:
-            return Allowed("%r is open to all", permission)
+            return self._open[permission]
         granted = request.identity
         if granted is not None and permission in granted:
-            return Allowed("the token grants %r", permission)
-        return Denied("%r needs a token that grants it", permission)
+            return self._granted[permission]
+        denied = self._denied.get(permission)
+        return denied or Denied("%r needs a token that grants it", permission)
 
     def remember(self, request: Request, userid: Any, **kw: Any) -> list[Any]:
         return []

@@ -14,7 +14,6 @@ from pyramid.httpexceptions import (
     HTTPPreconditionRequired,
 )
 from pyramid.request import Request
-from pyramid.view import view_config
 
 from api.db.sessions import join_group, may_join_group
 from api.etags import etag
@@ -193,10 +192,3 @@ async def delete_row(context: Item, request: Request) -> HTTPNoContent:
 
 
 ITEM_WRITES = {"PUT": replace_row, "PATCH": patch_row, "DELETE": delete_row}
-
-
-@view_config(context=Item, request_method=tuple(ITEM_WRITES), permission="write", renderer="json")
-async def write_item(context: Item, request: Request) -> Any:
-    """The item's writes, one view: Pyramid tries a context's views in turn,
-    and each one passed over costs an exception response (3% of a PATCH)."""
-    return await ITEM_WRITES[request.method](context, request)

@@ -20,7 +20,7 @@ from api.errors import DatabaseUnavailable, SchemaNotCurrent
 from api.logs import misconfigured
 from api.observe import metrics
 from api.openapi import build_document, column_schema
-from api.resources import Collection, Item, Root, RoutineCall
+from api.resources import Root, RoutineCall
 from api.version import DISTRIBUTION, commit, package_version
 
 
@@ -43,12 +43,11 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
 @view_config(context=Root, name="__lbheartbeat__")
 @view_config(context=Root, name="__heartbeat__")
 @view_config(context=Root, name="openapi.json")
-@view_config(context=Collection)
-@view_config(context=Item)
 @view_config(context=RoutineCall)
 def method_not_allowed(context: Any, request: Request) -> Response:
     """405 with ``Allow``; but ``OPTIONS`` answers 200 with it, as PostgREST
-    does (a CORS preflight is answered before, by ``api.security``)."""
+    does (a CORS preflight is answered before, by ``api.security``). Of
+    collections and items, ``api.views.by_method`` calls it."""
     allow = ", ".join(context.allowed_methods)
     if request.method == "OPTIONS":
         return Response(status=200, headerlist=[("Allow", allow), ("Content-Length", "0")])

@@ -12,7 +12,6 @@ from pyramid.httpexceptions import (
 )
 from pyramid.request import Request
 from pyramid.response import Response
-from pyramid.view import view_config
 
 from api.db.engines import engines_of
 from api.db.sessions import join_group, may_join_group
@@ -290,13 +289,6 @@ COLLECTION_WRITES = {
     "PATCH": update_where,
     "DELETE": delete_where,
 }
-
-
-@view_config(context=Collection, request_method=tuple(COLLECTION_WRITES), permission="write")
-async def write_collection(context: Collection, request: Request) -> Response:
-    """The collection's writes, one view: Pyramid tries a context's views in
-    turn, and each one passed over costs an exception response."""
-    return await COLLECTION_WRITES[request.method](context, request)
 
 
 async def _locked_matches(context: Collection, request: Request, query: Any) -> list[Row]:
