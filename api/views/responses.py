@@ -155,8 +155,16 @@ def representation(request: Request) -> Representation:
 def query_params(request: Request) -> MultiDict:
     """The query's parameters, parsed strictly (not ``request.GET``: WebOb's
     cache of it and the environ refer to each other, a reference cycle per
-    request left for the cyclic GC)."""
-    return parse_query_string(request.query_string)
+    request left for the cyclic GC). Parsed once a request, and kept in the
+    environ: a POST asks three times."""
+    environ = request.environ
+    params: MultiDict | None = environ.get(_QUERY_PARAMS)
+    if params is None:
+        params = environ[_QUERY_PARAMS] = parse_query_string(request.query_string)
+    return params
+
+
+_QUERY_PARAMS = "api.query_params"  # the environ's key of a request's parsed parameters
 
 
 def list_query(context: Collection, request: Request) -> ListQuery:
