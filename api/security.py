@@ -35,7 +35,10 @@ Token = tuple[bytes, frozenset[str]]
 # (api.views.by_method): write for a method of the context's that writes,
 # read for the others (a method it does not take is answered 405 by anyone).
 BY_METHOD = "read or write, by method"
-WRITING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+# Methods that write nothing: they need only ``read``, and pyramid_tm leaves
+# them alone (api.db.sessions.may_write).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _IDENTITY = "api.identity"  # the environ key of the request's identity, once known
 
@@ -110,7 +113,7 @@ class BearerTokenPolicy:
     def permits(self, request: Request, context: Any, permission: str) -> Any:
         if permission == BY_METHOD:
             method = request.method
-            writes = method in WRITING_METHODS and method in context.allowed_methods
+            writes = method not in SAFE_METHODS and method in context.allowed_methods
             permission = "write" if writes else "read"
         if permission in self.open_to_all:
             return self._open[permission]

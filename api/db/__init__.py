@@ -26,8 +26,7 @@ def includeme(config: Configurator) -> None:
     settings = config.registry.settings
     # One transaction manager per request: transaction.manager is thread-local,
     # and every request greenlet of a loop shares one thread. The function
-    # itself, not its dotted name, which pyramid_tm would resolve on each
-    # request (2.7 us).
+    # itself, not its dotted name, which pyramid_tm would resolve on each request.
     settings["tm.manager_hook"] = pyramid_tm.explicit_manager
     settings.setdefault("tm.annotate_user", "false")
     settings["tm.activate_hook"] = may_write

@@ -207,14 +207,14 @@ class Engines:
             Any, dict[tuple[sa.Table, bool], CoalescingLoader]
         ] = weakref.WeakKeyDictionary()
         # The loop asked for last, and its engines: a worker runs one loop, and
-        # the weak dictionary's lookup (0.7 us) came twice in every write.
-        self._last: tuple[weakref.ref[Any] | None, LoopEngines | None] = (None, None)
+        # this spares the weak dictionary's lookup, twice in every write.
+        self._last: tuple[Any, LoopEngines | None] = (lambda: None, None)
 
     def on_loop(self) -> LoopEngines:
         """The engines of the running loop, made on its first request."""
         loop = asyncio.get_running_loop()
         last_loop, last = self._last
-        if last is not None and last_loop is not None and last_loop() is loop:
+        if last is not None and last_loop() is loop:
             return last
         found = self.by_loop.get(loop)
         if found is None:
@@ -250,7 +250,7 @@ class Engines:
 
     async def dispose(self, loop: Any) -> None:
         self.loaders.pop(loop, None)
-        self._last = (None, None)
+        self._last = (lambda: None, None)
         found = self.by_loop.pop(loop, None)
         if found is not None:
             await found.engine.dispose()

@@ -21,6 +21,7 @@ from api.bridge.greenlets import in_request_greenlet
 from api.bridge.wsgi import background_loop
 from api.db.engines import engines_of
 from api.db.groups import GroupedWrite, Write
+from api.security import SAFE_METHODS
 from api.sql.compiled import Row
 from api.sql.writes import load_row
 
@@ -56,10 +57,6 @@ def _mark_writes(execute_state: ORMExecuteState) -> None:
 @event.listens_for(RequestSession, "after_flush")
 def _mark_flush(session: Session, flush_context: Any) -> None:
     mark_changed(session, session.info["tm"])
-
-
-# Methods that write nothing: pyramid_tm leaves them alone (includeme).
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def may_write(request: Request) -> bool:
