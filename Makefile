@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-writes hostile chromium wrk
+.PHONY: run test lint bench bench-writes bench-layers hostile chromium wrk
 
 $(BIN)/pserve: pyproject.toml
 	python3 -m venv $(VENV)
@@ -48,6 +48,14 @@ bench: $(BIN)/pserve wrk
 # Every write of the protocol beside asyncmy's ceilings (bench/writes.py).
 bench-writes: $(BIN)/pserve wrk
 	$(BIN)/python -m bench.writes $(BENCH_ARGS)
+
+# Where a request's worker CPU goes, by layer (bench/layers.py): py-spy samples the worker.
+$(BIN)/py-spy: pyproject.toml $(BIN)/pserve
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@
+
+bench-layers: $(BIN)/py-spy wrk
+	$(BIN)/python -m bench.layers $(BENCH_ARGS)
 
 # Attacks against pserve production.ini on MariaDB (bench/hostile.py); about a minute.
 hostile: $(BIN)/pserve

@@ -3,13 +3,16 @@ once on one database, with wrk runs alternating between them.
 
     python -m bench.ab 8de8893 post                  # 12 runs of each, 5 s, 32 connections
     python -m bench.ab HEAD~3 point --rounds 20 --seconds 3
+    python -m bench.ab HEAD point --set API_ACCESS_LOG=off   # what a setting costs
 
 Prints, for each run, requests/s, p99 and the worker's CPU time a request
 (from /proc: what a cut of a few percent changes, where req/s swings with
 the machine), then the median of each side. The other commit is checked out
 in a temporary git worktree and served from there, with this tree's
 virtualenv. One worker each. Versions go back to 1 before each run, so that
-``patch`` and ``put`` measure writes, not 412s.
+``patch`` and ``put`` measure writes, not 412s. ``--set NAME=VALUE`` puts
+an environment variable (a setting, README "Settings") in this tree's
+server only.
 """
 
 import argparse
@@ -31,7 +34,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
+    changed = dict(setting.split("=", 1) for setting in args.set)
     url = seed(ROWS)
     env = {"DATABASE_URL": url, "API_TOKENS": "bench-token:read,write"}
     with tempfile.TemporaryDirectory() as folder:
@@ -46,7 +51,9 @@ def main() -> None:
                 {**env, "PYTHONPATH": tree},
                 1,
             )
-            servers["this tree"] = Server([str(BIN / "pserve"), "production.ini"], env, 1)
+            servers["this tree"] = Server(
+                [str(BIN / "pserve"), "production.ini"], {**env, **changed}, 1
+            )
             compare(servers, args)
         finally:
             for server in servers.values():
@@ -55,6 +62,8 @@ def main() -> None:
 
 
 def compare(servers: dict[str, Server], args: argparse.Namespace) -> None:
+    if args.set:
+        print(f"this tree runs with {' '.join(args.set)}")
     scenario_env = {"ROWS": str(ROWS)}
     for server in servers.values():  # warm both
         wrk(server.url, args.connections, 2, args.scenario, scenario_env)
