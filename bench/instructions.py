@@ -20,14 +20,19 @@ without If-Match, from the 1,000th down (seed again before each run);
 ``post1000``, an array of 1,000; ``upsert1000``, the rows 1 to 1,000 again
 under ``Prefer: resolution=merge-duplicates``). The process runs as a worker
 does (``api.serve.worker_started``: the startup heap frozen out of the
-cyclic GC's sight, its young generation collected less often).
+cyclic GC's sight, its young generation collected less often). With
+``--observed``, the requests go through the middleware a worker serves
+too (``api.serve.asgi_app``: request id, gzip check, production.ini's JSON
+access log line to /dev/null, metrics in multi-process mode).
 """
 
 import asyncio
 import itertools
+import logging
 import os
 import random
 import sys
+import tempfile
 from collections import Counter
 
 from pyramid.paster import get_appsettings
@@ -59,7 +64,8 @@ def main() -> None:
         # run lasts minutes, and the renewals' connects were counted.
         "db.idle_timeout": "3600",
     }
-    asgi = ASGIApp(make_app({}, **settings))
+    app = make_app({}, **settings)
+    asgi = observed(app) if "--observed" in sys.argv else ASGIApp(app)
     worker_started()
     rng = random.Random(1)
     failed: list[int] = []  # statuses of error answers
@@ -143,6 +149,20 @@ def main() -> None:
     if failed:  # a count of error answers measures nothing
         statuses = ", ".join(f"{n} x {s}" for s, n in sorted(Counter(failed).items()))
         sys.exit(f"{statuses}: not the requests meant (seeded? python -m bench.instructions seed)")
+
+
+def observed(app):
+    """``app`` behind the middleware of a worker, its access log on /dev/null
+    and its metrics in a folder of their own, as the server runner sets up."""
+    from api.observe import MULTIPROCESS_DIR
+    from api.serve import asgi_app
+
+    os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp()
+    access = logging.getLogger("api.access")
+    access.addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    return asgi_app(app)
 
 
 if __name__ == "__main__":
