@@ -5,6 +5,7 @@ import logging
 import httpx
 
 from api.bridge.asgi import ASGIApp
+from api.logs import loggable_query
 from tests.support import assert_problem, make_app, unique_name
 from tests.support.servers import ThreadedServer, free_port
 
@@ -25,6 +26,16 @@ def test_a_500_logs_its_query_without_credentials(http, caplog):
     assert "unhandled error on POST /_probe_write_then_fail?name=fails" in logged
     assert "SECRET" not in logged
     assert "access_token=[redacted]" in logged and "order=id" in logged
+
+
+def test_only_the_values_of_credential_like_names_are_redacted():
+    query = "select=id,name&API-Key=k1&order=id.desc&my_token=t1&token&=x&note=auth%20free"
+    logged = (
+        "select=id,name&API-Key=[redacted]&order=id.desc&my_token=[redacted]"
+        "&token&=x&note=auth%20free"
+    )
+    assert loggable_query(query) == logged
+    assert loggable_query(query) == logged  # each name's answer as it was the first time
 
 
 def test_a_failed_write_logs_no_row_value(http, caplog):
