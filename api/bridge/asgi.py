@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
+import functools
 import io
 import logging
 import sys
@@ -338,11 +339,22 @@ def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         "webob.is_body_seekable": True,
     }
     for name, value in scope["headers"]:
-        key = name.decode("latin-1").upper().replace("-", "_")
+        key = _environ_key(name)
+        if key == "CONTENT_LENGTH":
+            continue  # the length of the body as read, set above
         text = value.decode("latin-1")
-        if key == "CONTENT_TYPE":
-            environ["CONTENT_TYPE"] = text
-        elif key != "CONTENT_LENGTH":
-            key = "HTTP_" + key
-            environ[key] = f"{environ[key]},{text}" if key in environ else text
+        if key == "CONTENT_TYPE" or key not in environ:
+            environ[key] = text
+        else:  # a repeated header: its values joined, as one header would hold them
+            environ[key] = f"{environ[key]},{text}"
     return environ
+
+
+# Clients send the same few header names on every request: each name's key
+# is made once. The cache is bounded: names a client makes up push older
+# ones out.
+@functools.lru_cache(maxsize=256)
+def _environ_key(name: bytes) -> str:
+    """A header's key in a PEP 3333 environ: CONTENT_TYPE, CONTENT_LENGTH or HTTP_*."""
+    key = name.decode("latin-1").upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key

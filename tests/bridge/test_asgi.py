@@ -90,3 +90,12 @@ def test_deadlines_lifted_in_order_do_not_pile_up():
         return len(deadlines.pending)
 
     assert asyncio.run(scenario()) == 1  # the last one, until the next is set
+
+
+def test_repeated_headers_reach_the_app_as_one_list(http):
+    """Two Prefer headers are one list of preferences (RFC 9110 5.3): the
+    first is not lost to the second."""
+    headers = [("Prefer", "count=exact"), ("Prefer", "return=representation")]
+    response = http.get("/mytable/", params={"limit": "1"}, headers=headers)
+    assert response.status_code == 206  # one row of an exact count: a part
+    assert response.headers["content-range"].split("/")[1].isdigit()
