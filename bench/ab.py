@@ -16,13 +16,12 @@ server only.
 """
 
 import argparse
-import asyncio
 import os
 import statistics
 import subprocess
 import tempfile
 
-from bench.run import BIN, DATABASE, ROOT, Server, _sql, seed, wrk
+from bench.run import BIN, ROOT, Server, reset_versions, seed, wrk
 
 ROWS = 10_000
 
@@ -72,7 +71,7 @@ def compare(servers: dict[str, Server], args: argparse.Namespace) -> None:
     for round_ in range(args.rounds):
         for name in order if round_ % 2 == 0 else order[::-1]:
             server = servers[name]
-            asyncio.run(_sql("UPDATE mytable SET version = 1", database=DATABASE))
+            reset_versions()
             before = server.cpu_seconds()
             result = wrk(server.url, args.connections, args.seconds, args.scenario, scenario_env)
             used = server.cpu_seconds() - before

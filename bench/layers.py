@@ -18,20 +18,19 @@ its pauses land on system calls more often than their time warrants (a
 line calling ``asyncio.get_running_loop()``, 160 ns, held 1.4% of a
 ``POST``'s samples); ``--nonblocking`` does not pause it, and loses some
 samples instead. A layer's share swings by a few points from run to run:
-compare runs, not one. Absolute times come from the first run. Native code (asyncmy,
-uvloop, greenlet's switch, the kernel) has no Python frame: its time goes
+compare runs, not one. Absolute times come from the first run. Native
+code (asyncmy, uvloop, greenlet's switch, the kernel) has no Python frame: its time goes
 to the Python function that called it (asyncmy's to the database layer,
 the loop's polling and socket calls to the event loop).
 """
 
 import argparse
-import asyncio
 import collections
 import os
 import subprocess
 import sys
 
-from bench.run import BIN, DATABASE, Server, _sql, seed, wrk
+from bench.run import BIN, Server, api_server, reset_versions, seed, wrk
 
 ROWS = 10_000
 CONNECTIONS = 32
@@ -84,9 +83,8 @@ def layer_of(stack: str) -> str:
 
 
 def run(server: Server, scenario: str, seconds: int) -> dict:
-    """wrk's result for ``scenario``, every row's version back to 1 first:
-    ``patch`` and ``put`` measure writes, not 412s (as in bench.ab)."""
-    asyncio.run(_sql("UPDATE mytable SET version = 1", database=DATABASE))
+    """wrk's result for ``scenario``, every row's version back to 1 first."""
+    reset_versions()
     return wrk(server.url, CONNECTIONS, seconds, scenario, {"ROWS": str(ROWS)})
 
 
@@ -133,9 +131,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     url = seed(ROWS)
-    env = {"DATABASE_URL": url, "API_TOKENS": "bench-token:read,write"}
     for scenario in args.scenarios:
-        server = Server([str(BIN / "pserve"), "production.ini"], env, 1)
+        server = api_server(url, 1)
         try:
             run(server, scenario, 2)  # warm
             before = server.cpu_seconds()
