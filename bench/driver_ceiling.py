@@ -13,9 +13,12 @@ import time
 import asyncmy
 
 
-async def per_second(connect, database, concurrency, seconds, work, pool_size=None):
+async def per_second(
+    connect, database, concurrency, seconds, work, pool_size=None, latencies=None
+):
     """How many times a second ``concurrency`` clients run ``work(cursor)``
-    straight through asyncmy, on a pool of ``pool_size`` connections."""
+    straight through asyncmy, on a pool of ``pool_size`` connections; each
+    run's seconds appended to ``latencies``, when given."""
     size = pool_size or concurrency
     pool = await asyncmy.create_pool(
         **connect, db=database, minsize=size, maxsize=size, autocommit=True
@@ -25,10 +28,12 @@ async def per_second(connect, database, concurrency, seconds, work, pool_size=No
 
     async def worker():
         nonlocal done
-        while time.perf_counter() < deadline:
+        while (began := time.perf_counter()) < deadline:
             async with pool.acquire() as connection, connection.cursor() as cursor:
                 await work(cursor)
             done += 1
+            if latencies is not None:
+                latencies.append(time.perf_counter() - began)
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

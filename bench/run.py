@@ -204,6 +204,11 @@ def wrk(url, connections, seconds, scenario=None, env=None):
 def ceiling_of(module, *args):
     """What ``python -m bench.MODULE ARGS... DATABASE`` prints first: a ceiling
     measured straight through asyncmy, in a process of its own."""
+    return ceiling_figures(module, *args)[0]
+
+
+def ceiling_figures(module, *args):
+    """Every number ``python -m bench.MODULE ARGS... DATABASE`` prints."""
     out = subprocess.run(
         [sys.executable, "-m", f"bench.{module}", *map(str, args), DATABASE],
         capture_output=True,
@@ -212,7 +217,7 @@ def ceiling_of(module, *args):
         cwd=ROOT,
         env={**os.environ, "BENCH_CONNECT": repr(CONNECT)},
     ).stdout
-    return float(out.split()[0])
+    return [float(word) for word in out.split() if word[:1].isdigit()]
 
 
 def driver_ceiling(connections, seconds, rows, pool_size):

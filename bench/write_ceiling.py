@@ -5,13 +5,16 @@ python bench/write_ceiling.py KIND CONNECTIONS SECONDS ROWS DATABASE
 KIND is ``transaction`` (BEGIN; SELECT ... FOR UPDATE; UPDATE ... WHERE id = ?
 AND version = ?; COMMIT, the transaction of a PATCH with If-Match),
 ``insert`` (one INSERT, committed) or ``insert1000`` (one INSERT of 1,000
-rows, committed). Prints transactions/s, and rows/s for ``insert1000``.
+rows, committed). Prints transactions/s (rows/s for ``insert1000``), then
+the 99th percentile of one's time, in ms: the database's own tail at this
+concurrency, beside which the API's p99 is read.
 """
 
 import ast
 import asyncio
 import os
 import random
+import statistics
 import sys
 
 from bench.driver_ceiling import per_second
@@ -44,8 +47,10 @@ async def main(kind, concurrency, seconds, rows, database):
     work = {"transaction": transaction, "insert": insert, "insert1000": insert1000}[kind]
     connect = ast.literal_eval(os.environ["BENCH_CONNECT"])
     # Autocommit: each INSERT commits itself; the transaction says BEGIN and COMMIT.
-    rate = await per_second(connect, database, concurrency, seconds, work)
-    print(f"{rate * (1000 if kind == 'insert1000' else 1):.1f}")
+    latencies = []
+    rate = await per_second(connect, database, concurrency, seconds, work, latencies=latencies)
+    p99 = statistics.quantiles(latencies, n=100)[98] * 1000
+    print(f"{rate * (1000 if kind == 'insert1000' else 1):.1f} {p99:.2f}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ production runs it, beside the same statements straight through asyncmy.
 
 Prints per scenario req/s (rows/s for arrays), p50 and p99, and the ratio to
 its ceiling measured in the same run (``bench/write_ceiling.py``): the PATCH
-and PUT transaction, a single INSERT, a multi-row INSERT of 1,000 rows. The
+and PUT transaction, a single INSERT, a multi-row INSERT of 1,000 rows;
+each ceiling's own p99 is printed too, the database's tail at that
+concurrency, to tell a slow database from a slow API in the API's p99. The
 table is seeded afresh before each worker count; before each run, versions
 go back to 1 and DELETE's rows, above the seeded ones and as many as the
 fastest run could take, are put back, and PATCH and PUT track the versions
@@ -24,7 +26,7 @@ import asyncio
 import os
 import time
 
-from bench.run import DATABASE, SEEDED_DATA, _sql, api_server, ceiling_of, seed, wrk
+from bench.run import DATABASE, SEEDED_DATA, _sql, api_server, ceiling_figures, seed, wrk
 
 # (label, wrk scenario, rows a request writes, the ceiling it is compared with)
 SCENARIOS = [
@@ -79,9 +81,10 @@ def main():
 
 
 def ceilings_of(connections, seconds, rows):
-    """Each ceiling at ``connections``, straight through asyncmy."""
+    """Each ceiling at ``connections``, straight through asyncmy: (its rate,
+    the p99 of one transaction or INSERT in ms)."""
     return {
-        kind: ceiling_of("write_ceiling", kind, connections, seconds, rows)
+        kind: tuple(ceiling_figures("write_ceiling", kind, connections, seconds, rows))
         for kind in CEILING_UNITS
     }
 
@@ -114,14 +117,16 @@ def measure(api, connections, seconds, env, rows, only):
 
 
 def report(results, before, after):
-    """Each result beside the mean of its ceiling before and after."""
-    ceilings = {kind: (before[kind] + after[kind]) / 2 for kind in before}
+    """Each result beside the mean of its ceiling before and after, and
+    the ceilings' own p99, the database's tail at this concurrency."""
+    ceilings = {kind: (before[kind][0] + after[kind][0]) / 2 for kind in before}
 
-    print("   ceilings through asyncmy (mean of before and after):", flush=True)
+    print("   ceilings through asyncmy (mean of before and after; p99 before, after):", flush=True)
     for kind, unit in CEILING_UNITS.items():
         print(
             f"     {kind:<12} {ceilings[kind]:9.0f} {unit} "
-            f"({before[kind]:.0f} before, {after[kind]:.0f} after)",
+            f"({before[kind][0]:.0f} before, {after[kind][0]:.0f} after; "
+            f"p99 {before[kind][1]:.2f}, {after[kind][1]:.2f} ms)",
             flush=True,
         )
     for label, rate, result, kind, in_rows in results:
