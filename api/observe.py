@@ -35,8 +35,8 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 
 # This process's id, kept up to date across forks. prometheus-client asks
-# for it on every change of a value in multi-process mode, to notice a fork:
-# os.getpid() each time was 6% of a PATCH's samples here (a system call).
+# for it on every change of a value in multi-process mode, to notice a fork,
+# and os.getpid() is a system call each time.
 _pid = [os.getpid()]
 os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 

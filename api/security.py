@@ -69,7 +69,7 @@ class BearerTokenPolicy:
     ``read`` without one unless reads require a token.
 
     The same rule holds on every resource, so no ACL is walked: Pyramid's
-    ACLHelper on each resource's lineage cost 2% of a write, twice (traversal
+    ACLHelper would walk each resource's lineage, twice a write (traversal
     and the view each ask)."""
 
     def __init__(self, tokens: tuple[Token, ...], open_reads: bool) -> None:

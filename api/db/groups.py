@@ -27,9 +27,7 @@ whose transaction aborts:
 
 Why: a write's own ORM session (its connection, begin, zope's join and
 two-phase commit, the COMMIT round trip, the pool's check-in) was a third
-of its cost. With the group, a PATCH takes 916k instructions where it took
-1,292k, a POST 783k where it took 1,422k, a DELETE 770k where it took
-1,164k (docs/architecture.md).
+of its cost (the figures are in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -59,9 +57,8 @@ class GroupCommit:
     At most ``width`` groups are in flight at once, each on a connection of
     the write engine, taken through its gate as request sessions take theirs.
     Four, of production.ini's 16: a PATCH took less worker CPU the more
-    groups could be in flight (``python -m bench.ab``, alternated medians:
-    width 1 against 2, 595 and 576 us; 4 against 2, 476 and 548; 8 against
-    4, 429 and 448, within the noise).
+    groups could be in flight, up to four, and within the noise beyond
+    (bench/RESULTS.md).
     """
 
     def __init__(self, engine: AsyncEngine, gate: Gate, timeout: float, width: int = 4) -> None:

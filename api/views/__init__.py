@@ -31,8 +31,8 @@ def by_method(views: Mapping[str, View]) -> View:
     function of the request's method (``method_not_allowed`` for the rest).
 
     Pyramid tries a context's views in turn, and each one it passes over
-    raises an exception response (``PredicateMismatch``): 10 us, which a
-    write paid for the read's view before it. The permission is the
+    raises an exception response (``PredicateMismatch``), which a write
+    paid for the read's view before it. The permission is the
     method's (``api.security.BY_METHOD``). It is named for the functions it
     calls, which ``pviews`` shows."""
 

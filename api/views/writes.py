@@ -6,10 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
-from pyramid.httpexceptions import (
-    HTTPRequestEntityTooLarge,
-)
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -22,10 +18,17 @@ from api.resources import Collection
 from api.sql import filter_writes, grouped, writes
 from api.validation import (
     MERGE_PATCH_TYPES,
-    Unprocessable,
     json_body,
     validate_row,
     writable_defaults,
+)
+from api.views.bodies import (
+    check_batch,
+    conflict_target,
+    missing_as_null,
+    only_columns,
+    upsert_resolution,
+    validate_each,
 )
 from api.views.responses import (
     Row,
@@ -88,26 +91,26 @@ async def create_rows(context: Collection, request: Request) -> Response:
     Under a parent item, the foreign key is the parent's. With ``Prefer:
     resolution=merge-duplicates`` (or ``ignore-duplicates``), an upsert."""
     refuse_read_only(context)
-    body = _only_columns(context, request, json_body(request))
+    body = only_columns(context, request, json_body(request))
     if isinstance(body, list) and "missing=default" not in preferences(request):
-        body = _missing_as_null(context, request, body)
+        body = missing_as_null(context, request, body)
     table = context.table
     shown = _return_preference(request) == "representation"  # else no rows are read back
-    resolution = _resolution(request)
+    resolution = upsert_resolution(request)
     if resolution is not None:
         bodies = body if isinstance(body, list) else [body]
-        _check_batch(request, bodies)
-        target = _conflict_target(context, request)
-        values = _validate_each(context, bodies, keyed=True)
+        check_batch(request, bodies)
+        target = conflict_target(context, request)
+        values = validate_each(context, bodies, keyed=True)
         merge = resolution == "merge-duplicates"
         rows = await writes.upsert_rows(request.dbsession, table, values, target, merge, shown)
         return _written(request, await _answered(context, request, rows), 201)
     if isinstance(body, list):
-        _check_batch(request, body)
-        values = _validate_each(context, body)
+        check_batch(request, body)
+        values = validate_each(context, body)
         rows = await writes.insert_rows(request.dbsession, table, values, shown)
         return _written(request, await _answered(context, request, rows), 201)
-    (row,) = _validate_each(context, [body], prefix=False)
+    (row,) = validate_each(context, [body], prefix=False)
     returned = _returned(context, request)
     if _goes_with_group(context, request, returned):
         return _insert_with_group(context, request, row, returned)
@@ -181,7 +184,7 @@ async def put_where(context: Collection, request: Request) -> Response:
     if named is None:
         raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
     body = json_body(request)
-    (values,) = _validate_each(context, [body], prefix=False, keyed=True)
+    (values,) = validate_each(context, [body], prefix=False, keyed=True)
     if any(values.get(column.name) != value for column, value in named.items()):
         raise BadRequest("The body's primary key differs from the URL's", "body")
     values = {**writable_defaults(context.table), **values}
@@ -325,110 +328,3 @@ def _max_affected(request: Request) -> int | None:
         if name == "max-affected" and value.isdigit():
             return int(value)
     return None
-
-
-def _only_columns(context: Collection, request: Request, body: Any) -> Any:
-    """PostgREST's ``columns=a,b``: only those members of each row are read;
-    the others are ignored (and a listed one left out takes its default)."""
-    text = query_params(request).get("columns")
-    if text is None:
-        return body
-    names = [name.strip().strip('"') for name in text.split(",")]  # clients quote them
-    unknown = [name for name in names if name not in context.table.columns]
-    if unknown or not all(names):
-        raise BadRequest(f"'columns' names what is not a column: {unknown}", "columns")
-    rows = body if isinstance(body, list) else [body]
-    kept = [
-        {name: row[name] for name in names if name in row} if isinstance(row, dict) else row
-        for row in rows
-    ]
-    return kept if isinstance(body, list) else kept[0]
-
-
-def _missing_as_null(context: Collection, request: Request, rows: list[Any]) -> list[Any]:
-    """PostgREST's bulk insert: each row of an array gives every column that
-    ``columns=`` names, else that any of its rows gives; one it leaves out is
-    null. ``Prefer: missing=default`` gives it its default instead. A row
-    that gives them all, in that order, is kept as it is."""
-    named = query_params(request).get("columns")
-    shapes = dict.fromkeys(tuple(row) for row in rows if isinstance(row, dict))
-    names = (
-        [name.strip().strip('"') for name in named.split(",")]
-        if named is not None
-        else list(dict.fromkeys(key for shape in shapes for key in shape))
-    )
-    every = tuple(names)
-    if len(shapes) == 1 and every in shapes:  # the usual array: nothing to add
-        return rows
-    return [
-        {**dict.fromkeys(names), **row} if isinstance(row, dict) and tuple(row) != every else row
-        for row in rows
-    ]
-
-
-def _check_batch(request: Request, bodies: list[Any]) -> None:
-    """An array of rows: not empty, and at most ``api.max_batch_rows`` (413)."""
-    limit = request.registry.api_settings.max_batch_rows
-    if not bodies:
-        raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
-    if len(bodies) > limit:
-        raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
-
-
-def _resolution(request: Request) -> str | None:
-    """``Prefer: resolution=merge-duplicates|ignore-duplicates``: an upsert."""
-    prefer = preferences(request)
-    return next((r for r in RESOLUTIONS if f"resolution={r}" in prefer), None)
-
-
-RESOLUTIONS = ("merge-duplicates", "ignore-duplicates")
-
-
-def _conflict_target(context: Collection, request: Request) -> tuple[sa.Column[Any], ...]:
-    """``on_conflict=a,b``: the unique key an upsert matches rows by; the
-    primary key by default."""
-    table = context.table
-    text = query_params(request).get("on_conflict")
-    if text is None:
-        if not context.description.key:
-            raise BadRequest("an upsert needs on_conflict: this table has no key", "on_conflict")
-        return context.description.key
-    names = [name.strip() for name in text.split(",")]
-    columns = tuple(table.columns[n] for n in names if n in table.columns)
-    unique = [set(context.description.key)]
-    unique += [set(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
-    unique += [set(index.columns) for index in table.indexes if index.unique]
-    if len(columns) != len(names) or set(columns) not in unique:
-        raise BadRequest("on_conflict names the columns of a unique key", "on_conflict")
-    return columns
-
-
-def _validate_each(
-    context: Collection, bodies: list[Any], prefix: bool = True, keyed: bool = False
-) -> list[Row]:
-    """Each body's values, with a child collection's foreign key; 422 for any bad field."""
-    values, errors = [], []
-    for index, body in enumerate(bodies):
-        try:
-            row = validate_row(context.table, body, provided=context.fixed, keyed=keyed)
-            values.append(_with_parent(context, row))
-        except Unprocessable as exc:
-            where = f"[{index}]." if prefix else ""
-            errors += [{**e, "field": f"{where}{e['field']}".rstrip(".")} for e in exc.errors]
-    if errors:
-        raise Unprocessable(errors)
-    return values
-
-
-def _with_parent(context: Collection, values: Row) -> Row:
-    """``values`` with the foreign key of the parent item they are created under."""
-    if not context.fixed:
-        return values
-    clashes = [
-        {"field": name, "message": "is set by the parent in the URL"}
-        for name, value in context.fixed.items()
-        if name in values and values[name] != value
-    ]
-    if clashes:
-        raise Unprocessable(clashes)
-    return {**values, **context.fixed}
