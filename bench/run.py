@@ -151,8 +151,28 @@ class Server:
 
 def reset_versions():
     """Every row's version back to 1, so that a run of ``patch`` or ``put``
-    (whose wrk script starts from version 1) measures writes, not 412s."""
+    (whose wrk script starts from version 1) measures writes, not 412s; not
+    before the requests the last run left in the server have written."""
+    asyncio.run(settled())
     asyncio.run(_sql("UPDATE mytable SET version = 1", database=DATABASE))
+
+
+async def settled(quiet=0.5, longest=60.0):
+    """Once no other statement has run on the server for ``quiet`` seconds."""
+    busy = (
+        "SELECT COUNT(*) FROM information_schema.processlist "
+        "WHERE command <> 'Sleep' AND id <> CONNECTION_ID() AND user <> 'system user'"
+    )
+    idle_since = deadline = time.monotonic()
+    deadline += longest
+    while time.monotonic() < deadline:
+        ((running,),) = await _sql(busy)
+        now = time.monotonic()
+        if running:
+            idle_since = now
+        elif now - idle_since >= quiet:
+            return
+        await asyncio.sleep(0.05)
 
 
 def api_server(database_url, workers):

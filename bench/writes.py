@@ -24,9 +24,17 @@ in a slow minute made a ratio look better than it was. The API is warmed
 import argparse
 import asyncio
 import os
-import time
 
-from bench.run import DATABASE, SEEDED_DATA, _sql, api_server, ceiling_figures, seed, wrk
+from bench.run import (
+    DATABASE,
+    SEEDED_DATA,
+    _sql,
+    api_server,
+    ceiling_figures,
+    seed,
+    settled,
+    wrk,
+)
 
 # (label, wrk scenario, rows a request writes, the ceiling it is compared with)
 SCENARIOS = [
@@ -138,24 +146,6 @@ def report(results, before, after):
             f"{kind}{errors}",
             flush=True,
         )
-
-
-async def settled(quiet=0.5, longest=60.0):
-    """Once no other statement has run on the server for ``quiet`` seconds."""
-    busy = (
-        "SELECT COUNT(*) FROM information_schema.processlist "
-        "WHERE command <> 'Sleep' AND id <> CONNECTION_ID() AND user <> 'system user'"
-    )
-    idle_since = deadline = time.monotonic()
-    deadline += longest
-    while time.monotonic() < deadline:
-        ((running,),) = await _sql(busy)
-        now = time.monotonic()
-        if running:
-            idle_since = now
-        elif now - idle_since >= quiet:
-            return
-        await asyncio.sleep(0.05)
 
 
 # More DELETEs a second than any run here has made (6,516 at 2 workers and
