@@ -7,7 +7,8 @@ with the database behind a TCP proxy that can stall, and runs each attack
 while a prober asks for liveness every 20 ms. For every attack it prints the
 requests sent, how many answers were 5xx (the 503s that a stalled database
 must give are counted apart, as due), liveness p99 during the attack, and
-rows lost: writes answered 201 whose row is not there at the end (always 0).
+rows lost: writes answered 201 whose row is not there at the end (always 0),
+and the largest worker's peak RSS so far.
 Every request loop is bounded in count and time, and only goes to 127.0.0.1.
 """
 
@@ -124,6 +125,16 @@ def truncated_bodies(server, proxy):
     return statuses + [500] * len(found)  # a row written from a truncated body counts as a 5xx
 
 
+def malformed_large_bodies(server, proxy):
+    """300 bodies of 0.9 MB that are not JSON, one after another: each a 400,
+    whose body the worker must let go of as soon as it answers."""
+    body = b'{"name": "' + b"x" * 900_000  # unterminated
+    headers = {**WRITER, "Content-Type": "application/json"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return [client.post("/mytable/", content=body, headers=headers).status_code
+                for _ in range(300)]  # fmt: skip
+
+
 def idle_connections(server, proxy):
     """1,500 connections that never send a byte; then requests go on being served."""
     sockets = []
@@ -201,6 +212,7 @@ ATTACKS = [
     huge_and_many_headers,
     fuzzed_query_strings,
     truncated_bodies,
+    malformed_large_bodies,
     idle_connections,
     abandoned_and_stalled_exports,
     stalled_database,
@@ -241,7 +253,7 @@ def main():
     try:
         print(
             f"{'attack':34} {'sent':>6} {'5xx':>5} {'503 due':>8} "
-            f"{'liveness p99':>13} {'rows lost':>10}"
+            f"{'liveness p99':>13} {'rows lost':>10} {'worker peak RSS':>16}"
         )
         for attack in ATTACKS:
             with Liveness(server.url) as liveness, httpx.Client(base_url=server.url) as client:
@@ -256,7 +268,7 @@ def main():
             shown = "-" if p99 != p99 else f"{p99:.1f} ms"  # too short for a p99
             print(
                 f"{attack.__name__:34} {len(statuses):>6} {failures:>5} {due:>8} "
-                f"{shown:>13} {lost:>10}"
+                f"{shown:>13} {lost:>10} {server.rss_mib()[1]:>12.0f} MiB"
                 + (f"  (liveness failed {liveness.failures}x)" if liveness.failures else "")
             )
     finally:
