@@ -6,8 +6,8 @@ HTML or a traceback.
 
 from __future__ import annotations
 
+import inspect
 import logging
-import traceback
 from http import HTTPStatus
 from types import FrameType
 from typing import Any
@@ -375,19 +375,19 @@ def forgetting_tracebacks(view: Any, info: Any) -> Any:
 
 def _forget_traceback(request: Request) -> None:
     """The tracebacks of ``request.exception`` and of the exceptions it was
-    raised from or during, let go, and the frames they went through cleared
-    of their locals. The exception stays: pyramid_retry looks at it after
-    the finished callbacks."""
+    raised from or during, let go, and the finished callers of the frame
+    that caught it cleared. The exception stays: pyramid_retry looks at it
+    after the finished callbacks."""
     request.exc_info = None
-    pending, seen = [request.exception], set()
+    caught = request.exception
+    if isinstance(caught, BaseException) and caught.__traceback__ is not None:
+        _clear_finished_callers(caught.__traceback__.tb_frame)
+    pending, seen = [caught], set()
     while pending:
         exc = pending.pop()
         if isinstance(exc, BaseException) and id(exc) not in seen:
             seen.add(id(exc))
-            if exc.__traceback__ is not None:
-                traceback.clear_frames(exc.__traceback__)
-                _clear_finished_callers(exc.__traceback__.tb_frame)
-                exc.__traceback__ = None
+            exc.__traceback__ = None
             pending += [exc.__cause__, exc.__context__]
 
 
@@ -395,14 +395,23 @@ def _clear_finished_callers(frame: FrameType) -> None:
     """The frames that called ``frame`` and have returned, cleared of their
     locals, up to the first still running: pyramid_tm's tween keeps the
     ``sys.exc_info()`` it looked at in a local, and each finished frame
-    holds its caller."""
+    holds its caller. Only plain functions' frames: clearing the frame of a
+    suspended coroutine or generator would close it."""
     caller = frame.f_back
-    while caller is not None:
+    while caller is not None and not caller.f_code.co_flags & _SUSPENDABLE:
         try:
             caller.clear()
         except RuntimeError:  # still running, and so are its callers
             return
         caller = caller.f_back
+
+
+_SUSPENDABLE = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+    | inspect.CO_ITERABLE_COROUTINE
+)
 
 
 def includeme(config: Configurator) -> None:
