@@ -18,6 +18,8 @@ def main(global_config: dict[str, Any], **settings: Any) -> WSGIApp:
         config.include("api.bridge")
         # problem+json for every error
         config.include("api.errors")
+        # failed requests let go of their tracebacks (no reference cycle)
+        config.include("api.tracebacks")
         # engines per event loop, request sessions, pyramid_tm
         config.include("api.db")
         # bearer tokens, the security policy, CORS

@@ -61,9 +61,9 @@ def beside_bulk(url, seconds, bulk_connections):
 
 
 def _shown(result):
-    shown = f"PATCH {result['rps']:,.0f} req/s, p50 {result['p50']:.1f} ms"
-    shown += f", p99 {result['p99']:.1f} ms"
-    return shown + (f" ({result['errors']} not 2xx)" if result["errors"] else "")
+    rps, p50, p99 = result["rps"], result["p50"], result["p99"]
+    errors = f" ({result['errors']} not 2xx)" if result["errors"] else ""
+    return f"PATCH {rps:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms{errors}"
 
 
 if __name__ == "__main__":

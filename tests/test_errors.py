@@ -270,7 +270,7 @@ def _of_the_api(thing):
 def test_a_request_failed_or_not_leaves_nothing_for_the_cyclic_gc(http):
     """A request's objects go when it is answered. Pyramid keeps a failure's
     traceback on the request, whose frames hold the request: without
-    ``errors.forgetting_tracebacks``, each failure kept its request, body and
+    ``tracebacks.forgetting_tracebacks``, each failure kept its request, body and
     response alive until a collection (300 malformed bodies of 0.9 MB took a
     worker from 95 to 267 MiB: bench/hostile.py)."""
     row = create(http).json()
