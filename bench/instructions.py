@@ -6,6 +6,7 @@
     python -m bench.instructions patch 6 --profile    # cProfile of PATCHes, by own time
     python -m bench.instructions post1000 3            # POSTs of arrays of 1,000 rows
     valgrind --tool=callgrind python -m bench.instructions patch 12 --clients 8
+    valgrind --tool=callgrind python -m bench.instructions page 3 --accept '*/*'
 
 The app is driven in process over its ASGI front door (no HTTP server, no
 client), 64 concurrent requests at a time (``--clients N``: N); the database
@@ -67,6 +68,9 @@ def main() -> None:
     app = make_app({}, **settings)
     asgi = observed(app) if "--observed" in sys.argv else ASGIApp(app)
     worker_started()
+    # --accept VALUE: the Accept header of every read, as clients send one.
+    accept = sys.argv[sys.argv.index("--accept") + 1] if "--accept" in sys.argv else None
+    reader = [(b"accept", accept.encode())] if accept else []
     rng = random.Random(1)
     failed: list[int] = []  # statuses of error answers
     doomed = itertools.count(1000, -1)  # the rows ``delete`` takes
@@ -91,12 +95,13 @@ def main() -> None:
         path: str, query: bytes = b"", body: bytes = b"", method: str = "", headers: tuple = ()
     ) -> None:
         method = method or ("PATCH" if body else "GET")
+        headers = headers or (poster if method == "POST" else writer if body else reader)
         scope = {
             "type": "http",
             "method": method,
             "path": path,
             "query_string": query,
-            "headers": list(headers) or (poster if method == "POST" else writer if body else []),
+            "headers": list(headers),
             "http_version": "1.1",
             "scheme": "http",
             "server": ("bench", 80),

@@ -7,6 +7,11 @@
 --             responses (a stale version answers 412 and counts as non-2xx)
 local scenario = os.getenv("SCENARIO") or "point"
 local rows = tonumber(os.getenv("ROWS") or "1000")
+-- ACCEPT: the Accept header of every read, as clients send one (curl and
+-- httpx */*); wrk sends none.
+if os.getenv("ACCEPT") then
+  wrk.headers["Accept"] = os.getenv("ACCEPT")
+end
 
 -- wrk gives every thread the same random sequence: seed each one apart
 local counter = 0

@@ -7,7 +7,7 @@ import pytest
 
 from api.bridge import run_in_greenlet
 from api.bridge.asgi import ASGIApp
-from tests.support import WRITER, WRITER_ONE, assert_problem
+from tests.support import WRITER, WRITER_ONE, assert_problem, create
 
 
 def test_root_lists_the_collections_with_links(http, server):
@@ -42,6 +42,30 @@ def test_an_item_is_one_row_as_json(http):
     # RFC 3339, UTC, microseconds kept
     assert row["created_at"].endswith("Z")
     assert len(row["created_at"]) == len("2026-01-01T00:00:00.000000Z")
+
+
+def test_an_item_answers_in_a_media_type_the_client_takes_or_406_before_writing(http):
+    row = create(http).json()
+    url = f"/mytable/{row['id']}"
+    for accept in ("application/json", "*/*", "application/*, text/html;q=0.5"):
+        got = http.get(url, headers={"Accept": accept})
+        assert (got.status_code, got.headers["content-type"]) == (
+            200,
+            "application/json; charset=utf-8",
+        )
+    singular = http.get(url, headers={"Accept": "application/vnd.pgrst.object+json"})
+    assert singular.headers["content-type"] == "application/vnd.pgrst.object+json"
+    assert singular.json() == row
+    for accept in ("image/png", "text/csv", "application/vnd.pgrst.array+json"):
+        assert assert_problem(http.get(url, headers={"Accept": accept}), 406)["code"] == "PGRST107"
+    # A write whose answer the client cannot take is refused, and writes nothing.
+    png = {**WRITER, "Accept": "image/png", "If-Match": http.get(url).headers["etag"]}
+    assert_problem(http.patch(url, json={"name": "not written"}, headers=png), 406)
+    assert_problem(http.put(url, json={"name": "not written"}, headers=png), 406)
+    assert http.get(url).json() == row
+    patched = http.patch(url, json={"name": "written"}, headers=WRITER_ONE)
+    assert patched.headers["content-type"] == "application/vnd.pgrst.object+json"
+    assert patched.json()["name"] == "written"
 
 
 @pytest.mark.parametrize(

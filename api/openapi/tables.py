@@ -299,14 +299,19 @@ def _collection_operations(
     }
 
 
+def _as_object(schema: Schema) -> Schema:
+    """An item's answer: the row as a JSON object, under either name."""
+    return {"application/json": {"schema": schema}, SINGULAR: {"schema": schema}}
+
+
 def _item_operations(name: str) -> Schema:
     stored = {
         "200": {
             "description": "The row as stored",
             "headers": ETAG,
-            "content": {"application/json": {"schema": ref(f"{name}Row")}},
+            "content": _as_object(ref(f"{name}Row")),
         },
-        **errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 428, 503),
+        **errors(400, 401, 403, 404, 406, 409, 412, 413, 415, 422, 428, 503),
     }
     return {
         "get": {
@@ -319,10 +324,10 @@ def _item_operations(name: str) -> Schema:
                 "200": {
                     "description": "The row",
                     "headers": ETAG,
-                    "content": {"application/json": {"schema": ref(f"{name}Row")}},
+                    "content": _as_object(ref(f"{name}Row")),
                 },
                 "304": {"description": "Not modified since that ETag"},
-                **errors(401, 403, 404, 503),
+                **errors(401, 403, 404, 406, 503),
             },
         },
         "put": {

@@ -17,6 +17,7 @@ from pyramid.request import Request
 
 from api.db.sessions import join_group, may_join_group
 from api.etags import etag
+from api.formats import negotiate_object
 from api.resources import Item
 from api.sql import writes
 from api.validation import (
@@ -34,7 +35,7 @@ T = TypeVar("T")
 
 
 def show_row(context: Item, request: Request) -> JSONResponse:
-    return with_etag(request, context.table, context.row)
+    return with_etag(request, context.table, context.row, negotiate_object(request))
 
 
 def expected_version(context: Item, request: Request) -> Any:
@@ -56,16 +57,20 @@ def expected_version(context: Item, request: Request) -> Any:
 async def _write(
     context: Item, request: Request, values_for: Callable[[Row], Row]
 ) -> JSONResponse:
-    """Write ``values_for(row)`` to the row."""
+    """Write ``values_for(row)`` to the row; an answer the client cannot
+    take (406) is refused before anything is written."""
     refuse_read_only(context)
+    media_type = negotiate_object(request)
     if _goes_with_group(context, request):
-        return with_etag(request, context.table, _write_with_group(context, request, values_for))
+        written = _write_with_group(context, request, values_for)
+        return with_etag(request, context.table, written, media_type)
     session, table, pk = request.dbsession, context.table, context.pk
 
     async def update(row: Row, version: Any) -> Row | None:
         return await writes.update_row(session, table, pk, values_for(row), version, row)
 
-    return with_etag(request, table, await _once_more_if_raced(context, request, update))
+    written = await _once_more_if_raced(context, request, update)
+    return with_etag(request, table, written, media_type)
 
 
 def _goes_with_group(context: Item, request: Request) -> bool:

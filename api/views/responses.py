@@ -237,11 +237,17 @@ def media_typed(response: JSONResponse, request: Request, media_type: str) -> JS
     return response
 
 
-def with_etag(request: Request, table: sa.Table, row: Row) -> JSONResponse:
-    """``row`` as a JSON response with its ETag; GET and HEAD answer If-None-Match with 304."""
+def with_etag(
+    request: Request, table: sa.Table, row: Row, media_type: str = formats.JSON
+) -> JSONResponse:
+    """``row`` as a JSON response of ``media_type`` (``formats.negotiate_object``)
+    with its ETag; GET and HEAD answer If-None-Match with 304."""
     # WebOb's conditional handling only where there is a condition to check.
     conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)
-    return json_response(row, [("ETag", etag(table, row))], conditional)
+    response = json_response(row, [("ETag", etag(table, row))], conditional)
+    if media_type != formats.JSON:
+        response.headers["Content-Type"] = media_type
+    return response
 
 
 def refuse_read_only(context: Collection | Item) -> None:
