@@ -6,7 +6,7 @@
     python -m bench.instructions patch 6 --profile    # cProfile of PATCHes, by own time
     python -m bench.instructions post1000 3            # POSTs of arrays of 1,000 rows
     valgrind --tool=callgrind python -m bench.instructions patch 12 --clients 8
-    valgrind --tool=callgrind python -m bench.instructions page 3 --accept '*/*'
+    valgrind --tool=callgrind python -m bench.instructions page 3 --header 'Accept: */*'
 
 The app is driven in process over its ASGI front door (no HTTP server, no
 client), 64 concurrent requests at a time (``--clients N``: N); the database
@@ -68,9 +68,13 @@ def main() -> None:
     app = make_app({}, **settings)
     asgi = observed(app) if "--observed" in sys.argv else ASGIApp(app)
     worker_started()
-    # --accept VALUE: the Accept header of every read, as clients send one.
-    accept = sys.argv[sys.argv.index("--accept") + 1] if "--accept" in sys.argv else None
-    reader = [(b"accept", accept.encode())] if accept else []
+    # --header 'NAME: VALUE' (repeated): headers of every read, as clients
+    # send them (wrk sends none but Host).
+    given = [sys.argv[n + 1] for n, arg in enumerate(sys.argv) if arg == "--header"]
+    reader = [
+        (n.strip().lower().encode(), v.strip().encode())
+        for n, v in (h.split(":", 1) for h in given)
+    ]
     rng = random.Random(1)
     failed: list[int] = []  # statuses of error answers
     doomed = itertools.count(1000, -1)  # the rows ``delete`` takes
