@@ -51,7 +51,12 @@ OFFERS = (
 )
 # One row as an object, an item's answer: no array, no stream to offer.
 OBJECT_OFFERS = (JSON, SINGULAR)
+# A write's answer: JSON as a page's, or CSV (PostgREST's); no stream, no plan.
+WRITTEN_OFFERS = tuple(offer for offer in OFFERS if offer not in (NDJSON, PLAN))
+# A routine's answer: JSON only.
+CALLED_OFFERS = tuple(offer for offer in WRITTEN_OFFERS if offer != CSV)
 STREAMED = frozenset({NDJSON, CSV})
+CSV_PARAMETERS = {"charset": "utf-8", "header": "present"}  # RFC 4180's
 CHUNK_BYTES = 64 * 1024
 # How every JSON body is written: datetimes as RFC 3339 UTC ("...Z").
 ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
@@ -86,10 +91,30 @@ def negotiate(request: Request) -> str:
 def negotiate_object(request: Request) -> str:
     """The media type of one row as an object: JSON, or PostgREST's singular
     type when that is the one asked for; 406 when neither is acceptable."""
+    return _negotiated(request, OBJECT_OFFERS, "A row")
+
+
+def negotiate_written(request: Request) -> str:
+    """The media type of a write's answer, as ``negotiate``'s; 406 when none
+    is acceptable, whether or not the answer shows rows (PostgREST's rule:
+    ``Prefer`` is applied after ``Accept``)."""
+    return _negotiated(request, WRITTEN_OFFERS, "A write's answer")
+
+
+def negotiate_called(request: Request) -> str:
+    """The media type of a routine's answer (JSON only), as ``negotiate``'s;
+    406 when none is acceptable, before the routine is called."""
+    return _negotiated(request, CALLED_OFFERS, "A routine's answer")
+
+
+def _negotiated(request: Request, offers: tuple[str, ...], what: str) -> str:
+    """The best of ``offers`` for the Accept header, without its parameters
+    (PostgREST's array is JSON); 406 when none is acceptable."""
     accept = request.environ.get("HTTP_ACCEPT")
     if accept is None or accept in ("*/*", JSON):  # most clients: no negotiation to do
         return JSON
-    return _acceptable(accept, OBJECT_OFFERS, "A row")
+    media_type = _acceptable(accept, offers, what).partition(";")[0]
+    return JSON if media_type == ARRAY else media_type
 
 
 def _acceptable(accept: str, offers: tuple[str, ...], what: str) -> str:
@@ -143,6 +168,19 @@ def _csv_cell(value: Any) -> Any:
 
 
 def csv_lines(columns: Columns, rows: Rows) -> Iterator[bytes]:
+    return _csv_lines([str(column.name) for column in columns], rows)
+
+
+def csv_of_rows(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Rows as one CSV body, under the first row's keys, as PostgREST writes
+    it: no rows, no header (an empty line)."""
+    if not rows:
+        return b"\r\n"
+    names = list(rows[0])
+    return b"".join(_csv_lines(names, ([row.get(name) for name in names] for row in rows)))
+
+
+def _csv_lines(names: Sequence[str], rows: Rows) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180
 
@@ -152,7 +190,7 @@ def csv_lines(columns: Columns, rows: Rows) -> Iterator[bytes]:
         buffer.truncate()
         return text.encode()
 
-    writer.writerow([column.name for column in columns])
+    writer.writerow(names)
     yield take()
     for row in rows:
         writer.writerow([_csv_cell(value) for value in row])
@@ -163,5 +201,5 @@ def streaming_response(media_type: str, columns: Columns, rows: Rows) -> Respons
     lines = ndjson_lines(columns, rows) if media_type == NDJSON else csv_lines(columns, rows)
     response = Response(app_iter=_chunked(lines), content_type=media_type, charset=None)
     if media_type == CSV:
-        response.content_type_params = {"charset": "utf-8", "header": "present"}
+        response.content_type_params = CSV_PARAMETERS
     return response

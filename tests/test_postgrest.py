@@ -253,6 +253,45 @@ def test_tx_rollback_answers_as_if_written_and_writes_nothing(http, server):
     assert http.get(f"{server.url}/mytable/", params={"name": f"eq.{name}"}).json() == []
 
 
+def test_a_write_answers_json_or_csv_and_refuses_any_other_accept_before_writing(http, server):
+    """PostgREST's rule: ``Accept`` is obeyed before ``Prefer``, so a write
+    whose answer the client cannot take is a 406 even when the answer would
+    have no body, and nothing is written."""
+    name, url = unique_name("accept"), f"{server.url}/mytable/"
+    (row,) = http.post(url, json=[{"name": name}], headers=WRITER).json()
+    one = f"{url}?id=eq.{row['id']}"
+    minimal = {"Authorization": WRITER["Authorization"]}
+    for headers in (WRITER, minimal):
+        png = {**headers, "Accept": "image/png"}
+        for method, target, body in (
+            ("POST", url, {"name": name}),  # one row: grouped where the database has RETURNING
+            ("POST", url, [{"name": name}, {"name": name}]),
+            ("PATCH", one, {"name": "not written"}),  # by its key: grouped
+            ("PATCH", f"{url}?name=eq.{name}", {"name": "not written"}),
+            ("PUT", one, {"id": row["id"], "name": "not written"}),
+        ):
+            refused = http.request(method, target, json=body, headers=png)
+            assert assert_problem(refused, 406)["code"] == "PGRST107", (method, target)
+        assert_problem(http.delete(one, headers=png), 406)
+    assert http.get(url, params={"name": f"eq.{name}"}).json() == [row]
+
+    csv_headers = {**WRITER, "Accept": "text/csv"}
+    created = http.post(url, json={"name": name, "data": {"n": 1}}, headers=csv_headers)
+    assert created.status_code == 201
+    assert created.headers["content-type"] == "text/csv; charset=utf-8; header=present"
+    header, line, rest = created.text.split("\r\n")
+    (stored,) = http.get(url, params={"name": f"eq.{name}", "id": f"neq.{row['id']}"}).json()
+    assert (header, rest) == (",".join(stored), "")
+    assert line.startswith(f'{stored["id"]},{name},"{{""n"":1}}",1,')
+    assert created.headers["location"].endswith(f"/mytable/{stored['id']}")
+    gone = http.delete(f"{url}?id=eq.-1", headers=csv_headers)  # no rows: no header
+    assert (gone.status_code, gone.text) == (200, "\r\n")
+    assert (
+        http.post(url, json={"name": name}, headers={**minimal, "Accept": "text/csv"}).status_code
+        == 201
+    )
+
+
 def test_a_limited_update_and_delete_write_the_first_rows_in_order(server, rows):
     """PostgREST's limited update/delete (limit with order), which
     postgrest-py's builders do not offer: over HTTP as PostgREST takes it."""

@@ -130,6 +130,28 @@ def test_what_a_routine_signals_is_a_400_and_nothing_stays(own):
         assert client.rpc("doubled", {"p_amount": "2.25"}).execute().data == 4.5
 
 
+def test_a_call_whose_answer_the_client_cannot_take_is_406_and_never_made(own):
+    url, writer = f"{own.url}/rpc", {"Authorization": WRITER["Authorization"]}
+    for accept in ("image/png", "text/csv"):
+        headers = {**writer, "Accept": accept}
+        refused = httpx.post(
+            f"{url}/add_tag", json={"p_name": accept, "p_total": 0}, headers=headers
+        )
+        assert assert_problem(refused, 406)["code"] == "PGRST107"
+        assert_problem(httpx.get(f"{url}/doubled?p_amount=1", headers=headers), 406)
+    with client_of(own) as client:
+        assert (
+            client.from_("tag")
+            .select("name")
+            .in_("name", ["image/png", "text/csv"])
+            .execute()
+            .data
+            == []
+        )
+    taken = httpx.get(f"{url}/doubled?p_amount=1", headers={"Accept": "application/json, */*"})
+    assert (taken.status_code, taken.json()) == (200, 2)
+
+
 def test_calls_over_http(own):
     url = own.url
     # A routine that modifies data is refused GET.

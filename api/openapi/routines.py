@@ -48,7 +48,7 @@ def routine_path(routine: Routine) -> Schema:
                 "required": True,
                 "content": {"application/json": {"schema": arguments}},
             },
-            "responses": {**answered, **errors(400, 401, 403, 404, 409, 415, 422, 503)},
+            "responses": {**answered, **errors(400, 401, 403, 404, 406, 409, 415, 422, 503)},
         }
     }
     if not routine.modifies_data:
@@ -59,6 +59,6 @@ def routine_path(routine: Routine) -> Schema:
                 {"name": str(c.name), "in": "query", "required": True, "schema": _value_schema(c)}
                 for c in routine.parameters
             ],
-            "responses": {**answered, **errors(400, 401, 404, 503)},
+            "responses": {**answered, **errors(400, 401, 404, 406, 503)},
         }
     return operations

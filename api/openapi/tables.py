@@ -195,7 +195,10 @@ def _written(name: str) -> Schema:
     return {
         "200": {
             "description": "The rows written (Prefer: return=representation)",
-            "content": {"application/json": {"schema": rows}},
+            "content": {
+                "application/json": {"schema": rows},
+                "text/csv": {"schema": {"type": "string"}},
+            },
         },
         "204": {"description": "Written (Prefer: return=minimal)"},
     }
@@ -214,7 +217,7 @@ def _write_where(
             "required": True,
             "content": {"application/json": {"schema": ref(body)}},
         },
-        "responses": {**_written(name), **errors(400, 401, 403, 409, 413, 415, 422, 503)},
+        "responses": {**_written(name), **errors(400, 401, 403, 406, 409, 413, 415, 422, 503)},
     }
 
 
@@ -272,7 +275,7 @@ def _collection_operations(
                     "there is none",
                     "headers": {"Location": {"schema": {"type": "string"}}, **ETAG},
                 },
-                **errors(400, 401, 403, 409, 413, 415, 422, 503),
+                **errors(400, 401, 403, 406, 409, 413, 415, 422, 503),
             },
         },
         "put": _write_where(
@@ -294,7 +297,7 @@ def _collection_operations(
             "operationId": f"delete_{name}_where",
             "security": WRITE_SECURITY,
             "parameters": [*filters, PREFER_RETURN],
-            "responses": {**_written(name), **errors(400, 401, 403, 409, 503)},
+            "responses": {**_written(name), **errors(400, 401, 403, 406, 409, 503)},
         },
     }
 

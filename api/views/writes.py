@@ -9,6 +9,7 @@ from typing import Any
 from pyramid.request import Request
 from pyramid.response import Response
 
+from api import formats
 from api.db.engines import engines_of
 from api.db.sessions import join_group, may_join_group
 from api.errors import BadRequest, TooManyAffected
@@ -50,7 +51,11 @@ def _return_preference(request: Request) -> str:
 
 def _written(request: Request, rows: list[Row], status: int) -> Response:
     """A collection write's answer, as ``Prefer: return`` asks: the rows
-    (one as an object, under PostgREST's singular media type), or no body."""
+    (one as an object, under PostgREST's singular media type; CSV), or no
+    body. A 406 rolls the transaction back, and a grouped write's answer is
+    made before it joins its group: an answer the client cannot take is
+    refused before anything is written."""
+    media_type = formats.negotiate_written(request)
     returned = _return_preference(request)
     applied = [f"return={returned}"]
     if "missing=default" in preferences(request) and request.method == "POST":
@@ -62,7 +67,12 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
     headers = [("Preference-Applied", ", ".join(applied))]
     if returned != "representation":  # with a headerlist, WebOb adds no Content-Type
         return Response(status=204 if status == 200 else status, headerlist=headers)
-    response = rows_response(request, rows, headers)  # a 406 rolls the transaction back
+    if media_type == formats.CSV:
+        response = Response(body=formats.csv_of_rows(rows), headerlist=headers)
+        response.content_type = formats.CSV
+        response.content_type_params = formats.CSV_PARAMETERS
+    else:
+        response = rows_response(request, rows, headers)
     response.status = status
     return response
 
