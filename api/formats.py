@@ -1,4 +1,4 @@
-"""Media types of a collection: a JSON page, or the whole result as NDJSON or CSV.
+"""Media types of a collection: a JSON page, or the result as NDJSON or CSV.
 
 The streamed formats are written in chunks as rows are read, batch by batch
 (``reads.lists.stream_rows``), so the memory a response needs stays flat

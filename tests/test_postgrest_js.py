@@ -45,6 +45,8 @@ def test_postgrest_js_reads_and_writes_as_against_postgrest(node, server):
     assert calls["single"]["data"] == {"name": f"{tag} a"}
     assert calls["maybe"]["data"] is None
     assert [row["name"] for row in calls["range"]["data"]] == [f"{tag} b"]
+    header, first = calls["csv"]["data"].splitlines()  # limit bounds a CSV, as PostgREST's
+    assert header == "id,name" and first.endswith(f",{tag} a")
     assert [row["name"] for row in calls["or"]["data"]] == [f"{tag} a"]
     assert calls["json"]["data"] == [{"n": "1"}]
     assert calls["update"]["data"][0]["data"] == {"n": 2}

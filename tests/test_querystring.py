@@ -153,6 +153,8 @@ def test_limit_is_capped_by_the_largest_page_and_zero_is_no_rows(http, database_
         assert len(client.get("/mytable/").json) == 2  # no limit: api.page_limit_default
         capped = client.get("/mytable/?limit=100000&select=id")  # PostgREST's db-max-rows
         assert (len(capped.json), capped.headers["content-range"]) == (3, "0-2/*")
+        exported = client.get("/mytable/?limit=5&select=id", headers={"Accept": "text/csv"})
+        assert len(exported.text.splitlines()) == 1 + 5  # an export is no page: not capped
     finally:
         app.close()
     none = http.get("/mytable/?limit=0")

@@ -226,7 +226,7 @@ def _collection_operations(
 ) -> Schema:
     return {
         "get": {
-            "summary": f"A page of {name}, or the whole result as NDJSON or CSV",
+            "summary": f"A page of {name}, or the result as NDJSON or CSV",
             "operationId": f"list_{name}",
             "parameters": [*list_parameters, *filters],
             "responses": {

@@ -132,12 +132,13 @@ def _planned_rows(connection: Connection, count: Any, parameters: dict[str, Any]
 
 
 def stream_rows(
-    reader: Reader, query: ListQuery, batch: int, timeout: float
+    reader: Reader, query: ListQuery, batch: int, timeout: float, limit: int | None = None
 ) -> Iterator[tuple[Any, ...]]:
-    """Every row of ``query``, its first batch read already: a query the
-    database refuses, or a database that is away, fails here, before the
-    response's status is sent, not as a body that breaks off after a 200."""
-    rows = _batches(reader, query, batch, timeout)
+    """The rows of ``query`` after its offset, the first ``limit`` (None:
+    all), its first batch read already: a query the database refuses, or a
+    database that is away, fails here, before the response's status is
+    sent, not as a body that breaks off after a 200."""
+    rows = _batches(reader, query, batch, timeout, limit)
     try:
         first = next(rows)
     except StopIteration:
@@ -146,11 +147,12 @@ def stream_rows(
 
 
 def _batches(
-    reader: Reader, query: ListQuery, batch: int, timeout: float
+    reader: Reader, query: ListQuery, batch: int, timeout: float, limit: int | None
 ) -> Iterator[tuple[Any, ...]]:
-    """Every row of ``query`` (no page), as tuples of its columns, read in
-    keyset batches of ``batch`` rows: the page statement, each batch after
-    the last row of the one before.
+    """The rows of ``query`` after its offset, up to ``limit`` of them (None:
+    all), as tuples of its columns, read in keyset batches of ``batch``
+    rows: the page statement, each batch after the last row of the one
+    before (only the first skips ``offset`` rows).
 
     Not a server-side cursor: asyncmy reads a result as fast as the server
     sends it, with no pause, so a client slower than the database would make
@@ -164,17 +166,20 @@ def _batches(
     pool's, held until the generator ends or is closed (a client gone).
     """
     width = len(query.columns)
+    left = limit
     with reader.connection_for_export() as connection:
-        while True:
+        while left != 0:
+            size = batch if left is None else min(batch, left)
             export = export_statement(shape_of(query))
-            parameters = export.batch.parameters(query, limit=batch)
+            parameters = export.batch.parameters(query, limit=size)
             rows = _read_batch(connection, export.batch.statement, parameters, timeout)
             for row in rows:
                 yield row[:width]
-            if len(rows) < batch:
+            if len(rows) < size:
                 return
+            left = None if left is None else left - size
             after = tuple(rows[-1][i] for i in export.keys_at)
-            query = dataclasses.replace(query, after=after)
+            query = dataclasses.replace(query, after=after, offset=0)
 
 
 def _read_batch(

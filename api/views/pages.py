@@ -18,6 +18,7 @@ from api.querystring import (
     encode_cursor,
     shown_names,
 )
+from api.querystring.params import parse_range, whole_number
 from api.reads.lists import CountMethod, Page, explain_page, read_page, stream_rows
 from api.resources import Collection
 from api.views.responses import (
@@ -25,6 +26,7 @@ from api.views.responses import (
     list_query,
     media_typed,
     preferences,
+    query_params,
     rows_response,
     shaped,
 )
@@ -33,7 +35,7 @@ from api.views.responses import (
 async def list_rows(context: Collection, request: Request) -> Response:
     """A page of rows as a JSON array, with its place in Content-Range (and
     the whole count, when asked); one row as an object (PostgREST's singular
-    media type); or, for NDJSON and CSV, the whole result streamed."""
+    media type); or, for NDJSON and CSV, the result streamed (``_export``)."""
     media_type = formats.negotiate(request)
     query = list_query(context, request)
     if media_type in formats.STREAMED:
@@ -82,11 +84,26 @@ async def _plan(request: Request, query: ListQuery) -> Response:
 
 
 def _export(context: Collection, request: Request, query: ListQuery, media_type: str) -> Response:
-    """Every row of the query: ``limit`` and ``offset`` do not apply."""
+    """The rows of the query after its ``offset``: the first ``limit`` when
+    the client names one (``_export_limit``), else every one."""
     settings = request.registry.api_settings
     batch, timeout = settings.export_batch_rows, settings.db_statement_timeout
-    rows = stream_rows(get_reader(request), replace(query, offset=0), batch, timeout)
+    limit = _export_limit(request)
+    rows = stream_rows(get_reader(request), query, batch, timeout, limit)
     return formats.streaming_response(media_type, query.columns, rows)
+
+
+def _export_limit(request: Request) -> int | None:
+    """The rows an export stops after, as PostgREST's CSV does: ``limit``,
+    else a ``Range`` header's count (which ``list_query`` reads only without
+    ``limit`` and ``offset``); None for every row. Not capped by
+    ``api.page_limit_max``: an export is not a page."""
+    params = query_params(request)
+    limit = whole_number(params, "", "limit")
+    if limit is not None or "offset" in params:
+        return limit
+    range_ = parse_range(request.environ.get("HTTP_RANGE"))
+    return None if range_ is None else range_[1]
 
 
 def _requested_count(request: Request) -> CountMethod | None:

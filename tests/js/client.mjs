@@ -15,6 +15,7 @@ const calls = {
   single: () => client.from('mytable').select('name').eq('name', `${tag} a`).single(),
   maybe: () => client.from('mytable').select('name').eq('name', `${tag} none`).maybeSingle(),
   range: () => mine().order('id').range(1, 1),
+  csv: () => mine().order('id').limit(1).csv(),
   or: () => mine().or(`name.eq.${tag} a,data->>n.eq.1`).order('id'),
   json: () => client.from('mytable').select('n:data->>n').eq('name', `${tag} a`),
   update: () => client.from('mytable').update({ data: { n: 2 } }).eq('name', `${tag} b`).select(),

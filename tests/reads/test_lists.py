@@ -137,6 +137,30 @@ def test_csv_streams_with_a_header(http, own_rows):
     assert orjson.loads(table[1][2]) == {"n": 1, "tags": ["own", "odd"]}
 
 
+def test_an_export_takes_limit_offset_and_range_as_postgrest_s_csv_does(http, own_rows):
+    """``limit`` and ``offset`` (or a Range header) bound an export as they
+    bound a page, across batches (7 rows here); ``test_querystring`` shows
+    that api.page_limit_max does not cap it."""
+    ndjson = {"Accept": "application/x-ndjson"}
+
+    def exported(query, **headers):
+        response = http.get(f"/mytable/?{own_rows.only}&{query}", headers={**ndjson, **headers})
+        assert response.status_code == 200
+        return [orjson.loads(line)["id"] for line in response.content.splitlines()]
+
+    ids = own_rows.ids  # 30 rows, in id order
+    assert exported("order=id&limit=3") == ids[:3]
+    assert exported("order=id&offset=2&limit=10") == ids[2:12]  # two batches
+    assert exported("order=id.desc&offset=25") == ids[::-1][25:]
+    assert exported("order=id&limit=0") == []
+    assert exported("order=id", Range="4-8") == ids[4:9]
+    assert exported("order=id") == ids
+    csv_rows = http.get(
+        f"/mytable/?{own_rows.only}&order=id&limit=2", headers={"Accept": "text/csv"}
+    )
+    assert [row[0] for row in csv.reader(io.StringIO(csv_rows.text))] == ["id", *map(str, ids[:2])]
+
+
 def test_a_format_the_api_cannot_produce_is_406(http):
     assert_problem(http.get("/mytable/", headers={"Accept": "text/html"}), 406)
     assert http.get("/mytable/", headers={"Accept": "text/html, */*;q=0.1"}).status_code == 200
