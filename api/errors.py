@@ -106,6 +106,13 @@ class BadRequest(HTTPException):
         self.parameter = parameter
 
 
+class HeaderTooLarge(HTTPException):
+    """431 for one request header longer than the API reads (RFC 6585)."""
+
+    code = 431
+    title = "Request Header Fields Too Large"
+
+
 class NotOneRow(HTTPException):
     """406 for PostgREST's singular media type when the rows are not exactly one."""
 
