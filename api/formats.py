@@ -52,6 +52,7 @@ OFFERS = (
 )
 # One row as an object, an item's answer: no array, no stream to offer.
 OBJECT_OFFERS = (JSON, SINGULAR)
+DESCRIBED_OFFERS = (JSON, "application/openapi+json")
 MAX_ACCEPT_CHARS = 4096  # browsers send under 200
 # A write's answer: JSON as a page's, or CSV (PostgREST's); no stream, no plan.
 WRITTEN_OFFERS = tuple(offer for offer in OFFERS if offer not in (NDJSON, PLAN))
@@ -107,6 +108,18 @@ def negotiate_called(request: Request) -> str:
     """The media type of a routine's answer (JSON only), as ``negotiate``'s;
     406 when none is acceptable, before the routine is called."""
     return _negotiated(request, CALLED_OFFERS, "A routine's answer")
+
+
+def negotiate_described(request: Request) -> str:
+    """The media type of the API's OpenAPI description: JSON, or OpenAPI's
+    own name for it (PostgREST's root answers both); 406 for any other."""
+    return _negotiated(request, DESCRIBED_OFFERS, "The API's description")
+
+
+def negotiate_json(request: Request) -> str:
+    """JSON, for an answer that has no other form (the root's listing);
+    406 when the client takes no JSON."""
+    return _negotiated(request, (JSON,), "This resource")
 
 
 def _negotiated(request: Request, offers: tuple[str, ...], what: str) -> str:

@@ -7,6 +7,7 @@ import sys
 import pytest
 from openapi_spec_validator import validate
 
+from tests.support import assert_problem
 from tests.support.servers import fresh_sqlite_server
 
 BIN = pathlib.Path(sys.executable).parent
@@ -37,6 +38,20 @@ def schemathesis_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("schemathesis")
     with fresh_sqlite_server(folder, "writer-secret:read,write", 20) as server:
         yield server
+
+
+def test_the_root_and_the_document_negotiate_accept(http):
+    """As PostgREST's root: the description as JSON or as OpenAPI's own
+    media type; the listing as JSON; a 406 for anything else."""
+    described = http.get("/openapi.json", headers={"Accept": "application/openapi+json"})
+    assert described.headers["content-type"] == "application/openapi+json"
+    assert described.json()["openapi"].startswith("3.1")
+    assert http.get("/openapi.json").headers["content-type"].startswith("application/json")
+    for path in ("/", "/openapi.json"):
+        assert http.get(path, headers={"Accept": "application/json, */*"}).status_code == 200
+        for accept in ("image/png", "text/csv"):
+            refused = http.get(path, headers={"Accept": accept})
+            assert assert_problem(refused, 406)["code"] == "PGRST107"
 
 
 def test_schemathesis_finds_nothing_against_the_live_app(schemathesis_server):

@@ -72,7 +72,7 @@ def build_document(
                         "description": "The collections",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
-                    **errors(401),
+                    **errors(401, 406),
                 },
             }
         },

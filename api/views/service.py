@@ -15,6 +15,7 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
+from api import formats
 from api.db import get_reader, migrations_head, ping, schema_revision
 from api.errors import DatabaseUnavailable, SchemaNotCurrent
 from api.logs import misconfigured
@@ -26,6 +27,7 @@ from api.version import DISTRIBUTION, commit, package_version
 
 @view_config(context=Root, request_method="GET", renderer="json")
 def list_collections(context: Root, request: Request) -> dict[str, Any]:
+    formats.negotiate_json(request)
     return {
         "collections": [
             {
@@ -70,6 +72,9 @@ def public_endpoint(name: str) -> Any:
 
 @public_endpoint("openapi.json")
 def openapi_document(context: Root, request: Request) -> Any:
+    media_type = formats.negotiate_described(request)
+    if media_type != formats.JSON:
+        request.response.content_type = media_type
     registry = request.registry
     if getattr(registry, "api_openapi", None) is None:
         limit = registry.api_settings.page_limit_max
