@@ -50,14 +50,16 @@ OFFERS = (
     f"{SINGULAR};{STRIPPED}",
     PLAN,
 )
-# One row as an object, an item's answer: no array, no stream to offer.
+# What other answers offer (``negotiate_among``). One row as an object, an
+# item's: no array, no stream.
 OBJECT_OFFERS = (JSON, SINGULAR)
-DESCRIBED_OFFERS = (JSON, "application/openapi+json")
-MAX_ACCEPT_CHARS = 4096  # browsers send under 200
 # A write's answer: JSON as a page's, or CSV (PostgREST's); no stream, no plan.
 WRITTEN_OFFERS = tuple(offer for offer in OFFERS if offer not in (NDJSON, PLAN))
 # A routine's answer: JSON only.
 CALLED_OFFERS = tuple(offer for offer in WRITTEN_OFFERS if offer != CSV)
+# The OpenAPI description: as PostgREST's root, JSON under either name.
+DESCRIBED_OFFERS = (JSON, "application/openapi+json")
+MAX_ACCEPT_CHARS = 4096  # browsers send under 200
 STREAMED = frozenset({NDJSON, CSV})
 CSV_PARAMETERS = {"charset": "utf-8", "header": "present"}  # RFC 4180's
 CHUNK_BYTES = 64 * 1024
@@ -80,73 +82,34 @@ def dump_json(value: Any, sort_keys: bool = False, indent: bool = False) -> byte
 
 
 def negotiate(request: Request) -> str:
-    """The best of OFFERS for the Accept header, without its parameters
-    (PostgREST's array is JSON); 406 when none is acceptable."""
+    """A collection's read: the best of OFFERS (``negotiate_among``)."""
     accept = request.environ.get("HTTP_ACCEPT")
-    if accept is None:
-        return JSON
-    if PLAN_PREFIX in accept:  # its for= and options= name no other offer
+    if accept is not None and PLAN_PREFIX in accept:  # its for= and options= name no other offer
         return PLAN
-    media_type = _acceptable(accept, OFFERS, "This resource").partition(";")[0]
-    return JSON if media_type == ARRAY else media_type
+    return negotiate_among(request, OFFERS)
 
 
-def negotiate_object(request: Request) -> str:
-    """The media type of one row as an object: JSON, or PostgREST's singular
-    type when that is the one asked for; 406 when neither is acceptable."""
-    return _negotiated(request, OBJECT_OFFERS, "A row")
-
-
-def negotiate_written(request: Request) -> str:
-    """The media type of a write's answer, as ``negotiate``'s; 406 when none
-    is acceptable, whether or not the answer shows rows (PostgREST's rule:
-    ``Prefer`` is applied after ``Accept``)."""
-    return _negotiated(request, WRITTEN_OFFERS, "A write's answer")
-
-
-def negotiate_called(request: Request) -> str:
-    """The media type of a routine's answer (JSON only), as ``negotiate``'s;
-    406 when none is acceptable, before the routine is called."""
-    return _negotiated(request, CALLED_OFFERS, "A routine's answer")
-
-
-def negotiate_described(request: Request) -> str:
-    """The media type of the API's OpenAPI description: JSON, or OpenAPI's
-    own name for it (PostgREST's root answers both); 406 for any other."""
-    return _negotiated(request, DESCRIBED_OFFERS, "The API's description")
-
-
-def negotiate_json(request: Request) -> str:
-    """JSON, for an answer that has no other form (the root's listing);
-    406 when the client takes no JSON."""
-    return _negotiated(request, (JSON,), "This resource")
-
-
-def _negotiated(request: Request, offers: tuple[str, ...], what: str) -> str:
+def negotiate_among(request: Request, offers: tuple[str, ...]) -> str:
     """The best of ``offers`` for the Accept header, without its parameters
-    (PostgREST's array is JSON); 406 when none is acceptable."""
+    (PostgREST's array is JSON); 406 when none is acceptable, 431 for an
+    Accept too long to read."""
     accept = request.environ.get("HTTP_ACCEPT")
     if accept is None or accept in ("*/*", JSON):  # most clients: no negotiation to do
         return JSON
-    media_type = _acceptable(accept, offers, what).partition(";")[0]
-    return JSON if media_type == ARRAY else media_type
-
-
-def _acceptable(accept: str, offers: tuple[str, ...], what: str) -> str:
     if len(accept) > MAX_ACCEPT_CHARS:
-        # WebOb's parse of 64 KiB took 15 ms of the worker: a cheap attack.
+        # WebOb's parse grows with the header: a long one would be a cheap way to busy a worker.
         raise HeaderTooLarge(f"The Accept header may hold at most {MAX_ACCEPT_CHARS} characters.")
     best = _best_offer(accept, offers)
     if best is None:
-        raise HTTPNotAcceptable(f"{what} can be had as {', '.join(offers)}.")
-    return best
+        raise HTTPNotAcceptable(f"This resource can be had as {', '.join(offers)}.")
+    media_type = best.partition(";")[0]
+    return JSON if media_type == ARRAY else media_type
 
 
 @functools.lru_cache(maxsize=256)
 def _best_offer(accept: str, offers: tuple[str, ...]) -> str | None:
     """The best of ``offers`` for an Accept header's value, or None, worked
-    out once a value: WebOb parses the header anew each time (21 us for
-    axios' ``application/json, text/plain, */*``)."""
+    out once a value: WebOb would parse the header anew on every request."""
     acceptable = create_accept_header(accept).acceptable_offers(offers)
     return str(acceptable[0][0]) if acceptable else None
 

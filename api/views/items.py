@@ -17,7 +17,7 @@ from pyramid.request import Request
 
 from api.db.sessions import join_group, may_join_group
 from api.etags import etag
-from api.formats import negotiate_object
+from api.formats import OBJECT_OFFERS, negotiate_among
 from api.resources import Item
 from api.sql import writes
 from api.validation import (
@@ -35,7 +35,7 @@ T = TypeVar("T")
 
 
 def show_row(context: Item, request: Request) -> JSONResponse:
-    return with_etag(request, context.table, context.row, negotiate_object(request))
+    return with_etag(request, context.table, context.row, negotiate_among(request, OBJECT_OFFERS))
 
 
 def expected_version(context: Item, request: Request) -> Any:
@@ -60,7 +60,7 @@ async def _write(
     """Write ``values_for(row)`` to the row; an answer the client cannot
     take (406) is refused before anything is written."""
     refuse_read_only(context)
-    media_type = negotiate_object(request)
+    media_type = negotiate_among(request, OBJECT_OFFERS)
     if _goes_with_group(context, request):
         written = _write_with_group(context, request, values_for)
         return with_etag(request, context.table, written, media_type)

@@ -240,7 +240,7 @@ def media_typed(response: JSONResponse, request: Request, media_type: str) -> JS
 def with_etag(
     request: Request, table: sa.Table, row: Row, media_type: str = formats.JSON
 ) -> JSONResponse:
-    """``row`` as a JSON response of ``media_type`` (``formats.negotiate_object``)
+    """``row`` as a JSON response of ``media_type`` (``formats.OBJECT_OFFERS``)
     with its ETag; GET and HEAD answer If-None-Match with 304."""
     # WebOb's conditional handling only where there is a condition to check.
     conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)

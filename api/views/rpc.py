@@ -27,7 +27,7 @@ RESULT_PARAMETERS = frozenset({"select", "order", "limit", "offset", "columns"})
 @view_config(context=RoutineCall, request_method=("GET", "HEAD"))
 async def call_to_read(context: RoutineCall, request: Request) -> Response:
     routine = context.routine
-    formats.negotiate_called(request)
+    formats.negotiate_among(request, formats.CALLED_OFFERS)
     if routine.modifies_data:
         raise HTTPMethodNotAllowed(
             "This routine declares MODIFIES SQL DATA: call it with POST.",
@@ -40,7 +40,7 @@ async def call_to_read(context: RoutineCall, request: Request) -> Response:
 @view_config(context=RoutineCall, request_method="POST", permission="write")
 async def call_to_write(context: RoutineCall, request: Request) -> Response:
     routine = context.routine
-    formats.negotiate_called(request)  # before the routine can write
+    formats.negotiate_among(request, formats.CALLED_OFFERS)  # before the routine can write
     _refuse_result_parameters(routine, request)
     body = json_body(request)
     if "params=single-object" in preferences(request) and len(routine.parameters) == 1:

@@ -27,7 +27,7 @@ from api.version import DISTRIBUTION, commit, package_version
 
 @view_config(context=Root, request_method="GET", renderer="json")
 def list_collections(context: Root, request: Request) -> dict[str, Any]:
-    formats.negotiate_json(request)
+    formats.negotiate_among(request, (formats.JSON,))
     return {
         "collections": [
             {
@@ -72,7 +72,7 @@ def public_endpoint(name: str) -> Any:
 
 @public_endpoint("openapi.json")
 def openapi_document(context: Root, request: Request) -> Any:
-    media_type = formats.negotiate_described(request)
+    media_type = formats.negotiate_among(request, formats.DESCRIBED_OFFERS)
     if media_type != formats.JSON:
         request.response.content_type = media_type
     registry = request.registry

@@ -52,10 +52,10 @@ def _return_preference(request: Request) -> str:
 def _written(request: Request, rows: list[Row], status: int) -> Response:
     """A collection write's answer, as ``Prefer: return`` asks: the rows
     (one as an object, under PostgREST's singular media type; CSV), or no
-    body. A 406 rolls the transaction back, and a grouped write's answer is
-    made before it joins its group: an answer the client cannot take is
-    refused before anything is written."""
-    media_type = formats.negotiate_written(request)
+    body. ``Accept`` is obeyed before ``Prefer``, as PostgREST does: a 406
+    even without a body. It rolls the transaction back, and a grouped
+    write's answer is made before it joins its group: nothing is written."""
+    media_type = formats.negotiate_among(request, formats.WRITTEN_OFFERS)
     returned = _return_preference(request)
     applied = [f"return={returned}"]
     if "missing=default" in preferences(request) and request.method == "POST":
