@@ -23,6 +23,7 @@ from pyramid.httpexceptions import (
 )
 from pyramid.request import Request
 
+from api.bridge.greenlets import give_way
 from api.collections import describe
 from api.columns import mapping
 from api.errors import BadRequest
@@ -126,6 +127,7 @@ def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> A
     except orjson.JSONDecodeError as exc:
         _check_numbers(body)  # a number orjson cannot read at all (1e400) is a 422 too
         raise BadRequest(f"The body is not valid JSON: {exc}") from exc
+    give_way()  # a long body took a while to parse, and takes as long to check
     depth, has_float = _shape(value)
     if depth > settings.max_json_depth:
         raise BadRequest(f"The body nests deeper than {settings.max_json_depth} levels.")

@@ -1,11 +1,16 @@
 """The ASGI front door: bodies over the limit are refused, short bodies never processed."""
 
 import asyncio
+import itertools
 
+import orjson
 import pytest
+import sqlalchemy as sa
 
+from api.bridge import greenlets
 from api.bridge.asgi import ASGIApp
-from tests.support import WRITER, assert_problem, unique_name
+from api.views import bodies
+from tests.support import PROBE_SETTINGS, WRITER, assert_problem, make_app, unique_name
 
 
 def test_a_body_over_the_limit_is_413_before_it_is_read(http):
@@ -13,7 +18,7 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(http):
     assert_problem(response, 413)
 
 
-def _post_scope(announced):
+def _post_scope(announced, path="/mytable/"):
     headers = [
         (b"content-type", b"application/json"),
         (b"authorization", WRITER["Authorization"].encode()),
@@ -22,7 +27,7 @@ def _post_scope(announced):
     return {
         "type": "http",
         "method": "POST",
-        "path": "/mytable/",
+        "path": path,
         "query_string": b"",
         "headers": headers,
     }
@@ -99,3 +104,67 @@ def test_repeated_headers_reach_the_app_as_one_list(http):
     response = http.get("/mytable/", params={"limit": "1"}, headers=headers)
     assert response.status_code == 206  # one row of an exact count: a part
     assert response.headers["content-range"].split("/")[1].isdigit()
+
+
+def test_a_bulk_write_lets_the_worker_answer_others_between_its_rows(
+    http, database_url, monkeypatch
+):
+    """Checking and binding 1,000 rows takes milliseconds of one request's
+    turn on the loop; it gives the loop back now and then (give_way). A
+    heartbeat asked for while such a POST's rows are being checked is
+    answered before the last row is, and every row is written."""
+    monkeypatch.setattr(greenlets, "TURN", 0.0)  # each look at the clock gives way
+    wsgi = make_app(database_url, **{**PROBE_SETTINGS, "api.max_batch_rows": "1000"})
+    app = ASGIApp(wsgi)
+    name = unique_name("turns")[:20]
+    body = orjson.dumps([{"name": name}] * 1000)
+    happened, asked = [], []
+
+    def on_statement(connection, cursor, sql, *args):
+        if sql.lstrip().upper().startswith("INSERT"):
+            happened.append("INSERT")
+
+    def recorder(what):
+        async def send(message):
+            if message["type"] == "http.response.start":
+                happened.append((what, message["status"]))
+
+        return send
+
+    heartbeat = {**_post_scope(0, "/__lbheartbeat__"), "method": "GET", "headers": []}
+    checked = itertools.count(1)
+
+    def validate_row(*args, **kwargs):  # at the 500th row, another client asks
+        count = next(checked)
+        if count == 500:
+            asked.append(asyncio.ensure_future(app(heartbeat, _body, recorder("heartbeat"))))
+        elif count == 1000:
+            happened.append("the last row checked")
+        return bodies.validate_row.__wrapped__(*args, **kwargs)
+
+    async def scenario():
+        one = orjson.dumps({"name": name})  # the pools connected, the statements compiled
+        await app(_post_scope(len(one)), lambda: _body(one), recorder("warm-up"))
+        happened.clear()
+        await app(_post_scope(len(body)), lambda: _body(body), recorder("POST"))
+        await asyncio.gather(*asked)
+        await wsgi.registry.api_engines.dispose(asyncio.get_running_loop())
+
+    validate_row.__wrapped__ = bodies.validate_row
+    monkeypatch.setattr(bodies, "validate_row", validate_row)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", on_statement)
+    try:
+        asyncio.run(scenario())
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", on_statement)
+    assert happened == [("heartbeat", 200), "the last row checked", "INSERT", ("POST", 201)]
+    stored = http.get(
+        "/mytable/",
+        params={"name": f"eq.{name}", "select": "id", "limit": "1"},
+        headers={"Prefer": "count=exact"},
+    )
+    assert stored.headers["content-range"].endswith("/1001")  # the warm-up's row too
+
+
+async def _body(body=b""):
+    return {"type": "http.request", "body": body, "more_body": False}

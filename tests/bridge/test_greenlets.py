@@ -2,12 +2,14 @@
 
 import asyncio
 import contextvars
+import time
 import weakref
 
 import pytest
 from greenlet import getcurrent
 
 from api.bridge import await_, run_coroutine, run_in_greenlet
+from api.bridge.greenlets import TURN, give_way
 
 
 def test_await_outside_a_request_greenlet_is_a_clear_error():
@@ -157,3 +159,30 @@ def test_a_coroutine_run_in_the_request_greenlet_gets_errors_timeouts_and_cancel
 
     asyncio.run(scenario())
     assert cleaned_up == [True]
+
+
+def test_give_way_lets_others_run_once_the_request_has_run_a_turn_without_waiting():
+    served = []
+
+    def long_work():
+        give_way()  # it has only just started: it goes on
+        before = list(served)
+        busy_until = time.perf_counter() + 2 * TURN
+        while time.perf_counter() < busy_until:
+            pass
+        give_way()  # a turn has passed: the other task runs first
+        after = list(served)
+        give_way()  # it has only just come back
+        return before, after, list(served)
+
+    async def other():
+        served.append("other")
+
+    async def scenario():
+        task = asyncio.ensure_future(other())
+        found = await run_in_greenlet(long_work)
+        await task
+        return found
+
+    assert asyncio.run(scenario()) == ([], ["other"], ["other"])
+    give_way()  # outside a request greenlet: nothing to give way to, and no error
