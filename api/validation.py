@@ -23,7 +23,7 @@ from pyramid.httpexceptions import (
 )
 from pyramid.request import Request
 
-from api.bridge.greenlets import give_way
+from api.bridge import give_way
 from api.collections import describe
 from api.columns import mapping
 from api.errors import BadRequest

@@ -7,6 +7,7 @@
     python -m bench.instructions post1000 3            # POSTs of arrays of 1,000 rows
     valgrind --tool=callgrind python -m bench.instructions patch 12 --clients 8
     valgrind --tool=callgrind python -m bench.instructions page 3 --header 'Accept: */*'
+    python -m bench.instructions post1000 4 --clients 8 --turns   # how long requests hold the loop
 
 The app is driven in process over its ASGI front door (no HTTP server, no
 client), 64 concurrent requests at a time (``--clients N``: N); the database
@@ -24,7 +25,10 @@ does (``api.serve.worker_started``: the startup heap frozen out of the
 cyclic GC's sight, its young generation collected less often). With
 ``--observed``, the requests go through the middleware a worker serves
 too (``api.serve.asgi_app``: request id, gzip check, production.ini's JSON
-access log line to /dev/null, metrics in multi-process mode).
+access log line to /dev/null, metrics in multi-process mode). With
+``--turns``, no count: how long each run of a request greenlet lasted, from
+a switch into it to its next wait, as percentiles (no other task runs on the
+loop meanwhile).
 """
 
 import asyncio
@@ -147,7 +151,11 @@ def main() -> None:
         for _ in range(reps):
             await asyncio.gather(*(client(5, i) for i in range(clients)))
 
-    if not profile:
+    if "--turns" in sys.argv:
+        runs = timed_turns()
+        asyncio.run(run())
+        print(turns_summary(runs))
+    elif not profile:
         asyncio.run(run())
     else:
         import cProfile
@@ -158,6 +166,41 @@ def main() -> None:
     if failed:  # a count of error answers measures nothing
         statuses = ", ".join(f"{n} x {s}" for s, n in sorted(Counter(failed).items()))
         sys.exit(f"{statuses}: not the requests meant (seeded? python -m bench.instructions seed)")
+
+
+def timed_turns() -> list[float]:
+    """From now on, the length of each run of a request greenlet (seconds),
+    from the task's switch into it to its next wait, in the list returned."""
+    import time
+
+    from greenlet import greenlet
+
+    from api.bridge.greenlets import RequestGreenlet
+
+    runs: list[float] = []
+
+    def timed(step):
+        def run(self, *args):
+            started = time.perf_counter()
+            try:
+                return step(self, *args)
+            finally:
+                runs.append(time.perf_counter() - started)
+
+        return run
+
+    RequestGreenlet.switch = timed(greenlet.switch)
+    RequestGreenlet.throw = timed(greenlet.throw)
+    return runs
+
+
+def turns_summary(runs: list[float]) -> str:
+    runs = sorted(runs)
+    ms = [f"{runs[int(len(runs) * q)] * 1000:.2f}" for q in (0.5, 0.9, 0.99)]
+    return (
+        f"{len(runs)} runs between waits: p50 {ms[0]} ms, p90 {ms[1]} ms, p99 {ms[2]} ms, "
+        f"longest {runs[-1] * 1000:.2f} ms; {sum(r > 0.002 for r in runs)} over 2 ms"
+    )
 
 
 def observed(app):

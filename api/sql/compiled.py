@@ -16,8 +16,7 @@ import orjson
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql import Executable
 
-from api.bridge import await_
-from api.bridge.greenlets import give_way
+from api.bridge import await_, give_way
 
 # The SQLAlchemy releases whose internals this module is written against.
 SUPPORTED_SQLALCHEMY = ((2, 0, 31), (2, 2))  # from, and up to but not including

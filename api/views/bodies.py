@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from pyramid.httpexceptions import HTTPRequestEntityTooLarge
 from pyramid.request import Request
 
-from api.bridge.greenlets import give_way
+from api.bridge import give_way
 from api.errors import BadRequest
 from api.resources import Collection
 from api.validation import Unprocessable, validate_row
