@@ -18,6 +18,9 @@ def test_a_body_over_the_limit_is_413_before_it_is_read(http):
     assert_problem(response, 413)
 
 
+COUNTED = {"Prefer": "count=exact"}
+
+
 def _post_scope(announced, path="/mytable/"):
     headers = [
         (b"content-type", b"application/json"),
@@ -111,13 +114,13 @@ def test_a_bulk_write_lets_the_worker_answer_others_between_its_rows(
 ):
     """Checking and binding 1,000 rows takes milliseconds of one request's
     turn on the loop; it gives the loop back now and then (give_way). A
-    heartbeat asked for while such a POST's rows are being checked is
-    answered before the last row is, and every row is written."""
+    heartbeat asked for while a POST's rows are being checked is answered
+    before the last row is, and every row is written."""
     monkeypatch.setattr(greenlets, "TURN", 0.0)  # each look at the clock gives way
-    wsgi = make_app(database_url, **{**PROBE_SETTINGS, "api.max_batch_rows": "1000"})
+    wsgi = make_app(database_url, **{**PROBE_SETTINGS, "api.max_batch_rows": "300"})
     app = ASGIApp(wsgi)
     name = unique_name("turns")[:20]
-    body = orjson.dumps([{"name": name}] * 1000)
+    body = orjson.dumps([{"name": name}] * 300)
     happened, asked = [], []
 
     def on_statement(connection, cursor, sql, *args):
@@ -134,11 +137,11 @@ def test_a_bulk_write_lets_the_worker_answer_others_between_its_rows(
     heartbeat = {**_post_scope(0, "/__lbheartbeat__"), "method": "GET", "headers": []}
     checked = itertools.count(1)
 
-    def validate_row(*args, **kwargs):  # at the 500th row, another client asks
+    def validate_row(*args, **kwargs):  # at the 150th row, another client asks
         count = next(checked)
-        if count == 500:
+        if count == 150:
             asked.append(asyncio.ensure_future(app(heartbeat, _body, recorder("heartbeat"))))
-        elif count == 1000:
+        elif count == 300:
             happened.append("the last row checked")
         return bodies.validate_row.__wrapped__(*args, **kwargs)
 
@@ -158,12 +161,11 @@ def test_a_bulk_write_lets_the_worker_answer_others_between_its_rows(
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", on_statement)
     assert happened == [("heartbeat", 200), "the last row checked", "INSERT", ("POST", 201)]
-    stored = http.get(
-        "/mytable/",
-        params={"name": f"eq.{name}", "select": "id", "limit": "1"},
-        headers={"Prefer": "count=exact"},
-    )
-    assert stored.headers["content-range"].endswith("/1001")  # the warm-up's row too
+    mine = {"name": f"eq.{name}"}
+    stored = http.get("/mytable/", params={**mine, "select": "id", "limit": "1"}, headers=COUNTED)
+    assert stored.headers["content-range"].endswith("/301")  # the warm-up's row too
+    deleted = http.delete("/mytable/", params=mine, headers=WRITER)  # others count the rows
+    assert deleted.status_code == 200 and len(deleted.json()) == 301
 
 
 async def _body(body=b""):
