@@ -4,7 +4,7 @@ per ``Prefer: return``."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyramid.request import Request
 from pyramid.response import Response
@@ -49,12 +49,20 @@ def _return_preference(request: Request) -> str:
     return next((r for r in RETURNS if f"return={r}" in prefer), "minimal")
 
 
-def _written(request: Request, rows: list[Row], status: int) -> Response:
-    """A collection write's answer, as ``Prefer: return`` asks: the rows
-    (one as an object, under PostgREST's singular media type; CSV), or no
-    body. ``Accept`` is obeyed before ``Prefer``, as PostgREST does: a 406
-    even without a body. It rolls the transaction back, and a grouped
-    write's answer is made before it joins its group: nothing is written."""
+class _Answer(NamedTuple):
+    """What a collection write's answer is made of, settled by the request
+    alone: its media type, whether it shows the rows, its headers."""
+
+    media_type: str
+    shows_rows: bool
+    headers: list[tuple[str, str]]
+
+
+def _answer_of(request: Request) -> _Answer:
+    """A collection write's answer, as ``Accept`` and ``Prefer: return`` ask
+    for it. ``Accept`` is obeyed before ``Prefer``, as PostgREST does: a 406
+    even without a body, before anything is written. ``Prefer: tx=rollback``
+    dooms the transaction."""
     media_type = formats.negotiate_among(request, formats.WRITTEN_OFFERS)
     returned = _return_preference(request)
     applied = [f"return={returned}"]
@@ -65,10 +73,19 @@ def _written(request: Request, rows: list[Row], status: int) -> Response:
         request.tm.doom()
         applied.append("tx=rollback")
     headers = [("Preference-Applied", ", ".join(applied))]
-    if returned != "representation":  # with a headerlist, WebOb adds no Content-Type
-        return Response(status=204 if status == 200 else status, headerlist=headers)
+    return _Answer(media_type, returned == "representation", headers)
+
+
+def _written(
+    request: Request, rows: list[Row], status: int, answer: _Answer | None = None
+) -> Response:
+    """A collection write's answer (``_answer_of``): the rows (one as an
+    object, under PostgREST's singular media type; CSV), or no body."""
+    media_type, shows_rows, headers = answer or _answer_of(request)
+    if not shows_rows:  # with a headerlist, WebOb adds no Content-Type
+        return Response(status=204 if status == 200 else status, headerlist=list(headers))
     if media_type == formats.CSV:
-        response = Response(body=formats.csv_of_rows(rows), headerlist=headers)
+        response = Response(body=formats.csv_of_rows(rows), headerlist=list(headers))
         response.content_type = formats.CSV
         response.content_type_params = formats.CSV_PARAMETERS
     else:
@@ -166,19 +183,15 @@ def _shown(rows: list[Row], returned: Any) -> list[Row]:
 
 def _insert_with_group(context: Collection, request: Request, row: Row, returned: Any) -> Response:
     """The row's INSERT, run with its group when the request's transaction
-    commits. An answer that shows the row is made now from the row as sent,
-    so that one the client cannot take (406) is refused before anything is
-    written, and made again from the row as stored once it is committed."""
-    shows_row = _return_preference(request) == "representation"
-    if shows_row:  # the columns the database fills in, as null for now
-        placeholder = {**{str(column.name): None for column in context.table.columns}, **row}
-        response = _written(request, _shown([placeholder], returned), 201)
-    else:
-        response = _written(request, [], 201)
+    commits. What the answer will be is settled now, so that one the client
+    cannot take (406) is refused before anything is written; it is made
+    from the row as stored once it is committed."""
+    answer = _answer_of(request)
+    response = _written(request, [], 201, answer) if not answer.shows_rows else Response()
 
     def settle(stored: Row) -> None:
-        if shows_row:
-            _answer_again(request, response, _shown([stored], returned), 201)
+        if answer.shows_rows:
+            _fill_answer(request, response, _shown([stored], returned), 201, answer)
         _locate(context, request, response, stored)
 
     join_group(request, grouped.GroupedInsert(context.table, row), settle)
@@ -255,32 +268,36 @@ def _update_with_group(
     returned: Any,
 ) -> Response:
     """The UPDATE of the row the filters name, run with its group when the
-    request's transaction commits. An answer that shows the row is made
-    now from the row as it may be, so that one the client cannot take
-    (406) is refused before anything is written, and made again from the
-    row as the UPDATE left it once committed (none if it matched none)."""
+    request's transaction commits. What the answer will be is settled now,
+    so that one the client cannot take (406) is refused before anything is
+    written; one that shows the row is made from the row as the UPDATE left
+    it once committed (none if it matched none)."""
     parts = tuple(named[column] for column in context.description.key)
     pk = parts[0] if len(parts) == 1 else parts
     table = context.table
-    if _return_preference(request) != "representation":
+    answer = _answer_of(request)  # a 406 refused before anything is written
+    if not answer.shows_rows:
         update = filter_writes.update_where_for_group(table, query, values, pk)
         join_group(request, update, lambda matched: None)  # one row or none: either is an answer
-        return _written(request, [], 200)
-    row = {**{str(c.name): None for c in table.columns}, **{c.name: v for c, v in named.items()}}
-    response = _written(request, _shown([{**row, **values}], returned), 200)
+        return _written(request, [], 200, answer)
+    response = Response()
 
     def settle(stored: Row | None) -> None:
-        _answer_again(request, response, _shown([] if stored is None else [stored], returned), 200)
+        shown = _shown([] if stored is None else [stored], returned)
+        _fill_answer(request, response, shown, 200, answer)
 
     update = filter_writes.update_where_for_group(table, query, values, pk, shown=True)
     join_group(request, update, settle)
     return response
 
 
-def _answer_again(request: Request, response: Response, rows: list[Row], status: int) -> None:
-    """``response`` made again, in place, to show ``rows``: a grouped write's
+def _fill_answer(
+    request: Request, response: Response, rows: list[Row], status: int, answer: _Answer
+) -> None:
+    """``response`` made, in place, to show ``rows``: a grouped write's
     answer once its group committed."""
-    final = _written(request, rows, status)
+    final = _written(request, rows, status, answer)
+    response.status = final.status
     response.headerlist[:] = final.headerlist
     response.body = final.body
 
