@@ -64,8 +64,10 @@ async def _on_connection(session: AsyncSession, run: Callable[[Connection], T], 
 
 def dicts(result: Result[Any]) -> list[Row]:
     keys = list(map(str, result.keys()))
+    rows = result.all()
+    give_way()  # 1,000 rows take a millisecond to read, and as long to copy
     # zip(strict=True) would check what the statement guarantees, at a cost per row.
-    return [dict(zip(keys, row, strict=False)) for row in result.all()]
+    return [dict(zip(keys, row, strict=False)) for row in rows]
 
 
 async def load_row(
