@@ -53,10 +53,9 @@ OFFERS = (
 # What other answers offer (``negotiate_among``). One row as an object, an
 # item's: no array, no stream.
 OBJECT_OFFERS = (JSON, SINGULAR)
-# A write's answer: JSON as a page's, or CSV (PostgREST's); no stream, no plan.
+# A write's answer, and a routine's: JSON as a page's, or CSV (PostgREST's);
+# no stream, no plan.
 WRITTEN_OFFERS = tuple(offer for offer in OFFERS if offer not in (NDJSON, PLAN))
-# A routine's answer: JSON only.
-CALLED_OFFERS = tuple(offer for offer in WRITTEN_OFFERS if offer != CSV)
 # The OpenAPI description: as PostgREST's root, JSON under either name.
 DESCRIBED_OFFERS = (JSON, "application/openapi+json")
 MAX_ACCEPT_CHARS = 4096  # browsers send under 200
@@ -159,6 +158,14 @@ def csv_of_rows(rows: Sequence[dict[str, Any]]) -> bytes:
         return b"\r\n"
     names = list(rows[0])
     return b"".join(_csv_lines(names, ([row.get(name) for name in names] for row in rows)))
+
+
+def csv_response(rows: Sequence[dict[str, Any]], headers: Iterable[tuple[str, str]]) -> Response:
+    """Rows as a whole CSV response (``csv_of_rows``), with ``headers``."""
+    response = Response(body=csv_of_rows(rows), headerlist=list(headers))
+    response.content_type = CSV
+    response.content_type_params = CSV_PARAMETERS
+    return response
 
 
 def _csv_lines(names: Sequence[str], rows: Rows) -> Iterator[bytes]:

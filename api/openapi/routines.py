@@ -34,9 +34,8 @@ def routine_path(routine: Routine) -> Schema:
     else:
         answer = {"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]}
         described = "The procedure's first result set, else its OUT parameters"
-    answered = {
-        "200": {"description": described, "content": {"application/json": {"schema": answer}}}
-    }
+    content = {"application/json": {"schema": answer}, "text/csv": {"schema": {"type": "string"}}}
+    answered = {"200": {"description": described, "content": content}}
     if routine.kind == "PROCEDURE":
         answered["204"] = {"description": "The procedure gave nothing back"}
     operations: Schema = {

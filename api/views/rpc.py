@@ -27,20 +27,21 @@ RESULT_PARAMETERS = frozenset({"select", "order", "limit", "offset", "columns"})
 @view_config(context=RoutineCall, request_method=("GET", "HEAD"))
 async def call_to_read(context: RoutineCall, request: Request) -> Response:
     routine = context.routine
-    formats.negotiate_among(request, formats.CALLED_OFFERS)
+    media_type = formats.negotiate_among(request, formats.WRITTEN_OFFERS)
     if routine.modifies_data:
         raise HTTPMethodNotAllowed(
             "This routine declares MODIFIES SQL DATA: call it with POST.",
             headers={"Allow": ", ".join(routine.allowed_methods)},
         )
     called = await call_routine(request.dbsession, routine, _query_arguments(routine, request))
-    return _answer(request, routine, called)
+    return _answer(request, routine, called, media_type)
 
 
 @view_config(context=RoutineCall, request_method="POST", permission="write")
 async def call_to_write(context: RoutineCall, request: Request) -> Response:
     routine = context.routine
-    formats.negotiate_among(request, formats.CALLED_OFFERS)  # before the routine can write
+    # Before the routine can write: a 406 leaves nothing written.
+    media_type = formats.negotiate_among(request, formats.WRITTEN_OFFERS)
     _refuse_result_parameters(routine, request)
     body = json_body(request)
     if "params=single-object" in preferences(request) and len(routine.parameters) == 1:
@@ -49,7 +50,7 @@ async def call_to_write(context: RoutineCall, request: Request) -> Response:
     called = await call_routine(request.dbsession, routine, arguments)
     if "tx=rollback" in preferences(request):
         request.tm.doom()  # PostgREST's dry run: answered, then rolled back
-    return _answer(request, routine, called)
+    return _answer(request, routine, called, media_type)
 
 
 def _check_names(routine: Routine, given: list[str]) -> None:
@@ -104,17 +105,27 @@ def _body_arguments(routine: Routine, body: Any) -> list[Any]:
     return arguments
 
 
-def _answer(request: Request, routine: Routine, called: Called) -> Response:
+def _answer(request: Request, routine: Routine, called: Called, media_type: str) -> Response:
     """A function's value; a procedure's rows (one as an object, under the
-    singular media type), else its OUT parameters as an object, else 204."""
-    if routine.kind == "FUNCTION":
-        return json_response(*shaped(request, called.value))
+    singular media type), else its OUT parameters as an object, else 204.
+    As CSV, each is a table: a value is one cell under the function's name."""
     if called.rows is not None:
         rows = called.rows
         shown = f"0-{len(rows) - 1}" if rows else "*"
-        return rows_response(request, rows, [("Content-Range", f"{shown}/{len(rows)}")])
-    if called.outputs is not None:
-        return json_response(*shaped(request, called.outputs))
-    response = Response(status=204)
-    response.content_type = None
-    return response
+        headers = [("Content-Range", f"{shown}/{len(rows)}")]
+        if media_type == formats.CSV:
+            return formats.csv_response(rows, headers)
+        return rows_response(request, rows, headers)
+    if routine.kind == "FUNCTION":
+        answer = called.value
+        table = [{routine.name: answer}]
+    elif called.outputs is not None:
+        answer = called.outputs
+        table = [answer]
+    else:
+        response = Response(status=204)
+        response.content_type = None
+        return response
+    if media_type == formats.CSV:
+        return formats.csv_response(table, [])
+    return json_response(*shaped(request, answer))

@@ -85,9 +85,7 @@ def _written(
     if not shows_rows:  # with a headerlist, WebOb adds no Content-Type
         return Response(status=204 if status == 200 else status, headerlist=list(headers))
     if media_type == formats.CSV:
-        response = Response(body=formats.csv_of_rows(rows), headerlist=list(headers))
-        response.content_type = formats.CSV
-        response.content_type_params = formats.CSV_PARAMETERS
+        response = formats.csv_response(rows, headers)
     else:
         response = rows_response(request, rows, headers)
     response.status = status
