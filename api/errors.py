@@ -257,8 +257,13 @@ def http_exception(exc: HTTPException, request: Request) -> Response:
             extra[name] = value
     detail = exc.detail if isinstance(exc.detail, str) else None
     if exc.code == 404 and not hasattr(exc, "postgrest_code"):  # Pyramid's: the bare path
-        detail = f"There is no resource at {request.path}"
+        return not_found(request, headers)
     return problem_response(exc.code, detail or exc.explanation, exc.title, headers, **extra)
+
+
+def not_found(request: Request, headers: dict[str, str] | None = None) -> Response:
+    """404 for a path that names nothing."""
+    return problem_response(404, f"There is no resource at {request.path}", "Not Found", headers)
 
 
 def database_unavailable(exc: Exception, request: Request) -> Response:

@@ -5,6 +5,8 @@
 --   filtered  a filtered, ordered page: names from a random point, descending
 --   patch     PATCH a random row with If-Match, tracking each row's version from the
 --             responses (a stale version answers 412 and counts as non-2xx)
+--   stale     PATCH a random row with an If-Match no row has: every answer a 412
+--   missing   GET /mytable/{id past the table's rows}: every answer a 404
 local scenario = os.getenv("SCENARIO") or "point"
 local rows = tonumber(os.getenv("ROWS") or "1000")
 -- ACCEPT: the Accept header of every read, as clients send one (curl and
@@ -39,6 +41,11 @@ request = function()
     local id = math.random(1, math.floor(rows / 2))
     patch_headers["If-Match"] = '"' .. (versions[id] or 1) .. '"'
     return wrk.format("PATCH", "/mytable/" .. id, patch_headers, '{"data":{"patched":true}}')
+  elseif scenario == "stale" then
+    patch_headers["If-Match"] = '"0"'
+    return wrk.format("PATCH", "/mytable/" .. math.random(1, rows), patch_headers, '{"data":{}}')
+  elseif scenario == "missing" then
+    return wrk.format("GET", "/mytable/" .. (rows + math.random(1, rows)))
   end
   return wrk.format("GET", "/mytable/" .. math.random(1, rows))
 end

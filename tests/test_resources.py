@@ -90,6 +90,17 @@ def test_what_is_not_there_is_404(http, path):
     assert "no resource" in body["detail"]
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"])
+def test_a_key_no_row_has_is_404_whatever_the_method(http, method):
+    response = http.request(method, "/mytable/999999", json={"name": "x"}, headers=WRITER)
+    body = assert_problem(response, 404)
+    assert body["detail"] == "There is no resource at /mytable/999999"
+    assert body["title"] == "Not Found"
+    assert http.get("/mytable/?id=eq.999999").json() == []  # and nothing was written
+    head = http.head("/mytable/999999")
+    assert (head.status_code, head.content) == (404, b"")
+
+
 @pytest.mark.parametrize(
     ("path", "method", "allow"),
     [

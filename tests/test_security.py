@@ -56,6 +56,10 @@ def test_a_setting_makes_reads_need_a_token(database_url):
         app.get("/mytable/1", headers={"Authorization": "Bearer r"}, status=200)
         # A token grants what it names: write alone does not read.
         app.get("/mytable/1", headers={"Authorization": "Bearer w"}, status=403)
+        # A key no row has is refused alike: which keys exist is not told.
+        assert app.get("/mytable/999999", status=401).content_type == "application/problem+json"
+        app.get("/mytable/999999", headers={"Authorization": "Bearer w"}, status=403)
+        app.get("/mytable/999999", headers={"Authorization": "Bearer r"}, status=404)
         app.get("/__lbheartbeat__", status=200)  # health stays open
     finally:
         app.app.close()

@@ -14,11 +14,15 @@ from pyramid.httpexceptions import (
     HTTPPreconditionRequired,
 )
 from pyramid.request import Request
+from pyramid.response import Response
+from pyramid.view import view_config
 
 from api.db.sessions import join_group, may_join_group
+from api.errors import not_found
 from api.etags import etag
 from api.formats import OBJECT_OFFERS, negotiate_among
-from api.resources import Item
+from api.resources import Item, NoRow
+from api.security import BY_METHOD
 from api.sql import writes
 from api.validation import (
     ANY_ETAG,
@@ -32,6 +36,12 @@ from api.validation import (
 from api.views.responses import JSONResponse, Row, refuse_read_only, with_etag
 
 T = TypeVar("T")
+
+
+@view_config(context=NoRow, permission=BY_METHOD)
+def no_row(context: NoRow, request: Request) -> Response:
+    """404 for a key no row has (or no row under this parent), whatever the method."""
+    return not_found(request)
 
 
 def show_row(context: Item, request: Request) -> JSONResponse:
