@@ -3,10 +3,10 @@
 
 Resources are location-aware (``__name__``/``__parent__``). ``__getitem__``
 raises ``KeyError`` for anything that is not there, which traversal turns into
-a view lookup by name and, failing that, a 404; a key no row has is a
-``NoRow``, which its own view answers 404. Each resource knows its own
-path as the client writes it (``path``), so links are built without quoting
-keys twice.
+a view lookup by name and, failing that, a 404; under a collection, a
+segment that names no row is a ``NoRow``, which its own view answers 404.
+Each resource knows its own path as the client writes it (``path``), so
+links are built without quoting keys twice.
 """
 
 from __future__ import annotations
@@ -101,14 +101,14 @@ class Collection:
     def __getitem__(self, segment: str) -> Item | NoRow:
         description = self.description
         if not description.key:
-            raise KeyError(segment)
+            return NoRow(self, segment)
         request = self.request
         if len(description.key) == 1:
             pk = description.parse_single_key(segment)
         else:
             pk = description.parse_key(_key_values(request, segment))
-        if pk is None:
-            raise KeyError(segment)
+        if pk is None:  # not a key of this table: no row has it
+            return NoRow(self, segment)
         writes = request.method in WRITE_METHODS
         if writes and not request.has_permission("write", self):
             # Refuse before the lookup: whether a row exists is not told to
@@ -199,10 +199,11 @@ class Item:
 
 
 class NoRow:
-    """A key no row has: answered 404 by a view of its own (``api.views.items``).
+    """A segment of a collection that names no row (a key no row has, or not
+    a key at all): answered 404 by a view of its own (``api.views.items``).
 
     A ``KeyError`` would answer the same 404, through a view lookup by the
-    key's name, which Pyramid does not cache when it fails, and then its
+    segment, which Pyramid does not cache when it fails, and then its
     exception view: a 404 cost half as much again as a point read
     (``python -m bench.layers point missing``), a cheap way to busy a worker."""
 

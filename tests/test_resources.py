@@ -91,13 +91,15 @@ def test_what_is_not_there_is_404(http, path):
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "POST", "OPTIONS"])
-def test_a_key_no_row_has_is_404_whatever_the_method(http, method):
-    response = http.request(method, "/mytable/999999", json={"name": "x"}, headers=WRITER)
+@pytest.mark.parametrize("segment", ["999999", "abc"])  # a key no row has; not a key
+def test_a_segment_that_names_no_row_is_404_whatever_the_method(http, method, segment):
+    name = f"nowhere {uuid.uuid4()}"
+    response = http.request(method, f"/mytable/{segment}", json={"name": name}, headers=WRITER)
     body = assert_problem(response, 404)
-    assert body["detail"] == "There is no resource at /mytable/999999"
+    assert body["detail"] == f"There is no resource at /mytable/{segment}"
     assert body["title"] == "Not Found"
-    assert http.get("/mytable/?id=eq.999999").json() == []  # and nothing was written
-    head = http.head("/mytable/999999")
+    assert http.get("/mytable/", params={"name": f"eq.{name}"}).json() == []  # nothing written
+    head = http.head(f"/mytable/{segment}")
     assert (head.status_code, head.content) == (404, b"")
 
 
