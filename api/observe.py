@@ -130,7 +130,7 @@ def route_of(path: str) -> str:
     parts = path.strip("/").split("/")
     if not parts[0]:
         return "/"
-    if len(parts) == 1 and (parts[0].startswith("_") or "." in parts[0] or parts[0] in SERVICE):
+    if len(parts) == 1 and parts[0] in SERVICE:
         return f"/{parts[0]}"
     if parts[0] == "rpc":
         return "/rpc/{name}"
@@ -138,7 +138,12 @@ def route_of(path: str) -> str:
     return "/" + "/".join(template) + ("/" if path.endswith("/") else "")
 
 
-SERVICE = frozenset({"metrics", "docs"})
+# The API's own paths at the root (its views named on Root): their own
+# series. Any other name, a collection's or one a scanner tries, is
+# "{collection}": a series for each name sent would grow without end.
+SERVICE = frozenset(
+    {"metrics", "docs", "openapi.json", "__version__", "__heartbeat__", "__lbheartbeat__"}
+)
 
 
 class Observed:

@@ -124,6 +124,17 @@ def fuzzed_query_strings(server, proxy):
     return statuses
 
 
+def scanned_paths(server, proxy):
+    """5,000 paths a scanner tries, each different, at the root and as keys:
+    each a 404, none a metrics series of its own (before, each name with a
+    dot was one, and the worker's memory grew without end)."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return [
+            client.get(f"/wp-admin-{n}.php" if n % 2 else f"/mytable/{10**9 + n}").status_code
+            for n in range(5000)
+        ]
+
+
 def truncated_bodies(server, proxy):
     statuses = []
     for _ in range(50):
@@ -225,6 +236,7 @@ ATTACKS = [
     huge_and_many_headers,
     long_accept_headers,
     fuzzed_query_strings,
+    scanned_paths,
     truncated_bodies,
     malformed_large_bodies,
     idle_connections,

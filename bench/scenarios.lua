@@ -7,6 +7,7 @@
 --             responses (a stale version answers 412 and counts as non-2xx)
 --   stale     PATCH a random row with an If-Match no row has: every answer a 412
 --   missing   GET /mytable/{id past the table's rows}: every answer a 404
+--   nowhere   GET /{a name no table has}, as scanners send: every answer a 404
 local scenario = os.getenv("SCENARIO") or "point"
 local rows = tonumber(os.getenv("ROWS") or "1000")
 -- ACCEPT: the Accept header of every read, as clients send one (curl and
@@ -46,6 +47,8 @@ request = function()
     return wrk.format("PATCH", "/mytable/" .. math.random(1, rows), patch_headers, '{"data":{}}')
   elseif scenario == "missing" then
     return wrk.format("GET", "/mytable/" .. (rows + math.random(1, rows)))
+  elseif scenario == "nowhere" then
+    return wrk.format("GET", "/wp-admin" .. math.random(1, rows) .. ".php")
   end
   return wrk.format("GET", "/mytable/" .. math.random(1, rows))
 end

@@ -16,6 +16,8 @@ import httpx
 import pytest
 import webtest
 
+from api.observe import SERVICE
+from api.resources import Root
 from tests.support import ROOT, make_app
 from tests.support.servers import free_port, serving
 
@@ -83,6 +85,13 @@ def test_metrics_are_summed_over_the_workers_and_need_their_token(production):
         and 'status="200"' in line
     ]
     assert sum(served) >= 60
+    # What scanners try makes no series of its own: it is counted as a collection's 404.
+    scanned = ["/wp-login.php", "/.env", "/_ignition/execute-solution", "/x.php"]
+    for path in scanned:
+        assert httpx.get(f"{url}{path}").status_code == 404
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert not [line for line in text.splitlines() if any(p in line for p in scanned)]
+    assert 'route="/{collection}",status="404"' in text
     assert "api_request_duration_seconds_bucket" in text
     assert "api_coalesced_batch_size_count" in text
     assert "api_db_connections_in_use" in text
@@ -123,5 +132,18 @@ def test_metrics_can_be_turned_off(tmp_path):
     app = make_app(f"sqlite+aiosqlite:///{tmp_path}/off.sqlite", **{"api.metrics": "false"})
     try:
         webtest.TestApp(app).get("/metrics", status=404)
+    finally:
+        app.close()
+
+
+def test_each_path_of_the_api_s_own_is_a_series_of_its_own(tmp_path):
+    """observe.SERVICE names every view named on the root, and nothing else."""
+    app = make_app(f"sqlite+aiosqlite:///{tmp_path}/named.sqlite")
+    try:
+        views = app.registry.introspector.get_category("views")
+        named = {
+            v["introspectable"]["name"] for v in views if v["introspectable"]["context"] is Root
+        }
+        assert named - {""} == SERVICE
     finally:
         app.close()
