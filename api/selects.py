@@ -9,8 +9,9 @@ resources, nested.
     select=city,...country(country)           a spread: the embed's columns in the row
     select=count(),total:amount.sum()::int,d  aggregates, grouped by the other columns
 
-Parsed in one pass over the text, nesting at most MAX_DEPTH deep; what the
-names mean is settled by ``api.querystring`` against the tables.
+Parsed in one pass over the text, nesting at most MAX_DEPTH deep, with at
+most MAX_EMBEDS embeds in all; what the names mean is settled by
+``api.querystring`` against the tables.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import re
 from api.errors import BadRequest
 
 MAX_DEPTH = 4  # embedded resources within embedded resources
+# Embedded resources in one select, at every depth: each is a statement and
+# a share of the answer, and 8 KiB of URL held 250 of them, seconds of a
+# worker's time for one request.
+MAX_EMBEDS = 16
 # The head of an aggregate (``count``, ``amount.sum``, ``total:amount.sum``), whose
 # "()" holds nothing: PostgREST's avg, count, max, min and sum.
 AGGREGATE_HEAD = re.compile(r"(?:^|[.:])(?:avg|count|max|min|sum)\Z")
@@ -43,7 +48,13 @@ def parse_select_items(text: str) -> tuple[str | EmbedItem, ...]:
     items, end = _items(text, 0, 0)
     if end != len(text):
         raise _error("a select has an unbalanced ')'")
+    if _embeds_in(items) > MAX_EMBEDS:
+        raise _error(f"a select embeds at most {MAX_EMBEDS} resources")
     return items
+
+
+def _embeds_in(items: tuple[str | EmbedItem, ...]) -> int:
+    return sum(1 + _embeds_in(item.items) for item in items if isinstance(item, EmbedItem))
 
 
 def _error(message: str) -> BadRequest:

@@ -156,6 +156,22 @@ def test_a_bad_embed_is_a_400_that_names_select(http, select):
     assert assert_problem(response, 400)["parameter"] == "select"
 
 
+def test_a_select_embeds_at_most_16_resources(http):
+    """Each embed is a statement and a share of the answer: 250 fit in a URL."""
+    books = [f"b{n}:probe_book!author_id(title)" for n in range(15)]
+    sixteen = ["*", *books, "e:probe_book!editor_id(title)"]
+    authors = rows(http, "/probe_author/", select=",".join(sixteen), order="id")
+    assert authors[0]["b14"] == authors[0]["b0"] != []
+    seventeen = ",".join([*sixteen, "x:probe_book!author_id(id)"])
+    body = assert_problem(http.get("/probe_author/", params={"select": seventeen}), 400)
+    assert body["parameter"] == "select"
+    assert body["detail"] == "a select embeds at most 16 resources"
+    # Nested ones count: 9 books, each with its tags, are 18.
+    nested = [f"b{n}:probe_book!author_id(title,probe_tag(label))" for n in range(9)]
+    body = assert_problem(http.get("/probe_author/", params={"select": ",".join(nested)}), 400)
+    assert body["detail"] == "a select embeds at most 16 resources"
+
+
 def test_exports_do_not_embed(http):
     response = http.get(
         "/probe_author/",
