@@ -172,6 +172,28 @@ def test_a_select_embeds_at_most_16_resources(http):
     assert body["detail"] == "a select embeds at most 16 resources"
 
 
+def test_an_embed_of_more_rows_than_an_answer_holds_is_a_400(http, monkeypatch):
+    monkeypatch.setattr("api.reads.embeds.MAX_EMBEDDED_ROWS", 3)
+    books = "name,probe_book!author_id(title)"
+    ann = rows(http, "/probe_author/", select=books, id="eq.1")  # her 3 books: at the bound
+    assert [b["title"] for b in ann[0]["probe_book"]] == ["Alpha", "Beta", "Gamma"]
+    body = assert_problem(http.get("/probe_author/", params={"select": books}), 400)
+    assert body["parameter"] == "select"
+    assert "'probe_book' would embed more than 3 rows" in body["detail"]
+    # Limited per row, the same page fits.
+    limited = rows(http, "/probe_author/", select=books, order="id", **{"probe_book.limit": "1"})
+    assert [len(a["probe_book"]) for a in limited] == [1, 1, 1, 0]
+    # A write whose answer would hold too many is refused whole.
+    response = http.patch(
+        "/probe_author/",
+        params={"id": "lte.2", "select": books},
+        json={"name": "Renamed"},
+        headers={**WRITER, "Prefer": "return=representation"},
+    )
+    assert "would embed more than 3 rows" in assert_problem(response, 400)["detail"]
+    assert rows(http, "/probe_author/", select="name", name="eq.Renamed") == []
+
+
 def test_exports_do_not_embed(http):
     response = http.get(
         "/probe_author/",

@@ -2,7 +2,8 @@
 whole page at once, one statement per embed, nested embeds likewise.
 
 A page of 50 films with their actors costs the page's statement and one
-more, whatever the page's size: never a statement per row.
+more, whatever the page's size: never a statement per row. An embed's rows
+are held, and written, at once: at most ``MAX_EMBEDDED_ROWS`` of them.
 """
 
 from __future__ import annotations
@@ -12,17 +13,24 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
 
+from api.errors import BadRequest
 from api.querystring import Embed, OrderItem, shown_names
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
 from api.sql.keys import padded_keys
 from api.sql.statements import (
+    EMBED_CAP,
     EMBED_LIMIT,
     EmbedShape,
     embed_statement,
     filter_shapes,
     parent_label,
 )
+
+# The rows one embed may bring into an answer. Without a bound, a page of
+# parents with many children each (customers and their payments) is held in
+# the worker at once: Sakila's 16,044 payments took 480 ms and 15 MB.
+MAX_EMBEDDED_ROWS = 50_000
 
 
 def embed_rows(connection: Connection, rows: list[Row], embeds: tuple[Embed, ...]) -> None:
@@ -63,8 +71,11 @@ def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
         parameters.update(statement.parameters(embed))
         if embed.limit is not None:
             parameters[EMBED_LIMIT] = embed.limit
+        parameters[EMBED_CAP] = MAX_EMBEDDED_ROWS + 1
         read = _compiled(shape, size, connection.dialect)
         children = read.dicts(connection, parameters)
+        if len(children) > MAX_EMBEDDED_ROWS:
+            raise _too_many(embed)
         embed_rows(connection, children, embed.embeds)
         _group(children, embed, len(near), found)
     one = embed.link.kind == "one"
@@ -78,6 +89,16 @@ def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
             row.update({name: matches[0][name] if matches else None for name in spread})
         else:  # each member as an array of the matches' values (PostgREST 13's to-many spread)
             row.update({name: [match[name] for match in matches] for name in spread})
+
+
+def _too_many(embed: Embed) -> BadRequest:
+    key = embed.key
+    return BadRequest(
+        f"'{key}' would embed more than {MAX_EMBEDDED_ROWS} rows in one answer: "
+        f"ask for fewer rows (limit), filter the embed ({key}.column=...) "
+        f"or limit it per row ({key}.limit=...)",
+        parameter="select",
+    )
 
 
 def _group(children: list[Row], embed: Embed, width: int, found: dict[Any, list[Row]]) -> None:

@@ -367,8 +367,10 @@ def locked_rows(
 
 # --- embedded rows ---------------------------------------------------------------
 
-# The bind parameter of an embed statement's rows per parent, given by whoever runs it.
+# The bind parameters of an embed statement's rows per parent, and of its
+# rows in all, given by whoever runs it.
 EMBED_LIMIT = "embed_limit"
+EMBED_CAP = "embed_cap"
 
 
 def parent_label(index: int) -> str:
@@ -394,20 +396,21 @@ def _embed_filters(embed: Any) -> tuple[Any, ...]:
 def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     """The rows of an embed for many parent rows at once: those whose join
     columns hold one of ``size`` bound parent keys (``padded_keys``), each
-    labelled with its parent's key, ordered; at most ``EMBED_LIMIT`` per parent.
-    A parameter per key, not an expanding one: the SQL is final when
-    compiled, as the compiled reads need."""
+    labelled with its parent's key, ordered; at most ``EMBED_LIMIT`` per parent
+    and ``EMBED_CAP`` in all. A parameter per key, not an expanding one: the
+    SQL is final when compiled, as the compiled reads need."""
     binds = Binds()
     link = shape.link
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
     where = [in_keys(link.far, size), *_where(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
     statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
+    cap = sa.bindparam(EMBED_CAP, type_=sa.Integer)
     if not shape.limited:
-        return ListStatement(statement.order_by(*order), binds.sources)
+        return ListStatement(statement.order_by(*order).limit(cap), binds.sources)
     rank = sa.func.row_number().over(partition_by=list(link.far), order_by=order)
     ranked = statement.add_columns(rank.label("_rank")).subquery()
     outer = [ranked.c[str(column.name)] for column in shape.columns]
     outer += [ranked.c[parent_label(i)] for i in range(len(parents))]
     limited = sa.select(*outer).where(ranked.c["_rank"] <= sa.bindparam(EMBED_LIMIT))
-    return ListStatement(limited.order_by(ranked.c["_rank"]), binds.sources)
+    return ListStatement(limited.order_by(ranked.c["_rank"]).limit(cap), binds.sources)
