@@ -8,7 +8,8 @@ while a prober asks for liveness every 20 ms. For every attack it prints the
 requests sent, how many answers were 5xx (the 503s that a stalled database
 must give are counted apart, as due), liveness p99 during the attack, and
 rows lost: writes answered 201 whose row is not there at the end (always 0),
-and the largest worker's peak RSS so far.
+and the largest worker's peak RSS so far; after the row, which 5xx they were
+(a connection still held past the header timeout is "held").
 Every request loop is bounded in count and time, and only goes to 127.0.0.1.
 """
 
@@ -20,6 +21,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 
 import httpx
 from sqlalchemy.engine import make_url
@@ -28,6 +30,7 @@ from bench.run import api_server, seed
 from tests.support.servers import TcpProxy, free_port
 
 WRITER = {"Authorization": "Bearer bench-token"}
+HELD = 599  # a connection the server still held when it should have closed it: a failure
 ATTACK_SECONDS = 20  # no attack runs longer
 
 
@@ -172,7 +175,7 @@ def idle_connections(server, proxy):
         while open_ones and time.monotonic() < deadline:
             time.sleep(0.5)
             open_ones = [s for s in open_ones if not _closed_by_peer(s)]
-        statuses += [500] * len(open_ones)  # still held: counted as failures
+        statuses += [HELD] * len(open_ones)  # still held: counted as failures
         return statuses
     finally:
         for sock in sockets:
@@ -268,6 +271,15 @@ def rows_lost(url):
     return len(set(written) - names)
 
 
+def _failures_named(statuses, due):
+    """Which 5xx an attack met, by status (a held connection as "held")."""
+    counts = Counter(s for s in statuses if s >= 500)
+    if due:
+        counts[503] -= due
+    named = [f"{'held' if s == HELD else s} x{n}" for s, n in sorted(counts.items()) if n > 0]
+    return f"  ({', '.join(named)})" if named else ""
+
+
 def main():
     database_url = make_url(seed(10_000))
     proxy = TcpProxy(database_url.host, database_url.port or 3306, free_port())
@@ -296,6 +308,7 @@ def main():
                 f"{attack.__name__:34} {len(statuses):>6} {failures:>5} {due:>8} "
                 f"{shown:>13} {lost:>10} {server.rss_mib()[1]:>12.0f} MiB"
                 + (f"  (liveness failed {liveness.failures}x)" if liveness.failures else "")
+                + _failures_named(statuses, due)
             )
     finally:
         server.stop()
