@@ -204,8 +204,8 @@ class NoRow:
 
     A ``KeyError`` would answer the same 404, through a view lookup by the
     segment, which Pyramid does not cache when it fails, and then its
-    exception view: a 404 cost half as much again as a point read
-    (``python -m bench.layers point missing``), a cheap way to busy a worker."""
+    exception view: dearer than a point read, so a cheap way to busy a
+    worker."""
 
     def __init__(self, parent: Collection, segment: str) -> None:
         self.__parent__ = parent

@@ -23,8 +23,8 @@ from api.errors import BadRequest
 
 MAX_DEPTH = 4  # embedded resources within embedded resources
 # Embedded resources in one select, at every depth: each is a statement and
-# a share of the answer, and 8 KiB of URL held 250 of them, seconds of a
-# worker's time for one request.
+# a share of the answer, and a URL could hold enough of them to keep a
+# worker busy for seconds.
 MAX_EMBEDS = 16
 # The head of an aggregate (``count``, ``amount.sum``, ``total:amount.sum``), whose
 # "()" holds nothing: PostgREST's avg, count, max, min and sum.

@@ -157,7 +157,7 @@ def test_a_bad_embed_is_a_400_that_names_select(http, select):
 
 
 def test_a_select_embeds_at_most_16_resources(http):
-    """Each embed is a statement and a share of the answer: 250 fit in a URL."""
+    """Each embed is a statement and a share of the answer, and many fit in a URL."""
     books = [f"b{n}:probe_book!author_id(title)" for n in range(15)]
     sixteen = ["*", *books, "e:probe_book!editor_id(title)"]
     authors = rows(http, "/probe_author/", select=",".join(sixteen), order="id")

@@ -29,8 +29,8 @@ T = TypeVar("T")
 MAX_IDLE_GREENLETS: Final = 256
 
 # How long a request may run without waiting before give_way() lets the loop
-# serve the others: two point reads' worth of CPU. Giving way costs a few
-# microseconds (a turn of the loop), under 1% of a bulk write at this length.
+# serve the others: short beside a request that waits on others, long enough
+# that a turn of the loop is a small share of it (docs/architecture.md).
 TURN: Final = 0.0005
 
 
@@ -152,9 +152,9 @@ def give_way() -> None:
     since it last waited; else, and outside a request greenlet, nothing.
 
     Long synchronous work calls it now and then (checking each row of a bulk
-    write), so that a request of 1,000 rows does not hold the worker, and
-    every request on it, for its whole length: asyncio lets each ready task
-    run until it waits, however long that is."""
+    write), so that a long array does not hold the worker, and every request
+    on it, for its whole length: asyncio lets each ready task run until it
+    waits, however long that is."""
     current = getcurrent()
     if type(current) is RequestGreenlet and perf_counter() - current.resumed_at > TURN:
         await_(asyncio.sleep(0))

@@ -197,8 +197,8 @@ ROWS_A_BIND = 100
 
 def _bound_in_turns(bind_page: PageBinder, page: Sequence[Any], shared: Any) -> list[Any]:
     """The parameters of ``page``, bound ``ROWS_A_BIND`` rows at a time, in
-    turns with other requests: binding 1,000 rows, and the driver's escaping
-    of them after, each take about a millisecond."""
+    turns with other requests: binding a whole page, and the driver's
+    escaping of it after, would each hold the loop."""
     parameters: list[Any] = []
     for start in range(0, len(page), ROWS_A_BIND):
         parameters += bind_page(page[start : start + ROWS_A_BIND], shared)

@@ -61,7 +61,7 @@ async def update_rows(
             await session.execute(statement.where(*_whole_row(table, row)))
         return [{**row, **values} for row in rows]
     keys = [description.key_of(row) for row in rows]
-    give_way()  # the UPDATE's 1,000 keys take as long again to bind
+    give_way()  # binding the UPDATE's keys takes as long again
     await session.execute(statement.where(keys_in(table)), {"pks": keys})
     after = [description.key_of({**row, **values}) for row in rows]
     give_way()

@@ -65,7 +65,7 @@ async def _on_connection(session: AsyncSession, run: Callable[[Connection], T], 
 def dicts(result: Result[Any]) -> list[Row]:
     keys = list(map(str, result.keys()))
     rows = result.all()
-    give_way()  # 1,000 rows take a millisecond to read, and as long to copy
+    give_way()  # a large result takes as long to copy as it took to read
     # zip(strict=True) would check what the statement guarantees, at a cost per row.
     return [dict(zip(keys, row, strict=False)) for row in rows]
 
@@ -165,7 +165,7 @@ async def upsert_rows(
     groups: dict[tuple[str, ...], list[Row]] = {}
     for row in sorted(rows, key=_lock_order(target)):
         groups.setdefault(tuple(row), []).append(row)
-    give_way()  # sorting 1,000 rows takes about as long as checking them
+    give_way()  # sorting a long array takes about as long as checking it
     if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
             stamped = [{**row, **stamps} for row in group]

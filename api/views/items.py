@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 @view_config(context=NoRow, permission=BY_METHOD)
 def no_row(context: NoRow, request: Request) -> Response:
-    """404 for a key no row has (or no row under this parent), whatever the method."""
+    """404 for a segment that names no row (under this parent), whatever the method."""
     return not_found(request)
 
 

@@ -41,9 +41,8 @@ def load_sakila(url: str) -> None:
     for script in (schema, data):
         subprocess.run(command, input=script, check=True, capture_output=True)
     # Statistics settled before any test reads: InnoDB gathers them in the
-    # background after a load. Twice in one run, the view sales_by_store
-    # (a join of nine tables) ran past the 10 s statement timeout right
-    # after a load, most likely on a plan chosen before they were in.
+    # background after a load, and a plan chosen before they are in most
+    # likely made the view sales_by_store run past the statement timeout.
     analyze = f"ANALYZE TABLE {', '.join(TABLES)};".encode()
     subprocess.run([*command, name], input=analyze, check=True, capture_output=True)
 
