@@ -269,6 +269,9 @@ def not_found(request: Request, headers: dict[str, str] | None = None) -> Respon
 def database_unavailable(exc: Exception, request: Request) -> Response:
     if deadlocked(exc):
         return deadlock_victim(exc, request)
+    refused = refused_value(exc)
+    if refused is not None:
+        return refused
     kind = database_error(exc)
     reason = misconfigured(exc)
     throttled = request.registry.api_throttled_log
@@ -322,7 +325,49 @@ def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
 
 
 # MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).
-SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502", 4025: "23514"}
+SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502"}
+
+CHECK_FAILED = "A value breaks a check constraint of the table."
+
+# Errors about a value the request sent, which the driver raises as an
+# OperationalError, as it does a lost connection: the client's to mend, so a
+# 4xx that says which (PostgREST's status and SQLSTATE), never a 503 that
+# invites the same request again.
+REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
+    1139: (400, "2201B", "A regular expression in the filters is not valid."),
+    1267: (400, "22021", "A value holds characters its column's character set has not."),
+    1270: (400, "22021", "A value holds characters its column's character set has not."),
+    1271: (400, "22021", "A value holds characters its column's character set has not."),
+    1292: (422, "22007", "A value does not fit its column."),
+    1690: (422, "22003", "A value is out of its column's range."),
+    3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
+    4025: (400, "23514", CHECK_FAILED),  # MariaDB's
+}
+# SQLite's words for a REGEXP whose pattern Python's re cannot compile.
+SQLITE_REGEXP_FAILED = "user-defined function raised exception"
+
+
+def refused_value(exc: Exception) -> Response | None:
+    """The answer to a database error about a value the request sent, else None."""
+    orig = getattr(exc, "orig", None)
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in REFUSED_VALUES:
+        status, code, detail = REFUSED_VALUES[args[0]]
+        server_says = _server_says(exc)
+    elif orig is not None and str(orig) == SQLITE_REGEXP_FAILED:
+        (status, code, detail), server_says = REFUSED_VALUES[1139], None
+    else:
+        return None
+    count_error("data")
+    log.info("value refused: %s", database_error(exc))
+    return problem_response(status, detail, code=code, details=server_says)
+
+
+def _server_says(exc: Exception) -> str | None:
+    """MySQL's message for an error about the request's own value, which
+    names the column; none from SQLite, whose words name no column."""
+    args: tuple[Any, ...] = getattr(getattr(exc, "orig", None), "args", ())
+    return str(args[1]) if len(args) > 1 and isinstance(args[0], int) else None
 
 
 def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
@@ -332,6 +377,8 @@ def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
     text = str(exc.orig)  # SQLite says it in words
     if "UNIQUE" in text:
         return "23505"
+    if "CHECK" in text:
+        return "23514"
     return "23503" if "FOREIGN KEY" in text else None
 
 
@@ -339,10 +386,13 @@ def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
 def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
     count_error("integrity")
     log.info("integrity error: %s", database_error(exc))
+    sqlstate = _sqlstate(exc)
+    if sqlstate == "23514":  # as MySQL's check constraint, which is no conflict
+        return problem_response(400, CHECK_FAILED, code=sqlstate)
     return problem_response(
         409,
         "The write conflicts with existing data (a unique or foreign key).",
-        code=_sqlstate(exc) or "23000",
+        code=sqlstate or "23000",
     )
 
 
@@ -350,7 +400,7 @@ def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
 def data_error(exc: sa_exc.DataError, request: Request) -> Response:
     count_error("data")
     log.info("data error: %s", database_error(exc))
-    return problem_response(422, "A value does not fit its column.")
+    return problem_response(422, "A value does not fit its column.", details=_server_says(exc))
 
 
 @exception_view_config(Exception)

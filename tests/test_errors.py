@@ -5,6 +5,7 @@ import collections
 import concurrent.futures
 import gc
 import types
+import uuid
 
 import httpx
 import pyramid.request
@@ -19,6 +20,7 @@ from api.db import migrations_head
 from tests.support import (
     TOKENS,
     WRITER,
+    WRITER_ONE,
     alembic,
     assert_problem,
     create,
@@ -80,6 +82,63 @@ def test_a_problem_carries_postgrest_members_for_postgrest_clients(http):
 def test_a_unique_violation_has_postgresql_s_code(http):
     response = http.post("/_probe_duplicate_key", params={"name": "dup"})
     assert assert_problem(response, 409)["code"] == "23505"
+
+
+def test_a_regular_expression_the_database_cannot_compile_is_a_400(http):
+    """Not a 503: the database answered, and the same request would fail again."""
+    for operator in ("match", "imatch"):
+        problem = assert_problem(http.get("/mytable/", params={"name": f"{operator}.(("}), 400)
+        assert problem["code"] == "2201B"
+        assert problem["detail"] == "A regular expression in the filters is not valid."
+
+
+def test_a_check_constraint_a_write_breaks_is_a_400_and_writes_nothing(http):
+    key = 1_000_000 + uuid.uuid4().int % 1_000_000
+    for body in ({"id": key, "qty": 0}, [{"id": key, "qty": 1}, {"id": key + 1, "qty": -1}]):
+        problem = assert_problem(http.post("/probe_checked/", json=body, headers=WRITER), 400)
+        assert problem["code"] == "23514"
+        assert problem["detail"] == "A value breaks a check constraint of the table."
+    assert http.get("/probe_checked/", params={"id": f"in.({key},{key + 1})"}).json() == []
+    created = http.post("/probe_checked/", json={"id": key, "qty": 1}, headers=WRITER_ONE)
+    assert created.status_code == 201, created.text
+    patch = {**WRITER, "If-Match": created.headers["etag"]}
+    refused = http.patch(f"/probe_checked/{key}", json={"qty": 0}, headers=patch)
+    problem = assert_problem(refused, 400)
+    assert problem["code"] == "23514"
+    assert http.get(f"/probe_checked/{key}").json() == {"id": key, "qty": 1}
+    assert http.delete(f"/probe_checked/{key}", headers=WRITER).status_code == 204
+
+
+def test_an_empty_patch_of_a_row_without_version_writes_nothing_and_answers_it(http):
+    """PostgREST's answer to ``{}``: the row as it is, 412 on a stale ETag;
+    the UPDATE of no column was a syntax error, a 500."""
+    code = uuid.uuid4().hex[:8]
+    row = {"code": code, "label": "as it is"}
+    created = http.post("/probe_coded/", json=row, headers=WRITER_ONE)
+    assert created.status_code == 201, created.text
+    item = f"/probe_coded/{code}"
+    assert http.patch(item, json={}, headers=WRITER_ONE).json() == row
+    stale = {**WRITER, "If-Match": '"stale"'}
+    assert_problem(http.patch(item, json={}, headers=stale), 412)
+    by_filter = http.patch("/probe_coded/", params={"code": f"eq.{code}"}, json={}, headers=WRITER)
+    assert (by_filter.status_code, by_filter.json()) == (200, [row])
+    assert http.get(item).json() == row
+    assert http.delete(item, headers=WRITER).status_code == 204
+
+
+def test_values_mariadb_refuses_are_4xx_that_name_the_column(sakila):
+    """MariaDB raises these as it raises a lost connection (OperationalError):
+    each was a 503 with Retry-After, which a client would send again."""
+    # Sakila's actor is utf8mb3, which holds no 4-byte character.
+    problem = assert_problem(sakila.get("/actor/", params={"first_name": "eq.\U0001f600"}), 400)
+    assert problem["code"] == "22021"
+    before = sakila.get("/actor/1").json()
+    # A TIMESTAMP holds 1970 to 2038.
+    late = {"last_update": "1960-01-01T00:00:00Z"}
+    problem = assert_problem(sakila.patch("/actor/1", json=late, headers=WRITER), 422)
+    assert problem["code"] == "22007"
+    assert "`last_update`" in problem["details"]
+    assert sakila.get("/actor/1").json() == before
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])

@@ -24,7 +24,7 @@ from api.sql import write_statements
 from api.sql.grouped import CountedWrite, ShownUpdate
 from api.sql.keys import keys_in, row_statements
 from api.sql.statements import filter_shapes, locked_rows
-from api.sql.writes import Row, dicts
+from api.sql.writes import Row, dicts, sets_nothing
 
 
 async def locked_rows_where(
@@ -47,8 +47,8 @@ async def update_rows(
     """Write ``values`` to ``rows`` (read locked, by ``locked_rows_where``);
     the rows as stored. A table without a key is written by its whole rows,
     and answered as they were with ``values`` on them."""
-    if not rows:
-        return []
+    if not rows or sets_nothing(table, values):
+        return rows
     description = describe(table)
     statement = sa.update(table).values(**values)
     version = description.version

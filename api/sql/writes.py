@@ -249,12 +249,21 @@ async def update_row(
     as it is: its caller read the row under its lock. Returns the row as
     stored, or None when the version did not match (or the row is gone).
     """
+    if sets_nothing(table, values):  # PostgREST's empty PATCH: the row as it is
+        return current if current is not None else await load_row(session, table, pk)
     update, now = _update(table, pk, values, expected_version)
     if await _on_connection(session, update, writes=True) != 1:
         return None
     if current is not None and known_when_written(table):
         return _as_written(table, current, values, expected_version, now)
     return await load_row(session, table, key_after(table, pk, values))
+
+
+def sets_nothing(table: sa.Table, values: Row) -> bool:
+    """Whether an UPDATE of ``values`` would set no column, which SQL cannot
+    say: an empty patch of a table that counts no version and stamps no
+    ``updated_at``."""
+    return not values and describe(table).version is None and "updated_at" not in table.columns
 
 
 def known_when_written(table: sa.Table) -> bool:

@@ -136,7 +136,8 @@ def includeme(config):
     # pyramid.includes run before main() adds the add_collection directive,
     # so register when the configuration is committed.
     def add_probe_tables():
-        for table in (probe_nullable, probe_coded, probe_small, probe_pair, probe_types, *BOOKS):
+        probes = (probe_nullable, probe_coded, probe_small, probe_pair, probe_types, probe_checked)
+        for table in (*probes, *BOOKS):
             add_collection(config, table)
 
     config.action(None, add_probe_tables)
@@ -155,6 +156,14 @@ probe_small = sa.Table(
     probe_metadata,
     sa.Column("id", mysql.SMALLINT(unsigned=True), primary_key=True, autoincrement=False),
     sa.Column("label", sa.String(20), nullable=True),
+)
+# A check constraint, which both databases enforce.
+probe_checked = sa.Table(
+    "probe_checked",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("qty", sa.Integer),
+    sa.CheckConstraint("qty > 0", name="qty_positive"),
 )
 # A composite key of a string and an integer, in that order.
 probe_pair = sa.Table(
