@@ -152,11 +152,12 @@ def _decimal(column: sa.Column[Any], value: Any) -> Decimal:
         raise ValueError("a decimal number") from None
     precision, scale = _type(column).precision, _type(column).scale or 0
     if precision is not None:
+        # The bound first: quantizing a number far past it needs more digits than WIDE has.
+        if abs(number) >= Decimal(10) ** (precision - scale):
+            raise ValueError(f"a decimal number below {Decimal(10) ** (precision - scale)}")
         step = Decimal(1).scaleb(-scale)
         if number != number.quantize(step, rounding=ROUND_DOWN, context=WIDE):
             raise ValueError(f"a decimal number with at most {scale} digits after the point")
-        if abs(number) >= Decimal(10) ** (precision - scale):
-            raise ValueError(f"a decimal number below {Decimal(10) ** (precision - scale)}")
     return number
 
 

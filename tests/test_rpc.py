@@ -190,6 +190,8 @@ def test_calls_over_http(own):
     assert assert_problem(response, 422)["errors"][0]["field"] == "p_amount"
     response = httpx.post(f"{url}/rpc/doubled", json=[1], headers=WRITER)
     assert_problem(response, 422)
+    response = httpx.post(f"{url}/rpc/doubled", json={"p_amount": 4e307}, headers=WRITER)
+    assert assert_problem(response, 422)["errors"][0]["field"] == "p_amount"  # was a 500
     # What a CALL's rows cannot be put through is named.
     response = httpx.get(f"{url}/rpc/doubled?p_amount=1&order=value")
     assert "MySQL cannot" in assert_problem(response, 400)["detail"]
