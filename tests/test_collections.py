@@ -382,6 +382,13 @@ def test_openapi_describes_every_type_key_and_relation(sakila):
     item = paths["/film_actor/{actor_id},{film_id}"]
     assert [p["name"] for p in item["parameters"]] == ["actor_id", "film_id"]
     assert "get" in paths["/language/{language_id}/film_by_original_language_id/"]
+    # Under a country, the path gives a city's country_id: a body may leave it out.
+    posted = paths["/country/{country_id}/city/"]["post"]["requestBody"]["content"]
+    (under, _) = posted["application/json"]["schema"]["oneOf"]
+    assert under["required"] == ["city"]
+    assert "country_id" in under["properties"]
+    city = document["components"]["schemas"]["cityCreate"]
+    assert sorted(city["required"]) == ["city", "country_id"]
     assert "post" not in paths["/film_list/"]
     assert not [path for path in paths if path.startswith("/film_list/{")]
     select = next(p for p in paths["/film/"]["get"]["parameters"] if p["name"] == "select")

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from api.collections import describe
+from api.collections import Relation, describe
 from api.columns import mapping
 from api.formats import SINGULAR
 from api.openapi.schema import Schema, errors, ref
@@ -88,6 +88,8 @@ def table_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     paths[item] = {"parameters": key_parameters, **operations["item"]}
     for child_name, relation in description.children.items():
         child = _operations(relation.child.name, relation.child.table, max_limit)
+        if "post" in child["collection"]:
+            child["collection"]["post"] = _created_under(relation, child["collection"]["post"])
         paths[f"{item}/{child_name}/"] = {
             "parameters": key_parameters,
             **{
@@ -255,19 +257,7 @@ def _collection_operations(
             "operationId": f"create_{name}",
             "security": WRITE_SECURITY,
             "parameters": [PREFER_RETURN],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                ref(f"{name}Create"),
-                                {"type": "array", "items": ref(f"{name}Create"), "minItems": 1},
-                            ]
-                        }
-                    }
-                },
-            },
+            "requestBody": _created(ref(f"{name}Create")),
             "responses": {
                 "201": {
                     "description": "Created. With Prefer: return=representation, the "
@@ -300,6 +290,22 @@ def _collection_operations(
             "responses": {**_written(name), **errors(400, 401, 403, 406, 409, 503)},
         },
     }
+
+
+def _created(row: Schema) -> Schema:
+    """A POST's body: one row, or an array of them."""
+    rows = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+    return {"required": True, "content": {"application/json": {"schema": rows}}}
+
+
+def _created_under(relation: Relation, post: Schema) -> Schema:
+    """A POST under a parent's item: the path gives the rows' foreign key, so
+    a body may leave it out (and may only repeat it)."""
+    child = relation.child
+    create = table_schemas(child.name, child.table)[f"{child.name}Create"]
+    given = {str(column.name) for column in relation.columns}
+    create["required"] = [name for name in create["required"] if name not in given]
+    return {**post, "requestBody": _created(create)}
 
 
 def _as_object(schema: Schema) -> Schema:
