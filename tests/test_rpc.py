@@ -35,6 +35,13 @@ ROUTINES = [
       RETURN p_amount * 2;
     END""",
     "CREATE PROCEDURE nothing_back() BEGIN DO 1; END",
+    # SELECT ... INTO of more than one row fails (ER_TOO_MANY_ROWS).
+    """CREATE FUNCTION tag_like(p_pattern VARCHAR(40)) RETURNS INT READS SQL DATA
+    BEGIN
+      DECLARE v_id INT;
+      SELECT id INTO v_id FROM tag WHERE name LIKE p_pattern;
+      RETURN v_id;
+    END""",
     "CREATE PROCEDURE read_doc(IN p_doc LONGTEXT) SELECT JSON_VALUE(p_doc, '$.a') AS a",
 ]
 
@@ -128,6 +135,14 @@ def test_what_a_routine_signals_is_a_400_and_nothing_stays(own):
             client.rpc("doubled", {"p_amount": -1}).execute()
         assert error.value.message == "negative amount"
         assert client.rpc("doubled", {"p_amount": "2.25"}).execute().data == 4.5
+        # A routine's statement that fails is the routine's error too: it was a 503.
+        for name in ("twice-a", "twice-b"):
+            client.from_("tag").insert({"name": name}).execute()
+        assert client.rpc("tag_like", {"p_pattern": "twice-a"}).execute().data is not None
+        with pytest.raises(APIError) as error:
+            client.rpc("tag_like", {"p_pattern": "twice-%"}).execute()
+        assert error.value.code == "P0003"
+        assert "more than one row" in error.value.message
 
 
 def test_a_call_whose_answer_the_client_cannot_take_is_406_and_never_made(own):

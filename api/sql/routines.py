@@ -24,8 +24,12 @@ from api.routines import Routine
 
 Row = dict[str, Any]
 
-# MySQL's ER_SIGNAL_EXCEPTION: the routine raised an error of its own (SIGNAL).
-SIGNALLED = 1644
+# Errors of a routine's own making, as PL/pgSQL's SQLSTATEs (a 400, as
+# PostgREST answers what a function raises): MySQL's ER_SIGNAL_EXCEPTION,
+# an error it raised itself (SIGNAL); ER_TOO_MANY_ROWS, a SELECT ... INTO
+# that found more than one row (Sakila's inventory_held_by_customer, for an
+# item rented twice and not returned).
+ROUTINE_ERRORS = {1644: "P0001", 1172: "P0003"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +113,7 @@ async def call_routine(session: AsyncSession, routine: Routine, arguments: list[
         return Called(rows=rows, outputs=outputs)
     except sa_exc.DBAPIError as exc:
         errno, *message = getattr(exc.orig, "args", (None,))
-        if errno == SIGNALLED:
-            raise RoutineFailed("P0001", str(message[0]) if message else str(exc.orig)) from exc
+        if errno in ROUTINE_ERRORS:
+            text = str(message[0]) if message else str(exc.orig)
+            raise RoutineFailed(ROUTINE_ERRORS[errno], text) from exc
         raise
