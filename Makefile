@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-writes bench-layers hostile chromium wrk
+.PHONY: run test lint bench bench-writes bench-layers hostile fuzz chromium wrk
 
 $(BIN)/pserve: pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,3 +60,7 @@ bench-layers: $(BIN)/py-spy wrk
 # Attacks against pserve production.ini on MariaDB (bench/hostile.py); about a minute.
 hostile: $(BIN)/pserve
 	$(BIN)/python -m bench.hostile
+
+# Schemathesis over every operation of Sakila on MariaDB (bench/fuzz.py); about 8 minutes.
+fuzz: $(BIN)/pserve
+	$(BIN)/python -m bench.fuzz $(BENCH_ARGS)
