@@ -364,10 +364,13 @@ def refused_value(exc: Exception) -> Response | None:
 
 
 def _server_says(exc: Exception) -> str | None:
-    """MySQL's message for an error about the request's own value, which
-    names the column; none from SQLite, whose words name no column."""
-    args: tuple[Any, ...] = getattr(getattr(exc, "orig", None), "args", ())
-    return str(args[1]) if len(args) > 1 and isinstance(args[0], int) else None
+    """The database's message for an error about the request's own values,
+    which names the column or the constraint."""
+    orig = getattr(exc, "orig", None)
+    args: tuple[Any, ...] = getattr(orig, "args", ())
+    if len(args) > 1 and isinstance(args[0], int):  # MySQL's (errno, message)
+        return str(args[1])
+    return str(orig) if type(orig).__module__ == "sqlite3" else None
 
 
 def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
@@ -387,12 +390,14 @@ def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
     count_error("integrity")
     log.info("integrity error: %s", database_error(exc))
     sqlstate = _sqlstate(exc)
+    says = _server_says(exc)
     if sqlstate == "23514":  # as MySQL's check constraint, which is no conflict
-        return problem_response(400, CHECK_FAILED, code=sqlstate)
+        return problem_response(400, CHECK_FAILED, code=sqlstate, details=says)
     return problem_response(
         409,
         "The write conflicts with existing data (a unique or foreign key).",
         code=sqlstate or "23000",
+        details=says,
     )
 
 

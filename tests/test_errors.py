@@ -84,6 +84,19 @@ def test_a_unique_violation_has_postgresql_s_code(http):
     assert assert_problem(response, 409)["code"] == "23505"
 
 
+def test_a_duplicate_key_says_which_in_details(http, backend):
+    """As PostgREST passes PostgreSQL's "Key (code)=(x) already exists"."""
+    code = uuid.uuid4().hex[:8]
+    assert http.post("/probe_coded/", json={"code": code}, headers=WRITER).status_code == 201
+    problem = assert_problem(http.post("/probe_coded/", json={"code": code}, headers=WRITER), 409)
+    assert problem["code"] == "23505"
+    expected = {"sqlite": "UNIQUE constraint failed: probe_coded.code"}
+    assert problem["details"] == expected.get(
+        backend, f"Duplicate entry '{code}' for key 'PRIMARY'"
+    )
+    assert http.delete(f"/probe_coded/{code}", headers=WRITER).status_code == 204
+
+
 def test_a_regular_expression_the_database_cannot_compile_is_a_400(http):
     """Not a 503: the database answered, and the same request would fail again."""
     for operator in ("match", "imatch"):
@@ -98,6 +111,7 @@ def test_a_check_constraint_a_write_breaks_is_a_400_and_writes_nothing(http):
         problem = assert_problem(http.post("/probe_checked/", json=body, headers=WRITER), 400)
         assert problem["code"] == "23514"
         assert problem["detail"] == "A value breaks a check constraint of the table."
+        assert "qty_positive" in problem["details"]  # the constraint, by name
     assert http.get("/probe_checked/", params={"id": f"in.({key},{key + 1})"}).json() == []
     created = http.post("/probe_checked/", json={"id": key, "qty": 1}, headers=WRITER_ONE)
     assert created.status_code == 201, created.text
