@@ -154,7 +154,9 @@ def _decimal(column: sa.Column[Any], value: Any) -> Decimal:
     if precision is not None:
         # The bound first: quantizing a number far past it needs more digits than WIDE has.
         if abs(number) >= Decimal(10) ** (precision - scale):
-            raise ValueError(f"a decimal number below {Decimal(10) ** (precision - scale)}")
+            raise ValueError(
+                f"a decimal number with at most {precision - scale} digits before the point"
+            )
         step = Decimal(1).scaleb(-scale)
         if number != number.quantize(step, rounding=ROUND_DOWN, context=WIDE):
             raise ValueError(f"a decimal number with at most {scale} digits after the point")
