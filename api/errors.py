@@ -19,7 +19,14 @@ from pyramid.view import exception_view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import exc as sa_exc
 
-from api.logs import Throttled, database_error, deadlocked, loggable_query, misconfigured
+from api.logs import (
+    Throttled,
+    database_error,
+    deadlocked,
+    error_number,
+    loggable_query,
+    misconfigured,
+)
 from api.observe import count_error
 
 log = logging.getLogger(__name__)
@@ -306,12 +313,30 @@ def deadlock_victim(exc: Exception, request: Request) -> Response:
     )
 
 
+# InnoDB's full-text parser reports a search it cannot parse in boolean mode
+# ("((((", a lone "+") as 1064, the number of a statement MySQL cannot parse;
+# only the message tells them apart: the SQL parser's begins "You have an
+# error in your SQL syntax".
+FULLTEXT_SYNTAX = (1064, "syntax error")
+
+
 @exception_view_config(sa_exc.ProgrammingError)
 def programming_error(exc: sa_exc.ProgrammingError, request: Request) -> Response:
     """A table that is not there (a database never migrated) is a 503 that
-    says so; any other is the server's fault."""
+    says so; a full-text search MySQL cannot parse is the client's (400);
+    any other is the server's fault."""
     if misconfigured(exc) is not None:
         return database_unavailable(exc, request)
+    says = _server_says(exc)
+    if error_number(exc) == FULLTEXT_SYNTAX[0] and (says or "").startswith(FULLTEXT_SYNTAX[1]):
+        count_error("data")
+        return problem_response(
+            400,
+            "A full-text search (fts, phfts, wfts) is not valid in MySQL's boolean mode;"
+            " plfts searches its words as plain text.",
+            code="42601",
+            details=says,
+        )
     return server_error(exc, request)
 
 
@@ -350,9 +375,9 @@ SQLITE_REGEXP_FAILED = "user-defined function raised exception"
 def refused_value(exc: Exception) -> Response | None:
     """The answer to a database error about a value the request sent, else None."""
     orig = getattr(exc, "orig", None)
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in REFUSED_VALUES:
-        status, code, detail = REFUSED_VALUES[args[0]]
+    errno = error_number(exc)
+    if errno in REFUSED_VALUES:
+        status, code, detail = REFUSED_VALUES[errno]
         server_says = _server_says(exc)
     elif orig is not None and str(orig) == SQLITE_REGEXP_FAILED:
         (status, code, detail), server_says = REFUSED_VALUES[1139], None
@@ -374,8 +399,8 @@ def _server_says(exc: Exception) -> str | None:
 
 
 def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
-    errno = getattr(exc.orig, "args", (None,))[0]
-    if isinstance(errno, int):
+    errno = error_number(exc)
+    if errno is not None:
         return SQLSTATES.get(errno)
     text = str(exc.orig)  # SQLite says it in words
     if "UNIQUE" in text:

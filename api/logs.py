@@ -45,7 +45,7 @@ def database_error(exc: BaseException) -> str:
     """A driver error by its class and code, without its message's values;
     with what it means where no retry mends it (``misconfigured``)."""
     orig = getattr(exc, "orig", None) or exc
-    code = _code(exc)
+    code = error_number(exc)
     kind = f"{type(orig).__name__}" + (f" ({code})" if code is not None else "")
     reason = misconfigured(exc)
     return f"{kind}: {reason}" if reason else kind
@@ -65,7 +65,7 @@ MISCONFIGURED = {
 def misconfigured(exc: BaseException) -> str | None:
     """What a database error means when no retry mends it, else None."""
     orig = getattr(exc, "orig", None) or exc
-    code = _code(exc)
+    code = error_number(exc)
     if code in MISCONFIGURED:
         return MISCONFIGURED[code]
     if "no such table" in str(orig):  # SQLite's words for 1146
@@ -81,10 +81,10 @@ def deadlocked(exc: BaseException) -> bool:
     """Whether ``exc`` is MySQL's deadlock: the database rolled the whole
     transaction back as the cycle's victim, and nothing in it was wrong, so
     running it again may well succeed."""
-    return _code(exc) == DEADLOCK
+    return error_number(exc) == DEADLOCK
 
 
-def _code(exc: BaseException) -> int | None:
+def error_number(exc: BaseException) -> int | None:
     """A driver error's number (MySQL's errno), if it has one."""
     orig = getattr(exc, "orig", None) or exc
     args = getattr(orig, "args", ())

@@ -153,6 +153,12 @@ def test_values_mariadb_refuses_are_4xx_that_name_the_column(sakila):
     assert problem["code"] == "22007"
     assert "`last_update`" in problem["details"]
     assert sakila.get("/actor/1").json() == before
+    # A full-text search InnoDB cannot parse in boolean mode was a 500.
+    for search in ("fts.((((", "wfts.+", "not.fts.-"):
+        refused = sakila.get("/film_text/", params={"description": search})
+        assert assert_problem(refused, 400)["code"] == "42601"
+    plain = sakila.get("/film_text/", params={"description": "plfts.((((", "limit": "1"})
+    assert plain.status_code == 200
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
