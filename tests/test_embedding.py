@@ -101,6 +101,21 @@ def test_an_embed_takes_its_own_filters_order_and_limit(http):
     ]
 
 
+def test_an_embed_takes_its_own_offset_with_or_without_a_limit(http):
+    select = {"select": "name,books:probe_book!author_id(title)", "order": "id"}
+    ordered = {**select, "books.order": "title"}
+    for paging, titles in [
+        ({"books.offset": "1"}, [["Beta", "Gamma"], [], ["Zeta"], []]),
+        ({"books.offset": "1", "books.limit": "1"}, [["Beta"], [], ["Zeta"], []]),
+        ({"books.offset": "0", "books.limit": "1"}, [["Alpha"], ["Delta"], ["Epsilon"], []]),
+        ({"books.offset": "5"}, [[], [], [], []]),
+    ]:
+        authors = rows(http, "/probe_author/", **ordered, **paging)
+        assert [[b["title"] for b in a["books"]] for a in authors] == titles, paging
+    refused = http.get("/probe_author/", params={**select, "books.offset": "-1"})
+    assert assert_problem(refused, 400)["parameter"] == "books.offset"
+
+
 def test_inner_keeps_only_the_rows_with_a_match_and_counts_them(http):
     params = {"select": "name,probe_book!author_id!inner(title)", "probe_book.title": "like.*ta"}
     response = http.get("/probe_author/", params=params, headers={"Prefer": "count=exact"})

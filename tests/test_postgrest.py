@@ -511,3 +511,13 @@ def test_full_text_search_through_the_client(sakila_server):
         assert search("academy dinosaur", "phrase") == ["ACADEMY DINOSAUR"]
         without = search("academy -dinosaur", "websearch")
         assert without and all("ACADEMY" in t and "DINOSAUR" not in t for t in without)
+
+
+def test_range_on_an_embedded_table_pages_the_embed_of_each_row(client):
+    """``range(1, 1, foreign_table=...)`` sends ``probe_book.offset=1`` and
+    ``probe_book.limit=1``, as supabase-js's ``referencedTable`` does: it was
+    a 400 ("'offset' is not a column")."""
+    query = client.from_("probe_author").select("name, probe_book!author_id(title)").order("id")
+    query = query.order("title", foreign_table="probe_book")
+    authors = query.range(1, 1, foreign_table="probe_book").execute().data
+    assert [[b["title"] for b in a["probe_book"]] for a in authors] == [["Beta"], [], ["Zeta"], []]

@@ -16,7 +16,7 @@ from api.collections import Description, Link
 from api.errors import AmbiguousEmbed, BadRequest
 from api.querystring.filters import column_named, json_element, parse_filter
 from api.querystring.ordering import OrderItem, parse_order
-from api.querystring.params import capped_limit, single_value
+from api.querystring.params import capped_limit, single_value, whole_number
 from api.selects import EmbedItem, parse_select_items
 
 
@@ -35,6 +35,7 @@ class Embed:
     inner: bool  # only parent rows with a match
     absent: bool = False  # only parent rows without one (PostgREST's rel=is.null)
     spread: bool = False  # ``...name(...)``: its columns in the parent row, not an object
+    offset: int = 0  # rows per parent row skipped, before the limit
 
 
 def shown_names(columns: tuple[Any, ...], embeds: tuple[Embed, ...]) -> list[str]:
@@ -184,7 +185,8 @@ def resolve_embed(
     parent: Description, item: EmbedItem, params: MultiDict, prefix: str, max_limit: int
 ) -> Embed:
     """What ``item`` embeds in ``parent``'s rows, with the parameters named
-    after it (``city.city=like.A*``, ``city.order=...``, ``city.limit=3``)."""
+    after it (``city.city=like.A*``, ``city.order=...``, ``city.limit=3``,
+    ``city.offset=3``)."""
     links = parent.links.get(item.name, [])
     if item.hint is not None:
         links = [link for link in links if item.hint in link.hints]
@@ -210,13 +212,23 @@ def resolve_embed(
     order_text = single_value(own, "order")
     order = tuple(parse_order(target, order_text) if order_text is not None else ())
     limit = capped_limit(own, path, max_limit)
+    offset = whole_number(own, path, "offset") or 0
     filters = tuple(
         parse_filter(column_named(target, name, path + name), text, path + name)
         for name, text in own.items()
-        if name not in ("order", "limit")
+        if name not in ("order", "limit", "offset")
     )
     embed = Embed(
-        item.key, link, columns, embeds, filters, order, limit, item.inner, spread=item.spread
+        item.key,
+        link,
+        columns,
+        embeds,
+        filters,
+        order,
+        limit,
+        item.inner,
+        spread=item.spread,
+        offset=offset,
     )
     check_names(columns, [], embeds)  # a spread's names among its own
     return embed

@@ -21,6 +21,7 @@ from api.sql.keys import padded_keys
 from api.sql.statements import (
     EMBED_CAP,
     EMBED_LIMIT,
+    EMBED_OFFSET,
     EmbedShape,
     embed_statement,
     filter_shapes,
@@ -48,7 +49,11 @@ def _shape(embed: Embed) -> EmbedShape:
     joins = (column for nested in embed.embeds for column in nested.link.near)
     columns = tuple(dict.fromkeys((*embed.columns, *joins)))
     return EmbedShape(
-        embed.link, columns, filter_shapes(embed.filters), tuple(order), embed.limit is not None
+        embed.link,
+        columns,
+        filter_shapes(embed.filters),
+        tuple(order),
+        embed.limit is not None or embed.offset > 0,
     )
 
 
@@ -69,8 +74,10 @@ def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
         size, parameters = padded_keys(keys)
         statement = embed_statement(shape, size)
         parameters.update(statement.parameters(embed))
-        if embed.limit is not None:
-            parameters[EMBED_LIMIT] = embed.limit
+        if shape.limited:  # the ranks kept: after the offset, up to its limit
+            parameters[EMBED_OFFSET] = embed.offset
+            last = embed.offset + (embed.limit if embed.limit is not None else MAX_EMBEDDED_ROWS)
+            parameters[EMBED_LIMIT] = last
         parameters[EMBED_CAP] = MAX_EMBEDDED_ROWS + 1
         read = _compiled(shape, size, connection.dialect)
         children = read.dicts(connection, parameters)

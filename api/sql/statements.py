@@ -367,8 +367,10 @@ def locked_rows(
 
 # --- embedded rows ---------------------------------------------------------------
 
-# The bind parameters of an embed statement's rows per parent, and of its
-# rows in all, given by whoever runs it.
+# The bind parameters of an embed statement's rows per parent (those ranked
+# after EMBED_OFFSET, up to EMBED_LIMIT), and of its rows in all, given by
+# whoever runs it.
+EMBED_OFFSET = "embed_offset"
 EMBED_LIMIT = "embed_limit"
 EMBED_CAP = "embed_cap"
 
@@ -396,9 +398,10 @@ def _embed_filters(embed: Any) -> tuple[Any, ...]:
 def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     """The rows of an embed for many parent rows at once: those whose join
     columns hold one of ``size`` bound parent keys (``padded_keys``), each
-    labelled with its parent's key, ordered; at most ``EMBED_LIMIT`` per parent
-    and ``EMBED_CAP`` in all. A parameter per key, not an expanding one: the
-    SQL is final when compiled, as the compiled reads need."""
+    labelled with its parent's key, ordered; per parent, those ranked after
+    ``EMBED_OFFSET`` up to ``EMBED_LIMIT``; at most ``EMBED_CAP`` in all. A
+    parameter per key, not an expanding one: the SQL is final when compiled,
+    as the compiled reads need."""
     binds = Binds()
     link = shape.link
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
@@ -412,5 +415,9 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     ranked = statement.add_columns(rank.label("_rank")).subquery()
     outer = [ranked.c[str(column.name)] for column in shape.columns]
     outer += [ranked.c[parent_label(i)] for i in range(len(parents))]
-    limited = sa.select(*outer).where(ranked.c["_rank"] <= sa.bindparam(EMBED_LIMIT))
+    rank_kept = ranked.c["_rank"].between(
+        sa.bindparam(EMBED_OFFSET, type_=sa.Integer) + 1,
+        sa.bindparam(EMBED_LIMIT, type_=sa.Integer),
+    )
+    limited = sa.select(*outer).where(rank_kept)
     return ListStatement(limited.order_by(ranked.c["_rank"]).limit(cap), binds.sources)
