@@ -354,12 +354,14 @@ SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502"}
 
 CHECK_FAILED = "A value breaks a check constraint of the table."
 
+REGEXP_FAILED = "A regular expression in the filters is not valid, or took too long on a value."
+
 # Errors about a value the request sent, which the driver raises as an
 # OperationalError, as it does a lost connection: the client's to mend, so a
 # 4xx that says which (PostgREST's status and SQLSTATE), never a 503 that
 # invites the same request again.
 REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
-    1139: (400, "2201B", "A regular expression in the filters is not valid."),
+    1139: (400, "2201B", REGEXP_FAILED),
     1267: (400, "22021", "A value holds characters its column's character set has not."),
     1270: (400, "22021", "A value holds characters its column's character set has not."),
     1271: (400, "22021", "A value holds characters its column's character set has not."),
@@ -368,7 +370,8 @@ REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
     4025: (400, "23514", CHECK_FAILED),  # MariaDB's
 }
-# SQLite's words for a REGEXP whose pattern Python's re cannot compile.
+# SQLite's words for a REGEXP whose pattern does not compile, or whose match
+# ran out of time (``operators.regexp``).
 SQLITE_REGEXP_FAILED = "user-defined function raised exception"
 
 

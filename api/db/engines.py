@@ -28,7 +28,7 @@ from api.reads.gate import Gate
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
 from api.settings import Settings
-from api.sql.operators import json_contains
+from api.sql.operators import json_contains, regexp
 
 
 def _json_loads(value: Any) -> Any:
@@ -154,6 +154,8 @@ def _sqlite_session(dbapi_connection: Any, _record: object, statement_timeout: f
     cursor.close()
     # JSON containment (cs, cd), which SQLite lacks; deterministic, so usable anywhere.
     dbapi_connection.create_function("json_contains", 2, json_contains, deterministic=True)
+    # In place of SQLAlchemy's REGEXP (Python's re), which a pattern could hold for ever.
+    dbapi_connection.create_function("regexp", 2, regexp, deterministic=True)
 
 
 def _mysql_session(

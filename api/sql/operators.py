@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import regex
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
@@ -149,6 +150,24 @@ def _regexp(element: Regexp, compiler: Any, **kw: Any) -> str:
     column, pattern = _sql(element, compiler, **kw)
     flag = "(?-i)" if element.options[0] else "(?i)"
     return f"{column} REGEXP CONCAT('{flag}', {pattern})"
+
+
+# Seconds one SQLite REGEXP may take on one value; then the statement fails
+# (400). Python's re, which SQLAlchemy registers as SQLite's REGEXP, holds
+# the GIL for as long as a match runs, and a pattern that backtracks without
+# end ("^(a+)+$" on "aaaa...!") froze the whole worker, liveness included.
+# The regex module bounds a match in time and lets go of the GIL meanwhile.
+# MariaDB's REGEXP is PCRE2, bounded by its own limits and the statement
+# timeout.
+REGEXP_SECONDS = 0.1
+
+
+def regexp(pattern: str | None, value: str | None) -> bool | None:
+    """SQLite's REGEXP: ``value`` holds a match of ``pattern`` (Python's re
+    syntax); a match that runs past ``REGEXP_SECONDS`` raises TimeoutError."""
+    if pattern is None or value is None:
+        return None
+    return regex.search(pattern, value, timeout=REGEXP_SECONDS, concurrent=True) is not None
 
 
 @compiles(Regexp, "sqlite")
