@@ -16,17 +16,8 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config
-from pyramid_retry import is_last_attempt, mark_error_retryable
-from sqlalchemy import exc as sa_exc
 
-from api.logs import (
-    Throttled,
-    database_error,
-    deadlocked,
-    error_number,
-    loggable_query,
-    misconfigured,
-)
+from api.logs import loggable_query
 from api.observe import count_error
 
 log = logging.getLogger(__name__)
@@ -231,22 +222,6 @@ def server_busy(exc: ServerBusy, request: Request) -> Response:
     return problem_response(503, str(exc), headers={"Retry-After": "1"})
 
 
-class DatabaseUnavailable(Exception):
-    """The database could not be reached, or did not answer in time."""
-
-
-# Driver and pool failures that mean "the database is not there right now":
-# refused or lost connections, pool checkout timeouts, asyncio timeouts.
-UNAVAILABLE = (
-    DatabaseUnavailable,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
-    TimeoutError,
-    ConnectionError,
-)
-
-
 @exception_view_config(HTTPException)
 def http_exception(exc: HTTPException, request: Request) -> Response:
     if exc.code < 400 and not isinstance(exc, AmbiguousEmbed):
@@ -273,169 +248,6 @@ def not_found(request: Request, headers: dict[str, str] | None = None) -> Respon
     return problem_response(404, f"There is no resource at {request.path}", "Not Found", headers)
 
 
-def database_unavailable(exc: Exception, request: Request) -> Response:
-    if deadlocked(exc):
-        return deadlock_victim(exc, request)
-    refused = refused_value(exc)
-    if refused is not None:
-        return refused
-    kind = database_error(exc)
-    reason = misconfigured(exc)
-    throttled = request.registry.api_throttled_log
-    count_error("database_misconfigured" if reason else "database_unavailable")
-    if reason is not None:  # waiting mends nothing: say what is wrong, to all
-        throttled.log(logging.ERROR, kind, "database misconfigured: %s", kind)
-        return problem_response(503, f"The API cannot serve this: {reason}.")
-    # An outage fails every request alike: one line per kind and interval.
-    throttled.log(logging.WARNING, kind, "database unavailable: %s", kind)
-    return problem_response(
-        503,
-        "The database is unavailable; try again shortly.",
-        headers={"Retry-After": "1"},
-    )
-
-
-def deadlock_victim(exc: Exception, request: Request) -> Response:
-    """The request's transaction lost a deadlock and was rolled back whole,
-    which MySQL's manual says to run again: the request runs again from
-    the start (pyramid_retry, ``api.write_attempts`` in all), and this
-    answer is the last attempt's."""
-    mark_error_retryable(exc)
-    if is_last_attempt(request):
-        count_error("deadlock")
-        tries = request.environ.get("retry.attempts", 1)
-        log.info("deadlock: %s, after %s attempts", database_error(exc), tries)
-    return problem_response(
-        503,
-        "The write lost a deadlock with other writes, each time it was tried; try again.",
-        headers={"Retry-After": "1"},
-        code="40001",
-    )
-
-
-# InnoDB's full-text parser reports a search it cannot parse in boolean mode
-# ("((((", a lone "+") as 1064, the number of a statement MySQL cannot parse;
-# only the message tells them apart: the SQL parser's begins "You have an
-# error in your SQL syntax".
-FULLTEXT_SYNTAX = (1064, "syntax error")
-
-
-@exception_view_config(sa_exc.ProgrammingError)
-def programming_error(exc: sa_exc.ProgrammingError, request: Request) -> Response:
-    """A table that is not there (a database never migrated) is a 503 that
-    says so; a full-text search MySQL cannot parse is the client's (400);
-    any other is the server's fault."""
-    if misconfigured(exc) is not None:
-        return database_unavailable(exc, request)
-    says = _server_says(exc)
-    if error_number(exc) == FULLTEXT_SYNTAX[0] and (says or "").startswith(FULLTEXT_SYNTAX[1]):
-        count_error("data")
-        return problem_response(
-            400,
-            "A full-text search (fts, phfts, wfts) is not valid in MySQL's boolean mode;"
-            " plfts searches its words as plain text.",
-            code="42601",
-            details=says,
-        )
-    return server_error(exc, request)
-
-
-class SchemaNotCurrent(Exception):
-    """Readiness: the database's schema is not at the migrations' head."""
-
-
-@exception_view_config(SchemaNotCurrent)
-def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
-    return problem_response(503, str(exc))
-
-
-# MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).
-SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502"}
-
-CHECK_FAILED = "A value breaks a check constraint of the table."
-
-REGEXP_FAILED = "A regular expression in the filters is not valid, or took too long on a value."
-
-# Errors about a value the request sent, which the driver raises as an
-# OperationalError, as it does a lost connection: the client's to mend, so a
-# 4xx that says which (PostgREST's status and SQLSTATE), never a 503 that
-# invites the same request again.
-REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
-    1139: (400, "2201B", REGEXP_FAILED),
-    1267: (400, "22021", "A value holds characters its column's character set has not."),
-    1270: (400, "22021", "A value holds characters its column's character set has not."),
-    1271: (400, "22021", "A value holds characters its column's character set has not."),
-    1292: (422, "22007", "A value does not fit its column."),
-    1690: (422, "22003", "A value is out of its column's range."),
-    3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
-    4025: (400, "23514", CHECK_FAILED),  # MariaDB's
-}
-# SQLite's words for a REGEXP whose pattern does not compile, or whose match
-# ran out of time (``operators.regexp``).
-SQLITE_REGEXP_FAILED = "user-defined function raised exception"
-
-
-def refused_value(exc: Exception) -> Response | None:
-    """The answer to a database error about a value the request sent, else None."""
-    orig = getattr(exc, "orig", None)
-    errno = error_number(exc)
-    if errno in REFUSED_VALUES:
-        status, code, detail = REFUSED_VALUES[errno]
-        server_says = _server_says(exc)
-    elif orig is not None and str(orig) == SQLITE_REGEXP_FAILED:
-        (status, code, detail), server_says = REFUSED_VALUES[1139], None
-    else:
-        return None
-    count_error("data")
-    log.info("value refused: %s", database_error(exc))
-    return problem_response(status, detail, code=code, details=server_says)
-
-
-def _server_says(exc: Exception) -> str | None:
-    """The database's message for an error about the request's own values,
-    which names the column or the constraint."""
-    orig = getattr(exc, "orig", None)
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    if len(args) > 1 and isinstance(args[0], int):  # MySQL's (errno, message)
-        return str(args[1])
-    return str(orig) if type(orig).__module__ == "sqlite3" else None
-
-
-def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
-    errno = error_number(exc)
-    if errno is not None:
-        return SQLSTATES.get(errno)
-    text = str(exc.orig)  # SQLite says it in words
-    if "UNIQUE" in text:
-        return "23505"
-    if "CHECK" in text:
-        return "23514"
-    return "23503" if "FOREIGN KEY" in text else None
-
-
-@exception_view_config(sa_exc.IntegrityError)
-def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
-    count_error("integrity")
-    log.info("integrity error: %s", database_error(exc))
-    sqlstate = _sqlstate(exc)
-    says = _server_says(exc)
-    if sqlstate == "23514":  # as MySQL's check constraint, which is no conflict
-        return problem_response(400, CHECK_FAILED, code=sqlstate, details=says)
-    return problem_response(
-        409,
-        "The write conflicts with existing data (a unique or foreign key).",
-        code=sqlstate or "23000",
-        details=says,
-    )
-
-
-@exception_view_config(sa_exc.DataError)
-def data_error(exc: sa_exc.DataError, request: Request) -> Response:
-    count_error("data")
-    log.info("data error: %s", database_error(exc))
-    return problem_response(422, "A value does not fit its column.", details=_server_says(exc))
-
-
 @exception_view_config(Exception)
 def server_error(exc: Exception, request: Request) -> Response:
     query = loggable_query(request.query_string)
@@ -446,7 +258,5 @@ def server_error(exc: Exception, request: Request) -> Response:
 
 
 def includeme(config: Configurator) -> None:
-    config.registry.api_throttled_log = Throttled(log)
     config.scan(__name__)
-    for exc_type in UNAVAILABLE:
-        config.add_exception_view(database_unavailable, context=exc_type)
+    config.include("api.database_errors")

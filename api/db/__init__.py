@@ -32,7 +32,7 @@ def includeme(config: Configurator) -> None:
     settings["tm.activate_hook"] = may_write
     config.include("pyramid_tm")
     # A request whose transaction lost a deadlock runs again
-    # (api.errors.deadlock_victim); a safe one has no transaction.
+    # (api.database_errors.deadlock_victim); a safe one has no transaction.
     settings["retry.attempts"] = config.registry.api_settings.write_attempts
     settings["retry.activate_hook"] = retries_of
     config.include("pyramid_retry")

@@ -16,8 +16,8 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
 from api import formats
+from api.database_errors import DatabaseUnavailable, SchemaNotCurrent
 from api.db import get_reader, migrations_head, ping, schema_revision
-from api.errors import DatabaseUnavailable, SchemaNotCurrent
 from api.logs import misconfigured
 from api.observe import metrics
 from api.openapi import build_document, column_schema
@@ -126,7 +126,7 @@ async def readiness(context: Root, request: Request) -> dict[str, str]:
         revision = await schema_revision(reader, timeout)
     except Exception as exc:
         if misconfigured(exc) is not None:
-            raise  # said as it is (api.errors): waiting will not mend it
+            raise  # said as it is (api.database_errors): waiting will not mend it
         raise DatabaseUnavailable(str(exc)) from exc
     head = migrations_head()
     if revision != head:
