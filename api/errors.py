@@ -25,7 +25,15 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 # Headers of an HTTPException that still mean something on the problem response.
-_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After", "ETag", "Location")
+_KEPT_HEADERS = (
+    "Allow",
+    "WWW-Authenticate",
+    "Retry-After",
+    "ETag",
+    "Location",
+    "Content-Range",
+    "Preference-Applied",
+)
 
 
 # PostgREST's error codes by status, where a failure has none of its own: a
@@ -210,6 +218,26 @@ class TooManyAffected(HTTPException):
         self.postgrest_code = "PGRST124"
         self.details = f"The query affects {rows} rows"
         self.parameter = "Prefer"
+
+
+class RangeNotSatisfiable(HTTPException):
+    """416 for a page no row can fill, with PostgREST's words (PGRST103): a
+    Range header whose end comes before its start, or an offset past the
+    counted rows (then with ``Content-Range: */TOTAL``)."""
+
+    code = 416
+    title = "Range Not Satisfiable"
+
+    def __init__(
+        self,
+        details: str,
+        headers: list[tuple[str, str]] | None = None,
+        parameter: str | None = None,
+    ) -> None:
+        super().__init__("Requested range not satisfiable", headers=headers)
+        self.postgrest_code = "PGRST103"
+        self.details = details
+        self.parameter = parameter
 
 
 class ServerBusy(Exception):

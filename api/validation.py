@@ -136,7 +136,7 @@ def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> A
     return value
 
 
-# If-Match "*": any current representation.
+# If-Match or If-None-Match "*": any current representation.
 ANY_ETAG = "*"
 
 
@@ -146,14 +146,27 @@ def if_match(request: Request) -> frozenset[str] | str | None:
     Weak tags never match (RFC 9110 13.1.1: If-Match compares strongly);
     whitespace around the value is not part of it. 400 when it is neither.
     """
-    value = request.environ.get("HTTP_IF_MATCH")
+    return _etags(request, "If-Match", "HTTP_IF_MATCH", weak_match=False)
+
+
+def if_none_match(request: Request) -> frozenset[str] | str | None:
+    """If-None-Match as sent, as ``if_match`` reads If-Match, but weak tags
+    count too (RFC 9110 13.1.2 compares weakly)."""
+    return _etags(request, "If-None-Match", "HTTP_IF_NONE_MATCH", weak_match=True)
+
+
+def _etags(
+    request: Request, header: str, key: str, weak_match: bool
+) -> frozenset[str] | str | None:
+    value = request.environ.get(key)
     if value is None:
         return None
     if not re.match(ETAG_LIST, value):
-        raise BadRequest('If-Match takes "*" or quoted ETags, e.g. "3"', parameter="If-Match")
+        raise BadRequest(f'{header} takes "*" or quoted ETags, e.g. "3"', parameter=header)
     if value.strip() == ANY_ETAG:
         return ANY_ETAG
-    return frozenset(tag for weak, tag in re.findall(r'(W/)?"([^"]*)"', value) if not weak)
+    tags = re.findall(r'(W/)?"([^"]*)"', value)
+    return frozenset(tag for weak, tag in tags if weak_match or not weak)
 
 
 def server_owned(column: sa.Column[Any]) -> bool:

@@ -73,6 +73,16 @@ def test_range_and_counts_come_as_postgrest_gives_them(client, rows):
     assert counted.count == 10 and len(counted.data) == 1
     for method in ("planned", "estimated"):
         assert client.from_("mytable").select("id", count=method).limit(1).execute().count > 0
+    # range(5, 2) sends limit=-2: PostgREST's 416, which the client raises
+    with pytest.raises(APIError) as error:
+        mine(client, tag).range(5, 2).execute()
+    assert error.value.code == "PGRST103"
+    assert error.value.details == "Limit should be greater than or equal to zero."
+    with pytest.raises(APIError) as error:  # an offset past the counted rows
+        counted_rows = client.from_("mytable").select("id", count="exact")
+        counted_rows.like("name", f"{tag} *").range(40, 49).execute()
+    assert error.value.code == "PGRST103"
+    assert error.value.details == "An offset of 40 was requested, but there are only 10 rows."
 
 
 def test_single_and_maybe_single(client, rows):
@@ -314,6 +324,14 @@ def test_a_limited_update_and_delete_write_the_first_rows_in_order(server, rows)
         left = http.get("/mytable/", params={**mine_only, "select": "id,data", "order": "id"})
         assert [row["id"] for row in left.json()] == [row["id"] for row in made[2:]]
         assert [row["data"] for row in left.json()][-3:] == [{"limited": True}] * 3
+        # a Range header bounds reads only (RFC 9110): a write takes every match
+        response = http.patch(
+            "/mytable/",
+            params=mine_only,
+            json={"data": {"ranged": True}},
+            headers={**headers, "Range": "2-3"},
+        )
+        assert len(response.json()) == 8, response.text
         response = http.delete(
             "/mytable/", params={**mine_only, "limit": "1", "offset": "1"}, headers=headers
         )

@@ -139,11 +139,16 @@ def test_is_filters_on_a_nullable_boolean(http, query, count):
 
 @pytest.mark.parametrize(
     "query",
-    ["limit=-1", "limit=abc", "offset=x", "limit=1&limit=2", "cursor=x", "limit=1e3"],
+    ["limit=abc", "offset=x", "offset=-1", "limit=1&limit=2", "cursor=x", "limit=1e3"],
 )
 def test_bad_paging_parameters_are_400(http, query):
     body = assert_problem(http.get(f"/mytable/?{query}"), 400)
     assert body["parameter"] in query
+
+
+def test_a_negative_limit_is_postgrest_s_416(http):
+    body = assert_problem(http.get("/mytable/?limit=-1"), 416)
+    assert (body["code"], body["parameter"]) == ("PGRST103", "limit")
 
 
 def test_limit_is_capped_by_the_largest_page_and_zero_is_no_rows(http, database_url):

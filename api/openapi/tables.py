@@ -18,6 +18,12 @@ from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 OPERATORS = sorted(COMPARISONS | {"in", "is"})
 ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"}}
 IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string", "pattern": ETAG_LIST}}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "schema": {"type": "string", "pattern": ETAG_LIST},
+    "description": '412 where the row has one of these ETags, or for "*" where it exists',
+}
 PREFER_RETURN = {
     "name": "Prefer",
     "in": "header",
@@ -172,7 +178,7 @@ def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
             "in": "header",
             "schema": {"type": "string"},
             "description": "FIRST-LAST, in items: the rows from FIRST to LAST (from 0); "
-            "anything else is ignored, as PostgREST does.",
+            "a LAST before FIRST is a 416, anything else is ignored, as PostgREST does.",
         },
         {
             "name": "cursor",
@@ -343,7 +349,7 @@ def _item_operations(name: str) -> Schema:
             "summary": f"Replace the writable fields of a row of {name}",
             "operationId": f"replace_{name}",
             "security": WRITE_SECURITY,
-            "parameters": [IF_MATCH],
+            "parameters": [IF_MATCH, IF_NONE_MATCH],
             "requestBody": {
                 "required": True,
                 "content": {"application/json": {"schema": ref(f"{name}Create")}},
@@ -354,7 +360,7 @@ def _item_operations(name: str) -> Schema:
             "summary": f"Apply a JSON merge patch (RFC 7396) to a row of {name}",
             "operationId": f"patch_{name}",
             "security": WRITE_SECURITY,
-            "parameters": [IF_MATCH],
+            "parameters": [IF_MATCH, IF_NONE_MATCH],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -368,10 +374,10 @@ def _item_operations(name: str) -> Schema:
             "summary": f"Delete a row of {name}",
             "operationId": f"delete_{name}",
             "security": WRITE_SECURITY,
-            "parameters": [IF_MATCH],
+            "parameters": [IF_MATCH, IF_NONE_MATCH],
             "responses": {
                 "204": {"description": "Deleted"},
-                **errors(401, 403, 404, 409, 412, 428, 503),
+                **errors(400, 401, 403, 404, 409, 412, 428, 503),
             },
         },
     }

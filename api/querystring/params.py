@@ -8,7 +8,7 @@ from urllib.parse import unquote_to_bytes
 
 from webob.multidict import MultiDict
 
-from api.errors import BadRequest
+from api.errors import BadRequest, RangeNotSatisfiable
 
 # More parameters than any query of the language needs is a mistake, or an attack.
 MAX_PARAMETERS = 100
@@ -59,6 +59,10 @@ def whole_number(params: MultiDict, prefix: str, name: str) -> int | None:
     if text is None:
         return None
     if not re.fullmatch(r"[0-9]{1,15}", text):
+        if name == "limit" and not prefix and re.fullmatch(r"-[0-9]{1,15}", text):
+            # What postgrest-py's and supabase-js's range(5, 2) send.
+            details = "Limit should be greater than or equal to zero."
+            raise RangeNotSatisfiable(details, parameter="limit")
         message = f"'{prefix}{name}' must be a whole number"
         raise BadRequest(message, parameter=f"{prefix}{name}")
     return int(text)
@@ -70,11 +74,18 @@ RANGE = re.compile(r"(?:items=)?([0-9]{1,15})-([0-9]{0,15})\Z")
 
 def parse_range(text: str | None) -> tuple[int, int | None] | None:
     """``Range: FIRST-LAST`` as (offset, limit or None); None when absent or
-    not a range PostgREST reads (it then answers every row, as here)."""
+    not a range PostgREST reads (it then answers every row, as here). A
+    LAST before FIRST is PostgREST's 416."""
     match = RANGE.match(text.strip()) if text else None
     if match is None:
         return None
     first, last = int(match.group(1)), match.group(2)
     if not last:
         return first, None
-    return (first, int(last) - first + 1) if int(last) >= first else None
+    if int(last) < first:
+        raise RangeNotSatisfiable(
+            "The lower boundary must be lower than or equal to the upper boundary"
+            " in the Range header.",
+            parameter="Range",
+        )
+    return first, int(last) - first + 1

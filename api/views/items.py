@@ -28,6 +28,7 @@ from api.validation import (
     ANY_ETAG,
     MERGE_PATCH_TYPES,
     if_match,
+    if_none_match,
     json_body,
     merge_patch_row,
     validate_row,
@@ -54,6 +55,7 @@ def expected_version(context: Item, request: Request) -> Any:
     whose row this request read under its lock (``FOR UPDATE``)."""
     tags = if_match(request)
     current = etag(context.table, context.row)
+    _refuse_if_none_match(request, current)
     if tags is None:
         if request.registry.api_settings.require_if_match:
             raise HTTPPreconditionRequired("Send If-Match with the row's ETag to write it.")
@@ -62,6 +64,18 @@ def expected_version(context: Item, request: Request) -> Any:
             "The row has changed since that ETag; fetch it again.", headers={"ETag": current}
         )
     return _version_of(context, context.row)
+
+
+def _refuse_if_none_match(request: Request, current: str) -> None:
+    """412 when If-None-Match names the row's ETag, or is "*" (the row
+    exists): the client asked to write only where neither holds (RFC 9110
+    13.1.2), as in ``PUT`` with ``If-None-Match: *`` to create, never replace."""
+    tags = if_none_match(request)
+    if tags is not None and (tags == ANY_ETAG or current.strip('"') in tags):
+        raise HTTPPreconditionFailed(
+            "If-None-Match matched the row as it is; nothing was written.",
+            headers={"ETag": current},
+        )
 
 
 async def _write(

@@ -12,7 +12,7 @@ from pyramid.response import Response
 
 from api import formats
 from api.db import get_reader
-from api.errors import BadRequest, NotOneRow
+from api.errors import BadRequest, NotOneRow, RangeNotSatisfiable
 from api.querystring import (
     ListQuery,
     encode_cursor,
@@ -129,8 +129,9 @@ def _page_status(
 ) -> tuple[int, list[tuple[str, str]]]:
     """The status and headers of a page, as PostgREST gives them: where the
     page lies in ``Content-Range`` (``0-24/*``, or ``0-24/1000`` when
-    counted), 206 when a count shows rows left out, 416 when the page starts
-    past the last row; and this API's ``Link: rel="next"`` to the next page."""
+    counted), 206 when a count shows rows left out, 416 (raised) when the
+    page starts past the last row; and this API's ``Link: rel="next"`` to
+    the next page."""
     first, total = query.offset, None if page.counted is None else page.counted.total
     last = first + len(page.rows) - 1
     shown = f"{first}-{last}" if page.rows and total != 0 else "*"
@@ -139,8 +140,9 @@ def _page_status(
     if page.counted is not None:
         headers.append(("Preference-Applied", f"count={page.counted.how}"))
         if total is not None and first > total:
-            status = 416
-        elif total is not None and len(page.rows) < total:
+            details = f"An offset of {first} was requested, but there are only {total} rows."
+            raise RangeNotSatisfiable(details, headers)
+        if total is not None and len(page.rows) < total:
             status = 206
     if next_url is not None:
         headers.append(("Link", f'<{next_url}>; rel="next"'))

@@ -10,9 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
-from pyramid.httpexceptions import (
-    HTTPMethodNotAllowed,
-)
+from pyramid.httpexceptions import HTTPMethodNotAllowed, HTTPNotModified
 from pyramid.request import Request
 from pyramid.response import Response
 from webob.multidict import MultiDict
@@ -177,9 +175,17 @@ def list_query(context: Collection, request: Request) -> ListQuery:
         max_limit=settings.page_limit_max,
         cursor_secret=settings.cursor_secret,
         fixed=fixed,
-        range_=parse_range(request.environ.get("HTTP_RANGE")),
+        range_=_range_header(request),
         aggregates=settings.aggregates_enabled,
     )
+
+
+def _range_header(request: Request) -> tuple[int, int | None] | None:
+    """The Range header's rows on a read; a write ignores it, as RFC 9110
+    and PostgREST do (a write is bounded by ``limit`` alone)."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    return parse_range(request.environ.get("HTTP_RANGE"))
 
 
 # The request headers WebOb's conditional responses answer.
@@ -239,15 +245,25 @@ def media_typed(response: JSONResponse, request: Request, media_type: str) -> JS
 
 def with_etag(
     request: Request, table: sa.Table, row: Row, media_type: str = formats.JSON
-) -> JSONResponse:
+) -> Response:
     """``row`` as a JSON response of ``media_type`` (``formats.OBJECT_OFFERS``)
     with its ETag; GET and HEAD answer If-None-Match with 304."""
+    tag = etag(table, row)
+    if _matches_any(request):
+        return HTTPNotModified(headers=[("ETag", tag)])
     # WebOb's conditional handling only where there is a condition to check.
     conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)
-    response = json_response(row, [("ETag", etag(table, row))], conditional)
+    response = json_response(row, [("ETag", tag)], conditional)
     if media_type != formats.JSON:
         response.headers["Content-Type"] = media_type
     return response
+
+
+def _matches_any(request: Request) -> bool:
+    """``If-None-Match: *`` on a read, which any row matches (RFC 9110): WebOb
+    reads ``*`` as a false value and never answers it with a 304."""
+    asked = request.environ.get("HTTP_IF_NONE_MATCH")
+    return asked is not None and asked.strip() == "*" and request.method in ("GET", "HEAD")
 
 
 def refuse_read_only(context: Collection | Item) -> None:

@@ -106,8 +106,15 @@ def test_limit_offset_and_range_pick_rows_as_postgrest_does(http, own_rows):
         f"28-29/{len(ids)}",
     )
     beyond = http.get(f"/mytable/?{own_rows.only}&offset=40", headers={"Prefer": "count=exact"})
-    assert beyond.status_code == 416 and beyond.json() == []
+    problem = assert_problem(beyond, 416)
+    assert (problem["code"], problem["details"]) == (
+        "PGRST103",
+        f"An offset of 40 was requested, but there are only {len(ids)} rows.",
+    )
     assert beyond.headers["content-range"] == f"*/{len(ids)}"
+    backwards = http.get(f"/mytable/?{own_rows.only}", headers={"Range": "5-2"})
+    backwards = assert_problem(backwards, 416)
+    assert backwards["code"] == "PGRST103" and "lower boundary" in backwards["details"]
     empty = http.get("/mytable/?name=eq.nobody-at-all")
     assert (empty.json(), empty.headers["content-range"]) == ([], "*/*")
 

@@ -83,6 +83,30 @@ def test_get_honours_if_none_match(http):
     assert response.status_code == 304
     assert response.content == b""
     assert http.get(f"/mytable/{row['id']}", headers={"If-None-Match": '"2"'}).status_code == 200
+    # "*" matches any row that exists (RFC 9110); WebOb alone answers it 200
+    matched = http.get(f"/mytable/{row['id']}", headers={"If-None-Match": "*"})
+    assert (matched.status_code, matched.headers["etag"]) == (304, '"1"')
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+def test_if_none_match_refuses_a_write_to_the_row_it_names(http, method):
+    """``PUT`` with ``If-None-Match: *`` is HTTP's create-only: it must not
+    replace a row that exists. A tag of the row, weak or strong, refuses too."""
+    row = create(http).json()
+    url = f"/mytable/{row['id']}"
+    body = orjson.dumps({"name": "replaced"}) if method != "DELETE" else None
+    headers = {**WRITER, "Content-Type": "application/json"}
+    for value in ("*", '"1"', 'W/"1"', '"7", "1"'):
+        refused = http.request(
+            method, url, content=body, headers={**headers, "If-None-Match": value}
+        )
+        assert_problem(refused, 412)
+        assert refused.headers["etag"] == '"1"'
+    assert http.get(url).json()["name"] == row["name"]  # nothing written
+    malformed = http.request(method, url, content=body, headers={**headers, "If-None-Match": "1"})
+    assert assert_problem(malformed, 400)["parameter"] == "If-None-Match"
+    other = http.request(method, url, content=body, headers={**headers, "If-None-Match": '"7"'})
+    assert other.status_code in (200, 204)
 
 
 def test_get_honours_range(http):
