@@ -1,6 +1,6 @@
 """The HTTP/1.1 connection: uvicorn's httptools protocol, with its writes
-coalesced and limits on what one client can hold (head size, time to send it,
-connections per worker), each refused with a problem+json."""
+coalesced and limits on what one client can hold (head size, time to send it
+and its body, connections per worker), each refused with a problem+json."""
 
 from __future__ import annotations
 
@@ -74,13 +74,19 @@ class _Refused(Exception):
 class HTTPProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, writing through a ``CoalescingTransport``,
     and bounding what a client can hold: a request head's size, the time to
-    send it, and the connections of a worker. Each refusal is a problem+json."""
+    send it and its body, and the connections of a worker. Each refusal is a
+    problem+json."""
 
     # Seconds a client has to send a request's head, from its connection or
     # from the first byte of the head (uvicorn's keep-alive timeout covers the
     # idle time between requests). A connection that sent nothing is closed
     # silently; one that sent part of a head gets 408.
     header_timeout = 10.0
+    # Seconds a request's body may go without a byte, as nginx's
+    # client_body_timeout: the app reads the body before its response
+    # deadline starts, so a client that stops mid-body would hold its
+    # connection, and a worker's connection slot, for good. 408 past it.
+    body_timeout = 10.0
     # Open connections of a worker; one more is answered 503 and closed.
     # gunicorn's worker_connections sets it (api.serve.Worker).
     max_connections = 1000
@@ -97,6 +103,9 @@ class HTTPProtocol(HttpToolsProtocol):
         self._refused = False
         self._refusal: _Refused | None = None  # raised in a parser callback
         self._head_timer: asyncio.TimerHandle | None = None
+        self._body_open = False  # from a request's head's end to its body's
+        self._body_seen = 0.0  # when the body last brought bytes (the loop's clock)
+        self._body_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.max_connections:
             self._refuse(_Refused(503, "The server has too many connections; try again"))
             return
@@ -104,6 +113,7 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def _head_timed_out(self) -> None:
@@ -120,6 +130,30 @@ class HTTPProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _body_timed_out(self) -> None:
+        """408 once the body has brought nothing for ``body_timeout``; checked
+        again later while bytes keep coming, or while uvicorn has paused
+        reading because the app has yet to take what came."""
+        self._body_timer = None
+        if not self._body_open or self._refused:
+            return
+        idle = self.loop.time() - self._body_seen
+        if idle < self.body_timeout or self.flow.read_paused:
+            wait = self.body_timeout - idle if idle < self.body_timeout else self.body_timeout
+            self._body_timer = self.loop.call_later(wait, self._body_timed_out)
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self._refused = True
+            self.transport.close()
+            return
+        self._refuse(_Refused(408, "The request's body did not arrive in time"))
+
+    def _stop_body_timer(self) -> None:
+        self._body_open = False
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -139,6 +173,12 @@ class HTTPProtocol(HttpToolsProtocol):
         # arrive. (Most heads arrive in one read: no timer for them.)
         if self._head_open and self._head_timer is None and not self._refused:
             self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+        # A body begun and not finished in this read: its next bytes have
+        # body_timeout to come. (Most bodies arrive with their head.)
+        if self._body_open and not self._refused:
+            self._body_seen = self.loop.time()
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -173,15 +213,18 @@ class HTTPProtocol(HttpToolsProtocol):
         self._head_open = False
         self._stop_head_timer()
         super().on_headers_complete()
+        self._body_open = True
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._head_bytes = 0
+        self._stop_body_timer()
 
     def _refuse(self, refusal: _Refused) -> None:
         """Answer with the problem and close: the rest of the request is not read."""
         self._refused = True
         self._stop_head_timer()
+        self._stop_body_timer()
         body = problem_body(refusal.status, refusal.title)
         retry = "retry-after: 1\r\n" if refusal.status == 503 else ""
         head = (

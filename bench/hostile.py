@@ -164,13 +164,33 @@ def malformed_large_bodies(server, proxy):
 
 def idle_connections(server, proxy):
     """1,500 connections that never send a byte; then requests go on being served."""
+    return _held_connections(server, b"")
+
+
+def stalled_bodies(server, proxy):
+    """1,500 writes whose body stops halfway, and never goes on (a slow-body
+    attack): the body timeout must close each, as the header timeout closes
+    connections that send nothing."""
+    head = (
+        b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer bench-token\r\nContent-Length: 30\r\n\r\n"
+    )
+    return _held_connections(server, head + b'{"name": "stall')
+
+
+def _held_connections(server, sent):
+    """1,500 connections that send ``sent`` and then nothing; requests go on
+    being served meanwhile, and the server closes every one within 15 s."""
     sockets = []
     try:
         for _ in range(1500):
-            sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sockets.append(sock)
+            if sent:
+                sock.sendall(sent)
         with httpx.Client(base_url=server.url, timeout=30) as client:
             statuses = [client.get(f"/mytable/{n}").status_code for n in range(1, 21)]
-        deadline = time.monotonic() + 15  # the header timeout closes them all
+        deadline = time.monotonic() + 15  # the header or body timeout closes them all
         open_ones = sockets
         while open_ones and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -243,6 +263,7 @@ ATTACKS = [
     truncated_bodies,
     malformed_large_bodies,
     idle_connections,
+    stalled_bodies,
     abandoned_and_stalled_exports,
     stalled_database,
 ]

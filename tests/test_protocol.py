@@ -4,11 +4,13 @@ import asyncio
 import contextlib
 import json
 import socket
+import time
 
 import pytest
 
 from api.bridge.asgi import ASGIApp
 from api.protocol import CoalescingTransport, HTTPProtocol
+from tests.support import WRITER, unique_name
 from tests.support.servers import ThreadedServer
 
 
@@ -106,7 +108,8 @@ def test_heads_within_the_limits_are_served(server):
 @pytest.fixture(scope="module")
 def impatient_server(wsgi_app):
     """A server that gives a client half a second to send a head, and holds 3 connections."""
-    http = type("Impatient", (HTTPProtocol,), {"header_timeout": 0.5, "max_connections": 3})
+    limits = {"header_timeout": 0.5, "body_timeout": 0.5, "max_connections": 3}
+    http = type("Impatient", (HTTPProtocol,), limits)
     with ThreadedServer(ASGIApp(wsgi_app), http=http) as running:
         yield running
 
@@ -124,6 +127,47 @@ def test_a_head_that_does_not_arrive_in_time_is_408(impatient_server):
             answer += data
     status, problem = _status_and_problem(answer)
     assert (status, problem["status"]) == (408, 408)
+
+
+def test_a_body_that_stops_coming_is_408_and_nothing_is_written(impatient_server, http):
+    name = unique_name("stalled-body")
+    body = json.dumps({"name": name}).encode()
+    head = (
+        b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer writer-secret\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
+        sock.sendall(head + body[:5])
+        time.sleep(0.3)  # bytes that keep coming keep the body open
+        sock.sendall(body[5:9])
+        answer = b""
+        while data := sock.recv(65536):  # then nothing more: the server answers and closes
+            answer += data
+    status, problem = _status_and_problem(answer)
+    assert (status, problem["status"]) == (408, 408)
+    assert http.get(f"/mytable/?name=eq.{name}").json() == []
+
+
+def test_a_body_sent_in_slow_parts_is_served(impatient_server, http):
+    name = unique_name("slow-body")
+    body = json.dumps({"name": name}).encode()
+    head = (
+        b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer writer-secret\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
+        sock.sendall(head)
+        for start in range(0, len(body), 8):  # 0.3 s apart: longer in all than body_timeout
+            time.sleep(0.3)
+            sock.sendall(body[start : start + 8])
+        answer = b""
+        while data := sock.recv(65536):
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    created = http.get(f"/mytable/?name=eq.{name}").json()
+    assert len(created) == 1
+    http.delete(f"/mytable/{created[0]['id']}", headers=WRITER)
 
 
 def test_connections_past_the_cap_are_503_at_once(impatient_server):
