@@ -87,6 +87,12 @@ class HTTPProtocol(HttpToolsProtocol):
     # deadline starts, so a client that stops mid-body would hold its
     # connection, and a worker's connection slot, for good. 408 past it.
     body_timeout = 10.0
+    # Seconds a response may wait for its client to take any of it, once
+    # the transport's buffer is full; then the connection is dropped, buffer
+    # and all. close() would wait for a client that reads nothing to read
+    # it, so each one kept a whole response in memory for good. The runners
+    # set it from api.send_timeout (api.serve).
+    send_timeout = 30.0
     # Open connections of a worker; one more is answered 503 and closed.
     # gunicorn's worker_connections sets it (api.serve.Worker).
     max_connections = 1000
@@ -106,6 +112,7 @@ class HTTPProtocol(HttpToolsProtocol):
         self._body_open = False  # from a request's head's end to its body's
         self._body_seen = 0.0  # when the body last brought bytes (the loop's clock)
         self._body_timer: asyncio.TimerHandle | None = None
+        self._send_timer: asyncio.TimerHandle | None = None
         if len(self.connections) > self.max_connections:
             self._refuse(_Refused(503, "The server has too many connections; try again"))
             return
@@ -114,7 +121,27 @@ class HTTPProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         self._stop_body_timer()
+        self._stop_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout, self._send_timed_out)
+
+    def resume_writing(self) -> None:
+        self._stop_send_timer()
+        super().resume_writing()
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        self._refused = True
+        self.transport.abort()
+
+    def _stop_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
 
     def _head_timed_out(self) -> None:
         self._head_timer = None

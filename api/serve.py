@@ -162,6 +162,8 @@ def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any)
         os.environ.setdefault(MULTIPROCESS_DIR, tempfile.mkdtemp(prefix="api-metrics-"))
         settings.setdefault("child_exit", _worker_gone)
     app = asgi_app(wsgi_app, settings.pop("root_path", ""))
+    # Set before the fork, so that every worker's connections have it.
+    HTTPProtocol.send_timeout = wsgi_app.registry.api_settings.send_timeout
     if "http_port" in global_conf:
         host = str(settings.get("bind", "0.0.0.0:8080")).rpartition(":")[0]
         settings["bind"] = f"{host}:{global_conf['http_port']}"
@@ -188,5 +190,6 @@ def uvicorn_runner(
     settings["proxy_headers"] = False  # ForwardedHeaders in its place
     settings.setdefault("access_log", False)  # api.observe logs each request instead
     settings.setdefault("http", HTTPProtocol)
+    HTTPProtocol.send_timeout = wsgi_app.registry.api_settings.send_timeout
     served = ForwardedHeaders(app, trusted)
     _failing_loudly(lambda: uvicorn.run(served, host=host, port=int(port), **settings))

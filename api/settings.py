@@ -182,7 +182,7 @@ class Settings:
         "api.send_timeout",
         seconds,
         30.0,
-        doc="Seconds a streamed response waits for its client to take a chunk, then drops it.",
+        doc="Seconds a response waits for its client to take some of it, then drops it.",
     )
     max_exports: int = setting(
         "api.max_exports",

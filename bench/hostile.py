@@ -178,21 +178,36 @@ def stalled_bodies(server, proxy):
     return _held_connections(server, head + b'{"name": "stall')
 
 
-def _held_connections(server, sent):
-    """1,500 connections that send ``sent`` and then nothing; requests go on
-    being served meanwhile, and the server closes every one within 15 s."""
+def unread_answers(server, proxy):
+    """300 connections that ask for 20 pages of 1,000 rows each, pipelined,
+    and read nothing: each must be dropped once it has taken nothing for
+    api.send_timeout (5 s here), with what the server had buffered for it."""
+    asked = b"GET /mytable/?limit=1000 HTTP/1.1\r\nHost: t\r\n\r\n" * 20
+    return _held_connections(server, asked, count=300, receive_buffer=4096)
+
+
+def _held_connections(server, sent, count=1500, receive_buffer=None):
+    """``count`` connections that send ``sent`` and then read nothing; requests
+    go on being served meanwhile, and the server closes every one within 15 s."""
     sockets = []
     try:
-        for _ in range(1500):
-            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        for _ in range(count):
+            sock = socket.socket()
+            if receive_buffer:  # before connecting, or the window is already offered
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+            sock.settimeout(5)
+            sock.connect(("127.0.0.1", server.port))
             sockets.append(sock)
             if sent:
                 sock.sendall(sent)
         with httpx.Client(base_url=server.url, timeout=30) as client:
             statuses = [client.get(f"/mytable/{n}").status_code for n in range(1, 21)]
-        deadline = time.monotonic() + 15  # the header or body timeout closes them all
+        deadline = time.monotonic() + 15  # a header, body or send timeout closes them all
         open_ones = sockets
-        while open_ones and time.monotonic() < deadline:
+        if receive_buffer:  # a look reads, which these clients never do: one, past the timeout
+            time.sleep(8)
+            open_ones = [s for s in open_ones if not _closed_by_peer(s)]
+        while open_ones and time.monotonic() < deadline and not receive_buffer:
             time.sleep(0.5)
             open_ones = [s for s in open_ones if not _closed_by_peer(s)]
         statuses += [HELD] * len(open_ones)  # still held: counted as failures
@@ -264,6 +279,7 @@ ATTACKS = [
     malformed_large_bodies,
     idle_connections,
     stalled_bodies,
+    unread_answers,
     abandoned_and_stalled_exports,
     stalled_database,
 ]
@@ -308,6 +324,7 @@ def main():
     through_proxy = database_url.set(port=proxy.port).render_as_string(hide_password=False)
     os.environ["DB_STATEMENT_TIMEOUT"] = "2"
     os.environ["API_RESPONSE_TIMEOUT"] = "3"
+    os.environ["API_SEND_TIMEOUT"] = "5"
     server = api_server(through_proxy, workers=2)
     try:
         print(

@@ -108,7 +108,8 @@ def test_heads_within_the_limits_are_served(server):
 @pytest.fixture(scope="module")
 def impatient_server(wsgi_app):
     """A server that gives a client half a second to send a head, and holds 3 connections."""
-    limits = {"header_timeout": 0.5, "body_timeout": 0.5, "max_connections": 3}
+    limits = {"header_timeout": 0.5, "body_timeout": 0.5, "send_timeout": 0.5}
+    limits["max_connections"] = 3
     http = type("Impatient", (HTTPProtocol,), limits)
     with ThreadedServer(ASGIApp(wsgi_app), http=http) as running:
         yield running
@@ -168,6 +169,23 @@ def test_a_body_sent_in_slow_parts_is_served(impatient_server, http):
     created = http.get(f"/mytable/?name=eq.{name}").json()
     assert len(created) == 1
     http.delete(f"/mytable/{created[0]['id']}", headers=WRITER)
+
+
+def test_a_client_that_reads_nothing_is_dropped_with_what_was_buffered_for_it(impatient_server):
+    """Pipelined requests for pages, and not a byte read: once the server's
+    buffer for it is full, the connection has ``send_timeout`` to take some."""
+    requests = 500  # about 10 MB of answers: more than the kernel buffers of both ends
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting
+        sock.connect(("127.0.0.1", impatient_server.port))
+        sock.sendall(b"GET /mytable/?limit=1000 HTTP/1.1\r\nHost: t\r\n\r\n" * requests)
+        time.sleep(2)
+        sock.settimeout(10)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):  # dropped: reset, not closed
+            while data := sock.recv(65536):
+                answer += data
+    assert 0 < answer.count(b"HTTP/1.1 200 OK") < requests
 
 
 def test_connections_past_the_cap_are_503_at_once(impatient_server):
