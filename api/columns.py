@@ -371,6 +371,10 @@ BOOLEAN = Mapping(
 )
 JSON = Mapping("json", _no_text, _any_json, _fixed({}), orderable=False, filterable=False)
 
+# The kinds a JSON body gives as numbers or booleans, never as text: a CSV
+# body's cells of them are read from their text (views.bodies).
+READ_FROM_TEXT = frozenset({INTEGER, NUMBER, YEAR, BIT, BOOLEAN})
+
 # The most specific types first: MySQL's SET and ENUM are strings too, and
 # (before SQLAlchemy 2.1) a Float is a Numeric.
 BY_TYPE: tuple[tuple[type, Mapping], ...] = (

@@ -67,7 +67,7 @@ def _shape(value: Any) -> tuple[int, bool]:
     return deepest, has_float
 
 
-def _check_numbers(body: bytes) -> None:
+def _check_numbers(body: bytes | str) -> None:
     """422 for a number that would not be stored as sent.
 
     orjson reads an integer past 64 bits, and a number past a double's range
@@ -121,18 +121,23 @@ def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> A
         raise HTTPRequestEntityTooLarge(
             f"The body may hold at most {settings.max_body_bytes} bytes."
         )
-    body = request.body
+    return parse_json(request.body, settings.max_json_depth)
+
+
+def parse_json(text: bytes | str, max_depth: int, what: str = "The body") -> Any:
+    """``text`` as JSON, nested at most ``max_depth`` deep, each number as it
+    was sent (422 for one that cannot be); a 400 that calls it ``what``."""
     try:
-        value = orjson.loads(body)
+        value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        _check_numbers(body)  # a number orjson cannot read at all (1e400) is a 422 too
-        raise BadRequest(f"The body is not valid JSON: {exc}") from exc
+        _check_numbers(text)  # a number orjson cannot read at all (1e400) is a 422 too
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from exc
     give_way()  # a long body took a while to parse, and takes as long to check
     depth, has_float = _shape(value)
-    if depth > settings.max_json_depth:
-        raise BadRequest(f"The body nests deeper than {settings.max_json_depth} levels.")
+    if depth > max_depth:
+        raise BadRequest(f"{what} nests deeper than {max_depth} levels.")
     if has_float:
-        _check_numbers(body)
+        _check_numbers(text)
     return value
 
 

@@ -299,9 +299,14 @@ def _collection_operations(
 
 
 def _created(row: Schema) -> Schema:
-    """A POST's body: one row, or an array of them."""
+    """A POST's body: one row, or an array of them; or CSV rows under a header row."""
     rows = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
-    return {"required": True, "content": {"application/json": {"schema": rows}}}
+    csv = {
+        "type": "string",
+        "description": "A header row of column names, then a row per line; NULL is null",
+    }
+    content = {"application/json": {"schema": rows}, "text/csv": {"schema": csv}}
+    return {"required": True, "content": content}
 
 
 def _created_under(relation: Relation, post: Schema) -> Schema:

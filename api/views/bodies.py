@@ -1,21 +1,106 @@
 """What the body of a write to a collection holds, as PostgREST reads it:
-the members ``columns=`` names, missing ones as null or their default, an
-array's size, an upsert's resolution and conflict target, and each row
-validated, with the foreign key of the parent item it is created under."""
+JSON or CSV rows, the members ``columns=`` names, missing ones as null or
+their default, an array's size, an upsert's resolution and conflict target,
+and each row validated, with the foreign key of the parent item it is
+created under."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import sqlalchemy as sa
 from pyramid.httpexceptions import HTTPRequestEntityTooLarge
 from pyramid.request import Request
 
+from api import columns, formats
 from api.bridge import give_way
 from api.errors import BadRequest
 from api.resources import Collection
-from api.validation import Unprocessable, validate_row
+from api.validation import JSON_TYPES, Unprocessable, json_body, parse_json, validate_row
 from api.views.responses import Row, preferences, query_params
+
+POSTED_TYPES = frozenset({*JSON_TYPES, formats.CSV})
+
+
+def posted_body(context: Collection, request: Request) -> Any:
+    """A POST's body: JSON (a row, or an array of rows), or CSV, PostgREST's
+    bulk insert: a header row of column names, then a record for each row,
+    read as an array. A cell ``NULL`` is null; an empty one is an empty string."""
+    if request.content_type != formats.CSV:
+        return json_body(request, POSTED_TYPES)
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The CSV body is not UTF-8.", "body") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        names = next(reader, None)
+        if not names or len(set(names)) != len(names):
+            raise BadRequest("A CSV body starts with a row of distinct column names.", "body")
+        settings = request.registry.api_settings
+        cells = [_csv_cell(context, name, settings.max_json_depth) for name in names]
+        rows: list[dict[str, Any]] = []
+        for count, record in enumerate(reader):
+            if count % ROWS_A_CHECK == 0:
+                give_way()
+            if record:  # a blank line
+                rows.append(_csv_row(names, cells, record, reader.line_num))
+                if len(rows) > settings.max_batch_rows:  # refused before the rest is read
+                    check_batch(request, rows)
+    except csv.Error as exc:
+        message = f"The CSV body is not valid CSV, line {reader.line_num}: {exc}."
+        raise BadRequest(message, "body") from None
+    return rows
+
+
+def _csv_row(names: list[str], cells: list[Any], record: list[str], line: int) -> dict[str, Any]:
+    if len(record) != len(names):
+        message = (
+            f"Line {line} of the CSV body has {len(record)} of the header's {len(names)} fields."
+        )
+        raise BadRequest(message, "body")
+    try:
+        return {name: read(text) for name, read, text in zip(names, cells, record, strict=True)}
+    except BadRequest as exc:  # a JSON cell that does not parse
+        raise BadRequest(f"Line {line}: {exc.detail}", "body") from None
+
+
+def _csv_cell(context: Collection, name: str, max_depth: int) -> Any:
+    """How a CSV cell of column ``name`` reads as the JSON value a body
+    would hold: a JSON column's as JSON text; a SET's as MySQL writes it
+    (``a,b``) or as a JSON array, as this API's CSV does; a number's or a
+    boolean's from its text, or left as text for validation to refuse; any
+    other as the text it is. ``NULL`` is null."""
+    column = context.table.columns.get(name)
+    kind = None if column is None else columns.mapping(column)
+    what = f"A CSV cell of '{name}'"
+    if kind is columns.JSON:
+        return lambda text: None if text == "NULL" else parse_json(text, max_depth - 2, what)
+    if kind is columns.SET:
+
+        def members(text: str) -> Any:
+            if text == "NULL":
+                return None
+            if text.startswith("["):
+                return parse_json(text, 1, what)
+            return text.split(",") if text else []
+
+        return members
+    if column is None or kind not in columns.READ_FROM_TEXT:
+        return lambda text: None if text == "NULL" else text
+    from_text = kind.from_text
+
+    def number(text: str) -> Any:
+        if text == "NULL":
+            return None
+        try:
+            return from_text(column, text)
+        except (ValueError, OverflowError):
+            return text
+
+    return number
 
 
 def only_columns(context: Collection, request: Request, body: Any) -> Any:

@@ -28,6 +28,7 @@ from api.views.bodies import (
     conflict_target,
     missing_as_null,
     only_columns,
+    posted_body,
     upsert_resolution,
     validate_each,
 )
@@ -116,7 +117,7 @@ async def create_rows(context: Collection, request: Request) -> Response:
     Under a parent item, the foreign key is the parent's. With ``Prefer:
     resolution=merge-duplicates`` (or ``ignore-duplicates``), an upsert."""
     refuse_read_only(context)
-    body = only_columns(context, request, json_body(request))
+    body = only_columns(context, request, posted_body(context, request))
     if isinstance(body, list) and "missing=default" not in preferences(request):
         body = missing_as_null(context, request, body)
     table = context.table
