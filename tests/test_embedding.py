@@ -101,6 +101,34 @@ def test_an_embed_takes_its_own_filters_order_and_limit(http):
     ]
 
 
+def test_an_embed_takes_its_own_logic(http):
+    """``books.or=(...)``, ``books.not.or=``, ``books.and=``, as PostgREST
+    reads them (supabase-js's ``or(..., {referencedTable})`` sends the
+    first); with !inner they choose the parent rows too."""
+    select = {"select": "name,books:probe_book!author_id(title)", "order": "id"}
+    ordered = {**select, "books.order": "title"}
+    for logic, titles in [
+        ({"books.or": "(title.eq.Alpha,title.like.Z*)"}, [["Alpha"], [], ["Zeta"], []]),
+        (
+            {"books.not.or": "(title.eq.Alpha,title.like.Z*)"},
+            [["Beta", "Gamma"], ["Delta"], ["Epsilon"], []],
+        ),
+        (
+            {"books.and": "(title.like.*a,or(title.like.B*,title.like.Z*))"},
+            [["Beta"], [], ["Zeta"], []],
+        ),
+    ]:
+        authors = rows(http, "/probe_author/", **ordered, **logic)
+        assert [[b["title"] for b in a["books"]] for a in authors] == titles, logic
+    inner = {**ordered, "select": "name,books:probe_book!author_id!inner(title)"}
+    matched = rows(
+        http, "/probe_author/", **inner, **{"books.or": "(title.eq.Delta,title.eq.Zeta)"}
+    )
+    assert [a["name"] for a in matched] == ["Bob", "Cy"]
+    refused = http.get("/probe_author/", params={**select, "books.or": "(nope.eq.1)"})
+    assert assert_problem(refused, 400)["parameter"] == "books.or"
+
+
 def test_an_embed_takes_its_own_offset_with_or_without_a_limit(http):
     select = {"select": "name,books:probe_book!author_id(title)", "order": "id"}
     ordered = {**select, "books.order": "title"}

@@ -539,3 +539,13 @@ def test_range_on_an_embedded_table_pages_the_embed_of_each_row(client):
     query = query.order("title", foreign_table="probe_book")
     authors = query.range(1, 1, foreign_table="probe_book").execute().data
     assert [[b["title"] for b in a["probe_book"]] for a in authors] == [["Beta"], [], ["Zeta"], []]
+
+
+def test_or_on_an_embedded_table_filters_the_embed_of_each_row(client):
+    """``or_(..., reference_table=...)`` sends ``probe_book.or=(...)``: it
+    was a 400 ("'or' is not a column")."""
+    query = client.from_("probe_author").select("name, probe_book!author_id(title)").order("id")
+    query = query.order("title", foreign_table="probe_book")
+    authors = query.or_("title.eq.Alpha,title.like.Z*", reference_table="probe_book")
+    books = [[b["title"] for b in a["probe_book"]] for a in authors.execute().data]
+    assert books == [["Alpha"], [], ["Zeta"], []]

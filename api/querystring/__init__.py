@@ -26,13 +26,11 @@ from api.querystring.cursors import decode_cursor, encode_cursor
 from api.querystring.filters import (
     COMPARISONS,
     FULL_TEXT,
-    LOGIC,
     Filter,
     Logic,
-    column_named,
     filters_signature,
     parse_filter,
-    parse_logic,
+    parse_filter_parameter,
 )
 from api.querystring.ordering import OrderItem, parse_order, tie_break
 from api.querystring.params import (
@@ -191,10 +189,7 @@ def parse_list_query(
         if name in embed_keys:  # rel=is.null: no match; rel=not.is.null: one, as !inner
             embeds = _matched(embeds, name, text)
             continue
-        if name in (*LOGIC, *(f"not.{word}" for word in LOGIC)):
-            filters.append(parse_logic(table, name, text))
-        else:
-            filters.append(parse_filter(column_named(table, name, name), text, name))
+        filters.append(parse_filter_parameter(table, name, text, ""))
     check_names(columns, order, embeds)
     limit, offset = capped_limit(params, "", max_limit), whole_number(params, "", "offset")
     if range_ is not None and limit is None and offset is None:

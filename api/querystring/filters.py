@@ -41,6 +41,8 @@ IS_VALUES = {
 
 
 LOGIC = ("or", "and")
+# The parameters that hold logic, at the top or an embed's: or=(...), not.and=(...)
+LOGIC_PARAMETERS = (*LOGIC, *(f"not.{word}" for word in LOGIC))
 
 
 # PostgREST's operators this API refuses, and why (a 400 that says it).
@@ -363,25 +365,35 @@ def like_to_glob(pattern: str) -> str:
     return "".join(glob)
 
 
-def parse_logic(table: sa.Table, name: str, text: str, depth: int = 0) -> Logic:
+def parse_filter_parameter(table: sa.Table, name: str, text: str, prefix: str) -> Filter | Logic:
+    """A query parameter that filters ``table``'s rows: ``COLUMN=OPERATOR.VALUE``
+    or logic (``or=(...)``); ``prefix`` is an embed's path (``city.``), which
+    a 400 puts before the parameter's name."""
+    if name in LOGIC_PARAMETERS:
+        return parse_logic(table, name, text, prefix)
+    return parse_filter(column_named(table, name, prefix + name), text, prefix + name)
+
+
+def parse_logic(table: sa.Table, name: str, text: str, prefix: str = "", depth: int = 0) -> Logic:
     """``or=(a.eq.1,b.gt.2,and(c.lt.3,d.is.null))``, as PostgREST reads it:
     ``name`` is or, and, not.or or not.and; items are COLUMN.FILTER or
     nested logic."""
     negated = name.startswith("not.")
     operator = name[4:] if negated else name
+    parameter = prefix + operator
     if depth == MAX_LOGIC_DEPTH:
-        raise BadRequest(f"logic nests at most {MAX_LOGIC_DEPTH} deep", parameter=operator)
+        raise BadRequest(f"logic nests at most {MAX_LOGIC_DEPTH} deep", parameter=parameter)
     items: list[Filter | Logic] = []
-    for item in _parse_list(text, "(", ")", operator, keep_quotes=True):
+    for item in _parse_list(text, "(", ")", parameter, keep_quotes=True):
         head, paren, rest = item.partition("(")
-        if paren and head in (*LOGIC, *(f"not.{word}" for word in LOGIC)):
-            items.append(parse_logic(table, head, f"({rest}", depth + 1))
+        if paren and head in LOGIC_PARAMETERS:
+            items.append(parse_logic(table, head, f"({rest}", prefix, depth + 1))
             continue
         column_name, dot, condition = item.partition(".")
         if not dot:
-            raise BadRequest(f"'{item}' is not COLUMN.OPERATOR.VALUE", parameter=operator)
-        column = column_named(table, column_name, operator)
-        items.append(parse_filter(column, _unquoted(condition), operator))
+            raise BadRequest(f"'{item}' is not COLUMN.OPERATOR.VALUE", parameter=parameter)
+        column = column_named(table, column_name, parameter)
+        items.append(parse_filter(column, _unquoted(condition), parameter))
     return Logic(operator, tuple(items), negated)
 
 

@@ -14,7 +14,7 @@ from webob.multidict import MultiDict
 
 from api.collections import Description, Link
 from api.errors import AmbiguousEmbed, BadRequest
-from api.querystring.filters import column_named, json_element, parse_filter
+from api.querystring.filters import column_named, json_element, parse_filter_parameter
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value, whole_number
 from api.selects import EmbedItem, parse_select_items
@@ -214,7 +214,7 @@ def resolve_embed(
     limit = capped_limit(own, path, max_limit)
     offset = whole_number(own, path, "offset") or 0
     filters = tuple(
-        parse_filter(column_named(target, name, path + name), text, path + name)
+        parse_filter_parameter(target, name, text, path)
         for name, text in own.items()
         if name not in ("order", "limit", "offset")
     )
