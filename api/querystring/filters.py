@@ -81,7 +81,7 @@ class Logic:
 
 def filters_signature(filters: tuple[Filter | Logic, ...]) -> list[Any]:
     return sorted(
-        ("logic", f.operator, f.negated, orjson.dumps(filters_signature(f.items)))
+        ("logic", f.operator, f.negated, orjson.dumps(filters_signature(f.items), default=str))
         if isinstance(f, Logic)
         else (f.column.name, f.operator, f.negated, orjson.dumps(f.value, default=str))
         for f in filters
