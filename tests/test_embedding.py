@@ -7,8 +7,17 @@ import json
 
 import pytest
 import sqlalchemy as sa
+import webtest
 
-from tests.support import WRITER, WRITER_ONE, assert_problem, next_link, total_of
+from tests.support import (
+    PROBE_SETTINGS,
+    WRITER,
+    WRITER_ONE,
+    assert_problem,
+    make_app,
+    next_link,
+    total_of,
+)
 
 
 def rows(http, path, **params):
@@ -127,6 +136,61 @@ def test_an_embed_takes_its_own_logic(http):
     assert [a["name"] for a in matched] == ["Bob", "Cy"]
     refused = http.get("/probe_author/", params={**select, "books.or": "(nope.eq.1)"})
     assert assert_problem(refused, 400)["parameter"] == "books.or"
+
+
+def test_an_embed_of_aggregates_is_grouped_within_each_row(http):
+    """``books(count())`` counts each author's books (supabase's ``books(count)``);
+    a row without one counts 0, as an aggregate over no rows does. Other
+    columns group within each row. It was the count of every author's books,
+    on the first author."""
+    counted = "name,books:probe_book!author_id(count())"
+    authors = rows(http, "/probe_author/", select=counted, order="id")
+    assert [(a["name"], a["books"]) for a in authors] == [
+        ("Ann", [{"count": 3}]),
+        ("Bob", [{"count": 1}]),
+        ("Cy", [{"count": 2}]),
+        ("Di", [{"count": 0}]),
+    ]
+    ending_in_a = rows(
+        http, "/probe_author/", select=counted, order="id", **{"books.title": "like.*a"}
+    )
+    assert [a["books"][0]["count"] for a in ending_in_a] == [3, 1, 1, 0]
+    by_editor = rows(
+        http,
+        "/probe_author/",
+        select="name,books:probe_book!author_id(editor_id,n:count())",
+        order="id",
+        **{"books.order": "editor_id.desc.nullslast"},
+    )
+    assert [a["books"] for a in by_editor] == [
+        [{"editor_id": 3, "n": 1}, {"editor_id": 2, "n": 1}, {"editor_id": None, "n": 1}],
+        [{"editor_id": 1, "n": 1}],
+        [{"editor_id": 1, "n": 1}, {"editor_id": None, "n": 1}],
+        [],
+    ]
+    for params, parameter in [
+        ({"books.limit": "1"}, "select"),
+        ({"books.order": "title"}, "books.order"),
+    ]:
+        refused = http.get("/probe_author/", params={"select": counted, **params})
+        assert assert_problem(refused, 400)["parameter"] == parameter
+
+
+def test_an_embed_of_aggregates_is_off_unless_aggregates_are(database_url):
+    """``count()`` is refused with aggregates off; ``count``, PostgREST's
+    legacy count (supabase-js's guides write ``cities(count)``), is not."""
+    app = make_app(database_url, **{**PROBE_SETTINGS, "api.aggregates_enabled": "false"})
+    try:
+        client = webtest.TestApp(app)
+        select = "name,probe_book!author_id(count())"
+        refused = client.get(f"/probe_author/?select={select}&order=id", status=400)
+        assert refused.json["code"] == "PGRST123"
+        legacy = client.get(
+            "/probe_author/?select=name,books:probe_book!author_id(count)&order=id"
+        )
+        assert [a["books"] for a in legacy.json] == [[{"count": n}] for n in (3, 1, 2, 0)]
+    finally:
+        app.close()
 
 
 def test_an_embed_takes_its_own_offset_with_or_without_a_limit(http):

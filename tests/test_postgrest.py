@@ -444,6 +444,24 @@ def test_aggregates_are_off_unless_enabled(database_url):
     app.app.close()
 
 
+def test_count_alone_counts_the_rows(client, rows, database_url):
+    """``select=count()``, and PostgREST's legacy ``count``, which it answers
+    with aggregates off too. Naming no column, its statement had no FROM: a
+    count of 1, and with a filter a 503."""
+    tag, _ = rows
+    assert client.from_("mytable").select("count()").like("name", f"{tag} *").execute().data == [
+        {"count": 10}
+    ]
+    everything = client.from_("mytable").select("n:count()").execute().data
+    assert everything[0]["n"] >= 10
+    app = webtest.TestApp(make_app(database_url))  # aggregates off
+    try:
+        legacy = app.get("/mytable/", params={"select": "count", "name": f"like.{tag} *"})
+        assert legacy.json == [{"count": 10}]
+    finally:
+        app.app.close()
+
+
 def test_a_read_s_plan_where_the_server_allows_it(server, database_url, rows):
     """PostgREST's application/vnd.pgrst.plan+json (postgrest-py's explain()):
     the database's own EXPLAIN of the page; off by default (406)."""

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import describe
-from api.errors import AggregatesDisabled, BadRequest
+from api.errors import BadRequest
 from api.querystring.cursors import decode_cursor, encode_cursor
 from api.querystring.filters import (
     COMPARISONS,
@@ -43,8 +43,10 @@ from api.querystring.params import (
 from api.querystring.select import (
     Embed,
     check_names,
+    grouped_order,
     is_aggregate,
     parse_select,
+    refuse_unless_allowed,
     resolve_embed,
     shown_names,
 )
@@ -79,6 +81,8 @@ class ListQuery:
     embeds: tuple = ()  # of Embed
     offset: int = 0  # rows skipped (after the cursor, if any)
     group_by: tuple | None = None  # with aggregates: the other selected columns
+    # With aggregates: the table, which a select of count() alone does not name
+    source: sa.Table | None = None
 
     def signature(self) -> bytes:
         """What a cursor is bound to: the same rows in the same order, or it is stale."""
@@ -104,16 +108,18 @@ def _matched(embeds: tuple[Embed, ...], key: str, text: str) -> tuple[Embed, ...
 
 
 def parse_returned(
-    table: sa.Table, params: MultiDict, max_limit: int
+    table: sa.Table, params: MultiDict, max_limit: int, aggregates: bool
 ) -> tuple[tuple[Any, ...], tuple[Embed, ...]]:
     """What ``select`` asks of each row: columns (or labelled expressions)
-    and embeds; every column without one."""
+    and embeds; every column without one. ``aggregates``: whether an embed
+    may hold them (api.aggregates_enabled)."""
     select = single_value(params, "select")
     if select is None:
         return tuple(table.columns), ()
     columns, embedded = parse_select(table, select)
     embeds = tuple(
-        resolve_embed(describe(table), item, params, "", max_limit) for item in embedded
+        resolve_embed(describe(table), item, params, "", max_limit, aggregates)
+        for item in embedded
     )
     return columns, embeds
 
@@ -130,28 +136,14 @@ def _grouped(
     no cursor, and embeds nothing."""
     if not any(is_aggregate(column) for column in columns):
         return None
-    if not allowed:
-        raise AggregatesDisabled()
+    refuse_unless_allowed(columns, allowed)
     if embeds:
         raise BadRequest("aggregates do not combine with embedded resources here", "select")
     if "cursor" in params:
         raise BadRequest("a page of aggregates has no cursor: use offset", "cursor")
     group_by = tuple(column for column in columns if not is_aggregate(column))
-    by_sql = {_sql_of(column): column for column in group_by}
-    for index, item in enumerate(order):
-        grouping = by_sql.get(_sql_of(item.column))
-        if grouping is None:
-            message = f"'{item.column.name}' is not a column the aggregates are grouped by"
-            raise BadRequest(message, parameter="order")
-        order[index] = replace(item, column=grouping)  # an alias orders as its expression
+    order[:] = grouped_order(group_by, order, "order")
     return group_by
-
-
-def _sql_of(column: Any) -> str:
-    """An expression's SQL, its values written in: what tells two spellings
-    of one expression (``data->>k`` in order and ``alias:data->>k``) alike."""
-    expression = column.element if isinstance(column, sa.Label) else column
-    return str(expression.compile(compile_kwargs={"literal_binds": True}))
 
 
 def parse_list_query(
@@ -169,7 +161,7 @@ def parse_list_query(
     ``fixed`` filters come first (a child collection's foreign key). The
     rows are ``limit`` and ``offset``, else ``range_`` (a Range header's),
     else the first ``default_limit``; never more than ``max_limit``."""
-    columns, embeds = parse_returned(table, params, max_limit)
+    columns, embeds = parse_returned(table, params, max_limit, aggregates)
     embed_keys = {embed.key for embed in embeds}
     order_text = single_value(params, "order")
     order = parse_order(table, order_text) if order_text is not None else []
@@ -195,8 +187,9 @@ def parse_list_query(
     if range_ is not None and limit is None and offset is None:
         offset, limit = range_[0], None if range_[1] is None else min(range_[1], max_limit)
     limit = default_limit if limit is None else limit
+    source = None if group_by is None else table
     query = ListQuery(
-        columns, tuple(filters), tuple(order), limit, None, embeds, offset or 0, group_by
+        columns, tuple(filters), tuple(order), limit, None, embeds, offset or 0, group_by, source
     )
     cursor = single_value(params, "cursor")
     if cursor is not None:

@@ -5,7 +5,7 @@ relations, with their own filters, order and limit."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import Description, Link
-from api.errors import AmbiguousEmbed, BadRequest
+from api.errors import AggregatesDisabled, AmbiguousEmbed, BadRequest
 from api.querystring.filters import column_named, json_element, parse_filter_parameter
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value, whole_number
@@ -36,6 +36,8 @@ class Embed:
     absent: bool = False  # only parent rows without one (PostgREST's rel=is.null)
     spread: bool = False  # ``...name(...)``: its columns in the parent row, not an object
     offset: int = 0  # rows per parent row skipped, before the limit
+    # With aggregates (``city(count())``): the columns grouped by, per parent row
+    group_by: tuple | None = None
 
 
 def shown_names(columns: tuple[Any, ...], embeds: tuple[Embed, ...]) -> list[str]:
@@ -77,8 +79,48 @@ class Aggregate(sa.Label[Any]):
     inherit_cache = True
 
 
+class LegacyCount(Aggregate):
+    """``count`` without parentheses (``cities(count)``, as supabase-js's
+    guides write it): PostgREST's count from before its aggregates, which it
+    answers whether they are enabled or not."""
+
+    inherit_cache = True
+
+
 def is_aggregate(item: Any) -> bool:
     return isinstance(item, Aggregate)
+
+
+def refuse_unless_allowed(columns: tuple[Any, ...], aggregates: bool) -> None:
+    """PGRST123 for an aggregate while ``api.aggregates_enabled`` is off
+    (a legacy ``count`` is no aggregate to it)."""
+    if not aggregates and any(
+        is_aggregate(column) and not isinstance(column, LegacyCount) for column in columns
+    ):
+        raise AggregatesDisabled()
+
+
+def grouped_order(
+    group_by: tuple[Any, ...], order: list[OrderItem], parameter: str
+) -> list[OrderItem]:
+    """``order`` of rows grouped by ``group_by``: only by those columns (an
+    alias orders as its expression); a 400 naming ``parameter`` else."""
+    by_sql = {_sql_of(column): column for column in group_by}
+    kept = []
+    for item in order:
+        grouping = by_sql.get(_sql_of(item.column))
+        if grouping is None:
+            message = f"'{item.column.name}' is not a column the aggregates are grouped by"
+            raise BadRequest(message, parameter=parameter)
+        kept.append(replace(item, column=grouping))
+    return kept
+
+
+def _sql_of(column: Any) -> str:
+    """An expression's SQL, its values written in: what tells two spellings
+    of one expression (``data->>k`` in order and ``alias:data->>k``) alike."""
+    expression = column.element if isinstance(column, sa.Label) else column
+    return str(expression.compile(compile_kwargs={"literal_binds": True}))
 
 
 def _aggregate(table: sa.Table, text: str) -> Any:
@@ -111,12 +153,18 @@ def _aggregate_expression(selected: Any, function: str, cast: str | None, label:
     return labelled
 
 
+LEGACY_COUNT: Any = LegacyCount(sa.sql.quoted_name("count", quote=True), sa.func.count())
+LEGACY_COUNT.nullable = True  # as every aggregate: what ordering by it asks
+
+
 def _selected(table: sa.Table, text: str) -> Any:
     """One select item: ``column``, or ``alias:column->key->>key::cast``, as
     PostgREST reads it; a column as it is, anything else a labelled
     expression (its name: the alias, else the last key, else the column's)."""
     if "()" in text:  # the grammar (api.selects) lets "()" through only for aggregates
         return _aggregate(table, text)
+    if text == "count" and "count" not in table.columns:
+        return LEGACY_COUNT
     body, _, cast = text.partition("::")
     alias, colon, body = body.partition(":")
     if not colon:
@@ -182,11 +230,18 @@ def parse_select(table: sa.Table, text: str) -> tuple[tuple[sa.Column[Any], ...]
 
 
 def resolve_embed(
-    parent: Description, item: EmbedItem, params: MultiDict, prefix: str, max_limit: int
+    parent: Description,
+    item: EmbedItem,
+    params: MultiDict,
+    prefix: str,
+    max_limit: int,
+    aggregates: bool,
 ) -> Embed:
     """What ``item`` embeds in ``parent``'s rows, with the parameters named
     after it (``city.city=like.A*``, ``city.order=...``, ``city.limit=3``,
-    ``city.offset=3``)."""
+    ``city.offset=3``). With aggregates (``city(count())``, where
+    ``aggregates`` allows them), its rows are grouped per parent row by its
+    other columns."""
     links = parent.links.get(item.name, [])
     if item.hint is not None:
         links = [link for link in links if item.hint in link.hints]
@@ -207,12 +262,22 @@ def resolve_embed(
         raise BadRequest(f"'{item.name}' cannot embed its own table", parameter="select")
     columns, nested = _columns_and_embeds(target, item.items)
     path = f"{prefix}{item.key}."
-    embeds = tuple(resolve_embed(link.target, n, params, path, max_limit) for n in nested)
+    embeds = tuple(
+        resolve_embed(link.target, n, params, path, max_limit, aggregates) for n in nested
+    )
     own = _own_parameters(params, path, {e.key for e in embeds})
     order_text = single_value(own, "order")
     order = tuple(parse_order(target, order_text) if order_text is not None else ())
     limit = capped_limit(own, path, max_limit)
     offset = whole_number(own, path, "offset") or 0
+    group_by = None
+    if any(is_aggregate(column) for column in columns):
+        refuse_unless_allowed(columns, aggregates)
+        if embeds or limit is not None or offset:
+            message = f"an embed of aggregates ('{item.key}') takes no embeds, limit or offset"
+            raise BadRequest(message, parameter="select")
+        group_by = tuple(column for column in columns if not is_aggregate(column))
+        order = tuple(grouped_order(group_by, list(order), path + "order"))
     filters = tuple(
         parse_filter_parameter(target, name, text, path)
         for name, text in own.items()
@@ -229,6 +294,7 @@ def resolve_embed(
         item.inner,
         spread=item.spread,
         offset=offset,
+        group_by=group_by,
     )
     check_names(columns, [], embeds)  # a spread's names among its own
     return embed

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from api.errors import BadRequest
@@ -45,7 +46,8 @@ def _shape(embed: Embed) -> EmbedShape:
     target = embed.link.target
     order = list(embed.order)
     ordered = {item.column for item in order}
-    order += [item for item in _key_order(target.key) if item.column not in ordered]
+    if embed.group_by is None:  # groups have no key to break ties by
+        order += [item for item in _key_order(target.key) if item.column not in ordered]
     joins = (column for nested in embed.embeds for column in nested.link.near)
     columns = tuple(dict.fromkeys((*embed.columns, *joins)))
     return EmbedShape(
@@ -54,6 +56,7 @@ def _shape(embed: Embed) -> EmbedShape:
         filter_shapes(embed.filters),
         tuple(order),
         embed.limit is not None or embed.offset > 0,
+        embed.group_by,
     )
 
 
@@ -87,15 +90,31 @@ def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
         _group(children, embed, len(near), found)
     one = embed.link.kind == "one"
     spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
+    empty = None if one or embed.group_by != () else _over_no_rows(embed)
     for row in rows:
         key = row[near[0]] if len(near) == 1 else tuple(row[n] for n in near)
-        matches = found.get(key, [])
+        matches = found.get(key)
+        if matches is None:
+            matches = [] if empty is None else [dict(empty)]
         if not spread:
             row[embed.key] = (matches[0] if matches else None) if one else matches
         elif one:  # its members in the row, null without a match
             row.update({name: matches[0][name] if matches else None for name in spread})
         else:  # each member as an array of the matches' values (PostgREST 13's to-many spread)
             row.update({name: [match[name] for match in matches] for name in spread})
+
+
+def _over_no_rows(embed: Embed) -> Row:
+    """What aggregates alone (``city(count())``) give a parent row without
+    a match, as PostgreSQL's over no rows: a count of 0, else null."""
+    row = {}
+    for column in embed.columns:
+        expression = column.element
+        cast = expression.type if isinstance(expression, sa.Cast) else None
+        function = expression.clause if cast is not None else expression
+        value = 0 if function.name == "count" else None
+        row[str(column.name)] = "0" if value == 0 and isinstance(cast, sa.String) else value
+    return row
 
 
 def _too_many(embed: Embed) -> BadRequest:

@@ -100,6 +100,7 @@ class ListShape(NamedTuple):
     inner: tuple[InnerShape, ...] = ()
     offset: bool = False  # whether rows are skipped
     group_by: tuple[Any, ...] | None = None  # with aggregates: what rows are grouped by
+    source: sa.Table | None = None  # with aggregates: the table they read
 
 
 def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
@@ -125,7 +126,15 @@ def shape_of(query: ListQuery) -> ListShape:
     offset = query.offset > 0
     filters = filter_shapes(query.filters)
     return ListShape(
-        query.columns, query.order, filters, after, joins, inner, offset, query.group_by
+        query.columns,
+        query.order,
+        filters,
+        after,
+        joins,
+        inner,
+        offset,
+        query.group_by,
+        query.source,
     )
 
 
@@ -312,6 +321,8 @@ def page_statement(shape: ListShape) -> ListStatement:
         statement = statement.where(_after(binds, shape.order, shape.after))
     if shape.group_by is not None:
         statement = statement.group_by(*shape.group_by)
+    if shape.source is not None:  # count() alone names no column: no FROM, a count of 1
+        statement = statement.select_from(shape.source)
     statement = statement.order_by(*_order_by(shape.order))
     statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
     if shape.offset:
@@ -388,6 +399,7 @@ class EmbedShape(NamedTuple):
     filters: tuple[FilterShape, ...]
     order: tuple[OrderItem, ...]  # the target's key last
     limited: bool
+    group_by: tuple[Any, ...] | None  # with aggregates: grouped by these, per parent
 
 
 def _embed_filters(embed: Any) -> tuple[Any, ...]:
@@ -408,6 +420,8 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     where = [in_keys(link.far, size), *_where(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
     statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
+    if shape.group_by is not None:
+        statement = statement.group_by(*link.far, *shape.group_by)
     cap = sa.bindparam(EMBED_CAP, type_=sa.Integer)
     if not shape.limited:
         return ListStatement(statement.order_by(*order).limit(cap), binds.sources)

@@ -108,8 +108,10 @@ def _returned(context: Collection, request: Request) -> tuple[Any, Any] | None:
     params = query_params(request)
     if "select" not in params or _return_preference(request) != "representation":
         return None
-    limit = request.registry.api_settings.page_limit_max
-    return parse_returned(context.table, params, limit)
+    settings = request.registry.api_settings
+    return parse_returned(
+        context.table, params, settings.page_limit_max, settings.aggregates_enabled
+    )
 
 
 async def create_rows(context: Collection, request: Request) -> Response:
