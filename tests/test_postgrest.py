@@ -8,7 +8,7 @@ import httpx
 import pytest
 import webtest
 from postgrest import APIError, SyncPostgrestClient
-from postgrest.types import ReturnMethod
+from postgrest.types import CountMethod, ReturnMethod
 from sqlalchemy.engine import make_url
 
 from tests.support import WRITER, assert_problem, make_app, unique_name
@@ -114,6 +114,24 @@ def test_update_and_delete_by_filters(client, rows):
     deleted = client.from_("mytable").delete().in_("id", [made[8]["id"], made[9]["id"]]).execute()
     assert sorted(row["id"] for row in deleted.data) == [made[8]["id"], made[9]["id"]]
     assert len(mine(client, tag).execute().data) == 8
+
+
+def test_writes_count_the_rows_they_write_when_asked(client):
+    """``insert``, ``update`` and ``delete`` with ``count=``: the count comes
+    in Content-Range, as PostgREST's (``*/2``, ``0-1/2``); there was none."""
+    tag, exact, quiet = unique_name("counted"), CountMethod.exact, ReturnMethod.minimal
+    rows = [{"name": f"{tag} {n}"} for n in range(3)]
+    inserted = client.from_("mytable").insert(rows, count=exact, returning=quiet).execute()
+    assert (inserted.count, inserted.data) == (3, [])
+    pattern = f"{tag} *"
+    one = client.from_("mytable").insert({"name": f"{tag} 3"}, count=exact).execute()
+    assert (one.count, len(one.data)) == (1, 1)
+    updated = client.from_("mytable").update({"data": {"n": 1}}, count=exact)
+    assert updated.like("name", pattern).execute().count == 4
+    none = client.from_("mytable").update({"data": None}, count=exact, returning=quiet)
+    assert none.eq("name", f"{tag} nobody").execute().count == 0
+    deleted = client.from_("mytable").delete(count=exact, returning=quiet)
+    assert deleted.like("name", pattern).execute().count == 4
 
 
 def test_a_write_to_a_collection_without_a_filter_is_refused(client):

@@ -19,14 +19,14 @@ from api.querystring import (
     shown_names,
 )
 from api.querystring.params import parse_range, whole_number
-from api.reads.lists import CountMethod, Page, explain_page, read_page, stream_rows
+from api.reads.lists import Page, explain_page, read_page, stream_rows
 from api.resources import Collection
 from api.views.responses import (
     json_response,
     list_query,
     media_typed,
-    preferences,
     query_params,
+    requested_count,
     rows_response,
     shaped,
 )
@@ -47,7 +47,7 @@ async def list_rows(context: Collection, request: Request) -> Response:
         return await _single_row(context, request, query)
     if media_type == formats.PLAN:
         return await _plan(request, query)
-    count = _requested_count(request)
+    count = requested_count(request)
     exact_up_to = request.registry.api_settings.page_limit_max
     page = await read_page(get_reader(request), context.table, query, count, exact_up_to)
     next_url = _next_url(context, query, page)
@@ -104,17 +104,6 @@ def _export_limit(request: Request) -> int | None:
         return limit
     range_ = parse_range(request.environ.get("HTTP_RANGE"))
     return None if range_ is None else range_[1]
-
-
-def _requested_count(request: Request) -> CountMethod | None:
-    prefer = preferences(request)
-    for method in COUNT_METHODS:
-        if f"count={method}" in prefer:
-            return method
-    return None
-
-
-COUNT_METHODS: tuple[CountMethod, ...] = ("exact", "planned", "estimated")
 
 
 def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:

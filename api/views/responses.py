@@ -25,6 +25,7 @@ from api.querystring import (
     parse_query_string,
     parse_range,
 )
+from api.reads.lists import CountMethod
 from api.resources import Collection, Item
 
 Row = dict[str, Any]
@@ -178,6 +179,18 @@ def list_query(context: Collection, request: Request) -> ListQuery:
         range_=_range_header(request),
         aggregates=settings.aggregates_enabled,
     )
+
+
+def requested_count(request: Request) -> CountMethod | None:
+    """``Prefer: count=exact|planned|estimated``: how to count the rows."""
+    prefer = preferences(request)
+    for method in COUNT_METHODS:
+        if f"count={method}" in prefer:
+            return method
+    return None
+
+
+COUNT_METHODS: tuple[CountMethod, ...] = ("exact", "planned", "estimated")
 
 
 def _range_header(request: Request) -> tuple[int, int | None] | None:

@@ -38,6 +38,7 @@ from api.views.responses import (
     preferences,
     query_params,
     refuse_read_only,
+    requested_count,
     rows_response,
 )
 
@@ -57,6 +58,7 @@ class _Answer(NamedTuple):
     media_type: str
     shows_rows: bool
     headers: list[tuple[str, str]]
+    counted: bool  # Prefer: count=...: the rows written, in Content-Range
 
 
 def _answer_of(request: Request) -> _Answer:
@@ -73,16 +75,28 @@ def _answer_of(request: Request) -> _Answer:
         # PostgREST's dry run: answered as if written, then rolled back.
         request.tm.doom()
         applied.append("tx=rollback")
+    count = requested_count(request)
+    if count is not None:
+        applied.append(f"count={count}")
     headers = [("Preference-Applied", ", ".join(applied))]
-    return _Answer(media_type, returned == "representation", headers)
+    return _Answer(media_type, returned == "representation", headers, count is not None)
 
 
 def _written(
-    request: Request, rows: list[Row], status: int, answer: _Answer | None = None
+    request: Request,
+    rows: list[Row],
+    status: int,
+    answer: _Answer | None = None,
+    count: int | None = None,
 ) -> Response:
     """A collection write's answer (``_answer_of``): the rows (one as an
-    object, under PostgREST's singular media type; CSV), or no body."""
-    media_type, shows_rows, headers = answer or _answer_of(request)
+    object, under PostgREST's singular media type; CSV), or no body; with a
+    count asked for, how many rows were written (``count``, else as many as
+    ``rows``), in ``Content-Range``."""
+    media_type, shows_rows, headers, counted = answer or _answer_of(request)
+    if counted:
+        written = len(rows) if count is None else count
+        headers = [*headers, ("Content-Range", _written_range(request.method, written))]
     if not shows_rows:  # with a headerlist, WebOb adds no Content-Type
         return Response(status=204 if status == 200 else status, headerlist=list(headers))
     if media_type == formats.CSV:
@@ -91,6 +105,14 @@ def _written(
         response = rows_response(request, rows, headers)
     response.status = status
     return response
+
+
+def _written_range(method: str, count: int) -> str:
+    """PostgREST's ``Content-Range`` of a write: ``*/3`` for a POST or a
+    DELETE, ``0-2/3`` for a PATCH, where clients read the count after "/"."""
+    if method != "PATCH" or not count:
+        return f"*/{count}"
+    return f"0-{count - 1}/{count}"
 
 
 async def _answered(context: Collection, request: Request, rows: list[Row]) -> list[Row]:
@@ -132,12 +154,12 @@ async def create_rows(context: Collection, request: Request) -> Response:
         values = validate_each(context, bodies, keyed=True)
         merge = resolution == "merge-duplicates"
         rows = await writes.upsert_rows(request.dbsession, table, values, target, merge, shown)
-        return _written(request, await _answered(context, request, rows), 201)
+        return _written(request, await _answered(context, request, rows), 201, count=len(values))
     if isinstance(body, list):
         check_batch(request, body)
         values = validate_each(context, body)
         rows = await writes.insert_rows(request.dbsession, table, values, shown)
-        return _written(request, await _answered(context, request, rows), 201)
+        return _written(request, await _answered(context, request, rows), 201, count=len(values))
     (row,) = validate_each(context, [body], prefix=False)
     returned = _returned(context, request)
     if _goes_with_group(context, request, returned):
@@ -173,6 +195,7 @@ def _may_go_with_group(context: Collection, request: Request, returned: Any) -> 
     return (
         may_join_group(request)
         and "tx=rollback" not in preferences(request)
+        and requested_count(request) is None  # a grouped answer is made before it is written
         and (returned is None or filter_writes.shown_as_stored(context.table, *returned))
     )
 
