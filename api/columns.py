@@ -106,6 +106,20 @@ def _column_range(column: sa.Column[Any]) -> tuple[int, int]:
     return int_range(_type(column))
 
 
+@functools.cache
+def holds_booleans(column: sa.Column[Any]) -> bool:
+    """MySQL's BOOLEAN, a TINYINT(1): MySQL reads TRUE and FALSE into it as
+    1 and 0, and so do filters on it here (``active=eq.true``)."""
+    column_type = _type(column)
+    return isinstance(column_type, mysql.TINYINT) and column_type.display_width == 1
+
+
+def _integer_text(column: sa.Column[Any], text: str) -> int:
+    if text in ("true", "false") and holds_booleans(column):
+        return int(text == "true")
+    return _integer(column, text)
+
+
 def _integer(column: sa.Column[Any], value: Any) -> int:
     if isinstance(value, str):
         if not INTEGER_TEXT.match(value):
@@ -322,7 +336,7 @@ def _fixed(schema: dict[str, Any]) -> Callable[[sa.Column[Any]], dict[str, Any]]
     return lambda column: dict(schema)
 
 
-INTEGER = Mapping("integer", _integer, _not_text(_integer, "an integer"), _integer_schema)
+INTEGER = Mapping("integer", _integer_text, _not_text(_integer, "an integer"), _integer_schema)
 DECIMAL = Mapping("decimal", _decimal, _decimal, _decimal_schema)
 NUMBER = Mapping(
     "number",
@@ -412,7 +426,7 @@ def parse_text(column: sa.Column[Any], text: str) -> Any:
 
 def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
     """``parse_text`` for ``column``, made once, returning None instead of raising."""
-    if mapping(column) is INTEGER:
+    if mapping(column) is INTEGER and not holds_booleans(column):
         low, high = int_range(_type(column))
 
         def integer(text: str) -> int | None:

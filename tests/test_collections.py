@@ -157,6 +157,38 @@ def test_types_read_as_the_readme_maps_them(sakila):
     assert sakila.get("/staff/1").json()["picture"].startswith("iVBORw0KGgo")  # a PNG, base64
 
 
+def test_a_tinyint_1_filters_by_true_and_false_as_mysql_reads_them(sakila):
+    """MySQL's BOOLEAN is a TINYINT(1), served as an integer; its filters
+    take true and false, as supabase-js's eq('active', true) sends them."""
+    total = total_of(sakila.get("/customer/", headers={"Prefer": "count=exact"}))
+    counts = {}
+    for query in (
+        "eq.true",
+        "eq.1",
+        "eq.false",
+        "is.true",
+        "is.false",
+        "not.is.true",
+        "in.(false)",
+    ):
+        response = sakila.get(
+            "/customer/", params={"active": query}, headers={"Prefer": "count=exact"}
+        )
+        assert response.status_code == 200, response.text
+        counts[query] = total_of(response)
+    assert counts["eq.true"] == counts["eq.1"] == counts["is.true"] == total - counts["eq.false"]
+    assert (
+        counts["eq.false"]
+        == counts["is.false"]
+        == counts["not.is.true"]
+        == counts["in.(false)"]
+        > 0
+    )
+    assert sakila.get("/customer/1").json()["active"] == 1  # still an integer
+    refused = sakila.get("/customer/", params={"store_id": "eq.true"})  # a TINYINT, not (1)
+    assert assert_problem(refused, 400)["parameter"] == "store_id"
+
+
 def test_decimal_set_enum_and_year_round_trip(sakila):
     row = {**_new_row(sakila, "film"), "title": unique_name("FILM")}
     row.update(

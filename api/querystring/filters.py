@@ -15,7 +15,15 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from api.columns import BOOLEAN, ENUM, STRING, enum_members_of_set, mapping, parse_text
+from api.columns import (
+    BOOLEAN,
+    ENUM,
+    STRING,
+    enum_members_of_set,
+    holds_booleans,
+    mapping,
+    parse_text,
+)
 from api.errors import BadRequest
 
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
@@ -259,7 +267,7 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
             message = "is. takes null, not_null, unknown, true or false"
             raise BadRequest(message, parameter=parameter)
         value, negates = IS_VALUES[operand]
-        if value is not None and mapping(column) is not BOOLEAN:
+        if value is not None and mapping(column) is not BOOLEAN and not holds_booleans(column):
             raise BadRequest(f"'{column.name}' is not true/false", parameter=parameter)
         return Filter(column, "is", value, negated != negates)
     if operator == "in":
