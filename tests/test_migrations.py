@@ -2,18 +2,14 @@
 
 import asyncio
 import os
-import pathlib
 import shutil
 import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support import ROOT, mariadb_database
-
-BIN = pathlib.Path(sys.executable).parent
+from tests.support import BIN, ROOT, mariadb_database
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ gzip for the clients that take it."""
 import gzip
 import json
 import os
-import pathlib
 import shutil
 import subprocess
-import sys
 import time
 
 import httpx
@@ -18,10 +16,9 @@ import webtest
 
 from api.observe import SERVICE
 from api.resources import Root
-from tests.support import ROOT, make_app
+from tests.support import BIN, ROOT, make_app
 from tests.support.servers import free_port, serving
 
-BIN = pathlib.Path(sys.executable).parent
 TOKEN = "metrics-secret-1"
 
 

@@ -1,16 +1,12 @@
 """The API describes itself: a valid OpenAPI 3.1 document that the live app keeps to."""
 
-import pathlib
 import subprocess
-import sys
 
 import pytest
 from openapi_spec_validator import validate
 
-from tests.support import assert_problem
+from tests.support import BIN, assert_problem
 from tests.support.servers import fresh_sqlite_server
-
-BIN = pathlib.Path(sys.executable).parent
 
 
 def test_the_document_is_valid_openapi_3_1(http):

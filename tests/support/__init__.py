@@ -8,6 +8,7 @@ import contextlib
 import os
 import pathlib
 import re
+import sys
 import uuid
 
 import httpx
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api import main
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
+BIN = pathlib.Path(sys.executable).parent  # the venv's commands: alembic, schemathesis, ...
 MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/")
 IN_CI = bool(os.environ.get("CI"))
 # Demo rows every test database starts with (api-seed), so that the API has data.
