@@ -21,6 +21,17 @@ const calls = {
   update: () => client.from('mytable').update({ data: { n: 2 } }).eq('name', `${tag} b`).select(),
   upsert: () => client.from('mytable').upsert({ id: 987655, name: `${tag} c` }).select(),
   error: () => client.from('mytable').select('nope'),
+  counted: () => client.from('mytable').insert({ name: `${tag} d` }, { count: 'exact' }),
+  backwards: () => mine().range(5, 2),
+  embedCount: () =>
+    client.from('probe_author').select('name, books:probe_book!author_id(count)').order('id'),
+  embedOr: () =>
+    client
+      .from('probe_author')
+      .select('name, probe_book!author_id(title)')
+      .or('title.eq.Alpha,title.like.Z*', { referencedTable: 'probe_book' })
+      .order('id')
+      .order('title', { referencedTable: 'probe_book' }),
   delete: () => client.from('mytable').delete().like('name', `${tag} *`).select(),
 }
 const results = {}
