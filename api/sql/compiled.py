@@ -176,7 +176,9 @@ class CompiledWrite(CompiledSelect):
         stamps), a page of rows a statement; every row it RETURNs, in the
         order the database gives them."""
         group = self.values_group
-        assert group is not None, "only for an INSERT of one row's VALUES"
+        if group is None:  # no column given (DEFAULT VALUES): no group to repeat
+            runs = (self.run(connection, {**values, **shared})[0] for values in many)
+            return [row for rows in runs for row in rows]
         head, _, tail = self.sql.partition(group)
         shape = (frozenset(many[0]), tuple(shared))
         bind_page = self.page_binders.get(shape)

@@ -146,6 +146,21 @@ def test_a_unique_violation_is_409(http):
     assert_problem(http.post("/_probe_duplicate_key"), 409)
 
 
+def test_a_row_of_defaults_only_is_created_from_an_empty_object(http):
+    """``POST {}`` to a table that needs no column: every column's default
+    (``INSERT ... DEFAULT VALUES``), alone or in an array. It was a 500: the
+    statement has no VALUES group to repeat for the rows."""
+    one = http.post("/probe_nullable/", json={}, headers=WRITER_ONE)
+    assert one.status_code == 201, one.text
+    assert (one.json()["score"], one.json()["flag"]) == (None, None)
+    many = http.post("/probe_nullable/", json=[{}, {}], headers=WRITER)
+    assert many.status_code == 201, many.text
+    made = [one.json()["id"], *(row["id"] for row in many.json())]
+    assert len(set(made)) == 3
+    for key in made:
+        assert http.delete(f"/probe_nullable/{key}", headers=WRITER).status_code == 204
+
+
 def test_a_table_without_a_version_column_has_content_etags_and_conditional_writes(http):
     """probe_nullable has no version column: its ETag is a hash of the row."""
     created = http.post("/probe_nullable/", json={"score": 40, "flag": True}, headers=WRITER_ONE)
