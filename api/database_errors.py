@@ -124,6 +124,8 @@ SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502"}
 
 CHECK_FAILED = "A value breaks a check constraint of the table."
 
+NOT_NULL_FAILED = "A column that takes no null was given one."
+
 CHARSET_REFUSED = "A value holds characters its column's character set has not."
 
 REGEXP_FAILED = "A regular expression in the filters is not valid, or took too long on a value."
@@ -182,6 +184,8 @@ def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
         return "23505"
     if "CHECK" in text:
         return "23514"
+    if "NOT NULL" in text:
+        return "23502"
     return "23503" if "FOREIGN KEY" in text else None
 
 
@@ -193,6 +197,8 @@ def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
     says = _server_says(exc)
     if sqlstate == "23514":  # as MySQL's check constraint, which is no conflict
         return problem_response(400, CHECK_FAILED, code=sqlstate, details=says)
+    if sqlstate == "23502":  # a null the API let through: a trigger's, a default of NULL
+        return problem_response(400, NOT_NULL_FAILED, code=sqlstate, details=says)
     return problem_response(
         409,
         "The write conflicts with existing data (a unique or foreign key).",

@@ -12,6 +12,7 @@ import pyramid.request
 import pytest
 import sqlalchemy as sa
 import webob
+import webtest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -143,6 +144,45 @@ def test_a_check_constraint_a_write_breaks_is_a_400_and_writes_nothing(http):
     assert problem["code"] == "23514"
     assert http.get(f"/probe_checked/{key}").json() == {"id": key, "qty": 1}
     assert http.delete(f"/probe_checked/{key}", headers=WRITER).status_code == 204
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def null_let_through(request, tmp_path):
+    """A table whose NOT NULL column the API lets a null reach, and a body
+    that does: on SQLite by a default of NULL, on MariaDB by a trigger that
+    sets it (MySQL's 1048)."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'nulls.sqlite'}"
+        drop, body = None, {}  # qty left out: its default, NULL
+        run_sql(
+            url, "CREATE TABLE probe_null (id INTEGER PRIMARY KEY, qty INT NOT NULL DEFAULT NULL)"
+        )
+    else:
+        url, drop = mariadb_database()
+        body = {"id": 1, "qty": 0}
+        run_sql(
+            url,
+            "CREATE TABLE probe_null (id INT PRIMARY KEY, qty INT NOT NULL)",
+            "CREATE TRIGGER probe_null_zero BEFORE INSERT ON probe_null FOR EACH ROW"
+            " SET NEW.qty = NULLIF(NEW.qty, 0)",
+        )
+    app = make_app(url, **{"api.tables": "probe_null", "api.tokens": TOKENS})
+    try:
+        yield webtest.TestApp(app), body
+    finally:
+        app.close()
+        if drop is not None:
+            drop()
+
+
+def test_a_null_the_database_refuses_is_a_400_not_a_conflict(null_let_through):
+    """PostgREST answers a not-null violation 400 (23502); it was a 409 that
+    spoke of a unique or foreign key."""
+    client, body = null_let_through
+    refused = client.post_json("/probe_null/", body, headers=WRITER, status=400)
+    assert refused.json["code"] == "23502"
+    assert "qty" in refused.json["details"]
+    assert client.get("/probe_null/").json == []
 
 
 def test_an_empty_patch_of_a_row_without_version_writes_nothing_and_answers_it(http):
