@@ -59,8 +59,8 @@ def test_csv_cells_are_read_by_their_columns_types(http):
         ("name,data\na\n", 400, "Line 2 of the CSV body has 1 of the header's 2 fields"),
         ('name\n"never closed\n', 400, "not valid CSV, line 2"),
         ("name,data\na,{not json\n", 400, "Line 2: A CSV cell of 'data' is not valid JSON"),
-        ("name\n", 422, "Some fields do not fit the table"),  # no rows, as an empty array
         ("name,bogus\na,1\n", 422, "Some fields do not fit the table"),
+        ("bogus\n", 422, "Some fields do not fit the table"),  # said without a record
         ("name\n" + "row\n" * 6, 413, "at most 5 rows"),  # api.max_batch_rows = 5 here
     ],
 )

@@ -16,6 +16,19 @@ def test_an_array_with_one_bad_row_creates_none(http):
     assert not set(names) & set(names_in_table(http))
 
 
+def test_an_empty_array_writes_nothing_and_answers_no_rows(http):
+    """As PostgREST's: 201 and ``[]``, an upsert too, and a CSV body of a
+    header alone; it was a 422 ("the array holds no rows")."""
+    before = names_in_table(http)
+    upsert = {**WRITER, "Prefer": "return=representation,resolution=merge-duplicates"}
+    for headers in (WRITER, upsert):
+        created = http.post("/mytable/", json=[], headers=headers)
+        assert (created.status_code, created.json()) == (201, [])
+    csv = http.post("/mytable/", content="name\n", headers={**WRITER, "Content-Type": "text/csv"})
+    assert (csv.status_code, csv.json()) == (201, [])
+    assert names_in_table(http) == before
+
+
 def test_an_array_over_the_maximum_is_413(http):
     body = [{"name": unique_name()} for _ in range(6)]  # api.max_batch_rows = 5 here
     assert_problem(http.post("/mytable/", json=body, headers=WRITER), 413)

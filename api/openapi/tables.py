@@ -300,7 +300,7 @@ def _collection_operations(
 
 def _created(row: Schema) -> Schema:
     """A POST's body: one row, or an array of them; or CSV rows under a header row."""
-    rows = {"oneOf": [row, {"type": "array", "items": row, "minItems": 1}]}
+    rows = {"oneOf": [row, {"type": "array", "items": row}]}
     csv = {
         "type": "string",
         "description": "A header row of column names, then a row per line; NULL is null",

@@ -39,6 +39,10 @@ def posted_body(context: Collection, request: Request) -> Any:
         names = next(reader, None)
         if not names or len(set(names)) != len(names):
             raise BadRequest("A CSV body starts with a row of distinct column names.", "body")
+        unknown = [name for name in names if name not in context.table.columns]
+        if unknown:  # said even when no record follows
+            message = "is not a column of this table"
+            raise Unprocessable([{"field": name, "message": message} for name in unknown])
         settings = request.registry.api_settings
         cells = [_csv_cell(context, name, settings.max_json_depth) for name in names]
         rows: list[dict[str, Any]] = []
@@ -143,10 +147,9 @@ def missing_as_null(context: Collection, request: Request, rows: list[Any]) -> l
 
 
 def check_batch(request: Request, bodies: list[Any]) -> None:
-    """An array of rows: not empty, and at most ``api.max_batch_rows`` (413)."""
+    """An array of rows: at most ``api.max_batch_rows`` (413). An empty one
+    writes nothing and answers ``[]``, as PostgREST's."""
     limit = request.registry.api_settings.max_batch_rows
-    if not bodies:
-        raise Unprocessable([{"field": "", "message": "the array holds no rows"}])
     if len(bodies) > limit:
         raise HTTPRequestEntityTooLarge(f"An array may create at most {limit} rows.")
 
