@@ -106,20 +106,6 @@ def _column_range(column: sa.Column[Any]) -> tuple[int, int]:
     return int_range(_type(column))
 
 
-@functools.cache
-def holds_booleans(column: sa.Column[Any]) -> bool:
-    """MySQL's BOOLEAN, a TINYINT(1): MySQL reads TRUE and FALSE into it as
-    1 and 0, and so do filters on it here (``active=eq.true``)."""
-    column_type = _type(column)
-    return isinstance(column_type, mysql.TINYINT) and column_type.display_width == 1
-
-
-def _integer_text(column: sa.Column[Any], text: str) -> int:
-    if text in ("true", "false") and holds_booleans(column):
-        return int(text == "true")
-    return _integer(column, text)
-
-
 def _integer(column: sa.Column[Any], value: Any) -> int:
     if isinstance(value, str):
         if not INTEGER_TEXT.match(value):
@@ -336,7 +322,16 @@ def _fixed(schema: dict[str, Any]) -> Callable[[sa.Column[Any]], dict[str, Any]]
     return lambda column: dict(schema)
 
 
-INTEGER = Mapping("integer", _integer_text, _not_text(_integer, "an integer"), _integer_schema)
+INTEGER = Mapping("integer", _integer, _not_text(_integer, "an integer"), _integer_schema)
+
+
+def _integer_or_truth(column: sa.Column[Any], text: str) -> int:
+    return int(text == "true") if text in ("true", "false") else _integer(column, text)
+
+
+# MySQL's BOOLEAN, a TINYINT(1): an integer, whose filters read true and
+# false as 1 and 0, as MySQL reads TRUE and FALSE into it (active=eq.true).
+MYSQL_BOOLEAN = dataclasses.replace(INTEGER, from_text=_integer_or_truth)
 DECIMAL = Mapping("decimal", _decimal, _decimal, _decimal_schema)
 NUMBER = Mapping(
     "number",
@@ -387,7 +382,7 @@ JSON = Mapping("json", _no_text, _any_json, _fixed({}), orderable=False, filtera
 
 # The kinds a JSON body gives as numbers or booleans, never as text: a CSV
 # body's cells of them are read from their text (views.bodies).
-READ_FROM_TEXT = frozenset({INTEGER, NUMBER, YEAR, BIT, BOOLEAN})
+READ_FROM_TEXT = frozenset({INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, BIT, BOOLEAN})
 
 # The most specific types first: MySQL's SET and ENUM are strings too, and
 # (before SQLAlchemy 2.1) a Float is a Numeric.
@@ -415,7 +410,7 @@ def mapping(column: sa.Column[Any]) -> Mapping:
     for column_type in (column.type, _type(column)):  # the project's own types first
         for type_, found in BY_TYPE:
             if isinstance(column_type, type_):
-                return found
+                return MYSQL_BOOLEAN if found is INTEGER and _holds_booleans(column) else found
     raise KeyError(f"{column.table.name}.{column.name} is of type {column_type!r}")
 
 
@@ -426,7 +421,7 @@ def parse_text(column: sa.Column[Any], text: str) -> Any:
 
 def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
     """``parse_text`` for ``column``, made once, returning None instead of raising."""
-    if mapping(column) is INTEGER and not holds_booleans(column):
+    if mapping(column) is INTEGER:
         low, high = int_range(_type(column))
 
         def integer(text: str) -> int | None:
@@ -445,6 +440,11 @@ def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
             return None
 
     return other
+
+
+def _holds_booleans(column: sa.Column[Any]) -> bool:
+    column_type = _type(column)
+    return isinstance(column_type, mysql.TINYINT) and column_type.display_width == 1
 
 
 def to_text(column: sa.Column[Any], value: Any) -> Any:

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from api.columns import (
     BOOLEAN,
     ENUM,
+    MYSQL_BOOLEAN,
     STRING,
     enum_members_of_set,
-    holds_booleans,
     mapping,
     parse_text,
 )
@@ -267,7 +267,7 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
             message = "is. takes null, not_null, unknown, true or false"
             raise BadRequest(message, parameter=parameter)
         value, negates = IS_VALUES[operand]
-        if value is not None and mapping(column) is not BOOLEAN and not holds_booleans(column):
+        if value is not None and mapping(column) not in (BOOLEAN, MYSQL_BOOLEAN):
             raise BadRequest(f"'{column.name}' is not true/false", parameter=parameter)
         return Filter(column, "is", value, negated != negates)
     if operator == "in":

@@ -50,8 +50,18 @@ def single_value(params: MultiDict, name: str) -> str | None:
 
 def capped_limit(params: MultiDict, prefix: str, max_limit: int) -> int | None:
     """``limit``, at most ``max_limit`` (PostgREST's db-max-rows caps it silently)."""
-    count = whole_number(params, prefix, "limit")
+    count = requested_limit(params, prefix)
     return None if count is None else min(count, max_limit)
+
+
+def requested_limit(params: MultiDict, prefix: str) -> int | None:
+    """``limit`` as sent: a whole number; a negative one at the top, which
+    postgrest-py's and supabase-js's range(5, 2) send, is PostgREST's 416."""
+    text = single_value(params, "limit")
+    if text is not None and not prefix and re.fullmatch(r"-[0-9]{1,15}", text):
+        details = "Limit should be greater than or equal to zero."
+        raise RangeNotSatisfiable(details, parameter="limit")
+    return whole_number(params, prefix, "limit")
 
 
 def whole_number(params: MultiDict, prefix: str, name: str) -> int | None:
@@ -59,10 +69,6 @@ def whole_number(params: MultiDict, prefix: str, name: str) -> int | None:
     if text is None:
         return None
     if not re.fullmatch(r"[0-9]{1,15}", text):
-        if name == "limit" and not prefix and re.fullmatch(r"-[0-9]{1,15}", text):
-            # What postgrest-py's and supabase-js's range(5, 2) send.
-            details = "Limit should be greater than or equal to zero."
-            raise RangeNotSatisfiable(details, parameter="limit")
         message = f"'{prefix}{name}' must be a whole number"
         raise BadRequest(message, parameter=f"{prefix}{name}")
     return int(text)

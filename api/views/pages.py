@@ -18,7 +18,7 @@ from api.querystring import (
     encode_cursor,
     shown_names,
 )
-from api.querystring.params import parse_range, whole_number
+from api.querystring.params import parse_range, requested_limit
 from api.reads.lists import Page, explain_page, read_page, stream_rows
 from api.resources import Collection
 from api.views.responses import (
@@ -99,7 +99,7 @@ def _export_limit(request: Request) -> int | None:
     ``limit`` and ``offset``); None for every row. Not capped by
     ``api.page_limit_max``: an export is not a page."""
     params = query_params(request)
-    limit = whole_number(params, "", "limit")
+    limit = requested_limit(params, "")
     if limit is not None or "offset" in params:
         return limit
     range_ = parse_range(request.environ.get("HTTP_RANGE"))
