@@ -310,6 +310,8 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
         table.info["view"] = name in views
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
+        if connection.dialect.name == "mysql" and name not in views:
+            _columns_set_by_triggers(connection, table)
         tables.append(table)
     return tables
 
@@ -330,6 +332,28 @@ def _json_columns(connection: Any, table: sa.Table) -> None:
         match = JSON_CHECK.fullmatch(clause.strip())
         if match and match.group(1) in table.columns:
             table.columns[match.group(1)].type = sa.JSON(none_as_null=True)
+
+
+BEFORE_INSERT_TRIGGERS = sa.text(
+    "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS"
+    " WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = :name"
+    " AND EVENT_MANIPULATION = 'INSERT' AND ACTION_TIMING = 'BEFORE'"
+)
+
+# An assignment to a new row's column in a trigger's body: SET NEW.x = ...,
+# or a later one of its list (, NEW.x := ...); not a comparison (IF NEW.x = 0).
+SET_NEW_COLUMN = re.compile(r"(?:\bSET\b|,)\s*NEW\s*\.\s*`?(\w+)`?\s*:?=", re.IGNORECASE)
+
+
+def _columns_set_by_triggers(connection: Any, table: sa.Table) -> None:
+    """A column that a BEFORE INSERT trigger sets (Sakila's ``SET
+    NEW.create_date = NOW()``) need not be given, even where it takes no
+    null and has no default: MySQL checks the row after the trigger ran."""
+    for (body,) in connection.execute(BEFORE_INSERT_TRIGGERS, {"name": table.name}):
+        for name in SET_NEW_COLUMN.findall(body):
+            column = next((c for c in table.columns if c.name.lower() == name.lower()), None)
+            if column is not None:
+                column.info["set_by_trigger"] = True
 
 
 def _served_type(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -> None:

@@ -329,9 +329,19 @@ def _integer_or_truth(column: sa.Column[Any], text: str) -> int:
     return int(text == "true") if text in ("true", "false") else _integer(column, text)
 
 
-# MySQL's BOOLEAN, a TINYINT(1): an integer, whose filters read true and
-# false as 1 and 0, as MySQL reads TRUE and FALSE into it (active=eq.true).
-MYSQL_BOOLEAN = dataclasses.replace(INTEGER, from_text=_integer_or_truth)
+def _integer_or_boolean(column: sa.Column[Any], value: Any) -> int:
+    return int(value) if isinstance(value, bool) else INTEGER.from_json(column, value)
+
+
+# MySQL's BOOLEAN, a TINYINT(1): an integer, which filters and bodies also
+# take as true and false (1 and 0), as MySQL reads TRUE and FALSE into it:
+# supabase-js sends eq('active', true) and insert({active: true}).
+MYSQL_BOOLEAN = Mapping(
+    "integer",
+    _integer_or_truth,
+    _integer_or_boolean,
+    lambda column: {**_integer_schema(column), "type": ["integer", "boolean"]},
+)
 DECIMAL = Mapping("decimal", _decimal, _decimal, _decimal_schema)
 NUMBER = Mapping(
     "number",

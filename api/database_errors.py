@@ -140,6 +140,8 @@ REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     1270: (400, "22021", CHARSET_REFUSED),
     1271: (400, "22021", CHARSET_REFUSED),
     1292: (422, "22007", "A value does not fit its column."),
+    # a column left out that a trigger was thought to set, and did not
+    1364: (400, "23502", "A column that takes no null, and has no default, was given no value."),
     1690: (422, "22003", "A value is out of its column's range."),
     3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
     4025: (400, "23514", CHECK_FAILED),  # MariaDB's

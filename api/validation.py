@@ -187,9 +187,15 @@ def server_owned(column: sa.Column[Any]) -> bool:
 
 
 def required_in_new_rows(column: sa.Column[Any]) -> bool:
-    """Needed in a new row: the database has no value of its own for it."""
+    """Needed in a new row: the database has no value of its own for it,
+    from a default or a trigger."""
     has_default = column.default is not None or column.server_default is not None
-    return not column.nullable and not has_default and not server_owned(column)
+    return (
+        not column.nullable
+        and not has_default
+        and not server_owned(column)
+        and not column.info.get("set_by_trigger", False)
+    )
 
 
 class _Field(NamedTuple):

@@ -146,6 +146,28 @@ def test_every_write_route_answers(sakila, collection):
     assert_problem(sakila.get(location), 404)
 
 
+def test_a_column_a_trigger_sets_need_not_be_given(sakila, openapi):
+    """Sakila's customer_create_date trigger sets create_date, which takes no
+    null and has no default: MariaDB takes a customer without it, and the
+    API asked for it (422, "is required")."""
+    customer = {
+        "store_id": 1,
+        "first_name": "TRIGGER",
+        "last_name": unique_name(),
+        "address_id": 1,
+    }
+    created = sakila.post("/customer/", json=customer, headers=WRITER_ONE)
+    assert created.status_code == 201, created.text
+    assert created.json()["create_date"] is not None
+    assert sakila.delete(created.headers["location"], headers=WRITER).status_code == 204
+    required = {
+        table: set(openapi["components"]["schemas"][f"{table}Create"]["required"])
+        for table in SET_BY_TRIGGERS
+    }
+    assert required["customer"] == {"store_id", "first_name", "last_name", "address_id"}
+    assert not set(SET_BY_TRIGGERS.values()) & set.union(*required.values())
+
+
 def test_types_read_as_the_readme_maps_them(sakila):
     film = sakila.get("/film/1").json()
     assert film["rental_rate"] == 0.99  # DECIMAL(4,2)
@@ -187,6 +209,33 @@ def test_a_tinyint_1_filters_by_true_and_false_as_mysql_reads_them(sakila):
     assert sakila.get("/customer/1").json()["active"] == 1  # still an integer
     refused = sakila.get("/customer/", params={"store_id": "eq.true"})  # a TINYINT, not (1)
     assert assert_problem(refused, 400)["parameter"] == "store_id"
+
+
+def test_a_tinyint_1_body_takes_true_and_false(sakila, openapi):
+    """supabase-js's insert({active: false}) and update({active: true}) on
+    MySQL's BOOLEAN: each was a 422, "must be an integer"."""
+    customer = {
+        "store_id": 1,
+        "first_name": "BOOLEAN",
+        "last_name": unique_name(),
+        "address_id": 1,
+        "active": False,
+    }
+    created = sakila.post("/customer/", json=customer, headers=WRITER_ONE)
+    assert created.status_code == 201, created.text
+    assert created.json()["active"] == 0
+    location = created.headers["location"]
+    patched = sakila.patch(location, json={"active": True}, headers=WRITER_ONE)
+    assert patched.status_code == 200, patched.text
+    assert sakila.get(location).json()["active"] == 1  # answered as an integer still
+    refused = sakila.patch(location, json={"store_id": True}, headers=WRITER)  # a TINYINT, not (1)
+    assert assert_problem(refused, 422)["errors"] == [
+        {"field": "store_id", "message": "must be an integer"}
+    ]
+    assert sakila.delete(location, headers=WRITER).status_code == 204
+    schemas = openapi["components"]["schemas"]
+    assert schemas["customerCreate"]["properties"]["active"]["type"] == ["integer", "boolean"]
+    assert schemas["customerRow"]["properties"]["store_id"]["type"] == "integer"
 
 
 def test_decimal_set_enum_and_year_round_trip(sakila):

@@ -185,6 +185,33 @@ def test_a_null_the_database_refuses_is_a_400_not_a_conflict(null_let_through):
     assert client.get("/probe_null/").json == []
 
 
+def test_a_column_a_trigger_leaves_unset_is_a_400(tmp_path):
+    """A trigger that sets a NOT NULL column only for some rows: the API no
+    longer asks for that column, and MariaDB's "doesn't have a default
+    value" (1364, an OperationalError) was a 503 that invites a retry."""
+    url, drop = mariadb_database()
+    run_sql(
+        url,
+        "CREATE TABLE probe_stamped (id INT AUTO_INCREMENT PRIMARY KEY, qty INT NOT NULL,"
+        " stamped DATETIME NOT NULL)",
+        "CREATE TRIGGER probe_stamped_now BEFORE INSERT ON probe_stamped FOR EACH ROW"
+        " IF NEW.qty > 0 THEN SET NEW.stamped = NOW(); END IF",
+    )
+    app = make_app(url, **{"api.tables": "probe_stamped", "api.tokens": TOKENS})
+    try:
+        client = webtest.TestApp(app)
+        created = client.post_json("/probe_stamped/", {"qty": 1}, headers=WRITER_ONE)
+        assert created.status_code == 201
+        assert created.json["stamped"] is not None
+        refused = client.post_json("/probe_stamped/", {"qty": 0}, headers=WRITER, status=400)
+        assert refused.json["code"] == "23502"
+        assert "stamped" in refused.json["details"]
+        assert [row["qty"] for row in client.get("/probe_stamped/").json] == [1]
+    finally:
+        app.close()
+        drop()
+
+
 def test_an_empty_patch_of_a_row_without_version_writes_nothing_and_answers_it(http):
     """PostgREST's answer to ``{}``: the row as it is, 412 on a stale ETag;
     the UPDATE of no column was a syntax error, a 500."""

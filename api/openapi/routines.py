@@ -7,16 +7,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from api.columns import mapping
-from api.openapi.schema import Schema, errors
+from api.openapi.schema import Schema, errors, or_null
 from api.routines import Routine
 
 
 def _value_schema(column: sa.Column[Any]) -> Schema:
     """A routine parameter's or value's JSON Schema: its type's, or null."""
-    schema = mapping(column).schema(column)
-    if "type" in schema:
-        schema["type"] = [schema["type"], "null"]
-    return schema
+    return or_null(mapping(column).schema(column))
 
 
 def routine_path(routine: Routine) -> Schema:

@@ -28,6 +28,14 @@ ERROR_TITLES = {
 }
 
 
+def or_null(schema: Schema) -> Schema:
+    """``schema``, which also takes null."""
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        schema["type"] = [*types, "null"]
+    return schema
+
+
 def errors(*codes: int) -> Schema:
     """The problem responses of an operation: ``codes``, and any other."""
     responses = {

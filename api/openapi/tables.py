@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from api.collections import Relation, describe
 from api.columns import mapping
 from api.formats import SINGULAR
-from api.openapi.schema import Schema, errors, ref
+from api.openapi.schema import Schema, errors, or_null, ref
 from api.querystring import COMPARISONS
 from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 
@@ -42,8 +42,8 @@ PAGE_HEADERS = {
 def column_schema(column: sa.Column[Any]) -> Schema:
     """A column's JSON Schema, as ``api.columns`` maps its type."""
     schema = mapping(column).schema(column)
-    if column.nullable and "type" in schema:
-        schema["type"] = [schema["type"], "null"]
+    if column.nullable:
+        schema = or_null(schema)
     if server_owned(column):
         schema["readOnly"] = True
     return schema
