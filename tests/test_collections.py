@@ -238,6 +238,21 @@ def test_a_tinyint_1_body_takes_true_and_false(sakila, openapi):
     assert schemas["customerRow"]["properties"]["store_id"]["type"] == "integer"
 
 
+def test_an_upsert_that_changes_nothing_answers_the_row_as_stored(sakila):
+    """category.last_update is ON UPDATE CURRENT_TIMESTAMP. MariaDB's
+    RETURNING of an upsert that changed nothing gave the time of the upsert,
+    which it did not store: supabase-js's upsert() and a PUT by filter
+    answered a last_update that the next GET contradicted."""
+    stored = sakila.get("/category/2").json()
+    sent = {k: stored[k] for k in ("category_id", "name")}
+    upsert = {**WRITER, "Prefer": "resolution=merge-duplicates,return=representation"}
+    answered = sakila.post("/category/", json=[sent], headers=upsert)
+    assert (answered.status_code, answered.json()) == (201, [stored])
+    put = sakila.put("/category/", params={"category_id": "eq.2"}, json=sent, headers=WRITER_ONE)
+    assert (put.status_code, put.json()) == (200, stored)
+    assert sakila.get("/category/2").json() == stored
+
+
 def test_decimal_set_enum_and_year_round_trip(sakila):
     row = {**_new_row(sakila, "film"), "title": unique_name("FILM")}
     row.update(

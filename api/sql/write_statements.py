@@ -62,6 +62,18 @@ def upsert(
     return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
 
 
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def stamped_on_update(table: sa.Table) -> bool:
+    """Whether a column of ``table`` takes the time of each change to its
+    row by itself (MySQL's ``ON UPDATE CURRENT_TIMESTAMP``, which reflection
+    keeps in the server default's text)."""
+    return any(
+        column.server_onupdate is not None
+        or "ON UPDATE" in str(getattr(column.server_default, "arg", "")).upper()
+        for column in table.columns
+    )
+
+
 def upsert_statement(
     dialect: Dialect,
     table: sa.Table,

@@ -175,8 +175,10 @@ async def upsert_rows(
             await session.execute(statement)
         return await _rows_by(session, table, target, rows) if returned else []
     # The rows a merge leaves are RETURNed; those an ignore leaves as they
-    # were are not (SQLite), and are read again.
-    returning = returned and merge
+    # were are not (SQLite), and are read again. So are a merge's where a
+    # column takes the time of each change: MariaDB RETURNs that time for a
+    # row the merge left as it was, and stores none.
+    returning = returned and merge and not write_statements.stamped_on_update(table)
 
     def upsert(connection: Connection) -> list[Row]:
         stored: list[Row] = []
@@ -190,7 +192,7 @@ async def upsert_rows(
     stored = await _on_connection(session, upsert, writes=True)
     if not returned:
         return []
-    if not merge:
+    if not returning:
         return await _rows_by(session, table, target, rows)
     return _in_order_of(target, rows, stored)
 

@@ -17,8 +17,9 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import view_config
 
+from api.collections import describe
 from api.db.sessions import join_group, may_join_group
-from api.errors import not_found
+from api.errors import BadRequest, not_found
 from api.etags import etag
 from api.formats import OBJECT_OFFERS, negotiate_among
 from api.resources import Item, NoRow
@@ -31,6 +32,7 @@ from api.validation import (
     if_none_match,
     json_body,
     merge_patch_row,
+    server_owned,
     validate_row,
     writable_defaults,
 )
@@ -186,11 +188,22 @@ def _say_lost_race(context: Item, request: Request, current: Row | None) -> NoRe
 
 
 async def replace_row(context: Item, request: Request) -> JSONResponse:
-    values = {
-        **writable_defaults(context.table),
-        **validate_row(context.table, json_body(request)),
-    }
+    """The row, replaced by the body. A key the server sets may come in the
+    body as the item's own, never another: clients PUT back the row they
+    read (react-admin's simple REST), as PostgREST's PUT asks for the key."""
+    body = validate_row(context.table, json_body(request), keyed=True)
+    _drop_own_key(context, body)
+    values = {**writable_defaults(context.table), **body}
     return await _write(context, request, lambda row: values)
+
+
+def _drop_own_key(context: Item, values: Row) -> None:
+    """Take the server-set key columns out of ``values``; 400 if one is not the item's."""
+    key = describe(context.table).key
+    parts = context.pk if len(key) > 1 else (context.pk,)
+    for column, part in zip(key, parts, strict=True):
+        if server_owned(column) and values.pop(str(column.name), part) != part:
+            raise BadRequest("The body's primary key differs from the URL's", "body")
 
 
 async def patch_row(context: Item, request: Request) -> JSONResponse:

@@ -52,6 +52,20 @@ def test_put_replaces_the_writable_fields(http):
     assert replaced["updated_at"] > row["updated_at"]
 
 
+def test_put_takes_the_item_s_own_key_in_the_body_and_no_other(http):
+    """A client that PUTs back the row it read sends its key (react-admin's
+    simple REST does); the auto-increment key was refused, 'is set by the
+    server'. Another key would move the row: a 400 that writes nothing."""
+    row = create(http).json()
+    item = f"/mytable/{row['id']}"
+    response = http.put(item, json={"id": row["id"], "name": "own key"}, headers=WRITER)
+    assert response.status_code == 200, response.text
+    assert (response.json()["id"], response.json()["name"]) == (row["id"], "own key")
+    moved = http.put(item, json={"id": row["id"] + 10**6, "name": "moved"}, headers=WRITER)
+    assert assert_problem(moved, 400)["parameter"] == "body"
+    assert http.get(item).json()["name"] == "own key"
+
+
 @pytest.mark.parametrize("content_type", ["application/merge-patch+json", "application/json"])
 def test_patch_is_a_json_merge_patch(http, content_type):
     row = create(http, data={"a": 1, "b": {"c": 2, "e": 5}, "list": [1, 2]}).json()
