@@ -107,9 +107,11 @@ class BadRequest(HTTPException):
     code = 400
     title = "Bad Request"
 
-    def __init__(self, detail: str, parameter: str | None = None) -> None:
+    def __init__(self, detail: str, parameter: str | None = None, code: str | None = None) -> None:
         super().__init__(detail)
         self.parameter = parameter
+        # PostgREST's: PGRST102 for a body it cannot read, PGRST100 for a query string.
+        self.postgrest_code = code or ("PGRST102" if parameter == "body" else "PGRST100")
 
 
 class HeaderTooLarge(HTTPException):

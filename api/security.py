@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -150,8 +151,21 @@ def forbidden(request: Request) -> Response:
 # --- CORS ------------------------------------------------------------------------
 
 _CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
-_CORS_HEADERS = "Authorization, Content-Type, If-Match, If-None-Match, Prefer"
-_CORS_EXPOSE = "ETag, Location, Link, Retry-After"
+_CORS_HEADERS = ("Authorization", "Content-Type", "If-Match", "If-None-Match", "Prefer")
+# What clients read of an answer: supabase-js its count in Content-Range.
+_CORS_EXPOSE = (
+    "Content-Range, Content-Location, ETag, Link, Location, Preference-Applied,"
+    " Range-Unit, Retry-After, X-Request-Id"
+)
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _allowed_headers(requested: str) -> str:
+    """Every header a preflight asks for, as PostgREST allows them: clients
+    send their own (supabase-js's apikey and X-Client-Info), and the origin
+    is what CORS is about. Names only, so nothing else is echoed."""
+    names = (name.strip() for name in requested.split(","))
+    return ", ".join(dict.fromkeys([*_CORS_HEADERS, *filter(HEADER_NAME.fullmatch, names)]))
 
 
 def cors_tween_factory(
@@ -175,7 +189,9 @@ def cors_tween_factory(
             response.headers.update(
                 {
                     "Access-Control-Allow-Methods": _CORS_METHODS,
-                    "Access-Control-Allow-Headers": _CORS_HEADERS,
+                    "Access-Control-Allow-Headers": _allowed_headers(
+                        request.environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "")
+                    ),
                     "Access-Control-Max-Age": "600",
                 }
             )

@@ -131,11 +131,11 @@ def parse_json(text: bytes | str, max_depth: int, what: str = "The body") -> Any
         value = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         _check_numbers(text)  # a number orjson cannot read at all (1e400) is a 422 too
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from exc
+        raise BadRequest(f"{what} is not valid JSON: {exc}", "body") from exc
     give_way()  # a long body took a while to parse, and takes as long to check
     depth, has_float = _shape(value)
     if depth > max_depth:
-        raise BadRequest(f"{what} nests deeper than {max_depth} levels.")
+        raise BadRequest(f"{what} nests deeper than {max_depth} levels.", "body")
     if has_float:
         _check_numbers(text)
     return value

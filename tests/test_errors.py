@@ -78,6 +78,15 @@ def test_a_problem_carries_postgrest_members_for_postgrest_clients(http):
     assert problem["message"] == problem["detail"]
     assert problem["details"] is None and problem["hint"] is None
     assert assert_problem(http.get("/nothing/"), 404)["code"] == "PGRST205"
+    # A body it cannot read is PostgREST's PGRST102, not the query string's PGRST100.
+    for body in (b'{"name": ', b"[" * 40 + b"]" * 40):
+        unread = http.post(
+            "/mytable/", content=body, headers={**WRITER, "Content-Type": "application/json"}
+        )
+        assert (assert_problem(unread, 400)["code"], unread.json()["parameter"]) == (
+            "PGRST102",
+            "body",
+        )
 
 
 def test_a_unique_violation_has_postgresql_s_code(http):

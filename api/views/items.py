@@ -203,7 +203,7 @@ def _drop_own_key(context: Item, values: Row) -> None:
     parts = context.pk if len(key) > 1 else (context.pk,)
     for column, part in zip(key, parts, strict=True):
         if server_owned(column) and values.pop(str(column.name), part) != part:
-            raise BadRequest("The body's primary key differs from the URL's", "body")
+            raise BadRequest("The body's primary key differs from the URL's", "body", "PGRST115")
 
 
 async def patch_row(context: Item, request: Request) -> JSONResponse:

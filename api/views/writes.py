@@ -233,7 +233,7 @@ async def put_where(context: Collection, request: Request) -> Response:
     body = json_body(request)
     (values,) = validate_each(context, [body], prefix=False, keyed=True)
     if any(values.get(column.name) != value for column, value in named.items()):
-        raise BadRequest("The body's primary key differs from the URL's", "body")
+        raise BadRequest("The body's primary key differs from the URL's", "body", "PGRST115")
     values = {**writable_defaults(context.table), **values}
     key = context.description.key
     rows = await writes.upsert_rows(request.dbsession, context.table, [values], key, True)

@@ -43,15 +43,16 @@ def serving(command, folder, env, port=None):
 
 
 @contextlib.contextmanager
-def fresh_sqlite_server(folder, tokens, rows):
+def fresh_sqlite_server(folder, tokens, rows, **settings):
     """A server over a database of its own in ``folder``, migrated and
-    seeded with ``rows`` demo rows, for tests that write freely."""
+    seeded with ``rows`` demo rows, for tests that write freely; ``settings``
+    beside its tokens."""
     from api.seed import seed
     from tests.support import alembic, make_app
 
     url = f"sqlite+aiosqlite:///{folder}/api.sqlite"
     alembic(url, "upgrade", "head")
-    app = make_app(url, **{"api.tokens": tokens})
+    app = make_app(url, **{"api.tokens": tokens, **settings})
     app.run(seed, app.registry, rows)
     try:
         with ThreadedServer(ASGIApp(app)) as server:
