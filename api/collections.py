@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,9 +29,10 @@ from sqlalchemy.pool import NullPool
 from api.columns import mapping, parse_text, reflected_type, single_value_parser, to_text
 from api.settings import Settings
 
-# Collection names are plain identifiers; names starting with "_" belong to
-# the API itself (/__heartbeat__), so a table can never shadow them.
-COLLECTION_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
+# Collection names are plain identifiers, in either case (MySQL keeps a
+# table's: Customers, OrderDetails); names starting with "_" belong to the
+# API itself (/__heartbeat__), so a table can never shadow them.
+COLLECTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 # The API's own paths: stored routines (PostgREST's /rpc/), its
 # documentation and its metrics; no collection takes them.
 RESERVED = frozenset({"rpc", "docs", "metrics"})
@@ -38,6 +40,9 @@ RESERVED = frozenset({"rpc", "docs", "metrics"})
 SEGMENT_SAFE = "~!$&'()*+,;=:@"
 # Reflected with "*" but never served: Alembic's own bookkeeping.
 NOT_SERVED = frozenset({"alembic_version"})
+
+
+log = logging.getLogger(__name__)
 
 
 class StartupError(ValueError):
@@ -370,7 +375,14 @@ def add_reflected_tables(config: Configurator) -> None:
         if table.name in declared:
             raise StartupError(f"api.tables: {table.name!r} is declared in code already")
         table.info["reflected"] = True
-        config.add_collection(table, read_only=table.info["view"])
+        try:
+            config.add_collection(table, read_only=table.info["view"])
+        except StartupError as exc:
+            # "*" serves what it can: one table the API cannot serve (Prisma's
+            # _prisma_migrations, "Order Details") would stop it for all the rest.
+            if settings.tables != ("*",):
+                raise
+            log.warning("api.tables = *: %r is not served: %s", table.name, exc)
 
 
 def includeme(config: Configurator) -> None:

@@ -90,7 +90,8 @@ def one_of(*choices: str) -> Callable[[str], str]:
 
 
 def words(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
+    """Names separated by whitespace or commas (PostgREST's lists take commas)."""
+    return tuple(text.replace(",", " ").split())
 
 
 def as_bytes(text: str) -> bytes:

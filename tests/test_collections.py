@@ -20,6 +20,7 @@ from tests.support import (
     WRITER_ONE,
     assert_problem,
     make_app,
+    mariadb_database,
     next_link,
     race_increments,
     run_sql,
@@ -524,6 +525,68 @@ def test_film_embeds_its_actors_through_film_actor_and_its_languages_by_hint(sak
     assert countries and all(
         c["city"] and c["city"][0]["city"].startswith("Ab") for c in countries
     )
+
+
+# A schema as other tools leave one: names in their own case, a foreign key
+# named by its constraint, Prisma's bookkeeping, and a name with a space.
+MIXED_CASE_SCHEMA = (
+    "CREATE TABLE Customers (Id INTEGER PRIMARY KEY, Name VARCHAR(20) NOT NULL)",
+    "CREATE TABLE OrderItems (Id INTEGER PRIMARY KEY AUTO_INCREMENT, Qty INTEGER NOT NULL,"
+    " CustomerId INTEGER, CONSTRAINT FK_Order_Customer FOREIGN KEY (CustomerId)"
+    " REFERENCES Customers (Id))",
+    "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY)",
+    "CREATE TABLE `Order Details` (id INTEGER PRIMARY KEY)",
+    "INSERT INTO Customers VALUES (1, 'Ann'), (2, 'Bob')",
+    "INSERT INTO OrderItems VALUES (1, 5, 1), (2, 7, 2), (3, 9, 2)",
+)
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def mixed_case_url(request, tmp_path):
+    if request.param == "sqlite":
+        url, drop = f"sqlite+aiosqlite:///{tmp_path / 'mixed.sqlite'}", None
+        sqlite = (s.replace("`", '"').replace(" AUTO_INCREMENT", "") for s in MIXED_CASE_SCHEMA)
+        run_sql(url, *sqlite)
+    else:
+        url, drop = mariadb_database()
+        run_sql(url, *MIXED_CASE_SCHEMA)
+    yield url
+    if drop is not None:
+        drop()
+
+
+def test_every_table_serves_in_its_own_case_and_star_skips_what_it_cannot(mixed_case_url, caplog):
+    """One table named outside lower case, or Prisma's _prisma_migrations,
+    stopped start-up with api.tables = * ("a collection name must match
+    [a-z]..."), so that no table was served."""
+    app = make_app(mixed_case_url, **{"api.tables": "*", "api.tokens": TOKENS})
+    try:
+        client = webtest.TestApp(app)
+        served = {c["name"] for c in client.get("/").json["collections"]}
+        assert {"Customers", "OrderItems"} <= served
+        assert not {"_prisma_migrations", "Order Details"} & served
+        skipped = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+        assert "'_prisma_migrations' is not served" in skipped
+        assert "'Order Details' is not served" in skipped
+        page = client.get(
+            "/OrderItems/",
+            params={"select": "Qty,Customers!FK_Order_Customer(Name)", "order": "Qty.desc"},
+        )
+        assert page.json[0] == {"Qty": 9, "Customers": {"Name": "Bob"}}
+        by_customer = client.get("/OrderItems/", params={"order": "Customers(Name).asc,Id"})
+        assert [row["Id"] for row in by_customer.json] == [1, 2, 3]
+        assert [row["Qty"] for row in client.get("/Customers/2/OrderItems/").json] == [7, 9]
+        created = client.post_json("/OrderItems/", {"Qty": 1, "CustomerId": 1}, headers=WRITER_ONE)
+        location = created.headers["Location"]
+        assert location.endswith(f"/OrderItems/{created.json['Id']}")
+        assert client.get(location).json == {"Id": created.json["Id"], "Qty": 1, "CustomerId": 1}
+        validate(client.get("/openapi.json").json)
+    finally:
+        app.close()
+    named = make_app(mixed_case_url, **{"api.tables": "Customers,OrderItems"})  # commas too
+    named.close()
+    with pytest.raises(StartupError, match="a collection name must match"):
+        make_app(mixed_case_url, **{"api.tables": "Customers _prisma_migrations"})
 
 
 def test_two_child_collections_of_one_name_stop_start_up():

@@ -149,7 +149,7 @@ def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
             " Embeds rows of related collections as NAME(COLUMNS), with ALIAS:, "
             f"!HINT, !inner and ...NAME(COLUMNS) (a spread): {', '.join(embeddable)}."
         )
-    order_item = rf"({names}|[a-z0-9_]+(![a-z0-9_]+)?\([^()]+\)|[a-z0-9_]+->>?[^,.]+)"
+    order_item = rf"({names}|\w+(!\w+)?\([^()]+\)|\w+->>?[^,.]+)"
     order_item += r"(\.(asc|desc|nullsfirst|nullslast))*"
     return [
         {

@@ -31,7 +31,7 @@ class OrderItem:
 
 # order=rel(column): a column of the row a foreign key points at (PostgREST's
 # ordering by a to-one embed).
-EMBEDDED_COLUMN = re.compile(r"([a-z][a-z0-9_]*)(?:!([a-z0-9_]+))?\(([^()]+)\)\Z")
+EMBEDDED_COLUMN = re.compile(r"([A-Za-z]\w*)(?:!(\w+))?\(([^()]+)\)\Z", re.ASCII)
 
 
 def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
