@@ -67,14 +67,11 @@ def _items(text: str, position: int, depth: int) -> tuple[tuple[str | EmbedItem,
     items: list[str | EmbedItem] = []
     start = position
     while True:
-        while position < len(text) and text[position] not in ",()":
-            position += 1
+        position = _next_separator(text, position)
         head = text[start:position].strip()
         if text.startswith("()", position) and AGGREGATE_HEAD.search(head):
             # An aggregate, with any cast of its output: one item, as written.
-            position += 2
-            while position < len(text) and text[position] not in ",()":
-                position += 1
+            position = _next_separator(text, position + 2)
             items.append(text[start:position].strip())
         elif position < len(text) and text[position] == "(":
             if depth == MAX_DEPTH:
@@ -96,6 +93,20 @@ def _items(text: str, position: int, depth: int) -> tuple[tuple[str | EmbedItem,
             raise _error("a select has text after an embedded resource")
         position += 1
         start = position
+
+
+def _next_separator(text: str, position: int) -> int:
+    """Where the first ',', '(' or ')' from ``position`` is (else the end),
+    but none inside a quoted name (``"a,b"``)."""
+    while True:
+        while position < len(text) and text[position] not in ',()"':
+            position += 1
+        if position == len(text) or text[position] != '"':
+            return position
+        end = text.find('"', position + 1)
+        if end < 0:
+            raise _error("a select has an unbalanced '\"'")
+        position = end + 1
 
 
 def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:

@@ -536,6 +536,9 @@ MIXED_CASE_SCHEMA = (
     " REFERENCES Customers (Id))",
     "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY)",
     "CREATE TABLE `Order Details` (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE odd_names (id INTEGER PRIMARY KEY, `a.b` INTEGER, `x,y:z` INTEGER,"
+    " `Last Name` VARCHAR(20))",
+    "INSERT INTO odd_names VALUES (1, 10, 3, 'Lee'), (2, 20, 2, 'Ray'), (3, 30, 1, 'Kim')",
     "INSERT INTO Customers VALUES (1, 'Ann'), (2, 'Bob')",
     "INSERT INTO OrderItems VALUES (1, 5, 1), (2, 7, 2), (3, 9, 2)",
 )
@@ -587,6 +590,31 @@ def test_every_table_serves_in_its_own_case_and_star_skips_what_it_cannot(mixed_
     named.close()
     with pytest.raises(StartupError, match="a collection name must match"):
         make_app(mixed_case_url, **{"api.tables": "Customers _prisma_migrations"})
+
+
+def test_a_quoted_name_holds_what_the_grammar_splits_on(mixed_case_url):
+    """PostgREST's "a.b": a column whose name holds '.', ',', ':' or a space
+    is named in double quotes, in select, filters, order and logic; each was
+    "'"a.b"' is not a column of this table"."""
+    app = make_app(mixed_case_url, **{"api.tables": "odd_names"})
+    try:
+        client = webtest.TestApp(app)
+
+        def ids(**params):
+            return [row["id"] for row in client.get("/odd_names/", params=params).json]
+
+        assert ids(**{'"a.b"': "gt.10"}) == [2, 3]
+        assert ids(order='"x,y:z".asc,"Last Name".desc') == [3, 2, 1]
+        assert ids(**{"or": '("a.b".eq.10,"Last Name".eq.Kim)'}) == [1, 3]
+        (row,) = client.get(
+            "/odd_names/",
+            params={"select": 'id,n:"a.b","x,y:z","Last Name"::text', "id": "eq.1"},
+        ).json
+        assert row == {"id": 1, "n": 10, "x,y:z": 3, "Last Name": "Lee"}
+        unbalanced = client.get("/odd_names/", params={"select": 'id,"a.b'}, status=400)
+        assert unbalanced.json["parameter"] == "select"
+    finally:
+        app.close()
 
 
 def test_two_child_collections_of_one_name_stop_start_up():

@@ -25,6 +25,7 @@ from api.columns import (
     parse_text,
 )
 from api.errors import BadRequest
+from api.querystring.names import split_name, unquoted
 
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
 
@@ -97,11 +98,12 @@ def filters_signature(filters: tuple[Filter | Logic, ...]) -> list[Any]:
 
 
 def column_named(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
-    """The column ``name`` names, or the text at a JSON path (``data->>k``)."""
-    column = table.columns.get(name)
+    """The column ``name`` names (``"a.b"``, quoted: ``api.querystring.names``),
+    or the text at a JSON path (``data->>k``)."""
+    column = table.columns.get(unquoted(name))
     if column is None and "->" in name:
         base, *path = name.split("->")
-        column = table.columns.get(base)
+        column = table.columns.get(unquoted(base))
         keys = tuple(key.lstrip(">") for key in path)
         if column is not None and isinstance(column.type, sa.JSON) and all(keys):
             return _json_text(column, keys, name)
@@ -397,7 +399,7 @@ def parse_logic(table: sa.Table, name: str, text: str, prefix: str = "", depth: 
         if paren and head in LOGIC_PARAMETERS:
             items.append(parse_logic(table, head, f"({rest}", prefix, depth + 1))
             continue
-        column_name, dot, condition = item.partition(".")
+        column_name, dot, condition = split_name(item, ".")
         if not dot:
             raise BadRequest(f"'{item}' is not COLUMN.OPERATOR.VALUE", parameter=parameter)
         column = column_named(table, column_name, parameter)

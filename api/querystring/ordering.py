@@ -14,6 +14,7 @@ from api.collections import Link, describe
 from api.columns import mapping
 from api.errors import BadRequest
 from api.querystring.filters import column_named
+from api.querystring.names import split_name, split_outside_quotes
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ EMBEDDED_COLUMN = re.compile(r"([A-Za-z]\w*)(?:!(\w+))?\(([^()]+)\)\Z", re.ASCII
 
 def parse_order(table: sa.Table, text: str) -> list[OrderItem]:
     items, seen = [], set()
-    for part in text.split(","):
-        name, *modifiers = part.strip().split(".")
+    for part in split_outside_quotes(text, ","):
+        name, dot, rest = split_name(part.strip(), ".")
+        modifiers = rest.split(".") if dot else []
         embedded = EMBEDDED_COLUMN.match(name)
         if embedded:
             column = _embedded_column(table, *embedded.groups())

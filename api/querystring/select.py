@@ -15,6 +15,7 @@ from webob.multidict import MultiDict
 from api.collections import Description, Link
 from api.errors import AggregatesDisabled, AmbiguousEmbed, BadRequest
 from api.querystring.filters import column_named, json_element, parse_filter_parameter
+from api.querystring.names import unquoted
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value, whole_number
 from api.selects import EmbedItem, parse_select_items
@@ -69,6 +70,9 @@ AGGREGATE = re.compile(
     r"(?:(?P<alias>[^:]+):(?!:))?(?:(?P<input>.+)\.)?"
     r"(?P<function>avg|count|max|min|sum)\(\)(?:::(?P<cast>[a-z]+))?\Z"
 )
+
+
+QUOTED_NAME = re.compile(r'"[^"]*"')
 
 
 class Aggregate(sa.Label[Any]):
@@ -165,11 +169,16 @@ def _selected(table: sa.Table, text: str) -> Any:
         return _aggregate(table, text)
     if text == "count" and "count" not in table.columns:
         return LEGACY_COUNT
-    body, _, cast = text.partition("::")
+    # A quoted name ("a:b", "x->y") is one whole: the parts are found around it.
+    quoted = QUOTED_NAME.search(text) if '"' in text else None
+    masked = text if quoted is None else f"{text[: quoted.start()]}\0{text[quoted.end() :]}"
+    body, _, cast = masked.partition("::")
     alias, colon, body = body.partition(":")
     if not colon:
         alias, body = "", alias
     name, *path = body.split("->")
+    if quoted is not None:
+        name, alias = (unquoted(p.replace("\0", quoted.group()).strip()) for p in (name, alias))
     column = column_named(table, name.strip(), "select")
     if not (alias or path or cast):
         return column
