@@ -16,6 +16,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -23,10 +24,18 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.registry import Registry
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from api.columns import mapping, parse_text, reflected_type, single_value_parser, to_text
+from api.columns import (
+    UNKNOWN_TO_REFLECTION,
+    mapping,
+    parse_text,
+    reflected_type,
+    single_value_parser,
+    to_text,
+)
 from api.settings import Settings
 
 # Collection names are plain identifiers, in either case (MySQL keeps a
@@ -308,15 +317,20 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
         wanted = list(dict.fromkeys(names))
     metadata = sa.MetaData()
     sa.event.listen(metadata, "column_reflect", _served_type)
-    metadata.reflect(connection, only=wanted, views=True)
+    with warnings.catch_warnings():  # types it does not know but the API serves: no warning
+        known = "|".join(UNKNOWN_TO_REFLECTION)
+        warnings.filterwarnings("ignore", f"Did not recognize type '({known})'", sa_exc.SAWarning)
+        metadata.reflect(connection, only=wanted, views=True)
     tables = []
     for name in wanted:
         table = metadata.tables[name]
         table.info["view"] = name in views
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
-        if connection.dialect.name == "mysql" and name not in views:
-            _columns_set_by_triggers(connection, table)
+        if connection.dialect.name == "mysql":
+            _types_unknown_to_reflection(connection, table)
+            if name not in views:
+                _columns_set_by_triggers(connection, table)
         tables.append(table)
     return tables
 
@@ -337,6 +351,24 @@ def _json_columns(connection: Any, table: sa.Table) -> None:
         match = JSON_CHECK.fullmatch(clause.strip())
         if match and match.group(1) in table.columns:
             table.columns[match.group(1)].type = sa.JSON(none_as_null=True)
+
+
+COLUMN_TYPES = sa.text(
+    "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
+    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+)
+
+
+def _types_unknown_to_reflection(connection: Any, table: sa.Table) -> None:
+    """MariaDB's INET4 and INET6, which reflection leaves as NullType (with
+    a warning), served as text all the same (``columns.UNKNOWN_TO_REFLECTION``)."""
+    unknown = {c.name for c in table.columns if isinstance(c.type, sa.types.NullType)}
+    if not unknown:
+        return
+    for name, data_type in connection.execute(COLUMN_TYPES, {"name": table.name}):
+        served = UNKNOWN_TO_REFLECTION.get(str(data_type).lower())
+        if name in unknown and served is not None:
+            table.columns[name].type = served()
 
 
 BEFORE_INSERT_TRIGGERS = sa.text(

@@ -14,8 +14,10 @@ import base64
 import binascii
 import dataclasses
 import functools
+import ipaddress
 import math
 import re
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
@@ -72,12 +74,45 @@ class Bit(sa.TypeDecorator[int]):
         return int.from_bytes(value, "big") if isinstance(value, bytes) else value
 
 
+class _Text(sa.TypeDecorator[str]):
+    """A MariaDB type that the driver hands over, and takes, as text."""
+
+    impl = sa.String
+    cache_ok = True
+
+
+class Uuid(_Text):
+    """MariaDB's UUID (10.7+): text, rather than SQLAlchemy's Uuid, whose
+    binds MySQL would be sent as 32 hex digits."""
+
+    cache_ok = True
+
+
+class Inet4(_Text):
+    """MariaDB's INET4 (10.10+)."""
+
+    cache_ok = True
+
+
+class Inet6(_Text):
+    """MariaDB's INET6 (10.5+)."""
+
+    cache_ok = True
+
+
+# MariaDB's types that reflection does not know (its NullType), by their
+# information_schema DATA_TYPE: served as text all the same.
+UNKNOWN_TO_REFLECTION = {"inet4": Inet4, "inet6": Inet6}
+
+
 def reflected_type(column_type: Any) -> Any:
     """The type the API serves a reflected column as."""
     if isinstance(column_type, mysql.YEAR):
         return Year()
     if isinstance(column_type, mysql.BIT):
         return Bit(column_type.length)
+    if isinstance(column_type, sa.Uuid):
+        return Uuid()
     return column_type
 
 
@@ -237,7 +272,7 @@ def _set_schema(column: sa.Column[Any]) -> dict[str, Any]:
     return {"type": "array", "uniqueItems": True, "items": {"type": "string", "enum": members}}
 
 
-def _iso(parse: Callable[[str], Any], what: str) -> Callable[[sa.Column[Any], Any], Any]:
+def _parsed(parse: Callable[[str], Any], what: str) -> Callable[[sa.Column[Any], Any], Any]:
     def convert(column: sa.Column[Any], value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(what)
@@ -356,20 +391,20 @@ ENUM = Mapping("enum", _enum, _enum, lambda c: {"type": "string", "enum": list(e
 SET = Mapping("set", _set_text, _set_json, _set_schema)
 DATETIME = Mapping(
     "date-time",
-    _iso(_datetime, "an RFC 3339 date-time"),
-    _iso(_datetime, "an RFC 3339 date-time"),
+    _parsed(_datetime, "an RFC 3339 date-time"),
+    _parsed(_datetime, "an RFC 3339 date-time"),
     _fixed({"type": "string", "format": "date-time"}),
 )
 DATE = Mapping(
     "date",
-    _iso(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
-    _iso(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
+    _parsed(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
+    _parsed(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
     _fixed({"type": "string", "format": "date"}),
 )
 TIME = Mapping(
     "time",
-    _iso(time.fromisoformat, "a time of day (HH:MM:SS)"),
-    _iso(time.fromisoformat, "a time of day (HH:MM:SS)"),
+    _parsed(time.fromisoformat, "a time of day (HH:MM:SS)"),
+    _parsed(time.fromisoformat, "a time of day (HH:MM:SS)"),
     _fixed({"type": "string", "format": "time"}),
 )
 YEAR = Mapping(
@@ -390,6 +425,19 @@ BOOLEAN = Mapping(
 )
 JSON = Mapping("json", _no_text, _any_json, _fixed({}), orderable=False, filterable=False)
 
+
+def _text_of(kind: str, parse: Callable[[str], Any], what: str) -> Mapping:
+    """A kind held as text that ``parse`` reads (JSON Schema's format
+    ``kind``): given as its canonical text."""
+    convert = _parsed(lambda text: str(parse(text)), what)
+    return Mapping(kind, convert, convert, _fixed({"type": "string", "format": kind}))
+
+
+UUID = _text_of("uuid", uuid.UUID, "a UUID")
+INET4 = _text_of("ipv4", ipaddress.IPv4Address, "an IPv4 address")
+# An IPv4 address goes as the IPv6 address that maps it (::ffff:10.0.0.1), as MariaDB asks.
+INET6 = _text_of("ipv6", ipaddress.IPv6Address, "an IPv6 address")
+
 # The kinds a JSON body gives as numbers or booleans, never as text: a CSV
 # body's cells of them are read from their text (views.bodies).
 READ_FROM_TEXT = frozenset({INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, BIT, BOOLEAN})
@@ -403,6 +451,9 @@ BY_TYPE: tuple[tuple[type, Mapping], ...] = (
     (Year, YEAR),
     (Bit, BIT),
     (sa.Boolean, BOOLEAN),
+    (Uuid, UUID),
+    (Inet4, INET4),
+    (Inet6, INET6),
     (sa.Integer, INTEGER),
     (sa.Float, NUMBER),
     (sa.Numeric, DECIMAL),
