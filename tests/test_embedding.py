@@ -247,20 +247,22 @@ def test_a_page_costs_one_statement_per_embed_whatever_its_size(http, limit):
 
 
 @pytest.mark.parametrize(
-    "select",
+    ("select", "code"),
     [
-        "*,nothing(*)",
-        "*,probe_tag(*)",  # not related to authors
-        "*,probe_book!no_such_key(*)",
-        "*,probe_book!author_id(title",
-        "*,probe_book!author_id(title))",
-        "*,a(b(c(d(e(f)))))",
-        "*,probe_book!author_id(nope)",
+        # PostgREST's codes: no such relationship; a parse error; no such column
+        ("*,nothing(*)", "PGRST200"),
+        ("*,probe_tag(*)", "PGRST200"),  # not related to authors
+        ("*,probe_book!no_such_key(*)", "PGRST200"),
+        ("*,probe_book!author_id(title", "PGRST100"),
+        ("*,probe_book!author_id(title))", "PGRST100"),
+        ("*,a(b(c(d(e(f)))))", "PGRST100"),
+        ("*,probe_book!author_id(nope)", "42703"),
     ],
 )
-def test_a_bad_embed_is_a_400_that_names_select(http, select):
+def test_a_bad_embed_is_a_400_that_names_select(http, select, code):
     response = http.get("/probe_author/", params={"select": select})
-    assert assert_problem(response, 400)["parameter"] == "select"
+    problem = assert_problem(response, 400)
+    assert (problem["parameter"], problem["code"]) == ("select", code)
 
 
 def test_a_select_embeds_at_most_16_resources(http):

@@ -144,7 +144,7 @@ def test_a_write_to_a_collection_without_a_filter_is_refused(client):
 def test_errors_carry_postgrest_s_message_and_code(client):
     with pytest.raises(APIError) as error:
         client.from_("mytable").select("nope").execute()
-    assert error.value.code == "PGRST100"
+    assert error.value.code == "42703"  # PostgreSQL's undefined_column, as PostgREST passes it
     assert error.value.message == "'nope' is not a column of this table"
     with pytest.raises(APIError) as error:
         client.from_("mytable").insert({"name": None}).execute()

@@ -51,7 +51,7 @@ def test_postgrest_js_reads_and_writes_as_against_postgrest(node, server):
     assert calls["json"]["data"] == [{"n": "1"}]
     assert calls["update"]["data"][0]["data"] == {"n": 2}
     assert calls["upsert"]["data"][0]["id"] == 987655
-    assert calls["error"]["error"]["code"] == "PGRST100"
+    assert calls["error"]["error"]["code"] == "42703"
     assert calls["error"]["error"]["message"] == "'nope' is not a column of this table"
     assert (calls["counted"]["status"], calls["counted"]["count"]) == (201, 1)
     assert (calls["backwards"]["status"], calls["backwards"]["error"]["code"]) == (416, "PGRST103")

@@ -109,7 +109,8 @@ def column_named(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
             return _json_text(column, keys, name)
         column = None
     if column is None:
-        raise BadRequest(f"'{name}' is not a column of this table", parameter=parameter)
+        # PostgreSQL's undefined_column, which PostgREST passes on
+        raise BadRequest(f"'{name}' is not a column of this table", parameter, "42703")
     return column
 
 

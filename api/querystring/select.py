@@ -257,7 +257,7 @@ def resolve_embed(
     if not links:
         hint = "" if item.hint is None else f" by '{item.hint}'"
         message = f"'{item.name}' is not related to '{parent.name}'{hint}"
-        raise BadRequest(message, parameter="select")
+        raise BadRequest(message, "select", "PGRST200")  # PostgREST's: no such relationship
     if len(links) > 1:
         choices = [f"{item.name}!{link.hints[0]}" for link in links]
         raise AmbiguousEmbed(
