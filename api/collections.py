@@ -292,7 +292,13 @@ def run_at_startup(url: sa.URL, read: Callable[..., Any], *args: Any) -> Any:
     and start-up may itself run inside an event loop.
     """
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
+        try:
+            return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
+        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # down, or refusing us
+            where = url.render_as_string(hide_password=True)
+            raise StartupError(
+                f"start-up could not read the database at {where}: {exc.orig}"
+            ) from None
 
 
 async def _run_sync(url: sa.URL, read: Callable[..., Any], args: tuple[Any, ...]) -> Any:

@@ -78,6 +78,29 @@ def test_production_refuses_to_start_without_a_database_url(installed, tmp_path)
         assert "set DATABASE_URL" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_database_that_does_not_answer_at_start_up_is_one_line(tmp_path):
+    """api.tables reads the database before serving: one that is down was a
+    60-line traceback from the driver; it is one line that names the
+    database (password hidden) and the driver's words, and a non-zero exit."""
+    env = {
+        **environment(),
+        "DATABASE_URL": f"mysql+asyncmy://root:hidden@127.0.0.1:{free_port()}/nowhere",
+        "API_TABLES": "*",
+        "GUNICORN_CMD_ARGS": "--workers 1",
+    }
+    done = subprocess.run(
+        [BIN / "pserve", ROOT / "production.ini", f"http_port={free_port()}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "api: cannot start: start-up could not read the database at" in done.stderr
+    assert "root:***@127.0.0.1" in done.stderr and "hidden" not in done.stderr
+    assert "Can't connect" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_port_taken_is_a_failure_and_http_port_picks_another(tmp_path):
     """pserve development.ini http_port=N serves on N; a second server on a
     port taken exits non-zero (pserve alone would exit 0)."""
