@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import sqltypes
 
+from api import geojson
+
 # Bits of each integer type, the most specific first (MySQL's are subclasses).
 INT_BITS = (
     (mysql.TINYINT, 8),
@@ -100,9 +102,13 @@ class Inet6(_Text):
     cache_ok = True
 
 
-# MariaDB's types that reflection does not know (its NullType), by their
-# information_schema DATA_TYPE: served as text all the same.
-UNKNOWN_TO_REFLECTION = {"inet4": Inet4, "inet6": Inet6}
+# MySQL/MariaDB's types that reflection does not know (its NullType), by
+# their information_schema DATA_TYPE: served all the same.
+UNKNOWN_TO_REFLECTION: dict[str, type[sa.TypeDecorator[Any]]] = {
+    "inet4": Inet4,
+    "inet6": Inet6,
+    **dict.fromkeys(geojson.SPATIAL_TYPES, geojson.Geometry),
+}
 
 
 def reflected_type(column_type: Any) -> Any:
@@ -424,6 +430,14 @@ BOOLEAN = Mapping(
     "boolean", _boolean, _not_text(_boolean, "true or false"), _fixed({"type": "boolean"})
 )
 JSON = Mapping("json", _no_text, _any_json, _fixed({}), orderable=False, filterable=False)
+GEOJSON = Mapping(
+    "geojson",
+    _no_text,
+    lambda column, value: geojson.checked(value),
+    _fixed({"type": "object", "description": "a GeoJSON geometry (RFC 7946)"}),
+    orderable=False,
+    filterable=False,
+)
 
 
 def _text_of(kind: str, parse: Callable[[str], Any], what: str) -> Mapping:
@@ -445,6 +459,7 @@ READ_FROM_TEXT = frozenset({INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, BIT, BOOLEAN})
 # The most specific types first: MySQL's SET and ENUM are strings too, and
 # (before SQLAlchemy 2.1) a Float is a Numeric.
 BY_TYPE: tuple[tuple[type, Mapping], ...] = (
+    (geojson.Geometry, GEOJSON),  # its impl is JSON
     (sa.JSON, JSON),
     (mysql.SET, SET),
     (sa.Enum, ENUM),

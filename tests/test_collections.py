@@ -656,6 +656,59 @@ def test_mariadb_s_uuid_and_address_types_are_served_as_text():
         drop()
 
 
+def test_spatial_columns_are_geojson():
+    """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
+    mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a
+    geometry checked first: MariaDB reads an object it cannot as NULL."""
+    url, drop = mariadb_database()
+    run_sql(
+        url,
+        "CREATE TABLE places (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20),"
+        " loc POINT NOT NULL, area POLYGON NULL, shape GEOMETRY NULL)",
+        "INSERT INTO places (name, loc) VALUES ('a', POINT(1, 2))",
+    )
+    app = make_app(url, **{"api.tables": "*", "api.tokens": TOKENS})
+    try:
+        client = webtest.TestApp(app)
+        point = {"type": "Point", "coordinates": [1, 2]}
+        assert client.get("/places/1").json == {
+            "id": 1,
+            "name": "a",
+            "loc": point,
+            "area": None,
+            "shape": None,
+        }
+        square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+        lines = {"type": "MultiLineString", "coordinates": [[[0, 0], [1.5, 2.5]]]}
+        sent = {"name": "b", "loc": {"type": "Point", "coordinates": [5.5, 6]}, "area": square}
+        created = client.post_json("/places/", {**sent, "shape": lines}, headers=WRITER_ONE)
+        assert created.json == {"id": created.json["id"], **sent, "shape": lines}
+        moved = {"loc": {"type": "Point", "coordinates": [7, 8]}}
+        patched = client.patch_json(created.headers["Location"], moved, headers=WRITER_ONE)
+        assert patched.json["loc"] == moved["loc"] and patched.json["area"] == square
+        found = client.get("/places/", params={"select": "name", "area": "not.is.null"}).json
+        assert found == [{"name": "b"}]
+        for bad in ({"type": "Nope"}, {"type": "Point", "coordinates": [1]}, "POINT(1 2)"):
+            refused = client.post_json("/places/", {"loc": bad}, headers=WRITER, status=422)
+            assert [e["field"] for e in refused.json["errors"]] == ["loc"]
+        line = {"type": "LineString", "coordinates": [[1, 2], [3, 4]]}
+        client.post_json("/places/", {"loc": line}, headers=WRITER, status=422)  # not a POINT
+        csv_body = 'name,loc\nc,"{""type"": ""Point"", ""coordinates"": [9, 9]}"\n'
+        csv_headers = {**WRITER, "Content-Type": "text/csv"}
+        client.post("/places/", csv_body, headers=csv_headers, status=201)
+        assert [row["loc"]["coordinates"] for row in client.get("/places/").json] == [
+            [1, 2],
+            [7, 8],
+            [9, 9],
+        ]
+        client.get("/places/", params={"order": "loc"}, status=400)
+        schema = client.get("/openapi.json").json["components"]["schemas"]["placesRow"]
+        assert schema["properties"]["loc"]["type"] == "object"
+    finally:
+        app.close()
+        drop()
+
+
 def test_two_child_collections_of_one_name_stop_start_up():
     metadata = sa.MetaData()
     parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))

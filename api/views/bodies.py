@@ -73,14 +73,14 @@ def _csv_row(names: list[str], cells: list[Any], record: list[str], line: int) -
 
 def _csv_cell(context: Collection, name: str, max_depth: int) -> Any:
     """How a CSV cell of column ``name`` reads as the JSON value a body
-    would hold: a JSON column's as JSON text; a SET's as MySQL writes it
+    would hold: a JSON or spatial column's as JSON text; a SET's as MySQL writes it
     (``a,b``) or as a JSON array, as this API's CSV does; a number's or a
     boolean's from its text, or left as text for validation to refuse; any
     other as the text it is. ``NULL`` is null."""
     column = context.table.columns.get(name)
     kind = None if column is None else columns.mapping(column)
     what = f"A CSV cell of '{name}'"
-    if kind is columns.JSON:
+    if kind is columns.JSON or kind is columns.GEOJSON:
         return lambda text: None if text == "NULL" else parse_json(text, max_depth - 2, what)
     if kind is columns.SET:
 
