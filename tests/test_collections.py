@@ -709,6 +709,37 @@ def test_spatial_columns_are_geojson():
         drop()
 
 
+def test_a_zero_date_pages_by_cursor():
+    """MySQL's zero dates (0000-00-00), which old schemas hold: served as
+    the text they are, and the page after one, by cursor, was a 500 (the
+    cursor's value was read as an RFC 3339 date-time)."""
+    url, drop = mariadb_database()
+    run_sql(
+        url,
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE legacy (id INT PRIMARY KEY, dt DATETIME)",
+        "INSERT INTO legacy VALUES (1, '0000-00-00 00:00:00'), (2, '2020-00-05 10:00:00'),"
+        " (3, '2020-01-02 03:04:05')",
+    )
+    app = make_app(url, **{"api.tables": "legacy"})
+    try:
+        client = webtest.TestApp(app)
+        seen, page = [], client.get("/legacy/", params={"order": "dt", "limit": "1"})
+        while True:
+            seen += page.json
+            if next_link(page) is None:
+                break
+            page = client.get(next_link(page))
+        assert [row["dt"] for row in seen] == [
+            "0000-00-00 00:00:00",
+            "2020-00-05 10:00:00",
+            "2020-01-02T03:04:05Z",
+        ]
+    finally:
+        app.close()
+        drop()
+
+
 def test_two_child_collections_of_one_name_stop_start_up():
     metadata = sa.MetaData()
     parent = sa.Table("parent", metadata, sa.Column("id", sa.Integer, primary_key=True))
