@@ -19,7 +19,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -76,6 +76,30 @@ class Bit(sa.TypeDecorator[int]):
         return int.from_bytes(value, "big") if isinstance(value, bytes) else value
 
 
+class Duration(sa.TypeDecorator[str]):
+    """MySQL's TIME, which holds -838:59:59 to 838:59:59 (a duration as much
+    as a time of day), as its text: SQLAlchemy's TIME reads the driver's
+    timedelta as a time of day, modulo 24 hours, so 100:00:00 came out as
+    04:00:00 and -01:30:00 as 22:30:00."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], Any]:
+        return duration_text
+
+
+def duration_text(value: Any) -> Any:
+    """A timedelta as MySQL writes a TIME (``-01:30:00``, ``100:00:00.5``
+    with six digits); anything else (None, text) as it is."""
+    if not isinstance(value, timedelta):
+        return value
+    sign, value = ("-", -value) if value < timedelta(0) else ("", value)
+    seconds = value.days * 86400 + value.seconds
+    text = f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return f"{text}.{value.microseconds:06d}" if value.microseconds else text
+
+
 class _Text(sa.TypeDecorator[str]):
     """A MariaDB type that the driver hands over, and takes, as text."""
 
@@ -119,6 +143,8 @@ def reflected_type(column_type: Any) -> Any:
         return Bit(column_type.length)
     if isinstance(column_type, sa.Uuid):
         return Uuid()
+    if isinstance(column_type, mysql.TIME):
+        return Duration()
     return column_type
 
 
@@ -413,6 +439,24 @@ TIME = Mapping(
     _parsed(time.fromisoformat, "a time of day (HH:MM:SS)"),
     _fixed({"type": "string", "format": "time"}),
 )
+
+
+def _duration(text: str) -> str:
+    """MySQL's TIME text, in its range; as written (MySQL reads it)."""
+    match = DURATION_TEXT.match(text)
+    if match is None or int(match.group(1)) > 838:
+        raise ValueError(A_DURATION)
+    return text
+
+
+DURATION_TEXT = re.compile(r"-?([0-9]{1,3}):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?\Z")
+A_DURATION = "a TIME from -838:59:59 to 838:59:59 (HH:MM:SS[.ffffff])"
+DURATION = Mapping(
+    "time",
+    lambda column, text: _duration(text),
+    _parsed(_duration, A_DURATION),
+    _fixed({"type": "string", "pattern": r"^-?[0-9]{1,3}:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"}),
+)
 YEAR = Mapping(
     "year",
     _year,
@@ -474,6 +518,7 @@ BY_TYPE: tuple[tuple[type, Mapping], ...] = (
     (sa.Numeric, DECIMAL),
     (sa.DateTime, DATETIME),
     (sa.Date, DATE),
+    (Duration, DURATION),
     (sa.Time, TIME),
     (sqltypes._Binary, BYTES),
     (sa.String, STRING),

@@ -327,6 +327,29 @@ def test_mysql_types_round_trip_and_a_binary_key_names_its_item(sakila):
     assert len(exact.json()) == 1
 
 
+def test_a_time_beyond_a_day_or_below_zero_reads_as_stored(sakila):
+    """MySQL's TIME holds -838:59:59 to 838:59:59. SQLAlchemy's TIME read it
+    as a time of day, modulo 24 hours: 100:00:00 was answered 04:00:00, and
+    -01:30:00 as 22:30:00, with no error."""
+    clocks = {"AQEBAQ": "100:00:00", "AQEBAg": "-01:30:00", "AQEBAw": "09:15:00"}
+    for code, clock in clocks.items():
+        created = sakila.post("/mysql_types/", json={"code": code, "clock": clock}, headers=WRITER)
+        assert created.status_code == 201, created.text
+    try:
+        assert {c: sakila.get(f"/mysql_types/{c}").json()["clock"] for c in clocks} == clocks
+        later = sakila.get("/mysql_types/", params={"clock": "gt.30:00:00", "select": "clock"})
+        assert later.json() == [{"clock": "100:00:00"}]
+        ordered = sakila.get(
+            "/mysql_types/", params={"clock": "not.is.null", "order": "clock", "select": "clock"}
+        ).json()
+        assert ordered[:2] == [{"clock": "-01:30:00"}, {"clock": "09:15:00"}]
+        refused = sakila.patch("/mysql_types/AQEBAw", json={"clock": "839:00:00"}, headers=WRITER)
+        assert assert_problem(refused, 422)["errors"][0]["field"] == "clock"
+    finally:
+        for code in clocks:
+            sakila.delete(f"/mysql_types/{code}", headers=WRITER)
+
+
 def test_a_content_etag_is_the_same_however_json_was_written(sakila, sakila_url):
     """JSON stored with spaces by another client: its ETag from a GET (JSON
     passed through as stored) matches the row read under its lock to write."""
