@@ -469,6 +469,23 @@ BIT = Mapping(
     _not_text(_bit, "an integer of bits"),
     lambda c: {"type": "integer", "minimum": 0, "maximum": 2 ** _bit_length(c) - 1},
 )
+
+
+def _bit_or_truth(column: sa.Column[Any], value: Any) -> int:
+    """A BIT(1)'s value: 0 or 1, or true or false (in a query, their text)."""
+    if isinstance(value, bool) or value in ("true", "false"):
+        return int(value is True or value == "true")
+    return _bit(column, value)
+
+
+# A BIT(1), the boolean of Hibernate's MySQL schemas: an integer, which
+# filters and bodies also take as true and false, as MySQL reads them.
+BIT_BOOLEAN = Mapping(
+    "bit",
+    _bit_or_truth,
+    _not_text(_bit_or_truth, "0, 1, true or false"),
+    _fixed({"type": ["integer", "boolean"], "minimum": 0, "maximum": 1}),
+)
 BYTES = Mapping("bytes", _bytes, _bytes, _fixed({"type": "string", "format": "byte"}))
 BOOLEAN = Mapping(
     "boolean", _boolean, _not_text(_boolean, "true or false"), _fixed({"type": "boolean"})
@@ -498,7 +515,9 @@ INET6 = _text_of("ipv6", ipaddress.IPv6Address, "an IPv6 address")
 
 # The kinds a JSON body gives as numbers or booleans, never as text: a CSV
 # body's cells of them are read from their text (views.bodies).
-READ_FROM_TEXT = frozenset({INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, BIT, BOOLEAN})
+READ_FROM_TEXT = frozenset({INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, BIT, BIT_BOOLEAN, BOOLEAN})
+# The kinds that is.true and is.false filter.
+TAKES_TRUTH = frozenset({BOOLEAN, MYSQL_BOOLEAN, BIT_BOOLEAN})
 
 # The most specific types first: MySQL's SET and ENUM are strings too, and
 # (before SQLAlchemy 2.1) a Float is a Numeric.
@@ -531,7 +550,9 @@ def mapping(column: sa.Column[Any]) -> Mapping:
     for column_type in (column.type, _type(column)):  # the project's own types first
         for type_, found in BY_TYPE:
             if isinstance(column_type, type_):
-                return MYSQL_BOOLEAN if found is INTEGER and _holds_booleans(column) else found
+                if found is INTEGER and _holds_booleans(column):
+                    return MYSQL_BOOLEAN
+                return BIT_BOOLEAN if found is BIT and _bit_length(column) == 1 else found
     raise KeyError(f"{column.table.name}.{column.name} is of type {column_type!r}")
 
 

@@ -21,6 +21,7 @@ from tests.support import (
     WRITER_ONE,
     assert_problem,
     make_app,
+    mariadb_app,
     mariadb_database,
     next_link,
     race_increments,
@@ -644,16 +645,12 @@ def test_a_quoted_name_holds_what_the_grammar_splits_on(mixed_case_url):
 def test_mariadb_s_uuid_and_address_types_are_served_as_text():
     """MariaDB's UUID (10.7+), INET4 and INET6: a table with any of them
     stopped start-up, 'which the API has no JSON mapping for'."""
-    url, drop = mariadb_database()
-    run_sql(
-        url,
+    with mariadb_app(
         "CREATE TABLE devices (id UUID PRIMARY KEY DEFAULT UUID(), v6 INET6, v4 INET4,"
         " label VARCHAR(20))",
         "INSERT INTO devices (v6, v4, label) VALUES ('::1', '10.0.0.1', 'a'), (NULL, NULL, 'b')",
-    )
-    app = make_app(url, **{"api.tables": "devices", "api.tokens": TOKENS})
-    try:
-        client = webtest.TestApp(app)
+        **{"api.tables": "devices"},
+    ) as client:
         sent = {"v6": "::ffff:10.1.2.3", "v4": "192.168.0.1", "label": "c"}
         created = client.post_json("/devices/", sent, headers=WRITER_ONE)
         key = created.json["id"]
@@ -674,25 +671,18 @@ def test_mariadb_s_uuid_and_address_types_are_served_as_text():
         assert {e["field"] for e in bad.json["errors"]} == {"v6", "v4"}
         schema = client.get("/openapi.json").json["components"]["schemas"]["devicesRow"]
         assert schema["properties"]["id"] == {"type": "string", "format": "uuid"}
-    finally:
-        app.close()
-        drop()
 
 
 def test_spatial_columns_are_geojson():
     """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
     mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a
     geometry checked first: MariaDB reads an object it cannot as NULL."""
-    url, drop = mariadb_database()
-    run_sql(
-        url,
+    with mariadb_app(
         "CREATE TABLE places (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20),"
         " loc POINT NOT NULL, area POLYGON NULL, shape GEOMETRY NULL)",
         "INSERT INTO places (name, loc) VALUES ('a', POINT(1, 2))",
-    )
-    app = make_app(url, **{"api.tables": "*", "api.tokens": TOKENS})
-    try:
-        client = webtest.TestApp(app)
+        **{"api.tables": "*"},
+    ) as client:
         point = {"type": "Point", "coordinates": [1, 2]}
         assert client.get("/places/1").json == {
             "id": 1,
@@ -727,26 +717,19 @@ def test_spatial_columns_are_geojson():
         client.get("/places/", params={"order": "loc"}, status=400)
         schema = client.get("/openapi.json").json["components"]["schemas"]["placesRow"]
         assert schema["properties"]["loc"]["type"] == "object"
-    finally:
-        app.close()
-        drop()
 
 
 def test_a_zero_date_pages_by_cursor():
     """MySQL's zero dates (0000-00-00), which old schemas hold: served as
     the text they are, and the page after one, by cursor, was a 500 (the
     cursor's value was read as an RFC 3339 date-time)."""
-    url, drop = mariadb_database()
-    run_sql(
-        url,
+    with mariadb_app(
         "SET SESSION sql_mode = ''",
         "CREATE TABLE legacy (id INT PRIMARY KEY, dt DATETIME)",
         "INSERT INTO legacy VALUES (1, '0000-00-00 00:00:00'), (2, '2020-00-05 10:00:00'),"
         " (3, '2020-01-02 03:04:05')",
-    )
-    app = make_app(url, **{"api.tables": "legacy"})
-    try:
-        client = webtest.TestApp(app)
+        **{"api.tables": "legacy"},
+    ) as client:
         seen, page = [], client.get("/legacy/", params={"order": "dt", "limit": "1"})
         while True:
             seen += page.json
@@ -758,9 +741,32 @@ def test_a_zero_date_pages_by_cursor():
             "2020-00-05 10:00:00",
             "2020-01-02T03:04:05Z",
         ]
-    finally:
-        app.close()
-        drop()
+
+
+def test_a_bit_1_takes_true_and_false_as_mysql_reads_them():
+    """BIT(1) is Hibernate's boolean on MySQL: supabase-js's eq('active',
+    true) and insert({active: false}) were each a 400 or a 422."""
+    with mariadb_app(
+        "CREATE TABLE accounts (id INT PRIMARY KEY, active BIT(1) NOT NULL DEFAULT b'1',"
+        " flags BIT(3) NULL)",
+        "INSERT INTO accounts (id, active) VALUES (1, b'1'), (2, b'0')",
+        **{"api.tables": "accounts"},
+    ) as client:
+        created = client.post_json("/accounts/", {"id": 3, "active": False}, headers=WRITER_ONE)
+        assert created.json == {"id": 3, "active": 0, "flags": None}
+
+        def ids(**params):
+            return [row["id"] for row in client.get("/accounts/", params=params).json]
+
+        assert ids(active="eq.true") == ids(active="is.true") == ids(active="eq.1") == [1]
+        assert ids(active="is.false") == ids(active="in.(false)") == [2, 3]
+        client.patch_json("/accounts/2", {"active": True}, headers=WRITER)
+        assert ids(active="not.is.false") == [1, 2]
+        refused = client.patch_json("/accounts/2", {"flags": True}, headers=WRITER, status=422)
+        assert refused.json["errors"][0]["field"] == "flags"  # BIT(3): no boolean
+        client.get("/accounts/", params={"flags": "is.true"}, status=400)
+        schema = client.get("/openapi.json").json["components"]["schemas"]["accountsRow"]
+        assert schema["properties"]["active"]["type"] == ["integer", "boolean"]
 
 
 def test_two_child_collections_of_one_name_stop_start_up():

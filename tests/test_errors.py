@@ -27,6 +27,7 @@ from tests.support import (
     create,
     deadlocks_counted,
     make_app,
+    mariadb_app,
     mariadb_database,
     run_sql,
     until_a_lock_wait,
@@ -194,21 +195,17 @@ def test_a_null_the_database_refuses_is_a_400_not_a_conflict(null_let_through):
     assert client.get("/probe_null/").json == []
 
 
-def test_a_column_a_trigger_leaves_unset_is_a_400(tmp_path):
+def test_a_column_a_trigger_leaves_unset_is_a_400():
     """A trigger that sets a NOT NULL column only for some rows: the API no
     longer asks for that column, and MariaDB's "doesn't have a default
     value" (1364, an OperationalError) was a 503 that invites a retry."""
-    url, drop = mariadb_database()
-    run_sql(
-        url,
+    with mariadb_app(
         "CREATE TABLE probe_stamped (id INT AUTO_INCREMENT PRIMARY KEY, qty INT NOT NULL,"
         " stamped DATETIME NOT NULL)",
         "CREATE TRIGGER probe_stamped_now BEFORE INSERT ON probe_stamped FOR EACH ROW"
         " IF NEW.qty > 0 THEN SET NEW.stamped = NOW(); END IF",
-    )
-    app = make_app(url, **{"api.tables": "probe_stamped", "api.tokens": TOKENS})
-    try:
-        client = webtest.TestApp(app)
+        **{"api.tables": "probe_stamped"},
+    ) as client:
         created = client.post_json("/probe_stamped/", {"qty": 1}, headers=WRITER_ONE)
         assert created.status_code == 201
         assert created.json["stamped"] is not None
@@ -216,9 +213,6 @@ def test_a_column_a_trigger_leaves_unset_is_a_400(tmp_path):
         assert refused.json["code"] == "23502"
         assert "stamped" in refused.json["details"]
         assert [row["qty"] for row in client.get("/probe_stamped/").json] == [1]
-    finally:
-        app.close()
-        drop()
 
 
 def test_an_empty_patch_of_a_row_without_version_writes_nothing_and_answers_it(http):

@@ -16,10 +16,9 @@ import orjson
 import sqlalchemy as sa
 
 from api.columns import (
-    BOOLEAN,
     ENUM,
-    MYSQL_BOOLEAN,
     STRING,
+    TAKES_TRUTH,
     enum_members_of_set,
     mapping,
     parse_text,
@@ -270,7 +269,7 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
             message = "is. takes null, not_null, unknown, true or false"
             raise BadRequest(message, parameter=parameter)
         value, negates = IS_VALUES[operand]
-        if value is not None and mapping(column) not in (BOOLEAN, MYSQL_BOOLEAN):
+        if value is not None and mapping(column) not in TAKES_TRUTH:
             raise BadRequest(f"'{column.name}' is not true/false", parameter=parameter)
         return Filter(column, "is", value, negated != negates)
     if operator == "in":

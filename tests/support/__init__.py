@@ -90,6 +90,24 @@ def mariadb_database():
     return url, lambda: run_sql(MARIADB_URL, f"DROP DATABASE IF EXISTS {name}")
 
 
+@contextlib.contextmanager
+def mariadb_app(*statements, **settings):
+    """A WebTest client of the API (tokens ``TOKENS``, and ``settings``) over
+    a fresh MariaDB database that ``statements`` make; dropped after."""
+    import webtest
+
+    url, drop = mariadb_database()
+    try:
+        run_sql(url, *statements)
+        app = make_app(url, **{"api.tokens": TOKENS, **settings})
+        try:
+            yield webtest.TestApp(app)
+        finally:
+            app.close()
+    finally:
+        drop()
+
+
 def assert_problem(response, status):
     """``response`` is a problem+json of ``status``, with no traceback; its body."""
     assert response.status_code == status
