@@ -5,7 +5,8 @@ from typing import Any
 from pyramid.config import Configurator
 
 from api.bridge.wsgi import WSGIApp
-from api.collections import StartupError, add_reflected_tables
+from api.collections import StartupError
+from api.reflection import add_reflected_tables
 from api.settings import SettingsError
 
 

@@ -11,12 +11,8 @@ table's shape. Tables come from two places: declared in code
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import dataclasses
-import logging
 import re
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -24,15 +20,10 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.registry import Registry
-from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import create_async_engine
-from sqlalchemy.pool import NullPool
 
 from api.columns import (
-    UNKNOWN_TO_REFLECTION,
     mapping,
     parse_text,
-    reflected_type,
     single_value_parser,
     to_text,
 )
@@ -47,11 +38,6 @@ COLLECTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 RESERVED = frozenset({"rpc", "docs", "metrics"})
 # What a path segment may hold as it is (RFC 3986 pchar), as Pyramid quotes one.
 SEGMENT_SAFE = "~!$&'()*+,;=:@"
-# Reflected with "*" but never served: Alembic's own bookkeeping.
-NOT_SERVED = frozenset({"alembic_version"})
-
-
-log = logging.getLogger(__name__)
 
 
 class StartupError(ValueError):
@@ -272,155 +258,6 @@ def link_relations(registry: Registry) -> None:
                     f"named {relation.name!r}"
                 )
             parent.children[relation.name] = relation
-
-
-# --- reflection ------------------------------------------------------------------
-
-
-def reflect(url: sa.URL, names: tuple[str, ...], declared: Iterable[str]) -> list[sa.Table]:
-    """The tables and views ``names`` of the database (``("*",)``: all of
-    them but ``declared``), reflected now."""
-    tables: list[sa.Table] = run_at_startup(url, _reflect_sync, names, frozenset(declared))
-    return tables
-
-
-def run_at_startup(url: sa.URL, read: Callable[..., Any], *args: Any) -> Any:
-    """``read(connection, *args)`` on a connection to the database, now.
-
-    Run in a thread of its own with its own event loop and an engine without
-    a pool, disposed of before returning: nothing of it outlives start-up,
-    and start-up may itself run inside an event loop.
-    """
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        try:
-            return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # down, or refusing us
-            where = url.render_as_string(hide_password=True)
-            raise StartupError(
-                f"start-up could not read the database at {where}: {exc.orig}"
-            ) from None
-
-
-async def _run_sync(url: sa.URL, read: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    engine = create_async_engine(url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(read, *args)
-    finally:
-        await engine.dispose()
-
-
-def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[str]) -> list[Any]:
-    inspector = sa.inspect(connection)
-    views = set(inspector.get_view_names())
-    existing = set(inspector.get_table_names()) | views
-    if names == ("*",):
-        wanted = sorted(existing - declared - NOT_SERVED)
-    else:
-        missing = [name for name in names if name not in existing]
-        if missing:
-            raise StartupError(f"api.tables: no table or view named {', '.join(missing)}")
-        wanted = list(dict.fromkeys(names))
-    metadata = sa.MetaData()
-    sa.event.listen(metadata, "column_reflect", _served_type)
-    with warnings.catch_warnings():  # types it does not know but the API serves: no warning
-        known = "|".join(UNKNOWN_TO_REFLECTION)
-        warnings.filterwarnings("ignore", f"Did not recognize type '({known})'", sa_exc.SAWarning)
-        metadata.reflect(connection, only=wanted, views=True)
-    tables = []
-    for name in wanted:
-        table = metadata.tables[name]
-        table.info["view"] = name in views
-        if getattr(connection.dialect, "is_mariadb", False) and name not in views:
-            _json_columns(connection, table)
-        if connection.dialect.name == "mysql":
-            _types_unknown_to_reflection(connection, table)
-            if name not in views:
-                _columns_set_by_triggers(connection, table)
-        tables.append(table)
-    return tables
-
-
-JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
-
-
-CHECKS = sa.text(
-    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-    "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :name"
-)
-
-
-def _json_columns(connection: Any, table: sa.Table) -> None:
-    """MariaDB's JSON is LONGTEXT with a json_valid() CHECK, which reflection
-    does not see: a column so checked is served as the JSON it holds."""
-    for (clause,) in connection.execute(CHECKS, {"name": table.name}):
-        match = JSON_CHECK.fullmatch(clause.strip())
-        if match and match.group(1) in table.columns:
-            table.columns[match.group(1)].type = sa.JSON(none_as_null=True)
-
-
-COLUMN_TYPES = sa.text(
-    "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
-    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
-)
-
-
-def _types_unknown_to_reflection(connection: Any, table: sa.Table) -> None:
-    """MariaDB's INET4 and INET6, which reflection leaves as NullType (with
-    a warning), served as text all the same (``columns.UNKNOWN_TO_REFLECTION``)."""
-    unknown = {c.name for c in table.columns if isinstance(c.type, sa.types.NullType)}
-    if not unknown:
-        return
-    for name, data_type in connection.execute(COLUMN_TYPES, {"name": table.name}):
-        served = UNKNOWN_TO_REFLECTION.get(str(data_type).lower())
-        if name in unknown and served is not None:
-            table.columns[name].type = served()
-
-
-BEFORE_INSERT_TRIGGERS = sa.text(
-    "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS"
-    " WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = :name"
-    " AND EVENT_MANIPULATION = 'INSERT' AND ACTION_TIMING = 'BEFORE'"
-)
-
-# An assignment to a new row's column in a trigger's body: SET NEW.x = ...,
-# or a later one of its list (, NEW.x := ...); not a comparison (IF NEW.x = 0).
-SET_NEW_COLUMN = re.compile(r"(?:\bSET\b|,)\s*NEW\s*\.\s*`?(\w+)`?\s*:?=", re.IGNORECASE)
-
-
-def _columns_set_by_triggers(connection: Any, table: sa.Table) -> None:
-    """A column that a BEFORE INSERT trigger sets (Sakila's ``SET
-    NEW.create_date = NOW()``) need not be given, even where it takes no
-    null and has no default: MySQL checks the row after the trigger ran."""
-    for (body,) in connection.execute(BEFORE_INSERT_TRIGGERS, {"name": table.name}):
-        for name in SET_NEW_COLUMN.findall(body):
-            column = next((c for c in table.columns if c.name.lower() == name.lower()), None)
-            if column is not None:
-                column.info["set_by_trigger"] = True
-
-
-def _served_type(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -> None:
-    column_info["type"] = reflected_type(column_info["type"])
-
-
-def add_reflected_tables(config: Configurator) -> None:
-    """Serve the tables and views ``api.tables`` names, beside the declared ones."""
-    settings: Settings = config.registry.api_settings
-    if not settings.tables:
-        return
-    declared = list(config.registry.api_collections)
-    for table in reflect(settings.database_url, settings.tables, declared):
-        if table.name in declared:
-            raise StartupError(f"api.tables: {table.name!r} is declared in code already")
-        table.info["reflected"] = True
-        try:
-            config.add_collection(table, read_only=table.info["view"])
-        except StartupError as exc:
-            # "*" serves what it can: one table the API cannot serve (Prisma's
-            # _prisma_migrations, "Order Details") would stop it for all the rest.
-            if settings.tables != ("*",):
-                raise
-            log.warning("api.tables = *: %r is not served: %s", table.name, exc)
 
 
 def includeme(config: Configurator) -> None:

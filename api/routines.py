@@ -17,8 +17,9 @@ import sqlalchemy as sa
 from pyramid.config import Configurator
 from sqlalchemy.dialects.mysql.reflection import MySQLTableDefinitionParser, ReflectedState
 
-from api.collections import StartupError, run_at_startup
+from api.collections import StartupError
 from api.columns import mapping, reflected_type
+from api.reflection import run_at_startup
 from api.settings import Settings
 
 
