@@ -19,7 +19,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import ROUND_DOWN, Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -29,6 +29,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import sqltypes
 
 from api import geojson
+from api.served_types import Bit, Duration, Inet4, Inet6, Uuid, Year
 
 # Bits of each integer type, the most specific first (MySQL's are subclasses).
 INT_BITS = (
@@ -51,101 +52,6 @@ def int_range(column_type: Any) -> tuple[int, int]:
     if getattr(column_type, "unsigned", False):
         return 0, 2**bits - 1
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-
-class Year(sa.TypeDecorator[int]):
-    """MySQL's YEAR, compared as the integer it is: SQLAlchemy's own YEAR and
-    BIT types have no operators (comparing one is deprecated), so reflection
-    serves them as these (``reflected_type``); declare them so too."""
-
-    impl = sa.SmallInteger
-    cache_ok = True
-
-
-class Bit(sa.TypeDecorator[int]):
-    """MySQL's BIT(length), as an integer (the driver hands over bytes)."""
-
-    impl = sa.BigInteger
-    cache_ok = True
-
-    def __init__(self, length: int | None = None) -> None:
-        super().__init__()
-        self.length = length or 1
-
-    def process_result_value(self, value: Any, dialect: Any) -> int | None:
-        return int.from_bytes(value, "big") if isinstance(value, bytes) else value
-
-
-class Duration(sa.TypeDecorator[str]):
-    """MySQL's TIME, which holds -838:59:59 to 838:59:59 (a duration as much
-    as a time of day), as its text: SQLAlchemy's TIME reads the driver's
-    timedelta as a time of day, modulo 24 hours, so 100:00:00 came out as
-    04:00:00 and -01:30:00 as 22:30:00."""
-
-    impl = sa.String
-    cache_ok = True
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], Any]:
-        return duration_text
-
-
-def duration_text(value: Any) -> Any:
-    """A timedelta as MySQL writes a TIME (``-01:30:00``, ``100:00:00.5``
-    with six digits); anything else (None, text) as it is."""
-    if not isinstance(value, timedelta):
-        return value
-    sign, value = ("-", -value) if value < timedelta(0) else ("", value)
-    seconds = value.days * 86400 + value.seconds
-    text = f"{sign}{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-    return f"{text}.{value.microseconds:06d}" if value.microseconds else text
-
-
-class _Text(sa.TypeDecorator[str]):
-    """A MariaDB type that the driver hands over, and takes, as text."""
-
-    impl = sa.String
-    cache_ok = True
-
-
-class Uuid(_Text):
-    """MariaDB's UUID (10.7+): text, rather than SQLAlchemy's Uuid, whose
-    binds MySQL would be sent as 32 hex digits."""
-
-    cache_ok = True
-
-
-class Inet4(_Text):
-    """MariaDB's INET4 (10.10+)."""
-
-    cache_ok = True
-
-
-class Inet6(_Text):
-    """MariaDB's INET6 (10.5+)."""
-
-    cache_ok = True
-
-
-# MySQL/MariaDB's types that reflection does not know (its NullType), by
-# their information_schema DATA_TYPE: served all the same.
-UNKNOWN_TO_REFLECTION: dict[str, type[sa.TypeDecorator[Any]]] = {
-    "inet4": Inet4,
-    "inet6": Inet6,
-    **dict.fromkeys(geojson.SPATIAL_TYPES, geojson.Geometry),
-}
-
-
-def reflected_type(column_type: Any) -> Any:
-    """The type the API serves a reflected column as."""
-    if isinstance(column_type, mysql.YEAR):
-        return Year()
-    if isinstance(column_type, mysql.BIT):
-        return Bit(column_type.length)
-    if isinstance(column_type, sa.Uuid):
-        return Uuid()
-    if isinstance(column_type, mysql.TIME):
-        return Duration()
-    return column_type
 
 
 def _type(column: sa.Column[Any]) -> Any:

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from api.collections import StartupError
-from api.columns import UNKNOWN_TO_REFLECTION, reflected_type
+from api.served_types import UNKNOWN_TO_REFLECTION, reflected_type
 from api.settings import Settings
 
 # Reflected with "*" but never served: Alembic's own bookkeeping.

@@ -18,8 +18,9 @@ from pyramid.config import Configurator
 from sqlalchemy.dialects.mysql.reflection import MySQLTableDefinitionParser, ReflectedState
 
 from api.collections import StartupError
-from api.columns import mapping, reflected_type
+from api.columns import mapping
 from api.reflection import run_at_startup
+from api.served_types import reflected_type
 from api.settings import Settings
 
 
