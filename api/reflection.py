@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import re
 import warnings
@@ -75,13 +76,22 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
         wanted = list(dict.fromkeys(names))
     metadata = sa.MetaData()
     sa.event.listen(metadata, "column_reflect", _served_type)
-    with warnings.catch_warnings():  # types it does not know but the API serves: no warning
+    with warnings.catch_warnings():
+        # Types it does not know but the API serves, and tables it cannot
+        # read, which _unreadable tells in the log: no warning of its own.
         known = "|".join(UNKNOWN_TO_REFLECTION)
         warnings.filterwarnings("ignore", f"Did not recognize type '({known})'", sa_exc.SAWarning)
-        metadata.reflect(connection, only=wanted, views=True)
+        warnings.filterwarnings("ignore", "Skipping table ", sa_exc.SAWarning)
+        try:
+            metadata.reflect(connection, only=wanted, views=True)
+        except sa_exc.DBAPIError as failed:  # SQLite: one broken view fails them all
+            _reflect_one_by_one(connection, metadata, wanted, failed)
     tables = []
     for name in wanted:
-        table = metadata.tables[name]
+        table = metadata.tables.get(name)
+        if table is None:  # a view over a table that is gone: MySQL cannot describe it
+            _unreadable(name, names)
+            continue
         table.info["view"] = name in views
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
@@ -91,6 +101,28 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
     return tables
+
+
+def _reflect_one_by_one(
+    connection: Any, metadata: sa.MetaData, wanted: list[str], failed: Exception
+) -> None:
+    """Each of ``wanted`` that reflection can read, into ``metadata``; the
+    error of the whole, if it reads none (the database, not one view)."""
+    for name in wanted:
+        with contextlib.suppress(sa_exc.DBAPIError):  # told by _unreadable
+            metadata.reflect(connection, only=[name], views=True)
+    if not metadata.tables:
+        raise failed
+
+
+def _unreadable(name: str, names: tuple[str, ...]) -> None:
+    """A table or view reflection could not read: left out, with a warning,
+    under "*" (one broken view stopped start-up for every table); named in
+    api.tables, a StartupError."""
+    message = f"{name!r} could not be read (a view over a table or column that is gone?)"
+    if names != ("*",):
+        raise StartupError(f"api.tables: {message}")
+    log.warning("api.tables = *: %s", message)
 
 
 JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
