@@ -567,6 +567,8 @@ MIXED_CASE_SCHEMA = (
     "CREATE TABLE odd_names (id INTEGER PRIMARY KEY, `a.b` INTEGER, `x,y:z` INTEGER,"
     " `Last Name` VARCHAR(20))",
     "INSERT INTO odd_names VALUES (1, 10, 3, 'Lee'), (2, 20, 2, 'Ray'), (3, 30, 1, 'Kim')",
+    "CREATE TABLE `order` (id INTEGER PRIMARY KEY, `limit` INTEGER, `or` INTEGER)",
+    "INSERT INTO `order` VALUES (1, 5, 0), (2, 6, 1)",
     "INSERT INTO Customers VALUES (1, 'Ann'), (2, 'Bob')",
     "INSERT INTO OrderItems VALUES (1, 5, 1), (2, 7, 2), (3, 9, 2)",
 )
@@ -626,7 +628,7 @@ def test_a_quoted_name_holds_what_the_grammar_splits_on(mixed_case_url):
     """PostgREST's "a.b": a column whose name holds '.', ',', ':' or a space
     is named in double quotes, in select, filters, order and logic; each was
     "'"a.b"' is not a column of this table"."""
-    app = make_app(mixed_case_url, **{"api.tables": "odd_names"})
+    app = make_app(mixed_case_url, **{"api.tables": "odd_names order"})
     try:
         client = webtest.TestApp(app)
 
@@ -643,6 +645,14 @@ def test_a_quoted_name_holds_what_the_grammar_splits_on(mixed_case_url):
         assert row == {"id": 1, "n": 10, "x,y:z": 3, "Last Name": "Lee"}
         unbalanced = client.get("/odd_names/", params={"select": 'id,"a.b'}, status=400)
         assert unbalanced.json["parameter"] == "select"
+        # Columns named as the query's own parameters: quoted, and so in
+        # OpenAPI, which gave two parameters "limit" (an invalid document).
+        found = client.get("/order/", params={'"limit"': "eq.6", '"or"': "eq.1", "limit": "1"})
+        assert [row["id"] for row in found.json] == [2]
+        document = client.get("/openapi.json").json
+        validate(document)
+        names = [p["name"] for p in document["paths"]["/order/"]["get"]["parameters"]]
+        assert {'"limit"', '"or"', "limit"} <= set(names)
     finally:
         app.close()
 

@@ -12,7 +12,8 @@ from api.collections import Relation, describe
 from api.columns import mapping
 from api.formats import SINGULAR
 from api.openapi.schema import Schema, errors, or_null, ref
-from api.querystring import COMPARISONS
+from api.querystring import COMPARISONS, RESERVED
+from api.querystring.filters import LOGIC_PARAMETERS
 from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 
 OPERATORS = sorted(COMPARISONS | {"in", "is"})
@@ -121,16 +122,21 @@ def _operations(name: str, table: sa.Table, max_limit: int) -> Schema:
 
 
 def _filters(table: sa.Table) -> list[Schema]:
-    """A query parameter of each column, filtering by it."""
+    """A query parameter of each column, filtering by it: named in quotes
+    where the name is one of the query's own (a column "limit" or "or")."""
     return [
         {
-            "name": str(column.name),
+            "name": _filter_name(str(column.name)),
             "in": "query",
             "schema": {"type": "string", "pattern": rf"^(not\.)?({'|'.join(OPERATORS)})\..*"},
             "description": f"Filter: [not.]OP.VALUE with OP one of {', '.join(OPERATORS)}.",
         }
         for column in table.columns
     ]
+
+
+def _filter_name(column: str) -> str:
+    return f'"{column}"' if column in RESERVED or column in LOGIC_PARAMETERS else column
 
 
 def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
