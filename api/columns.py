@@ -298,23 +298,26 @@ def _fixed(schema: dict[str, Any]) -> Callable[[sa.Column[Any]], dict[str, Any]]
 INTEGER = Mapping("integer", _integer, _not_text(_integer, "an integer"), _integer_schema)
 
 
-def _integer_or_truth(column: sa.Column[Any], text: str) -> int:
-    return int(text == "true") if text in ("true", "false") else _integer(column, text)
+def _taking_truth(kind: Mapping) -> Mapping:
+    """``kind``, whose filters and bodies also take true and false, as 1 and
+    0, as MySQL reads TRUE and FALSE into its boolean columns: supabase-js
+    sends eq('active', true) and insert({active: true}). Answers stay
+    integers."""
+
+    def from_text(column: sa.Column[Any], text: str) -> Any:
+        return int(text == "true") if text in ("true", "false") else kind.from_text(column, text)
+
+    def from_json(column: sa.Column[Any], value: Any) -> Any:
+        return int(value) if isinstance(value, bool) else kind.from_json(column, value)
+
+    def schema(column: sa.Column[Any]) -> dict[str, Any]:
+        return {**kind.schema(column), "type": ["integer", "boolean"]}
+
+    return dataclasses.replace(kind, from_text=from_text, from_json=from_json, schema=schema)
 
 
-def _integer_or_boolean(column: sa.Column[Any], value: Any) -> int:
-    return int(value) if isinstance(value, bool) else INTEGER.from_json(column, value)
-
-
-# MySQL's BOOLEAN, a TINYINT(1): an integer, which filters and bodies also
-# take as true and false (1 and 0), as MySQL reads TRUE and FALSE into it:
-# supabase-js sends eq('active', true) and insert({active: true}).
-MYSQL_BOOLEAN = Mapping(
-    "integer",
-    _integer_or_truth,
-    _integer_or_boolean,
-    lambda column: {**_integer_schema(column), "type": ["integer", "boolean"]},
-)
+# MySQL's BOOLEAN, a TINYINT(1).
+MYSQL_BOOLEAN = _taking_truth(INTEGER)
 DECIMAL = Mapping("decimal", _decimal, _decimal, _decimal_schema)
 NUMBER = Mapping(
     "number",
@@ -355,13 +358,14 @@ def _duration(text: str) -> str:
     return text
 
 
-DURATION_TEXT = re.compile(r"-?([0-9]{1,3}):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?\Z")
+DURATION_FORMAT = r"-?([0-9]{1,3}):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+DURATION_TEXT = re.compile(DURATION_FORMAT + r"\Z")
 A_DURATION = "a TIME from -838:59:59 to 838:59:59 (HH:MM:SS[.ffffff])"
 DURATION = Mapping(
     "time",
     lambda column, text: _duration(text),
     _parsed(_duration, A_DURATION),
-    _fixed({"type": "string", "pattern": r"^-?[0-9]{1,3}:[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"}),
+    _fixed({"type": "string", "pattern": f"^{DURATION_FORMAT}$"}),
 )
 YEAR = Mapping(
     "year",
@@ -376,22 +380,8 @@ BIT = Mapping(
     lambda c: {"type": "integer", "minimum": 0, "maximum": 2 ** _bit_length(c) - 1},
 )
 
-
-def _bit_or_truth(column: sa.Column[Any], value: Any) -> int:
-    """A BIT(1)'s value: 0 or 1, or true or false (in a query, their text)."""
-    if isinstance(value, bool) or value in ("true", "false"):
-        return int(value is True or value == "true")
-    return _bit(column, value)
-
-
-# A BIT(1), the boolean of Hibernate's MySQL schemas: an integer, which
-# filters and bodies also take as true and false, as MySQL reads them.
-BIT_BOOLEAN = Mapping(
-    "bit",
-    _bit_or_truth,
-    _not_text(_bit_or_truth, "0, 1, true or false"),
-    _fixed({"type": ["integer", "boolean"], "minimum": 0, "maximum": 1}),
-)
+# A BIT(1), the boolean of Hibernate's MySQL schemas.
+BIT_BOOLEAN = _taking_truth(BIT)
 BYTES = Mapping("bytes", _bytes, _bytes, _fixed({"type": "string", "format": "byte"}))
 BOOLEAN = Mapping(
     "boolean", _boolean, _not_text(_boolean, "true or false"), _fixed({"type": "boolean"})

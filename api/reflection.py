@@ -78,7 +78,7 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
     sa.event.listen(metadata, "column_reflect", _served_type)
     with warnings.catch_warnings():
         # Types it does not know but the API serves, and tables it cannot
-        # read, which _unreadable tells in the log: no warning of its own.
+        # read, which _left_out tells in the log: no warning of its own.
         known = "|".join(UNKNOWN_TO_REFLECTION)
         warnings.filterwarnings("ignore", f"Did not recognize type '({known})'", sa_exc.SAWarning)
         warnings.filterwarnings("ignore", "Skipping table ", sa_exc.SAWarning)
@@ -90,7 +90,8 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
     for name in wanted:
         table = metadata.tables.get(name)
         if table is None:  # a view over a table that is gone: MySQL cannot describe it
-            _unreadable(name, names)
+            reason = f"{name!r} could not be read (a view over a table or column that is gone?)"
+            _left_out(name, reason, names)
             continue
         table.info["view"] = name in views
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
@@ -109,20 +110,19 @@ def _reflect_one_by_one(
     """Each of ``wanted`` that reflection can read, into ``metadata``; the
     error of the whole, if it reads none (the database, not one view)."""
     for name in wanted:
-        with contextlib.suppress(sa_exc.DBAPIError):  # told by _unreadable
+        with contextlib.suppress(sa_exc.DBAPIError):  # told by _left_out
             metadata.reflect(connection, only=[name], views=True)
     if not metadata.tables:
         raise failed
 
 
-def _unreadable(name: str, names: tuple[str, ...]) -> None:
-    """A table or view reflection could not read: left out, with a warning,
-    under "*" (one broken view stopped start-up for every table); named in
-    api.tables, a StartupError."""
-    message = f"{name!r} could not be read (a view over a table or column that is gone?)"
-    if names != ("*",):
-        raise StartupError(f"api.tables: {message}")
-    log.warning("api.tables = *: %s", message)
+def _left_out(name: str, reason: str, tables: tuple[str, ...]) -> None:
+    """A table the API cannot serve: under "*", left out with a warning (one
+    such table stopped start-up for all the rest); named in api.tables, a
+    StartupError."""
+    if tables != ("*",):
+        raise StartupError(reason)
+    log.warning("api.tables = *: %r is not served: %s", name, reason)
 
 
 JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
@@ -199,9 +199,5 @@ def add_reflected_tables(config: Configurator) -> None:
         table.info["reflected"] = True
         try:
             config.add_collection(table, read_only=table.info["view"])
-        except StartupError as exc:
-            # "*" serves what it can: one table the API cannot serve (Prisma's
-            # _prisma_migrations, "Order Details") would stop it for all the rest.
-            if settings.tables != ("*",):
-                raise
-            log.warning("api.tables = *: %r is not served: %s", table.name, exc)
+        except StartupError as exc:  # Prisma's _prisma_migrations, "Order Details"
+            _left_out(table.name, str(exc), settings.tables)

@@ -99,7 +99,9 @@ def filters_signature(filters: tuple[Filter | Logic, ...]) -> list[Any]:
 def column_named(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
     """The column ``name`` names (``"a.b"``, quoted: ``api.querystring.names``),
     or the text at a JSON path (``data->>k``)."""
-    column = table.columns.get(unquoted(name))
+    column = table.columns.get(name)
+    if column is None and name.startswith('"'):
+        column = table.columns.get(unquoted(name))
     if column is None and "->" in name:
         base, *path = name.split("->")
         column = table.columns.get(unquoted(base))
