@@ -342,6 +342,37 @@ DATE = Mapping(
     _parsed(date.fromisoformat, "an RFC 3339 date (YYYY-MM-DD)"),
     _fixed({"type": "string", "format": "date"}),
 )
+
+
+# The text a MySQL date with a zero part is served as: the driver's, as
+# MySQL writes it (0000-00-00 00:00:00, 2020-00-05).
+ZERO_DATE_TEXT = re.compile(
+    r"([0-9]{4})-(0[0-9]|1[0-2])-([0-2][0-9]|3[01])"
+    r"(?: (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?)?\Z"
+)
+
+
+def _is_zero_date(value: Any) -> bool:
+    match = ZERO_DATE_TEXT.match(value) if isinstance(value, str) else None
+    return match is not None and "0000" in (match[1], match[2] * 2, match[3] * 2)
+
+
+def _taking_zero_dates(kind: Mapping) -> Mapping:
+    """``kind``, whose filters and bodies also take a zero date's text, as
+    it is served: WordPress marks a draft with post_date_gmt =
+    '0000-00-00 00:00:00', and a row read must go back as it came."""
+
+    def from_text(column: sa.Column[Any], text: str) -> Any:
+        return text if _is_zero_date(text) else kind.from_text(column, text)
+
+    def from_json(column: sa.Column[Any], value: Any) -> Any:
+        return value if _is_zero_date(value) else kind.from_json(column, value)
+
+    return dataclasses.replace(kind, from_text=from_text, from_json=from_json)
+
+
+MYSQL_DATETIME = _taking_zero_dates(DATETIME)
+MYSQL_DATE = _taking_zero_dates(DATE)
 TIME = Mapping(
     "time",
     _parsed(time.fromisoformat, "a time of day (HH:MM:SS)"),
@@ -448,6 +479,8 @@ def mapping(column: sa.Column[Any]) -> Mapping:
             if isinstance(column_type, type_):
                 if found is INTEGER and _holds_booleans(column):
                     return MYSQL_BOOLEAN
+                if found in (DATETIME, DATE) and column.info.get("zero_dates"):
+                    return MYSQL_DATETIME if found is DATETIME else MYSQL_DATE
                 return BIT_BOOLEAN if found is BIT and _bit_length(column) == 1 else found
     raise KeyError(f"{column.table.name}.{column.name} is of type {column_type!r}")
 

@@ -98,6 +98,7 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
             _json_columns(connection, table)
         if connection.dialect.name == "mysql":
             _types_unknown_to_reflection(connection, table)
+            _dates_that_may_be_zero(table)
             if name not in views:
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
@@ -159,6 +160,15 @@ def _types_unknown_to_reflection(connection: Any, table: sa.Table) -> None:
         served = UNKNOWN_TO_REFLECTION.get(str(data_type).lower())
         if name in unknown and served is not None:
             table.columns[name].type = served()
+
+
+def _dates_that_may_be_zero(table: sa.Table) -> None:
+    """MySQL's dates may hold a zero date or part (``0000-00-00``,
+    ``2020-00-05``), which the API serves as their text: such a column takes
+    that text back, in filters and bodies (``columns.mapping``)."""
+    for column in table.columns:
+        if isinstance(column.type, sa.Date | sa.DateTime):
+            column.info["zero_dates"] = True
 
 
 BEFORE_INSERT_TRIGGERS = sa.text(

@@ -60,9 +60,4 @@ def decode_cursor(text: str, query: ListQuery, secret: bytes) -> tuple[Any, ...]
 def _cursor_value(column: sa.Column[Any], value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
-    try:
-        return parse_text(column, value)  # written by to_text
-    except ValueError:
-        # A value the database holds that its type does not read (MySQL's
-        # zero date, 0000-00-00): this API signed it, so it goes back as it came.
-        return value
+    return parse_text(column, value)  # written by to_text
