@@ -81,4 +81,5 @@ mytable = sa.Table(
 
 
 def includeme(config: Configurator) -> None:
-    config.add_collection(mytable)
+    if config.registry.api_settings.declared_tables:
+        config.add_collection(mytable)

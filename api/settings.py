@@ -244,6 +244,14 @@ class Settings:
     cors_origins: tuple[str, ...] = setting(
         "api.cors_origins", words, (), doc="Origins allowed by CORS, or `*`; empty: CORS off."
     )
+    declared_tables: bool = setting(
+        "api.declared_tables",
+        boolean,
+        True,
+        doc="Serve the tables declared in code (`api/models.py`), which Alembic migrates, and "
+        "check their migration in `/__heartbeat__`; `false` for a database the API does not "
+        "migrate.",
+    )
     tables: tuple[str, ...] = setting(
         "api.tables",
         words,
@@ -299,6 +307,11 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        if not (self.declared_tables or self.tables or self.routines):
+            raise SettingsError(
+                "api.declared_tables: false, and api.tables and api.routines name nothing: "
+                "there is nothing to serve; set api.tables (API_TABLES='*' serves every table)"
+            )
         if self.page_limit_default > self.page_limit_max:
             raise SettingsError(
                 "api.page_limit_default: expected at most api.page_limit_max "

@@ -283,6 +283,26 @@ def test_a_database_never_migrated_is_a_503_that_says_so(never_migrated):
     app.close()
 
 
+def test_a_database_served_as_it_is_needs_no_migration(never_migrated):
+    """A database the API does not migrate (WordPress's, say): with
+    api.declared_tables = false, readiness only asks the database to answer,
+    and only its own tables are served; mytable was listed and documented,
+    a 503 on every request, and readiness stayed a 503 until alembic had
+    created mytable in that database."""
+    run_sql(never_migrated, "CREATE TABLE books (id INTEGER PRIMARY KEY, title VARCHAR(50))")
+    run_sql(never_migrated, "INSERT INTO books VALUES (1, 'Dune')")
+    app = make_app(never_migrated, **{"api.declared_tables": "false", "api.tables": "*"})
+    with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+        ready = http.get("/__heartbeat__")
+        assert ready.status_code == 200 and ready.json() == {"status": "ok", "database": "ok"}
+        assert [c["name"] for c in http.get("/").json()["collections"]] == ["books"]
+        assert http.get("/books/").json() == [{"id": 1, "title": "Dune"}]
+        assert_problem(http.get("/mytable/"), 404)
+        documented = http.get("/openapi.json").json()["paths"]
+        assert "/mytable/" not in documented and "/books/" in documented
+    app.close()
+
+
 @pytest.mark.parametrize("user", ["api_nobody", "api_someone"])
 def test_refused_credentials_are_said_so_without_the_secret(caplog, user):
     """No such user (MariaDB's 1698), or a wrong password (1045)."""

@@ -71,3 +71,12 @@ def test_the_readme_lists_every_setting_with_its_environment_variable():
     for field in FIELDS:
         row = f"| `{field.metadata['key']}` | `{field.metadata['env']}` |"
         assert row in readme, row
+
+
+def test_nothing_to_serve_stops_start_up():
+    with pytest.raises(SettingsError, match="nothing to serve"):
+        load_settings({"sqlalchemy.url": "sqlite://", "api.declared_tables": "false"}, {})
+    served = load_settings(
+        {"sqlalchemy.url": "sqlite://", "api.declared_tables": "off", "api.tables": "*"}, {}
+    )
+    assert served.declared_tables is False and served.tables == ("*",)
