@@ -44,6 +44,38 @@ def test_an_item_is_one_row_as_json(http):
     assert len(row["created_at"]) == len("2026-01-01T00:00:00.000000Z")
 
 
+def test_an_item_with_a_query_string_is_shaped_by_it(http):
+    """An item URL took no query: GET /mytable/3?select=name answered the
+    whole row, and a filter the row fails was ignored. It now reads as its
+    collection does, by the row's key: one object, or 404."""
+    assert http.get("/mytable/3", params={"select": "n:name,data->tags"}).json() == {
+        "n": "demo 3",
+        "tags": ["demo", "odd"],
+    }
+    assert http.get("/mytable/3", params={"name": "eq.demo 3", "select": "id"}).json() == {"id": 3}
+    assert_problem(http.get("/mytable/3", params={"name": "eq.demo 4"}), 404)
+    problem = assert_problem(http.get("/mytable/3", params={"select": "nope"}), 400)
+    assert problem["code"] == "42703"
+    assert (
+        http.get("/mytable/3", params={"select": "id"})
+        .headers["Content-Type"]
+        .startswith("application/json")
+    )
+
+
+def test_an_item_of_sakila_embeds_what_its_keys_relate(sakila):
+    film = sakila.get(
+        "/film/1", params={"select": "title,language!language_id(name),film_actor(count)"}
+    )
+    assert film.json() == {
+        "title": "ACADEMY DINOSAUR",
+        "language": {"name": "English"},
+        "film_actor": [{"count": 10}],
+    }
+    staff = sakila.get("/staff/1", params={"select": "username"})
+    assert staff.json() == {"username": "Mike"}
+
+
 def test_an_item_answers_in_a_media_type_the_client_takes_or_406_before_writing(http):
     row = create(http).json()
     url = f"/mytable/{row['id']}"

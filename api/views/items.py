@@ -36,6 +36,7 @@ from api.validation import (
     validate_row,
     writable_defaults,
 )
+from api.views.pages import keyed_row
 from api.views.responses import JSONResponse, Row, refuse_read_only, with_etag
 
 T = TypeVar("T")
@@ -47,7 +48,11 @@ def no_row(context: NoRow, request: Request) -> Response:
     return not_found(request)
 
 
-def show_row(context: Item, request: Request) -> JSONResponse:
+def show_row(context: Item, request: Request) -> Any:
+    """The row, with its ETag; with a query string (``select=...``), as the
+    query shapes it (``keyed_row``)."""
+    if request.query_string:
+        return keyed_row(context, request)
     return with_etag(request, context.table, context.row, negotiate_among(request, OBJECT_OFFERS))
 
 

@@ -12,7 +12,8 @@ from pyramid.response import Response
 
 from api import formats
 from api.db import get_reader
-from api.errors import BadRequest, NotOneRow, RangeNotSatisfiable
+from api.errors import BadRequest, NotOneRow, RangeNotSatisfiable, not_found
+from api.formats import OBJECT_OFFERS, negotiate_among
 from api.querystring import (
     ListQuery,
     encode_cursor,
@@ -20,7 +21,7 @@ from api.querystring import (
 )
 from api.querystring.params import parse_range, requested_limit
 from api.reads.lists import Page, explain_page, read_page, stream_rows
-from api.resources import Collection
+from api.resources import Collection, Item
 from api.views.responses import (
     json_response,
     list_query,
@@ -57,6 +58,20 @@ async def list_rows(context: Collection, request: Request) -> Response:
     response = media_typed(json_response(rows, headers), request, formats.JSON)
     response.status = status
     return response
+
+
+async def keyed_row(context: Item, request: Request) -> Response:
+    """An item URL with a query string: the row as the query shapes it
+    (``select``, embeds, renames), read as its collection reads rows, by its
+    key; 404 where the query's filters leave it out."""
+    key = {str(column.name): context.row[column.name] for column in context.table.primary_key}
+    query = list_query(context.__parent__, request, key)
+    media_type = negotiate_among(request, OBJECT_OFFERS)
+    page = await read_page(get_reader(request), context.table, replace(query, limit=1))
+    if not page.rows:
+        return not_found(request)
+    row, headers = shaped(request, _without_order_keys(page.rows, query)[0])
+    return media_typed(json_response(row, headers), request, media_type)
 
 
 async def _single_row(context: Collection, request: Request, query: ListQuery) -> Response:

@@ -166,9 +166,16 @@ def query_params(request: Request) -> MultiDict:
 _QUERY_PARAMS = "api.query_params"  # the environ's key of a request's parsed parameters
 
 
-def list_query(context: Collection, request: Request) -> ListQuery:
+def list_query(
+    context: Collection, request: Request, key: dict[str, Any] | None = None
+) -> ListQuery:
+    """The read the query string asks of ``context``'s rows; of the one row
+    whose primary key holds ``key``, for an item URL."""
     settings = request.registry.api_settings
-    fixed = tuple(Filter(context.table.columns[n], "eq", v) for n, v in context.fixed.items())
+    fixed = tuple(
+        Filter(context.table.columns[n], "eq", v)
+        for n, v in {**context.fixed, **(key or {})}.items()
+    )
     return parse_list_query(
         context.table,
         query_params(request),
