@@ -346,10 +346,11 @@ DATE = Mapping(
 
 # The text a MySQL date with a zero part is served as: the driver's, as
 # MySQL writes it (0000-00-00 00:00:00, 2020-00-05).
-ZERO_DATE_TEXT = re.compile(
+ZERO_DATE_FORMAT = (
     r"([0-9]{4})-(0[0-9]|1[0-2])-([0-2][0-9]|3[01])"
-    r"(?: (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?)?\Z"
+    r"(?: (?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?)?"
 )
+ZERO_DATE_TEXT = re.compile(ZERO_DATE_FORMAT + r"\Z")
 
 
 def _is_zero_date(value: Any) -> bool:
@@ -360,7 +361,9 @@ def _is_zero_date(value: Any) -> bool:
 def _taking_zero_dates(kind: Mapping) -> Mapping:
     """``kind``, whose filters and bodies also take a zero date's text, as
     it is served: WordPress marks a draft with post_date_gmt =
-    '0000-00-00 00:00:00', and a row read must go back as it came."""
+    '0000-00-00 00:00:00', and a row read must go back as it came. Where a
+    column's default is a zero date, its schema says it holds them: a client
+    generated from a plain date-time failed to read such a row."""
 
     def from_text(column: sa.Column[Any], text: str) -> Any:
         return text if _is_zero_date(text) else kind.from_text(column, text)
@@ -368,7 +371,14 @@ def _taking_zero_dates(kind: Mapping) -> Mapping:
     def from_json(column: sa.Column[Any], value: Any) -> Any:
         return value if _is_zero_date(value) else kind.from_json(column, value)
 
-    return dataclasses.replace(kind, from_text=from_text, from_json=from_json)
+    def schema(column: sa.Column[Any]) -> dict[str, Any]:
+        plain = kind.schema(column)
+        default = getattr(column.server_default, "arg", None)
+        if default is None or not _is_zero_date(str(default).strip("'")):
+            return plain
+        return {"anyOf": [plain, {"type": "string", "pattern": f"^{ZERO_DATE_FORMAT}$"}]}
+
+    return dataclasses.replace(kind, from_text=from_text, from_json=from_json, schema=schema)
 
 
 MYSQL_DATETIME = _taking_zero_dates(DATETIME)

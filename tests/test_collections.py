@@ -795,6 +795,16 @@ def test_a_zero_date_is_taken_back_in_filters_and_bodies():
         assert ids(gmt="eq.0000-00-00 00:00:00") == [1, 2, 3]
         assert client.get("/posts/2").json["day"] == "2021-02-03"
 
+        # A column whose default is a zero date is documented as holding
+        # them: a generated client parsed its values as date-times, and failed.
+        document = client.get("/openapi.json").json
+        validate(document)
+        columns = document["components"]["schemas"]["postsRow"]["properties"]
+        assert columns["gmt"]["anyOf"][0] == {"type": "string", "format": "date-time"}
+        zero = re.compile(columns["gmt"]["anyOf"][1]["pattern"])
+        assert zero.match("0000-00-00 00:00:00") and zero.match("2020-00-05")
+        assert columns["day"] == {"type": ["string", "null"], "format": "date"}
+
 
 def test_a_bit_1_takes_true_and_false_as_mysql_reads_them():
     """BIT(1) is Hibernate's boolean on MySQL: supabase-js's eq('active',

@@ -33,6 +33,8 @@ def or_null(schema: Schema) -> Schema:
     if "type" in schema:
         types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
         schema["type"] = [*types, "null"]
+    elif "anyOf" in schema:
+        schema["anyOf"] = [*schema["anyOf"], {"type": "null"}]
     return schema
 
 

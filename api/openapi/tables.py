@@ -175,8 +175,9 @@ def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
         {
             "name": "limit",
             "in": "query",
-            "schema": {"type": "integer", "minimum": 0},
-            "description": f"Rows at most; a page never holds more than {max_limit}.",
+            "schema": {"type": "integer"},
+            "description": f"Rows at most; a page never holds more than {max_limit}. "
+            "A negative limit is a 416, as PostgREST answers it.",
         },
         {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
         {
