@@ -20,6 +20,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.registry import Registry
+from sqlalchemy.sql.util import ClauseAdapter
 
 from api.columns import (
     mapping,
@@ -73,6 +74,17 @@ class Link:
     hints: tuple[str, ...]  # what a select names to pick this link: key columns first
     junction: sa.Table | None = None
     through: tuple[tuple[sa.Column[Any], sa.Column[Any]], ...] = ()
+
+
+def of_own_alias(link: Link) -> Callable[[Any], Any]:
+    """For a subquery of ``link``'s target rows inside a statement of the
+    parent's: where the two are one table (a row's parent row, in a table
+    that refers to itself), an expression made over an alias of the target,
+    else as it is, so that the subquery's rows are not the parent's."""
+    target = link.target.table
+    if all(column.table is not target for column in link.near):
+        return lambda expression: expression
+    return ClauseAdapter(target.alias()).traverse
 
 
 @dataclasses.dataclass(eq=False)
@@ -242,6 +254,16 @@ def _links(parent: Description, served: list[Description]) -> Iterable[Link]:
                 yield Link("many_to_many", target, referred, columns, hints, child.table, through)
 
 
+def _target_names(link: Link) -> tuple[str, ...]:
+    """What a select names to embed by ``link``: the target's name; for the
+    row a one-column foreign key points at, that column's name too, as
+    PostgREST takes it (``supervisor:supervisor_id(name)``, the only way to
+    the parent of a row of a table that refers to itself)."""
+    if link.kind == "one" and len(link.near) == 1:
+        return (link.target.name, str(link.near[0].name))
+    return (link.target.name,)
+
+
 def link_relations(registry: Registry) -> None:
     """Give each collection its child collections and its embeddable links;
     two child collections of one name stop start-up."""
@@ -249,7 +271,10 @@ def link_relations(registry: Registry) -> None:
     for parent in served:
         parent.links = {}
         for link in _links(parent, served):
-            parent.links.setdefault(link.target.name, []).append(link)
+            for name in _target_names(link):
+                named = parent.links.setdefault(name, [])
+                if not any(other is link for other in named):
+                    named.append(link)
         parent.children = {}
         for relation in _relations(parent, served):
             if relation.name in parent.children:

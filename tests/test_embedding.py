@@ -57,6 +57,65 @@ def test_the_rows_pointing_at_a_row_embed_as_an_array(http):
     }
 
 
+def test_a_foreign_key_column_embeds_the_row_it_points_at(http):
+    """PostgREST takes a foreign key's column as the embed's name, as
+    supabase-js apps write it (project:project_id(name)); it was a 400."""
+    books = rows(
+        http,
+        "/probe_book/",
+        select="title,author:author_id(name),editor_id(name)",
+        id="lte.2",
+        order="id",
+    )
+    assert books == [
+        {"title": "Alpha", "author": {"name": "Ann"}, "editor_id": {"name": "Bob"}},
+        {"title": "Beta", "author": {"name": "Ann"}, "editor_id": None},
+    ]
+    # In the column's place: an embed after it still joins on its value.
+    both = rows(
+        http, "/probe_book/", select="editor_id(name),probe_author!editor_id(id)", id="eq.1"
+    )
+    assert both == [{"editor_id": {"name": "Bob"}, "probe_author": {"id": 2}}]
+
+
+def test_a_table_that_refers_to_itself_embeds_both_ways(http):
+    """Each person's manager (the column's name) and reports (the table's
+    own name, PostgREST's default for a recursive key): both were a 400."""
+    people = rows(
+        http,
+        "/probe_person/",
+        select="name,manager:manager_id(name,manager:manager_id(name)),reports:probe_person(name)",
+        order="id",
+    )
+    assert people == [
+        {"name": "Eve", "manager": None, "reports": [{"name": "Finn"}, {"name": "Gus"}]},
+        {
+            "name": "Finn",
+            "manager": {"name": "Eve", "manager": None},
+            "reports": [{"name": "Hal"}],
+        },
+        {"name": "Gus", "manager": {"name": "Eve", "manager": None}, "reports": []},
+        {
+            "name": "Hal",
+            "manager": {"name": "Finn", "manager": {"name": "Eve"}},
+            "reports": [],
+        },
+    ]
+    # The subqueries of !inner and of an order by the manager's column read
+    # the table apart from the outer row.
+    managed_by_finn = rows(
+        http,
+        "/probe_person/",
+        select="name,manager:manager_id!inner(name)",
+        **{"manager.name": "eq.Finn"},
+    )
+    assert managed_by_finn == [{"name": "Hal", "manager": {"name": "Finn"}}]
+    managers = rows(http, "/probe_person/", select="name,probe_person!inner(id)", order="id")
+    assert [p["name"] for p in managers] == ["Eve", "Finn"]
+    by_manager = rows(http, "/probe_person/", select="name", order="manager_id(name).desc,id")
+    assert [p["name"] for p in by_manager] == ["Eve", "Hal", "Finn", "Gus"]
+
+
 def test_a_junction_table_embeds_many_to_many(http):
     books = rows(http, "/probe_book/", select="title,probe_tag(label)", id="lte.3", order="id")
     assert [(b["title"], [t["label"] for t in b["probe_tag"]]) for b in books] == [

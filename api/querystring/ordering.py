@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from api.collections import Link, describe
+from api.collections import Link, describe, of_own_alias
 from api.columns import mapping
 from api.errors import BadRequest
 from api.querystring.filters import column_named
@@ -95,8 +95,9 @@ def _embedded_column(table: sa.Table, relation: str, hint: str | None, name: str
 def _referred_value(link: Link, column: sa.Column[Any], label: str) -> Any:
     """The value of ``column`` in the row ``link`` points at, as a labelled
     scalar subquery; made once per spelling, so that statements stay cached."""
-    joined = [far == near for near, far in zip(link.near, link.far, strict=True)]
-    value: Any = sa.select(column).where(*joined).scalar_subquery().label(label)
+    adapt = of_own_alias(link)
+    joined = [adapt(far) == near for near, far in zip(link.near, link.far, strict=True)]
+    value: Any = sa.select(adapt(column)).where(*joined).scalar_subquery().label(label)
     value.nullable = True  # no row pointed at: NULL
     return value
 

@@ -254,6 +254,8 @@ def resolve_embed(
     links = parent.links.get(item.name, [])
     if item.hint is not None:
         links = [link for link in links if item.hint in link.hints]
+    if len(links) > 1:  # a table that refers to itself: its own name embeds the rows below
+        links = [link for link in links if link.kind != "one" or link.target is not parent]
     if not links:
         hint = "" if item.hint is None else f" by '{item.hint}'"
         message = f"'{item.name}' is not related to '{parent.name}'{hint}"
@@ -267,8 +269,6 @@ def resolve_embed(
         )
     (link,) = links
     target = link.target.table
-    if target is parent.table:
-        raise BadRequest(f"'{item.name}' cannot embed its own table", parameter="select")
     columns, nested = _columns_and_embeds(target, item.items)
     path = f"{prefix}{item.key}."
     embeds = tuple(

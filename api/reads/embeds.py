@@ -37,9 +37,21 @@ MAX_EMBEDDED_ROWS = 50_000
 
 def embed_rows(connection: Connection, rows: list[Row], embeds: tuple[Embed, ...]) -> None:
     """Add each embed to each of ``rows`` (in place), as its key: an object
-    (or null) for a row it points at, else an array."""
-    for embed in embeds:
-        _embed_one(connection, rows, embed)
+    (or null) for a row it points at, else an array. Each row's join values
+    are taken first: an embed named by its foreign key column
+    (``country_id(country)``) answers in that column's place."""
+    joins = [[_join_value(row, embed) for row in rows] for embed in embeds]
+    for embed, values in zip(embeds, joins, strict=True):
+        _embed_one(connection, rows, values, embed)
+
+
+def _join_value(row: Row, embed: Embed) -> Any:
+    """The value of ``row``'s columns that ``embed`` joins on: one, or a tuple."""
+    near = embed.link.near
+    if len(near) == 1:
+        return row[near[0].name]
+    values = tuple(row[column.name] for column in near)
+    return None if None in values else values
 
 
 def _shape(embed: Embed) -> EmbedShape:
@@ -64,13 +76,9 @@ def _key_order(key: tuple[Any, ...]) -> list[OrderItem]:
     return [OrderItem(column, False, False) for column in key]
 
 
-def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
-    near = [str(column.name) for column in embed.link.near]
-    if len(near) == 1:
-        (name,) = near
-        keys: list[Any] = list({row[name] for row in rows} - {None})
-    else:
-        keys = list({key for row in rows if None not in (key := tuple(row[n] for n in near))})
+def _embed_one(connection: Connection, rows: list[Row], joins: list[Any], embed: Embed) -> None:
+    width = len(embed.link.near)
+    keys = list(set(joins) - {None})
     found: dict[Any, list[Row]] = {}
     if keys:
         shape = _shape(embed)
@@ -87,12 +95,11 @@ def _embed_one(connection: Connection, rows: list[Row], embed: Embed) -> None:
         if len(children) > MAX_EMBEDDED_ROWS:
             raise _too_many(embed)
         embed_rows(connection, children, embed.embeds)
-        _group(children, embed, len(near), found)
+        _group(children, embed, width, found)
     one = embed.link.kind == "one"
     spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
     empty = None if one or embed.group_by != () else _over_no_rows(embed)
-    for row in rows:
-        key = row[near[0]] if len(near) == 1 else tuple(row[n] for n in near)
+    for row, key in zip(rows, joins, strict=True):
         matches = found.get(key)
         if matches is None:
             matches = [] if empty is None else [dict(empty)]

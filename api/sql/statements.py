@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
 
-from api.collections import Link
+from api.collections import Link, of_own_alias
 from api.columns import ENUM, SET, enum_members, mapping
 from api.querystring import FULL_TEXT, ListQuery, Logic, OrderItem
 from api.sql import STATEMENT_CACHE_SIZE
@@ -242,9 +242,11 @@ def _exists(
     def filters_of(query: ListQuery) -> tuple[Any, ...]:
         return query.embeds[index].filters
 
-    matching = [far == near for far, near in zip(link.far, link.near, strict=True)]
-    subquery = sa.select(sa.literal(1)).select_from(_joined(link))
-    exists = subquery.where(*matching, *_where(binds, filters, filters_of)).exists()
+    adapt = of_own_alias(link)
+    matching = [adapt(far) == near for far, near in zip(link.far, link.near, strict=True)]
+    subquery = sa.select(sa.literal(1)).select_from(adapt(_joined(link)))
+    where = [adapt(clause) for clause in _where(binds, filters, filters_of)]
+    exists = subquery.where(*matching, *where).exists()
     return ~exists if absent else exists
 
 

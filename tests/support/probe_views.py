@@ -217,7 +217,15 @@ probe_book_tag = sa.Table(
     sa.Column("book_id", sa.Integer, sa.ForeignKey("probe_book.id"), primary_key=True),
     sa.Column("tag_id", sa.Integer, sa.ForeignKey("probe_tag.id"), primary_key=True),
 )
-BOOKS = (probe_author, probe_book, probe_tag, probe_book_tag)
+# A table that refers to itself: each person's manager.
+probe_person = sa.Table(
+    "probe_person",
+    probe_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(40), nullable=False),
+    sa.Column("manager_id", sa.Integer, sa.ForeignKey("probe_person.id"), nullable=True),
+)
+BOOKS = (probe_author, probe_book, probe_tag, probe_book_tag, probe_person)
 # Authors 1-4 (4 wrote nothing); books 1-6; tags 1-3 (3 on no book).
 BOOK_ROWS = {
     probe_author: [
@@ -232,6 +240,13 @@ BOOK_ROWS = {
         {"id": 6, "title": "Zeta", "author_id": 3, "editor_id": None},
     ],
     probe_tag: [{"id": n, "label": label} for n, label in enumerate(["new", "old", "odd"], 1)],
+    # Eve manages Finn and Gus; Finn manages Hal.
+    probe_person: [
+        {"id": 1, "name": "Eve", "manager_id": None},
+        {"id": 2, "name": "Finn", "manager_id": 1},
+        {"id": 3, "name": "Gus", "manager_id": 1},
+        {"id": 4, "name": "Hal", "manager_id": 2},
+    ],
     probe_book_tag: [
         {"book_id": 1, "tag_id": 1},
         {"book_id": 1, "tag_id": 2},
