@@ -77,31 +77,55 @@ def _check_numbers(body: bytes | str) -> None:
     number's text.
     """
     try:
-        json.loads(body, parse_int=_exact_int, parse_float=_exact_float)
-    except _NotAsSent as exc:
-        message = f"{exc.text} cannot be stored as sent (as {exc.stored})"
-        raise Unprocessable([{"field": "", "message": message}]) from None
+        parsed = json.loads(body, parse_int=_exact_int, parse_float=_exact_float)
     except (ValueError, RecursionError):
         return  # not JSON, or nested past any limit: the caller says so
+    found = _first_not_as_sent(parsed)
+    if found is not None:
+        field, number = found
+        message = f"{number.text} cannot be stored as sent (as {number.stored})"
+        raise Unprocessable([{"field": field, "message": message}])
 
 
-class _NotAsSent(ValueError):
+class _NotAsSent:
+    """A number of the body that would not be stored as it was sent."""
+
     def __init__(self, text: str, stored: object) -> None:
-        super().__init__(text)
         self.text, self.stored = text, stored
 
 
-def _exact_int(text: str) -> int:
+def _first_not_as_sent(body: Any) -> tuple[str, _NotAsSent] | None:
+    """The first such number, and the field of the row that holds it
+    (``amount``, ``[3].amount``), as the other errors name fields."""
+    rows = body if type(body) is list else [body]
+    for index, row in enumerate(rows):
+        prefix = f"[{index}]." if type(body) is list else ""
+        for name, value in row.items() if type(row) is dict else [("", row)]:
+            level = [value]
+            while level:
+                below: list[Any] = []
+                for node in level:
+                    if isinstance(node, _NotAsSent):
+                        return f"{prefix}{name}".rstrip("."), node
+                    if type(node) is dict:
+                        below.extend(node.values())
+                    elif type(node) is list:
+                        below.extend(node)
+                level = below
+    return None
+
+
+def _exact_int(text: str) -> int | _NotAsSent:
     value = int(text)
     if not -(2**63) <= value < 2**64:  # what orjson reads and writes as an integer
-        raise _NotAsSent(text, float(value))
+        return _NotAsSent(text, float(value))
     return value
 
 
-def _exact_float(text: str) -> float:
+def _exact_float(text: str) -> float | _NotAsSent:
     value = float(text)
     if not math.isfinite(value) or Decimal(repr(value)) != Decimal(text):
-        raise _NotAsSent(text, value)
+        return _NotAsSent(text, value)
     return value
 
 

@@ -106,6 +106,14 @@ def test_a_number_that_would_not_be_stored_as_sent_is_422(http, number):
     headers = {**WRITER, "Content-Type": "application/json"}
     problem = assert_problem(http.post("/mytable/", content=body, headers=headers), 422)
     assert number.decode() in problem["errors"][0]["message"]
+    assert problem["errors"][0]["field"] == "data"  # it was "": which field?
+    rows = b'[{"name": "%s"}, {"name": "%s", "data": [%s]}]' % (
+        name.encode(),
+        name.encode(),
+        number,
+    )
+    problem = assert_problem(http.post("/mytable/", content=rows, headers=headers), 422)
+    assert problem["errors"][0]["field"] == "[1].data"
     assert name not in names_in_table(http)
 
 
