@@ -365,11 +365,16 @@ def _taking_zero_dates(kind: Mapping) -> Mapping:
     column's default is a zero date, its schema says it holds them: a client
     generated from a plain date-time failed to read such a row."""
 
-    def from_text(column: sa.Column[Any], text: str) -> Any:
-        return text if _is_zero_date(text) else kind.from_text(column, text)
+    def or_zero_date(parse: Callable[[sa.Column[Any], Any], Any]) -> Any:
+        def convert(column: sa.Column[Any], value: Any) -> Any:
+            try:
+                return parse(column, value)
+            except ValueError:
+                if _is_zero_date(value):
+                    return value
+                raise
 
-    def from_json(column: sa.Column[Any], value: Any) -> Any:
-        return value if _is_zero_date(value) else kind.from_json(column, value)
+        return convert
 
     def schema(column: sa.Column[Any]) -> dict[str, Any]:
         plain = kind.schema(column)
@@ -378,7 +383,12 @@ def _taking_zero_dates(kind: Mapping) -> Mapping:
             return plain
         return {"anyOf": [plain, {"type": "string", "pattern": f"^{ZERO_DATE_FORMAT}$"}]}
 
-    return dataclasses.replace(kind, from_text=from_text, from_json=from_json, schema=schema)
+    return dataclasses.replace(
+        kind,
+        from_text=or_zero_date(kind.from_text),
+        from_json=or_zero_date(kind.from_json),
+        schema=schema,
+    )
 
 
 MYSQL_DATETIME = _taking_zero_dates(DATETIME)
