@@ -8,8 +8,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from api.openapi.routines import routine_path
-from api.openapi.schema import Schema, errors
-from api.openapi.tables import column_schema, table_paths, table_schemas
+from api.openapi.schema import Schema, errors, problem_responses
+from api.openapi.tables import (
+    HEADERS,
+    column_schema,
+    shared_parameters,
+    table_parameters,
+    table_paths,
+    table_responses,
+    table_schemas,
+)
 from api.routines import Routine
 from api.version import DISTRIBUTION, package_version
 
@@ -79,9 +87,12 @@ def build_document(
         "/__lbheartbeat__": _health("Liveness: the database is not touched", "liveness", ()),
         "/__heartbeat__": _health("Readiness: the database answers", "readiness", (503,)),
     }
+    parameters, responses = shared_parameters(max_limit), problem_responses()
     for name, table in collections.items():
+        responses.update(table_responses(name))
         schemas.update(table_schemas(name, table))
-        paths.update(table_paths(name, table, max_limit))
+        parameters.update(table_parameters(name, table))
+        paths.update(table_paths(name, table))
     for name, routine in routines.items():
         paths[f"/rpc/{name}"] = routine_path(routine)
     return {
@@ -94,6 +105,9 @@ def build_document(
         "paths": paths,
         "components": {
             "schemas": schemas,
+            "parameters": parameters,
+            "responses": responses,
+            "headers": HEADERS,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         # Reads are open unless api.read_requires_token; writes say their own.

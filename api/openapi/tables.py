@@ -11,33 +11,80 @@ import sqlalchemy as sa
 from api.collections import Relation, describe
 from api.columns import mapping
 from api.formats import SINGULAR
-from api.openapi.schema import Schema, errors, or_null, ref
+from api.openapi.schema import Schema, errors, header, or_null, parameter, ref, response
 from api.querystring import COMPARISONS, RESERVED
 from api.querystring.filters import LOGIC_PARAMETERS
 from api.validation import ETAG_LIST, required_in_new_rows, server_owned
 
 OPERATORS = sorted(COMPARISONS | {"in", "is"})
-ETAG = {"ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"}}
-IF_MATCH = {"name": "If-Match", "in": "header", "schema": {"type": "string", "pattern": ETAG_LIST}}
-IF_NONE_MATCH = {
-    "name": "If-None-Match",
-    "in": "header",
-    "schema": {"type": "string", "pattern": ETAG_LIST},
-    "description": '412 where the row has one of these ETags, or for "*" where it exists',
-}
-PREFER_RETURN = {
-    "name": "Prefer",
-    "in": "header",
-    "schema": {"type": "string"},
-    "description": "return=minimal (the default), headers-only or representation; "
-    "max-affected=N with handling=strict; missing=default; tx=rollback; "
-    "resolution=merge-duplicates or ignore-duplicates (POST: an upsert); timezone=ZONE",
-}
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
-PAGE_HEADERS = {
+# The headers of answers, as components.
+HEADERS = {
+    "ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"},
+    "Location": {"schema": {"type": "string"}, "description": "The new row's item URL"},
     "Content-Range": {"schema": {"type": "string"}, "description": "FIRST-LAST/TOTAL"},
     "Link": {"schema": {"type": "string"}, "description": 'The next page: rel="next"'},
 }
+ETAG = {"ETag": header("ETag")}
+PAGE_HEADERS = {"Content-Range": header("Content-Range"), "Link": header("Link")}
+IF_MATCH, IF_NONE_MATCH = parameter("If-Match"), parameter("If-None-Match")
+PREFER_RETURN = parameter("PreferReturn")
+# What every collection's read takes beside its own filters, select and order.
+SHARED_LIST_PARAMETERS = ("limit", "offset", "Range", "cursor", "PreferRead")
+
+
+def shared_parameters(max_limit: int) -> Schema:
+    """The parameters that are alike in every table's operations, as components."""
+    return {
+        "If-Match": {
+            "name": "If-Match",
+            "in": "header",
+            "schema": {"type": "string", "pattern": ETAG_LIST},
+        },
+        "If-None-Match": {
+            "name": "If-None-Match",
+            "in": "header",
+            "schema": {"type": "string", "pattern": ETAG_LIST},
+            "description": '412 where the row has one of these ETags, or for "*" where it exists',
+        },
+        "PreferReturn": {
+            "name": "Prefer",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "return=minimal (the default), headers-only or representation; "
+            "max-affected=N with handling=strict; missing=default; tx=rollback; "
+            "resolution=merge-duplicates or ignore-duplicates (POST: an upsert); timezone=ZONE",
+        },
+        "limit": {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer"},
+            "description": f"Rows at most; a page never holds more than {max_limit}. "
+            "A negative limit is a 416, as PostgREST answers it.",
+        },
+        "offset": {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+        "Range": {
+            "name": "Range",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "FIRST-LAST, in items: the rows from FIRST to LAST (from 0); "
+            "a LAST before FIRST is a 416, anything else is ignored, as PostgREST does.",
+        },
+        "cursor": {
+            "name": "cursor",
+            "in": "query",
+            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"},
+            "description": "The opaque cursor of the next page, from its Link header.",
+        },
+        "PreferRead": {
+            "name": "Prefer",
+            "in": "header",
+            "schema": {"type": "string"},
+            "description": "count=exact, count=planned or count=estimated: the count "
+            "is in Content-Range; timezone=ZONE: instants in that IANA zone; "
+            "handling=strict: an unknown preference is a 400.",
+        },
+    }
 
 
 def column_schema(column: sa.Column[Any]) -> Schema:
@@ -83,9 +130,9 @@ def table_schemas(name: str, table: sa.Table) -> Schema:
     }
 
 
-def table_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
+def table_paths(name: str, table: sa.Table) -> Schema:
     """The collection and its items; under each item, its child collections."""
-    operations = _operations(name, table, max_limit)
+    operations = _operations(name, table)
     description = describe(table)
     paths: Schema = {f"/{name}/": operations["collection"]}
     if not description.key:
@@ -94,7 +141,7 @@ def table_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     key_parameters = [_key_parameter(column) for column in description.key]
     paths[item] = {"parameters": key_parameters, **operations["item"]}
     for child_name, relation in description.children.items():
-        child = _operations(relation.child.name, relation.child.table, max_limit)
+        child = _operations(relation.child.name, relation.child.table)
         if "post" in child["collection"]:
             child["collection"]["post"] = _created_under(relation, child["collection"]["post"])
         paths[f"{item}/{child_name}/"] = {
@@ -107,11 +154,16 @@ def table_paths(name: str, table: sa.Table, max_limit: int) -> Schema:
     return paths
 
 
-def _operations(name: str, table: sa.Table, max_limit: int) -> Schema:
+def _operations(name: str, table: sa.Table) -> Schema:
     """The operations of the collection and of an item; a read-only table's reads only."""
-    filters = _filters(table)
+    filters = [parameter(_filter_key(name, column)) for column in table.columns]
+    list_parameters = [
+        parameter(f"{name}.select"),
+        parameter(f"{name}.order"),
+        *map(parameter, SHARED_LIST_PARAMETERS),
+    ]
     operations = {
-        "collection": _collection_operations(name, _list_parameters(table, max_limit), filters),
+        "collection": _collection_operations(name, list_parameters, filters),
         "item": _item_operations(name),
     }
     if describe(table).read_only:
@@ -121,26 +173,36 @@ def _operations(name: str, table: sa.Table, max_limit: int) -> Schema:
     return operations
 
 
-def _filters(table: sa.Table) -> list[Schema]:
-    """A query parameter of each column, filtering by it: named in quotes
-    where the name is one of the query's own (a column "limit" or "or")."""
-    return [
-        {
+def table_parameters(name: str, table: sa.Table) -> Schema:
+    """A table's own query parameters, as components: a filter of each
+    column, and its select and order."""
+    filters = {
+        _filter_key(name, column): {
             "name": _filter_name(str(column.name)),
             "in": "query",
             "schema": {"type": "string", "pattern": rf"^(not\.)?({'|'.join(OPERATORS)})\..*"},
             "description": f"Filter: [not.]OP.VALUE with OP one of {', '.join(OPERATORS)}.",
         }
         for column in table.columns
-    ]
+    }
+    return {**filters, **_select_and_order(name, table)}
+
+
+def _filter_key(table: str, column: sa.Column[Any]) -> str:
+    """The component name of a column's filter: its name where a component's
+    name may hold it, else its name in hex (a column may be named "a b")."""
+    name = str(column.name)
+    if re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        return f"{table}.filter.{name}"
+    return f"{table}.filter-hex.{name.encode().hex()}"
 
 
 def _filter_name(column: str) -> str:
     return f'"{column}"' if column in RESERVED or column in LOGIC_PARAMETERS else column
 
 
-def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
-    """What a read of the collection takes besides its filters."""
+def _select_and_order(name: str, table: sa.Table) -> Schema:
+    """A table's select (the collections it embeds) and order (its columns)."""
     names = "|".join(re.escape(str(c.name)) for c in table.columns)
     embeddable = sorted(describe(table).links)
     # PostgREST's select grammar (README): no pattern spells it.
@@ -157,14 +219,14 @@ def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
         )
     order_item = rf"({names}|\w+(!\w+)?\([^()]+\)|\w+->>?[^,.]+)"
     order_item += r"(\.(asc|desc|nullsfirst|nullslast))*"
-    return [
-        {
+    return {
+        f"{name}.select": {
             "name": "select",
             "in": "query",
             "schema": select_schema,
             "description": select_doc,
         },
-        {
+        f"{name}.order": {
             "name": "order",
             "in": "query",
             "schema": {"type": "string", "pattern": rf"^{order_item}(,{order_item})*$"},
@@ -172,49 +234,50 @@ def _list_parameters(table: sa.Table, max_limit: int) -> list[Schema]:
             "a column of the row a foreign key points at (country(name)); the primary key "
             "breaks ties.",
         },
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer"},
-            "description": f"Rows at most; a page never holds more than {max_limit}. "
-            "A negative limit is a 416, as PostgREST answers it.",
+    }
+
+
+def table_responses(name: str) -> Schema:
+    """A table's answers that several operations give (a collection's and a
+    child collection's), as components: a page, the rows a write by filters
+    wrote, one row."""
+    return {
+        f"{name}.Page": {
+            "description": "A page (JSON), one row (singular), or every row (NDJSON, CSV)",
+            "headers": PAGE_HEADERS,
+            "content": {
+                "application/json": {"schema": ref(f"{name}Page")},
+                SINGULAR: {"schema": ref(f"{name}Partial")},
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.pgrst.array+json": {"schema": ref(f"{name}Page")},
+                "application/vnd.pgrst.plan+json": {"schema": {}},
+            },
         },
-        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-        {
-            "name": "Range",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "FIRST-LAST, in items: the rows from FIRST to LAST (from 0); "
-            "a LAST before FIRST is a 416, anything else is ignored, as PostgREST does.",
+        f"{name}.PartialPage": {
+            "description": "A page, of fewer rows than the count asked for",
+            "headers": PAGE_HEADERS,
+            "content": {"application/json": {"schema": ref(f"{name}Page")}},
         },
-        {
-            "name": "cursor",
-            "in": "query",
-            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"},
-            "description": "The opaque cursor of the next page, from its Link header.",
+        f"{name}.Written": {
+            "description": "The rows written (Prefer: return=representation)",
+            "content": {
+                "application/json": {"schema": {"type": "array", "items": ref(f"{name}Row")}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
         },
-        {
-            "name": "Prefer",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "count=exact, count=planned or count=estimated: the count "
-            "is in Content-Range; timezone=ZONE: instants in that IANA zone; "
-            "handling=strict: an unknown preference is a 400.",
+        f"{name}.Row": {
+            "description": "The row (after a write, as stored)",
+            "headers": ETAG,
+            "content": _as_object(ref(f"{name}Row")),
         },
-    ]
+    }
 
 
 def _written(name: str) -> Schema:
     """The answers of a write to the rows the filters name."""
-    rows = {"type": "array", "items": ref(f"{name}Row")}
     return {
-        "200": {
-            "description": "The rows written (Prefer: return=representation)",
-            "content": {
-                "application/json": {"schema": rows},
-                "text/csv": {"schema": {"type": "string"}},
-            },
-        },
+        "200": response(f"{name}.Written"),
         "204": {"description": "Written (Prefer: return=minimal)"},
     }
 
@@ -245,23 +308,8 @@ def _collection_operations(
             "operationId": f"list_{name}",
             "parameters": [*list_parameters, *filters],
             "responses": {
-                "200": {
-                    "description": "A page (JSON), one row (singular), or every row (NDJSON, CSV)",
-                    "headers": PAGE_HEADERS,
-                    "content": {
-                        "application/json": {"schema": ref(f"{name}Page")},
-                        SINGULAR: {"schema": ref(f"{name}Partial")},
-                        "application/x-ndjson": {"schema": {"type": "string"}},
-                        "text/csv": {"schema": {"type": "string"}},
-                        "application/vnd.pgrst.array+json": {"schema": ref(f"{name}Page")},
-                        "application/vnd.pgrst.plan+json": {"schema": {}},
-                    },
-                },
-                "206": {
-                    "description": "A page, of fewer rows than the count asked for",
-                    "headers": PAGE_HEADERS,
-                    "content": {"application/json": {"schema": ref(f"{name}Page")}},
-                },
+                "200": response(f"{name}.Page"),
+                "206": response(f"{name}.PartialPage"),
                 **errors(300, 400, 401, 403, 406, 416, 503),
             },
         },
@@ -333,11 +381,7 @@ def _as_object(schema: Schema) -> Schema:
 
 def _item_operations(name: str) -> Schema:
     stored = {
-        "200": {
-            "description": "The row as stored",
-            "headers": ETAG,
-            "content": _as_object(ref(f"{name}Row")),
-        },
+        "200": response(f"{name}.Row"),
         **errors(400, 401, 403, 404, 406, 409, 412, 413, 415, 422, 428, 503),
     }
     return {
@@ -348,11 +392,7 @@ def _item_operations(name: str) -> Schema:
                 {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
             ],
             "responses": {
-                "200": {
-                    "description": "The row",
-                    "headers": ETAG,
-                    "content": _as_object(ref(f"{name}Row")),
-                },
+                "200": response(f"{name}.Row"),
                 "304": {"description": "Not modified since that ETag"},
                 **errors(401, 403, 404, 406, 503),
             },

@@ -119,6 +119,15 @@ def assert_problem(response, status):
     return body
 
 
+def parameters_of(document, operation):
+    """An OpenAPI operation's parameters, each component it refers to read."""
+    components = document["components"]["parameters"]
+    return [
+        components[p["$ref"].rpartition("/")[2]] if "$ref" in p else p
+        for p in operation["parameters"]
+    ]
+
+
 def unique_name(prefix="row"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
