@@ -1,7 +1,9 @@
 """The API describes itself: a valid OpenAPI 3.1 document that the live app keeps to."""
 
+import gzip
 import subprocess
 
+import httpx
 import pytest
 from openapi_spec_validator import validate
 
@@ -34,6 +36,26 @@ def schemathesis_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("schemathesis")
     with fresh_sqlite_server(folder, "writer-secret:read,write", 20) as server:
         yield server
+
+
+def test_the_document_is_encoded_once_and_names_each_client_s_url(server):
+    """It is gzipped from a saved compressor state, its servers spliced in
+    per answer: encoding a large schema's document per request was a
+    cheap way to busy a worker. The gzip is one valid stream, and the same
+    document as the plain answer."""
+    raw = {"Accept-Encoding": "identity"}
+    with httpx.Client(base_url=server.url) as client:
+        plain = client.get("/openapi.json", headers=raw)
+        zipped = client.build_request("GET", "/openapi.json", headers={"Accept-Encoding": "gzip"})
+        answer = client.send(zipped, stream=True)
+        body = b"".join(answer.iter_raw())
+        elsewhere = client.get("/openapi.json", headers={**raw, "Host": "api.example:8443"})
+    assert answer.headers["content-encoding"] == "gzip"
+    assert answer.headers["vary"] == "Accept-Encoding"
+    assert gzip.decompress(body) == plain.content
+    assert plain.json()["servers"] == [{"url": server.url}]
+    assert elsewhere.json()["servers"] == [{"url": "http://api.example:8443"}]
+    assert {**elsewhere.json(), "servers": None} == {**plain.json(), "servers": None}
 
 
 def test_the_root_and_the_document_negotiate_accept(http):

@@ -21,6 +21,7 @@ from api.db import get_reader, migrations_head, ping, schema_revision
 from api.logs import misconfigured
 from api.observe import metrics
 from api.openapi import build_document, column_schema
+from api.openapi.served import ServedDocument
 from api.resources import Root, RoutineCall
 from api.version import DISTRIBUTION, commit, package_version
 
@@ -71,19 +72,23 @@ def public_endpoint(name: str) -> Any:
 
 
 @public_endpoint("openapi.json")
-def openapi_document(context: Root, request: Request) -> Any:
+def openapi_document(context: Root, request: Request) -> Response:
     media_type = formats.negotiate_among(request, formats.DESCRIBED_OFFERS)
-    if media_type != formats.JSON:
-        request.response.content_type = media_type
     registry = request.registry
     if getattr(registry, "api_openapi", None) is None:
         limit = registry.api_settings.page_limit_max
-        registry.api_openapi = build_document(
-            registry.api_collections, registry.api_routines, limit
-        )
+        document = build_document(registry.api_collections, registry.api_routines, limit)
+        registry.api_openapi = ServedDocument(document)
+    served: ServedDocument = registry.api_openapi
     # Where this client reaches the API: its scheme and host (through a
     # trusted proxy), and the prefix it is served under.
-    return {**registry.api_openapi, "servers": [{"url": request.application_url}]}
+    url = request.application_url
+    content_type = f"{media_type}; charset=utf-8" if media_type == formats.JSON else media_type
+    headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding")]
+    if "gzip" not in request.environ.get("HTTP_ACCEPT_ENCODING", ""):
+        return Response(body=served.plain(url), headerlist=headers)
+    headers.append(("Content-Encoding", "gzip"))
+    return Response(body=served.gzipped(url), headerlist=headers)
 
 
 @public_endpoint("__version__")

@@ -1,0 +1,44 @@
+"""The document as it is served: encoded once, and gzipped once.
+
+Each answer differs only in its last member, ``servers`` (where this client
+reaches the API), so the bytes before it are kept, and so is a gzip
+compressor's state after them (``zlib``'s ``copy``): an answer is those
+bytes and its own few. Encoding the whole document and gzipping it took a
+worker 34 ms and 200 ms a request for a 300-table schema, a cheap way to
+busy it; the Host header, and so the URL, is the client's to choose, so
+the answers themselves are not cached.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from api.formats import dump_json
+
+GZIP = 31  # zlib's wbits for a gzip header and trailer
+LEVEL = 6  # gzip's default
+
+
+class ServedDocument:
+    """``document``'s bytes, and its gzip, with a ``servers`` URL of each answer's."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        if "servers" in document:
+            raise ValueError("the document's servers are each answer's own")
+        # orjson keeps the order of members: "servers" goes last, after these.
+        self.head = dump_json(document)[:-1] + b',"servers":[{"url":'
+        self.compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, GZIP)
+        self.gzip_head = self.compressor.compress(self.head)
+        self.gzip_head += self.compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def plain(self, url: str) -> bytes:
+        return self.head + _tail(url)
+
+    def gzipped(self, url: str) -> bytes:
+        compressor = self.compressor.copy()
+        return self.gzip_head + compressor.compress(_tail(url)) + compressor.flush()
+
+
+def _tail(url: str) -> bytes:
+    return dump_json(url) + b"}]}"
