@@ -83,7 +83,7 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
         warnings.filterwarnings("ignore", f"Did not recognize type '({known})'", sa_exc.SAWarning)
         warnings.filterwarnings("ignore", "Skipping table ", sa_exc.SAWarning)
         try:
-            metadata.reflect(connection, only=wanted, views=True)
+            metadata.reflect(connection, only=_referred_first(inspector, wanted), views=True)
         except sa_exc.DBAPIError as failed:  # SQLite: one broken view fails them all
             _reflect_one_by_one(connection, metadata, wanted, failed)
     tables = []
@@ -103,6 +103,18 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
     return tables
+
+
+def _referred_first(inspector: Any, names: list[str]) -> list[str]:
+    """``names``, each table after those its foreign keys refer to (views
+    last). Reflection reads them in this order, and reads a key's target
+    as it meets it, in a nested call: tables that each referred to one
+    further on in name order (2,000, each to the one before) nested past
+    Python's recursion limit, and start-up failed."""
+    wanted = set(names)
+    ordered = [name for name, _ in inspector.get_sorted_table_and_fkc_names() if name in wanted]
+    listed = set(ordered)
+    return ordered + [name for name in names if name not in listed]
 
 
 def _reflect_one_by_one(

@@ -519,6 +519,31 @@ def test_openapi_describes_every_type_key_and_relation(sakila):
     assert "actor" in select["description"] and "language" in select["description"]
 
 
+def test_a_long_chain_of_foreign_keys_is_reflected(tmp_path):
+    """Reflection reads a key's target as it meets it, one nested call a
+    table: 150 tables, each referring to the next in name order, ran past
+    Python's recursion limit, and start-up failed with a traceback."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/chain.sqlite"
+    tables = [f"t{i:03d}" for i in range(150)]
+    run_sql(
+        url,
+        *(
+            f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, next_id INTEGER REFERENCES {after}(id))"
+            for name, after in zip(tables, [*tables[1:], tables[-1]], strict=True)
+        ),
+        "INSERT INTO t149 VALUES (1, NULL)",
+        "INSERT INTO t148 VALUES (1, 1)",
+    )
+    app = make_app(url, **{"api.tables": "*", "api.declared_tables": "false"})
+    try:
+        client = webtest.TestApp(app)
+        assert len(client.get("/").json["collections"]) == 150
+        embedded = client.get("/t148/", params={"select": "id,t149(id)"}).json
+        assert embedded == [{"id": 1, "t149": {"id": 1}}]
+    finally:
+        app.close()
+
+
 def test_a_table_without_a_key_is_a_collection_without_items(sakila):
     label = unique_name("k")[:20]
     created = sakila.post("/no_key/", json=[{"label": label, "n": 1}] * 2, headers=WRITER)
