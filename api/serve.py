@@ -24,6 +24,7 @@ from uvicorn_worker import UvicornWorker
 
 from api.bridge.asgi import ASGIApp
 from api.observe import MULTIPROCESS_DIR, Observed, enable_metrics
+from api.openapi.served import served_document
 from api.protocol import ForwardedHeaders, HTTPProtocol
 
 
@@ -50,10 +51,12 @@ def asgi_app(wsgi_app: Any, root_path: str = "") -> Any:
     policy (``root_path``: the prefix a proxy serves it under, ``/api``),
     its responses compressed for clients that take gzip (Starlette's
     GZipMiddleware, which says ``Vary: Accept-Encoding``), each request
-    given an id, logged and counted (``api.observe``)."""
+    given an id, logged and counted (``api.observe``); its OpenAPI document
+    built now, before gunicorn forks (``served_document``)."""
     settings = wsgi_app.registry.api_settings
     if settings.metrics:
         enable_metrics()
+    served_document(wsgi_app.registry)
     app = ASGIApp(wsgi_app, on_startup=worker_started, root_path=root_path)
     return Observed(Compressed(app), settings.access_log)
 

@@ -21,8 +21,8 @@ from api.database_errors import DatabaseUnavailable, SchemaNotCurrent
 from api.db import get_reader, migrations_head, ping, schema_revision
 from api.logs import misconfigured
 from api.observe import metrics
-from api.openapi import build_document, column_schema
-from api.openapi.served import ServedDocument
+from api.openapi import column_schema
+from api.openapi.served import served_document
 from api.resources import Root, RoutineCall
 from api.version import DISTRIBUTION, commit, package_version
 
@@ -80,12 +80,7 @@ def public_endpoint(name: str) -> Any:
 @public_endpoint("openapi.json")
 def openapi_document(context: Root, request: Request) -> Response:
     media_type = formats.negotiate_among(request, formats.DESCRIBED_OFFERS)
-    registry = request.registry
-    if getattr(registry, "api_openapi", None) is None:
-        limit = registry.api_settings.page_limit_max
-        document = build_document(registry.api_collections, registry.api_routines, limit)
-        registry.api_openapi = ServedDocument(document)
-    served: ServedDocument = registry.api_openapi
+    served = served_document(request.registry)
     # Where this client reaches the API: its scheme and host (through a
     # trusted proxy), and the prefix it is served under.
     url = request.application_url
