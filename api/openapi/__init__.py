@@ -8,11 +8,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from api.openapi.routines import routine_path
-from api.openapi.schema import Schema, errors, problem_responses
+from api.openapi.schema import HEADERS, Schema, errors, problem_responses, shared_parameters
 from api.openapi.tables import (
-    HEADERS,
     column_schema,
-    shared_parameters,
     table_parameters,
     table_paths,
     table_responses,

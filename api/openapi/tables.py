@@ -11,80 +11,26 @@ import sqlalchemy as sa
 from api.collections import Relation, describe
 from api.columns import mapping
 from api.formats import SINGULAR
-from api.openapi.schema import Schema, errors, header, or_null, parameter, ref, response
+from api.openapi.schema import (
+    ETAG,
+    IF_MATCH,
+    IF_NONE_MATCH,
+    PAGE_HEADERS,
+    PREFER_RETURN,
+    SHARED_LIST_PARAMETERS,
+    Schema,
+    errors,
+    or_null,
+    parameter,
+    ref,
+    response,
+)
 from api.querystring import COMPARISONS, RESERVED
 from api.querystring.filters import LOGIC_PARAMETERS
-from api.validation import ETAG_LIST, required_in_new_rows, server_owned
+from api.validation import required_in_new_rows, server_owned
 
 OPERATORS = sorted(COMPARISONS | {"in", "is"})
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
-# The headers of answers, as components.
-HEADERS = {
-    "ETag": {"schema": {"type": "string"}, "description": "The row's entity tag"},
-    "Location": {"schema": {"type": "string"}, "description": "The new row's item URL"},
-    "Content-Range": {"schema": {"type": "string"}, "description": "FIRST-LAST/TOTAL"},
-    "Link": {"schema": {"type": "string"}, "description": 'The next page: rel="next"'},
-}
-ETAG = {"ETag": header("ETag")}
-PAGE_HEADERS = {"Content-Range": header("Content-Range"), "Link": header("Link")}
-IF_MATCH, IF_NONE_MATCH = parameter("If-Match"), parameter("If-None-Match")
-PREFER_RETURN = parameter("PreferReturn")
-# What every collection's read takes beside its own filters, select and order.
-SHARED_LIST_PARAMETERS = ("limit", "offset", "Range", "cursor", "PreferRead")
-
-
-def shared_parameters(max_limit: int) -> Schema:
-    """The parameters that are alike in every table's operations, as components."""
-    return {
-        "If-Match": {
-            "name": "If-Match",
-            "in": "header",
-            "schema": {"type": "string", "pattern": ETAG_LIST},
-        },
-        "If-None-Match": {
-            "name": "If-None-Match",
-            "in": "header",
-            "schema": {"type": "string", "pattern": ETAG_LIST},
-            "description": '412 where the row has one of these ETags, or for "*" where it exists',
-        },
-        "PreferReturn": {
-            "name": "Prefer",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "return=minimal (the default), headers-only or representation; "
-            "max-affected=N with handling=strict; missing=default; tx=rollback; "
-            "resolution=merge-duplicates or ignore-duplicates (POST: an upsert); timezone=ZONE",
-        },
-        "limit": {
-            "name": "limit",
-            "in": "query",
-            "schema": {"type": "integer"},
-            "description": f"Rows at most; a page never holds more than {max_limit}. "
-            "A negative limit is a 416, as PostgREST answers it.",
-        },
-        "offset": {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-        "Range": {
-            "name": "Range",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "FIRST-LAST, in items: the rows from FIRST to LAST (from 0); "
-            "a LAST before FIRST is a 416, anything else is ignored, as PostgREST does.",
-        },
-        "cursor": {
-            "name": "cursor",
-            "in": "query",
-            "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"},
-            "description": "The opaque cursor of the next page, from its Link header.",
-        },
-        "PreferRead": {
-            "name": "Prefer",
-            "in": "header",
-            "schema": {"type": "string"},
-            "description": "count=exact, count=planned or count=estimated: the count "
-            "is in Content-Range; timezone=ZONE: instants in that IANA zone; "
-            "handling=strict: an unknown preference is a 400.",
-        },
-    }
 
 
 def column_schema(column: sa.Column[Any]) -> Schema:
