@@ -508,6 +508,8 @@ def test_openapi_describes_every_type_key_and_relation(sakila):
     # Under a country, the path gives a city's country_id: a body may leave it out.
     posted = paths["/country/{country_id}/city/"]["post"]["requestBody"]["content"]
     (under, _) = posted["application/json"]["schema"]["oneOf"]
+    assert under == {"$ref": "#/components/schemas/country.cityCreate"}
+    under = document["components"]["schemas"]["country.cityCreate"]
     assert under["required"] == ["city"]
     assert "country_id" in under["properties"]
     city = document["components"]["schemas"]["cityCreate"]

@@ -51,28 +51,37 @@ def _key_parameter(column: sa.Column[Any]) -> Schema:
 
 
 def table_schemas(name: str, table: sa.Table) -> Schema:
-    writable = [c for c in table.columns if not server_owned(c)]
-    required = [str(c.name) for c in writable if required_in_new_rows(c)]
     row = {
         "type": "object",
         "properties": {str(c.name): column_schema(c) for c in table.columns},
         "required": [str(c.name) for c in table.columns],
     }
-    create = {
-        "type": "object",
-        "properties": {str(c.name): column_schema(c) for c in writable},
-        "required": required,
-        "additionalProperties": False,
-    }
+    create = _create_schema(table)
     patch = {**create, "required": []}
     # select= returns some of the columns
     partial_row = {**row, "required": []}
-    return {
+    schemas = {
         f"{name}Row": row,
         f"{name}Create": create,
         f"{name}Patch": patch,
         f"{name}Partial": partial_row,
         f"{name}Page": {"type": "array", "items": ref(f"{name}Partial")},
+    }
+    for child_name, relation in describe(table).children.items():
+        if not relation.child.read_only:
+            schemas[_created_under_name(name, child_name)] = _created_under(relation)
+    return schemas
+
+
+def _create_schema(table: sa.Table) -> Schema:
+    """A new row of ``table``: its writable columns, those without a value of
+    their own required."""
+    writable = [c for c in table.columns if not server_owned(c)]
+    return {
+        "type": "object",
+        "properties": {str(c.name): column_schema(c) for c in writable},
+        "required": [str(c.name) for c in writable if required_in_new_rows(c)],
+        "additionalProperties": False,
     }
 
 
@@ -89,7 +98,11 @@ def table_paths(name: str, table: sa.Table) -> Schema:
     for child_name, relation in description.children.items():
         child = _operations(relation.child.name, relation.child.table)
         if "post" in child["collection"]:
-            child["collection"]["post"] = _created_under(relation, child["collection"]["post"])
+            under = ref(_created_under_name(name, child_name))
+            child["collection"]["post"] = {
+                **child["collection"]["post"],
+                "requestBody": _created(under),
+            }
         paths[f"{item}/{child_name}/"] = {
             "parameters": key_parameters,
             **{
@@ -310,14 +323,17 @@ def _created(row: Schema) -> Schema:
     return {"required": True, "content": content}
 
 
-def _created_under(relation: Relation, post: Schema) -> Schema:
-    """A POST under a parent's item: the path gives the rows' foreign key, so
-    a body may leave it out (and may only repeat it)."""
-    child = relation.child
-    create = table_schemas(child.name, child.table)[f"{child.name}Create"]
+def _created_under(relation: Relation) -> Schema:
+    """A new row under a parent's item: the path gives its foreign key, so a
+    body may leave it out (and may only repeat it)."""
+    create = _create_schema(relation.child.table)
     given = {str(column.name) for column in relation.columns}
     create["required"] = [name for name in create["required"] if name not in given]
-    return {**post, "requestBody": _created(create)}
+    return create
+
+
+def _created_under_name(parent: str, child_name: str) -> str:
+    return f"{parent}.{child_name}Create"
 
 
 def _as_object(schema: Schema) -> Schema:
