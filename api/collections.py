@@ -257,11 +257,15 @@ def _links(parent: Description, served: list[Description]) -> Iterable[Link]:
 def _target_names(link: Link) -> tuple[str, ...]:
     """What a select names to embed by ``link``: the target's name; for the
     row a one-column foreign key points at, that column's name too, as
-    PostgREST takes it (``supervisor:supervisor_id(name)``, the only way to
-    the parent of a row of a table that refers to itself)."""
+    PostgREST takes it (``supervisor:supervisor_id(name)``). In a table that
+    refers to itself, its own name embeds the rows below a row (PostgREST's
+    default) and only the column the row above."""
+    names: tuple[str, ...] = (link.target.name,)
+    if link.kind == "one" and link.target.table is link.near[0].table:
+        names = ()
     if link.kind == "one" and len(link.near) == 1:
-        return (link.target.name, str(link.near[0].name))
-    return (link.target.name,)
+        names += (str(link.near[0].name),)
+    return names
 
 
 def link_relations(registry: Registry) -> None:

@@ -254,8 +254,6 @@ def resolve_embed(
     links = parent.links.get(item.name, [])
     if item.hint is not None:
         links = [link for link in links if item.hint in link.hints]
-    if len(links) > 1:  # a table that refers to itself: its own name embeds the rows below
-        links = [link for link in links if link.kind != "one" or link.target is not parent]
     if not links:
         hint = "" if item.hint is None else f" by '{item.hint}'"
         message = f"'{item.name}' is not related to '{parent.name}'{hint}"
