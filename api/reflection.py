@@ -108,9 +108,9 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
 def _referred_first(inspector: Any, names: list[str]) -> list[str]:
     """``names``, each table after those its foreign keys refer to (views
     last). Reflection reads them in this order, and reads a key's target
-    as it meets it, in a nested call: tables that each referred to one
-    further on in name order (2,000, each to the one before) nested past
-    Python's recursion limit, and start-up failed."""
+    as it meets it, in a nested call: a long chain of tables, each
+    referring to one further on in name order, nested past Python's
+    recursion limit, and start-up failed."""
     wanted = set(names)
     ordered = [name for name, _ in inspector.get_sorted_table_and_fkc_names() if name in wanted]
     listed = set(ordered)

@@ -87,7 +87,7 @@ def build_document(
     }
     parameters, responses = shared_parameters(max_limit), problem_responses()
     for name, table in collections.items():
-        responses.update(table_responses(name))
+        responses.update(table_responses(name, table))
         schemas.update(table_schemas(name, table))
         parameters.update(table_parameters(name, table))
         paths.update(table_paths(name, table))

@@ -3,9 +3,9 @@ object of it, references to its components, and the problem responses.
 
 What many operations repeat is a component, referred to by each: the
 problem responses, the headers, the query parameters. Written out in every
-operation, they made the document of a 300-table schema 16 MB, which a
-browser's /docs and a client generator choke on (PostgREST's document
-refers to its parameters so too)."""
+operation, they made a large schema's document too big for a browser's
+/docs and for client generators (PostgREST's document refers to its
+parameters so too)."""
 
 from __future__ import annotations
 

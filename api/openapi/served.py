@@ -3,10 +3,10 @@
 Each answer differs only in its last member, ``servers`` (where this client
 reaches the API), so the bytes before it are kept, and so is a gzip
 compressor's state after them (``zlib``'s ``copy``): an answer is those
-bytes and its own few. Encoding the whole document and gzipping it took a
-worker 34 ms and 200 ms a request for a 300-table schema, a cheap way to
-busy it; the Host header, and so the URL, is the client's to choose, so
-the answers themselves are not cached.
+bytes and its own few. Encoding and gzipping the whole document for each
+request made it, for a large schema, a cheap way to busy a worker; the
+Host header, and so the URL, is the client's to choose, so the answers
+themselves are not cached.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class ServedDocument:
 def served_document(registry: Registry) -> ServedDocument:
     """The app's document, built on first ask. The server runners ask before
     gunicorn forks (``api.serve``): built once for every worker, and no
-    worker's loop stalls on it (1.4 s for 2,000 tables)."""
+    worker's loop stalls on a large schema's."""
     served: ServedDocument | None = getattr(registry, "api_openapi", None)
     if served is None:
         limit = registry.api_settings.page_limit_max

@@ -196,11 +196,12 @@ def _select_and_order(name: str, table: sa.Table) -> Schema:
     }
 
 
-def table_responses(name: str) -> Schema:
+def table_responses(name: str, table: sa.Table) -> Schema:
     """A table's answers that several operations give (a collection's and a
-    child collection's), as components: a page, the rows a write by filters
-    wrote, one row."""
-    return {
+    child collection's), as components: a page; the rows a write by filters
+    wrote, but for a read-only one; one row, where it has item URLs."""
+    description = describe(table)
+    responses = {
         f"{name}.Page": {
             "description": "A page (JSON), one row (singular), or every row (NDJSON, CSV)",
             "headers": PAGE_HEADERS,
@@ -218,19 +219,22 @@ def table_responses(name: str) -> Schema:
             "headers": PAGE_HEADERS,
             "content": {"application/json": {"schema": ref(f"{name}Page")}},
         },
-        f"{name}.Written": {
+    }
+    if not description.read_only:
+        responses[f"{name}.Written"] = {
             "description": "The rows written (Prefer: return=representation)",
             "content": {
                 "application/json": {"schema": {"type": "array", "items": ref(f"{name}Row")}},
                 "text/csv": {"schema": {"type": "string"}},
             },
-        },
-        f"{name}.Row": {
+        }
+    if description.key:
+        responses[f"{name}.Row"] = {
             "description": "The row (after a write, as stored)",
             "headers": ETAG,
             "content": _as_object(ref(f"{name}Row")),
-        },
-    }
+        }
+    return responses
 
 
 def _written(name: str) -> Schema:

@@ -172,10 +172,8 @@ def list_query(
     """The read the query string asks of ``context``'s rows; of the one row
     whose primary key holds ``key``, for an item URL."""
     settings = request.registry.api_settings
-    fixed = tuple(
-        Filter(context.table.columns[n], "eq", v)
-        for n, v in {**context.fixed, **(key or {})}.items()
-    )
+    values = context.fixed if key is None else {**context.fixed, **key}
+    fixed = tuple(Filter(context.table.columns[n], "eq", v) for n, v in values.items())
     return parse_list_query(
         context.table,
         query_params(request),

@@ -29,8 +29,9 @@ from api.version import DISTRIBUTION, commit, package_version
 
 @view_config(context=Root, request_method="GET", renderer="json")
 def list_collections(context: Root, request: Request) -> dict[str, Any]:
-    """The collections, each with its URL and its columns' schemas (worked
-    out once: for 300 tables they made the listing 26 ms of a worker's CPU)."""
+    """The collections, each with its URL and its columns' schemas, worked
+    out once: for a large schema they made the listing a cheap way to busy
+    a worker."""
     formats.negotiate_among(request, (formats.JSON,))
     registry = request.registry
     if getattr(registry, "api_listed_columns", None) is None:
