@@ -11,8 +11,10 @@ on), or the server's own fault (500, ``errors.server_error``).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
+import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
@@ -201,12 +203,68 @@ def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
         return problem_response(400, CHECK_FAILED, code=sqlstate, details=says)
     if sqlstate == "23502":  # a null the API let through: a trigger's, a default of NULL
         return problem_response(400, NOT_NULL_FAILED, code=sqlstate, details=says)
+    table = getattr(request.context, "table", None)
     return problem_response(
-        409,
-        "The write conflicts with existing data (a unique or foreign key).",
-        code=sqlstate or "23000",
-        details=says,
+        409, _conflict(error_number(exc), says, table), code=sqlstate or "23000", details=says
     )
+
+
+CONFLICT = "The write conflicts with existing data (a unique or foreign key)."
+
+# What the database's message of a conflict names, to say which key in the
+# answer, which is what a client shows its user. A server set to another
+# language words it otherwise: the answer is then CONFLICT, and ``details``
+# still carries the server's words.
+_DUPLICATE = re.compile(
+    r"Duplicate entry '(?P<value>.*)' for key '(?:.*\.)?(?P<key>[^'.]*)'", re.S
+)
+_FOREIGN_KEY = re.compile(
+    r"fails \(`[^`]*`\.`(?P<child>[^`]*)`, CONSTRAINT `(?P<name>[^`]*)` "
+    r"FOREIGN KEY \((?P<columns>[^)]*)\) REFERENCES `(?P<parent>[^`]*)`"
+)
+_SQLITE_UNIQUE = "UNIQUE constraint failed: "
+
+
+def _conflict(errno: int | None, says: str | None, table: sa.Table | None) -> str:
+    """Which unique key's value is taken, or which foreign key the write
+    breaks and how, as PostgREST's messages say; else CONFLICT."""
+    says = says or ""
+    duplicate = _DUPLICATE.match(says) if errno == 1062 else None
+    if duplicate:
+        columns = _unique_columns(table, duplicate["key"])
+        named = ", ".join(columns) if columns else f"value of the unique key {duplicate['key']}"
+        return f"Another row already has this {named} ('{duplicate['value']}')."
+    if says.startswith(_SQLITE_UNIQUE):
+        columns = [name.rpartition(".")[2] for name in says[len(_SQLITE_UNIQUE) :].split(", ")]
+        return f"Another row already has this {', '.join(columns)}."
+    foreign = _FOREIGN_KEY.search(says) if errno in (1451, 1452) else None
+    if foreign:
+        keyed = foreign["columns"].replace("`", "")
+        if errno == 1452:
+            parent, name = foreign["parent"], foreign["name"]
+            return f"{keyed} names no row of {parent} (foreign key {name})."
+        return (
+            f"Rows of {foreign['child']} still refer to this row by {keyed}"
+            f" (foreign key {foreign['name']})."
+        )
+    return CONFLICT
+
+
+def _unique_columns(table: sa.Table | None, key: str) -> list[str]:
+    """The columns of the table's unique key of that name (MySQL's ``PRIMARY``
+    is the primary key's), or none where the table does not say."""
+    if table is None:
+        return []
+    if key == "PRIMARY":
+        return [column.name for column in table.primary_key.columns]
+    uniques: list[sa.Index | sa.UniqueConstraint] = [
+        *table.indexes,
+        *(c for c in table.constraints if isinstance(c, sa.UniqueConstraint)),
+    ]
+    for unique in uniques:
+        if unique.name == key:
+            return [column.name for column in unique.columns]
+    return []
 
 
 @exception_view_config(sa_exc.DataError)

@@ -43,8 +43,21 @@ class Unprocessable(HTTPUnprocessableEntity):
     """422 with the ``errors`` member listing each bad field."""
 
     def __init__(self, errors: list[FieldError]) -> None:
-        super().__init__("Some fields do not fit the table; see errors.")
+        super().__init__(_said(errors))
         self.errors = errors
+
+
+SAID_ERRORS = 3  # a message longer than a few would not fit an admin page's notice
+
+
+def _said(errors: list[FieldError]) -> str:
+    """The first few errors in a sentence: the message clients show their
+    user, where ``errors`` lists them all."""
+    said = "; ".join(f"{e['field']} {e['message']}".strip() for e in errors[:SAID_ERRORS])
+    more = len(errors) - SAID_ERRORS
+    return f"Some fields do not fit the table: {said}" + (
+        f"; and {more} more (see errors)." if more > 0 else "."
+    )
 
 
 def _shape(value: Any) -> tuple[int, bool]:

@@ -105,7 +105,35 @@ def test_a_duplicate_key_says_which_in_details(http, backend):
     assert problem["details"] == expected.get(
         backend, f"Duplicate entry '{code}' for key 'PRIMARY'"
     )
+    # The message, which react-admin and Refine show their user, names the key too.
+    said = {"sqlite": "Another row already has this code."}
+    expected = said.get(backend, f"Another row already has this code ('{code}').")
+    assert problem["message"] == expected
     assert http.delete(f"/probe_coded/{code}", headers=WRITER).status_code == 204
+
+
+def test_a_broken_foreign_key_says_which_and_how(http, backend):
+    """A row naming no parent, and a parent other rows still name: 409
+    (23503), as PostgREST's, with a message that says which key. SQLite's
+    words name neither."""
+    orphan = {"title": "Orphan", "author_id": 999999, "editor_id": None}
+    problem = assert_problem(http.post("/probe_book/", json=orphan, headers=WRITER), 409)
+    assert problem["code"] == "23503"
+    if backend == "sqlite":
+        assert problem["message"] == (
+            "The write conflicts with existing data (a unique or foreign key)."
+        )
+    else:
+        orphaned = "author_id names no row of probe_author (foreign key "
+        assert problem["message"].startswith(orphaned)
+    parent = http.delete("/probe_author/", params={"id": "eq.1"}, headers=WRITER)
+    problem = assert_problem(parent, 409)
+    assert problem["code"] == "23503"
+    if backend != "sqlite":
+        assert problem["message"].startswith(
+            "Rows of probe_book still refer to this row by author_id (foreign key "
+        )
+    assert http.get("/probe_author/1").status_code == 200  # nothing was deleted
 
 
 def test_a_regular_expression_the_database_cannot_compile_is_a_400(http):

@@ -13,6 +13,8 @@ def test_an_array_with_one_bad_row_creates_none(http):
     body = [{"name": names[0]}, {"name": 42}, {"name": names[2]}]
     problem = assert_problem(http.post("/mytable/", json=body, headers=WRITER), 422)
     assert problem["errors"] == [{"field": "[1].name", "message": "must be a string"}]
+    # the message, which clients show their user, says it too
+    assert problem["message"] == "Some fields do not fit the table: [1].name must be a string."
     assert not set(names) & set(names_in_table(http))
 
 
@@ -50,6 +52,11 @@ def test_every_bad_field_is_listed_at_once(http):
         "name": "must be a string of at most 255 characters",
         "bogus": "is not a column of this table",
     }
+    # the message says the first few, and how many more the list holds
+    first = "; ".join(f"{e['field']} {e['message']}" for e in problem["errors"][:3])
+    assert problem["message"] == (
+        f"Some fields do not fit the table: {first}; and 2 more (see errors)."
+    )
 
 
 @pytest.mark.parametrize(
