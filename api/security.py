@@ -4,7 +4,9 @@ Tokens come from the ``api.tokens`` setting (``API_TOKENS``, api.settings):
 whitespace-separated ``SECRET:PERM[,PERM...]`` entries,
 with permissions ``read`` and ``write``. ``SECRET`` may be ``sha256:<hex>`` so
 that the plain token need not be stored. Tokens are compared as SHA-256
-digests in constant time, and never logged.
+digests in constant time, and never logged. With ``api.jwt_secret``, a
+bearer token may also be a JWT, whose role grants what ``api.jwt_roles``
+says (api.jwts).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pyramid.tweens import INGRESS
 from pyramid.view import forbidden_view_config
 
 from api.errors import http_exception, problem_response
+from api.jwts import InvalidJWT, Verifier
 
 PERMISSIONS = ("read", "write")
 
@@ -42,18 +45,23 @@ BY_METHOD = "read or write, by method"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _IDENTITY = "api.identity"  # the environ key of the request's identity, once known
+JWT_REFUSED = "api.jwt_refused"  # the environ key of why a JWT was refused
+
+
+def _grant(entry: str, kind: str, name: str) -> tuple[str, frozenset[str]]:
+    """A ``NAME:PERM[,PERM]`` entry of a setting: the name, and its permissions."""
+    named, sep, perms = entry.rpartition(":")
+    permissions = frozenset(p for p in perms.split(",") if p)
+    if not sep or not named or not permissions <= set(PERMISSIONS) or not permissions:
+        raise ValueError(f"each {kind} entry must be {name}:PERM[,PERM] with PERM in read, write")
+    return named, permissions
 
 
 def parse_tokens(spec: str) -> tuple[Token, ...]:
     """``SECRET:PERM,...`` entries, each as its (sha256 digest, permissions)."""
     tokens = []
     for entry in spec.split():
-        secret, sep, perms = entry.rpartition(":")
-        permissions = frozenset(p for p in perms.split(",") if p)
-        if not sep or not secret or not permissions <= set(PERMISSIONS) or not permissions:
-            raise ValueError(
-                "each API token entry must be SECRET:PERM[,PERM] with PERM in read, write"
-            )
+        secret, permissions = _grant(entry, "API token", "SECRET")
         if secret.startswith("sha256:"):
             digest = bytes.fromhex(secret.removeprefix("sha256:"))
             if len(digest) != 32:
@@ -62,6 +70,11 @@ def parse_tokens(spec: str) -> tuple[Token, ...]:
             digest = hashlib.sha256(secret.encode()).digest()
         tokens.append((digest, permissions))
     return tuple(tokens)
+
+
+def parse_roles(spec: str) -> dict[str, frozenset[str]]:
+    """``api.jwt_roles``: ``ROLE:PERM,...`` entries, what each JWT role grants."""
+    return dict(_grant(entry, "JWT role", "ROLE") for entry in spec.split())
 
 
 class BearerTokenPolicy:
@@ -73,8 +86,11 @@ class BearerTokenPolicy:
     ACLHelper would walk each resource's lineage, twice a write (traversal
     and the view each ask)."""
 
-    def __init__(self, tokens: tuple[Token, ...], open_reads: bool) -> None:
+    def __init__(
+        self, tokens: tuple[Token, ...], open_reads: bool, jwts: Verifier | None = None
+    ) -> None:
         self.tokens = tokens
+        self.jwts = jwts
         self.open_to_all = frozenset({"read"} if open_reads else ())
         # Answers to permits(), made once: each would format its message anew.
         self._open = {p: Allowed("%r is open to all", p) for p in PERMISSIONS}
@@ -101,6 +117,12 @@ class BearerTokenPolicy:
         token = self._bearer(request)
         if token is None:
             return None
+        if self.jwts is not None and token.count(".") == 2:  # a JWT's three parts
+            try:
+                return self.jwts.permissions(token)
+            except InvalidJWT as exc:
+                request.environ[JWT_REFUSED] = exc
+                return None
         presented = hashlib.sha256(token.encode()).digest()
         granted = None
         for digest, permissions in self.tokens:  # no early exit: constant work
@@ -129,6 +151,33 @@ class BearerTokenPolicy:
 
     def forget(self, request: Request, **kw: Any) -> list[Any]:
         return []
+
+
+def jwt_tween_factory(
+    handler: Callable[[Request], Response], registry: Registry
+) -> Callable[[Request], Response]:
+    """A JWT the API does not accept is a 401 on any request, an open read
+    too, as PostgREST's: a client whose token expired learns it, and renews
+    it, rather than reading as no one."""
+    if not registry.api_settings.jwt_secret:
+        return handler
+
+    def jwt_tween(request: Request) -> Response:
+        if "HTTP_AUTHORIZATION" in request.environ and request.identity is None:
+            refused = request.environ.get(JWT_REFUSED)
+            if refused is not None:
+                return _invalid_jwt(refused)
+        return handler(request)
+
+    return jwt_tween
+
+
+def _invalid_jwt(refused: InvalidJWT) -> Response:
+    description = refused.message.replace('"', "'")
+    challenge = f'Bearer error="invalid_token", error_description="{description}"'
+    return problem_response(
+        401, refused.message, code=refused.code, headers={"WWW-Authenticate": challenge}
+    )
 
 
 @forbidden_view_config()
@@ -210,10 +259,16 @@ def cors_tween_factory(
 def includeme(config: Configurator) -> None:
     settings = config.registry.api_settings
     open_reads = not settings.read_requires_token
-    config.set_security_policy(BearerTokenPolicy(settings.tokens, open_reads))
+    jwts = None
+    if settings.jwt_secret:
+        jwts = Verifier(
+            settings.jwt_secret, settings.jwt_roles, settings.jwt_role_claim_key, settings.jwt_aud
+        )
+    config.set_security_policy(BearerTokenPolicy(settings.tokens, open_reads, jwts))
     if settings.read_requires_token:
         # Open reads skip the permission check altogether: it is on the hot path.
         config.set_default_permission("read")
     # Outermost, so that error responses carry the CORS headers too.
     config.add_tween("api.security.cors_tween_factory", under=INGRESS)
+    config.add_tween("api.security.jwt_tween_factory", under="api.security.cors_tween_factory")
     config.scan(__name__)

@@ -19,7 +19,8 @@ from pyramid.config import Configurator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from api.security import Token, parse_tokens
+from api.jwts import Key, parse_claim_path, parse_secret
+from api.security import Token, parse_roles, parse_tokens
 
 # Plain driver names that users write, mapped to the async drivers we run on.
 ASYNC_DRIVERS = {
@@ -240,6 +241,34 @@ class Settings:
         (),
         doc="Bearer tokens: whitespace-separated `SECRET:PERM[,PERM]` (`read`, `write`).",
         secret=True,
+    )
+    jwt_secret: tuple[Key, ...] = setting(
+        "api.jwt_secret",
+        parse_secret,
+        (),
+        doc="Bearer tokens may be JWTs signed with this: an HMAC passphrase (32 characters or "
+        "more), or a JWK or JWK set of public keys as JSON; `@path` reads it from a file.",
+        secret=True,
+    )
+    jwt_roles: Mapping[str, frozenset[str]] = setting(
+        "api.jwt_roles",
+        parse_roles,
+        doc="What a JWT's role grants: whitespace-separated `ROLE:PERM[,PERM]`; a role not "
+        "listed, or none, grants nothing.",
+        default_factory=dict,
+    )
+    jwt_role_claim_key: tuple[str | int, ...] = setting(
+        "api.jwt_role_claim_key",
+        parse_claim_path,
+        ("role",),
+        doc="Where a JWT's claims hold its role, as PostgREST's path: `.role`, "
+        "`.app_metadata.roles[0]`.",
+    )
+    jwt_aud: str | None = setting(
+        "api.jwt_aud",
+        lambda text: text.strip() or None,
+        None,
+        doc="A JWT whose `aud` claim names other audiences, not this one, is refused.",
     )
     cors_origins: tuple[str, ...] = setting(
         "api.cors_origins", words, (), doc="Origins allowed by CORS, or `*`; empty: CORS off."
