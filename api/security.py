@@ -117,17 +117,17 @@ class BearerTokenPolicy:
         token = self._bearer(request)
         if token is None:
             return None
-        if self.jwts is not None and token.count(".") == 2:  # a JWT's three parts
-            try:
-                return self.jwts.permissions(token)
-            except InvalidJWT as exc:
-                request.environ[JWT_REFUSED] = exc
-                return None
         presented = hashlib.sha256(token.encode()).digest()
         granted = None
         for digest, permissions in self.tokens:  # no early exit: constant work
             if hmac.compare_digest(presented, digest):
                 granted = permissions
+        # A token of api.tokens first: one may have a JWT's three parts.
+        if granted is None and self.jwts is not None and token.count(".") == 2:
+            try:
+                return self.jwts.permissions(token)
+            except InvalidJWT as exc:
+                request.environ[JWT_REFUSED] = exc
         return granted
 
     def authenticated_userid(self, request: Request) -> str | None:

@@ -19,7 +19,7 @@ from tests.support.servers import ThreadedServer
 
 SECRET = "a passphrase of thirty-two characters or more, for tests"
 JWT_SETTINGS = {
-    "api.tokens": "writer-secret:read,write",
+    "api.tokens": "writer-secret:read,write a.token.with-dots:read,write",
     "api.jwt_secret": SECRET,
     "api.jwt_roles": "authenticated:read,write anon:read",
     "api.jwt_aud": "this-api",
