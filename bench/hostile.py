@@ -1,6 +1,7 @@
 """Hostile load: the attacks of a bad day, replayed against the API as production runs it.
 
     python -m bench.hostile          # from the checkout, MariaDB at TEST_MARIADB_URL
+    python -m bench.hostile --only forged_jwts,scanned_paths
 
 It seeds its own MariaDB database, starts ``pserve production.ini`` (2 workers)
 with the database behind a TCP proxy that can stall, and runs each attack
@@ -13,7 +14,12 @@ and the largest worker's peak RSS so far; after the row, which 5xx they were
 Every request loop is bounded in count and time, and only goes to 127.0.0.1.
 """
 
+import argparse
+import base64
 import contextlib
+import hashlib
+import hmac
+import json
 import os
 import random
 import socket
@@ -24,6 +30,10 @@ import uuid
 from collections import Counter
 
 import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 from sqlalchemy.engine import make_url
 
 from bench.run import api_server, seed
@@ -269,7 +279,63 @@ def stalled_database(server, proxy):
     return statuses
 
 
+# The API's JWT key, an RSA public key (api.jwt_secret): the costliest to verify.
+JWT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+JWT_SETTINGS = {
+    "API_JWT_SECRET": json.dumps(
+        {**json.loads(RSAAlgorithm.to_jwk(JWT_KEY.public_key())), "kid": "api", "alg": "RS256"}
+    ),
+    "API_JWT_ROLES": "authenticated:read,write",
+}
+
+
+def _public_pem():
+    return JWT_KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _hmac_signed(claims, secret):
+    """HS256 by hand: PyJWT refuses to sign with a public key as the secret."""
+    part = lambda data: base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")  # noqa: E731
+    signed = part({"alg": "HS256", "kid": "api"}) + b"." + part(claims)
+    digest = hmac.new(secret, signed, hashlib.sha256).digest()
+    return (signed + b"." + base64.urlsafe_b64encode(digest).rstrip(b"=")).decode()
+
+
+def forged_jwts(server, proxy):
+    """3,000 reads, each with a JWT the API must refuse (401): signed by
+    another RSA key, with and without the API's kid; HS256 with the API's
+    public key as its passphrase (the confusion of algorithms); alg none;
+    expired; a header nested 20,000 deep; a 40 KB payload (53 KB in base64,
+    under the head limit). Each different: none is a cached signature."""
+    attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    deep = base64.urlsafe_b64encode(b'{"x":' + b"[" * 20_000 + b"]" * 20_000 + b"}").decode()
+    kid, claims = {"kid": "api"}, {"role": "authenticated"}
+    forgeries = [
+        lambda n: jwt.encode({**claims, "n": n}, attacker, "RS256", kid),
+        lambda n: jwt.encode({**claims, "n": n}, attacker, "RS256"),
+        lambda n: _hmac_signed({**claims, "n": n}, _public_pem()),
+        lambda n: jwt.encode({**claims, "n": n}, None, "none"),
+        lambda n: jwt.encode({**claims, "exp": n}, JWT_KEY, "RS256", kid),
+        lambda n: f"{deep}.e30.{n}",
+        lambda n: jwt.encode({"n": n, "pad": "p" * 40_000}, attacker, "RS256", kid),
+    ]
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        statuses = [
+            client.get(
+                "/mytable/?limit=1",
+                headers={"Authorization": f"Bearer {forgeries[n % len(forgeries)](n)}"},
+            ).status_code
+            for n in range(3000)
+        ]
+    # Anything but a 401 let a forgery through, or failed on it.
+    assert set(statuses) == {401}, Counter(statuses)
+    return statuses
+
+
 ATTACKS = [
+    forged_jwts,
     quadratic_in_list,
     huge_and_many_headers,
     long_accept_headers,
@@ -318,6 +384,10 @@ def _failures_named(statuses, due):
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="these attacks alone, separated by commas")
+    only = parser.parse_args().only
+    attacks = [a for a in ATTACKS if not only or a.__name__ in only.split(",")]
     database_url = make_url(seed(10_000))
     proxy = TcpProxy(database_url.host, database_url.port or 3306, free_port())
     proxy.up()
@@ -325,13 +395,13 @@ def main():
     os.environ["DB_STATEMENT_TIMEOUT"] = "2"
     os.environ["API_RESPONSE_TIMEOUT"] = "3"
     os.environ["API_SEND_TIMEOUT"] = "5"
-    server = api_server(through_proxy, workers=2)
+    server = api_server(through_proxy, workers=2, **JWT_SETTINGS)
     try:
         print(
             f"{'attack':34} {'sent':>6} {'5xx':>5} {'503 due':>8} "
             f"{'liveness p99':>13} {'rows lost':>10} {'worker peak RSS':>16}"
         )
-        for attack in ATTACKS:
+        for attack in attacks:
             with Liveness(server.url) as liveness, httpx.Client(base_url=server.url) as client:
                 write(client)  # a committed write before each attack
                 started = time.monotonic()

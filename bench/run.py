@@ -175,8 +175,9 @@ async def settled(quiet=0.5, longest=60.0):
         await asyncio.sleep(0.05)
 
 
-def api_server(database_url, workers):
-    env = {"DATABASE_URL": database_url, "API_TOKENS": "bench-token:read,write"}
+def api_server(database_url, workers, **settings):
+    """``pserve production.ini`` on ``database_url``; ``settings`` as environment variables."""
+    env = {"DATABASE_URL": database_url, "API_TOKENS": "bench-token:read,write", **settings}
     return Server([str(BIN / "pserve"), "production.ini"], env, workers)
 
 
