@@ -2,7 +2,7 @@
 tests/js/package-lock.json), against the API serving Sakila, run by node:
 react-admin's PostgREST provider (ra-data-postgrest, with two-column keys)
 and Refine's Supabase provider (over supabase-js, which asks for
-``/rest/v1``, the prefix ``root_path`` serves). What an admin page lists,
+``/rest/v1``, the prefix ``root_path`` serves, with JWTs for keys). What an admin page lists,
 shows, creates, edits and deletes, and the message it shows on an error."""
 
 import json
@@ -12,8 +12,9 @@ import subprocess
 import pytest
 
 from api.bridge.asgi import ASGIApp
-from tests.support import unique_name
+from tests.support import make_app, unique_name
 from tests.support.servers import ThreadedServer
+from tests.test_jwt import SECRET, signed
 from tests.test_postgrest_js import CLIENT, node  # noqa: F401 (a fixture)
 
 
@@ -32,11 +33,14 @@ def drive(node, script, **env):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def supabase_url(sakila_server):
-    """The Sakila API under ``/rest/v1``, where supabase-js asks for PostgREST."""
-    router = sakila_server.server.config.app.router
-    with ThreadedServer(ASGIApp(router, root_path="/rest/v1")) as running:
+def supabase_url(sakila_url):
+    """The Sakila API under ``/rest/v1``, where supabase-js asks for
+    PostgREST, taking JWTs as a Supabase project's keys are."""
+    roles = {"api.jwt_secret": SECRET, "api.jwt_roles": "service_role:read,write anon:read"}
+    app = make_app(sakila_url, **{"api.tables": "*", **roles})
+    with ThreadedServer(ASGIApp(app, root_path="/rest/v1")) as running:
         yield running.url
+    app.close()
 
 
 TOO_LONG = "Some fields do not fit the table: name must be a string of at most 25 characters."
@@ -101,7 +105,12 @@ def test_react_admin_lists_shows_and_edits_sakila(node, sakila_server):  # noqa:
 
 def test_refine_lists_shows_and_edits_sakila_through_supabase_js(node, supabase_url):  # noqa: F811
     tag = unique_name("refine")[:20]
-    calls = drive(node, "refine.mjs", SUPABASE_URL=supabase_url, TAG=tag)
+    keys = {
+        "SUPABASE_KEY": signed({"role": "service_role", "exp": 3600}),
+        "ANON_KEY": signed({"role": "anon", "exp": 3600}),
+        "EXPIRED_KEY": signed({"role": "service_role", "exp": -3600}),
+    }
+    calls = drive(node, "refine.mjs", SUPABASE_URL=supabase_url, TAG=tag, **keys)
     # getList: range, count=exact, each of Refine's filter operators
     first_three = {
         "list": ([997, 996, 995], 1000),
@@ -132,3 +141,12 @@ def test_refine_lists_shows_and_edits_sakila_through_supabase_js(node, supabase_
     assert calls["gone"]["data"] == []
     # the message Refine shows its user
     assert calls["tooLong"]["error"]["message"] == TOO_LONG
+    # the anon key reads and may not write; an expired key is told so
+    assert calls["anonRead"]["data"] == [{"actor_id": 1}]
+    assert (calls["anonWrite"]["status"], calls["anonWrite"]["error"]["code"]) == (403, "42501")
+    expired = calls["expired"]
+    assert (expired["status"], expired["error"]["code"], expired["error"]["message"]) == (
+        401,
+        "PGRST303",
+        "JWT expired",
+    )

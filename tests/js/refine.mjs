@@ -1,15 +1,18 @@
 // Refine's Supabase data provider (@refinedev/supabase, over supabase-js)
-// against the API serving Sakila under supabase-js's /rest/v1: SUPABASE_URL
-// and TAG from the environment; each call's result, or its error, printed as
-// one JSON object.
+// against the API serving Sakila under supabase-js's /rest/v1, signed in
+// with JWTs as a Supabase project's keys are: SUPABASE_URL, SUPABASE_KEY (a
+// service_role JWT), ANON_KEY, EXPIRED_KEY and TAG from the environment;
+// each call's result, or its error, printed as one JSON object.
 import { createClient } from '@supabase/supabase-js'
 import { dataProvider } from '@refinedev/supabase'
 import ws from 'ws'
 
-const supabase = createClient(process.env.SUPABASE_URL, 'writer-secret', {
-  auth: { persistSession: false, autoRefreshToken: false },
-  realtime: { transport: ws }, // Node 20 has no WebSocket of its own
-})
+const client = (key) =>
+  createClient(process.env.SUPABASE_URL, key, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    realtime: { transport: ws }, // Node 20 has no WebSocket of its own
+  })
+const supabase = client(process.env.SUPABASE_KEY)
 const dp = dataProvider(supabase)
 const tag = process.env.TAG
 const page = { currentPage: 1, pageSize: 3 }
@@ -38,6 +41,10 @@ const calls = {
   create: () => dp.create({ resource: 'category', variables: { name: `${tag}` } }),
   createMany: () => dp.createMany({ resource: 'category', variables: [{ name: `${tag} 2` }, { name: `${tag} 3` }] }),
   tooLong: () => dp.create({ resource: 'category', variables: { name: 'x'.repeat(26) } }),
+  // supabase-js itself, with the anon key and an expired one
+  anonRead: () => client(process.env.ANON_KEY).from('actor').select('actor_id').eq('actor_id', 1),
+  anonWrite: () => client(process.env.ANON_KEY).from('category').insert({ name: `${tag} anon` }),
+  expired: () => client(process.env.EXPIRED_KEY).from('actor').select('actor_id').limit(1),
 }
 const run = async (call) => {
   try {
