@@ -185,13 +185,13 @@ def forbidden(request: Request) -> Response:
     """401 with a Bearer challenge when no valid token came; 403 when it lacks the permission."""
     if request.identity is None:
         error = ', error="invalid_token"' if request.authorization else ""
-        return http_exception(
-            HTTPUnauthorized(
-                "A valid bearer token is needed: send 'Authorization: Bearer <token>'.",
-                headers={"WWW-Authenticate": f'Bearer realm="api"{error}'},
-            ),
-            request,
+        unauthorized = HTTPUnauthorized(
+            "A valid bearer token is needed: send 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": f'Bearer realm="api"{error}'},
         )
+        if not request.authorization:  # PostgREST's "anonymous access is disabled"
+            unauthorized.postgrest_code = "PGRST302"
+        return http_exception(unauthorized, request)
     return http_exception(
         HTTPForbidden("The token does not grant the permission this request needs."), request
     )
