@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -65,12 +67,18 @@ class CoalescingLoader:
     async def _run(self, waiting: dict[Any, list[asyncio.Future[Row | None]]]) -> None:
         key_of = describe(self.table).key_of
 
-        def select_batch(connection: Connection) -> dict[Any, Row]:
-            statement, values = batch(self.table, list(waiting), self.parsed)
-            passed = frozenset() if self.parsed else json_keys(self.table.columns)
-            read = _compiled(statement, connection.dialect, passed)
-            rows = read.dicts(connection, values)
+        passed = frozenset() if self.parsed else json_keys(self.table.columns)
+
+        def select(connection: Connection, keys: list[Any]) -> dict[Any, Row]:
+            statement, values = batch(self.table, keys, self.parsed)
+            rows = _compiled(statement, connection.dialect, passed).dicts(connection, values)
             return {key_of(row): row for row in rows}
+
+        def select_batch(connection: Connection) -> dict[Any, Row]:
+            found = select(connection, list(waiting))
+            if any(key not in waiting for key in found):
+                _pair_as_the_database_does(found, waiting, functools.partial(select, connection))
+            return found
 
         try:
             # No request's deadline covers a batch: a stalled database would
@@ -89,6 +97,26 @@ class CoalescingLoader:
                         future.set_result(rows.get(key))
         finally:
             self._next_batch()  # what arrived meanwhile goes next
+
+
+def _pair_as_the_database_does(
+    found: dict[Any, Row], asked: Iterable[Any], select: Callable[[list[Any]], dict[Any, Row]]
+) -> None:
+    """Give each key asked for the row the database found for it, where its
+    equality is not Python's: MySQL's case-insensitive collations, and
+    trailing spaces, find ``USA`` for ``usa``, as a filter and a write by
+    that key do. A row whose key no one asked for equals only keys no row
+    matched exactly (keys are unique under the database's equality): with
+    one of each they pair; with more, each such key is asked for alone."""
+    unmatched = [key for key in asked if key not in found]
+    others = [row for key, row in found.items() if key not in asked]
+    if len(unmatched) == 1 and len(others) == 1:
+        found[unmatched[0]] = others[0]
+        return
+    for key in unmatched:
+        alone = select([key])
+        if alone:
+            found[key] = next(iter(alone.values()))
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)

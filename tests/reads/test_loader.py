@@ -2,12 +2,15 @@
 
 import asyncio
 import threading
+import uuid
 
 import httpx
 from sqlalchemy import event
 
 from api.bridge import await_
 from api.models import mytable
+from api.reads.loader import _pair_as_the_database_does
+from tests.support import WRITER
 
 
 def test_concurrent_point_reads_are_coalesced_and_each_gets_its_row(
@@ -81,3 +84,39 @@ def test_a_missing_row_in_a_batch_is_404_for_its_caller_only(server):
 
     ok, missing, also_ok = asyncio.run(fire())
     assert (ok.status_code, missing.status_code, also_ok.status_code) == (200, 404, 200)
+
+
+def test_an_item_url_finds_the_row_its_key_s_filter_finds(http, server, backend):
+    """MariaDB's case-insensitive collation finds the row of ``abc`` for
+    ``ABC``, as a filter or a write by that key does: the item URL read
+    ``ABC`` and 404'd, while a PATCH of the same URL wrote the row. On
+    SQLite both miss. Sent together, so that the spellings share a batch."""
+    code = f"ab{uuid.uuid4().hex[:5]}"  # letters, to spell in other cases
+    assert http.post("/probe_coded/", json={"code": code}, headers=WRITER).status_code == 201
+    spellings = [code, code.upper(), code.capitalize(), f"{code} ", "none-such"]
+
+    async def fire():
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            return await asyncio.gather(*(client.get(f"/probe_coded/{s}") for s in spellings))
+
+    for spelling, response in zip(spellings, asyncio.run(fire()), strict=True):
+        by_filter = http.get("/probe_coded/", params={"code": f"eq.{spelling}"}).json()
+        if by_filter:
+            assert response.json() == by_filter[0] == {"code": code, "label": None}, spelling
+        else:
+            assert response.status_code == 404, spelling
+    filters = [{"code": f"eq.{spelling}"} for spelling in spellings]
+    found = sum(bool(http.get("/probe_coded/", params=f).json()) for f in filters)
+    assert found == {"sqlite": 1}.get(backend, 4)  # MariaDB's PAD SPACE finds "abc " too
+    assert http.delete(f"/probe_coded/{code}", headers=WRITER).status_code == 204
+
+
+def test_keys_the_database_equates_pair_with_the_rows_it_found():
+    found = {"USA": {"code": "USA"}, "nld": {"code": "nld"}}
+    _pair_as_the_database_does(found, ["usa", "nld"], select=lambda keys: {})  # one and one
+    assert found["usa"] == {"code": "USA"}
+    # two keys unmatched, two rows no one asked for: each key is asked alone
+    found = {"USA": {"code": "USA"}, "NLD": {"code": "NLD"}}
+    alone = {"usa": {"USA": {"code": "USA"}}, "nld": {"NLD": {"code": "NLD"}}, "x": {}}
+    _pair_as_the_database_does(found, ["usa", "nld", "x"], select=lambda keys: alone[keys[0]])
+    assert (found["usa"], found["nld"], "x" in found) == ({"code": "USA"}, {"code": "NLD"}, False)
