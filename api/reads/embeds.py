@@ -8,6 +8,8 @@ are held, and written, at once: at most ``MAX_EMBEDDED_ROWS`` of them.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -95,7 +97,7 @@ def _embed_one(connection: Connection, rows: list[Row], joins: list[Any], embed:
         if len(children) > MAX_EMBEDDED_ROWS:
             raise _too_many(embed)
         embed_rows(connection, children, embed.embeds)
-        _group(children, embed, width, found)
+        _group(children, embed, width, found, _homes(connection, embed, keys))
     one = embed.link.kind == "one"
     spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
     empty = None if one or embed.group_by != () else _over_no_rows(embed)
@@ -134,8 +136,16 @@ def _too_many(embed: Embed) -> BadRequest:
     )
 
 
-def _group(children: list[Row], embed: Embed, width: int, found: dict[Any, list[Row]]) -> None:
-    """Each child row under its parent's key, with only what it shows."""
+def _group(
+    children: list[Row],
+    embed: Embed,
+    width: int,
+    found: dict[Any, list[Row]],
+    homes: Callable[[Any], list[Any]] | None,
+) -> None:
+    """Each child row under its parent's key (``homes``: the keys asked for
+    that the database equates with the child's, where they are others),
+    with only what it shows."""
     shown = shown_names(embed.columns, embed.embeds)
     labels = [parent_label(i) for i in range(width)]
     extra = len(children[0]) != len(shown) + width if children else False
@@ -146,7 +156,51 @@ def _group(children: list[Row], embed: Embed, width: int, found: dict[Any, list[
             parent = tuple(child.pop(label) for label in labels)
         if extra:  # columns read only for nested embeds to join on
             child = {name: child[name] for name in shown}
-        found.setdefault(parent, []).append(child)
+        for home in homes(parent) if homes is not None else (parent,):
+            found.setdefault(home, []).append(child)
+
+
+def _homes(
+    connection: Connection, embed: Embed, asked: list[Any]
+) -> Callable[[Any], list[Any]] | None:
+    """Where MySQL's equality of the join's text is not Python's (its
+    case-insensitive collations; trailing spaces), the keys asked for that a
+    child's value belongs to: its own, if asked, and others the database
+    equates with it (``usa`` and ``USA``). Each spelling that lower case
+    would equate is put to the database; no other is. None where ``==``
+    is the database's equality."""
+    far = embed.link.far
+    text = len(far) == 1 and isinstance(far[0].type, sa.String)
+    if connection.dialect.name != "mysql" or not text:
+        return None
+    loosely: dict[Any, list[Any]] = {}
+    for key in asked:
+        loosely.setdefault(_loose(key), []).append(key)
+    asked_exactly = set(asked)
+
+    def homes(value: Any) -> list[Any]:
+        own = [value] if value in asked_exactly else []
+        others = [k for k in loosely.get(_loose(value), ()) if k != value]
+        return own + [k for k in others if _equal(connection, far[0], value, k)]
+
+    return functools.lru_cache(maxsize=None)(homes)
+
+
+def _loose(value: Any) -> Any:
+    return value.lower().rstrip(" ") if isinstance(value, str) else value
+
+
+def _equal(connection: Connection, column: sa.Column[Any], a: str, b: str) -> bool:
+    """Whether the database finds ``a`` and ``b`` one value of ``column``:
+    a row of its table holds both (the row of one of them, which exists)."""
+    statement = _both_statement(column)
+    return connection.execute(statement, {"a": a, "b": b}).first() is not None
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def _both_statement(column: sa.Column[Any]) -> sa.Select[Any]:
+    holds = (column == sa.bindparam("a"), column == sa.bindparam("b"))
+    return sa.select(sa.literal(1)).select_from(column.table).where(*holds).limit(1)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)

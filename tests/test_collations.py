@@ -1,0 +1,73 @@
+"""Text keys under MySQL's case-insensitive collation, on MariaDB: MySQL's
+world sample keeps countries by a CHAR(3) code, and a city may name its
+country in another case (the foreign key takes ``usa`` for ``USA``). The
+API answers as the database compares, as its filters and writes do."""
+
+import httpx
+import pytest
+
+from api.bridge.asgi import ASGIApp
+from tests.support import make_app, mariadb_database, run_sql
+from tests.support.servers import ThreadedServer
+
+WORLD = [
+    "CREATE TABLE country (Code CHAR(3) PRIMARY KEY, Name CHAR(52) NOT NULL)"
+    " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+    "CREATE TABLE city (ID INT AUTO_INCREMENT PRIMARY KEY, Name CHAR(35) NOT NULL,"
+    " CountryCode CHAR(3) NOT NULL, FOREIGN KEY (CountryCode) REFERENCES country (Code))"
+    " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
+    "INSERT INTO country VALUES ('USA', 'United States'), ('NLD', 'Netherlands')",
+    "INSERT INTO city (ID, Name, CountryCode) VALUES (1, 'New York', 'USA'),"
+    " (2, 'Lowertown', 'usa'), (3, 'Amsterdam', 'NLD')",
+]
+
+
+@pytest.fixture(scope="module")
+def world():
+    url, drop = mariadb_database()
+    run_sql(url, *WORLD)
+    app = make_app(url, **{"api.tables": "*", "api.declared_tables": "false"})
+    with ThreadedServer(ASGIApp(app)) as running, httpx.Client(base_url=running.url) as client:
+        yield client
+    app.close()
+    drop()
+
+
+def names(answer):
+    return [city["Name"] for city in answer]
+
+
+def test_a_country_s_cities_are_those_the_database_finds_for_its_code(world):
+    """Lowertown (``usa``) was left out of the United States' cities, which
+    a count, a filter and ``!inner`` all found."""
+    usa = world.get("/country/", params={"select": "Code,city(Name)", "Code": "eq.USA"}).json()
+    assert names(usa[0]["city"]) == ["New York", "Lowertown"]
+    counted = world.get("/country/", params={"select": "city(count)", "Code": "eq.USA"}).json()
+    assert counted == [{"city": [{"count": 2}]}]
+    inner = world.get(
+        "/country/",
+        params={"select": "Code,city!inner(Name)", "city.Name": "eq.Lowertown"},
+    ).json()
+    assert inner == [{"Code": "USA", "city": [{"Name": "Lowertown"}]}]
+    # under the country's item, and limited per country
+    assert names(world.get("/country/usa/city/").json()) == ["New York", "Lowertown"]
+    limited = world.get(
+        "/country/",
+        params={"select": "city(Name)", "city.limit": "1", "city.order": "Name", "Code": "eq.USA"},
+    ).json()
+    assert names(limited[0]["city"]) == ["Lowertown"]
+
+
+def test_a_city_s_country_is_the_one_its_code_names(world):
+    """Lowertown's country was null, though its foreign key holds."""
+    cities = world.get("/city/", params={"select": "Name,country(Name)", "order": "ID"}).json()
+    assert [city["country"] for city in cities] == [
+        {"Name": "United States"},
+        {"Name": "United States"},
+        {"Name": "Netherlands"},
+    ]
+
+
+def test_an_item_url_in_another_case_is_the_row(world):
+    assert world.get("/country/usa").json() == {"Code": "USA", "Name": "United States"}
+    assert world.get("/country/xyz").status_code == 404
