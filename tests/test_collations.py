@@ -26,7 +26,8 @@ WORLD = [
 def world():
     url, drop = mariadb_database()
     run_sql(url, *WORLD)
-    app = make_app(url, **{"api.tables": "*", "api.declared_tables": "false"})
+    settings = {"api.tables": "*", "api.declared_tables": "false"}
+    app = make_app(url, **settings, **{"api.tokens": "writer-secret:read,write"})
     with ThreadedServer(ASGIApp(app)) as running, httpx.Client(base_url=running.url) as client:
         yield client
     app.close()
@@ -71,3 +72,27 @@ def test_a_city_s_country_is_the_one_its_code_names(world):
 def test_an_item_url_in_another_case_is_the_row(world):
     assert world.get("/country/usa").json() == {"Code": "USA", "Name": "United States"}
     assert world.get("/country/xyz").status_code == 404
+
+
+WRITER = {"Authorization": "Bearer writer-secret", "Prefer": "return=representation"}
+
+
+def test_an_upsert_in_another_case_answers_the_row_it_wrote(world):
+    """``{"Code": "nld"}`` merged into NLD, as MySQL's ON DUPLICATE KEY
+    UPDATE finds it, and answered no row: the rows read back were matched
+    to the body's with Python's ==."""
+    client = world
+    merge = {**WRITER, "Prefer": "return=representation,resolution=merge-duplicates"}
+    merged = client.post("/country/", json={"Code": "nld", "Name": "Holland"}, headers=merge)
+    assert (merged.status_code, merged.json()) == (201, [{"Code": "NLD", "Name": "Holland"}])
+    ignore = {**WRITER, "Prefer": "return=representation,resolution=ignore-duplicates"}
+    body = [{"Code": "usa", "Name": "X"}, {"Code": "ZZZ", "Name": "Zed"}]
+    ignored = client.post("/country/", json=body, headers=ignore)
+    assert ignored.json() == [
+        {"Code": "USA", "Name": "United States"},  # left as it was
+        {"Code": "ZZZ", "Name": "Zed"},
+    ]
+    # as it was, for the other tests
+    restore = client.patch("/country/NLD", json={"Name": "Netherlands"}, headers=WRITER)
+    assert restore.status_code == 200
+    assert client.delete("/country/ZZZ", headers=WRITER).status_code == 204

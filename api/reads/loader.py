@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -17,7 +15,7 @@ from api.observe import metrics
 from api.reads.reader import Reader
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
-from api.sql.keys import batch, json_keys
+from api.sql.keys import batch, json_keys, pair_as_the_database_does
 
 
 class CoalescingLoader:
@@ -76,8 +74,11 @@ class CoalescingLoader:
 
         def select_batch(connection: Connection) -> dict[Any, Row]:
             found = select(connection, list(waiting))
-            if any(key not in waiting for key in found):
-                _pair_as_the_database_does(found, waiting, functools.partial(select, connection))
+            if any(key not in waiting for key in found):  # a key spelled otherwise
+                for key in pair_as_the_database_does(found, waiting):
+                    alone = select(connection, [key])  # the database says which
+                    if alone:
+                        found[key] = next(iter(alone.values()))
             return found
 
         try:
@@ -97,26 +98,6 @@ class CoalescingLoader:
                         future.set_result(rows.get(key))
         finally:
             self._next_batch()  # what arrived meanwhile goes next
-
-
-def _pair_as_the_database_does(
-    found: dict[Any, Row], asked: Iterable[Any], select: Callable[[list[Any]], dict[Any, Row]]
-) -> None:
-    """Give each key asked for the row the database found for it, where its
-    equality is not Python's: MySQL's case-insensitive collations, and
-    trailing spaces, find ``USA`` for ``usa``, as a filter and a write by
-    that key do. A row whose key no one asked for equals only keys no row
-    matched exactly (keys are unique under the database's equality): with
-    one of each they pair; with more, each such key is asked for alone."""
-    unmatched = [key for key in asked if key not in found]
-    others = [row for key, row in found.items() if key not in asked]
-    if len(unmatched) == 1 and len(others) == 1:
-        found[unmatched[0]] = others[0]
-        return
-    for key in unmatched:
-        alone = select([key])
-        if alone:
-            found[key] = next(iter(alone.values()))
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)

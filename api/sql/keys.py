@@ -7,6 +7,7 @@ A key of several columns is bound column by column ("pk0", "pk1", ...; "k0_0",
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
@@ -116,3 +117,40 @@ def in_keys(columns: tuple[sa.Column[Any], ...], size: int) -> ColumnElement[boo
         for i in range(size)
     ]
     return sa.tuple_(*columns).in_(keys)
+
+
+def pair_as_the_database_does(found: dict[Any, Any], asked: Iterable[Any]) -> list[Any]:
+    """Give keys asked for the rows the database found for them where its
+    equality is not Python's: MySQL's case-insensitive collations and
+    trailing spaces find ``USA`` for ``usa``. ``found`` holds each row under
+    its own key; a row under a key no one asked for equals only keys that
+    found no row under their own (keys are unique under the database's
+    equality). One of each pair; else each such key pairs with the one such
+    row that lower case (and trailing spaces) equates it with. The keys left
+    without a row, which the database may still equate with one otherwise
+    (without accents, under an _ai collation)."""
+    asked = list(dict.fromkeys(asked))
+    unmatched = [key for key in asked if key not in found]
+    unclaimed = [key for key in found if key not in set(asked)]
+    if not unmatched or not unclaimed:
+        return unmatched
+    if len(unmatched) == 1 and len(unclaimed) == 1:
+        found[unmatched[0]] = found[unclaimed[0]]
+        return []
+    loosely: dict[Any, list[Any]] = {}
+    for key in unclaimed:
+        loosely.setdefault(_loose(key), []).append(key)
+    left = []
+    for key in unmatched:
+        candidates = loosely.get(_loose(key), [])
+        if len(candidates) == 1:
+            found[key] = found[candidates[0]]
+        else:
+            left.append(key)
+    return left
+
+
+def _loose(key: Any) -> Any:
+    if isinstance(key, tuple):
+        return tuple(map(_loose, key))
+    return key.lower().rstrip(" ") if isinstance(key, str) else key

@@ -31,7 +31,7 @@ from api.collections import describe
 from api.models import utcnow
 from api.sql import write_statements
 from api.sql.grouped import CountedWrite, key_after, lock_order_of, new_row_stamps
-from api.sql.keys import key_parameters, row_statements
+from api.sql.keys import key_parameters, pair_as_the_database_does, row_statements
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -217,7 +217,9 @@ def _in_order_of(
         return tuple(row[column.name] for column in columns)
 
     found = {key(row): row for row in returned}
-    return [found[k] for k in dict.fromkeys(map(key, rows)) if k in found]
+    asked = list(dict.fromkeys(map(key, rows)))
+    pair_as_the_database_does(found, asked)  # "nld" sent, "NLD" stored
+    return [found[k] for k in asked if k in found]
 
 
 async def _rows_by(

@@ -9,7 +9,7 @@ from sqlalchemy import event
 
 from api.bridge import await_
 from api.models import mytable
-from api.reads.loader import _pair_as_the_database_does
+from api.sql.keys import pair_as_the_database_does
 from tests.support import WRITER
 
 
@@ -112,11 +112,15 @@ def test_an_item_url_finds_the_row_its_key_s_filter_finds(http, server, backend)
 
 
 def test_keys_the_database_equates_pair_with_the_rows_it_found():
-    found = {"USA": {"code": "USA"}, "nld": {"code": "nld"}}
-    _pair_as_the_database_does(found, ["usa", "nld"], select=lambda keys: {})  # one and one
-    assert found["usa"] == {"code": "USA"}
-    # two keys unmatched, two rows no one asked for: each key is asked alone
-    found = {"USA": {"code": "USA"}, "NLD": {"code": "NLD"}}
-    alone = {"usa": {"USA": {"code": "USA"}}, "nld": {"NLD": {"code": "NLD"}}, "x": {}}
-    _pair_as_the_database_does(found, ["usa", "nld", "x"], select=lambda keys: alone[keys[0]])
-    assert (found["usa"], found["nld"], "x" in found) == ({"code": "USA"}, {"code": "NLD"}, False)
+    found = {"USA": "row USA", "nld": "row nld"}
+    assert pair_as_the_database_does(found, ["usa", "nld"]) == []  # one and one
+    assert found["usa"] == "row USA"
+    # several: each key with the one row that lower case equates it with
+    found = {"USA": "row USA", "NLD ": "row NLD", ("A", 1): "row A1"}
+    left = pair_as_the_database_does(found, ["usa", "nld", "x", ("a", 1)])
+    assert (found["usa"], found["nld"], found[("a", 1)], left) == (
+        "row USA",
+        "row NLD",
+        "row A1",
+        ["x"],  # no row: the database is asked, by the loader
+    )
