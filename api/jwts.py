@@ -67,7 +67,14 @@ def parse_secret(text: str) -> tuple[Key, ...]:
         )
     except (ValueError, jwt.PyJWTError) as exc:
         raise ValueError(f"not a JWK or a JWK set: {exc}") from None
-    return tuple(Key(k.key_id, k.key, [k.algorithm_name]) for k in jwks)
+    return tuple(Key(k.key_id, _public(k.key), [k.algorithm_name]) for k in jwks)
+
+
+def _public(key: Any) -> Any:
+    """The public half of a private key (a JWK with its private part, as
+    ``jose jwk gen`` writes it), which alone verifies; others as they are."""
+    public = getattr(key, "public_key", None)
+    return public() if callable(public) else key
 
 
 # A step of a role claim's path: .name, ."any name", or [index].
@@ -131,8 +138,8 @@ class Verifier:
                     token, key.key, algorithms=key.algorithms, options=_SIGNATURE_ONLY
                 )
                 return claims
-            except jwt.PyJWTError as exc:
-                error = InvalidJWT(str(exc), "PGRST301")
+            except Exception as exc:  # a token is the client's: whatever fails, it is refused
+                error = InvalidJWT(str(exc) or type(exc).__name__, "PGRST301")
         raise error
 
     def _check_claims(self, claims: Mapping[str, Any], now: float) -> None:

@@ -155,6 +155,16 @@ def test_a_jwk_set_verifies_by_kid_or_tries_each_key():
         assert (refused.value.code, refused.value.message) == ("PGRST301", message)
 
 
+def test_a_jwk_with_its_private_part_verifies_by_its_public_one():
+    """A JWK as ``jose jwk gen`` writes it, private part and all: PyJWT
+    verified with the private key object, which cannot, and every JWT was
+    a 500."""
+    private, _ = _rsa_jwk("only")
+    whole = {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(private)), "alg": "RS256"}
+    verifier = Verifier(parse_secret(json.dumps(whole)), {"anon": frozenset({"read"})})
+    assert verifier.permissions(signed({"role": "anon"}, private, "RS256")) == {"read"}
+
+
 def test_a_cached_token_is_timed_on_each_use():
     """A signature checked once is kept; its exp is not."""
     verifier = Verifier(parse_secret(SECRET), {"anon": frozenset({"read"})})
