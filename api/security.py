@@ -173,7 +173,8 @@ def jwt_tween_factory(
 
 
 def _invalid_jwt(refused: InvalidJWT) -> Response:
-    description = refused.message.replace('"', "'")
+    # A header's quoted string: printable ASCII, no quote of its own.
+    description = re.sub(r'[^\x20-\x7e]|"', "'", refused.message)
     challenge = f'Bearer error="invalid_token", error_description="{description}"'
     return problem_response(
         401, refused.message, code=refused.code, headers={"WWW-Authenticate": challenge}

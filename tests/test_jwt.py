@@ -187,3 +187,13 @@ def test_a_cached_token_is_timed_on_each_use():
 def test_jwt_settings_are_checked_at_start_up(key, value, says):
     with pytest.raises(SettingsError, match=f"^{key}: {says}".replace("[", r"\[")):
         load_settings({"sqlalchemy.url": "sqlite+aiosqlite://", key: value}, environ={})
+
+
+def test_a_refusal_s_words_make_a_header_that_is_one_line_of_ascii():
+    from api.jwts import InvalidJWT
+    from api.security import _invalid_jwt
+
+    response = _invalid_jwt(InvalidJWT('bad\r\nX-Injected: 1 "quoted" é', "PGRST301"))
+    assert response.headers["WWW-Authenticate"] == (
+        "Bearer error=\"invalid_token\", error_description=\"bad''X-Injected: 1 'quoted' '\""
+    )
