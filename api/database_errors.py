@@ -166,7 +166,7 @@ def refused_value(exc: Exception) -> Response | None:
         return None
     count_error("data")
     log.info("value refused: %s", database_error(exc))
-    return problem_response(status, detail, code=code, details=server_says)
+    return problem_response(status, _naming(detail, server_says), code=code, details=server_says)
 
 
 def _server_says(exc: Exception) -> str | None:
@@ -271,7 +271,20 @@ def _unique_columns(table: sa.Table | None, key: str) -> list[str]:
 def data_error(exc: sa_exc.DataError, request: Request) -> Response:
     count_error("data")
     log.info("data error: %s", database_error(exc))
-    return problem_response(422, "A value does not fit its column.", details=_server_says(exc))
+    says = _server_says(exc)
+    return problem_response(422, _naming("A value does not fit its column.", says), details=says)
+
+
+# MariaDB's "for column `db`.`table`.`name` at row 2", MySQL's "for column 'name' at row 2".
+_FOR_COLUMN = re.compile(r"for column (?:`[^`]*`\.)*[`']([^`']+)[`'] at row")
+
+
+def _naming(message: str, says: str | None) -> str:
+    """``message``, naming the column the database's words name: the
+    message is what a client shows its user, who cannot read ``details``'
+    row number, which counts the rows of a statement, not of a body."""
+    column = _FOR_COLUMN.search(says or "")
+    return f"{message[:-1]}: {column[1]}." if column else message
 
 
 def includeme(config: Configurator) -> None:

@@ -1,7 +1,8 @@
-"""Text keys under MySQL's case-insensitive collation, on MariaDB: MySQL's
+"""Text under MySQL's collations and character sets, on MariaDB: MySQL's
 world sample keeps countries by a CHAR(3) code, and a city may name its
 country in another case (the foreign key takes ``usa`` for ``USA``). The
-API answers as the database compares, as its filters and writes do."""
+API answers as the database compares, as its filters and writes do; a
+latin1 column refuses what latin1 cannot hold, and the message says which."""
 
 import httpx
 import pytest
@@ -19,6 +20,8 @@ WORLD = [
     "INSERT INTO country VALUES ('USA', 'United States'), ('NLD', 'Netherlands')",
     "INSERT INTO city (ID, Name, CountryCode) VALUES (1, 'New York', 'USA'),"
     " (2, 'Lowertown', 'usa'), (3, 'Amsterdam', 'NLD')",
+    "CREATE TABLE note (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(20))"
+    " DEFAULT CHARSET=latin1",
 ]
 
 
@@ -96,3 +99,17 @@ def test_an_upsert_in_another_case_answers_the_row_it_wrote(world):
     restore = client.patch("/country/NLD", json={"Name": "Netherlands"}, headers=WRITER)
     assert restore.status_code == 200
     assert client.delete("/country/ZZZ", headers=WRITER).status_code == 204
+
+
+def test_a_value_a_column_cannot_hold_is_named_in_the_message(world):
+    """An emoji in a latin1 column: the message, which clients show their
+    user, named no column; ``details``' "at row 2" counts the statement's rows."""
+    body = [{"body": "fine"}, {"body": "a smile \U0001f600"}]
+    refused = world.post("/note/", json=body, headers=WRITER)
+    problem = refused.json()
+    assert (refused.status_code, problem["message"]) == (
+        422,
+        "A value does not fit its column: body.",
+    )
+    assert "`body`" in problem["details"]
+    assert world.get("/note/").json() == []  # nothing of the array was written
