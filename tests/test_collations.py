@@ -17,9 +17,10 @@ WORLD = [
     "CREATE TABLE city (ID INT AUTO_INCREMENT PRIMARY KEY, Name CHAR(35) NOT NULL,"
     " CountryCode CHAR(3) NOT NULL, FOREIGN KEY (CountryCode) REFERENCES country (Code))"
     " DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_general_ci",
-    "INSERT INTO country VALUES ('USA', 'United States'), ('NLD', 'Netherlands')",
+    "INSERT INTO country VALUES ('USA', 'United States'), ('NLD', 'Netherlands'),"
+    " ('CIV', 'Côte d''Ivoire')",
     "INSERT INTO city (ID, Name, CountryCode) VALUES (1, 'New York', 'USA'),"
-    " (2, 'Lowertown', 'usa'), (3, 'Amsterdam', 'NLD')",
+    " (2, 'Lowertown', 'usa'), (3, 'Amsterdam', 'NLD'), (4, 'Abidjan', 'CÍV')",
     "CREATE TABLE note (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(20))"
     " DEFAULT CHARSET=latin1",
 ]
@@ -63,17 +64,22 @@ def test_a_country_s_cities_are_those_the_database_finds_for_its_code(world):
 
 
 def test_a_city_s_country_is_the_one_its_code_names(world):
-    """Lowertown's country was null, though its foreign key holds."""
+    """Lowertown's country was null, though its foreign key holds; so was
+    Abidjan's, whose code has an accent that general_ci ignores."""
     cities = world.get("/city/", params={"select": "Name,country(Name)", "order": "ID"}).json()
     assert [city["country"] for city in cities] == [
         {"Name": "United States"},
         {"Name": "United States"},
         {"Name": "Netherlands"},
+        {"Name": "Côte d'Ivoire"},
     ]
+    ivory = world.get("/country/", params={"select": "city(Name)", "Code": "eq.CIV"}).json()
+    assert ivory == [{"city": [{"Name": "Abidjan"}]}]
 
 
 def test_an_item_url_in_another_case_is_the_row(world):
     assert world.get("/country/usa").json() == {"Code": "USA", "Name": "United States"}
+    assert world.get("/country/cív").json()["Code"] == "CIV"
     assert world.get("/country/xyz").status_code == 404
 
 

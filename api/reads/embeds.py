@@ -20,7 +20,7 @@ from api.errors import BadRequest
 from api.querystring import Embed, OrderItem, shown_names
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
-from api.sql.keys import padded_keys
+from api.sql.keys import loose, padded_keys
 from api.sql.statements import (
     EMBED_CAP,
     EMBED_LIMIT,
@@ -164,30 +164,26 @@ def _homes(
     connection: Connection, embed: Embed, asked: list[Any]
 ) -> Callable[[Any], list[Any]] | None:
     """Where MySQL's equality of the join's text is not Python's (its
-    case-insensitive collations; trailing spaces), the keys asked for that a
-    child's value belongs to: its own, if asked, and others the database
-    equates with it (``usa`` and ``USA``). Each spelling that lower case
-    would equate is put to the database; no other is. None where ``==``
-    is the database's equality."""
+    collations ignore case and accents; trailing spaces), the keys asked for
+    that a child's value belongs to: its own, if asked, and others the
+    database equates with it (``usa`` and ``USA``). Each spelling ``loose``
+    would equate is put to the database; no other is. None where ``==`` is
+    the database's equality."""
     far = embed.link.far
     text = len(far) == 1 and isinstance(far[0].type, sa.String)
     if connection.dialect.name != "mysql" or not text:
         return None
     loosely: dict[Any, list[Any]] = {}
     for key in asked:
-        loosely.setdefault(_loose(key), []).append(key)
+        loosely.setdefault(loose(key), []).append(key)
     asked_exactly = set(asked)
 
     def homes(value: Any) -> list[Any]:
         own = [value] if value in asked_exactly else []
-        others = [k for k in loosely.get(_loose(value), ()) if k != value]
+        others = [k for k in loosely.get(loose(value), ()) if k != value]
         return own + [k for k in others if _equal(connection, far[0], value, k)]
 
     return functools.lru_cache(maxsize=None)(homes)
-
-
-def _loose(value: Any) -> Any:
-    return value.lower().rstrip(" ") if isinstance(value, str) else value
 
 
 def _equal(connection: Connection, column: sa.Column[Any], a: str, b: str) -> bool:

@@ -7,6 +7,7 @@ A key of several columns is bound column by column ("pk0", "pk1", ...; "k0_0",
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from functools import cache, lru_cache
 from typing import Any, NamedTuple
@@ -126,9 +127,8 @@ def pair_as_the_database_does(found: dict[Any, Any], asked: Iterable[Any]) -> li
     its own key; a row under a key no one asked for equals only keys that
     found no row under their own (keys are unique under the database's
     equality). One of each pair; else each such key pairs with the one such
-    row that lower case (and trailing spaces) equates it with. The keys left
-    without a row, which the database may still equate with one otherwise
-    (without accents, under an _ai collation)."""
+    row ``loose`` equates it with. The keys left without a row, which the
+    database may still equate with one by rules of its own."""
     asked = list(dict.fromkeys(asked))
     unmatched = [key for key in asked if key not in found]
     unclaimed = [key for key in found if key not in set(asked)]
@@ -139,10 +139,10 @@ def pair_as_the_database_does(found: dict[Any, Any], asked: Iterable[Any]) -> li
         return []
     loosely: dict[Any, list[Any]] = {}
     for key in unclaimed:
-        loosely.setdefault(_loose(key), []).append(key)
+        loosely.setdefault(loose(key), []).append(key)
     left = []
     for key in unmatched:
-        candidates = loosely.get(_loose(key), [])
+        candidates = loosely.get(loose(key), [])
         if len(candidates) == 1:
             found[key] = found[candidates[0]]
         else:
@@ -150,7 +150,19 @@ def pair_as_the_database_does(found: dict[Any, Any], asked: Iterable[Any]) -> li
     return left
 
 
-def _loose(key: Any) -> Any:
+def loose(key: Any) -> Any:
+    """``key`` as MySQL's usual collations compare text, near enough to
+    propose pairs: without case, accents or trailing spaces (``Café `` is
+    ``cafe``). Each collation has its own rules (``ß`` is ``s`` under
+    general_ci, ``ss`` under unicode_ci): a pairing that rests on this is
+    one the database made already, or one it is asked to confirm."""
     if isinstance(key, tuple):
-        return tuple(map(_loose, key))
-    return key.lower().rstrip(" ") if isinstance(key, str) else key
+        return tuple(map(loose, key))
+    if not isinstance(key, str):
+        return key
+    folded = key.lower().rstrip(" ")
+    if folded.isascii():
+        return folded
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(c)
+    )

@@ -116,11 +116,12 @@ def test_keys_the_database_equates_pair_with_the_rows_it_found():
     assert pair_as_the_database_does(found, ["usa", "nld"]) == []  # one and one
     assert found["usa"] == "row USA"
     # several: each key with the one row that lower case equates it with
-    found = {"USA": "row USA", "NLD ": "row NLD", ("A", 1): "row A1"}
-    left = pair_as_the_database_does(found, ["usa", "nld", "x", ("a", 1)])
-    assert (found["usa"], found["nld"], found[("a", 1)], left) == (
+    found = {"USA": "row USA", "NLD ": "row NLD", ("A", 1): "row A1", "Café": "row Café"}
+    left = pair_as_the_database_does(found, ["usa", "nld", "x", ("a", 1), "CAFE"])
+    assert (found["usa"], found["nld"], found[("a", 1)], found["CAFE"], left) == (
         "row USA",
         "row NLD",
         "row A1",
+        "row Café",
         ["x"],  # no row: the database is asked, by the loader
     )
