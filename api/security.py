@@ -28,6 +28,7 @@ from pyramid.view import forbidden_view_config
 
 from api.errors import http_exception, problem_response
 from api.jwts import InvalidJWT, Verifier
+from api.observe import count_error
 
 PERMISSIONS = ("read", "write")
 
@@ -166,6 +167,7 @@ def jwt_tween_factory(
         if "HTTP_AUTHORIZATION" in request.environ and request.identity is None:
             refused = request.environ.get(JWT_REFUSED)
             if refused is not None:
+                count_error("jwt_refused")  # an expired session, or a forger
                 return _invalid_jwt(refused)
         return handler(request)
 

@@ -86,6 +86,16 @@ def test_a_refused_jwt_is_401_on_an_open_read_too(jwt_api, claims, key, code, me
     )
 
 
+def test_a_refused_jwt_is_counted_among_the_errors(jwt_api, monkeypatch):
+    """``api_errors_total{kind="jwt_refused"}``: a storm of expired
+    sessions, or a forger, shows on /metrics."""
+    counted = []
+    monkeypatch.setattr("api.security.count_error", counted.append)
+    expired = signed({"role": "anon", "exp": -3600})
+    assert jwt_api.get("/mytable/", headers=bearer(expired)).status_code == 401
+    assert counted == ["jwt_refused"]
+
+
 def test_a_jwt_with_claims_it_cannot_have_is_401(jwt_api):
     now = int(time.time())
     for token, message in (
