@@ -9,7 +9,7 @@ import httpx
 import jwt
 import postgrest
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from api.bridge.asgi import ASGIApp
 from api.jwts import Verifier, parse_secret
@@ -163,6 +163,17 @@ def test_a_jwk_set_verifies_by_kid_or_tries_each_key():
         with pytest.raises(Exception) as refused:
             verifier.permissions(token)
         assert (refused.value.code, refused.value.message) == ("PGRST301", message)
+
+
+def test_a_supabase_project_s_jwk_set_verifies_its_es256_tokens():
+    """Supabase signs with ES256 keys now, and publishes them as a JWK set
+    (``/auth/v1/.well-known/jwks.json``) with ``use`` and ``key_ops``."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    jwks = {"keys": [{**public, "kid": "sb", "alg": "ES256", "use": "sig", "key_ops": ["verify"]}]}
+    verifier = Verifier(parse_secret(json.dumps(jwks)), {"authenticated": frozenset({"read"})})
+    claims = {"role": "authenticated", "aud": "authenticated", "sub": "a-user"}
+    assert verifier.permissions(signed(claims, private, "ES256", kid="sb")) == {"read"}
 
 
 def test_a_jwk_with_its_private_part_verifies_by_its_public_one():
