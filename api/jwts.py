@@ -10,6 +10,8 @@ does: a signature costs more to check than most requests cost to answer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
 import re
@@ -68,6 +70,25 @@ def parse_secret(text: str) -> tuple[Key, ...]:
     except (ValueError, jwt.PyJWTError) as exc:
         raise ValueError(f"not a JWK or a JWK set: {exc}") from None
     return tuple(Key(k.key_id, _public(k.key), [k.algorithm_name]) for k in jwks)
+
+
+def base64_passphrases(keys: tuple[Key, ...]) -> tuple[Key, ...]:
+    """``keys`` with each HMAC passphrase decoded from base64, in either
+    alphabet, padded or not (``api.jwt_secret_is_base64``)."""
+    decoded = []
+    for key in keys:
+        if key.algorithms is HMAC_ALGORITHMS:
+            text = key.key.decode().replace("-", "+").replace("_", "/")
+            try:
+                key = key._replace(
+                    key=base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+                )
+            except binascii.Error:
+                raise ValueError(
+                    "the passphrase is not base64, as api.jwt_secret_is_base64 says"
+                ) from None
+        decoded.append(key)
+    return tuple(decoded)
 
 
 def _public(key: Any) -> Any:

@@ -19,7 +19,7 @@ from pyramid.config import Configurator
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from api.jwts import Key, parse_claim_path, parse_secret
+from api.jwts import Key, base64_passphrases, parse_claim_path, parse_secret
 from api.security import Token, parse_roles, parse_tokens
 
 # Plain driver names that users write, mapped to the async drivers we run on.
@@ -264,6 +264,13 @@ class Settings:
         doc="Where a JWT's claims hold its role, as PostgREST's path: `.role`, "
         "`.app_metadata.roles[0]`.",
     )
+    jwt_secret_is_base64: bool = setting(
+        "api.jwt_secret_is_base64",
+        boolean,
+        False,
+        doc="`api.jwt_secret`'s passphrase is written in base64, as PostgREST's "
+        "`jwt-secret-is-base64` says.",
+    )
     jwt_aud: str | None = setting(
         "api.jwt_aud",
         lambda text: text.strip() or None,
@@ -346,6 +353,11 @@ class Settings:
                 "api.page_limit_default: expected at most api.page_limit_max "
                 f"({self.page_limit_max}), got {self.page_limit_default}"
             )
+        if self.jwt_secret_is_base64:
+            try:  # frozen: the keys, decoded, in place of the ones parsed
+                object.__setattr__(self, "jwt_secret", base64_passphrases(self.jwt_secret))
+            except ValueError as exc:
+                raise SettingsError(f"api.jwt_secret: {exc}") from None
 
     @property
     def read_pool_size(self) -> int:

@@ -2,6 +2,7 @@
 permissions, refusals as 401 with PostgREST's codes, audiences, roles at a
 path, JWK sets of public keys, and a real client sending them."""
 
+import base64
 import json
 import time
 
@@ -195,6 +196,22 @@ def test_a_cached_token_is_timed_on_each_use():
         verifier.permissions(token, now=time.time() + 120)
 
 
+def test_a_passphrase_in_base64_signs_as_its_bytes():
+    """PostgREST's ``jwt-secret-is-base64``: Auth0's older secrets were so."""
+    raw = bytes(range(48))
+    written = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    settings = load_settings(
+        {
+            "sqlalchemy.url": "sqlite+aiosqlite://",
+            "api.jwt_secret": written,
+            "api.jwt_secret_is_base64": "true",
+        },
+        environ={},
+    )
+    verifier = Verifier(settings.jwt_secret, {"anon": frozenset({"read"})})
+    assert verifier.permissions(signed({"role": "anon"}, raw)) == {"read"}
+
+
 @pytest.mark.parametrize(
     ("key", "value", "says"),
     [
@@ -208,6 +225,9 @@ def test_a_cached_token_is_timed_on_each_use():
 def test_jwt_settings_are_checked_at_start_up(key, value, says):
     with pytest.raises(SettingsError, match=f"^{key}: {says}".replace("[", r"\[")):
         load_settings({"sqlalchemy.url": "sqlite+aiosqlite://", key: value}, environ={})
+    not_base64 = {"api.jwt_secret": "*" * 40, "api.jwt_secret_is_base64": "yes"}
+    with pytest.raises(SettingsError, match=r"^api\.jwt_secret: the passphrase is not base64"):
+        load_settings({"sqlalchemy.url": "sqlite+aiosqlite://", **not_base64}, environ={})
 
 
 def test_a_refusal_s_words_make_a_header_that_is_one_line_of_ascii():
