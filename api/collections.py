@@ -147,6 +147,22 @@ class Description:
         )
 
 
+def unique_keys(table: sa.Table) -> list[tuple[str | None, tuple[sa.Column[Any], ...]]]:
+    """The table's unique keys, each with its name: the primary key (which
+    MySQL names ``PRIMARY``), unique constraints and unique indexes."""
+    keys: list[tuple[str | None, tuple[sa.Column[Any], ...]]] = [
+        ("PRIMARY", tuple(table.primary_key.columns))
+    ]
+    uniques: list[sa.UniqueConstraint | sa.Index] = [
+        *(c for c in table.constraints if isinstance(c, sa.UniqueConstraint)),
+        *(index for index in table.indexes if index.unique),
+    ]
+    for unique in uniques:
+        name = unique.name if isinstance(unique.name, str) else None  # unnamed: SQLite's
+        keys.append((name, tuple(unique.columns)))
+    return keys
+
+
 def describe(table: sa.Table) -> Description:
     """What the API knows of ``table``, a served table."""
     description: Description = table.info["api"]

@@ -22,6 +22,7 @@ from pyramid.view import exception_view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import exc as sa_exc
 
+from api.collections import unique_keys
 from api.errors import problem_response, server_error
 from api.logs import Throttled, database_error, deadlocked, error_number, misconfigured
 from api.observe import count_error
@@ -251,20 +252,12 @@ def _conflict(errno: int | None, says: str | None, table: sa.Table | None) -> st
 
 
 def _unique_columns(table: sa.Table | None, key: str) -> list[str]:
-    """The columns of the table's unique key of that name (MySQL's ``PRIMARY``
-    is the primary key's), or none where the table does not say."""
+    """The columns of the table's unique key of that name, or none where
+    the table does not say."""
     if table is None:
         return []
-    if key == "PRIMARY":
-        return [column.name for column in table.primary_key.columns]
-    uniques: list[sa.Index | sa.UniqueConstraint] = [
-        *table.indexes,
-        *(c for c in table.constraints if isinstance(c, sa.UniqueConstraint)),
-    ]
-    for unique in uniques:
-        if unique.name == key:
-            return [column.name for column in unique.columns]
-    return []
+    named = (columns for name, columns in unique_keys(table) if name == key)
+    return [str(column.name) for column in next(named, ())]
 
 
 @exception_view_config(sa_exc.DataError)

@@ -129,9 +129,9 @@ def pair_as_the_database_does(found: dict[Any, Any], asked: Iterable[Any]) -> li
     equality). One of each pair; else each such key pairs with the one such
     row ``loose`` equates it with. The keys left without a row, which the
     database may still equate with one by rules of its own."""
-    asked = list(dict.fromkeys(asked))
+    asked = dict.fromkeys(asked)  # in order, and looked up at once
     unmatched = [key for key in asked if key not in found]
-    unclaimed = [key for key in found if key not in set(asked)]
+    unclaimed = [key for key in found if key not in asked]
     if not unmatched or not unclaimed:
         return unmatched
     if len(unmatched) == 1 and len(unclaimed) == 1:

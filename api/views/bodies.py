@@ -16,6 +16,7 @@ from pyramid.request import Request
 
 from api import columns, formats
 from api.bridge import give_way
+from api.collections import unique_keys
 from api.errors import BadRequest
 from api.resources import Collection
 from api.validation import JSON_TYPES, Unprocessable, json_body, parse_json, validate_row
@@ -174,9 +175,7 @@ def conflict_target(context: Collection, request: Request) -> tuple[sa.Column[An
         return context.description.key
     names = [name.strip() for name in text.split(",")]
     columns = tuple(table.columns[n] for n in names if n in table.columns)
-    unique = [set(context.description.key)]
-    unique += [set(c.columns) for c in table.constraints if isinstance(c, sa.UniqueConstraint)]
-    unique += [set(index.columns) for index in table.indexes if index.unique]
+    unique = [set(context.description.key), *(set(key) for _, key in unique_keys(table))]
     if len(columns) != len(names) or set(columns) not in unique:
         raise BadRequest("on_conflict names the columns of a unique key", "on_conflict")
     return columns
