@@ -31,6 +31,8 @@ JSON = "application/json"
 JSON_UTF8 = "application/json; charset=utf-8"
 NDJSON = "application/x-ndjson"
 CSV = "text/csv"
+# An HTML form's body, or curl -d's: PostgREST takes it as one row of text.
+FORM = "application/x-www-form-urlencoded"
 # PostgREST's: one row as an object, 406 unless there is exactly one.
 SINGULAR = "application/vnd.pgrst.object+json"
 # PostgREST's name for a JSON array of rows, and the parameter that strips

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import urllib.parse
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from functools import lru_cache
@@ -37,6 +38,8 @@ FieldError = dict[str, str]
 ETAG_LIST = r'^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$'
 JSON_TYPES = frozenset({"application/json"})
 MERGE_PATCH_TYPES = frozenset({"application/json", "application/merge-patch+json"})
+# More fields than any table has columns: refused before they are all read.
+MAX_FORM_FIELDS = 4096
 
 
 class Unprocessable(HTTPUnprocessableEntity):
@@ -145,20 +148,41 @@ def _exact_float(text: str) -> float | _NotAsSent:
 def json_body(request: Request, allowed_types: frozenset[str] = JSON_TYPES) -> Any:
     """The request body parsed as JSON, within the configured size and depth,
     each number as it was sent."""
-    settings = request.registry.api_settings
     if request.content_type not in allowed_types:
         raise HTTPUnsupportedMediaType(
-            f"Send the body as {' or '.join(sorted(allowed_types))}.",
+            f"Send the body as {_either(sorted(allowed_types))}.",
             headers={"Accept-Patch": ", ".join(sorted(allowed_types))}
             if request.method == "PATCH"
             else {},
         )
-    length = request.content_length
-    if length is not None and length > settings.max_body_bytes:
-        raise HTTPRequestEntityTooLarge(
-            f"The body may hold at most {settings.max_body_bytes} bytes."
+    _refuse_too_large(request)
+    return parse_json(request.body, request.registry.api_settings.max_json_depth)
+
+
+def _either(names: list[str]) -> str:
+    return " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _refuse_too_large(request: Request) -> None:
+    limit = request.registry.api_settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise HTTPRequestEntityTooLarge(f"The body may hold at most {limit} bytes.")
+
+
+def form_fields(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body's fields, each as text.
+    A name sent twice keeps its last value, as PostgREST's does."""
+    _refuse_too_large(request)
+    try:
+        text = request.body.decode("utf-8")  # curl -d sends it as typed, unencoded
+        pairs = urllib.parse.parse_qsl(
+            text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS
         )
-    return parse_json(request.body, settings.max_json_depth)
+    except UnicodeDecodeError:
+        raise BadRequest("The form body is not UTF-8.", "body") from None
+    except ValueError:  # parse_qsl's word for too many fields
+        raise BadRequest(f"A form body holds at most {MAX_FORM_FIELDS} fields.", "body") from None
+    return dict(pairs)
 
 
 def parse_json(text: bytes | str, max_depth: int, what: str = "The body") -> Any:

@@ -76,13 +76,6 @@ def test_a_csv_body_that_is_not_utf8_is_a_400(http):
     assert assert_problem(refused, 400)["detail"] == "The CSV body is not UTF-8."
 
 
-def test_a_body_of_another_type_is_415_naming_both(http):
-    refused = http.post(
-        "/mytable/", content="name\nx\n", headers={**WRITER, "Content-Type": "text/plain"}
-    )
-    assert "application/json or text/csv" in assert_problem(refused, 415)["detail"]
-
-
 def test_csv_into_sakila_reads_mysql_s_types(sakila):
     """DECIMAL, YEAR, ENUM and SET (as MySQL writes it, or as a JSON array,
     as this API's CSV export writes it) from CSV cells, into Sakila's film."""

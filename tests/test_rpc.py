@@ -207,6 +207,14 @@ def test_calls_over_http(own):
     assert_problem(response, 422)
     response = httpx.post(f"{url}/rpc/doubled", json={"p_amount": 4e307}, headers=WRITER)
     assert assert_problem(response, 422)["errors"][0]["field"] == "p_amount"  # was a 500
+    # A form's fields are text, read as a GET's query string is.
+    response = httpx.post(f"{url}/rpc/doubled", data={"p_amount": "2.50"}, headers=WRITER)
+    assert response.json() == 5.0
+    response = httpx.post(f"{url}/rpc/doubled", data={"p_amount": "abc"}, headers=WRITER)
+    assert assert_problem(response, 400)["parameter"] == "p_amount"
+    response = httpx.post(f"{url}/rpc/add_tag", data={"p_name": "form"}, headers=WRITER)
+    assert assert_problem(response, 404)["code"] == "PGRST202"  # p_total is missing
+    assert httpx.get(f"{url}/tag/?name=eq.form").json() == []
     # What a CALL's rows cannot be put through is named.
     response = httpx.get(f"{url}/rpc/doubled?p_amount=1&order=value")
     assert "MySQL cannot" in assert_problem(response, 400)["detail"]

@@ -317,7 +317,9 @@ def _collection_operations(
 
 
 def _created(row: Schema) -> Schema:
-    """A POST's body: one row, or an array of them; or CSV rows under a header row."""
+    """A POST's body: one row, or an array of them; or CSV rows under a header row.
+    Form bodies are taken but not listed: a client generated from a body of
+    two types (openapi-python-client's) would send every row as a form."""
     rows = {"oneOf": [row, {"type": "array", "items": row}]}
     csv = {
         "type": "string",

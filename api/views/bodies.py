@@ -1,5 +1,5 @@
-"""What the body of a write to a collection holds, as PostgREST reads it:
-JSON or CSV rows, the members ``columns=`` names, missing ones as null or
+"""What the body of a write holds, as PostgREST reads it: JSON, CSV or
+form rows, the members ``columns=`` names, missing ones as null or
 their default, an array's size, an upsert's resolution and conflict target,
 and each row validated, with the foreign key of the parent item it is
 created under."""
@@ -19,18 +19,38 @@ from api.bridge import give_way
 from api.collections import unique_keys
 from api.errors import BadRequest
 from api.resources import Collection
-from api.validation import JSON_TYPES, Unprocessable, json_body, parse_json, validate_row
+from api.validation import (
+    JSON_TYPES,
+    Unprocessable,
+    form_fields,
+    json_body,
+    parse_json,
+    validate_row,
+)
 from api.views.responses import Row, preferences, query_params
 
-POSTED_TYPES = frozenset({*JSON_TYPES, formats.CSV})
+POSTED_TYPES = frozenset({*JSON_TYPES, formats.CSV, formats.FORM})
+
+
+def row_body(table: sa.Table, request: Request, allowed_types: frozenset[str]) -> Any:
+    """A body that holds one row: JSON, or a form's fields (PostgREST's
+    ``application/x-www-form-urlencoded``), each read from its text by its
+    column's type, as a CSV cell is; a form has no null."""
+    if request.content_type != formats.FORM:
+        return json_body(request, allowed_types | {formats.FORM})
+    return {
+        name: _text_reader(table, name, null=None, max_depth=None)(text)
+        for name, text in form_fields(request).items()
+    }
 
 
 def posted_body(context: Collection, request: Request) -> Any:
     """A POST's body: JSON (a row, or an array of rows), or CSV, PostgREST's
     bulk insert: a header row of column names, then a record for each row,
-    read as an array. A cell ``NULL`` is null; an empty one is an empty string."""
+    read as an array. A cell ``NULL`` is null; an empty one is an empty string.
+    Or a form's fields, one row."""
     if request.content_type != formats.CSV:
-        return json_body(request, POSTED_TYPES)
+        return row_body(context.table, request, POSTED_TYPES)
     try:
         text = request.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -45,7 +65,8 @@ def posted_body(context: Collection, request: Request) -> Any:
             message = "is not a column of this table"
             raise Unprocessable([{"field": name, "message": message} for name in unknown])
         settings = request.registry.api_settings
-        cells = [_csv_cell(context, name, settings.max_json_depth) for name in names]
+        depth = settings.max_json_depth - 2
+        cells = [_text_reader(context.table, name, "NULL", depth) for name in names]
         rows: list[dict[str, Any]] = []
         for count, record in enumerate(reader):
             if count % ROWS_A_CHECK == 0:
@@ -72,33 +93,35 @@ def _csv_row(names: list[str], cells: list[Any], record: list[str], line: int) -
         raise BadRequest(f"Line {line}: {exc.detail}", "body") from None
 
 
-def _csv_cell(context: Collection, name: str, max_depth: int) -> Any:
-    """How a CSV cell of column ``name`` reads as the JSON value a body
-    would hold: a JSON or spatial column's as JSON text; a SET's as MySQL writes it
-    (``a,b``) or as a JSON array, as this API's CSV does; a number's or a
-    boolean's from its text, or left as text for validation to refuse; any
-    other as the text it is. ``NULL`` is null."""
-    column = context.table.columns.get(name)
+def _text_reader(table: sa.Table, name: str, null: str | None, max_depth: int | None) -> Any:
+    """How a CSV cell or a form field of column ``name`` reads as the JSON
+    value a body would hold: a number's or a boolean's from its text, or
+    left as text for validation to refuse; a SET's as MySQL writes it
+    (``a,b``); a JSON or spatial column's as JSON text when ``max_depth``
+    is given, and a SET's as a JSON array too, as this API's CSV writes
+    them, else as the text it is; any other as the text it is. The text
+    ``null`` is null."""
+    column = table.columns.get(name)
     kind = None if column is None else columns.mapping(column)
     what = f"A CSV cell of '{name}'"
-    if kind is columns.JSON or kind is columns.GEOJSON:
-        return lambda text: None if text == "NULL" else parse_json(text, max_depth - 2, what)
+    if max_depth is not None and (kind is columns.JSON or kind is columns.GEOJSON):
+        return lambda text: None if text == null else parse_json(text, max_depth, what)
     if kind is columns.SET:
 
         def members(text: str) -> Any:
-            if text == "NULL":
+            if text == null:
                 return None
-            if text.startswith("["):
+            if max_depth is not None and text.startswith("["):
                 return parse_json(text, 1, what)
             return text.split(",") if text else []
 
         return members
     if column is None or kind not in columns.READ_FROM_TEXT:
-        return lambda text: None if text == "NULL" else text
+        return lambda text: None if text == null else text
     from_text = kind.from_text
 
     def number(text: str) -> Any:
-        if text == "NULL":
+        if text == null:
             return None
         try:
             return from_text(column, text)

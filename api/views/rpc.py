@@ -4,6 +4,7 @@ routine that does not declare MODIFIES SQL DATA."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pyramid.httpexceptions import HTTPMethodNotAllowed
@@ -17,7 +18,7 @@ from api.errors import BadRequest, RoutineNotFound
 from api.resources import RoutineCall
 from api.routines import Routine
 from api.sql.routines import Called, call_routine
-from api.validation import Unprocessable, json_body
+from api.validation import JSON_TYPES, Unprocessable, form_fields, json_body
 from api.views.responses import json_response, preferences, query_params, rows_response, shaped
 
 # Parameters that shape a result in SQL, which a CALL's rows cannot be put through.
@@ -43,10 +44,13 @@ async def call_to_write(context: RoutineCall, request: Request) -> Response:
     # Before the routine can write: a 406 leaves nothing written.
     media_type = formats.negotiate_among(request, formats.WRITTEN_OFFERS)
     _refuse_result_parameters(routine, request)
-    body = json_body(request)
-    if "params=single-object" in preferences(request) and len(routine.parameters) == 1:
-        body = {str(routine.parameters[0].name): formats.dump_json(body).decode()}
-    arguments = _body_arguments(routine, body)
+    if request.content_type == formats.FORM:  # text, as a GET's query string
+        arguments = _text_arguments(routine, form_fields(request))
+    else:
+        body = json_body(request, JSON_TYPES | {formats.FORM})
+        if "params=single-object" in preferences(request) and len(routine.parameters) == 1:
+            body = {str(routine.parameters[0].name): formats.dump_json(body).decode()}
+        arguments = _body_arguments(routine, body)
     called = await call_routine(request.dbsession, routine, arguments)
     if "tx=rollback" in preferences(request):
         request.tm.doom()  # PostgREST's dry run: answered, then rolled back
@@ -74,11 +78,14 @@ def _refuse_result_parameters(routine: Routine, request: Request) -> None:
 
 
 def _query_arguments(routine: Routine, request: Request) -> list[Any]:
-    """The arguments of a GET, from the query string, each parsed by its parameter's type."""
+    """The arguments of a GET, from the query string."""
     _refuse_result_parameters(routine, request)
-    params = query_params(request)
-    given = list(params.keys())
-    _check_names(routine, given)
+    return _text_arguments(routine, query_params(request))
+
+
+def _text_arguments(routine: Routine, params: Mapping[str, str]) -> list[Any]:
+    """The arguments given as text, each parsed by its parameter's type."""
+    _check_names(routine, list(params))
     arguments = []
     for column in routine.parameters:
         try:

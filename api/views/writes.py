@@ -18,8 +18,8 @@ from api.querystring import Filter, parse_returned
 from api.resources import Collection
 from api.sql import filter_writes, grouped, writes
 from api.validation import (
+    JSON_TYPES,
     MERGE_PATCH_TYPES,
-    json_body,
     validate_row,
     writable_defaults,
 )
@@ -29,6 +29,7 @@ from api.views.bodies import (
     missing_as_null,
     only_columns,
     posted_body,
+    row_body,
     upsert_resolution,
     validate_each,
 )
@@ -230,7 +231,7 @@ async def put_where(context: Collection, request: Request) -> Response:
     named = _key_named(context, query)
     if named is None:
         raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
-    body = json_body(request)
+    body = row_body(context.table, request, JSON_TYPES)
     (values,) = validate_each(context, [body], prefix=False, keyed=True)
     if any(values.get(column.name) != value for column, value in named.items()):
         raise BadRequest("The body's primary key differs from the URL's", "body", "PGRST115")
@@ -258,7 +259,9 @@ async def update_where(context: Collection, request: Request) -> Response:
     """PostgREST's PATCH of a collection: the body's values on every row its
     filters match, in one transaction."""
     refuse_read_only(context)
-    values = validate_row(context.table, json_body(request, MERGE_PATCH_TYPES), partial=True)
+    values = validate_row(
+        context.table, row_body(context.table, request, MERGE_PATCH_TYPES), partial=True
+    )
     query = _write_query(context, request)
     named = _key_named(context, query)
     returned = _returned(context, request)
