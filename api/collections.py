@@ -23,6 +23,7 @@ from pyramid.registry import Registry
 from sqlalchemy.sql.util import ClauseAdapter
 
 from api.columns import (
+    GEOJSON,
     mapping,
     parse_text,
     single_value_parser,
@@ -87,6 +88,15 @@ def of_own_alias(link: Link) -> Callable[[Any], Any]:
     return ClauseAdapter(target.alias()).traverse
 
 
+def is_spatial(column: Any) -> bool:
+    """Whether ``column`` is a table's spatial column, served as a GeoJSON
+    geometry (not a select's expression over one: a cast, a JSON path)."""
+    try:
+        return isinstance(column, sa.Column) and mapping(column) is GEOJSON
+    except KeyError:  # a type without a mapping, on a table that is not served
+        return False
+
+
 @dataclasses.dataclass(eq=False)
 class Description:
     """A served table and what the API knows of it (``describe(table)``)."""
@@ -126,9 +136,13 @@ class Description:
     # every point read): its value, or None for text that names no row.
     parse_single_key: Callable[[str], Any] = dataclasses.field(init=False, repr=False)
 
+    # Whether a column is spatial: its rows may be had as GeoJSON features.
+    spatial: bool = dataclasses.field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         if len(self.key) == 1:
             self.parse_single_key = single_value_parser(self.key[0])
+        self.spatial = any(is_spatial(column) for column in self.table.columns)
 
     def key_of(self, row: dict[str, Any]) -> Any:
         if len(self.key) == 1:

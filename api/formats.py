@@ -39,6 +39,9 @@ SINGULAR = "application/vnd.pgrst.object+json"
 # the members that are null.
 ARRAY = "application/vnd.pgrst.array+json"
 STRIPPED = "nulls=stripped"
+# PostgREST's GeoJSON: a page as a FeatureCollection, offered where a table
+# has a spatial column.
+GEO_JSON = "application/geo+json"
 # PostgREST's execution plan of a read (off unless api.plan_enabled).
 PLAN = "application/vnd.pgrst.plan+json"
 PLAN_PREFIX = "application/vnd.pgrst.plan"
@@ -52,6 +55,7 @@ OFFERS = (
     f"{SINGULAR};{STRIPPED}",
     PLAN,
 )
+SPATIAL_OFFERS = (*OFFERS, GEO_JSON)
 # What other answers offer (``negotiate_among``). One row as an object, an
 # item's: no array, no stream.
 OBJECT_OFFERS = (JSON, SINGULAR)
@@ -82,12 +86,13 @@ def dump_json(value: Any, sort_keys: bool = False, indent: bool = False) -> byte
     return orjson.dumps(value, default=json_default, option=ORJSON_OPTIONS)
 
 
-def negotiate(request: Request) -> str:
-    """A collection's read: the best of OFFERS (``negotiate_among``)."""
+def negotiate(request: Request, spatial: bool = False) -> str:
+    """A collection's read: the best of OFFERS (``negotiate_among``), and
+    GeoJSON too for a ``spatial`` table's."""
     accept = request.environ.get("HTTP_ACCEPT")
     if accept is not None and PLAN_PREFIX in accept:  # its for= and options= name no other offer
         return PLAN
-    return negotiate_among(request, OFFERS)
+    return negotiate_among(request, SPATIAL_OFFERS if spatial else OFFERS)
 
 
 def negotiate_among(request: Request, offers: tuple[str, ...]) -> str:

@@ -763,6 +763,51 @@ def test_spatial_columns_are_geojson():
         assert schema["properties"]["loc"]["type"] == "object"
 
 
+def test_a_page_as_geojson_features():
+    """PostgREST's application/geo+json: a FeatureCollection, a feature a
+    row, its geometry the first spatial column selected (renamed or not),
+    the rest its properties; paged as JSON is. A table without a spatial
+    column does not offer it (406); a select without one is a 400."""
+    with mariadb_app(
+        "CREATE TABLE places (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20),"
+        " loc POINT NOT NULL, area POLYGON NULL)",
+        "INSERT INTO places (name, loc, area) VALUES ('a', POINT(1, 2), NULL),"
+        " ('b', POINT(3, 4), ST_GeomFromText('POLYGON((0 0, 1 0, 1 1, 0 1, 0 0))'))",
+        "CREATE TABLE plain (id INT PRIMARY KEY)",
+        **{"api.tables": "*"},
+    ) as client:
+        geo = {"Accept": "application/geo+json"}
+        page = client.get("/places/", params={"limit": "1"}, headers=geo)
+        assert page.headers["Content-Type"] == "application/geo+json; charset=utf-8"
+        assert page.headers["Content-Range"] == "0-0/*" and "next" in page.headers["Link"]
+        point = {"type": "Point", "coordinates": [1, 2]}
+        assert page.json == {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "geometry": point,
+                    "properties": {"id": 1, "name": "a", "area": None},
+                }
+            ],
+        }
+        square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+        params = {"select": "name,shape:area,loc", "id": "eq.2"}
+        (feature,) = client.get("/places/", params=params, headers=geo).json["features"]
+        assert feature["geometry"] == square
+        assert feature["properties"] == {
+            "name": "b",
+            "loc": {"type": "Point", "coordinates": [3, 4]},
+        }
+        refused = client.get("/places/", params={"select": "name"}, headers=geo, status=400)
+        assert refused.json["parameter"] == "select"
+        client.get("/plain/", headers=geo, status=406)
+        client.get("/places/1", headers=geo, status=406)  # an item is an object, not features
+        document = client.get("/openapi.json").json["components"]["responses"]
+        assert "application/geo+json" in document["places.Page"]["content"]
+        assert "application/geo+json" not in document["plain.Page"]["content"]
+
+
 def test_a_zero_date_pages_by_cursor():
     """MySQL's zero dates (0000-00-00), which old schemas hold: served as
     the text they are, and the page after one, by cursor, was a 500 (the

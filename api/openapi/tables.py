@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from api.collections import Relation, describe
 from api.columns import mapping
-from api.formats import SINGULAR
+from api.formats import GEO_JSON, SINGULAR
 from api.openapi.schema import (
     ETAG,
     IF_MATCH,
@@ -201,7 +201,7 @@ def table_responses(name: str, table: sa.Table) -> Schema:
     child collection's), as components: a page; the rows a write by filters
     wrote, but for a read-only one; one row, where it has item URLs."""
     description = describe(table)
-    responses = {
+    responses: Schema = {
         f"{name}.Page": {
             "description": "A page (JSON), one row (singular), or every row (NDJSON, CSV)",
             "headers": PAGE_HEADERS,
@@ -220,6 +220,9 @@ def table_responses(name: str, table: sa.Table) -> Schema:
             "content": {"application/json": {"schema": ref(f"{name}Page")}},
         },
     }
+    if description.spatial:  # a FeatureCollection, its geometry the first spatial column
+        geo = {"type": "object", "required": ["type", "features"]}
+        responses[f"{name}.Page"]["content"][GEO_JSON] = {"schema": geo}
     if not description.read_only:
         responses[f"{name}.Written"] = {
             "description": "The rows written (Prefer: return=representation)",

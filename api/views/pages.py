@@ -11,6 +11,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from api import formats
+from api.collections import is_spatial
 from api.db import get_reader
 from api.errors import BadRequest, NotOneRow, RangeNotSatisfiable, not_found
 from api.formats import OBJECT_OFFERS, negotiate_among
@@ -37,7 +38,7 @@ async def list_rows(context: Collection, request: Request) -> Response:
     """A page of rows as a JSON array, with its place in Content-Range (and
     the whole count, when asked); one row as an object (PostgREST's singular
     media type); or, for NDJSON and CSV, the result streamed (``_export``)."""
-    media_type = formats.negotiate(request)
+    media_type = formats.negotiate(request, context.description.spatial)
     query = list_query(context, request)
     if media_type in formats.STREAMED:
         if query.embeds or query.group_by is not None:
@@ -48,6 +49,7 @@ async def list_rows(context: Collection, request: Request) -> Response:
         return await _single_row(context, request, query)
     if media_type == formats.PLAN:
         return await _plan(request, query)
+    geometry = _geometry_of(query) if media_type == formats.GEO_JSON else None
     count = requested_count(request)
     exact_up_to = request.registry.api_settings.page_limit_max
     page = await read_page(get_reader(request), context.table, query, count, exact_up_to)
@@ -55,9 +57,33 @@ async def list_rows(context: Collection, request: Request) -> Response:
     rows = _without_order_keys(page.rows, query)
     status, headers = _page_status(query, page, next_url)
     rows, headers = shaped(request, rows, headers)
-    response = media_typed(json_response(rows, headers), request, formats.JSON)
+    if geometry is not None:
+        response = json_response(_feature_collection(geometry, rows), headers)
+        response.headers["Content-Type"] = f"{formats.GEO_JSON}; charset=utf-8"
+    else:
+        response = media_typed(json_response(rows, headers), request, formats.JSON)
     response.status = status
     return response
+
+
+def _geometry_of(query: ListQuery) -> str:
+    """The member of a row that is its GeoJSON feature's geometry: the first
+    spatial column selected, as PostGIS's ``ST_AsGeoJSON(record)`` takes it."""
+    for column in query.columns:
+        if is_spatial(getattr(column, "element", column)):  # a column, or one renamed
+            return str(column.name)
+    raise BadRequest("application/geo+json takes a spatial column in select", parameter="select")
+
+
+def _feature_collection(geometry: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A page as PostgREST's GeoJSON (RFC 7946): a feature a row, the rest
+    of the row (embeds too) its properties."""
+    features = []
+    for row in rows:
+        properties = dict(row)
+        shape = properties.pop(geometry, None)
+        features.append({"type": "Feature", "geometry": shape, "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
 
 
 async def keyed_row(context: Item, request: Request) -> Response:
