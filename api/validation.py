@@ -173,6 +173,11 @@ def form_fields(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body's fields, each as text.
     A name sent twice keeps its last value, as PostgREST's does."""
     _refuse_too_large(request)
+    if request.body.lstrip()[:1] in (b"{", b"["):  # curl -d '{...}' without -H Content-Type
+        raise HTTPUnsupportedMediaType(
+            "The body is JSON, sent as a form (application/x-www-form-urlencoded, which "
+            "curl -d says unless told): send it with Content-Type: application/json."
+        )
     try:
         text = request.body.decode("utf-8")  # curl -d sends it as typed, unencoded
         pairs = urllib.parse.parse_qsl(

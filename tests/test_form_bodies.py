@@ -60,6 +60,8 @@ def test_a_form_updates_and_replaces_as_json_does(http):
         ("flag=%ff", 400, "The form body is not UTF-8."),
         ("&".join(["score=1"] * 5000), 400, "A form body holds at most 4096 fields."),
         ("score=1&" + "x" * (1 << 20), 413, "larger than the server accepts"),
+        (' {"score": 1}', 415, "The body is JSON, sent as a form"),  # curl -d '{...}'
+        ("[1]", 415, "send it with Content-Type: application/json"),
     ],
 )
 def test_a_form_that_does_not_fit_writes_nothing(http, body, status, says):

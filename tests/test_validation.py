@@ -83,8 +83,7 @@ def test_a_body_that_is_not_an_object_is_422(http, body):
         (b'{"name": ', "application/json", 400),
         (b"\xff\xfe", "application/json", 400),
         (b'{"name": "x"}', "text/plain", 415),
-        # JSON sent as a form: one field, named '{"name": "x"}', of no column
-        (b'{"name": "x"}', "application/x-www-form-urlencoded", 422),
+        (b'{"name": "x"}', "application/x-www-form-urlencoded", 415),  # curl -d's JSON
         (b"[" * 40 + b"]" * 40, "application/json", 400),  # deeper than api.max_json_depth
         (b"[" * 5000 + b"]" * 5000, "application/json", 400),
         (b'{"name": NaN}', "application/json", 400),
