@@ -213,19 +213,30 @@ def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) ->
 
 
 def add_collection(
-    config: Configurator, table: sa.Table, name: str | None = None, read_only: bool = False
+    config: Configurator,
+    table: sa.Table,
+    name: str | None = None,
+    read_only: bool = False,
+    schema: str | None = None,
 ) -> None:
-    """Directive: serve ``table`` as the collection ``/{name}/``. Its version
-    column is the one ``table.info["version_column"]`` names, else the
-    setting ``api.version_column``'s, if the table has one."""
+    """Directive: serve ``table`` as the collection ``/{name}/`` of the
+    default schema, or of another (``api.schemas``). Its version column is
+    the one ``table.info["version_column"]`` names, else the setting
+    ``api.version_column``'s, if the table has one."""
     name = name or table.name
     settings: Settings = config.registry.api_settings
     version_name = table.info.get("version_column", settings.version_column)
     description = _describe(table, name, version_name, read_only)
-    if name in config.registry.api_collections:
+    registry = config.registry
+    collections = (
+        registry.api_collections
+        if schema is None
+        else registry.api_other_schemas.setdefault(schema, {})
+    )
+    if name in collections:
         raise StartupError(f"two tables are served as {name!r}")
     table.info["api"] = description
-    config.registry.api_collections[name] = table
+    collections[name] = table
 
 
 def _relations(parent: Description, served: list[Description]) -> Iterable[Relation]:
@@ -299,9 +310,14 @@ def _target_names(link: Link) -> tuple[str, ...]:
 
 
 def link_relations(registry: Registry) -> None:
-    """Give each collection its child collections and its embeddable links;
-    two child collections of one name stop start-up."""
-    served = [describe(table) for table in registry.api_collections.values()]
+    """Give each collection its child collections and its embeddable links,
+    to those of its own schema; two child collections of one name stop
+    start-up."""
+    for collections in (registry.api_collections, *registry.api_other_schemas.values()):
+        _link_within([describe(table) for table in collections.values()])
+
+
+def _link_within(served: list[Description]) -> None:
     for parent in served:
         parent.links = {}
         for link in _links(parent, served):
@@ -321,6 +337,7 @@ def link_relations(registry: Registry) -> None:
 
 def includeme(config: Configurator) -> None:
     config.registry.api_collections = {}
+    config.registry.api_other_schemas = {}  # by name: each one's collections
     config.add_directive("add_collection", add_collection)
     # After every include has added its tables: relations join any two of them.
     config.action(("api.collections", "relations"), link_relations, args=(config.registry,))

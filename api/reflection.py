@@ -30,10 +30,13 @@ NOT_SERVED = frozenset({"alembic_version"})
 log = logging.getLogger(__name__)
 
 
-def reflect(url: sa.URL, names: tuple[str, ...], declared: Iterable[str]) -> list[sa.Table]:
-    """The tables and views ``names`` of the database (``("*",)``: all of
-    them but ``declared``), reflected now."""
-    tables: list[sa.Table] = run_at_startup(url, _reflect_sync, names, frozenset(declared))
+def reflect(
+    url: sa.URL, names: tuple[str, ...], declared: Iterable[str], schema: str | None = None
+) -> list[sa.Table]:
+    """The tables and views ``names`` of the database, or of another
+    database of its server (``schema``) (``("*",)``: all of them but
+    ``declared``), reflected now."""
+    tables: list[sa.Table] = run_at_startup(url, _reflect_sync, names, frozenset(declared), schema)
     return tables
 
 
@@ -63,10 +66,12 @@ async def _run_sync(url: sa.URL, read: Callable[..., Any], args: tuple[Any, ...]
         await engine.dispose()
 
 
-def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[str]) -> list[Any]:
+def _reflect_sync(
+    connection: Any, names: tuple[str, ...], declared: frozenset[str], schema: str | None
+) -> list[Any]:
     inspector = sa.inspect(connection)
-    views = set(inspector.get_view_names())
-    existing = set(inspector.get_table_names()) | views
+    views = set(inspector.get_view_names(schema=schema))
+    existing = set(inspector.get_table_names(schema=schema)) | views
     if names == ("*",):
         wanted = sorted(existing - declared - NOT_SERVED)
     else:
@@ -83,12 +88,13 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
         warnings.filterwarnings("ignore", f"Did not recognize type '({known})'", sa_exc.SAWarning)
         warnings.filterwarnings("ignore", "Skipping table ", sa_exc.SAWarning)
         try:
-            metadata.reflect(connection, only=_referred_first(inspector, wanted), views=True)
+            ordered = _referred_first(inspector, wanted, schema)
+            metadata.reflect(connection, schema=schema, only=ordered, views=True)
         except sa_exc.DBAPIError as failed:  # SQLite: one broken view fails them all
             _reflect_one_by_one(connection, metadata, wanted, failed)
     tables = []
     for name in wanted:
-        table = metadata.tables.get(name)
+        table = metadata.tables.get(name if schema is None else f"{schema}.{name}")
         if table is None:  # a view over a table that is gone: MySQL cannot describe it
             reason = f"{name!r} could not be read (a view over a table or column that is gone?)"
             _left_out(name, reason, names)
@@ -105,14 +111,18 @@ def _reflect_sync(connection: Any, names: tuple[str, ...], declared: frozenset[s
     return tables
 
 
-def _referred_first(inspector: Any, names: list[str]) -> list[str]:
+def _referred_first(inspector: Any, names: list[str], schema: str | None) -> list[str]:
     """``names``, each table after those its foreign keys refer to (views
     last). Reflection reads them in this order, and reads a key's target
     as it meets it, in a nested call: a long chain of tables, each
     referring to one further on in name order, nested past Python's
     recursion limit, and start-up failed."""
     wanted = set(names)
-    ordered = [name for name, _ in inspector.get_sorted_table_and_fkc_names() if name in wanted]
+    ordered = [
+        name
+        for name, _ in inspector.get_sorted_table_and_fkc_names(schema=schema)
+        if name in wanted
+    ]
     listed = set(ordered)
     return ordered + [name for name in names if name not in listed]
 
@@ -143,14 +153,19 @@ JSON_CHECK = re.compile(r"json_valid\(`?([^`)]+)`?\)", re.IGNORECASE)
 
 CHECKS = sa.text(
     "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-    "WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+    "WHERE CONSTRAINT_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :name"
 )
+
+
+def _named(table: sa.Table) -> dict[str, Any]:
+    """The binds of the queries below: the table, in its database (None: the URL's)."""
+    return {"name": table.name, "schema": table.schema}
 
 
 def _json_columns(connection: Any, table: sa.Table) -> None:
     """MariaDB's JSON is LONGTEXT with a json_valid() CHECK, which reflection
     does not see: a column so checked is served as the JSON it holds."""
-    for (clause,) in connection.execute(CHECKS, {"name": table.name}):
+    for (clause,) in connection.execute(CHECKS, _named(table)):
         match = JSON_CHECK.fullmatch(clause.strip())
         if match and match.group(1) in table.columns:
             table.columns[match.group(1)].type = sa.JSON(none_as_null=True)
@@ -158,7 +173,7 @@ def _json_columns(connection: Any, table: sa.Table) -> None:
 
 COLUMN_TYPES = sa.text(
     "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
-    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = :name"
+    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :name"
 )
 
 
@@ -168,7 +183,7 @@ def _types_unknown_to_reflection(connection: Any, table: sa.Table) -> None:
     unknown = {c.name for c in table.columns if isinstance(c.type, sa.types.NullType)}
     if not unknown:
         return
-    for name, data_type in connection.execute(COLUMN_TYPES, {"name": table.name}):
+    for name, data_type in connection.execute(COLUMN_TYPES, _named(table)):
         served = UNKNOWN_TO_REFLECTION.get(str(data_type).lower())
         if name in unknown and served is not None:
             table.columns[name].type = served()
@@ -185,7 +200,7 @@ def _dates_that_may_be_zero(table: sa.Table) -> None:
 
 BEFORE_INSERT_TRIGGERS = sa.text(
     "SELECT ACTION_STATEMENT FROM information_schema.TRIGGERS"
-    " WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = :name"
+    " WHERE TRIGGER_SCHEMA = COALESCE(:schema, DATABASE()) AND EVENT_OBJECT_TABLE = :name"
     " AND EVENT_MANIPULATION = 'INSERT' AND ACTION_TIMING = 'BEFORE'"
 )
 
@@ -198,7 +213,7 @@ def _columns_set_by_triggers(connection: Any, table: sa.Table) -> None:
     """A column that a BEFORE INSERT trigger sets (Sakila's ``SET
     NEW.create_date = NOW()``) need not be given, even where it takes no
     null and has no default: MySQL checks the row after the trigger ran."""
-    for (body,) in connection.execute(BEFORE_INSERT_TRIGGERS, {"name": table.name}):
+    for (body,) in connection.execute(BEFORE_INSERT_TRIGGERS, _named(table)):
         for name in SET_NEW_COLUMN.findall(body):
             column = next((c for c in table.columns if c.name.lower() == name.lower()), None)
             if column is not None:
@@ -210,16 +225,30 @@ def _served_type(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -
 
 
 def add_reflected_tables(config: Configurator) -> None:
-    """Serve the tables and views ``api.tables`` names, beside the declared ones."""
+    """Serve the tables and views ``api.tables`` names, beside the declared
+    ones; and every table and view of each database ``api.schemas`` names."""
     settings: Settings = config.registry.api_settings
-    if not settings.tables:
-        return
-    declared = list(config.registry.api_collections)
-    for table in reflect(settings.database_url, settings.tables, declared):
-        if table.name in declared:
-            raise StartupError(f"api.tables: {table.name!r} is declared in code already")
-        table.info["reflected"] = True
-        try:
-            config.add_collection(table, read_only=table.info["view"])
-        except StartupError as exc:  # Prisma's _prisma_migrations, "Order Details"
-            _left_out(table.name, str(exc), settings.tables)
+    url = settings.database_url
+    if settings.tables:
+        declared = list(config.registry.api_collections)
+        for table in reflect(url, settings.tables, declared):
+            if table.name in declared:
+                raise StartupError(f"api.tables: {table.name!r} is declared in code already")
+            _add_reflected(config, table, settings.tables)
+    for schema in settings.schemas:
+        if url.get_backend_name() == "sqlite" or schema in (url.database, "public"):
+            raise StartupError(
+                f"api.schemas: {schema!r} is not another database of a MySQL/MariaDB server"
+            )
+        for table in reflect(url, ("*",), (), schema):
+            _add_reflected(config, table, ("*",), schema)
+
+
+def _add_reflected(
+    config: Configurator, table: sa.Table, names: tuple[str, ...], schema: str | None = None
+) -> None:
+    table.info["reflected"] = True
+    try:
+        config.add_collection(table, read_only=table.info["view"], schema=schema)
+    except StartupError as exc:  # Prisma's _prisma_migrations, "Order Details"
+        _left_out(table.name, str(exc), names)

@@ -22,8 +22,9 @@ from pyramid.request import Request
 
 from api.collections import Description, describe
 from api.db import fetch_row
-from api.errors import RoutineNotFound, SchemaNotServed
+from api.errors import RoutineNotFound
 from api.routines import Routine
+from api.schemas import collections_of, default_schema, picked_schema
 
 # What the next page's URL leaves out of the request's query: the cursor
 # takes over from the offset.
@@ -51,13 +52,14 @@ class Root:
         return request
 
     def __getitem__(self, name: str) -> Collection | Routines:
-        environ = self.request.environ
-        if "HTTP_ACCEPT_PROFILE" in environ or "HTTP_CONTENT_PROFILE" in environ:
-            _check_profile(self.request)
-        table = self.request.registry.api_collections.get(name)
+        request = self.request
+        collections = collections_of(request)
+        if request.registry.api_other_schemas:
+            _say_schema(request)
+        table = collections.get(name)
         if table is None:
             if name == "rpc":
-                return Routines(self)
+                return Routines(self, served=collections is request.registry.api_collections)
             raise KeyError(name)
         return Collection(self, name, table)
 
@@ -225,23 +227,13 @@ def _item_methods(collection: Collection) -> tuple[str, ...]:
     return ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
 
-def _check_profile(request: Request) -> None:
-    """PostgREST's schema headers (``Accept-Profile`` for reads,
-    ``Content-Profile`` for writes) may name the one schema served: MySQL's
-    database (SQLite's ``main``), or ``public``, PostgREST's default, which
-    its clients send unless told otherwise; any other is a 406 (PGRST106)."""
-    # The environ, not request.headers: WebOb's get raises and catches a
-    # KeyError for a header that is not there, as these mostly are not.
-    header = "HTTP_ACCEPT_PROFILE" if request.method in ("GET", "HEAD") else "HTTP_CONTENT_PROFILE"
-    named = request.environ.get(header)
-    served = served_schema(request.registry.api_settings.database_url)
-    if named is not None and named not in (served, "public"):
-        raise SchemaNotServed(served)
-
-
-def served_schema(url: sa.URL) -> str:
-    """The schema a PostgREST client may name: MySQL's database, SQLite's ``main``."""
-    return "main" if url.get_backend_name() == "sqlite" else str(url.database)
+def _say_schema(request: Request) -> None:
+    """Where several schemas are served, each answer names its own in
+    ``Content-Profile``, as PostgREST's do."""
+    schema = picked_schema(request) or default_schema(request.registry.api_settings.database_url)
+    request.add_response_callback(
+        lambda _, response: response.headers.update({"Content-Profile": schema})
+    )
 
 
 class Routines:
@@ -251,17 +243,18 @@ class Routines:
     path = "/rpc/"
     allowed_methods = ()
 
-    def __init__(self, parent: Root) -> None:
+    def __init__(self, parent: Root, served: bool) -> None:
         self.__parent__ = parent
+        self.served = served  # routines are the default schema's only
 
     @property
     def request(self) -> Request:
         return self.__parent__.request
 
     def __getitem__(self, name: str) -> RoutineCall:
-        routine = self.request.registry.api_routines.get(name)
+        routine = self.request.registry.api_routines.get(name) if self.served else None
         if routine is None:
-            raise RoutineNotFound(f"No stored routine {name} is served")
+            raise RoutineNotFound(f"No stored routine {name} is served in this schema")
         return RoutineCall(self, routine)
 
 

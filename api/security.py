@@ -206,7 +206,7 @@ _CORS_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 _CORS_HEADERS = ("Authorization", "Content-Type", "If-Match", "If-None-Match", "Prefer")
 # What clients read of an answer: supabase-js its count in Content-Range.
 _CORS_EXPOSE = (
-    "Content-Range, Content-Location, ETag, Link, Location, Preference-Applied,"
+    "Content-Profile, Content-Range, Content-Location, ETag, Link, Location, Preference-Applied,"
     " Range-Unit, Retry-After, X-Request-Id"
 )
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")

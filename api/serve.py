@@ -56,7 +56,8 @@ def asgi_app(wsgi_app: Any, root_path: str = "") -> Any:
     settings = wsgi_app.registry.api_settings
     if settings.metrics:
         enable_metrics()
-    served_document(wsgi_app.registry)
+    for schema in (None, *wsgi_app.registry.api_other_schemas):
+        served_document(wsgi_app.registry, schema)
     app = ASGIApp(wsgi_app, on_startup=worker_started, root_path=root_path)
     return Observed(Compressed(app), settings.access_log)
 

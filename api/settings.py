@@ -294,6 +294,13 @@ class Settings:
         (),
         doc="Existing tables and views to serve by reflection: `*`, or names (views read-only).",
     )
+    schemas: tuple[str, ...] = setting(
+        "api.schemas",
+        words,
+        (),
+        doc="Other databases of the same MySQL/MariaDB server, each served whole as a "
+        "PostgREST schema, picked by `Accept-Profile` (reads) or `Content-Profile` (writes).",
+    )
     routines: tuple[str, ...] = setting(
         "api.routines",
         words,
@@ -343,7 +350,7 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        if not (self.declared_tables or self.tables or self.routines):
+        if not (self.declared_tables or self.tables or self.routines or self.schemas):
             raise SettingsError(
                 "api.declared_tables: false, and api.tables and api.routines name nothing: "
                 "there is nothing to serve; set api.tables (API_TABLES='*' serves every table)"

@@ -919,7 +919,8 @@ def test_two_child_collections_of_one_name_stop_start_up():
     )
     for table in (parent, child, clash):
         table.info["api"] = _describe(table, table.name, "version", read_only=False)
-    registry = types.SimpleNamespace(api_collections={t.name: t for t in (parent, child, clash)})
+    collections = {t.name: t for t in (parent, child, clash)}
+    registry = types.SimpleNamespace(api_collections=collections, api_other_schemas={})
     with pytest.raises(
         StartupError, match="parent: two foreign keys give child collections named 'child_by_a'"
     ):

@@ -43,15 +43,20 @@ class ServedDocument:
         return self.gzip_head + compressor.compress(_tail(url)) + compressor.flush()
 
 
-def served_document(registry: Registry) -> ServedDocument:
-    """The app's document, built on first ask. The server runners ask before
-    gunicorn forks (``api.serve``): built once for every worker, and no
-    worker's loop stalls on a large schema's."""
-    served: ServedDocument | None = getattr(registry, "api_openapi", None)
+def served_document(registry: Registry, schema: str | None = None) -> ServedDocument:
+    """The document of the default schema, or of another (``api.schemas``:
+    its tables, no routines), built on first ask. The server runners ask
+    for each before gunicorn forks (``api.serve``): built once for every
+    worker, and no worker's loop stalls on a large schema's."""
+    documents: dict[str | None, ServedDocument] = registry.__dict__.setdefault("api_openapi", {})
+    served = documents.get(schema)
     if served is None:
         limit = registry.api_settings.page_limit_max
-        document = build_document(registry.api_collections, registry.api_routines, limit)
-        served = registry.api_openapi = ServedDocument(document)
+        if schema is None:
+            document = build_document(registry.api_collections, registry.api_routines, limit)
+        else:
+            document = build_document(registry.api_other_schemas[schema], {}, limit)
+        served = documents[schema] = ServedDocument(document)
     return served
 
 

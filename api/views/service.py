@@ -24,6 +24,7 @@ from api.observe import metrics
 from api.openapi import column_schema
 from api.openapi.served import served_document
 from api.resources import Root, RoutineCall
+from api.schemas import collections_of, picked_schema
 from api.version import DISTRIBUTION, commit, package_version
 
 
@@ -33,17 +34,18 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
     out once: for a large schema they made the listing a cheap way to busy
     a worker."""
     formats.negotiate_among(request, (formats.JSON,))
-    registry = request.registry
-    if getattr(registry, "api_listed_columns", None) is None:
-        registry.api_listed_columns = {
+    schema = picked_schema(request)
+    listed = request.registry.__dict__.setdefault("api_listed_columns", {})  # by schema
+    if schema not in listed:
+        listed[schema] = {
             name: {str(c.name): column_schema(c) for c in table.columns}
-            for name, table in registry.api_collections.items()
+            for name, table in collections_of(request).items()
         }
     root = request.resource_url(context)  # a collection's URL is its name under it
     return {
         "collections": [
             {"name": name, "href": f"{root}{quote(name)}/", "columns": columns}
-            for name, columns in registry.api_listed_columns.items()
+            for name, columns in listed[schema].items()
         ],
         "openapi": f"{root}openapi.json",
     }
@@ -81,7 +83,7 @@ def public_endpoint(name: str) -> Any:
 @public_endpoint("openapi.json")
 def openapi_document(context: Root, request: Request) -> Response:
     media_type = formats.negotiate_among(request, formats.DESCRIBED_OFFERS)
-    served = served_document(request.registry)
+    served = served_document(request.registry, picked_schema(request))
     # Where this client reaches the API: its scheme and host (through a
     # trusted proxy), and the prefix it is served under.
     url = request.application_url

@@ -1,0 +1,52 @@
+"""PostgREST's schemas, on MySQL: the database of the URL (SQLite's
+``main``), the default, and the other databases of the same server that
+``api.schemas`` names. A request picks one as PostgREST's clients do:
+``Accept-Profile`` for GET and HEAD, ``Content-Profile`` for the other
+methods; ``public``, which they send unless told otherwise, is the default.
+Each schema's tables are collections of their own (``/film/`` in one is not
+``/film/`` in another), and embed only each other."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pyramid.request import Request
+
+from api.errors import SchemaNotServed
+
+READS = frozenset({"GET", "HEAD"})
+
+
+def default_schema(url: sa.URL) -> str:
+    """The schema a PostgREST client may name for the URL's database: MySQL's
+    database, SQLite's ``main``."""
+    return "main" if url.get_backend_name() == "sqlite" else str(url.database)
+
+
+def picked_schema(request: Request) -> str | None:
+    """The other schema the request's profile header names, or None for the
+    default; 406 (``PGRST106``) for a schema not served."""
+    # The environ, not request.headers: WebOb's get raises and catches a
+    # KeyError for a header that is not there, as these mostly are not.
+    header = "HTTP_ACCEPT_PROFILE" if request.method in READS else "HTTP_CONTENT_PROFILE"
+    named = request.environ.get(header)
+    if named is None:
+        return None
+    registry = request.registry
+    default = default_schema(registry.api_settings.database_url)
+    if named in (default, "public"):
+        return None
+    if named not in registry.api_other_schemas:
+        raise SchemaNotServed(", ".join((default, *registry.api_other_schemas)))
+    return str(named)
+
+
+def collections_of(request: Request) -> dict[str, sa.Table]:
+    """The collections of the schema the request picked (``picked_schema``)."""
+    registry = request.registry
+    environ = request.environ
+    if "HTTP_ACCEPT_PROFILE" not in environ and "HTTP_CONTENT_PROFILE" not in environ:
+        return registry.api_collections
+    schema = picked_schema(request)
+    if schema is None:
+        return registry.api_collections
+    return registry.api_other_schemas[schema]
