@@ -37,7 +37,7 @@ def test_postgrest_js_reads_and_writes_as_against_postgrest(node, server):
     )
     calls = json.loads(result.stdout)
     for name, call in calls.items():
-        if name not in ("error", "backwards"):
+        if name not in ("error", "backwards", "maxAffected", "geojson"):
             assert call["error"] is None, (name, call)
     assert [row["name"] for row in calls["insert"]["data"]] == [f"{tag} a", f"{tag} b"]
     assert [row["name"] for row in calls["select"]["data"]] == [f"{tag} a", f"{tag} b"]
@@ -59,4 +59,20 @@ def test_postgrest_js_reads_and_writes_as_against_postgrest(node, server):
     assert books == [[{"count": n}] for n in (3, 1, 2, 0)]
     titles = [[b["title"] for b in a["probe_book"]] for a in calls["embedOr"]["data"]]
     assert titles == [["Alpha"], [], ["Zeta"], []]
-    assert len(calls["delete"]["data"]) == 4  # a, b, the upserted c and the counted d
+    listed = ("likeAll", "match", "ilikeAny", "not", "filter", "rollback", "ignored", "delete")
+    names = {call: [row["name"] for row in calls[call]["data"]] for call in listed}
+    assert names["likeAll"] == names["match"] == [f"{tag} a"]
+    assert names["ilikeAny"] == [f"{tag} a", f"{tag} b"]
+    assert names["not"] == [f"{tag} b", f"{tag} c", f"{tag} d"]
+    assert names["filter"] == [f"{tag} a", f"{tag} c"]
+    refused = calls["maxAffected"]  # two Prefer headers, joined by fetch
+    assert (refused["status"], refused["error"]["code"]) == (400, "PGRST124")
+    assert names["rollback"] == [f"{tag} z"]  # answered, and not kept: see delete
+    assert names["ignored"] == [f"{tag} c"]  # left as it was
+    assert calls["defaults"]["data"] == [
+        {"name": f"{tag} e", "data": None},
+        {"name": f"{tag} f", "data": {"n": 5}},
+    ]
+    assert calls["geojson"]["status"] == 406  # mytable has no spatial column
+    # a, b, the upserted c, the counted d, and e and f: not z, rolled back
+    assert sorted(names["delete"]) == [f"{tag} {letter}" for letter in "abcdef"]

@@ -32,6 +32,22 @@ const calls = {
       .or('title.eq.Alpha,title.like.Z*', { referencedTable: 'probe_book' })
       .order('id')
       .order('title', { referencedTable: 'probe_book' }),
+  likeAll: () => mine().likeAllOf('name', [`${tag} *`, '*a']),
+  ilikeAny: () => mine().ilikeAnyOf('name', [`${tag.toUpperCase()} A`, '*B']).order('name'),
+  match: () => mine().match({ name: `${tag} a` }),
+  not: () => mine().not('name', 'eq', `${tag} a`).order('name'),
+  filter: () => mine().filter('name', 'in', `("${tag} a","${tag} c")`).order('name'),
+  maxAffected: () =>
+    client.from('mytable').update({ data: { n: 3 } }).like('name', `${tag} *`).maxAffected(1).select(),
+  rollback: () => client.from('mytable').insert({ name: `${tag} z` }).select().rollback(),
+  ignored: () =>
+    client.from('mytable').upsert({ id: 987655, name: 'changed' }, { ignoreDuplicates: true }).select(),
+  defaults: () =>
+    client
+      .from('mytable')
+      .insert([{ name: `${tag} e` }, { name: `${tag} f`, data: { n: 5 } }], { defaultToNull: false })
+      .select('name,data'),
+  geojson: () => mine().geojson(),
   delete: () => client.from('mytable').delete().like('name', `${tag} *`).select(),
 }
 const results = {}
