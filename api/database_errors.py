@@ -148,6 +148,20 @@ REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     1690: (422, "22003", "A value is out of its column's range."),
     3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
     4025: (400, "23514", CHECK_FAILED),  # MariaDB's
+    # Writes through a view MySQL calls updatable, which it still refuses
+    # (PostgreSQL's "cannot insert into view" is 55000).
+    1288: (400, "55000", "This view cannot take this write."),
+    1348: (400, "55000", "A column of this view is not a table's column, and cannot be written."),
+    1369: (400, "44000", "The row would not be seen through the view (WITH CHECK OPTION)."),
+    1393: (
+        400,
+        "55000",
+        "A write through a join view may change the columns of one of its tables only.",
+    ),
+    1394: (400, "55000", "A join view takes an INSERT only of named columns."),
+    1395: (400, "55000", "No rows can be deleted through a join view."),
+    1423: (400, "55000", "This view cannot create rows: a column it does not show needs a value."),
+    1471: (400, "55000", "This view cannot create rows."),
 }
 # SQLite's words for a REGEXP whose pattern does not compile, or whose match
 # ran out of time (``operators.regexp``).

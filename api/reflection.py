@@ -92,6 +92,7 @@ def _reflect_sync(
             metadata.reflect(connection, schema=schema, only=ordered, views=True)
         except sa_exc.DBAPIError as failed:  # SQLite: one broken view fails them all
             _reflect_one_by_one(connection, metadata, wanted, failed)
+    updatable = _updatable_views(connection, schema) if views else frozenset()
     tables = []
     for name in wanted:
         table = metadata.tables.get(name if schema is None else f"{schema}.{name}")
@@ -100,6 +101,7 @@ def _reflect_sync(
             _left_out(name, reason, names)
             continue
         table.info["view"] = name in views
+        table.info["updatable"] = name in updatable
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
         if connection.dialect.name == "mysql":
@@ -109,6 +111,20 @@ def _reflect_sync(
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
     return tables
+
+
+UPDATABLE_VIEWS = sa.text(
+    "SELECT TABLE_NAME FROM information_schema.VIEWS"
+    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND IS_UPDATABLE = 'YES'"
+)
+
+
+def _updatable_views(connection: Any, schema: str | None) -> frozenset[str]:
+    """The views MySQL can write through (a view of one table, or a join
+    whose writes touch one of its tables); SQLite's views take no writes."""
+    if connection.dialect.name != "mysql":
+        return frozenset()
+    return frozenset(name for (name,) in connection.execute(UPDATABLE_VIEWS, {"schema": schema}))
 
 
 def _referred_first(inspector: Any, names: list[str], schema: str | None) -> list[str]:
@@ -249,6 +265,7 @@ def _add_reflected(
 ) -> None:
     table.info["reflected"] = True
     try:
-        config.add_collection(table, read_only=table.info["view"], schema=schema)
+        read_only = table.info["view"] and not table.info["updatable"]
+        config.add_collection(table, read_only=read_only, schema=schema)
     except StartupError as exc:  # Prisma's _prisma_migrations, "Order Details"
         _left_out(table.name, str(exc), names)

@@ -292,7 +292,8 @@ class Settings:
         "api.tables",
         words,
         (),
-        doc="Existing tables and views to serve by reflection: `*`, or names (views read-only).",
+        doc="Existing tables and views to serve by reflection: `*`, or names (views read-only "
+        "unless MySQL can write through them).",
     )
     schemas: tuple[str, ...] = setting(
         "api.schemas",

@@ -413,6 +413,56 @@ def test_a_view_is_read_only_and_has_no_items(sakila):
     assert_problem(sakila.get("/film_list/1"), 404)
 
 
+def test_writes_go_through_a_view_mysql_can_update():
+    """A view MySQL calls updatable takes POST, PATCH and DELETE by filters
+    (no item URLs: MariaDB does not say which table column a view's column
+    is); what MySQL still refuses through it is a 400 that says why, never
+    a 503; a view it cannot update stays read-only (405)."""
+    with mariadb_app(
+        "CREATE TABLE person (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(20) NOT NULL,"
+        " active TINYINT(1) NOT NULL DEFAULT 1)",
+        "CREATE TABLE pet (id INT AUTO_INCREMENT PRIMARY KEY, owner_id INT NOT NULL,"
+        " pet_name VARCHAR(20), FOREIGN KEY (owner_id) REFERENCES person (id))",
+        "INSERT INTO person (name) VALUES ('Ann'), ('Bob')",
+        "INSERT INTO pet (owner_id, pet_name) VALUES (1, 'Rex')",
+        "CREATE VIEW short_names AS SELECT id, name FROM person"
+        " WHERE CHAR_LENGTH(name) < 6 WITH CHECK OPTION",
+        "CREATE VIEW owners AS SELECT p.id, p.name, pet.pet_name FROM person p"
+        " JOIN pet ON pet.owner_id = p.id",
+        "CREATE VIEW counted AS SELECT COUNT(*) AS people FROM person",
+        **{"api.tables": "*"},
+    ) as client:
+        made = client.post_json("/short_names/", {"name": "Cy"}, headers=WRITER, status=201)
+        assert made.json == [{"id": 3, "name": "Cy"}]
+        changed = client.patch_json("/short_names/?id=eq.3", {"name": "Cyd"}, headers=WRITER)
+        assert changed.json == [{"id": 3, "name": "Cyd"}]
+        too_long = client.post_json(
+            "/short_names/", {"name": "Alexander"}, headers=WRITER, status=400
+        )
+        assert too_long.json["code"] == "44000"
+        gone = client.delete("/short_names/?id=eq.3", headers=WRITER)
+        assert gone.json == [{"id": 3, "name": "Cyd"}]
+        client.get("/short_names/3", status=404)
+        renamed = client.patch_json("/owners/?id=eq.1", {"pet_name": "Max"}, headers=WRITER)
+        assert renamed.json == [{"id": 1, "name": "Ann", "pet_name": "Max"}]
+        for refused in (
+            client.patch_json(
+                "/owners/?id=eq.1", {"name": "A", "pet_name": "B"}, headers=WRITER, status=400
+            ),
+            client.delete("/owners/?id=eq.1", headers=WRITER, status=400),
+        ):
+            assert refused.json["code"] == "55000" and "join view" in refused.json["message"]
+        assert client.get("/person/", params={"select": "name"}).json == [
+            {"name": "Ann"},
+            {"name": "Bob"},
+        ]
+        response = client.post_json("/counted/", {"people": 1}, headers=WRITER, status=405)
+        assert response.headers["Allow"] == "GET, HEAD"
+        paths = client.get("/openapi.json").json["paths"]
+        assert {"get", "post", "patch", "delete"} <= set(paths["/short_names/"])
+        assert set(paths["/counted/"]) == {"get"}
+
+
 def test_a_foreign_key_gives_the_parent_item_its_child_collection(sakila):
     children = sakila.get("/country/44/city/", params={"limit": "500"}).json()
     filtered = sakila.get("/city/", params={"country_id": "eq.44", "limit": "500"}).json()
