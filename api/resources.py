@@ -24,7 +24,7 @@ from api.collections import Description, describe
 from api.db import fetch_row
 from api.errors import RoutineNotFound
 from api.routines import Routine
-from api.schemas import collections_of, default_schema, picked_schema
+from api.schemas import collections_of, default_schema, picked_schema, routines_of
 
 # What the next page's URL leaves out of the request's query: the cursor
 # takes over from the offset.
@@ -53,13 +53,16 @@ class Root:
 
     def __getitem__(self, name: str) -> Collection | Routines:
         request = self.request
-        collections = collections_of(request)
+        environ = request.environ
+        schema = None
+        if "HTTP_ACCEPT_PROFILE" in environ or "HTTP_CONTENT_PROFILE" in environ:
+            schema = picked_schema(request)
         if request.registry.api_other_schemas:
-            _say_schema(request)
-        table = collections.get(name)
+            _say_schema(request, schema)
+        table = collections_of(request, schema).get(name)
         if table is None:
             if name == "rpc":
-                return Routines(self, served=collections is request.registry.api_collections)
+                return Routines(self, routines_of(request, schema))
             raise KeyError(name)
         return Collection(self, name, table)
 
@@ -227,10 +230,10 @@ def _item_methods(collection: Collection) -> tuple[str, ...]:
     return ("GET", "HEAD", "PUT", "PATCH", "DELETE")
 
 
-def _say_schema(request: Request) -> None:
+def _say_schema(request: Request, picked: str | None) -> None:
     """Where several schemas are served, each answer names its own in
     ``Content-Profile``, as PostgREST's do."""
-    schema = picked_schema(request) or default_schema(request.registry.api_settings.database_url)
+    schema = picked or default_schema(request.registry.api_settings.database_url)
     request.add_response_callback(
         lambda _, response: response.headers.update({"Content-Profile": schema})
     )
@@ -243,18 +246,18 @@ class Routines:
     path = "/rpc/"
     allowed_methods = ()
 
-    def __init__(self, parent: Root, served: bool) -> None:
+    def __init__(self, parent: Root, routines: dict[str, Routine]) -> None:
         self.__parent__ = parent
-        self.served = served  # routines are the default schema's only
+        self.routines = routines  # the picked schema's
 
     @property
     def request(self) -> Request:
         return self.__parent__.request
 
     def __getitem__(self, name: str) -> RoutineCall:
-        routine = self.request.registry.api_routines.get(name) if self.served else None
+        routine = self.routines.get(name)
         if routine is None:
-            raise RoutineNotFound(f"No stored routine {name} is served in this schema")
+            raise RoutineNotFound(f"No stored routine {name} is served")
         return RoutineCall(self, routine)
 
 

@@ -33,6 +33,7 @@ class Routine:
     declared: tuple[tuple[str, sa.Column[Any]], ...]  # (IN, OUT or INOUT, parameter)
     returns: sa.Column[Any] | None  # a function's value
     modifies_data: bool  # SQL DATA ACCESS: MODIFIES SQL DATA (no GET)
+    schema: str | None = None  # another database of the server (api.schemas)
 
     @property
     def parameters(self) -> tuple[sa.Column[Any], ...]:
@@ -55,21 +56,24 @@ class Routine:
 
 ROUTINES = sa.text(
     "SELECT ROUTINE_NAME, ROUTINE_TYPE, SQL_DATA_ACCESS FROM information_schema.ROUTINES "
-    "WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_NAME"
+    "WHERE ROUTINE_SCHEMA = COALESCE(:schema, DATABASE()) ORDER BY ROUTINE_NAME"
 )
 PARAMETERS = sa.text(
     "SELECT SPECIFIC_NAME, PARAMETER_MODE, PARAMETER_NAME, DTD_IDENTIFIER "
-    "FROM information_schema.PARAMETERS WHERE SPECIFIC_SCHEMA = DATABASE() "
+    "FROM information_schema.PARAMETERS WHERE SPECIFIC_SCHEMA = COALESCE(:schema, DATABASE()) "
     "ORDER BY SPECIFIC_NAME, ORDINAL_POSITION"
 )
 
 
-def _read_routines(connection: Any, names: tuple[str, ...]) -> list[Routine]:
+def _read_routines(connection: Any, names: tuple[str, ...], schema: str | None) -> list[Routine]:
     if connection.dialect.name != "mysql":
         if names == ("*",):
             return []
         raise StartupError("api.routines: this database has no stored routines")
-    found = {name: (kind, access) for name, kind, access in connection.execute(ROUTINES)}
+    found = {
+        name: (kind, access)
+        for name, kind, access in connection.execute(ROUTINES, {"schema": schema})
+    }
     wanted = sorted(found) if names == ("*",) else list(dict.fromkeys(names))
     missing = [name for name in wanted if name not in found]
     if missing:
@@ -77,7 +81,7 @@ def _read_routines(connection: Any, names: tuple[str, ...]) -> list[Routine]:
     parser = MySQLTableDefinitionParser(connection.dialect, connection.dialect.identifier_preparer)
     metadata = sa.MetaData()
     parameters: dict[str, list[tuple[str | None, sa.Column[Any]]]] = {}  # None: the value
-    for routine, mode, name, declared in connection.execute(PARAMETERS):
+    for routine, mode, name, declared in connection.execute(PARAMETERS, {"schema": schema}):
         if routine in wanted:
             column = _as_column(parser, routine, name or "return", declared)
             parameters.setdefault(routine, []).append((mode, column))
@@ -95,6 +99,7 @@ def _read_routines(connection: Any, names: tuple[str, ...]) -> list[Routine]:
                 declared=tuple((mode, c) for mode, c in columns if mode is not None),
                 returns=next((c for mode, c in columns if mode is None), None),
                 modifies_data=access == "MODIFIES SQL DATA",
+                schema=schema,
             )
         )
     return routines
@@ -128,16 +133,25 @@ def _check_mapped(routine: Routine) -> None:
 
 
 def add_reflected_routines(config: Configurator) -> None:
-    """Serve the stored routines ``api.routines`` names at ``/rpc/{name}``."""
+    """Serve the stored routines ``api.routines`` names at ``/rpc/{name}``;
+    and every one of each database ``api.schemas`` names, in its schema."""
     settings: Settings = config.registry.api_settings
-    if not settings.routines:
-        return
-    routines = run_at_startup(settings.database_url, _read_routines, settings.routines)
-    for routine in routines:
-        _check_mapped(routine)
-        config.registry.api_routines[routine.name] = routine
+    registry = config.registry
+    url = settings.database_url
+    if settings.routines:
+        for routine in run_at_startup(url, _read_routines, settings.routines, None):
+            _check_mapped(routine)
+            registry.api_routines[routine.name] = routine
+    if url.get_backend_name() == "sqlite":
+        return  # api.schemas stops start-up there (api.reflection)
+    for schema in settings.schemas:
+        served = registry.api_other_routines.setdefault(schema, {})
+        for routine in run_at_startup(url, _read_routines, ("*",), schema):
+            _check_mapped(routine)
+            served[routine.name] = routine
 
 
 def includeme(config: Configurator) -> None:
     config.registry.api_routines = {}
+    config.registry.api_other_routines = {}  # by schema
     add_reflected_routines(config)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from pyramid.request import Request
 
 from api.errors import SchemaNotServed
+from api.routines import Routine
 
 READS = frozenset({"GET", "HEAD"})
 
@@ -40,13 +41,17 @@ def picked_schema(request: Request) -> str | None:
     return str(named)
 
 
-def collections_of(request: Request) -> dict[str, sa.Table]:
-    """The collections of the schema the request picked (``picked_schema``)."""
+def collections_of(request: Request, schema: str | None) -> dict[str, sa.Table]:
+    """The collections of ``schema`` (``picked_schema``; None: the default)."""
     registry = request.registry
-    environ = request.environ
-    if "HTTP_ACCEPT_PROFILE" not in environ and "HTTP_CONTENT_PROFILE" not in environ:
-        return registry.api_collections
-    schema = picked_schema(request)
     if schema is None:
         return registry.api_collections
     return registry.api_other_schemas[schema]
+
+
+def routines_of(request: Request, schema: str | None) -> dict[str, Routine]:
+    """The stored routines of ``schema`` (``picked_schema``; None: the default)."""
+    registry = request.registry
+    if schema is None:
+        return registry.api_routines
+    return registry.api_other_routines.get(schema, {})

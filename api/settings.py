@@ -299,7 +299,8 @@ class Settings:
         "api.schemas",
         words,
         (),
-        doc="Other databases of the same MySQL/MariaDB server, each served whole as a "
+        doc="Other databases of the same MySQL/MariaDB server, each served whole (tables, views, "
+        "routines) as a "
         "PostgREST schema, picked by `Accept-Profile` (reads) or `Content-Profile` (writes).",
     )
     routines: tuple[str, ...] = setting(

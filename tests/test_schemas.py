@@ -26,6 +26,9 @@ OTHER_TABLES = [
     " country_id INT NOT NULL, FOREIGN KEY (country_id) REFERENCES country (id))",
     "INSERT INTO country VALUES (1, 'Utopia')",
     "INSERT INTO city (name, country_id) VALUES ('Sun', 1)",
+    "CREATE FUNCTION tripled(p INT) RETURNS INT DETERMINISTIC RETURN p * 3",
+    "CREATE PROCEDURE add_country(IN p_id INT, IN p_name VARCHAR(20)) MODIFIES SQL DATA"
+    " INSERT INTO country VALUES (p_id, p_name)",
 ]
 
 
@@ -75,10 +78,12 @@ def test_a_profile_picks_the_schema_each_answer_names(served):
         refused = assert_problem(http.get("/actor/", headers={"Accept-Profile": "nope"}), 406)
         assert refused["code"] == "PGRST106"
         assert refused["message"] == f"The schema must be one of the following: {default}, {other}"
-        # Routines are the default schema's.
+        # Each schema's routines are its own.
         assert http.get("/rpc/doubled", params={"p": 2}).json() == 4
+        assert http.get("/rpc/tripled", params={"p": 2}, headers=picked).json() == 6
         missing = http.get("/rpc/doubled", params={"p": 2}, headers=picked)
         assert assert_problem(missing, 404)["code"] == "PGRST202"
+        assert_problem(http.get("/rpc/tripled", params={"p": 2}), 404)
 
 
 def test_writes_land_in_the_schema_content_profile_names(served, databases):
@@ -104,7 +109,7 @@ def test_each_schema_has_its_own_description(served):
     with httpx.Client(base_url=server.url) as http:
         document = http.get("/openapi.json", headers={"Accept-Profile": other}).json()
         assert {"/actor/", "/country/", "/city/"} <= set(document["paths"])
-        assert "/rpc/doubled" not in document["paths"]
+        assert "/rpc/doubled" not in document["paths"] and "/rpc/tripled" in document["paths"]
         document = http.get("/openapi.json").json()
         assert "/country/" not in document["paths"] and "/rpc/doubled" in document["paths"]
         listed = http.get("/", headers={"Accept-Profile": other}).json()["collections"]
@@ -125,6 +130,9 @@ def test_postgrest_py_switches_schemas(served):
         found = there.from_("country").select("name,city(name)").eq("id", 2).execute()
         assert found.data == [{"name": "Erewhon", "city": []}]
         there.from_("country").delete().eq("id", 2).execute()
+        there.rpc("add_country", {"p_id": 3, "p_name": "Oz"}).execute()
+        assert there.from_("country").select("name").eq("id", 3).execute().data == [{"name": "Oz"}]
+        there.from_("country").delete().eq("id", 3).execute()
 
 
 @pytest.mark.parametrize("naming", ["itself", "missing"])

@@ -44,8 +44,8 @@ class ServedDocument:
 
 
 def served_document(registry: Registry, schema: str | None = None) -> ServedDocument:
-    """The document of the default schema, or of another (``api.schemas``:
-    its tables, no routines), built on first ask. The server runners ask
+    """The document of the default schema, or of another (``api.schemas``),
+    built on first ask. The server runners ask
     for each before gunicorn forks (``api.serve``): built once for every
     worker, and no worker's loop stalls on a large schema's."""
     documents: dict[str | None, ServedDocument] = registry.__dict__.setdefault("api_openapi", {})
@@ -55,7 +55,8 @@ def served_document(registry: Registry, schema: str | None = None) -> ServedDocu
         if schema is None:
             document = build_document(registry.api_collections, registry.api_routines, limit)
         else:
-            document = build_document(registry.api_other_schemas[schema], {}, limit)
+            routines = registry.api_other_routines.get(schema, {})
+            document = build_document(registry.api_other_schemas[schema], routines, limit)
         served = documents[schema] = ServedDocument(document)
     return served
 

@@ -55,6 +55,8 @@ PREPARER = mysql.dialect().identifier_preparer
 @functools.cache
 def call_statements(routine: Routine) -> CallStatements:
     name = PREPARER.quote_identifier(routine.name)
+    if routine.schema is not None:
+        name = f"{PREPARER.quote_identifier(routine.schema)}.{name}"
     binds = [sa.bindparam(f"p{i}", type_=c.type) for i, c in enumerate(routine.parameters)]
     if routine.kind == "FUNCTION":
         assert routine.returns is not None

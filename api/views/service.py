@@ -39,7 +39,7 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
     if schema not in listed:
         listed[schema] = {
             name: {str(c.name): column_schema(c) for c in table.columns}
-            for name, table in collections_of(request).items()
+            for name, table in collections_of(request, schema).items()
         }
     root = request.resource_url(context)  # a collection's URL is its name under it
     return {
