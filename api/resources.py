@@ -57,9 +57,13 @@ class Root:
         schema = None
         if "HTTP_ACCEPT_PROFILE" in environ or "HTTP_CONTENT_PROFILE" in environ:
             schema = picked_schema(request)
-        if request.registry.api_other_schemas:
+        registry = request.registry
+        if registry.api_other_schemas:
             _say_schema(request, schema)
-        table = collections_of(request, schema).get(name)
+        collections = (
+            registry.api_collections if schema is None else collections_of(request, schema)
+        )
+        table = collections.get(name)
         if table is None:
             if name == "rpc":
                 return Routines(self, routines_of(request, schema))

@@ -21,6 +21,7 @@ from api.errors import BadRequest
 from api.resources import Collection
 from api.validation import (
     JSON_TYPES,
+    MERGE_PATCH_TYPES,
     Unprocessable,
     form_fields,
     json_body,
@@ -29,15 +30,18 @@ from api.validation import (
 )
 from api.views.responses import Row, preferences, query_params
 
-POSTED_TYPES = frozenset({*JSON_TYPES, formats.CSV, formats.FORM})
+# What a body of one row may be: JSON (or a merge patch), or a form.
+ROW_TYPES = frozenset({*JSON_TYPES, formats.FORM})
+MERGED_ROW_TYPES = frozenset({*MERGE_PATCH_TYPES, formats.FORM})
+POSTED_TYPES = frozenset({*ROW_TYPES, formats.CSV})
 
 
 def row_body(table: sa.Table, request: Request, allowed_types: frozenset[str]) -> Any:
-    """A body that holds one row: JSON, or a form's fields (PostgREST's
-    ``application/x-www-form-urlencoded``), each read from its text by its
-    column's type, as a CSV cell is; a form has no null."""
+    """A body that holds one row, of ``allowed_types``: JSON, or a form's
+    fields (PostgREST's ``application/x-www-form-urlencoded``), each read
+    from its text by its column's type, as a CSV cell is; a form has no null."""
     if request.content_type != formats.FORM:
-        return json_body(request, allowed_types | {formats.FORM})
+        return json_body(request, allowed_types)
     return {
         name: _text_reader(table, name, null=None, max_depth=None)(text)
         for name, text in form_fields(request).items()

@@ -27,8 +27,6 @@ from api.security import BY_METHOD
 from api.sql import writes
 from api.validation import (
     ANY_ETAG,
-    JSON_TYPES,
-    MERGE_PATCH_TYPES,
     if_match,
     if_none_match,
     merge_patch_row,
@@ -36,7 +34,7 @@ from api.validation import (
     validate_row,
     writable_defaults,
 )
-from api.views.bodies import row_body
+from api.views.bodies import MERGED_ROW_TYPES, ROW_TYPES, row_body
 from api.views.pages import keyed_row
 from api.views.responses import JSONResponse, Row, refuse_read_only, with_etag
 
@@ -197,7 +195,7 @@ async def replace_row(context: Item, request: Request) -> JSONResponse:
     """The row, replaced by the body. A key the server sets may come in the
     body as the item's own, never another: clients PUT back the row they
     read (react-admin's simple REST), as PostgREST's PUT asks for the key."""
-    body = validate_row(context.table, row_body(context.table, request, JSON_TYPES), keyed=True)
+    body = validate_row(context.table, row_body(context.table, request, ROW_TYPES), keyed=True)
     _drop_own_key(context, body)
     values = {**writable_defaults(context.table), **body}
     return await _write(context, request, lambda row: values)
@@ -214,7 +212,7 @@ def _drop_own_key(context: Item, values: Row) -> None:
 
 async def patch_row(context: Item, request: Request) -> JSONResponse:
     """RFC 7396 JSON merge patch; JSON columns are merged, not replaced."""
-    patch = row_body(context.table, request, MERGE_PATCH_TYPES)
+    patch = row_body(context.table, request, MERGED_ROW_TYPES)
     validate_row(context.table, patch, partial=True)
 
     def merged(row: Row) -> Row:  # on the row as read, or as read again

@@ -18,12 +18,12 @@ from api.querystring import Filter, parse_returned
 from api.resources import Collection
 from api.sql import filter_writes, grouped, writes
 from api.validation import (
-    JSON_TYPES,
-    MERGE_PATCH_TYPES,
     validate_row,
     writable_defaults,
 )
 from api.views.bodies import (
+    MERGED_ROW_TYPES,
+    ROW_TYPES,
     check_batch,
     conflict_target,
     missing_as_null,
@@ -231,7 +231,7 @@ async def put_where(context: Collection, request: Request) -> Response:
     named = _key_named(context, query)
     if named is None:
         raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
-    body = row_body(context.table, request, JSON_TYPES)
+    body = row_body(context.table, request, ROW_TYPES)
     (values,) = validate_each(context, [body], prefix=False, keyed=True)
     if any(values.get(column.name) != value for column, value in named.items()):
         raise BadRequest("The body's primary key differs from the URL's", "body", "PGRST115")
@@ -260,7 +260,7 @@ async def update_where(context: Collection, request: Request) -> Response:
     filters match, in one transaction."""
     refuse_read_only(context)
     values = validate_row(
-        context.table, row_body(context.table, request, MERGE_PATCH_TYPES), partial=True
+        context.table, row_body(context.table, request, MERGED_ROW_TYPES), partial=True
     )
     query = _write_query(context, request)
     named = _key_named(context, query)
