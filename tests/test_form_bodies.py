@@ -5,9 +5,14 @@ row of text read by its columns' types; on both databases, and on Sakila."""
 import json
 import shutil
 import subprocess
+import urllib.parse
+from unittest import mock
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from api import validation
 from tests.support import WRITER, assert_problem, create, names_in_table, unique_name
 
 
@@ -41,6 +46,10 @@ def test_a_form_updates_and_replaces_as_json_does(http):
     patched = http.patch(item, data={"data": '{"n": 1}'}, headers=WRITER)
     assert patched.status_code == 200, patched.text
     assert patched.json()["data"] == '{"n": 1}'
+    long = "é€ +&=%" * 1200  # 25 KB of escapes: decoded in pieces, a character cut in two
+    patched = http.patch(item, data={"data": long}, headers=WRITER)
+    assert patched.status_code == 200, patched.text
+    assert http.get(item).json()["data"] == long
     renamed = unique_name("form")
     patched = http.patch(f"/mytable/?id=eq.{row['id']}", data={"name": renamed}, headers=WRITER)
     assert [r["name"] for r in patched.json()] == [renamed]
@@ -104,3 +113,12 @@ def test_curl_d_into_sakila(sakila):
     assert (film["rental_rate"], film["release_year"], film["rating"]) == (12.3, 2006, "NC-17")
     assert film["special_features"] == ["Commentaries", "Trailers"]
     assert sakila.delete(f"/film/{film['film_id']}", headers=WRITER).status_code == 204
+
+
+@given(st.text(max_size=60), st.integers(min_value=3, max_value=12))
+def test_a_field_decodes_as_urllib_decodes_it_in_pieces_of_any_size(text, piece_bytes):
+    """Decoded in pieces (``FORM_CHUNK_BYTES``, made small here), a field
+    reads as urllib reads it whole: no escape or character cut in two is lost."""
+    encoded = urllib.parse.quote_plus(text).encode()
+    with mock.patch.object(validation, "FORM_CHUNK_BYTES", piece_bytes):
+        assert validation._form_text(encoded) == text
