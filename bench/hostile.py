@@ -172,6 +172,17 @@ def malformed_large_bodies(server, proxy):
                 for _ in range(300)]  # fmt: skip
 
 
+def escaped_form_bodies(server, proxy):
+    """300 forms of 0.9 MB of percent escapes, one after another: each
+    decoded in turns with the worker's other requests (a 422: the name is
+    too long), not in one hold of the loop."""
+    body = b"name=" + b"%41" * 300_000
+    headers = {**WRITER, "Content-Type": "application/x-www-form-urlencoded"}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        return [client.post("/mytable/", content=body, headers=headers).status_code
+                for _ in range(300)]  # fmt: skip
+
+
 def idle_connections(server, proxy):
     """1,500 connections that never send a byte; then requests go on being served."""
     return _held_connections(server, b"")
@@ -343,6 +354,7 @@ ATTACKS = [
     scanned_paths,
     truncated_bodies,
     malformed_large_bodies,
+    escaped_form_bodies,
     idle_connections,
     stalled_bodies,
     unread_answers,
