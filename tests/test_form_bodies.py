@@ -122,3 +122,16 @@ def test_a_field_decodes_as_urllib_decodes_it_in_pieces_of_any_size(text, piece_
     encoded = urllib.parse.quote_plus(text).encode()
     with mock.patch.object(validation, "FORM_CHUNK_BYTES", piece_bytes):
         assert validation._form_text(encoded) == text
+
+
+def test_a_form_without_a_token_writes_nothing(http):
+    """A page of another site can make a browser post a form without a CORS
+    preflight, but not with the bearer token every write needs."""
+    before = names_in_table(http)
+    sent = http.post(
+        "/mytable/",
+        data={"name": unique_name("csrf")},
+        headers={"Origin": "https://elsewhere.example"},
+    )
+    assert_problem(sent, 401)
+    assert names_in_table(http) == before
