@@ -24,7 +24,7 @@ from api.collections import Description, describe
 from api.db import fetch_row
 from api.errors import RoutineNotFound
 from api.routines import Routine
-from api.schemas import collections_of, default_schema, picked_schema, routines_of
+from api.schemas import collections_of, picked_schema, routines_of, say_schema
 
 # What the next page's URL leaves out of the request's query: the cursor
 # takes over from the offset.
@@ -59,7 +59,7 @@ class Root:
             schema = picked_schema(request)
         registry = request.registry
         if registry.api_other_schemas:
-            _say_schema(request, schema)
+            say_schema(request, schema)
         collections = (
             registry.api_collections if schema is None else collections_of(request, schema)
         )
@@ -232,15 +232,6 @@ def _item_methods(collection: Collection) -> tuple[str, ...]:
     if collection.description.read_only:
         return ("GET", "HEAD")
     return ("GET", "HEAD", "PUT", "PATCH", "DELETE")
-
-
-def _say_schema(request: Request, picked: str | None) -> None:
-    """Where several schemas are served, each answer names its own in
-    ``Content-Profile``, as PostgREST's do."""
-    schema = picked or default_schema(request.registry.api_settings.database_url)
-    request.add_response_callback(
-        lambda _, response: response.headers.update({"Content-Profile": schema})
-    )
 
 
 class Routines:

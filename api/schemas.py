@@ -41,6 +41,15 @@ def picked_schema(request: Request) -> str | None:
     return str(named)
 
 
+def say_schema(request: Request, picked: str | None) -> None:
+    """Where several schemas are served, each answer names its own in
+    ``Content-Profile``, as PostgREST's do."""
+    schema = picked or default_schema(request.registry.api_settings.database_url)
+    request.add_response_callback(
+        lambda _, response: response.headers.update({"Content-Profile": schema})
+    )
+
+
 def collections_of(request: Request, schema: str | None) -> dict[str, sa.Table]:
     """The collections of ``schema`` (``picked_schema``; None: the default)."""
     registry = request.registry

@@ -105,16 +105,20 @@ def test_writes_land_in_the_schema_content_profile_names(served, databases):
 
 
 def test_each_schema_has_its_own_description(served):
-    server, _, other = served
+    server, default, other = served
     with httpx.Client(base_url=server.url) as http:
-        document = http.get("/openapi.json", headers={"Accept-Profile": other}).json()
+        answer = http.get("/openapi.json", headers={"Accept-Profile": other})
+        assert answer.headers["Content-Profile"] == other
+        document = answer.json()
         assert {"/actor/", "/country/", "/city/"} <= set(document["paths"])
         assert "/rpc/doubled" not in document["paths"] and "/rpc/tripled" in document["paths"]
         document = http.get("/openapi.json").json()
         assert "/country/" not in document["paths"] and "/rpc/doubled" in document["paths"]
         listed = http.get("/", headers={"Accept-Profile": other}).json()["collections"]
         assert sorted(c["name"] for c in listed) == ["actor", "city", "country"]
-        assert [c["name"] for c in http.get("/").json()["collections"]] == ["actor"]
+        root = http.get("/")
+        assert [c["name"] for c in root.json()["collections"]] == ["actor"]
+        assert root.headers["Content-Profile"] == default
 
 
 def test_postgrest_py_switches_schemas(served):

@@ -24,7 +24,7 @@ from api.observe import metrics
 from api.openapi import column_schema
 from api.openapi.served import served_document
 from api.resources import Root, RoutineCall
-from api.schemas import collections_of, picked_schema
+from api.schemas import collections_of, picked_schema, say_schema
 from api.version import DISTRIBUTION, commit, package_version
 
 
@@ -35,6 +35,8 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
     a worker."""
     formats.negotiate_among(request, (formats.JSON,))
     schema = picked_schema(request)
+    if request.registry.api_other_schemas:
+        say_schema(request, schema)
     listed = request.registry.__dict__.setdefault("api_listed_columns", {})  # by schema
     if schema not in listed:
         listed[schema] = {
@@ -83,7 +85,10 @@ def public_endpoint(name: str) -> Any:
 @public_endpoint("openapi.json")
 def openapi_document(context: Root, request: Request) -> Response:
     media_type = formats.negotiate_among(request, formats.DESCRIBED_OFFERS)
-    served = served_document(request.registry, picked_schema(request))
+    schema = picked_schema(request)
+    if request.registry.api_other_schemas:
+        say_schema(request, schema)
+    served = served_document(request.registry, schema)
     # Where this client reaches the API: its scheme and host (through a
     # trusted proxy), and the prefix it is served under.
     url = request.application_url
