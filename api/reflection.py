@@ -256,6 +256,7 @@ def add_reflected_tables(config: Configurator) -> None:
             raise StartupError(
                 f"api.schemas: {schema!r} is not another database of a MySQL/MariaDB server"
             )
+        config.registry.api_other_schemas.setdefault(schema, {})  # served even while empty
         for table in reflect(url, ("*",), (), schema):
             _add_reflected(config, table, ("*",), schema)
 

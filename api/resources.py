@@ -24,7 +24,7 @@ from api.collections import Description, describe
 from api.db import fetch_row
 from api.errors import RoutineNotFound
 from api.routines import Routine
-from api.schemas import collections_of, picked_schema, routines_of, say_schema
+from api.schemas import collections_of, routines_of, schema_of
 
 # What the next page's URL leaves out of the request's query: the cursor
 # takes over from the offset.
@@ -53,20 +53,13 @@ class Root:
 
     def __getitem__(self, name: str) -> Collection | Routines:
         request = self.request
-        environ = request.environ
-        schema = None
-        if "HTTP_ACCEPT_PROFILE" in environ or "HTTP_CONTENT_PROFILE" in environ:
-            schema = picked_schema(request)
+        schema = schema_of(request)
         registry = request.registry
-        if registry.api_other_schemas:
-            say_schema(request, schema)
-        collections = (
-            registry.api_collections if schema is None else collections_of(request, schema)
-        )
+        collections = collections_of(registry, schema)
         table = collections.get(name)
         if table is None:
             if name == "rpc":
-                return Routines(self, routines_of(request, schema))
+                return Routines(self, routines_of(registry, schema))
             raise KeyError(name)
         return Collection(self, name, table)
 

@@ -9,6 +9,7 @@ Each schema's tables are collections of their own (``/film/`` in one is not
 from __future__ import annotations
 
 import sqlalchemy as sa
+from pyramid.registry import Registry
 from pyramid.request import Request
 
 from api.errors import SchemaNotServed
@@ -23,9 +24,24 @@ def default_schema(url: sa.URL) -> str:
     return "main" if url.get_backend_name() == "sqlite" else str(url.database)
 
 
-def picked_schema(request: Request) -> str | None:
+def schema_of(request: Request) -> str | None:
     """The other schema the request's profile header names, or None for the
-    default; 406 (``PGRST106``) for a schema not served."""
+    default; 406 (``PGRST106``) for a schema not served. Where several are
+    served, the answer names its own in ``Content-Profile``, as PostgREST's do."""
+    environ = request.environ
+    registry = request.registry
+    schema = None
+    if "HTTP_ACCEPT_PROFILE" in environ or "HTTP_CONTENT_PROFILE" in environ:
+        schema = _picked(request)
+    if registry.api_other_schemas:
+        said = schema or default_schema(registry.api_settings.database_url)
+        request.add_response_callback(
+            lambda _, response: response.headers.update({"Content-Profile": said})
+        )
+    return schema
+
+
+def _picked(request: Request) -> str | None:
     # The environ, not request.headers: WebOb's get raises and catches a
     # KeyError for a header that is not there, as these mostly are not.
     header = "HTTP_ACCEPT_PROFILE" if request.method in READS else "HTTP_CONTENT_PROFILE"
@@ -41,26 +57,15 @@ def picked_schema(request: Request) -> str | None:
     return str(named)
 
 
-def say_schema(request: Request, picked: str | None) -> None:
-    """Where several schemas are served, each answer names its own in
-    ``Content-Profile``, as PostgREST's do."""
-    schema = picked or default_schema(request.registry.api_settings.database_url)
-    request.add_response_callback(
-        lambda _, response: response.headers.update({"Content-Profile": schema})
-    )
-
-
-def collections_of(request: Request, schema: str | None) -> dict[str, sa.Table]:
-    """The collections of ``schema`` (``picked_schema``; None: the default)."""
-    registry = request.registry
+def collections_of(registry: Registry, schema: str | None) -> dict[str, sa.Table]:
+    """The collections of ``schema`` (``schema_of``; None: the default)."""
     if schema is None:
         return registry.api_collections
     return registry.api_other_schemas[schema]
 
 
-def routines_of(request: Request, schema: str | None) -> dict[str, Routine]:
-    """The stored routines of ``schema`` (``picked_schema``; None: the default)."""
-    registry = request.registry
+def routines_of(registry: Registry, schema: str | None) -> dict[str, Routine]:
+    """The stored routines of ``schema`` (``schema_of``; None: the default)."""
     if schema is None:
         return registry.api_routines
     return registry.api_other_routines.get(schema, {})

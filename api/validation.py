@@ -193,8 +193,8 @@ def form_fields(request: Request) -> dict[str, str]:
 
 
 # Bytes of a form's field decoded between two looks at the clock (give_way):
-# urllib decodes a percent escape in Python, about 0.25 us each, so a body
-# of escapes alone would hold the worker for a tenth of a second.
+# urllib decodes each percent escape in Python, so a body of escapes alone
+# would hold the worker for as long as a slow query.
 FORM_CHUNK_BYTES = 16 * 1024
 
 

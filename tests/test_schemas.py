@@ -139,6 +139,25 @@ def test_postgrest_py_switches_schemas(served):
         there.from_("country").delete().eq("id", 3).execute()
 
 
+def test_a_database_without_tables_yet_is_served_empty(databases):
+    """A database named in api.schemas is one of the schemas before it
+    holds anything: a listing with no collections, not a 406."""
+    default, _ = databases
+    empty, drop = mariadb_database()
+    try:
+        app = make_app(default, **{"api.tables": "*", "api.schemas": make_url(empty).database})
+        try:
+            with ThreadedServer(ASGIApp(app)) as server:
+                picked = {"Accept-Profile": make_url(empty).database}
+                listed = httpx.get(f"{server.url}/", headers=picked)
+                assert listed.status_code == 200 and listed.json()["collections"] == []
+                assert_problem(httpx.get(f"{server.url}/actor/", headers=picked), 404)
+        finally:
+            app.close()
+    finally:
+        drop()
+
+
 @pytest.mark.parametrize("naming", ["itself", "missing"])
 def test_a_schema_that_cannot_be_served_stops_start_up(databases, naming):
     default, _ = databases

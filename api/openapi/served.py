@@ -18,6 +18,7 @@ from pyramid.registry import Registry
 
 from api.formats import dump_json
 from api.openapi import build_document
+from api.schemas import collections_of, routines_of
 
 GZIP = 31  # zlib's wbits for a gzip header and trailer
 LEVEL = 6  # gzip's default
@@ -52,11 +53,8 @@ def served_document(registry: Registry, schema: str | None = None) -> ServedDocu
     served = documents.get(schema)
     if served is None:
         limit = registry.api_settings.page_limit_max
-        if schema is None:
-            document = build_document(registry.api_collections, registry.api_routines, limit)
-        else:
-            routines = registry.api_other_routines.get(schema, {})
-            document = build_document(registry.api_other_schemas[schema], routines, limit)
+        collections, routines = collections_of(registry, schema), routines_of(registry, schema)
+        document = build_document(collections, routines, limit)
         served = documents[schema] = ServedDocument(document)
     return served
 

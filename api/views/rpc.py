@@ -18,7 +18,8 @@ from api.errors import BadRequest, RoutineNotFound
 from api.resources import RoutineCall
 from api.routines import Routine
 from api.sql.routines import Called, call_routine
-from api.validation import JSON_TYPES, Unprocessable, form_fields, json_body
+from api.validation import Unprocessable, form_fields, json_body
+from api.views.bodies import ROW_TYPES
 from api.views.responses import json_response, preferences, query_params, rows_response, shaped
 
 # Parameters that shape a result in SQL, which a CALL's rows cannot be put through.
@@ -47,7 +48,7 @@ async def call_to_write(context: RoutineCall, request: Request) -> Response:
     if request.content_type == formats.FORM:  # text, as a GET's query string
         arguments = _text_arguments(routine, form_fields(request))
     else:
-        body = json_body(request, JSON_TYPES | {formats.FORM})
+        body = json_body(request, ROW_TYPES)
         if "params=single-object" in preferences(request) and len(routine.parameters) == 1:
             body = {str(routine.parameters[0].name): formats.dump_json(body).decode()}
         arguments = _body_arguments(routine, body)

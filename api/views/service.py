@@ -24,7 +24,7 @@ from api.observe import metrics
 from api.openapi import column_schema
 from api.openapi.served import served_document
 from api.resources import Root, RoutineCall
-from api.schemas import collections_of, picked_schema, say_schema
+from api.schemas import collections_of, schema_of
 from api.version import DISTRIBUTION, commit, package_version
 
 
@@ -34,14 +34,12 @@ def list_collections(context: Root, request: Request) -> dict[str, Any]:
     out once: for a large schema they made the listing a cheap way to busy
     a worker."""
     formats.negotiate_among(request, (formats.JSON,))
-    schema = picked_schema(request)
-    if request.registry.api_other_schemas:
-        say_schema(request, schema)
+    schema = schema_of(request)
     listed = request.registry.__dict__.setdefault("api_listed_columns", {})  # by schema
     if schema not in listed:
         listed[schema] = {
             name: {str(c.name): column_schema(c) for c in table.columns}
-            for name, table in collections_of(request, schema).items()
+            for name, table in collections_of(request.registry, schema).items()
         }
     root = request.resource_url(context)  # a collection's URL is its name under it
     return {
@@ -85,10 +83,7 @@ def public_endpoint(name: str) -> Any:
 @public_endpoint("openapi.json")
 def openapi_document(context: Root, request: Request) -> Response:
     media_type = formats.negotiate_among(request, formats.DESCRIBED_OFFERS)
-    schema = picked_schema(request)
-    if request.registry.api_other_schemas:
-        say_schema(request, schema)
-    served = served_document(request.registry, schema)
+    served = served_document(request.registry, schema_of(request))
     # Where this client reaches the API: its scheme and host (through a
     # trusted proxy), and the prefix it is served under.
     url = request.application_url
