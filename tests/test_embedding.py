@@ -235,6 +235,97 @@ def test_an_embed_of_aggregates_is_grouped_within_each_row(http):
         assert assert_problem(refused, 400)["parameter"] == parameter
 
 
+def test_aggregates_are_grouped_by_the_row_a_foreign_key_points_at(http):
+    """PostgREST's ``amount.sum(),customers(name)``: the embed is a grouping
+    column, an object (null where the key points nowhere, told apart from an
+    object of nulls); a spread's columns group as the row's own. It was a
+    400."""
+    by_author = rows(http, "/probe_book/", select="count(),author:probe_author!author_id(name)")
+    assert by_author == [
+        {"count": 3, "author": {"name": "Ann"}},
+        {"count": 1, "author": {"name": "Bob"}},
+        {"count": 2, "author": {"name": "Cy"}},
+    ]
+    by_editor = rows(http, "/probe_book/", select="n:count(),editor_id(name)")
+    assert by_editor == [
+        {"n": 2, "editor_id": {"name": "Ann"}},
+        {"n": 1, "editor_id": {"name": "Bob"}},
+        {"n": 1, "editor_id": {"name": "Cy"}},
+        {"n": 2, "editor_id": None},
+    ]
+    spread = rows(http, "/probe_book/", select="count(),...probe_author!editor_id(editor:name)")
+    assert spread == [
+        {"count": 2, "editor": "Ann"},
+        {"count": 1, "editor": "Bob"},
+        {"count": 1, "editor": "Cy"},
+        {"count": 2, "editor": None},
+    ]
+    # Grouped by the row's own columns too; one group of rows a page.
+    page = http.get(
+        "/probe_book/",
+        params={"select": "author_id,count(),editor:editor_id(name)", "limit": "2", "offset": "1"},
+        headers={"Prefer": "count=exact"},
+    )
+    assert page.json() == [
+        {"author_id": 1, "count": 1, "editor": {"name": "Cy"}},
+        {"author_id": 1, "count": 1, "editor": None},
+    ]
+    assert page.headers["Content-Range"] == "1-2/6"
+
+
+def test_a_spread_embeds_aggregates_over_the_parent_rows(http):
+    """PostgREST's ``order_date,...customers(joined_date.max())``: a spread's
+    aggregates are the parent's, over its rows and grouped by its columns."""
+    firsts = rows(
+        http,
+        "/probe_book/",
+        select="editor_id,...probe_author!author_id(first:name.min(),n:count())",
+        order="editor_id.nullsfirst",
+    )
+    assert firsts == [
+        {"editor_id": None, "first": "Ann", "n": 2},
+        {"editor_id": 1, "first": "Bob", "n": 2},
+        {"editor_id": 2, "first": "Ann", "n": 1},
+        {"editor_id": 3, "first": "Ann", "n": 1},
+    ]
+
+
+def test_an_embed_beside_aggregates_is_filtered_in_its_join(http):
+    """A filter on the embed makes it null where it fails, as an embed's
+    does; ``!inner`` and ``rel=is.null`` keep the parent rows with a match,
+    or without one. A table embeds itself through an alias of its own."""
+    select = "count(),author:probe_author!author_id(name)"
+    filtered = rows(http, "/probe_book/", select=select, **{"author.name": "like.A*"})
+    assert filtered == [{"count": 3, "author": {"name": "Ann"}}, {"count": 3, "author": None}]
+    inner = select.replace("author_id(", "author_id!inner(")
+    only_ann = rows(http, "/probe_book/", select=inner, **{"author.name": "eq.Ann"})
+    assert only_ann == [{"count": 3, "author": {"name": "Ann"}}]
+    unedited = rows(http, "/probe_book/", select="count(),editor_id(name)", editor_id="is.null")
+    assert unedited == [{"count": 2, "editor_id": None}]
+    managed = rows(http, "/probe_person/", select="count(),manager:manager_id(name)")
+    assert managed == [
+        {"count": 2, "manager": {"name": "Eve"}},
+        {"count": 1, "manager": {"name": "Finn"}},
+        {"count": 1, "manager": None},
+    ]
+
+
+def test_aggregates_refuse_embeds_they_cannot_group_by(http):
+    for path, select, says in [
+        ("/probe_author/", "name,count(),probe_book!author_id(title)", "holds many rows"),
+        ("/probe_book/", "count(),author:probe_author!author_id(count())", "spread it"),
+        ("/probe_book/", "count(),author_id(name,probe_book!author_id(id))", "no embeds"),
+    ]:
+        refused = http.get(path, params={"select": select})
+        problem = assert_problem(refused, 400)
+        assert problem["parameter"] == "select" and says in problem["detail"], problem
+    limited = http.get(
+        "/probe_book/",
+        params={"select": "count(),author:probe_author!author_id(name)", "author.limit": "1"},
+    )
+    assert "no embeds, order, limit or offset" in assert_problem(limited, 400)["detail"]
+
+
 def test_an_embed_of_aggregates_is_off_unless_aggregates_are(database_url):
     """``count()`` is refused with aggregates off; ``count``, PostgREST's
     legacy count (supabase-js's guides write ``cities(count)``), is not."""

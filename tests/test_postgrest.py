@@ -11,7 +11,7 @@ from postgrest import APIError, SyncPostgrestClient
 from postgrest.types import CountMethod, ReturnMethod
 from sqlalchemy.engine import make_url
 
-from tests.support import WRITER, assert_problem, make_app, unique_name
+from tests.support import WRITER, assert_problem, fetch_sql, make_app, unique_name
 
 
 @pytest.fixture
@@ -454,6 +454,39 @@ def test_aggregates_group_by_the_other_columns(client, rows):
     with pytest.raises(APIError) as error:  # an order by what is not grouped by
         mine_only.select("data->>odd,count()").order("id").execute()
     assert error.value.code == "PGRST100"
+
+
+def test_aggregates_group_by_embedded_rows_of_sakila(sakila_server, sakila_url):
+    """PostgREST's aggregates beside embeds, as postgrest-py sends them, on
+    Sakila: sums of DECIMAL by the staff member a payment's key points at,
+    embedded or spread; a spread's max over the parent's rows."""
+    expected = fetch_sql(
+        sakila_url,
+        "SELECT s.first_name, SUM(p.amount) FROM payment p"
+        " JOIN staff s ON s.staff_id = p.staff_id GROUP BY s.first_name ORDER BY s.first_name",
+    )
+    with SyncPostgrestClient(sakila_server.url) as sakila:
+        payments = sakila.from_("payment")
+        embedded = payments.select("total:amount.sum(),staff(first_name)").execute().data
+        spread = payments.select("total:amount.sum(),...staff(first_name)").execute().data
+        latest = (
+            sakila.from_("rental")
+            .select("...customer(store_id,last:last_name.max())")
+            .execute()
+            .data
+        )
+    assert [(row["staff"]["first_name"], row["total"]) for row in embedded] == [
+        (name, float(total)) for name, total in expected
+    ]
+    assert [(row["first_name"], row["total"]) for row in spread] == [
+        (name, float(total)) for name, total in expected
+    ]
+    by_store = fetch_sql(
+        sakila_url,
+        "SELECT c.store_id, MAX(c.last_name) FROM rental r"
+        " JOIN customer c ON c.customer_id = r.customer_id GROUP BY c.store_id ORDER BY 1",
+    )
+    assert [(row["store_id"], row["last"]) for row in latest] == by_store
 
 
 def test_aggregates_are_off_unless_enabled(database_url):

@@ -42,6 +42,7 @@ from api.querystring.params import (
 )
 from api.querystring.select import (
     Embed,
+    check_joined,
     check_names,
     grouped_order,
     is_aggregate,
@@ -49,6 +50,7 @@ from api.querystring.select import (
     refuse_unless_allowed,
     resolve_embed,
     shown_names,
+    spreads_aggregates,
 )
 
 __all__ = [
@@ -78,7 +80,7 @@ class ListQuery:
     order: tuple  # of OrderItem, the primary key last
     limit: int
     after: tuple | None  # the sort-key values of the last row of the previous page
-    embeds: tuple = ()  # of Embed
+    embeds: tuple = ()  # of Embed; with aggregates, joined in their statement
     offset: int = 0  # rows skipped (after the cursor, if any)
     group_by: tuple | None = None  # with aggregates: the other selected columns
     # With aggregates: the table, which a select of count() alone does not name
@@ -131,14 +133,16 @@ def _grouped(
     allowed: bool,
     params: MultiDict,
 ) -> tuple[Any, ...] | None:
-    """With aggregates in the select, the columns it groups rows by (the
-    others); None without. A grouped query orders by those columns only, has
-    no cursor, and embeds nothing."""
-    if not any(is_aggregate(column) for column in columns):
+    """With aggregates in the select (or in a spread embed), the columns it
+    groups rows by (the others); None without. A grouped query orders by
+    those columns only and has no cursor; its embeds are rows a foreign key
+    points at, joined and grouped by too (``check_joined``)."""
+    spread = any(spreads_aggregates(embed) for embed in embeds)
+    if not spread and not any(is_aggregate(column) for column in columns):
         return None
     refuse_unless_allowed(columns, allowed)
-    if embeds:
-        raise BadRequest("aggregates do not combine with embedded resources here", "select")
+    for embed in embeds:
+        check_joined(embed)
     if "cursor" in params:
         raise BadRequest("a page of aggregates has no cursor: use offset", "cursor")
     group_by = tuple(column for column in columns if not is_aggregate(column))

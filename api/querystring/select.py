@@ -104,6 +104,35 @@ def refuse_unless_allowed(columns: tuple[Any, ...], aggregates: bool) -> None:
         raise AggregatesDisabled()
 
 
+def spreads_aggregates(embed: Embed) -> bool:
+    """A spread of the row a foreign key points at, holding aggregates
+    (``...customers(joined_date.max())``): as in PostgREST, a spread's
+    columns are the parent's, so its aggregates run over the parent's rows."""
+    return embed.spread and embed.link.kind == "one" and embed.group_by is not None
+
+
+def check_joined(embed: Embed) -> None:
+    """A 400 unless ``embed`` can sit beside aggregates: read in their
+    statement, joined, its columns grouped by (a spread's aggregates
+    aggregated), it must be the one row a foreign key points at, with
+    columns only."""
+    if embed.link.kind != "one":
+        message = (
+            f"aggregates combine with embeds of the row a foreign key points at; "
+            f"'{embed.key}' holds many rows"
+        )
+        raise BadRequest(message, parameter="select")
+    if embed.embeds or embed.order or embed.limit is not None or embed.offset:
+        message = f"'{embed.key}', beside aggregates, takes no embeds, order, limit or offset"
+        raise BadRequest(message, parameter="select")
+    if not embed.spread and embed.group_by is not None:
+        message = (
+            f"'{embed.key}' holds aggregates beside the select's own: "
+            f"spread it (...{embed.key}) to aggregate over the rows"
+        )
+        raise BadRequest(message, parameter="select")
+
+
 def grouped_order(
     group_by: tuple[Any, ...], order: list[OrderItem], parameter: str
 ) -> list[OrderItem]:

@@ -28,6 +28,8 @@ from api.sql.statements import (
     EmbedShape,
     embed_statement,
     filter_shapes,
+    joined_absent,
+    joined_label,
     parent_label,
 )
 
@@ -45,6 +47,20 @@ def embed_rows(connection: Connection, rows: list[Row], embeds: tuple[Embed, ...
     joins = [[_join_value(row, embed) for row in rows] for embed in embeds]
     for embed, values in zip(embeds, joins, strict=True):
         _embed_one(connection, rows, values, embed)
+
+
+def fold_joined(rows: list[Row], embeds: tuple[Embed, ...]) -> None:
+    """Each embed of a grouped page (read in its statement, ``_joins``) as
+    an object in each of ``rows`` (in place), null where it found no row; a
+    spread's columns are the row's already."""
+    for index, embed in enumerate(embeds):
+        if embed.spread:
+            continue
+        names = [(str(c.name), joined_label(index, i)) for i, c in enumerate(embed.columns)]
+        absent = joined_absent(index)
+        for row in rows:
+            members = {name: row.pop(label) for name, label in names}
+            row[embed.key] = None if row.pop(absent) else members
 
 
 def _join_value(row: Row, embed: Embed) -> Any:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
-from api.reads.embeds import embed_rows
+from api.reads.embeds import embed_rows, fold_joined
 from api.reads.reader import Reader
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
@@ -60,7 +60,10 @@ async def read_page(
         if count is not None:
             counted = count_rows(connection, table, query, count, exact_up_to)
         page = load_page(connection, query)
-        embed_rows(connection, page.rows, query.embeds)
+        if query.group_by is None:
+            embed_rows(connection, page.rows, query.embeds)
+        else:  # read in the page's statement, joined
+            fold_joined(page.rows, query.embeds)
         return page if counted is None else page._replace(counted=counted)
 
     return await run_in_greenlet(reader.run, counted_page)

@@ -16,10 +16,12 @@ from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.util import ClauseAdapter
 
 from api.collections import Link, of_own_alias
 from api.columns import ENUM, SET, enum_members, mapping
 from api.querystring import FULL_TEXT, ListQuery, Logic, OrderItem
+from api.querystring.select import Aggregate
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.keys import in_keys, passed_through
 from api.sql.operators import CaseSensitiveLike, JsonContains, Match, Regexp, set_contains
@@ -89,6 +91,28 @@ FilterShape = tuple[sa.Column[Any] | None, str, bool, Any]  # column None: a Log
 InnerShape = tuple[int, Link, tuple[FilterShape, ...], bool]
 
 
+class JoinedShape(NamedTuple):
+    """An embed beside aggregates: the row a foreign key points at, joined in
+    their statement, its columns grouped by (a spread's aggregates
+    aggregated), its filters in the join's condition."""
+
+    link: Link
+    columns: tuple[Any, ...]  # of the target, or aggregates over them (spread)
+    filters: tuple[FilterShape, ...]
+    spread: bool
+
+
+def joined_label(index: int, position: int) -> str:
+    """The name under which a grouped row carries a column of its embed
+    ``index`` that is not spread (``fold_joined`` makes them an object)."""
+    return f"_joined{index}_{position}"
+
+
+def joined_absent(index: int) -> str:
+    """The name under which a grouped row says its embed ``index`` found no row."""
+    return f"_joined{index}_absent"
+
+
 class ListShape(NamedTuple):
     """What a list statement is built from and cached by: a query without its values."""
 
@@ -101,6 +125,7 @@ class ListShape(NamedTuple):
     offset: bool = False  # whether rows are skipped
     group_by: tuple[Any, ...] | None = None  # with aggregates: what rows are grouped by
     source: sa.Table | None = None  # with aggregates: the table they read
+    joined: tuple[JoinedShape, ...] = ()  # with aggregates: the embeds, joined
 
 
 def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
@@ -117,7 +142,12 @@ def shape_of(query: ListQuery) -> ListShape:
     after = None if query.after is None else tuple(value is None for value in query.after)
     if not query.embeds and not query.offset and query.group_by is None:
         return ListShape(query.columns, query.order, filter_shapes(query.filters), after)
-    joins = tuple(column for embed in query.embeds for column in embed.link.near)
+    grouped = query.group_by is not None
+    joins = () if grouped else tuple(c for embed in query.embeds for c in embed.link.near)
+    joined = tuple(
+        JoinedShape(embed.link, embed.columns, filter_shapes(embed.filters), embed.spread)
+        for embed in (query.embeds if grouped else ())
+    )
     inner = tuple(
         (index, embed.link, filter_shapes(embed.filters), embed.absent)
         for index, embed in enumerate(query.embeds)
@@ -135,6 +165,7 @@ def shape_of(query: ListQuery) -> ListShape:
         offset,
         query.group_by,
         query.source,
+        joined,
     )
 
 
@@ -312,6 +343,51 @@ def _after(
     return sa.or_(*alternatives)
 
 
+class Joins(NamedTuple):
+    """What a grouped statement adds for its embeds (``JoinedShape``)."""
+
+    source: Any  # the table, joined to each embed's
+    columns: list[ColumnElement[Any]]  # selected: labelled, or by their own name (spread)
+    group_by: list[ColumnElement[Any]]
+    order_by: list[ColumnElement[Any]]
+
+
+def _joins(shape: ListShape, binds: Binds) -> Joins:
+    """Each embed beside aggregates, left-joined on its foreign key and its
+    filters (a parent row without a match keeps null there, as an embed
+    does), over an alias of its own: a table may embed itself. Rows are
+    grouped by each embed's columns, and by whether it matched, which tells
+    a null embed from one whose columns are null."""
+    source: Any = shape.source
+    columns: list[ColumnElement[Any]] = []
+    group_by: list[ColumnElement[Any]] = []
+    order_by: list[ColumnElement[Any]] = []
+    for index, embed in enumerate(shape.joined):
+        link = embed.link
+        alias = link.target.table.alias(f"_joined{index}")
+        adapt = ClauseAdapter(alias).traverse
+
+        def filters_of(query: ListQuery, index: int = index) -> tuple[Any, ...]:
+            return query.embeds[index].filters
+
+        on = [adapt(far) == near for far, near in zip(link.far, link.near, strict=True)]
+        on += [adapt(clause) for clause in _where(binds, embed.filters, filters_of)]
+        source = source.outerjoin(alias, sa.and_(*on))
+        for position, column in enumerate(embed.columns):
+            expression = adapt(column.element if isinstance(column, sa.Label) else column)
+            name = str(column.name) if embed.spread else joined_label(index, position)
+            columns.append(expression.label(name))
+            if not isinstance(column, Aggregate):
+                group_by.append(expression)
+                order_by += [expression.is_(None).asc(), expression.asc()]
+        if not embed.spread:
+            absent = adapt(link.far[0]).is_(None)
+            columns.append(absent.label(joined_absent(index)))
+            group_by.append(absent)
+            order_by.append(absent.asc())
+    return Joins(source, columns, group_by, order_by)
+
+
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def page_statement(shape: ListShape) -> ListStatement:
     """A page of ``shape``'s rows (LIMIT bound as ``LIMIT``), with its order columns."""
@@ -321,11 +397,15 @@ def page_statement(shape: ListShape) -> ListStatement:
     statement = sa.select(*map(passed_through, needed)).where(*_rows_matching(shape, binds))
     if shape.after is not None:
         statement = statement.where(_after(binds, shape.order, shape.after))
+    order_by = _order_by(shape.order)
     if shape.group_by is not None:
-        statement = statement.group_by(*shape.group_by)
-    if shape.source is not None:  # count() alone names no column: no FROM, a count of 1
-        statement = statement.select_from(shape.source)
-    statement = statement.order_by(*_order_by(shape.order))
+        joins = _joins(shape, binds)
+        statement = statement.add_columns(*joins.columns)
+        statement = statement.group_by(*shape.group_by, *joins.group_by)
+        # count() alone names no column: without a FROM, a count of 1
+        statement = statement.select_from(joins.source)
+        order_by += joins.order_by
+    statement = statement.order_by(*order_by)
     statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
     if shape.offset:
         statement = statement.offset(sa.bindparam(OFFSET, type_=sa.Integer))
@@ -353,11 +433,13 @@ def export_statement(shape: ListShape) -> ExportStatement:
 def count_statement(table: sa.Table, shape: ListShape) -> ListStatement:
     binds = Binds()
     matching = _rows_matching(shape, binds)
-    if shape.group_by == ():  # aggregates over all the rows: one
+    if shape.group_by == () and not shape.joined:  # aggregates over all the rows: one
         return ListStatement(sa.select(sa.literal(1, sa.Integer)), {})
     if shape.group_by is not None:  # the groups, not the rows
-        groups = sa.select(*shape.group_by, sa.literal(1)).where(*matching)
-        grouped = groups.group_by(*shape.group_by).subquery()
+        joins = _joins(shape, binds)
+        by = (*shape.group_by, *joins.group_by)
+        groups = sa.select(*by, sa.literal(1)).select_from(joins.source).where(*matching)
+        grouped = groups.group_by(*by).subquery()
         return ListStatement(sa.select(sa.func.count()).select_from(grouped), binds.sources)
     statement = sa.select(sa.func.count()).select_from(table).where(*matching)
     return ListStatement(statement, binds.sources)

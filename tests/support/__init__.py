@@ -76,6 +76,20 @@ def run_sql(url, *statements):
     asyncio.run(_run_sql(url, *statements))
 
 
+async def _fetch_sql(url, statement):
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return [tuple(row) for row in await connection.execute(sa.text(statement))]
+    finally:
+        await engine.dispose()
+
+
+def fetch_sql(url, statement):
+    """The rows of ``statement``, read straight from the database at ``url``, as tuples."""
+    return asyncio.run(_fetch_sql(url, statement))
+
+
 def mariadb_database():
     """A fresh database on the MariaDB server; its URL, and a function to drop it."""
     name = f"api_test_{uuid.uuid4().hex[:12]}"
