@@ -20,6 +20,7 @@ from api.errors import BadRequest
 from api.querystring import Embed, OrderItem, shown_names
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
+from api.sql.conditions import filter_shapes
 from api.sql.keys import loose, padded_keys
 from api.sql.statements import (
     EMBED_CAP,
@@ -27,7 +28,6 @@ from api.sql.statements import (
     EMBED_OFFSET,
     EmbedShape,
     embed_statement,
-    filter_shapes,
     joined_absent,
     joined_label,
     parent_label,

@@ -21,9 +21,10 @@ from api.models import utcnow
 from api.querystring import shown_names
 from api.reads.embeds import embed_rows
 from api.sql import write_statements
+from api.sql.conditions import filter_shapes
 from api.sql.grouped import CountedWrite, ShownUpdate
 from api.sql.keys import keys_in, row_statements
-from api.sql.statements import filter_shapes, locked_rows
+from api.sql.statements import locked_rows
 from api.sql.writes import Row, dicts, sets_nothing
 
 

@@ -2,15 +2,15 @@
 
 A list statement is built once per shape of its query (the columns, the
 filters without their values, the order, which cursor values are NULL) and
-cached: clients pick the shapes, so the caches are bounded. ``Binds`` makes
-each bind parameter together with where its value comes from in the query, so
-that a statement and its parameters are built in one pass and cannot disagree.
+cached: clients pick the shapes, so the caches are bounded. ``Binds``
+(``api.sql.conditions``, with the filters' WHERE) makes each bind parameter
+together with where its value comes from in the query, so that a statement
+and its parameters are built in one pass and cannot disagree.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -19,49 +19,20 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.util import ClauseAdapter
 
 from api.collections import Link, of_own_alias
-from api.columns import ENUM, SET, enum_members, mapping
-from api.querystring import FULL_TEXT, ListQuery, Logic, OrderItem
+from api.columns import ENUM, enum_members, mapping
+from api.querystring import ListQuery, OrderItem
 from api.querystring.select import Aggregate
 from api.sql import STATEMENT_CACHE_SIZE
+from api.sql.conditions import Binds, FilterShape, Source, filter_shapes, where_of
 from api.sql.keys import in_keys, passed_through
-from api.sql.operators import CaseSensitiveLike, JsonContains, Match, Regexp, set_contains
 
 # The bind parameters of a list statement's LIMIT and OFFSET, given by whoever runs it.
 LIMIT = "page_limit"
 OFFSET = "page_offset"
 
-Source = Callable[[ListQuery], Any]
-
-
-FiltersOf = Callable[[Any], tuple[Any, ...]]  # where a statement's filters are in its query
-
-
-def _top_filters(query: ListQuery) -> tuple[Any, ...]:
-    return query.filters
-
-
-def _filter_value(filters_of: FiltersOf, index: int) -> Source:
-    return lambda query: filters_of(query)[index].value
-
-
-def _in_value(filters_of: FiltersOf, index: int, position: int) -> Source:
-    return lambda query: filters_of(query)[index].value[position]
-
 
 def _cursor_value(index: int) -> Source:
-    return lambda query: query.after[index]  # type: ignore[index]  # a cursor's shape has one
-
-
-class Binds:
-    """The bind parameters of one statement, each with the source of its value."""
-
-    def __init__(self) -> None:
-        self.sources: dict[str, Source] = {}
-
-    def __call__(self, source: Source, type_: Any = None) -> sa.BindParameter[Any]:
-        name = f"p{len(self.sources)}"
-        self.sources[name] = source
-        return sa.bindparam(name, type_=type_)
+    return lambda query: query.after[index]  # a cursor's shape has one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +50,6 @@ class ListStatement:
             if getattr(query, "offset", 0):
                 values[OFFSET] = query.offset
         return values
-
-
-# A filter without its value: (column, operator, negated, what shapes the SQL)
-FilterShape = tuple[sa.Column[Any] | None, str, bool, Any]  # column None: a Logic
 
 
 # An embed that keeps only the rows with a match (!inner), or without one
@@ -128,16 +95,6 @@ class ListShape(NamedTuple):
     joined: tuple[JoinedShape, ...] = ()  # with aggregates: the embeds, joined
 
 
-def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
-    """Filters without their values; a Logic's shape holds its items' shapes."""
-    return tuple(
-        (None, f.operator, f.negated, filter_shapes(f.items))
-        if isinstance(f, Logic)
-        else (f.column, f.operator, f.negated, _shaped_value(f))
-        for f in filters
-    )
-
-
 def shape_of(query: ListQuery) -> ListShape:
     after = None if query.after is None else tuple(value is None for value in query.after)
     if not query.embeds and not query.offset and query.group_by is None:
@@ -169,90 +126,9 @@ def shape_of(query: ListQuery) -> ListShape:
     )
 
 
-def _shaped_value(query_filter: Any) -> Any:
-    """What of a filter's value its statement is built with: is.VALUE, and how many IN values."""
-    if query_filter.operator == "is":
-        return query_filter.value
-    if query_filter.operator == "in":
-        return len(query_filter.value)
-    if query_filter.operator in FULL_TEXT:
-        return query_filter.value[1]  # the FULLTEXT index's columns
-    return None
-
-
-def _filter_clause(
-    binds: Binds, filters_of: FiltersOf, index: int, shape: FilterShape
-) -> ColumnElement[bool]:
-    column, operator, negated, shaped_value = shape
-    clause: ColumnElement[bool]
-    if column is None:  # or=(...), and=(...): their items, from their own place in the query
-
-        def items_of(query: Any) -> tuple[Any, ...]:
-            return filters_of(query)[index].items
-
-        combine = sa.or_ if operator == "or" else sa.and_
-        clause = combine(*_where(binds, shaped_value, items_of))
-    elif operator == "is":
-        clause = column.is_(None) if shaped_value is None else column == shaped_value
-    elif operator == "in":
-        # A parameter per value rather than an expanding one: the SQL is then
-        # final when compiled, as the compiled reads need.
-        clause = column.in_(
-            [binds(_in_value(filters_of, index, position)) for position in range(shaped_value)]
-        )
-    else:
-        source = _filter_value(filters_of, index)
-        match operator:
-            case "like":  # the value: (LIKE pattern, the same as GLOB's) for SQLite
-                pattern = binds(lambda query: source(query)[0])
-                glob = binds(lambda query: source(query)[1])
-                clause = CaseSensitiveLike(column, pattern, glob)
-            case "ilike":
-                clause = sa.func.lower(column).like(sa.func.lower(binds(source)), escape="\\")
-            case "match" | "imatch":
-                clause = Regexp(column, binds(source), options=(operator == "match",))
-            case "isdistinct":
-                clause = column.is_distinct_from(binds(source))
-            case "cs" | "cd" | "ov" if mapping(column) is SET:
-                clause = set_contains(column, operator, binds(source))
-            case "cs" | "cd" | "ov":
-                clause = JsonContains(column, binds(source), options=(operator,))
-            case "fts" | "plfts" | "phfts" | "wfts":
-                search = binds(lambda query: source(query)[0])
-                clause = Match(*shaped_value, search, options=(operator == "plfts",)) > 0
-            case "eq":
-                clause = column == binds(source)
-            case "neq":
-                clause = column != binds(source)
-            case "gt":
-                clause = column > binds(source)
-            case "gte":
-                clause = column >= binds(source)
-            case "lt":
-                clause = column < binds(source)
-            case "lte":
-                clause = column <= binds(source)
-    return sa.not_(clause) if negated else clause
-
-
-def _where(
-    binds: Binds, filters: tuple[FilterShape, ...], filters_of: FiltersOf = _top_filters
-) -> list[ColumnElement[bool]]:
-    return [_filter_clause(binds, filters_of, index, shape) for index, shape in enumerate(filters)]
-
-
-def filter_clauses(
-    filters: tuple[FilterShape, ...],
-) -> tuple[list[ColumnElement[bool]], dict[str, Source]]:
-    """The WHERE of a write by filters (their shapes), and the sources of
-    its binds' values, as ``ListStatement`` holds them."""
-    binds = Binds()
-    return _where(binds, filters), binds.sources
-
-
 def _rows_matching(shape: ListShape, binds: Binds) -> list[ColumnElement[bool]]:
     """The WHERE of a list: its filters, and a match for each !inner embed."""
-    return [*_where(binds, shape.filters), *(_exists(binds, *inner) for inner in shape.inner)]
+    return [*where_of(binds, shape.filters), *(_exists(binds, *inner) for inner in shape.inner)]
 
 
 def _joined(link: Link) -> Any:
@@ -276,7 +152,7 @@ def _exists(
     adapt = of_own_alias(link)
     matching = [adapt(far) == near for far, near in zip(link.far, link.near, strict=True)]
     subquery = sa.select(sa.literal(1)).select_from(adapt(_joined(link)))
-    where = [adapt(clause) for clause in _where(binds, filters, filters_of)]
+    where = [adapt(clause) for clause in where_of(binds, filters, filters_of)]
     exists = subquery.where(*matching, *where).exists()
     return ~exists if absent else exists
 
@@ -371,7 +247,7 @@ def _joins(shape: ListShape, binds: Binds) -> Joins:
             return query.embeds[index].filters
 
         on = [adapt(far) == near for far, near in zip(link.far, link.near, strict=True)]
-        on += [adapt(clause) for clause in _where(binds, embed.filters, filters_of)]
+        on += [adapt(clause) for clause in where_of(binds, embed.filters, filters_of)]
         source = source.outerjoin(alias, sa.and_(*on))
         for position, column in enumerate(embed.columns):
             expression = adapt(column.element if isinstance(column, sa.Label) else column)
@@ -453,7 +329,7 @@ def locked_rows(
     the request's transaction ends; with an ``order``, the first ``LIMIT``
     of them (PostgREST's limited update and delete)."""
     binds = Binds()
-    statement = sa.select(*table.columns).where(*_where(binds, filters))
+    statement = sa.select(*table.columns).where(*where_of(binds, filters))
     if order is not None:
         statement = statement.order_by(*_order_by(order))
         statement = statement.limit(sa.bindparam(LIMIT, type_=sa.Integer))
@@ -501,7 +377,7 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     binds = Binds()
     link = shape.link
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
-    where = [in_keys(link.far, size), *_where(binds, shape.filters, _embed_filters)]
+    where = [in_keys(link.far, size), *where_of(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
     statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
     if shape.group_by is not None:

@@ -20,8 +20,8 @@ from sqlalchemy.sql import Executable, Update
 from api.collections import describe
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, CompiledWrite, Row
+from api.sql.conditions import FilterShape, Source, filter_clauses
 from api.sql.keys import key_clause, row_statements
-from api.sql.statements import FilterShape, Source, filter_clauses
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
