@@ -15,7 +15,7 @@ from api.observe import metrics
 from api.reads.reader import Reader
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.compiled import CompiledSelect, Row
-from api.sql.keys import batch, json_keys, pair_as_the_database_does
+from api.sql.keys import batch, json_keys, loose, pair_as_the_database_does
 
 
 class CoalescingLoader:
@@ -74,7 +74,7 @@ class CoalescingLoader:
 
         def select_batch(connection: Connection) -> dict[Any, Row]:
             found = select(connection, list(waiting))
-            if any(key not in waiting for key in found):  # a key spelled otherwise
+            if _spelled_otherwise(found, waiting):
                 for key in pair_as_the_database_does(found, waiting):
                     alone = select(connection, [key])  # the database says which
                     if alone:
@@ -98,6 +98,20 @@ class CoalescingLoader:
                         future.set_result(rows.get(key))
         finally:
             self._next_batch()  # what arrived meanwhile goes next
+
+
+def _spelled_otherwise(found: dict[Any, Row], asked: dict[Any, Any]) -> bool:
+    """Whether a key asked for may have found its row under another
+    spelling (MySQL's ``USA`` for ``usa``): a row came under a key no one
+    asked for, or a key without a row is near one that has it (``loose``),
+    which a batch that asked for both spellings finds once."""
+    if any(key not in asked for key in found):
+        return True
+    missing = [key for key in asked if key not in found]
+    if not missing:
+        return False
+    near = {loose(key) for key in found}
+    return any(loose(key) in near for key in missing)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
