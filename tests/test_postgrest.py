@@ -158,12 +158,25 @@ def test_upsert_merges_or_ignores_duplicates(client, rows):
     assert merged.data[0]["name"] == f"{tag} merged"
     assert merged.data[0]["version"] == 2  # the version column counts the merge
     assert merged.data[0]["created_at"] == first["created_at"]
+    # Ignored duplicates are left as they were and, as PostgREST's ON CONFLICT
+    # DO NOTHING RETURNING, not answered nor counted; the rows inserted are.
+    new_id = made[9]["id"] + 5_000
     ignored = (
         client.from_("mytable")
-        .upsert({"id": first["id"], "name": f"{tag} ignored"}, ignore_duplicates=True)
+        .upsert(
+            [
+                {"id": first["id"], "name": f"{tag} ignored"},
+                {"id": new_id, "name": f"{tag} inserted"},
+            ],
+            ignore_duplicates=True,
+            count=CountMethod.exact,
+        )
         .execute()
     )
-    assert ignored.data[0]["name"] == f"{tag} merged"  # left as it was
+    assert ([row["id"] for row in ignored.data], ignored.count) == ([new_id], 1)
+    (kept,) = mine(client, tag).eq("id", first["id"]).execute().data
+    assert kept["name"] == f"{tag} merged"
+    client.from_("mytable").delete().eq("id", new_id).execute()
     both = (
         client.from_("mytable")
         .upsert(

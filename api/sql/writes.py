@@ -155,11 +155,20 @@ async def upsert_rows(
     version column counts it), else it is left as it is. One statement per
     set of columns the rows give: a column a row leaves out keeps its value,
     or takes its default (PostgREST's ``missing=default``). The rows as
-    stored, found again by ``target``; none when not ``returned``.
+    stored, found again by ``target``: with ``merge``, every row; else, as
+    PostgREST's ON CONFLICT DO NOTHING RETURNING answers, only those it
+    inserted. None when not ``returned``.
 
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
+    if returned and not merge:
+        # The keys there before, read first. On InnoDB that read also takes
+        # the snapshot the last one reads: a row another transaction inserts
+        # meanwhile, which this upsert leaves alone, is not answered as its own.
+        left = await _rows_by(session, table, target, rows, shown=target)
+        await upsert_rows(session, table, rows, target, merge=False, returned=False)
+        return _without(target, await _rows_by(session, table, target, rows), left)
     dialect = await _dialect(session)
     stamps = new_row_stamps(table, dialect)
     groups: dict[tuple[str, ...], list[Row]] = {}
@@ -222,17 +231,34 @@ def _in_order_of(
     return [found[k] for k in asked if k in found]
 
 
+def _without(columns: tuple[sa.Column[Any], ...], rows: list[Row], left: list[Row]) -> list[Row]:
+    """``rows`` but those whose ``columns`` hold the values of one of ``left``
+    (both as stored: spelled alike)."""
+
+    def key(row: Row) -> tuple[Any, ...]:
+        return tuple(row[column.name] for column in columns)
+
+    were_there = set(map(key, left))
+    return [row for row in rows if key(row) not in were_there]
+
+
 async def _rows_by(
-    session: AsyncSession, table: sa.Table, columns: tuple[sa.Column[Any], ...], rows: list[Row]
+    session: AsyncSession,
+    table: sa.Table,
+    columns: tuple[sa.Column[Any], ...],
+    rows: list[Row],
+    shown: tuple[sa.Column[Any], ...] | None = None,
 ) -> list[Row]:
-    """The stored rows whose ``columns`` hold the values of ``rows``, in their order."""
+    """The stored rows whose ``columns`` hold the values of ``rows``, in
+    their order; only the ``shown`` columns, else all."""
     wanted = [tuple(row[column.name] for column in columns) for row in rows]
     keys: sa.BindParameter[Any] = sa.bindparam("keys", expanding=True)
+    selected = sa.select(*(shown or table.columns))
     if len(columns) == 1:
-        statement = sa.select(table).where(columns[0].in_(keys))
+        statement = selected.where(columns[0].in_(keys))
         bound: list[Any] = [k[0] for k in wanted]
     else:
-        statement = sa.select(table).where(sa.tuple_(*columns).in_(keys))
+        statement = selected.where(sa.tuple_(*columns).in_(keys))
         bound = wanted
     found = dicts(await session.execute(statement, {"keys": bound}))
     return _in_order_of(columns, rows, found)

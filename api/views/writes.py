@@ -154,8 +154,13 @@ async def create_rows(context: Collection, request: Request) -> Response:
         target = conflict_target(context, request)
         values = validate_each(context, bodies, keyed=True)
         merge = resolution == "merge-duplicates"
-        rows = await writes.upsert_rows(request.dbsession, table, values, target, merge, shown)
-        return _written(request, await _answered(context, request, rows), 201, count=len(values))
+        # Ignoring duplicates, the rows inserted are counted: they are read.
+        counted = not merge and requested_count(request) is not None
+        rows = await writes.upsert_rows(
+            request.dbsession, table, values, target, merge, shown or counted
+        )
+        count = len(values) if merge else len(rows)
+        return _written(request, await _answered(context, request, rows), 201, count=count)
     if isinstance(body, list):
         check_batch(request, body)
         values = validate_each(context, body)
