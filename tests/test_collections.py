@@ -1060,3 +1060,32 @@ def test_aggregates_on_sakila_payments_keep_decimal_digits(sakila):
     )
     assert response.headers["content-range"] == "0-1/*"
     assert "link" not in response.headers
+
+
+def test_sum_and_avg_take_numbers_only(sakila):
+    """MariaDB adds anything: the sum of an ENUM (its positions) and of a
+    SET was a 500, of text 0, of a DATETIME the number its digits spell.
+    Each is now a 400 that says to cast, as PostgreSQL refuses them; numbers,
+    YEAR, MySQL's BOOLEAN and casts are added."""
+    for select in (
+        "rating.sum()",
+        "special_features.avg()",
+        "title.sum()",
+        "last_update.avg()",
+        "data->n.sum()",
+    ):
+        table = "/mytable/" if "data" in select else "/film/"
+        problem = assert_problem(sakila.get(table, params={"select": select}), 400)
+        assert problem["parameter"] == "select" and "cast it" in problem["detail"], problem
+    added = sakila.get(
+        "/film/",
+        params={
+            "select": "release_year.avg()::integer,length::numeric.sum(),rate:rental_rate.sum()"
+        },
+    )
+    assert added.status_code == 200, added.text
+    (row,) = added.json()
+    assert row["avg"] == 2006 and row["sum"] > 0 and row["rate"] > 0
+    (active,) = sakila.get("/customer/", params={"select": "active.sum()"}).json()
+    actives = sakila.get("/customer/", params={"active": "is.true", "limit": "1000"}).json()
+    assert active["sum"] == len(actives)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import Description, Link
+from api.columns import DECIMAL, INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, mapping
 from api.errors import AggregatesDisabled, AmbiguousEmbed, BadRequest
 from api.querystring.filters import column_named, json_element, parse_filter_parameter
 from api.querystring.names import unquoted
@@ -171,7 +172,28 @@ def _aggregate(table: sa.Table, text: str) -> Any:
     selected = None if given is None else _selected(table, given.strip())
     if isinstance(selected, sa.Label):
         selected = selected.element
+    if function in ("sum", "avg") and not _numeric(selected):
+        name = given.strip()
+        message = (
+            f"{function}() adds numbers, and '{name}' holds none: "
+            f"cast it to one ({name}::numeric.{function}()) if it holds digits"
+        )
+        raise BadRequest(message, parameter="select")
     return _aggregate_expression(selected, function, cast, (alias or function).strip())
+
+
+# What sum() and avg() take: numbers, and MySQL's BOOLEAN, a TINYINT (a
+# sum counts its trues). MySQL would add anything (text as 0, a DATETIME
+# as the number its digits spell, an ENUM by its position); PostgreSQL,
+# and so PostgREST, refuses every other type.
+SUMMED = frozenset({INTEGER, MYSQL_BOOLEAN, DECIMAL, NUMBER, YEAR})
+
+
+def _numeric(expression: Any) -> bool:
+    """Whether ``expression`` (a column, or a cast of one or of a JSON path) holds numbers."""
+    if isinstance(expression, sa.Column):
+        return mapping(expression) in SUMMED
+    return isinstance(expression, sa.Cast) and isinstance(expression.type, sa.Numeric | sa.Integer)
 
 
 @lru_cache(maxsize=1024)
