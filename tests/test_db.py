@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session
 from api.bridge import run_in_greenlet
 from api.bridge.asgi import ASGIApp
 from api.db import create_engine
+from api.sql.compiled import CompiledSelect
 from tests.support import (
     MARIADB_URL,
     assert_problem,
@@ -311,3 +313,40 @@ def test_the_write_gate_is_as_wide_as_the_write_pool(seeded_mariadb):
         return gate.free
 
     assert asyncio.run(width()) == 5
+
+
+def test_a_connection_whose_answer_was_left_half_read_serves_nothing_more(seeded_mariadb):
+    """MySQL sends a cast of bytes to text as the bytes are: asyncmy's UTF-8
+    decoding failed part way through the answer and left the rest on the
+    wire. The connection went back to the pool, and the next statements on
+    it read that rest ("Packet sequence number wrong"): one GET of
+    ``picture::text`` on Sakila's staff made the next requests 500s. Such a
+    connection is now invalidated, by SQLAlchemy's execution and by the
+    compiled reads alike."""
+    settings = make_app(seeded_mariadb, **{"db.pool_size": "1"}).registry.api_settings
+    settings = dataclasses.replace(settings, db_max_overflow=0)  # one connection, reused
+    # An encoded surrogate (U+D800): MariaDB lets it through, Python's UTF-8 does not.
+    not_utf8 = sa.cast(sa.func.repeat(sa.literal_column("x'eda080'"), 50_000), sa.String).label(
+        "t"
+    )
+
+    async def run():
+        engine = create_engine(settings)
+        answers = []
+        try:
+            for read in ("sqlalchemy", "compiled"):
+                async with engine.connect() as connection:
+                    with pytest.raises(Exception) as failed:
+                        if read == "sqlalchemy":
+                            await connection.execute(sa.select(not_utf8))
+                        else:
+                            compiled = CompiledSelect(sa.select(not_utf8), engine.dialect)
+                            await connection.run_sync(compiled.dicts, {})
+                    assert "decode" in str(failed.value)
+                async with engine.connect() as connection:
+                    answers.append(await connection.scalar(text("SELECT 42")))
+        finally:
+            await engine.dispose()
+        return answers
+
+    assert asyncio.run(run()) == [42, 42]

@@ -135,6 +135,8 @@ def _engine(settings: Settings, options: dict[str, Any]) -> AsyncEngine:
             idle_timeout=settings.db_idle_timeout,
         )
     event.listen(engine.sync_engine, "connect", setup)
+    if url.get_backend_name() != "sqlite":
+        event.listen(engine.sync_engine, "handle_error", _discard_if_out_of_step)
     observed = metrics()
     if observed is not None:  # connections in use, per pool, summed over the workers
         pool = "read" if options.get("isolation_level") == "AUTOCOMMIT" else "write"
@@ -142,6 +144,23 @@ def _engine(settings: Settings, options: dict[str, Any]) -> AsyncEngine:
         event.listen(engine.sync_engine, "checkout", lambda *_: in_use.inc())
         event.listen(engine.sync_engine, "checkin", lambda *_: in_use.dec())
     return engine
+
+
+def _discard_if_out_of_step(context: Any) -> None:
+    """A statement that failed while its answer was being read (text that is
+    not UTF-8, raised inside the driver) leaves the rest of the answer on the
+    wire, which the connection's next statement would read for its own
+    ("Packet sequence number wrong"). Such a connection serves nothing more:
+    it is invalidated, alone, as a lost one is; Reader.run then retries a
+    read on a fresh one."""
+    error = context.original_exception
+    if not isinstance(error, context.dialect.loaded_dbapi.Error) or OUT_OF_STEP in str(error):
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+
+# asyncmy's word for an answer that is not the one its statement awaited.
+OUT_OF_STEP = "Packet sequence number wrong"
 
 
 def _sqlite_session(dbapi_connection: Any, _record: object, statement_timeout: float) -> None:

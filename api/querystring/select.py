@@ -13,7 +13,18 @@ import sqlalchemy as sa
 from webob.multidict import MultiDict
 
 from api.collections import Description, Link
-from api.columns import DECIMAL, INTEGER, MYSQL_BOOLEAN, NUMBER, YEAR, mapping
+from api.columns import (
+    BIT,
+    BIT_BOOLEAN,
+    BYTES,
+    DECIMAL,
+    GEOJSON,
+    INTEGER,
+    MYSQL_BOOLEAN,
+    NUMBER,
+    YEAR,
+    mapping,
+)
 from api.errors import AggregatesDisabled, AmbiguousEmbed, BadRequest
 from api.querystring.filters import column_named, json_element, parse_filter_parameter
 from api.querystring.names import unquoted
@@ -172,6 +183,8 @@ def _aggregate(table: sa.Table, text: str) -> Any:
     selected = None if given is None else _selected(table, given.strip())
     if isinstance(selected, sa.Label):
         selected = selected.element
+    if cast is not None and function in ("min", "max") and isinstance(selected, sa.Column):
+        refuse_bytes_as_text(selected, cast)
     if function in ("sum", "avg") and not _numeric(selected):
         name = given.strip()
         message = (
@@ -180,6 +193,17 @@ def _aggregate(table: sa.Table, text: str) -> Any:
         )
         raise BadRequest(message, parameter="select")
     return _aggregate_expression(selected, function, cast, (alias or function).strip())
+
+
+def refuse_bytes_as_text(column: sa.Column[Any], cast: str) -> None:
+    """A 400 for a cast of bytes to text (``picture::text``): MySQL sends the
+    bytes as they are, which need not be UTF-8. Bytes are served as base64."""
+    if CASTS[cast].python_type is str and mapping(column) in HOLDS_BYTES:
+        message = f"'{column.name}' holds bytes, which are served as base64, not cast to text"
+        raise BadRequest(message, parameter="select")
+
+
+HOLDS_BYTES = frozenset({BYTES, BIT, BIT_BOOLEAN, GEOJSON})
 
 
 # What sum() and avg() take: numbers, and MySQL's BOOLEAN, a TINYINT (a
@@ -236,6 +260,8 @@ def _selected(table: sa.Table, text: str) -> Any:
     if cast and cast not in CASTS:
         message = f"'{cast}' is not a cast this API makes; use one of {', '.join(CASTS)}"
         raise BadRequest(message, parameter="select")
+    if cast:
+        refuse_bytes_as_text(column, cast)
     if path and not isinstance(column.type, sa.JSON):
         raise BadRequest(f"'{column.name}' holds no JSON to follow a path into", "select")
     keys = tuple(key.lstrip(">").strip() for key in path)
