@@ -499,7 +499,9 @@ def mapping(column: sa.Column[Any]) -> Mapping:
             if isinstance(column_type, type_):
                 if found is INTEGER and _holds_booleans(column):
                     return MYSQL_BOOLEAN
-                if found in (DATETIME, DATE) and column.info.get("zero_dates"):
+                # An expression (a cast, a related row's column) has no info.
+                zero_dates = getattr(column, "info", {}).get("zero_dates")
+                if found in (DATETIME, DATE) and zero_dates:
                     return MYSQL_DATETIME if found is DATETIME else MYSQL_DATE
                 return BIT_BOOLEAN if found is BIT and _bit_length(column) == 1 else found
     raise KeyError(f"{column.table.name}.{column.name} is of type {column_type!r}")

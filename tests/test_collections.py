@@ -21,6 +21,7 @@ from tests.support import (
     WRITER,
     WRITER_ONE,
     assert_problem,
+    fetch_sql,
     make_app,
     mariadb_app,
     mariadb_database,
@@ -1103,3 +1104,41 @@ def test_bytes_are_not_cast_to_text(sakila):
     (first, *_) = sakila.get("/staff/", params={"select": "picture", "order": "staff_id"}).json()
     assert base64.b64decode(first["picture"]).startswith(b"\x89PNG")
     assert sakila.get("/staff/", params={"select": "picture.max()"}).status_code == 200
+
+
+def test_dates_of_a_related_row_or_of_a_cast_order_and_group(sakila, sakila_url):
+    """Three 500s: ordering by a related row's DATETIME (``rental(rental_date)``,
+    PostgREST's order by a to-one embed), grouping by a cast to a date, and
+    a planned count of groups. A DATETIME's mapping read ``info``, which
+    only a table's column has; the planned count left out its own binds."""
+    latest = sakila.get(
+        "/payment/",
+        params={
+            "select": "payment_id",
+            "order": "rental(rental_date).desc.nullslast,payment_id",
+            "limit": 3,
+        },
+    )
+    assert latest.status_code == 200, latest.text
+    expected = fetch_sql(
+        sakila_url,
+        "SELECT p.payment_id FROM payment p LEFT JOIN rental r ON r.rental_id = p.rental_id"
+        " ORDER BY r.rental_date IS NULL, r.rental_date DESC, p.payment_id LIMIT 3",
+    )
+    assert [row["payment_id"] for row in latest.json()] == [id_ for (id_,) in expected]
+    by_day = sakila.get(
+        "/rental/", params={"select": "day:rental_date::date,n:count()", "limit": 2}
+    )
+    assert by_day.status_code == 200, by_day.text
+    days = fetch_sql(
+        sakila_url,
+        "SELECT DATE(rental_date), COUNT(*) FROM rental GROUP BY 1 ORDER BY 1 LIMIT 2",
+    )
+    assert [(row["day"], row["n"]) for row in by_day.json()] == [
+        (day.isoformat(), n) for day, n in days
+    ]
+    planned = sakila.get(
+        "/film/", params={"select": "rating,count()"}, headers={"Prefer": "count=planned"}
+    )
+    assert planned.status_code in (200, 206), planned.text
+    assert planned.headers["Preference-Applied"] == "count=planned"

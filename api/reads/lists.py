@@ -129,7 +129,9 @@ def _planned_rows(connection: Connection, count: Any, parameters: dict[str, Any]
     """The optimizer's estimate of the rows a COUNT statement reads: EXPLAIN's
     ``rows`` of its first table (the table counted; an !inner EXISTS comes after)."""
     compiled = count.compile(dialect=connection.dialect)
-    values = tuple(parameters[name] for name in compiled.positiontup or ())
+    # construct_params: the statement's own literal binds (a grouped count's), with the query's.
+    bound = compiled.construct_params(parameters)
+    values = tuple(bound[name] for name in compiled.positiontup or ())
     plan = connection.exec_driver_sql(f"EXPLAIN {compiled.string}", values).mappings().first()
     return int(plan["rows"] or 0) if plan is not None else 0
 
