@@ -398,9 +398,10 @@ def _own_parameters(params: MultiDict, prefix: str, nested: set[str]) -> MultiDi
 def check_names(
     columns: tuple[Any, ...], order: list[OrderItem], embeds: tuple[Embed, ...]
 ) -> None:
-    """A row holds one value per name: a labelled item (``alias:...``,
-    ``col::text``, ``data->>k``) may not take the name of another item, nor
-    of a column the statement reads besides (order, tie-break, embeds)."""
+    """A row holds one value per name: an item (``alias:...``, ``col::text``,
+    ``data->>k``) may not take the name of another item. One named as a
+    column the statement reads besides (``id::text``, ordered by ``id``) is
+    read under another name (``sql.statements.read_names``)."""
     selected = {id(column) for column in columns}  # an item ordered by is read once
     read = {str(item.column.name) for item in order if id(item.column) not in selected}
     read |= {str(column.name) for embed in embeds for column in embed.link.near}
@@ -408,7 +409,7 @@ def check_names(
     seen: set[str] = set()
     for column in columns:
         name = str(column.name)
-        if name in seen or (not isinstance(column, sa.Column) and name in read):
+        if name in seen:
             message = f"'{name}' names two things this query reads; give one an alias"
             raise BadRequest(message, parameter="select")
         seen.add(name)

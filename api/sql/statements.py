@@ -100,7 +100,7 @@ def shape_of(query: ListQuery) -> ListShape:
     if not query.embeds and not query.offset and query.group_by is None:
         return ListShape(query.columns, query.order, filter_shapes(query.filters), after)
     grouped = query.group_by is not None
-    joins = () if grouped else tuple(c for embed in query.embeds for c in embed.link.near)
+    joins = joins_of(query)
     joined = tuple(
         JoinedShape(embed.link, embed.columns, filter_shapes(embed.filters), embed.spread)
         for embed in (query.embeds if grouped else ())
@@ -124,6 +124,14 @@ def shape_of(query: ListQuery) -> ListShape:
         query.source,
         joined,
     )
+
+
+def joins_of(query: ListQuery) -> tuple[sa.Column[Any], ...]:
+    """The columns a page reads for its embeds to join on (none for a
+    grouped page, whose embeds are joined in its statement)."""
+    if query.group_by is not None:
+        return ()
+    return tuple(column for embed in query.embeds for column in embed.link.near)
 
 
 def _rows_matching(shape: ListShape, binds: Binds) -> list[ColumnElement[bool]]:
@@ -264,12 +272,39 @@ def _joins(shape: ListShape, binds: Binds) -> Joins:
     return Joins(source, columns, group_by, order_by)
 
 
+def read_names(
+    columns: tuple[Any, ...], order: tuple[OrderItem, ...], joins: tuple[Any, ...]
+) -> list[str]:
+    """The name each selected item is read under: its own, but for an
+    expression named as a column the statement also reads, for the order or
+    an embed's join (``select=id::text``, ordered by ``id``), read under a
+    name of its own and shown under its name (``pages``)."""
+    selected = {id(column) for column in columns}
+    also_read = {
+        str(column.name)
+        for column in (*(item.column for item in order), *joins)
+        if isinstance(column, sa.Column) and id(column) not in selected
+    }
+    return [
+        f"_shown{i}"
+        if not isinstance(column, sa.Column) and column.name in also_read
+        else column.name
+        for i, column in enumerate(columns)
+    ]
+
+
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def page_statement(shape: ListShape) -> ListStatement:
-    """A page of ``shape``'s rows (LIMIT bound as ``LIMIT``), with its order columns."""
+    """A page of ``shape``'s rows (LIMIT bound as ``LIMIT``), with its order
+    columns; each selected item under its ``read_names``."""
     binds = Binds()
     order_columns = (item.column for item in shape.order)
-    needed = dict.fromkeys((*shape.columns, *order_columns, *shape.joins))
+    names = read_names(shape.columns, shape.order, shape.joins)
+    columns = (
+        column if name == column.name else column.element.label(name)
+        for column, name in zip(shape.columns, names, strict=True)
+    )
+    needed = dict.fromkeys((*columns, *order_columns, *shape.joins))
     statement = sa.select(*map(passed_through, needed)).where(*_rows_matching(shape, binds))
     if shape.after is not None:
         statement = statement.where(_after(binds, shape.order, shape.after))
