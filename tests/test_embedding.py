@@ -235,6 +235,22 @@ def test_an_embed_of_aggregates_is_grouped_within_each_row(http):
         assert assert_problem(refused, 400)["parameter"] == parameter
 
 
+def test_an_embed_shows_its_key_as_text_and_still_joins_on_it(http):
+    """``id::text`` in an embed whose own embed joins on ``id``: the text
+    took the key's place in the rows, and the nested embed joined on "1",
+    finding nothing (a 400 before select=id::text was taken)."""
+    select = "name,books:probe_book!author_id(id::text,probe_tag(label))"
+    books = [
+        {"id": "1", "probe_tag": [{"label": "new"}, {"label": "old"}]},
+        {"id": "2", "probe_tag": [{"label": "old"}]},
+        {"id": "3", "probe_tag": []},
+    ]
+    (ann,) = rows(http, "/probe_author/", select=select, id="eq.1")
+    assert ann == {"name": "Ann", "books": books}
+    (limited,) = rows(http, "/probe_author/", select=select, id="eq.1", **{"books.limit": "2"})
+    assert limited["books"] == books[:2]
+
+
 def test_aggregates_are_grouped_by_the_row_a_foreign_key_points_at(http):
     """PostgREST's ``amount.sum(),customers(name)``: the embed is a grouping
     column, an object (null where the key points nowhere, told apart from an

@@ -401,6 +401,19 @@ def _embed_filters(embed: Any) -> tuple[Any, ...]:
     return embed.filters
 
 
+def embed_read_as(columns: tuple[Any, ...]) -> dict[str, str]:
+    """Of an embed statement's ``columns`` (what it shows, and the columns
+    nested embeds join on), the expressions named as one of those columns
+    (``city(city_id::text,address(...))``), each with the name it is read
+    under, as ``read_names`` gives a page's."""
+    plain = {str(column.name) for column in columns if isinstance(column, sa.Column)}
+    return {
+        str(column.name): f"_shown{i}"
+        for i, column in enumerate(columns)
+        if not isinstance(column, sa.Column) and column.name in plain
+    }
+
+
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     """The rows of an embed for many parent rows at once: those whose join
@@ -414,7 +427,14 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
     where = [in_keys(link.far, size), *where_of(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
-    statement = sa.select(*shape.columns, *parents).select_from(_joined(link)).where(*where)
+    read_as = embed_read_as(shape.columns)
+    columns = [
+        column
+        if isinstance(column, sa.Column) or column.name not in read_as
+        else column.element.label(read_as[column.name])
+        for column in shape.columns
+    ]
+    statement = sa.select(*columns, *parents).select_from(_joined(link)).where(*where)
     if shape.group_by is not None:
         statement = statement.group_by(*link.far, *shape.group_by)
     cap = sa.bindparam(EMBED_CAP, type_=sa.Integer)
@@ -422,7 +442,7 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
         return ListStatement(statement.order_by(*order).limit(cap), binds.sources)
     rank = sa.func.row_number().over(partition_by=list(link.far), order_by=order)
     ranked = statement.add_columns(rank.label("_rank")).subquery()
-    outer = [ranked.c[str(column.name)] for column in shape.columns]
+    outer = [ranked.c[str(column.name)] for column in columns]
     outer += [ranked.c[parent_label(i)] for i in range(len(parents))]
     rank_kept = ranked.c["_rank"].between(
         sa.bindparam(EMBED_OFFSET, type_=sa.Integer) + 1,
