@@ -167,6 +167,18 @@ def csv_of_rows(rows: Sequence[dict[str, Any]]) -> bytes:
     return b"".join(_csv_lines(names, ([row.get(name) for name in names] for row in rows)))
 
 
+def rows_in(
+    media_type: str, rows: Sequence[dict[str, Any]], headers: Iterable[tuple[str, str]]
+) -> Response:
+    """Rows read whole (not streamed) as CSV (``csv_response``) or NDJSON."""
+    if media_type == CSV:
+        return csv_response(rows, headers)
+    body = b"".join(dump_json(row) + b"\n" for row in rows)
+    response = Response(body=body, headerlist=list(headers))
+    response.content_type = NDJSON
+    return response
+
+
 def csv_response(rows: Sequence[dict[str, Any]], headers: Iterable[tuple[str, str]]) -> Response:
     """Rows as a whole CSV response (``csv_of_rows``), with ``headers``."""
     response = Response(body=csv_of_rows(rows), headerlist=list(headers))

@@ -4,6 +4,7 @@ and composite keys on both databases."""
 
 import asyncio
 import base64
+import json
 import re
 import types
 import uuid
@@ -1142,3 +1143,36 @@ def test_dates_of_a_related_row_or_of_a_cast_order_and_group(sakila, sakila_url)
     )
     assert planned.status_code in (200, 206), planned.text
     assert planned.headers["Preference-Applied"] == "count=planned"
+
+
+def test_aggregates_come_as_csv_and_ndjson(sakila, sakila_url):
+    """PostgREST answers a select of aggregates as CSV too; it was a 400.
+    Groups come as a page of them is read (Content-Range, counts, limit);
+    an embed beside them is a JSON cell."""
+    expected = fetch_sql(sakila_url, "SELECT rating, COUNT(*) FROM film GROUP BY 1 ORDER BY 1")
+    as_csv = sakila.get(
+        "/film/", params={"select": "rating,n:count()"}, headers={"Accept": "text/csv"}
+    )
+    assert as_csv.status_code == 200, as_csv.text
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    assert as_csv.text.split("\r\n") == [
+        "rating,n",
+        *(f"{rating},{n}" for rating, n in expected),
+        "",
+    ]
+    counted = sakila.get(
+        "/payment/",
+        params={"select": "total:amount.sum(),staff(first_name)", "limit": "1"},
+        headers={"Accept": "application/x-ndjson", "Prefer": "count=exact"},
+    )
+    assert counted.status_code == 206, counted.text
+    assert counted.headers["content-type"].startswith("application/x-ndjson")
+    assert counted.headers["content-range"] == "0-0/2"
+    (line,) = counted.text.splitlines()
+    assert json.loads(line)["staff"] == {"first_name": "Jon"}
+    embedded = sakila.get(
+        "/payment/",
+        params={"select": "payment_id,staff(first_name)"},
+        headers={"Accept": "text/csv"},
+    )
+    assert "exports of aggregates" in assert_problem(embedded, 400)["detail"]

@@ -42,8 +42,10 @@ async def list_rows(context: Collection, request: Request) -> Response:
     media_type = formats.negotiate(request, context.description.spatial)
     query = list_query(context, request)
     if media_type in formats.STREAMED:
-        if query.embeds or query.group_by is not None:
-            message = "embedded resources and aggregates come in JSON pages only"
+        if query.group_by is not None:
+            return await _groups_exported(context, request, query, media_type)
+        if query.embeds:
+            message = "embedded resources come in JSON pages, and in exports of aggregates"
             raise BadRequest(message, parameter="select")
         return _export(context, request, query, media_type)
     if media_type == formats.SINGULAR:
@@ -133,6 +135,26 @@ def _export(context: Collection, request: Request, query: ListQuery, media_type:
     limit = _export_limit(request)
     rows = stream_rows(get_reader(request), query, batch, timeout, limit)
     return formats.streaming_response(media_type, query.columns, rows)
+
+
+async def _groups_exported(
+    context: Collection, request: Request, query: ListQuery, media_type: str
+) -> Response:
+    """Groups of aggregates as CSV or NDJSON, which PostgREST answers too:
+    read as a page of them (``offset``, ``Range``, counts, Content-Range),
+    every group up to ``api.page_limit_max`` without a limit, as PostgREST's
+    max-rows bounds its CSV. Groups have no cursor to stream by; an
+    embed's object is a JSON cell."""
+    settings = request.registry.api_settings
+    if _export_limit(request) is None:
+        query = replace(query, limit=settings.page_limit_max)
+    count = requested_count(request)
+    exact_up_to = settings.page_limit_max
+    page = await read_page(get_reader(request), context.table, query, count, exact_up_to)
+    status, headers = _page_status(query, page, None)
+    response = formats.rows_in(media_type, _without_order_keys(page.rows, query), headers)
+    response.status = status
+    return response
 
 
 def _export_limit(request: Request) -> int | None:
