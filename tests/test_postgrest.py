@@ -198,6 +198,22 @@ def test_upsert_merges_or_ignores_duplicates(client, rows):
     assert len(mine(client, tag).execute().data) == 11
 
 
+def test_an_upsert_of_a_row_without_its_key_inserts_it(client, rows):
+    """PostgreSQL's ON CONFLICT (id) inserts a row that leaves its serial key
+    out; here the upsert read its rows back by a key they did not hold: a
+    500 on MariaDB (where an auto-updated column made it read back). Such a
+    row is inserted, and answered after the others."""
+    tag, made = rows
+    (alone,) = client.from_("mytable").upsert({"name": f"{tag} keyless"}).execute().data
+    assert alone["name"] == f"{tag} keyless" and alone["id"] > made[-1]["id"]
+    both = [{"id": made[0]["id"], "name": f"{tag} merged"}, {"name": f"{tag} new"}]
+    mixed = client.from_("mytable").upsert(both, default_to_null=False).execute().data
+    assert [row["name"] for row in mixed] == [f"{tag} merged", f"{tag} new"]
+    ignoring = client.from_("mytable").upsert({"name": f"{tag} too"}, ignore_duplicates=True)
+    assert [row["name"] for row in ignoring.execute().data] == [f"{tag} too"]
+    assert len(mine(client, tag).execute().data) == 13
+
+
 def test_arrays_written_with_return_minimal_are_stored_whole(client, rows):
     """PostgREST's default answer shows no rows, and none are read back: what
     was written is found by reading it."""
@@ -296,6 +312,25 @@ def test_rows_of_an_array_may_give_different_columns(client, rows):
     with pytest.raises(APIError) as error:  # null for a column that takes none
         client.from_("mytable").insert([{"name": f"{tag} z"}, {"data": {}}]).execute()
     assert error.value.code == "PGRST204"
+
+
+def test_a_write_shows_a_key_as_text_but_not_one_name_twice(http, server):
+    """A write's select takes ``id::text`` as a read's does; one name twice
+    (``name,name::text``) was answered as one, and is a 400 that writes
+    nothing, as a read's."""
+    name = unique_name("twice")
+    as_text = http.post(
+        f"{server.url}/mytable/?select=id::text,name", json={"name": name}, headers=WRITER
+    )
+    assert as_text.status_code == 201, as_text.text
+    (row,) = as_text.json()
+    assert isinstance(row["id"], str) and row["name"] == name
+    twice = http.post(
+        f"{server.url}/mytable/?select=name,name::text", json=[{"name": name}], headers=WRITER
+    )
+    assert "names two things" in assert_problem(twice, 400)["detail"]
+    found = http.get(f"{server.url}/mytable/", params={"name": f"eq.{name}"}).json()
+    assert len(found) == 1
 
 
 def test_columns_picks_what_an_insert_reads(http, server):

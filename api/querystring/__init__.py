@@ -61,6 +61,7 @@ __all__ = [
     "ListQuery",
     "Logic",
     "OrderItem",
+    "check_names",
     "encode_cursor",
     "parse_filter",
     "parse_list_query",

@@ -157,11 +157,21 @@ async def upsert_rows(
     or takes its default (PostgREST's ``missing=default``). The rows as
     stored, found again by ``target``: with ``merge``, every row; else, as
     PostgREST's ON CONFLICT DO NOTHING RETURNING answers, only those it
-    inserted. None when not ``returned``.
+    inserted. None when not ``returned``. A row without a value for
+    ``target`` (an auto-increment key left out) is inserted, and answered
+    after the others.
 
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
+    names = [str(column.name) for column in target]
+    keyless = [row for row in rows if any(row.get(name) is None for name in names)]
+    if keyless:  # no key to clash on: each is an INSERT, as ON CONFLICT (key) makes it
+        keyed = [row for row in rows if all(row.get(name) is not None for name in names)]
+        upserted = (
+            await upsert_rows(session, table, keyed, target, merge, returned) if keyed else []
+        )
+        return upserted + await insert_rows(session, table, keyless, returned)
     if returned and not merge:
         # The keys there before, read first. On InnoDB that read also takes
         # the snapshot the last one reads: a row another transaction inserts

@@ -14,7 +14,7 @@ from api.db.engines import engines_of
 from api.db.sessions import join_group, may_join_group
 from api.errors import BadRequest, TooManyAffected
 from api.etags import etag
-from api.querystring import Filter, parse_returned
+from api.querystring import Filter, check_names, parse_returned
 from api.resources import Collection
 from api.sql import filter_writes, grouped, writes
 from api.validation import (
@@ -132,9 +132,11 @@ def _returned(context: Collection, request: Request) -> tuple[Any, Any] | None:
     if "select" not in params or _return_preference(request) != "representation":
         return None
     settings = request.registry.api_settings
-    return parse_returned(
+    columns, embeds = parse_returned(
         context.table, params, settings.page_limit_max, settings.aggregates_enabled
     )
+    check_names(columns, [], embeds)  # a name twice (id,id::text): a 400, as for a read
+    return columns, embeds
 
 
 async def create_rows(context: Collection, request: Request) -> Response:
