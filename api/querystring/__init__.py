@@ -22,6 +22,13 @@ from webob.multidict import MultiDict
 
 from api.collections import describe
 from api.errors import BadRequest
+from api.querystring.aggregates import (
+    check_joined,
+    grouped_order,
+    is_aggregate,
+    refuse_unless_allowed,
+    spreads_aggregates,
+)
 from api.querystring.cursors import decode_cursor, encode_cursor
 from api.querystring.filters import (
     COMPARISONS,
@@ -42,15 +49,10 @@ from api.querystring.params import (
 )
 from api.querystring.select import (
     Embed,
-    check_joined,
     check_names,
-    grouped_order,
-    is_aggregate,
     parse_select,
-    refuse_unless_allowed,
     resolve_embed,
     shown_names,
-    spreads_aggregates,
 )
 
 __all__ = [

@@ -21,7 +21,7 @@ from sqlalchemy.sql.util import ClauseAdapter
 from api.collections import Link, of_own_alias
 from api.columns import ENUM, enum_members, mapping
 from api.querystring import ListQuery, OrderItem
-from api.querystring.select import Aggregate
+from api.querystring.aggregates import Aggregate
 from api.sql import STATEMENT_CACHE_SIZE
 from api.sql.conditions import Binds, FilterShape, Source, filter_shapes, where_of
 from api.sql.keys import in_keys, passed_through
