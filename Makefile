@@ -5,7 +5,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-writes bench-layers hostile fuzz chromium wrk
+.PHONY: run test lint bench bench-writes bench-layers hostile walk fuzz chromium wrk
 
 $(BIN)/pserve: pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +60,10 @@ bench-layers: $(BIN)/py-spy wrk
 # Attacks against pserve production.ini on MariaDB (bench/hostile.py); about a minute.
 hostile: $(BIN)/pserve
 	$(BIN)/python -m bench.hostile
+
+# Random selects, filters and writes (tx=rollback) over Sakila on MariaDB (bench/walk.py); a minute.
+walk: $(BIN)/pserve
+	$(BIN)/python -m bench.walk $(BENCH_ARGS)
 
 # Schemathesis over every operation of Sakila on MariaDB (bench/fuzz.py); about 8 minutes.
 fuzz: $(BIN)/pserve

@@ -15,9 +15,7 @@ import argparse
 import subprocess
 import sys
 
-from bench.run import BIN, Server
-from tests.support import alembic, mariadb_database
-from tests.support.sakila import load_sakila
+from bench.run import BIN, sakila_server
 
 TOKEN = "fuzz-token"
 
@@ -27,33 +25,16 @@ def main():
     parser.add_argument("--max-time", type=int, help="seconds at most (else: until done)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    url, drop = mariadb_database()
-    try:
-        load_sakila(url)
-        alembic(url, "upgrade", "head")
-        env = {
-            "DATABASE_URL": url,
-            "API_TABLES": "*",
-            "API_ROUTINES": "*",
-            "API_AGGREGATES_ENABLED": "true",
-            "API_TOKENS": f"{TOKEN}:read,write",
-            "API_ACCESS_LOG": "off",
-        }
-        server = Server([str(BIN / "pserve"), "production.ini"], env, workers=1)
-        try:
-            command = [
-                *(str(BIN / "schemathesis"), "run", f"{server.url}/openapi.json"),
-                *("--header", f"Authorization: Bearer {TOKEN}"),
-                *("--checks", "all", "--exclude-checks", "positive_data_acceptance"),
-                *("--max-examples", "30", "--workers", "2", "--seed", str(args.seed)),
-            ]
-            if args.max_time:
-                command += ["--max-time", str(args.max_time)]
-            returncode = subprocess.run(command).returncode
-        finally:
-            server.stop()
-    finally:
-        drop()
+    with sakila_server(TOKEN, API_ROUTINES="*") as server:
+        command = [
+            *(str(BIN / "schemathesis"), "run", f"{server.url}/openapi.json"),
+            *("--header", f"Authorization: Bearer {TOKEN}"),
+            *("--checks", "all", "--exclude-checks", "positive_data_acceptance"),
+            *("--max-examples", "30", "--workers", "2", "--seed", str(args.seed)),
+        ]
+        if args.max_time:
+            command += ["--max-time", str(args.max_time)]
+        returncode = subprocess.run(command).returncode
     sys.exit(returncode)
 
 

@@ -16,6 +16,7 @@ p50/p99 latency and as a ratio to the ceilings of this run:
 
 import argparse
 import asyncio
+import contextlib
 import os
 import pathlib
 import random
@@ -179,6 +180,35 @@ def api_server(database_url, workers, **settings):
     """``pserve production.ini`` on ``database_url``; ``settings`` as environment variables."""
     env = {"DATABASE_URL": database_url, "API_TOKENS": "bench-token:read,write", **settings}
     return Server([str(BIN / "pserve"), "production.ini"], env, workers)
+
+
+@contextlib.contextmanager
+def sakila_server(token, **settings):
+    """``pserve production.ini`` (one worker) on a fresh MariaDB database
+    holding Sakila, every table served, aggregates on, ``token`` granted
+    reads and writes, ``settings`` as environment variables; dropped after."""
+    from tests.support import alembic, mariadb_database
+    from tests.support.sakila import load_sakila
+
+    url, drop = mariadb_database()
+    try:
+        load_sakila(url)
+        alembic(url, "upgrade", "head")
+        env = {
+            "DATABASE_URL": url,
+            "API_TABLES": "*",
+            "API_AGGREGATES_ENABLED": "true",
+            "API_TOKENS": f"{token}:read,write",
+            "API_ACCESS_LOG": "off",
+            **settings,
+        }
+        server = Server([str(BIN / "pserve"), "production.ini"], env, workers=1)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        drop()
 
 
 def bare_server(workers):
