@@ -95,7 +95,8 @@ def _embed(walk: random.Random, schema: Schema, table: str, params: dict, depth:
     inner = "!inner" if walk.random() < 0.15 else ""
     spread = "..." if walk.random() < 0.2 else ""
     if walk.random() < 0.3:
-        params[f"{key}.{walk.choice(columns)}"] = _filter_text(walk)
+        column = walk.choice(columns)
+        params[f"{key}.{column}"] = _filter_text(walk, _held(walk, schema, other, column))
     if walk.random() < 0.2:
         params[f"{key}.order"] = walk.choice(columns) + walk.choice(("", ".desc", ".nullsfirst"))
     if walk.random() < 0.2:
@@ -107,9 +108,19 @@ def _embed(walk: random.Random, schema: Schema, table: str, params: dict, depth:
     return f"{spread}{alias}{spelled}{inner}({','.join(inside)})"
 
 
-def _filter_text(walk: random.Random) -> str:
+def _filter_text(walk: random.Random, value: object = None) -> str:
+    """A filter's text: of a value the column holds (``value``), half the
+    time where there is one, so that more reads get past parsing; else odd."""
     negated = walk.choice(("", "", "not."))
+    if isinstance(value, str | int | float) and walk.random() < 0.5:
+        return f"{negated}{walk.choice(('eq', 'neq', 'gt', 'lte'))}.{value}"
     return f"{negated}{walk.choice(OPERATORS)}.{walk.choice(ODD_TEXTS)}"
+
+
+def _held(walk: random.Random, schema: Schema, table: str, column: str) -> object:
+    """A value ``column`` holds in one of ``table``'s first rows, if any."""
+    rows = schema.rows[table]
+    return walk.choice(rows).get(column) if rows else None
 
 
 def read(walk: random.Random, schema: Schema) -> tuple[str, dict, dict]:
@@ -124,7 +135,8 @@ def read(walk: random.Random, schema: Schema) -> tuple[str, dict, dict]:
     if items:
         params["select"] = ",".join(items)
     for _ in range(walk.randint(0, 2)):
-        params[walk.choice(columns)] = _filter_text(walk)
+        column = walk.choice(columns)
+        params[column] = _filter_text(walk, _held(walk, schema, table, column))
     if walk.random() < 0.3:
         related = [
             f"{spelled}({schema.columns[other][0]})" for spelled, other in schema.embeds[table]
