@@ -214,11 +214,11 @@ def main() -> None:
         schema = Schema(client)
         relations = sum(map(len, schema.embeds.values()))
         print(f"{len(schema.columns)} tables, {relations} relations")
-        failed = _walk(walk, schema, client, args.requests)
+        failed = walk_requests(walk, schema, client, args.requests)
     sys.exit(1 if failed else 0)
 
 
-def _walk(walk: random.Random, schema: Schema, client: httpx.Client, requests: int) -> int:
+def walk_requests(walk: random.Random, schema: Schema, client: httpx.Client, requests: int) -> int:
     """Send the requests; print the statuses and each 5xx; the count of 5xx."""
     statuses: dict[str, collections.Counter] = {
         kind: collections.Counter() for kind in ("read", "next", "write")

@@ -270,6 +270,21 @@ def test_select_takes_aliases_casts_and_json_paths(client, rows):
     assert "give one an alias" in error.value.message
 
 
+def test_casts_to_a_date_or_a_time_read_one_or_null(rows, http):
+    """SQLite has no date types: CAST(x AS DATE) took DATE's numeric
+    affinity, so a timestamp's text became its year, and a number stayed a
+    number, which SQLAlchemy's reading of a date refused (a 500). SQLite's
+    date functions read the text now, and a value they make no date of is
+    null. (MariaDB reads a number's digits as a date: 121 is 2000-01-21.)"""
+    _, made = rows
+    params = {"select": "day:created_at::date,at:created_at::time,id::date"}
+    answer = http.get("/mytable/", params={**params, "id": f"eq.{made[0]['id']}"})
+    assert answer.status_code == 200, answer.text
+    (row,) = answer.json()
+    created = made[0]["created_at"]
+    assert (row["day"], row["at"][:8]) == (created[:10], created[11:19])
+
+
 def test_a_key_cast_to_text_pages_as_postgrest_answers_it(client, rows, http):
     """``id::text`` (how JavaScript clients keep a BIGINT exact) was a 400:
     the tie-break reads ``id`` too. It is read under a name of its own, and

@@ -34,6 +34,7 @@ from api.querystring.names import unquoted
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value, whole_number
 from api.selects import EmbedItem, parse_select_items
+from api.sql.operators import DateCast, TimeCast, TimestampCast
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,9 @@ CASTS: dict[str, sa.types.TypeEngine[Any]] = {
     "bigint": sa.BigInteger(),
     "numeric": sa.Numeric(65, 30),
     "decimal": sa.Numeric(65, 30),
-    "date": sa.Date(),
-    "time": sa.Time(),
-    "timestamp": sa.DateTime(),
+    "date": DateCast(),
+    "time": TimeCast(),
+    "timestamp": TimestampCast(),
 }
 
 

@@ -187,3 +187,54 @@ def set_contains(column: Any, operator: str, mask: Any) -> ColumnElement[bool]:
     if operator == "cd":
         return bits.op("|")(mask) == mask
     return bits.op("&")(mask) != 0
+
+
+class _CastInTime(sa.TypeDecorator[Any]):
+    """The type of a select's cast to a date or a time (``::date``), which
+    SQLite spells with its date functions (``_cast_on_sqlite``). A value
+    that is no date reads as null, as MariaDB's cast of it gives: SQLite's
+    ``date(5)`` is a Julian day, which SQLAlchemy's reading of a date
+    refused (a 500)."""
+
+    cache_ok = True
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        read = self.impl_instance.dialect_impl(dialect).result_processor(dialect, coltype)
+        if read is None:
+            return None
+
+        def read_or_null(value: Any) -> Any:
+            try:
+                return read(value)
+            except (TypeError, ValueError):
+                return None
+
+        return read_or_null
+
+
+class DateCast(_CastInTime):
+    impl = sa.Date
+    cache_ok = True
+
+
+class TimeCast(_CastInTime):
+    impl = sa.Time
+    cache_ok = True
+
+
+class TimestampCast(_CastInTime):
+    impl = sa.DateTime
+    cache_ok = True
+
+
+# SQLite has no date or time types: CAST(x AS DATE) takes DATE's numeric
+# affinity ('2006-02-15 04:34:33' becomes 2006). Its functions read the text.
+SQLITE_TIME_FUNCTIONS = {DateCast: "date", TimeCast: "time", TimestampCast: "datetime"}
+
+
+@compiles(sa.Cast, "sqlite")
+def _cast_on_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    function = SQLITE_TIME_FUNCTIONS.get(type(element.type))
+    if function is None:
+        return str(compiler.visit_cast(element, **kw))
+    return f"{function}({compiler.process(element.clause, **kw)})"
