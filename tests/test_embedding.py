@@ -235,6 +235,27 @@ def test_an_embed_of_aggregates_is_grouped_within_each_row(http):
         assert assert_problem(refused, 400)["parameter"] == parameter
 
 
+def test_a_spread_may_take_the_name_of_the_column_it_joins_on(http):
+    """``...language(*)`` on films: the language's own language_id joins the
+    row, which reads film.language_id to join it. It was a 400, "names two
+    things"; every join value is taken before any embed joins the row. An
+    order key keeps its name: the cursor reads it."""
+    people = rows(
+        http, "/probe_person/", select="name,...manager_id(boss:name,manager_id)", order="id"
+    )
+    assert people == [
+        {"name": "Eve", "boss": None, "manager_id": None},
+        {"name": "Finn", "boss": "Eve", "manager_id": None},
+        {"name": "Gus", "boss": "Eve", "manager_id": None},
+        {"name": "Hal", "boss": "Finn", "manager_id": 1},  # Finn's manager
+    ]
+    ordered = http.get(
+        "/probe_person/",
+        params={"select": "name,...manager_id(manager_id)", "order": "manager_id"},
+    )
+    assert "names two things" in assert_problem(ordered, 400)["detail"]
+
+
 def test_an_embed_shows_its_key_as_text_and_still_joins_on_it(http):
     """``id::text`` in an embed whose own embed joins on ``id``: the text
     took the key's place in the rows, and the nested embed joined on "1",

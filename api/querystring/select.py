@@ -283,9 +283,11 @@ def check_names(
     column the statement reads besides (``id::text``, ordered by ``id``) is
     read under another name (``sql.statements.read_names``)."""
     selected = {id(column) for column in columns}  # an item ordered by is read once
+    # Order keys the cursor reads from the row. The columns embeds join on
+    # are not among them: every join value is taken before any embed joins
+    # the row, so a spread may take such a name (``...language(*)``, whose
+    # language_id the row reads to join it).
     read = {str(item.column.name) for item in order if id(item.column) not in selected}
-    read |= {str(column.name) for embed in embeds for column in embed.link.near}
-    read |= {str(column.name) for column in columns if isinstance(column, sa.Column)}
     seen: set[str] = set()
     for column in columns:
         name = str(column.name)
@@ -293,7 +295,8 @@ def check_names(
             message = f"'{name}' names two things this query reads; give one an alias"
             raise BadRequest(message, parameter="select")
         seen.add(name)
-    # A spread's members join the row: none may take a name the row holds.
+    # A spread's members join the row: none may take the name of an item or
+    # of an order key.
     seen |= read | {embed.key for embed in embeds if not embed.spread}
     for embed in embeds:
         if embed.spread:
