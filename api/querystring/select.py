@@ -281,7 +281,7 @@ def check_names(
     """A row holds one value per name: an item (``alias:...``, ``col::text``,
     ``data->>k``) may not take the name of another item. One named as a
     column the statement reads besides (``id::text``, ordered by ``id``) is
-    read under another name (``sql.statements.read_names``)."""
+    read under another name (``sql.statements.read_as``)."""
     selected = {id(column) for column in columns}  # an item ordered by is read once
     # Order keys the cursor reads from the row. The columns embeds join on
     # are not among them: every join value is taken before any embed joins

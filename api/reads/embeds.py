@@ -27,11 +27,11 @@ from api.sql.statements import (
     EMBED_LIMIT,
     EMBED_OFFSET,
     EmbedShape,
-    embed_read_as,
     embed_statement,
     joined_absent,
     joined_label,
     parent_label,
+    read_as,
 )
 
 # The rows one embed may bring into an answer. Without a bound, a page of
@@ -114,8 +114,8 @@ def _embed_one(connection: Connection, rows: list[Row], joins: list[Any], embed:
         if len(children) > MAX_EMBEDDED_ROWS:
             raise _too_many(embed)
         embed_rows(connection, children, embed.embeds)
-        read_as = embed_read_as(shape.columns)
-        _group(children, embed, width, found, _homes(connection, embed, keys), read_as)
+        renamed = read_as(shape.columns)
+        _group(children, embed, width, found, _homes(connection, embed, keys), renamed)
     one = embed.link.kind == "one"
     spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
     empty = None if one or embed.group_by != () else _over_no_rows(embed)
@@ -160,21 +160,21 @@ def _group(
     width: int,
     found: dict[Any, list[Row]],
     homes: Callable[[Any], list[Any]] | None,
-    read_as: dict[str, str],
+    renamed: dict[str, str],
 ) -> None:
     """Each child row under its parent's key (``homes``: the keys asked for
     that the database equates with the child's, where they are others),
-    with only what it shows (``read_as``: what was read under another name)."""
+    with only what it shows (``renamed``: what was read under another name)."""
     shown = shown_names(embed.columns, embed.embeds)
     labels = [parent_label(i) for i in range(width)]
-    extra = bool(read_as) or (len(children[0]) != len(shown) + width if children else False)
+    extra = bool(renamed) or (len(children[0]) != len(shown) + width if children else False)
     for child in children:
         if width == 1:
             parent = child.pop(labels[0])
         else:
             parent = tuple(child.pop(label) for label in labels)
         if extra:  # columns read only for nested embeds to join on
-            child = {name: child[read_as.get(name, name)] for name in shown}
+            child = {name: child[renamed.get(name, name)] for name in shown}
         for home in homes(parent) if homes is not None else (parent,):
             found.setdefault(home, []).append(child)
 

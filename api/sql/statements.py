@@ -272,38 +272,39 @@ def _joins(shape: ListShape, binds: Binds) -> Joins:
     return Joins(source, columns, group_by, order_by)
 
 
-def read_names(
-    columns: tuple[Any, ...], order: tuple[OrderItem, ...], joins: tuple[Any, ...]
-) -> list[str]:
-    """The name each selected item is read under: its own, but for an
-    expression named as a column the statement also reads, for the order or
-    an embed's join (``select=id::text``, ordered by ``id``), read under a
-    name of its own and shown under its name (``pages``)."""
-    selected = {id(column) for column in columns}
-    also_read = {
-        str(column.name)
-        for column in (*(item.column for item in order), *joins)
-        if isinstance(column, sa.Column) and id(column) not in selected
-    }
-    return [
-        f"_shown{i}"
-        if not isinstance(column, sa.Column) and column.name in also_read
-        else column.name
+def read_as(columns: tuple[Any, ...], also_read: tuple[Any, ...] = ()) -> dict[str, str]:
+    """Of a statement's ``columns``, the expressions named as a column it
+    reads too, for the order or an embed's join (``select=id::text``,
+    ordered by ``id``; ``city(city_id::text,address(...))``): each with the
+    name it is read under, to be shown under its own (``relabelled``)."""
+    if all(isinstance(column, sa.Column) for column in columns):
+        return {}  # the usual select: nothing to rename, nothing to look up
+    plain = {str(c.name) for c in (*columns, *also_read) if isinstance(c, sa.Column)}
+    return {
+        str(column.name): f"_shown{i}"
         for i, column in enumerate(columns)
+        if not isinstance(column, sa.Column) and column.name in plain
+    }
+
+
+def relabelled(columns: tuple[Any, ...], renamed: dict[str, str]) -> list[Any]:
+    """``columns``, each expression of ``renamed`` under its other name."""
+    return [
+        column
+        if isinstance(column, sa.Column) or column.name not in renamed
+        else column.element.label(renamed[column.name])
+        for column in columns
     ]
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def page_statement(shape: ListShape) -> ListStatement:
     """A page of ``shape``'s rows (LIMIT bound as ``LIMIT``), with its order
-    columns; each selected item under its ``read_names``."""
+    columns; each selected item under its ``read_as`` name."""
     binds = Binds()
     order_columns = (item.column for item in shape.order)
-    names = read_names(shape.columns, shape.order, shape.joins)
-    columns = (
-        column if name == column.name else column.element.label(name)
-        for column, name in zip(shape.columns, names, strict=True)
-    )
+    renamed = read_as(shape.columns, (*(item.column for item in shape.order), *shape.joins))
+    columns = relabelled(shape.columns, renamed)
     needed = dict.fromkeys((*columns, *order_columns, *shape.joins))
     statement = sa.select(*map(passed_through, needed)).where(*_rows_matching(shape, binds))
     if shape.after is not None:
@@ -401,19 +402,6 @@ def _embed_filters(embed: Any) -> tuple[Any, ...]:
     return embed.filters
 
 
-def embed_read_as(columns: tuple[Any, ...]) -> dict[str, str]:
-    """Of an embed statement's ``columns`` (what it shows, and the columns
-    nested embeds join on), the expressions named as one of those columns
-    (``city(city_id::text,address(...))``), each with the name it is read
-    under, as ``read_names`` gives a page's."""
-    plain = {str(column.name) for column in columns if isinstance(column, sa.Column)}
-    return {
-        str(column.name): f"_shown{i}"
-        for i, column in enumerate(columns)
-        if not isinstance(column, sa.Column) and column.name in plain
-    }
-
-
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     """The rows of an embed for many parent rows at once: those whose join
@@ -427,13 +415,7 @@ def embed_statement(shape: EmbedShape, size: int) -> ListStatement:
     parents = [far.label(parent_label(i)) for i, far in enumerate(link.far)]
     where = [in_keys(link.far, size), *where_of(binds, shape.filters, _embed_filters)]
     order = _order_by(shape.order)
-    read_as = embed_read_as(shape.columns)
-    columns = [
-        column
-        if isinstance(column, sa.Column) or column.name not in read_as
-        else column.element.label(read_as[column.name])
-        for column in shape.columns
-    ]
+    columns = relabelled(shape.columns, read_as(shape.columns))
     statement = sa.select(*columns, *parents).select_from(_joined(link)).where(*where)
     if shape.group_by is not None:
         statement = statement.group_by(*link.far, *shape.group_by)

@@ -23,7 +23,7 @@ from api.querystring import (
 from api.querystring.params import parse_range, requested_limit
 from api.reads.lists import Page, explain_page, read_page, stream_rows
 from api.resources import Collection, Item
-from api.sql.statements import joins_of, read_names
+from api.sql.statements import joins_of, read_as
 from api.views.responses import (
     json_response,
     list_query,
@@ -207,14 +207,9 @@ def _without_order_keys(rows: list[dict[str, Any]], query: ListQuery) -> list[di
     read for the cursor, and key columns for the embeds to join on; an
     expression named as one of them was read under a name of its own."""
     keys = shown_names(query.columns, query.embeds)
-    names = read_names(query.columns, query.order, joins_of(query))
-    read_as = {
-        str(column.name): name
-        for column, name in zip(query.columns, names, strict=True)
-        if name != column.name
-    }
-    if read_as:
-        return [{key: row[read_as.get(key, key)] for key in keys} for row in rows]
+    renamed = read_as(query.columns, (*(item.column for item in query.order), *joins_of(query)))
+    if renamed:
+        return [{key: row[renamed.get(key, key)] for key in keys} for row in rows]
     if rows and len(rows[0]) != len(keys):
         return [{key: row[key] for key in keys} for row in rows]
     return rows
