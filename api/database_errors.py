@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from http import HTTPStatus
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,9 +50,11 @@ UNAVAILABLE = (
 def database_unavailable(exc: Exception, request: Request) -> Response:
     if deadlocked(exc):
         return deadlock_victim(exc, request)
-    refused = refused_value(exc)
+    refused = refused_value(exc) or signalled(exc)
     if refused is not None:
         return refused
+    if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
+        return integrity_error(exc, request)
     kind = database_error(exc)
     reason = misconfigured(exc)
     throttled = request.registry.api_throttled_log
@@ -123,7 +126,9 @@ def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
 
 
 # MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).
-SQLSTATES = {1062: "23505", 1451: "23503", 1452: "23503", 1048: "23502"}
+# 1761 and 1762: an ON UPDATE CASCADE that would make a duplicate in the child table.
+SQLSTATES = {1062: "23505", 1761: "23505", 1762: "23505", 1451: "23503", 1452: "23503"}
+SQLSTATES[1048] = "23502"
 
 CHECK_FAILED = "A value breaks a check constraint of the table."
 
@@ -184,6 +189,35 @@ def refused_value(exc: Exception) -> Response | None:
     return problem_response(status, _naming(detail, server_says), code=code, details=server_says)
 
 
+# MySQL's ER_SIGNAL_EXCEPTION: an error the schema's own code raised (SIGNAL
+# in a trigger or a routine), as PL/pgSQL's RAISE.
+SIGNAL = 1644
+
+# PostgREST's SQLSTATEs for an error status of the schema's choosing: PT402 is a 402.
+CHOSEN_STATUSES = {f"PT{status.value}": status.value for status in HTTPStatus if status >= 400}
+
+
+def signalled(exc: Exception) -> Response | None:
+    """The answer to a SIGNAL, else None: as PostgREST answers a RAISE, a
+    400 with its message, and P0001 for MySQL's usual SQLSTATE 45000 (an
+    unhandled user exception); another SQLSTATE is passed on, and a PTnnn
+    one sets the status."""
+    if error_number(exc) != SIGNAL:
+        return None
+    sqlstate = server_sqlstate(exc) or "45000"
+    status = CHOSEN_STATUSES.get(sqlstate, 400)
+    code = "P0001" if sqlstate == "45000" else sqlstate
+    count_error("raised")
+    log.info("raised by the schema: %s", database_error(exc))
+    message = _server_says(exc) or "The database refused the statement."
+    return problem_response(status, message, code=code)
+
+
+def server_sqlstate(exc: Exception) -> str:
+    """The SQLSTATE MySQL sent with an error (asyncmy keeps it), else ''."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+
+
 def _server_says(exc: Exception) -> str | None:
     """The database's message for an error about the request's own values,
     which names the column or the constraint."""
@@ -237,6 +271,9 @@ _FOREIGN_KEY = re.compile(
     r"fails \(`[^`]*`\.`(?P<child>[^`]*)`, CONSTRAINT `(?P<name>[^`]*)` "
     r"FOREIGN KEY \((?P<columns>[^)]*)\) REFERENCES `(?P<parent>[^`]*)`"
 )
+_CASCADED_DUPLICATE = re.compile(
+    r"would lead to a duplicate entry in table '(?P<child>[^']*)', key '(?P<key>[^']*)'"
+)
 _SQLITE_UNIQUE = "UNIQUE constraint failed: "
 
 
@@ -252,6 +289,12 @@ def _conflict(errno: int | None, says: str | None, table: sa.Table | None) -> st
     if says.startswith(_SQLITE_UNIQUE):
         columns = [name.rpartition(".")[2] for name in says[len(_SQLITE_UNIQUE) :].split(", ")]
         return f"Another row already has this {', '.join(columns)}."
+    cascaded = _CASCADED_DUPLICATE.search(says) if errno == 1761 else None
+    if cascaded:
+        return (
+            f"The change would reach rows of {cascaded['child']} through a foreign key,"
+            f" and give two of them the same value of the unique key {cascaded['key']}."
+        )
     foreign = _FOREIGN_KEY.search(says) if errno in (1451, 1452) else None
     if foreign:
         keyed = foreign["columns"].replace("`", "")

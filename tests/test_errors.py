@@ -518,3 +518,59 @@ def test_a_request_failed_or_not_leaves_nothing_for_the_cyclic_gc(http):
 
     send_requests()  # the client's and the server's first use of each path
     assert garbage_of(send_requests) == {}
+
+
+def test_an_error_a_trigger_signals_is_answered_as_postgrest_answers_a_raise():
+    """A trigger that checks a row (SIGNAL): MySQL's ER_SIGNAL_EXCEPTION is
+    an OperationalError to the driver, and was a 503 that invites a retry.
+    It is PostgREST's answer to a RAISE: 400 and P0001 with the trigger's
+    message, or the status a PTnnn SQLSTATE names; nothing is written."""
+    with mariadb_app(
+        "CREATE TABLE probe_guarded (id INT AUTO_INCREMENT PRIMARY KEY, qty INT NOT NULL)",
+        "CREATE TRIGGER probe_guard BEFORE INSERT ON probe_guarded FOR EACH ROW BEGIN"
+        " IF NEW.qty < 0 THEN"
+        " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'qty must not be negative'; END IF;"
+        " IF NEW.qty = 402 THEN SIGNAL SQLSTATE 'PT402' SET MESSAGE_TEXT = 'Payment Required';"
+        " END IF;"
+        " IF NEW.qty = 7 THEN SIGNAL SQLSTATE '22000' SET MESSAGE_TEXT = 'not seven'; END IF;"
+        " END",
+        **{"api.tables": "probe_guarded"},
+    ) as client:
+        refused = client.post_json("/probe_guarded/", {"qty": -1}, headers=WRITER, status=400)
+        assert (refused.json["code"], refused.json["message"]) == (
+            "P0001",
+            "qty must not be negative",
+        )
+        assert "Retry-After" not in refused.headers
+        body = [{"qty": 1}, {"qty": -2}]
+        assert client.post_json("/probe_guarded/", body, headers=WRITER, status=400)
+        chosen = client.post_json("/probe_guarded/", {"qty": 402}, headers=WRITER, status=402)
+        assert (chosen.json["code"], chosen.json["message"]) == ("PT402", "Payment Required")
+        passed_on = client.post_json("/probe_guarded/", {"qty": 7}, headers=WRITER, status=400)
+        assert (passed_on.json["code"], passed_on.json["message"]) == ("22000", "not seven")
+        assert client.get("/probe_guarded/").json == []
+        client.post_json("/probe_guarded/", {"qty": 3}, headers=WRITER, status=201)
+        assert [row["qty"] for row in client.get("/probe_guarded/").json] == [3]
+
+
+def test_a_cascade_that_would_duplicate_a_child_s_unique_key_is_a_409():
+    """ON UPDATE CASCADE into a child's unique key: MariaDB's 1761, which
+    the driver raises as an OperationalError, was a 503. It is a conflict,
+    as PostgreSQL's unique violation is, and changes nothing."""
+    with mariadb_app(
+        "CREATE TABLE probe_parent (n INT PRIMARY KEY)",
+        "CREATE TABLE probe_child (id INT PRIMARY KEY, parent_n INT NOT NULL, k INT NOT NULL,"
+        " UNIQUE KEY one_a_parent (parent_n, k),"
+        " FOREIGN KEY (parent_n) REFERENCES probe_parent (n) ON UPDATE CASCADE)",
+        "INSERT INTO probe_parent VALUES (1), (3)",
+        "INSERT INTO probe_child VALUES (1, 1, 0), (2, 3, 0)",
+        **{"api.tables": "probe_parent probe_child"},
+    ) as client:
+        conflict = client.patch_json("/probe_parent/?n=eq.1", {"n": 3}, headers=WRITER, status=409)
+        assert conflict.json["code"] == "23505"
+        assert "probe_child" in conflict.json["message"]
+        assert "one_a_parent" in conflict.json["message"]
+        assert client.get("/probe_parent/").json == [{"n": 1}, {"n": 3}]
+        moved = client.patch_json("/probe_parent/?n=eq.1", {"n": 2}, headers=WRITER)
+        assert moved.json == [{"n": 2}]
+        assert client.get("/probe_child/1").json["parent_n"] == 2

@@ -25,11 +25,11 @@ from api.routines import Routine
 Row = dict[str, Any]
 
 # Errors of a routine's own making, as PL/pgSQL's SQLSTATEs (a 400, as
-# PostgREST answers what a function raises): MySQL's ER_SIGNAL_EXCEPTION,
-# an error it raised itself (SIGNAL); ER_TOO_MANY_ROWS, a SELECT ... INTO
-# that found more than one row (Sakila's inventory_held_by_customer, for an
-# item rented twice and not returned).
-ROUTINE_ERRORS = {1644: "P0001", 1172: "P0003"}
+# PostgREST answers what a function raises): ER_TOO_MANY_ROWS, a SELECT ...
+# INTO that found more than one row (Sakila's inventory_held_by_customer, for
+# an item rented twice and not returned). A SIGNAL, in a routine or a
+# trigger, is answered by ``database_errors.signalled``.
+ROUTINE_ERRORS = {1172: "P0003"}
 
 
 @dataclasses.dataclass(frozen=True)
