@@ -50,7 +50,7 @@ UNAVAILABLE = (
 def database_unavailable(exc: Exception, request: Request) -> Response:
     if deadlocked(exc):
         return deadlock_victim(exc, request)
-    refused = refused_value(exc) or signalled(exc)
+    refused = refused_value(exc) or signalled(exc) or denied(exc, request)
     if refused is not None:
         return refused
     if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
@@ -211,6 +211,29 @@ def signalled(exc: Exception) -> Response | None:
     log.info("raised by the schema: %s", database_error(exc))
     message = _server_says(exc) or "The database refused the statement."
     return problem_response(status, message, code=code)
+
+
+# What the API's database user may not do, which the API's own permissions
+# let through: PostgreSQL's insufficient_privilege, a 403 from PostgREST.
+# No retry mends it; the server's words, which name the user, stay in the log.
+DENIED = {
+    1142: "The API's database user may not do this to this table.",
+    1143: "The API's database user may not do this to a column of this table.",
+    1370: "The API's database user may not run this routine.",
+}
+
+
+def denied(exc: Exception, request: Request) -> Response | None:
+    """The answer to a privilege the database withholds from the API, else None."""
+    detail = DENIED.get(error_number(exc))  # type: ignore[arg-type]
+    if detail is None:
+        return None
+    count_error("database_denied")
+    kind = database_error(exc)
+    request.registry.api_throttled_log.log(
+        logging.WARNING, kind, "database denied: %s: %s", kind, _server_says(exc)
+    )
+    return problem_response(403, detail, code="42501")
 
 
 def server_sqlstate(exc: Exception) -> str:

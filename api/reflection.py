@@ -228,11 +228,16 @@ SET_NEW_COLUMN = re.compile(r"(?:\bSET\b|,)\s*NEW\s*\.\s*`?(\w+)`?\s*:?=", re.IG
 def _columns_set_by_triggers(connection: Any, table: sa.Table) -> None:
     """A column that a BEFORE INSERT trigger sets (Sakila's ``SET
     NEW.create_date = NOW()``) need not be given, even where it takes no
-    null and has no default: MySQL checks the row after the trigger ran."""
+    null and has no default: MySQL checks the row after the trigger ran.
+    A user without the TRIGGER privilege sees the trigger but not its body:
+    then any column may be the one it sets, and the database says which is
+    missing (``database_errors``, 1364)."""
     for (body,) in connection.execute(BEFORE_INSERT_TRIGGERS, _named(table)):
-        for name in SET_NEW_COLUMN.findall(body):
-            column = next((c for c in table.columns if c.name.lower() == name.lower()), None)
-            if column is not None:
+        names = {c.name.lower() for c in table.columns}
+        if body is not None:
+            names &= {name.lower() for name in SET_NEW_COLUMN.findall(body)}
+        for column in table.columns:
+            if column.name.lower() in names:
                 column.info["set_by_trigger"] = True
 
 

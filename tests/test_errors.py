@@ -574,3 +574,43 @@ def test_a_cascade_that_would_duplicate_a_child_s_unique_key_is_a_409():
         moved = client.patch_json("/probe_parent/?n=eq.1", {"n": 2}, headers=WRITER)
         assert moved.json == [{"n": 2}]
         assert client.get("/probe_child/1").json["parent_n"] == 2
+
+
+def test_a_database_user_that_may_only_read_and_insert_is_served_and_refused_with_403():
+    """A database user without the TRIGGER privilege sees a trigger but not
+    its body (NULL), which stopped the API from starting; and a write the
+    user may not do (1142) was a 503 that invites a retry. Now a column a
+    trigger may set is left to the database to check, and the refused
+    write is PostgREST's 403 (42501), without the user's name."""
+    url, drop = mariadb_database()
+    name = make_url(url).database
+    run_sql(
+        url,
+        "CREATE TABLE probe_stamped (id INT AUTO_INCREMENT PRIMARY KEY, qty INT NOT NULL,"
+        " stamped DATETIME NOT NULL)",
+        "CREATE TRIGGER probe_stamped_now BEFORE INSERT ON probe_stamped FOR EACH ROW"
+        " SET NEW.stamped = NOW()",
+        "INSERT INTO probe_stamped (qty) VALUES (1)",
+        "CREATE USER IF NOT EXISTS api_reader@'%' IDENTIFIED BY 'reader-pw'",
+        f"GRANT SELECT ON {name}.* TO api_reader@'%'",
+        f"GRANT INSERT ON {name}.probe_stamped TO api_reader@'%'",
+    )
+    reader = make_url(url).set(username="api_reader", password="reader-pw")
+    reader_url = reader.render_as_string(hide_password=False)
+    app = make_app(reader_url, **{"api.tables": "*", "api.tokens": TOKENS})
+    try:
+        client = webtest.TestApp(app)
+        created = client.post_json("/probe_stamped/", {"qty": 2}, headers=WRITER_ONE, status=201)
+        assert created.json["stamped"] is not None
+        refused = client.patch_json(
+            "/probe_stamped/?id=eq.1", {"qty": 3}, headers=WRITER, status=403
+        )
+        assert refused.json["code"] == "42501" and "api_reader" not in refused.text
+        assert "retry-after" not in refused.headers
+        deleted = client.delete("/probe_stamped/?id=eq.1", headers=WRITER, status=403)
+        assert deleted.json["code"] == "42501"
+        assert [row["qty"] for row in client.get("/probe_stamped/").json] == [1, 2]
+    finally:
+        app.close()
+        run_sql(url, "DROP USER IF EXISTS api_reader@'%'")
+        drop()
