@@ -58,7 +58,10 @@ MISCONFIGURED = {
     1045: "the database refused the API's credentials (DATABASE_URL's user or password)",
     1049: "the database that DATABASE_URL names does not exist",
     1698: "the database refused the API's credentials (DATABASE_URL's user or password)",
-    1146: "a table the API serves does not exist: run alembic -c production.ini upgrade head",
+    1146: "a table the API serves does not exist: run alembic -c production.ini upgrade head,"
+    " or, after a change of the schema, reload the API (SIGHUP to gunicorn's master)",
+    1054: "a column the API serves is no longer in the database: after a change of the"
+    " schema, reload the API (SIGHUP to gunicorn's master)",
 }
 
 

@@ -96,6 +96,11 @@ class HTTPProtocol(HttpToolsProtocol):
     # Open connections of a worker; one more is answered 503 and closed.
     # gunicorn's worker_connections sets it (api.serve.Worker).
     max_connections = 1000
+    # Seconds an idle keep-alive connection stays open once its worker stops
+    # (a reload, a deploy). uvicorn closed it at once, and a request the
+    # client had sent just then met a closed socket: one is now answered,
+    # with Connection: close.
+    drain_grace = 1.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         loop = asyncio.get_running_loop()
@@ -113,6 +118,7 @@ class HTTPProtocol(HttpToolsProtocol):
         self._body_seen = 0.0  # when the body last brought bytes (the loop's clock)
         self._body_timer: asyncio.TimerHandle | None = None
         self._send_timer: asyncio.TimerHandle | None = None
+        self._draining = False
         if len(self.connections) > self.max_connections:
             self._refuse(_Refused(503, "The server has too many connections; try again"))
             return
@@ -241,6 +247,21 @@ class HTTPProtocol(HttpToolsProtocol):
         self._stop_head_timer()
         super().on_headers_complete()
         self._body_open = True
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def shutdown(self) -> None:
+        """The worker stops: a response under way says Connection: close; an
+        idle connection waits ``drain_grace`` for a request already sent."""
+        self._draining = True
+        if self.cycle is None or self.cycle.response_complete:
+            self.loop.call_later(self.drain_grace, self._close_if_idle)
+        else:
+            self.cycle.keep_alive = False
+
+    def _close_if_idle(self) -> None:
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import uvicorn
 from gunicorn.app.base import BaseApplication
+from pyramid.paster import get_app
 from starlette.middleware.gzip import GZipMiddleware
 from uvicorn_worker import UvicornWorker
 
@@ -26,6 +27,8 @@ from api.bridge.asgi import ASGIApp
 from api.observe import MULTIPROCESS_DIR, Observed, enable_metrics
 from api.openapi.served import served_document
 from api.protocol import ForwardedHeaders, HTTPProtocol
+
+log = logging.getLogger(__name__)
 
 
 def worker_started() -> None:
@@ -106,10 +109,29 @@ class Worker(UvicornWorker):
 
 
 class _Gunicorn(BaseApplication):
-    def __init__(self, app: ASGIApp, options: dict[str, Any]) -> None:
+    def __init__(
+        self, app: ASGIApp, options: dict[str, Any], rebuild: Callable[[], Any] | None = None
+    ) -> None:
         self.application = app
         self.options = options
+        self.rebuild = rebuild
         super().__init__()
+
+    def reload(self) -> None:
+        """gunicorn's SIGHUP: its settings read again, and the app built
+        again from the ini file, so that the workers it starts next serve
+        the database's schema as it is now, after a migration (PostgREST's
+        schema cache reload); the workers before finish their requests. An
+        app that cannot be built (the database away) leaves the one before."""
+        super().reload()
+        if self.rebuild is None:
+            return
+        try:
+            self.application = self.rebuild()
+        except Exception:
+            log.exception("reload: the app could not be built again; it serves as before")
+            return
+        log.warning("reload: the app was built again; new workers serve the schema as it is now")
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -165,7 +187,8 @@ def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any)
         # scraped (prometheus-client's multi-process mode); before any fork.
         os.environ.setdefault(MULTIPROCESS_DIR, tempfile.mkdtemp(prefix="api-metrics-"))
         settings.setdefault("child_exit", _worker_gone)
-    app = asgi_app(wsgi_app, settings.pop("root_path", ""))
+    root_path = settings.pop("root_path", "")
+    app = asgi_app(wsgi_app, root_path)
     # Set before the fork, so that every worker's connections have it.
     HTTPProtocol.send_timeout = wsgi_app.registry.api_settings.send_timeout
     if "http_port" in global_conf:
@@ -175,7 +198,17 @@ def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any)
     settings.setdefault("worker_class", "api.serve.Worker")
     # pserve built the app before gunicorn forks, so it must not hold
     # connections: engines are made per event loop, inside each worker (api.db).
-    _failing_loudly(_Gunicorn(app, settings).run)
+    _failing_loudly(_Gunicorn(app, settings, _rebuilder(global_conf, root_path)).run)
+
+
+def _rebuilder(global_conf: dict[str, Any], root_path: str) -> Callable[[], Any] | None:
+    """What builds the app again as pserve built it: from its ini file,
+    with the variables given on pserve's command line."""
+    if "__file__" not in global_conf:
+        return None
+    path = global_conf["__file__"]
+    variables = {k: v for k, v in global_conf.items() if k not in ("__file__", "here")}
+    return lambda: asgi_app(get_app(path, options=variables), root_path)
 
 
 def uvicorn_runner(

@@ -1,8 +1,11 @@
 """``pserve production.ini`` as it runs in production: gunicorn, uvicorn workers, MariaDB."""
 
 import asyncio
+import collections
+import concurrent.futures
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +17,8 @@ from tests.support import (
     ROOT,
     assert_problem,
     make_app,
+    mariadb_database,
+    run_sql,
     statements_waiting_on_the_lock,
     table_locked,
 )
@@ -25,13 +30,14 @@ PSERVE = pathlib.Path(sys.executable).parent / "pserve"
 class Pserve:
     """``pserve production.ini`` in a subprocess, on a free port."""
 
-    def __init__(self, log_path, database_url, gunicorn_args=""):
+    def __init__(self, log_path, database_url, gunicorn_args="", **environ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
             "GUNICORN_CMD_ARGS": f"--bind 127.0.0.1:{self.port} {gunicorn_args}",
+            **environ,
         }
         self.log_path = log_path
         with open(log_path, "w") as log:  # the child keeps its own descriptor
@@ -181,3 +187,62 @@ def test_a_read_that_gets_no_connection_within_the_pool_timeout_is_503(seeded_ma
     assert_problem(queued, 503)  # while the lock was held: it gave up, db.pool_timeout
     assert held.status_code == 200
     assert [row["id"] for row in held.json()] == [1]
+
+
+def _answers_for(url, seconds):
+    """The statuses of liveness asked again and again on one keep-alive
+    connection for ``seconds``, and the errors of the requests that got none."""
+    answers = collections.Counter()
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=10) as http:
+        while time.monotonic() < deadline:
+            try:
+                answers[http.get("/__lbheartbeat__").status_code] += 1
+            except httpx.TransportError as exc:
+                answers[type(exc).__name__] += 1
+    return answers
+
+
+def test_a_column_dropped_says_to_reload_and_sighup_serves_the_schema_as_it_is(tmp_path):
+    """After a migration that drops a column, reads of its table failed as
+    "database unavailable" with Retry-After, for ever. They now say what
+    mends it, and SIGHUP to gunicorn's master builds the app again: the
+    workers it starts serve the table's columns as they are now. Clients
+    reading all along get every answer."""
+    url, drop = mariadb_database()
+    run_sql(url, "CREATE TABLE evolving (id INT PRIMARY KEY, a INT, b INT)")
+    run_sql(url, "INSERT INTO evolving VALUES (1, 2, 3)")
+    server = Pserve(
+        tmp_path / "pserve.log", url, "--workers 2", API_TABLES="*", API_DECLARED_TABLES="false"
+    )
+    try:
+        with server, httpx.Client(base_url=server.url, timeout=10) as http:
+            assert http.get("/evolving/1").json() == {"id": 1, "a": 2, "b": 3}
+            run_sql(url, "ALTER TABLE evolving DROP COLUMN b, ADD COLUMN c INT DEFAULT 4")
+            stale = assert_problem(http.get("/evolving/1"), 503)
+            assert "reload" in stale["detail"]
+            assert "retry-after" not in http.get("/evolving/").headers
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                reading = [pool.submit(_answers_for, server.url, 3.0) for _ in range(16)]
+                time.sleep(0.5)
+                server.process.send_signal(signal.SIGHUP)
+                answered = collections.Counter()
+                for done in reading:
+                    answered.update(done.result())
+            # Each old worker's keep-alive connections were closed under
+            # requests already sent: RemoteProtocolError, before drain_grace.
+            assert set(answered) == {200}, answered
+            deadline = time.monotonic() + 30
+            while http.get("/evolving/1").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            answers = [http.get("/evolving/1") for _ in range(20)]  # from each new worker
+            assert {(r.status_code, r.text) for r in answers} == {(200, '{"id":1,"a":2,"c":4}')}
+            document = http.get("/openapi.json").json()
+            assert set(document["components"]["schemas"]["evolvingRow"]["properties"]) == {
+                "id",
+                "a",
+                "c",
+            }
+        assert "reload: the app was built again" in server.output()
+    finally:
+        drop()
