@@ -126,6 +126,7 @@ class _Gunicorn(BaseApplication):
         super().reload()
         if self.rebuild is None:
             return
+        _forget_the_schema()
         try:
             self.application = self.rebuild()
         except Exception:
@@ -199,6 +200,17 @@ def gunicorn_runner(wsgi_app: Any, global_conf: dict[str, Any], **settings: Any)
     # pserve built the app before gunicorn forks, so it must not hold
     # connections: engines are made per event loop, inside each worker (api.db).
     _failing_loudly(_Gunicorn(app, settings, _rebuilder(global_conf, root_path)).run)
+
+
+def _forget_the_schema() -> None:
+    """Empty the API's caches of functions, whose keys (tables, columns,
+    shapes of statements) would keep every schema read before alive in the
+    master, and in each worker it forks."""
+    for name, module in list(sys.modules.items()):
+        if name == "api" or name.startswith("api."):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)):
+                    value.cache_clear()
 
 
 def _rebuilder(global_conf: dict[str, Any], root_path: str) -> Callable[[], Any] | None:
