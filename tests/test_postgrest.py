@@ -202,16 +202,30 @@ def test_an_upsert_of_a_row_without_its_key_inserts_it(client, rows):
     """PostgreSQL's ON CONFLICT (id) inserts a row that leaves its serial key
     out; here the upsert read its rows back by a key they did not hold: a
     500 on MariaDB (where an auto-updated column made it read back). Such a
-    row is inserted, and answered after the others."""
+    row is inserted, and answered in its place in the body, as PostgREST's
+    RETURNING answers (they were answered after the others)."""
     tag, made = rows
     (alone,) = client.from_("mytable").upsert({"name": f"{tag} keyless"}).execute().data
     assert alone["name"] == f"{tag} keyless" and alone["id"] > made[-1]["id"]
-    both = [{"id": made[0]["id"], "name": f"{tag} merged"}, {"name": f"{tag} new"}]
-    mixed = client.from_("mytable").upsert(both, default_to_null=False).execute().data
-    assert [row["name"] for row in mixed] == [f"{tag} merged", f"{tag} new"]
-    ignoring = client.from_("mytable").upsert({"name": f"{tag} too"}, ignore_duplicates=True)
+    body = [
+        {"name": f"{tag} new"},
+        {"id": made[1]["id"], "name": f"{tag} merged"},
+        {"name": f"{tag} newer"},
+        {"id": made[0]["id"], "name": f"{tag} merged too"},
+    ]
+    mixed = client.from_("mytable").upsert(body, default_to_null=False).execute().data
+    assert [row["name"] for row in mixed] == [row["name"] for row in body]
+    assert [row["id"] for row in mixed if row["id"] in (made[0]["id"], made[1]["id"])] == [
+        made[1]["id"],
+        made[0]["id"],
+    ]
+    ignoring = client.from_("mytable").upsert(
+        [{"id": made[2]["id"], "name": "ignored"}, {"name": f"{tag} too"}],
+        ignore_duplicates=True,
+        default_to_null=False,
+    )
     assert [row["name"] for row in ignoring.execute().data] == [f"{tag} too"]
-    assert len(mine(client, tag).execute().data) == 13
+    assert len(mine(client, tag).execute().data) == 14
 
 
 def test_arrays_written_with_return_minimal_are_stored_whole(client, rows):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from datetime import datetime
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -158,20 +159,26 @@ async def upsert_rows(
     stored, found again by ``target``: with ``merge``, every row; else, as
     PostgREST's ON CONFLICT DO NOTHING RETURNING answers, only those it
     inserted. None when not ``returned``. A row without a value for
-    ``target`` (an auto-increment key left out) is inserted, and answered
-    after the others.
+    ``target`` (an auto-increment key left out) is inserted. The answer
+    follows the order of ``rows``, as PostgREST's RETURNING does.
 
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
     names = [str(column.name) for column in target]
-    keyless = [row for row in rows if any(row.get(name) is None for name in names)]
-    if keyless:  # no key to clash on: each is an INSERT, as ON CONFLICT (key) makes it
+    keyless_at = [at for at, row in enumerate(rows) if any(row.get(n) is None for n in names)]
+    if keyless_at:  # no key to clash on: each is an INSERT, as ON CONFLICT (key) makes it
+        keyless = [rows[at] for at in keyless_at]
         keyed = [row for row in rows if all(row.get(name) is not None for name in names)]
         upserted = (
             await upsert_rows(session, table, keyed, target, merge, returned) if keyed else []
         )
-        return upserted + await insert_rows(session, table, keyless, returned)
+        inserted = await insert_rows(session, table, keyless, returned)
+        if not returned:
+            return []
+        places = _first_rows_of(target, rows, upserted) + keyless_at
+        answers = zip(places, upserted + inserted, strict=True)
+        return [row for _, row in sorted(answers, key=itemgetter(0))]
     if returned and not merge:
         # The keys there before, read first. On InnoDB that read also takes
         # the snapshot the last one reads: a row another transaction inserts
@@ -239,6 +246,27 @@ def _in_order_of(
     asked = list(dict.fromkeys(map(key, rows)))
     pair_as_the_database_does(found, asked)  # "nld" sent, "NLD" stored
     return [found[k] for k in asked if k in found]
+
+
+def _first_rows_of(
+    columns: tuple[sa.Column[Any], ...], rows: list[Row], answers: list[Row]
+) -> list[int]:
+    """For each of ``answers``, the place in ``rows`` of the first row whose
+    ``columns`` hold its values, as the database pairs them."""
+
+    def key(row: Row) -> tuple[Any, ...]:
+        return tuple(row.get(column.name) for column in columns)
+
+    first: dict[tuple[Any, ...], int] = {}
+    for at, row in enumerate(rows):
+        first.setdefault(key(row), at)
+    found = {key(answer): at for at, answer in enumerate(answers)}
+    pair_as_the_database_does(found, first)  # "nld" sent, "NLD" stored
+    places = [len(rows)] * len(answers)
+    for asked, at in first.items():
+        if asked in found:
+            places[found[asked]] = min(places[found[asked]], at)
+    return places
 
 
 def _without(columns: tuple[sa.Column[Any], ...], rows: list[Row], left: list[Row]) -> list[Row]:
