@@ -100,6 +100,10 @@ def _reflect_sync(
             reason = f"{name!r} could not be read (a view over a table or column that is gone?)"
             _left_out(name, reason, names)
             continue
+        refused = _unreadable_view(connection, table) if name in views else None
+        if refused is not None:
+            _left_out(name, f"{name!r} cannot be read: {refused}", names)
+            continue
         table.info["view"] = name in views
         table.info["updatable"] = name in updatable
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
@@ -111,6 +115,18 @@ def _reflect_sync(
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
     return tables
+
+
+def _unreadable_view(connection: Any, view: sa.Table) -> str | None:
+    """What the database says when the view is read, if it refuses: MySQL
+    describes a view whose definer is gone (a dump restored elsewhere), and
+    every read of it then fails."""
+    try:
+        connection.execute(sa.select(sa.literal(1)).select_from(view).limit(0))
+    except sa_exc.DBAPIError as refused:
+        said = getattr(refused.orig, "args", ())
+        return str(said[-1]) if said else str(refused)  # MySQL's (errno, message)
+    return None
 
 
 UPDATABLE_VIEWS = sa.text(

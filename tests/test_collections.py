@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 import webtest
 from openapi_spec_validator import validate
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.collections import StartupError, _describe, link_relations
@@ -526,6 +527,44 @@ def test_racing_writers_on_a_table_without_a_version_column_lose_nothing(sakila,
 def test_a_table_that_is_not_there_stops_start_up(sakila_url):
     with pytest.raises(StartupError, match="no table or view named nope"):
         make_app(sakila_url, **{"api.tables": "film nope"})
+
+
+def test_a_view_whose_definer_is_gone_is_left_out_or_says_so(caplog):
+    """A dump restored on another server keeps its views' DEFINER, a user
+    who may not exist there. MySQL describes such a view, and every read of
+    it failed as "database unavailable" (1449) with Retry-After, for ever.
+    Under api.tables = * it is left out with a warning; named, it stops
+    start-up; its definer dropped while served, a read says why."""
+    url, drop = mariadb_database()
+    name = make_url(url).database
+    run_sql(
+        url,
+        "CREATE TABLE probe_base (id INT PRIMARY KEY)",
+        "INSERT INTO probe_base VALUES (1)",
+        "CREATE USER IF NOT EXISTS api_definer@'%'",
+        f"GRANT SELECT ON {name}.* TO api_definer@'%'",
+        "CREATE DEFINER=api_definer@'%' VIEW probe_kept AS SELECT id FROM probe_base",
+        "CREATE DEFINER=api_ghost@'%' VIEW probe_orphan AS SELECT id FROM probe_base",
+    )
+    try:
+        with pytest.raises(StartupError, match=r"probe_orphan.*cannot be read.*definer"):
+            make_app(url, **{"api.tables": "probe_orphan"})
+        app = make_app(url, **{"api.tables": "*"})
+        try:
+            client = webtest.TestApp(app)
+            served = {c["name"] for c in client.get("/").json["collections"]}
+            assert {"probe_base", "probe_kept"} <= served and "probe_orphan" not in served
+            warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+            assert "'probe_orphan' cannot be read" in warned
+            assert client.get("/probe_kept/").json == [{"id": 1}]
+            run_sql(url, "DROP USER api_definer@'%'")
+            gone = client.get("/probe_kept/", status=503)
+            assert "definer" in gone.json["detail"] and "Retry-After" not in gone.headers
+        finally:
+            app.close()
+    finally:
+        run_sql(url, "DROP USER IF EXISTS api_definer@'%'")
+        drop()
 
 
 def test_a_named_list_serves_those_tables_only(sakila_url):
