@@ -60,7 +60,8 @@ MISCONFIGURED = {
     1698: "the database refused the API's credentials (DATABASE_URL's user or password)",
     1146: "a table the API serves does not exist: run alembic -c production.ini upgrade head,"
     " or, after a change of the schema, reload the API (SIGHUP to gunicorn's master)",
-    1449: "a view's definer, a database user, does not exist: create it, or the view again",
+    1449: "the DEFINER of a view, routine or trigger is no user of the database server:"
+    " create that user, or define it again",
     1054: "a column the API serves is no longer in the database: after a change of the"
     " schema, reload the API (SIGHUP to gunicorn's master)",
 }

@@ -559,7 +559,7 @@ def test_a_view_whose_definer_is_gone_is_left_out_or_says_so(caplog):
             assert client.get("/probe_kept/").json == [{"id": 1}]
             run_sql(url, "DROP USER api_definer@'%'")
             gone = client.get("/probe_kept/", status=503)
-            assert "definer" in gone.json["detail"] and "Retry-After" not in gone.headers
+            assert "DEFINER" in gone.json["detail"] and "Retry-After" not in gone.headers
         finally:
             app.close()
     finally:
