@@ -47,6 +47,28 @@ UNAVAILABLE = (
 )
 
 
+# MySQL's words for a server that takes no writes: ER_OPTION_PREVENTS_STATEMENT
+# (read_only, for a user without SUPER), ER_READ_ONLY_MODE, and a write in a
+# read-only transaction; PostgreSQL's read_only_sql_transaction is 25006.
+READ_ONLY = frozenset({1290, 1836, 1792})
+
+READ_ONLY_NOW = (
+    "The database takes no writes now: it is read-only (a replica, or a primary"
+    " being failed over). Try again shortly, or send writes to the primary."
+)
+
+
+def writes_refused(exc: Exception, request: Request) -> Response | None:
+    """The answer to a write the server refuses as read-only, else None: a
+    503 to retry, since a failover may end it, that says why."""
+    if error_number(exc) not in READ_ONLY:
+        return None
+    count_error("database_read_only")
+    kind = database_error(exc)
+    request.registry.api_throttled_log.log(logging.WARNING, kind, "database read-only: %s", kind)
+    return problem_response(503, READ_ONLY_NOW, code="25006", headers={"Retry-After": "1"})
+
+
 def database_unavailable(exc: Exception, request: Request) -> Response:
     if deadlocked(exc):
         return deadlock_victim(exc, request)
@@ -55,9 +77,12 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         return refused
     if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
         return integrity_error(exc, request)
+    read_only = writes_refused(exc, request)
+    if read_only is not None:
+        return read_only
     kind = database_error(exc)
-    reason = misconfigured(exc)
     throttled = request.registry.api_throttled_log
+    reason = misconfigured(exc)
     count_error("database_misconfigured" if reason else "database_unavailable")
     if reason is not None:  # waiting mends nothing: say what is wrong, to all
         throttled.log(logging.ERROR, kind, "database misconfigured: %s", kind)

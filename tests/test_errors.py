@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from api.bridge.asgi import ASGIApp
 from api.db import migrations_head
 from tests.support import (
+    MARIADB_URL,
     TOKENS,
     WRITER,
     WRITER_ONE,
@@ -613,4 +614,45 @@ def test_a_database_user_that_may_only_read_and_insert_is_served_and_refused_wit
     finally:
         app.close()
         run_sql(url, "DROP USER IF EXISTS api_reader@'%'")
+        drop()
+
+
+def test_a_write_to_a_read_only_server_says_so():
+    """A replica, or a primary being failed over (MariaDB's read_only, which
+    binds users without SUPER): 1290, an OperationalError to the driver,
+    was "the database is unavailable". It is a 503 to retry that says the
+    database takes no writes (PostgreSQL's 25006); reads still answer."""
+    url, drop = mariadb_database()
+    name = make_url(url).database
+    run_sql(
+        url,
+        "CREATE TABLE probe_replica (id INT AUTO_INCREMENT PRIMARY KEY, qty INT)",
+        "INSERT INTO probe_replica (qty) VALUES (1)",
+        "CREATE USER IF NOT EXISTS api_replica_user@'%' IDENTIFIED BY 'replica-pw'",
+        f"GRANT ALL ON {name}.* TO api_replica_user@'%'",
+    )
+    user = make_url(url).set(username="api_replica_user", password="replica-pw")
+    app = make_app(
+        user.render_as_string(hide_password=False),
+        **{"api.tables": "probe_replica", "api.tokens": TOKENS},
+    )
+    try:
+        client = webtest.TestApp(app)
+        run_sql(MARIADB_URL, "SET GLOBAL read_only = ON")
+        try:
+            refused = client.post_json("/probe_replica/", {"qty": 2}, headers=WRITER, status=503)
+            patched = client.patch_json(
+                "/probe_replica/?id=eq.1", {"qty": 3}, headers=WRITER, status=503
+            )
+            read = client.get("/probe_replica/").json
+        finally:
+            run_sql(MARIADB_URL, "SET GLOBAL read_only = OFF")
+        for answer in (refused, patched):
+            assert answer.json["code"] == "25006" and "read-only" in answer.json["detail"]
+            assert answer.headers["Retry-After"] == "1"
+        assert read == [{"id": 1, "qty": 1}]
+        client.post_json("/probe_replica/", {"qty": 2}, headers=WRITER, status=201)
+    finally:
+        app.close()
+        run_sql(url, "DROP USER IF EXISTS api_replica_user@'%'")
         drop()
