@@ -260,15 +260,26 @@ def _bit(column: sa.Column[Any], value: Any) -> int:
     return value
 
 
+NOT_BYTES = "base64 text, or \\x and hex digits"
+HEX_BYTES = re.compile(r"(?:[0-9a-fA-F]{2})*")
+
+
 def _bytes(column: sa.Column[Any], value: Any) -> bytes:
-    """Base64, in either alphabet (RFC 4648 sections 4 and 5), padded or not."""
+    """Base64, in either alphabet (RFC 4648 sections 4 and 5), padded or not;
+    or PostgreSQL's hex format of bytea (``\\x0fb3``), which PostgREST's
+    clients send, and with which no base64 text begins."""
     if not isinstance(value, str):
-        raise ValueError("base64 text")
-    text = value.replace("-", "+").replace("_", "/")
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("base64 text") from None
+        raise ValueError(NOT_BYTES)
+    if value.startswith("\\x"):
+        if HEX_BYTES.fullmatch(value, 2) is None:
+            raise ValueError(NOT_BYTES)
+        data = bytes.fromhex(value[2:])
+    else:
+        text = value.replace("-", "+").replace("_", "/")
+        try:
+            data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(NOT_BYTES) from None
     length = getattr(_type(column), "length", None)
     if length is not None and len(data) > length:
         raise ValueError(f"base64 of at most {length} bytes")

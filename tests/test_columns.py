@@ -45,11 +45,21 @@ def test_each_type_reads_back_as_written(http, typed_row):
         ("flag", "is.true"),
         ("mood", "eq.mid"),
         ("blob", f"eq.{base64.urlsafe_b64encode(BLOB).decode().rstrip('=')}"),
+        ("blob", f"eq.\\x{BLOB.hex()}"),  # PostgreSQL's bytea, as PostgREST's clients send it
+        ("blob", f"in.(\\x00,\\x{BLOB.hex().upper()})"),
     ],
 )
 def test_each_type_filters_by_its_text(http, typed_row, column, text):
     params = {"tag": f"eq.{typed_row['tag']}", column: text}
     assert http.get("/probe_types/", params=params).json() == [typed_row]
+
+
+def test_bytes_written_in_postgresql_s_hex_read_back_as_base64(http):
+    tag = unique_name("hex")
+    body = {**ROW, "tag": tag, "blob": f"\\x{BLOB.hex()}"}
+    created = http.post("/probe_types/", json=body, headers=WRITER_ONE)
+    assert created.status_code == 201, created.text
+    assert created.json()["blob"] == ROW["blob"]
 
 
 def test_exports_write_each_type_as_json_does(http, typed_row):
@@ -70,7 +80,10 @@ def test_exports_write_each_type_as_json_does(http, typed_row):
         ("day", "2024-02-30", "must be an RFC 3339 date (YYYY-MM-DD)"),
         ("clock", "25:00:00", "must be a time of day (HH:MM:SS)"),
         ("mood", "none", "must be one of low, mid, high"),
-        ("blob", "not base64!", "must be base64 text"),
+        ("blob", "not base64!", "must be base64 text, or \\x and hex digits"),
+        ("blob", "\\x0g", "must be base64 text, or \\x and hex digits"),
+        ("blob", "\\x 00", "must be base64 text, or \\x and hex digits"),
+        ("blob", "\\x" + "78" * 17, "must be base64 of at most 16 bytes"),
         ("blob", base64.b64encode(b"x" * 17).decode(), "must be base64 of at most 16 bytes"),
         ("amount", "2.5", "must be a number"),
         ("flag", "yes", "must be true or false"),
