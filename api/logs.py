@@ -55,7 +55,9 @@ def database_error(exc: BaseException) -> str:
 # message itself is not repeated (it names the user and host).
 MISCONFIGURED = {
     1044: "the database user may not use this database",
-    1045: "the database refused the API's credentials (DATABASE_URL's user or password)",
+    1045: "the database refused the API's credentials (DATABASE_URL's user or password;"
+    " or the server takes only TLS: add ?ssl_ca=/path/to/ca.pem to DATABASE_URL)",
+    3159: "the database takes only TLS connections: add ?ssl_ca=/path/to/ca.pem to DATABASE_URL",
     1049: "the database that DATABASE_URL names does not exist",
     1698: "the database refused the API's credentials (DATABASE_URL's user or password)",
     1146: "a table the API serves does not exist: run alembic -c production.ini upgrade head,"

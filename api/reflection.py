@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from api.collections import StartupError
+from api.logs import misconfigured
 from api.served_types import UNKNOWN_TO_REFLECTION, reflected_type
 from api.settings import Settings
 
@@ -52,8 +53,10 @@ def run_at_startup(url: sa.URL, read: Callable[..., Any], *args: Any) -> Any:
             return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
         except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # down, or refusing us
             where = url.render_as_string(hide_password=True)
+            reason = misconfigured(exc)
+            meaning = f" ({reason})" if reason else ""
             raise StartupError(
-                f"start-up could not read the database at {where}: {exc.orig}"
+                f"start-up could not read the database at {where}: {exc.orig}{meaning}"
             ) from None
 
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import pathlib
 import socket
 import subprocess
 import threading
@@ -164,3 +165,43 @@ def serve_while(app, scenario):
             return asyncio.run(scenario(server.url))
     finally:
         app.close()
+
+
+@contextlib.contextmanager
+def tls_only_mariadb(folder):
+    """A MariaDB server of its own, on a free port, that takes only TLS
+    connections (require_secure_transport), as managed cloud databases do;
+    its URL (root, no password) and the CA file that signs its certificate."""
+    folder = pathlib.Path(folder)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    data, port = folder / "data", free_port()
+    make_certificate = (
+        "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+        f" -addext subjectAltName=IP:127.0.0.1 -keyout {key} -out {cert}"
+    )
+    make_database = (
+        f"mariadb-install-db --no-defaults --datadir={data} --user=root"
+        " --auth-root-authentication-method=normal --skip-test-db"
+    )
+    for command in (make_certificate, make_database):
+        subprocess.run(command.split(), check=True, capture_output=True)
+    serve = (
+        f"/usr/sbin/mariadbd --no-defaults --datadir={data} --user=root --port={port}"
+        f" --bind-address=127.0.0.1 --socket={folder / 'sock'} --pid-file={folder / 'pid'}"
+        f" --ssl-cert={cert} --ssl-key={key} --require-secure-transport=ON"
+        " --skip-log-bin --skip-name-resolve"
+    )
+    server = subprocess.Popen(serve.split(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mariadbd failed"
+                time.sleep(0.1)
+        yield f"mysql+asyncmy://root@127.0.0.1:{port}/mysql", cert
+    finally:
+        server.terminate()
+        server.wait(30)
