@@ -27,6 +27,7 @@ from tests.support import (
     assert_problem,
     create,
     deadlocks_counted,
+    fetch_sql,
     make_app,
     mariadb_app,
     mariadb_database,
@@ -656,3 +657,24 @@ def test_a_write_to_a_read_only_server_says_so():
         app.close()
         run_sql(url, "DROP USER IF EXISTS api_replica_user@'%'")
         drop()
+
+
+def test_a_server_that_is_not_strict_still_refuses_what_a_column_cannot_hold():
+    """On a server whose sql_mode is not strict (older installs, and apps
+    that set it so), MariaDB stored an emoji in a utf8mb3 column as "?",
+    and the API answered 201 with the changed row. Its sessions are strict
+    now, whatever the server's mode: 422, and nothing stored."""
+    (mode,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.sql_mode")[0]
+    run_sql(MARIADB_URL, "SET GLOBAL sql_mode = ''")
+    try:
+        with mariadb_app(
+            "CREATE TABLE probe_lax (id INT AUTO_INCREMENT PRIMARY KEY,"
+            " s VARCHAR(10) CHARACTER SET utf8mb3)",
+            **{"api.tables": "probe_lax"},
+        ) as client:
+            refused = client.post_json("/probe_lax/", {"s": "a😀b"}, headers=WRITER, status=422)
+            assert "s" in refused.json["message"]
+            client.post_json("/probe_lax/", {"s": "plain"}, headers=WRITER, status=201)
+            assert [row["s"] for row in client.get("/probe_lax/").json] == ["plain"]
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")

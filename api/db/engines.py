@@ -187,10 +187,14 @@ def _mysql_session(
     client, of the server's connections for good (the pools replace a closed
     connection: pre-ping for writes, one retry for reads)."""
     seconds = max(1, math.ceil(statement_timeout))
-    # TIMESTAMP values are read and written in UTC, as the API writes every instant.
+    # TIMESTAMP values are read and written in UTC, as the API writes every
+    # instant. Strict, whatever the server's sql_mode: without it, a value
+    # its column cannot hold (an emoji in utf8mb3) was stored changed ("?")
+    # and answered 201, where strict mode refuses it (422).
     common = (
         f"innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}, "
-        f"wait_timeout = {idle_timeout}, time_zone = '+00:00'"
+        f"wait_timeout = {idle_timeout}, time_zone = '+00:00', "
+        "sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''), 'STRICT_ALL_TABLES')"
     )
     cursor = dbapi_connection.cursor()
     try:
