@@ -111,10 +111,11 @@ def _as_column(
     """A parameter as a column of its declared type (``decimal(5,2)``),
     parsed as SHOW CREATE TABLE's lines are."""
     state = ReflectedState()
-    quoted = name.replace("`", "``")
+    # Quoted as the server quotes: under sql_mode ANSI_QUOTES, "name".
+    quoted = parser.preparer.quote_identifier(name)
     # The dialect's own parser of column types (private, as ``sql.compiled``
     # uses SQLAlchemy's internals; its tests pin the versions it runs on).
-    parser._parse_column(f"  `{quoted}` {declared},", state)
+    parser._parse_column(f"  {quoted} {declared},", state)
     if not state.columns:
         raise StartupError(f"routine {routine}: cannot read the type {declared!r} of {name}")
     column: sa.Column[Any] = sa.Column(name, reflected_type(state.columns[0]["type"]))

@@ -7,12 +7,22 @@ import re
 
 import httpx
 import pytest
+import webtest
 from openapi_spec_validator import validate
 from postgrest import APIError, SyncPostgrestClient
 
 from api.bridge.asgi import ASGIApp
 from api.collections import StartupError
-from tests.support import TOKENS, WRITER, assert_problem, make_app, mariadb_database, run_sql
+from tests.support import (
+    MARIADB_URL,
+    TOKENS,
+    WRITER,
+    assert_problem,
+    fetch_sql,
+    make_app,
+    mariadb_database,
+    run_sql,
+)
 from tests.support.servers import ThreadedServer
 
 ROUTINES = [
@@ -259,3 +269,21 @@ def test_openapi_describes_each_routine(own):
     value = paths["/rpc/doubled"]["get"]["responses"]["200"]["content"]["application/json"]
     assert value["schema"]["multipleOf"] == 0.01
     assert "text/csv" in paths["/rpc/doubled"]["get"]["responses"]["200"]["content"]
+
+
+def test_routines_are_read_under_a_server_s_ansi_quotes(rpc_url):
+    """Under sql_mode ANSI_QUOTES, SQLAlchemy's parser of MySQL's column
+    definitions takes "name", not `name`: each parameter's type went
+    unread, and start-up failed ("cannot read the type 'decimal(10,2)'")."""
+    (mode,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.sql_mode")[0]
+    run_sql(MARIADB_URL, "SET GLOBAL sql_mode = 'ANSI_QUOTES,STRICT_TRANS_TABLES'")
+    try:
+        app = make_app(rpc_url, **{"api.routines": "*", "api.tables": "tag"})
+        try:
+            client = webtest.TestApp(app)
+            assert client.get("/rpc/doubled", params={"p_amount": "2.5"}).json == 5
+            assert client.get("/tag/").status_code == 200
+        finally:
+            app.close()
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
