@@ -99,13 +99,10 @@ def _reflect_sync(
     tables = []
     for name in wanted:
         table = metadata.tables.get(name if schema is None else f"{schema}.{name}")
-        if table is None:  # a view over a table that is gone: MySQL cannot describe it
-            reason = f"{name!r} could not be read (a view over a table or column that is gone?)"
-            _left_out(name, reason, names)
-            continue
-        refused = _unreadable_view(connection, table) if name in views else None
-        if refused is not None:
-            _left_out(name, f"{name!r} cannot be read: {refused}", names)
+        refused = _refusal(connection, name, schema) if table is None or name in views else None
+        if table is None or refused is not None:
+            said = refused or "reflection could not describe it"
+            _left_out(name, f"{name!r} cannot be read: {said}", names)
             continue
         table.info["view"] = name in views
         table.info["updatable"] = name in updatable
@@ -120,12 +117,15 @@ def _reflect_sync(
     return tables
 
 
-def _unreadable_view(connection: Any, view: sa.Table) -> str | None:
-    """What the database says when the view is read, if it refuses: MySQL
-    describes a view whose definer is gone (a dump restored elsewhere), and
-    every read of it then fails."""
+def _refusal(connection: Any, name: str, schema: str | None) -> str | None:
+    """What the database says when ``name`` is read, if it refuses: a view
+    over a table that is gone, or one the server's sql_mode refuses, which
+    reflection cannot describe; or a view whose definer is gone (a dump
+    restored elsewhere), which MySQL still describes, and no read of it
+    succeeds."""
+    probe = sa.select(sa.literal(1)).select_from(sa.table(name, schema=schema)).limit(0)
     try:
-        connection.execute(sa.select(sa.literal(1)).select_from(view).limit(0))
+        connection.execute(probe)
     except sa_exc.DBAPIError as refused:
         said = getattr(refused.orig, "args", ())
         return str(said[-1]) if said else str(refused)  # MySQL's (errno, message)
