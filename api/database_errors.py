@@ -24,6 +24,7 @@ from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import exc as sa_exc
 
 from api.collections import unique_keys
+from api.db.engines import StatementTooLarge
 from api.errors import problem_response, server_error
 from api.logs import Throttled, database_error, deadlocked, error_number, misconfigured
 from api.observe import count_error
@@ -143,6 +144,18 @@ def programming_error(exc: sa_exc.ProgrammingError, request: Request) -> Respons
 
 class SchemaNotCurrent(Exception):
     """Readiness: the database's schema is not at the migrations' head."""
+
+
+@exception_view_config(StatementTooLarge)
+def statement_too_large(exc: StatementTooLarge, request: Request) -> Response:
+    count_error("too_large")
+    log.info("statement too large: %s", exc)
+    return problem_response(
+        413,
+        f"The write makes a statement of about {exc.size} bytes, and the database takes"
+        f" at most {exc.limit} (its max_allowed_packet): send fewer rows at once.",
+        code="54000",
+    )
 
 
 @exception_view_config(SchemaNotCurrent)

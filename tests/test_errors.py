@@ -678,3 +678,30 @@ def test_a_server_that_is_not_strict_still_refuses_what_a_column_cannot_hold():
             assert [row["s"] for row in client.get("/probe_lax/").json] == ["plain"]
     finally:
         run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
+
+
+def test_a_write_over_the_server_s_max_allowed_packet_is_a_413():
+    """A statement longer than the server's max_allowed_packet (4 MB by
+    MySQL 5.7's default, under a body api.max_body_bytes may allow): the
+    server cuts the connection, which was "the database is unavailable"
+    with Retry-After, for the same request again and again. It is a 413
+    that says why; nothing is written, and the next write is served."""
+    (packet,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.max_allowed_packet")[0]
+    url, drop = mariadb_database()
+    run_sql(url, "CREATE TABLE probe_bulky (id INT AUTO_INCREMENT PRIMARY KEY, body TEXT)")
+    run_sql(MARIADB_URL, "SET GLOBAL max_allowed_packet = 65536")
+    app = make_app(url, **{"api.tables": "probe_bulky", "api.tokens": TOKENS})
+    try:
+        with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+            rows = [{"body": "x" * 1000} for _ in range(100)]
+            refused = http.post("/probe_bulky/", json=rows, headers=WRITER)
+            problem = assert_problem(refused, 413)
+            assert "max_allowed_packet" in problem["message"]
+            assert "retry-after" not in refused.headers
+            assert http.get("/probe_bulky/").json() == []
+            assert http.post("/probe_bulky/", json=rows[:10], headers=WRITER).status_code == 201
+            assert len(http.get("/probe_bulky/").json()) == 10
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL max_allowed_packet = {packet}")
+        app.close()
+        drop()

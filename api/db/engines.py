@@ -129,14 +129,17 @@ def _engine(settings: Settings, options: dict[str, Any]) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         setup = functools.partial(_sqlite_session, statement_timeout=settings.db_statement_timeout)
     else:
+        server: dict[str, int] = {}  # what the server's sessions take, once learned
         setup = functools.partial(
             _mysql_session,
             statement_timeout=settings.db_statement_timeout,
             idle_timeout=settings.db_idle_timeout,
+            server=server,
         )
-    event.listen(engine.sync_engine, "connect", setup)
-    if url.get_backend_name() != "sqlite":
         event.listen(engine.sync_engine, "handle_error", _discard_if_out_of_step)
+        too_large = functools.partial(_refuse_if_too_large, server=server)
+        event.listen(engine.sync_engine, "handle_error", too_large)
+    event.listen(engine.sync_engine, "connect", setup)
     observed = metrics()
     if observed is not None:  # connections in use, per pool, summed over the workers
         pool = "read" if options.get("isolation_level") == "AUTOCOMMIT" else "write"
@@ -178,7 +181,11 @@ def _sqlite_session(dbapi_connection: Any, _record: object, statement_timeout: f
 
 
 def _mysql_session(
-    dbapi_connection: Any, _record: object, statement_timeout: float, idle_timeout: int
+    dbapi_connection: Any,
+    _record: object,
+    statement_timeout: float,
+    idle_timeout: int,
+    server: dict[str, int],
 ) -> None:
     """Every statement of the session bounded by the server: its run time, and
     its waits for row locks and for table locks (LOCK TABLES, DDL). A session
@@ -205,6 +212,56 @@ def _mysql_session(
         )
     finally:
         cursor.close()
+    if "max_allowed_packet" not in server:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT @@max_allowed_packet")
+            server["max_allowed_packet"] = int(cursor.fetchone()[0])
+        finally:
+            cursor.close()
+
+
+class StatementTooLarge(Exception):
+    """A statement longer than the server takes (``max_allowed_packet``):
+    it closes the connection, which reads as the database gone."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"a statement of about {size} bytes, over {limit}")
+        self.size = size
+        self.limit = limit
+
+
+# What the server says, or does, when a statement is over its max_allowed_packet:
+# ER_NET_PACKET_TOO_LARGE, ER_NET_PACKET_TOO_LARGE's reply, and a connection cut.
+PACKET_ERRORS = frozenset({1153, 1162, 2006, 2013})
+
+
+def _refuse_if_too_large(context: Any, server: dict[str, int]) -> None:
+    """A statement that failed as a connection lost, and that was longer
+    than the server takes, is ``StatementTooLarge``: the request's to mend
+    (413), where a lost connection invites the same request again (503).
+    The connection is discarded, as a lost one is."""
+    limit = server.get("max_allowed_packet")
+    error = context.original_exception
+    errno = error.args[0] if error.args and isinstance(error.args[0], int) else None
+    if limit is None or errno not in PACKET_ERRORS:
+        return
+    size = len(context.statement or "") + _size_of(context.parameters)
+    if size > limit:
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+        raise StatementTooLarge(size, limit)
+
+
+def _size_of(value: Any) -> int:
+    """About the bytes ``value`` (a statement's parameters) takes on the wire."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, dict):
+        return sum(_size_of(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_size_of(v) for v in value)
+    return 8
 
 
 class LoopEngines(NamedTuple):
