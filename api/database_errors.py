@@ -73,14 +73,14 @@ def writes_refused(exc: Exception, request: Request) -> Response | None:
 def database_unavailable(exc: Exception, request: Request) -> Response:
     if deadlocked(exc):
         return deadlock_victim(exc, request)
-    refused = refused_value(exc) or signalled(exc) or denied(exc, request)
-    if refused is not None:
-        return refused
+    # The server answered: an error of the request's, its schema's or its
+    # settings', which asyncmy has no class for. Each says what it is.
+    said = refused_value(exc) or signalled(exc)
+    said = said or denied(exc, request) or writes_refused(exc, request)
+    if said is not None:
+        return said
     if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
         return integrity_error(exc, request)
-    read_only = writes_refused(exc, request)
-    if read_only is not None:
-        return read_only
     kind = database_error(exc)
     throttled = request.registry.api_throttled_log
     reason = misconfigured(exc)
@@ -165,8 +165,14 @@ def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
 
 # MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).
 # 1761 and 1762: an ON UPDATE CASCADE that would make a duplicate in the child table.
-SQLSTATES = {1062: "23505", 1761: "23505", 1762: "23505", 1451: "23503", 1452: "23503"}
-SQLSTATES[1048] = "23502"
+SQLSTATES = {
+    1062: "23505",
+    1761: "23505",
+    1762: "23505",
+    1451: "23503",
+    1452: "23503",
+    1048: "23502",
+}
 
 CHECK_FAILED = "A value breaks a check constraint of the table."
 
@@ -263,7 +269,7 @@ DENIED = {
 
 def denied(exc: Exception, request: Request) -> Response | None:
     """The answer to a privilege the database withholds from the API, else None."""
-    detail = DENIED.get(error_number(exc))  # type: ignore[arg-type]
+    detail = DENIED.get(error_number(exc) or 0)
     if detail is None:
         return None
     count_error("database_denied")
