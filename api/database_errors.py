@@ -13,9 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from http import HTTPStatus
-from typing import Any
 
-import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
@@ -23,7 +21,7 @@ from pyramid.view import exception_view_config
 from pyramid_retry import is_last_attempt, mark_error_retryable
 from sqlalchemy import exc as sa_exc
 
-from api.collections import unique_keys
+from api.database_conflicts import CHECK_FAILED, integrity_error, server_says
 from api.db.engines import StatementTooLarge
 from api.errors import problem_response, server_error
 from api.logs import Throttled, database_error, deadlocked, error_number, misconfigured
@@ -129,7 +127,7 @@ def programming_error(exc: sa_exc.ProgrammingError, request: Request) -> Respons
     any other is the server's fault."""
     if misconfigured(exc) is not None:
         return database_unavailable(exc, request)
-    says = _server_says(exc)
+    says = server_says(exc)
     if error_number(exc) == FULLTEXT_SYNTAX[0] and (says or "").startswith(FULLTEXT_SYNTAX[1]):
         count_error("data")
         return problem_response(
@@ -162,21 +160,6 @@ def statement_too_large(exc: StatementTooLarge, request: Request) -> Response:
 def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
     return problem_response(503, str(exc))
 
-
-# MySQL/MariaDB's error numbers, as PostgreSQL's SQLSTATEs (which PostgREST passes on).
-# 1761 and 1762: an ON UPDATE CASCADE that would make a duplicate in the child table.
-SQLSTATES = {
-    1062: "23505",
-    1761: "23505",
-    1762: "23505",
-    1451: "23503",
-    1452: "23503",
-    1048: "23502",
-}
-
-CHECK_FAILED = "A value breaks a check constraint of the table."
-
-NOT_NULL_FAILED = "A column that takes no null was given one."
 
 CHARSET_REFUSED = "A value holds characters its column's character set has not."
 
@@ -223,14 +206,14 @@ def refused_value(exc: Exception) -> Response | None:
     errno = error_number(exc)
     if errno in REFUSED_VALUES:
         status, code, detail = REFUSED_VALUES[errno]
-        server_says = _server_says(exc)
+        said = server_says(exc)
     elif orig is not None and str(orig) == SQLITE_REGEXP_FAILED:
-        (status, code, detail), server_says = REFUSED_VALUES[1139], None
+        (status, code, detail), said = REFUSED_VALUES[1139], None
     else:
         return None
     count_error("data")
     log.info("value refused: %s", database_error(exc))
-    return problem_response(status, _naming(detail, server_says), code=code, details=server_says)
+    return problem_response(status, _naming(detail, said), code=code, details=said)
 
 
 # MySQL's ER_SIGNAL_EXCEPTION: an error the schema's own code raised (SIGNAL
@@ -253,7 +236,7 @@ def signalled(exc: Exception) -> Response | None:
     code = "P0001" if sqlstate == "45000" else sqlstate
     count_error("raised")
     log.info("raised by the schema: %s", database_error(exc))
-    message = _server_says(exc) or "The database refused the statement."
+    message = server_says(exc) or "The database refused the statement."
     return problem_response(status, message, code=code)
 
 
@@ -275,7 +258,7 @@ def denied(exc: Exception, request: Request) -> Response | None:
     count_error("database_denied")
     kind = database_error(exc)
     request.registry.api_throttled_log.log(
-        logging.WARNING, kind, "database denied: %s: %s", kind, _server_says(exc)
+        logging.WARNING, kind, "database denied: %s: %s", kind, server_says(exc)
     )
     return problem_response(403, detail, code="42501")
 
@@ -285,110 +268,11 @@ def server_sqlstate(exc: Exception) -> str:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
 
 
-def _server_says(exc: Exception) -> str | None:
-    """The database's message for an error about the request's own values,
-    which names the column or the constraint."""
-    orig = getattr(exc, "orig", None)
-    args: tuple[Any, ...] = getattr(orig, "args", ())
-    if len(args) > 1 and isinstance(args[0], int):  # MySQL's (errno, message)
-        return str(args[1])
-    return str(orig) if type(orig).__module__ == "sqlite3" else None
-
-
-def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
-    errno = error_number(exc)
-    if errno is not None:
-        return SQLSTATES.get(errno)
-    text = str(exc.orig)  # SQLite says it in words
-    if "UNIQUE" in text:
-        return "23505"
-    if "CHECK" in text:
-        return "23514"
-    if "NOT NULL" in text:
-        return "23502"
-    return "23503" if "FOREIGN KEY" in text else None
-
-
-@exception_view_config(sa_exc.IntegrityError)
-def integrity_error(exc: sa_exc.IntegrityError, request: Request) -> Response:
-    count_error("integrity")
-    log.info("integrity error: %s", database_error(exc))
-    sqlstate = _sqlstate(exc)
-    says = _server_says(exc)
-    if sqlstate == "23514":  # as MySQL's check constraint, which is no conflict
-        return problem_response(400, CHECK_FAILED, code=sqlstate, details=says)
-    if sqlstate == "23502":  # a null the API let through: a trigger's, a default of NULL
-        return problem_response(400, NOT_NULL_FAILED, code=sqlstate, details=says)
-    table = getattr(request.context, "table", None)
-    return problem_response(
-        409, _conflict(error_number(exc), says, table), code=sqlstate or "23000", details=says
-    )
-
-
-CONFLICT = "The write conflicts with existing data (a unique or foreign key)."
-
-# What the database's message of a conflict names, to say which key in the
-# answer, which is what a client shows its user. A server set to another
-# language words it otherwise: the answer is then CONFLICT, and ``details``
-# still carries the server's words.
-_DUPLICATE = re.compile(
-    r"Duplicate entry '(?P<value>.*)' for key '(?:.*\.)?(?P<key>[^'.]*)'", re.S
-)
-_FOREIGN_KEY = re.compile(
-    r"fails \(`[^`]*`\.`(?P<child>[^`]*)`, CONSTRAINT `(?P<name>[^`]*)` "
-    r"FOREIGN KEY \((?P<columns>[^)]*)\) REFERENCES `(?P<parent>[^`]*)`"
-)
-_CASCADED_DUPLICATE = re.compile(
-    r"would lead to a duplicate entry in table '(?P<child>[^']*)', key '(?P<key>[^']*)'"
-)
-_SQLITE_UNIQUE = "UNIQUE constraint failed: "
-
-
-def _conflict(errno: int | None, says: str | None, table: sa.Table | None) -> str:
-    """Which unique key's value is taken, or which foreign key the write
-    breaks and how, as PostgREST's messages say; else CONFLICT."""
-    says = says or ""
-    duplicate = _DUPLICATE.match(says) if errno == 1062 else None
-    if duplicate:
-        columns = _unique_columns(table, duplicate["key"])
-        named = ", ".join(columns) if columns else f"value of the unique key {duplicate['key']}"
-        return f"Another row already has this {named} ('{duplicate['value']}')."
-    if says.startswith(_SQLITE_UNIQUE):
-        columns = [name.rpartition(".")[2] for name in says[len(_SQLITE_UNIQUE) :].split(", ")]
-        return f"Another row already has this {', '.join(columns)}."
-    cascaded = _CASCADED_DUPLICATE.search(says) if errno == 1761 else None
-    if cascaded:
-        return (
-            f"The change would reach rows of {cascaded['child']} through a foreign key,"
-            f" and give two of them the same value of the unique key {cascaded['key']}."
-        )
-    foreign = _FOREIGN_KEY.search(says) if errno in (1451, 1452) else None
-    if foreign:
-        keyed = foreign["columns"].replace("`", "")
-        if errno == 1452:
-            parent, name = foreign["parent"], foreign["name"]
-            return f"{keyed} names no row of {parent} (foreign key {name})."
-        return (
-            f"Rows of {foreign['child']} still refer to this row by {keyed}"
-            f" (foreign key {foreign['name']})."
-        )
-    return CONFLICT
-
-
-def _unique_columns(table: sa.Table | None, key: str) -> list[str]:
-    """The columns of the table's unique key of that name, or none where
-    the table does not say."""
-    if table is None:
-        return []
-    named = (columns for name, columns in unique_keys(table) if name == key)
-    return [str(column.name) for column in next(named, ())]
-
-
 @exception_view_config(sa_exc.DataError)
 def data_error(exc: sa_exc.DataError, request: Request) -> Response:
     count_error("data")
     log.info("data error: %s", database_error(exc))
-    says = _server_says(exc)
+    says = server_says(exc)
     return problem_response(422, _naming("A value does not fit its column.", says), details=says)
 
 
@@ -407,5 +291,6 @@ def _naming(message: str, says: str | None) -> str:
 def includeme(config: Configurator) -> None:
     config.registry.api_throttled_log = Throttled(log)
     config.scan(__name__)
+    config.scan("api.database_conflicts")
     for exc_type in UNAVAILABLE:
         config.add_exception_view(database_unavailable, context=exc_type)

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api.bridge import await_
 from api.db.groups import GroupCommit
+from api.logs import error_number
 from api.observe import metrics
 from api.reads.gate import Gate
 from api.reads.loader import CoalescingLoader
@@ -242,9 +243,7 @@ def _refuse_if_too_large(context: Any, server: dict[str, int]) -> None:
     (413), where a lost connection invites the same request again (503).
     The connection is discarded, as a lost one is."""
     limit = server.get("max_allowed_packet")
-    error = context.original_exception
-    errno = error.args[0] if error.args and isinstance(error.args[0], int) else None
-    if limit is None or errno not in PACKET_ERRORS:
+    if limit is None or error_number(context.original_exception) not in PACKET_ERRORS:
         return
     size = len(context.statement or "") + _size_of(context.parameters)
     if size > limit:

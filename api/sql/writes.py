@@ -165,11 +165,12 @@ async def upsert_rows(
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
     of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
     """
-    names = [str(column.name) for column in target]
-    keyless_at = [at for at, row in enumerate(rows) if any(row.get(n) is None for n in names)]
+    keyless_at = [
+        at for at, row in enumerate(rows) if any(v is None for v in _values_of(target, row))
+    ]
     if keyless_at:  # no key to clash on: each is an INSERT, as ON CONFLICT (key) makes it
-        keyless = [rows[at] for at in keyless_at]
-        keyed = [row for row in rows if all(row.get(name) is not None for name in names)]
+        keyless, skipped = [rows[at] for at in keyless_at], set(keyless_at)
+        keyed = [row for at, row in enumerate(rows) if at not in skipped]
         upserted = (
             await upsert_rows(session, table, keyed, target, merge, returned) if keyed else []
         )
@@ -238,14 +239,16 @@ def _in_order_of(
 ) -> list[Row]:
     """The ``returned`` rows in the order of the ``rows`` sent, matched by
     ``columns``; each once."""
-
-    def key(row: Row) -> tuple[Any, ...]:
-        return tuple(row[column.name] for column in columns)
-
+    key = functools.partial(_values_of, columns)
     found = {key(row): row for row in returned}
     asked = list(dict.fromkeys(map(key, rows)))
     pair_as_the_database_does(found, asked)  # "nld" sent, "NLD" stored
     return [found[k] for k in asked if k in found]
+
+
+def _values_of(columns: tuple[sa.Column[Any], ...], row: Row) -> tuple[Any, ...]:
+    """What ``row`` holds in ``columns`` (None where it leaves one out)."""
+    return tuple(row.get(column.name) for column in columns)
 
 
 def _first_rows_of(
@@ -253,10 +256,7 @@ def _first_rows_of(
 ) -> list[int]:
     """For each of ``answers``, the place in ``rows`` of the first row whose
     ``columns`` hold its values, as the database pairs them."""
-
-    def key(row: Row) -> tuple[Any, ...]:
-        return tuple(row.get(column.name) for column in columns)
-
+    key = functools.partial(_values_of, columns)
     first: dict[tuple[Any, ...], int] = {}
     for at, row in enumerate(rows):
         first.setdefault(key(row), at)
@@ -272,10 +272,7 @@ def _first_rows_of(
 def _without(columns: tuple[sa.Column[Any], ...], rows: list[Row], left: list[Row]) -> list[Row]:
     """``rows`` but those whose ``columns`` hold the values of one of ``left``
     (both as stored: spelled alike)."""
-
-    def key(row: Row) -> tuple[Any, ...]:
-        return tuple(row[column.name] for column in columns)
-
+    key = functools.partial(_values_of, columns)
     were_there = set(map(key, left))
     return [row for row in rows if key(row) not in were_there]
 
