@@ -490,6 +490,29 @@ def test_an_embed_of_more_rows_than_an_answer_holds_is_a_400(http, monkeypatch):
     assert rows(http, "/probe_author/", select="name", name="eq.Renamed") == []
 
 
+def test_rows_embedded_under_many_parents_count_each_time_they_are_written(http, monkeypatch):
+    """A row embedded under several parents is read once and written under
+    each: a page of Sakila's payments, each with its staff member and all of
+    that member's payments, read few rows and wrote millions; a few such
+    requests at once held a worker past gunicorn's timeout, and it was
+    killed with every request on it. The bound counts the rows as written."""
+    monkeypatch.setattr("api.reads.embeds.MAX_EMBEDDED_ROWS", 12)
+    select = "title,a:probe_author!author_id(name,probe_book!author_id(title))"
+    # 3 authors and their 6 books are read; 6 authors and 14 books would be written.
+    body = assert_problem(http.get("/probe_book/", params={"select": select}), 400)
+    assert body["parameter"] == "select"
+    assert "'a' with the rows embedded in it would embed more than 12 rows" in body["detail"]
+    # Alpha and Beta: Ann twice, with her 3 books each time (8 rows).
+    two = rows(http, "/probe_book/", select=select, order="id", limit="2")
+    assert [[b["title"] for b in book["a"]["probe_book"]] for book in two] == [
+        ["Alpha", "Beta", "Gamma"],
+        ["Alpha", "Beta", "Gamma"],
+    ]
+    # Limited per author, the whole page fits: 6 authors and 6 books, at the bound.
+    limited = rows(http, "/probe_book/", select=select, **{"a.probe_book.limit": "1"})
+    assert sum(len(book["a"]["probe_book"]) for book in limited) == 6
+
+
 def test_exports_do_not_embed(http):
     response = http.get(
         "/probe_author/",

@@ -2,8 +2,12 @@
 whole page at once, one statement per embed, nested embeds likewise.
 
 A page of 50 films with their actors costs the page's statement and one
-more, whatever the page's size: never a statement per row. An embed's rows
-are held, and written, at once: at most ``MAX_EMBEDDED_ROWS`` of them.
+more, whatever the page's size: never a statement per row. An answer's
+embedded rows are held, and written, at once: at most ``MAX_EMBEDDED_ROWS``
+of them, counted as written. A row embedded under several parents is read
+once but written under each: a page of payments, each with its staff
+member and all of that member's payments, reads a few thousand rows and
+would write millions.
 """
 
 from __future__ import annotations
@@ -34,20 +38,28 @@ from api.sql.statements import (
     read_as,
 )
 
-# The rows one embed may bring into an answer. Without a bound, a page of
-# parents with many children each (customers and their payments) is held in
-# the worker, and written, at once.
+# The embedded rows an answer may hold, and an embed read. Without a bound,
+# a page of parents with many children each (customers and their payments)
+# is held in the worker, and written, at once.
 MAX_EMBEDDED_ROWS = 50_000
 
 
-def embed_rows(connection: Connection, rows: list[Row], embeds: tuple[Embed, ...]) -> None:
+def embed_rows(connection: Connection, rows: list[Row], embeds: tuple[Embed, ...]) -> list[int]:
     """Add each embed to each of ``rows`` (in place), as its key: an object
     (or null) for a row it points at, else an array. Each row's join values
     are taken first: an embed named by its foreign key column
-    (``country_id(country)``) answers in that column's place."""
+    (``country_id(country)``) answers in that column's place. Answers how
+    many embedded rows each of ``rows`` now holds, nested ones included; a
+    400 when ``rows`` would hold more than ``MAX_EMBEDDED_ROWS``."""
     joins = [[_join_value(row, embed) for row in rows] for embed in embeds]
+    held = [0] * len(rows)
     for embed, values in zip(embeds, joins, strict=True):
-        _embed_one(connection, rows, values, embed)
+        held = [
+            a + b for a, b in zip(held, _embed_one(connection, rows, values, embed), strict=True)
+        ]
+        if sum(held) > MAX_EMBEDDED_ROWS:
+            raise _too_many(embed)
+    return held
 
 
 def fold_joined(rows: list[Row], embeds: tuple[Embed, ...]) -> None:
@@ -95,10 +107,14 @@ def _key_order(key: tuple[Any, ...]) -> list[OrderItem]:
     return [OrderItem(column, False, False) for column in key]
 
 
-def _embed_one(connection: Connection, rows: list[Row], joins: list[Any], embed: Embed) -> None:
+def _embed_one(
+    connection: Connection, rows: list[Row], joins: list[Any], embed: Embed
+) -> list[int]:
+    """``embed`` in each of ``rows``; how many rows it put in each, nested ones included."""
     width = len(embed.link.near)
     keys = list(set(joins) - {None})
     found: dict[Any, list[Row]] = {}
+    held: dict[Any, list[int]] = {}  # of each row in found: 1, and the rows it holds
     if keys:
         shape = _shape(embed)
         size, parameters = padded_keys(keys)
@@ -113,22 +129,27 @@ def _embed_one(connection: Connection, rows: list[Row], joins: list[Any], embed:
         children = read.dicts(connection, parameters)
         if len(children) > MAX_EMBEDDED_ROWS:
             raise _too_many(embed)
-        embed_rows(connection, children, embed.embeds)
+        nested = embed_rows(connection, children, embed.embeds)
         renamed = read_as(shape.columns)
-        _group(children, embed, width, found, _homes(connection, embed, keys), renamed)
+        homes = _homes(connection, embed, keys)
+        _group(children, nested, embed, width, found, held, homes, renamed)
     one = embed.link.kind == "one"
     spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
     empty = None if one or embed.group_by != () else _over_no_rows(embed)
+    placed = []
     for row, key in zip(rows, joins, strict=True):
         matches = found.get(key)
         if matches is None:
             matches = [] if empty is None else [dict(empty)]
+        weights = held.get(key, [1] * len(matches))
+        placed.append(weights[0] if one and weights else sum(weights))
         if not spread:
             row[embed.key] = (matches[0] if matches else None) if one else matches
         elif one:  # its members in the row, null without a match
             row.update({name: matches[0][name] if matches else None for name in spread})
         else:  # each member as an array of the matches' values (PostgREST 13's to-many spread)
             row.update({name: [match[name] for match in matches] for name in spread})
+    return placed
 
 
 def _over_no_rows(embed: Embed) -> Row:
@@ -146,8 +167,9 @@ def _over_no_rows(embed: Embed) -> Row:
 
 def _too_many(embed: Embed) -> BadRequest:
     key = embed.key
+    held = " with the rows embedded in it" if embed.embeds else ""
     return BadRequest(
-        f"'{key}' would embed more than {MAX_EMBEDDED_ROWS} rows in one answer: "
+        f"'{key}'{held} would embed more than {MAX_EMBEDDED_ROWS} rows in one answer: "
         f"ask for fewer rows (limit), filter the embed ({key}.column=...) "
         f"or limit it per row ({key}.limit=...)",
         parameter="select",
@@ -156,19 +178,22 @@ def _too_many(embed: Embed) -> BadRequest:
 
 def _group(
     children: list[Row],
+    nested: list[int],
     embed: Embed,
     width: int,
     found: dict[Any, list[Row]],
+    held: dict[Any, list[int]],
     homes: Callable[[Any], list[Any]] | None,
     renamed: dict[str, str],
 ) -> None:
     """Each child row under its parent's key (``homes``: the keys asked for
     that the database equates with the child's, where they are others),
-    with only what it shows (``renamed``: what was read under another name)."""
+    with only what it shows (``renamed``: what was read under another name);
+    beside it in ``held``, 1 and the count of ``nested`` rows it holds."""
     shown = shown_names(embed.columns, embed.embeds)
     labels = [parent_label(i) for i in range(width)]
     extra = bool(renamed) or (len(children[0]) != len(shown) + width if children else False)
-    for child in children:
+    for child, holds in zip(children, nested, strict=True):
         if width == 1:
             parent = child.pop(labels[0])
         else:
@@ -177,6 +202,7 @@ def _group(
             child = {name: child[renamed.get(name, name)] for name in shown}
         for home in homes(parent) if homes is not None else (parent,):
             found.setdefault(home, []).append(child)
+            held.setdefault(home, []).append(1 + holds)
 
 
 def _homes(
