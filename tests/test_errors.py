@@ -680,6 +680,35 @@ def test_a_server_that_is_not_strict_still_refuses_what_a_column_cannot_hold():
         run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
 
 
+def test_filters_and_bodies_keep_their_backslashes_under_no_backslash_escapes():
+    """Under sql_mode NO_BACKSLASH_ESCAPES (asked for by apps ported from
+    other databases), a backslash in SQL text is a character, not an escape:
+    every like filter's ESCAPE '\\\\' was two characters, which MariaDB
+    refused (1210), and the API answered 503 "unavailable". Values still go
+    as bound parameters, which the driver escapes as the server reads them."""
+    (mode,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.sql_mode")[0]
+    run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = 'NO_BACKSLASH_ESCAPES,{mode}'")
+    try:
+        with mariadb_app(
+            "CREATE TABLE probe_slash (id INT AUTO_INCREMENT PRIMARY KEY, s VARCHAR(20))",
+            **{"api.tables": "probe_slash"},
+        ) as client:
+            for value in ("a_b", "axb", "50%", "back\\slash", "it's\\"):
+                client.post_json("/probe_slash/", {"s": value}, headers=WRITER, status=201)
+
+            def found(**params):
+                return [r["s"] for r in client.get("/probe_slash/", params=params).json]
+
+            assert found(s="like.a\\_b") == ["a_b"]
+            assert found(s="ilike.A\\_B") == ["a_b"]
+            assert found(s="like.*\\%") == ["50%"]
+            assert found(s="like.back\\\\*") == ["back\\slash"]
+            assert found(s="eq.it's\\") == ["it's\\"]
+            assert found(s='in.("back\\\\slash",a_b)', order="id") == ["a_b", "back\\slash"]
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
+
+
 def test_a_write_over_the_server_s_max_allowed_packet_is_a_413():
     """A statement longer than the server's max_allowed_packet (4 MB by
     MySQL 5.7's default, under a body api.max_body_bytes may allow): the

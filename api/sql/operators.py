@@ -51,7 +51,10 @@ class CaseSensitiveLike(_Clause):
 @compiles(CaseSensitiveLike)
 def _like(element: CaseSensitiveLike, compiler: Any, **kw: Any) -> str:
     column, pattern, _ = _sql(element, compiler, **kw)
-    return f"{column} LIKE BINARY {pattern} ESCAPE '\\\\'"
+    # The dialect spells a backslash as the server's sql_mode reads it
+    # (NO_BACKSLASH_ESCAPES takes '\\' as two characters, which ESCAPE refuses).
+    escape = compiler.render_literal_value("\\", sa.String())
+    return f"{column} LIKE BINARY {pattern} ESCAPE {escape}"
 
 
 @compiles(CaseSensitiveLike, "sqlite")
