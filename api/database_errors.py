@@ -73,7 +73,7 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         return deadlock_victim(exc, request)
     # The server answered: an error of the request's, its schema's or its
     # settings', which asyncmy has no class for. Each says what it is.
-    said = refused_value(exc) or signalled(exc)
+    said = refused_value(exc) or signalled(exc) or timed_out(exc, request)
     said = said or denied(exc, request) or writes_refused(exc, request)
     if said is not None:
         return said
@@ -92,6 +92,44 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         503,
         "The database is unavailable; try again shortly.",
         headers={"Retry-After": "1"},
+    )
+
+
+# A statement the server stopped at the session's bound (db.statement_timeout):
+# MariaDB's ER_STATEMENT_TIMEOUT, MySQL's ER_QUERY_TIMEOUT. The database is there.
+STATEMENT_TIMEOUT = frozenset({1969, 3024})
+# A wait for a lock another transaction holds, which ends a second before
+# (ER_LOCK_WAIT_TIMEOUT): that transaction will end, so it is worth a retry.
+LOCK_WAIT_TIMEOUT = 1205
+
+
+def timed_out(exc: Exception, request: Request) -> Response | None:
+    """The answer to a statement the server stopped at its time bound, else
+    None: a 504, as a gateway whose upstream did not answer in time, that
+    says how to ask for less, and no Retry-After, since the same request
+    would run as long again (PostgREST answers its 57014 with a 500); a
+    wait for a lock is a 503 to retry."""
+    errno = error_number(exc)
+    if errno not in STATEMENT_TIMEOUT and errno != LOCK_WAIT_TIMEOUT:
+        return None
+    log.info("timed out: %s", database_error(exc))
+    if errno == LOCK_WAIT_TIMEOUT:
+        count_error("lock_wait_timeout")
+        return problem_response(
+            503,
+            "The request waited too long for rows or a table that another transaction"
+            " holds; try again shortly.",
+            code="55P03",
+            headers={"Retry-After": "1"},
+        )
+    count_error("statement_timeout")
+    bound = request.registry.api_settings.db_statement_timeout
+    return problem_response(
+        504,
+        f"The database stopped the statement after {bound:g} s (db.statement_timeout):"
+        " ask for less, such as filters on indexed columns, a smaller limit, or"
+        " Prefer: count=planned in place of count=exact.",
+        code="57014",
     )
 
 

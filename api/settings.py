@@ -172,7 +172,7 @@ class Settings:
         "db.statement_timeout",
         seconds,
         10.0,
-        doc="Seconds a statement may run or wait for a lock (MariaDB enforces it), then 503.",
+        doc="Seconds a statement may run (504) or wait for a lock (503); the server enforces it.",
     )
     response_timeout: float = setting(
         "api.response_timeout",

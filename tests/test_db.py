@@ -20,6 +20,7 @@ from tests.support import (
     MARIADB_URL,
     assert_problem,
     make_app,
+    mariadb_app,
     names_in_table,
     run_sql,
     statements_waiting_on_the_lock,
@@ -118,10 +119,13 @@ def test_a_request_that_has_written_reads_its_own_writes(http):
 TIMEOUTS = {"db.statement_timeout": "1", "api.response_timeout": "2"}
 
 
-def test_a_locked_table_is_503_after_the_statement_timeout_for_reads_and_writes(seeded_mariadb):
-    """MariaDB bounds each statement's wait for a lock (db.statement_timeout):
-    point reads, pages and writes answer 503 while LOCK TABLES ... WRITE holds."""
-    app = make_app(seeded_mariadb, **TIMEOUTS, **{"api.tokens": "w:read,write"})
+def test_a_locked_table_is_503_after_its_lock_wait_for_reads_and_writes(seeded_mariadb):
+    """MariaDB bounds each statement's wait for a lock, a second short of
+    db.statement_timeout: point reads, pages and writes answer 503 with
+    Retry-After while LOCK TABLES ... WRITE holds, as PostgreSQL's
+    lock_not_available, since the lock will be let go."""
+    timeouts = {"db.statement_timeout": "2", "api.response_timeout": "4"}
+    app = make_app(seeded_mariadb, **timeouts, **{"api.tokens": "w:read,write"})
 
     async def run(base_url):
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
@@ -141,9 +145,25 @@ def test_a_locked_table_is_503_after_the_statement_timeout_for_reads_and_writes(
 
     answers, after = serve_while(app, run)
     for response in answers:
-        assert_problem(response, 503)
+        assert assert_problem(response, 503)["code"] == "55P03"
         assert response.headers["retry-after"] == "1"
     assert after.status_code == 200
+
+
+def test_a_statement_that_runs_past_the_statement_timeout_is_a_504():
+    """A statement MariaDB stopped at db.statement_timeout was "the database
+    is unavailable" (503, Retry-After: 1): an invitation to run the same
+    statement, for as long, again and again. It is a 504 with PostgreSQL's
+    code for a cancelled statement, that says how to ask for less."""
+    with mariadb_app(
+        "CREATE VIEW probe_slow AS SELECT SLEEP(3) AS s, 1 AS id",
+        **{"api.tables": "probe_slow", "db.statement_timeout": "1"},
+    ) as client:
+        response = client.get("/probe_slow/", status=504)
+    assert response.content_type == "application/problem+json"
+    assert response.json["code"] == "57014"
+    assert "after 1 s (db.statement_timeout)" in response.json["message"]
+    assert "Retry-After" not in response.headers
 
 
 def test_a_stalled_database_is_503_and_the_worker_goes_on(seeded_mariadb):

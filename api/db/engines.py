@@ -114,8 +114,16 @@ def create_reader(settings: Settings) -> Reader:
         **READER_OPTIONS,
     }
     engine = _engine(settings, options)
-    timeouts = (settings.db_pool_timeout, settings.db_statement_timeout)
+    timeouts = (settings.db_pool_timeout, stall_timeout(settings))
     return Reader(engine, _connections(options), *timeouts, settings.max_exports)
+
+
+def stall_timeout(settings: Settings) -> float:
+    """Seconds the API waits for work no request's deadline covers (a batch
+    of point reads, a group of writes), for a network that stalls: a second
+    longer than the server's own bound, so that a server that is there
+    answers first, and says whether a statement ran or waited too long."""
+    return settings.db_statement_timeout + 1.0
 
 
 def _connections(options: dict[str, Any]) -> int:
@@ -194,7 +202,10 @@ def _mysql_session(
     that one pool's idle connections never starve the other pool, or another
     client, of the server's connections for good (the pools replace a closed
     connection: pre-ping for writes, one retry for reads)."""
-    seconds = max(1, math.ceil(statement_timeout))
+    # A lock wait ends a second before the statement's bound, so that the
+    # server says which it was: a wait (1205), worth a retry, or a statement
+    # that ran too long (1969), which would run too long again.
+    seconds = max(1, math.ceil(statement_timeout) - 1)
     # TIMESTAMP values are read and written in UTC, as the API writes every
     # instant. Strict, whatever the server's sql_mode: without it, a value
     # its column cannot hold (an emoji in utf8mb3) was stored changed ("?")
@@ -303,7 +314,7 @@ class Engines:
             pool = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
             gate = Gate(_connections(pool), settings.db_pool_timeout)
             engine = create_engine(settings)
-            group = GroupCommit(engine, gate, settings.db_statement_timeout)
+            group = GroupCommit(engine, gate, stall_timeout(settings))
             found = self.by_loop[loop] = LoopEngines(engine, create_reader(settings), gate, group)
         self._last = (weakref.ref(loop), found)
         return found
