@@ -31,6 +31,8 @@ ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
 }
 
+SERVED_DRIVERS = frozenset({"mysql+asyncmy", "mariadb+asyncmy", "sqlite+aiosqlite"})
+
 TRUE = frozenset({"true", "yes", "on", "1"})
 FALSE = frozenset({"false", "no", "off", "0", ""})
 
@@ -45,7 +47,20 @@ def database_url(text: str) -> URL:
         url = make_url(text)
     except ArgumentError as exc:
         raise ValueError(str(exc)) from None
-    return url.set(drivername=ASYNC_DRIVERS.get(url.drivername, url.drivername))
+    url = url.set(drivername=ASYNC_DRIVERS.get(url.drivername, url.drivername))
+    if url.drivername not in SERVED_DRIVERS:
+        # Without this, another database's URL failed at start-up with a
+        # traceback (its driver is not installed) or served half-working.
+        raise ValueError(
+            f"the API serves MySQL and MariaDB (mysql://, on asyncmy) and SQLite"
+            f" (sqlite://, on aiosqlite), not {url.drivername}://"
+            + (
+                " (PostgreSQL has PostgREST itself)"
+                if url.get_backend_name() == "postgresql"
+                else ""
+            )
+        )
+    return url
 
 
 def boolean(text: str) -> bool:

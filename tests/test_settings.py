@@ -25,6 +25,22 @@ def test_a_bad_value_stops_start_up_naming_the_setting(key, value, expected, mon
         main({}, **URL, **{key: value})
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:pw@h/db", "not postgresql://.*PostgREST itself"),
+        ("mysql+aiomysql://u:pw@h/db", r"on asyncmy.*not mysql\+aiomysql://"),
+        ("mssql+pyodbc://u:pw@h/db", r"not mssql\+pyodbc://"),
+    ],
+)
+def test_a_database_the_api_does_not_serve_stops_start_up_saying_which_it_serves(url, expected):
+    """Such a URL failed with a traceback (its driver is not installed), or,
+    with another MySQL driver, started on a driver the API does not know."""
+    with pytest.raises(SettingsError, match=expected) as error:
+        load_settings({"sqlalchemy.url": url, "api.tables": "*"}, environ={})
+    assert "pw" not in str(error.value)
+
+
 def test_a_secret_is_not_repeated_in_the_error():
     with pytest.raises(SettingsError) as error:
         load_settings({**URL, "api.tokens": "hunter2-without-permissions"}, environ={})
