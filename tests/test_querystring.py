@@ -146,6 +146,14 @@ def test_bad_paging_parameters_are_400(http, query):
     assert body["parameter"] in query
 
 
+def test_a_whole_number_too_long_for_a_page_says_so(http):
+    """It was "must be a whole number", which it is."""
+    body = assert_problem(http.get("/mytable/?offset=99999999999999999999"), 400)
+    assert body["detail"] == "'offset' must be a whole number of at most 15 digits"
+    body = assert_problem(http.get("/mytable/?limit=1.5"), 400)
+    assert body["detail"] == "'limit' must be a whole number"
+
+
 def test_a_negative_limit_is_postgrest_s_416(http):
     body = assert_problem(http.get("/mytable/?limit=-1"), 416)
     assert (body["code"], body["parameter"]) == ("PGRST103", "limit")

@@ -69,7 +69,10 @@ def whole_number(params: MultiDict, prefix: str, name: str) -> int | None:
     if text is None:
         return None
     if not re.fullmatch(r"[0-9]{1,15}", text):
-        message = f"'{prefix}{name}' must be a whole number"
+        digits = text.isascii() and text.isdigit()
+        message = f"'{prefix}{name}' must be a whole number" + (
+            " of at most 15 digits" if digits else ""
+        )
         raise BadRequest(message, parameter=f"{prefix}{name}")
     return int(text)
 
