@@ -51,14 +51,11 @@ def database_url(text: str) -> URL:
     if url.drivername not in SERVED_DRIVERS:
         # Without this, another database's URL failed at start-up with a
         # traceback (its driver is not installed) or served half-working.
+        postgrest = url.get_backend_name() == "postgresql"
+        hint = " (PostgreSQL has PostgREST itself)" if postgrest else ""
         raise ValueError(
             f"the API serves MySQL and MariaDB (mysql://, on asyncmy) and SQLite"
-            f" (sqlite://, on aiosqlite), not {url.drivername}://"
-            + (
-                " (PostgreSQL has PostgREST itself)"
-                if url.get_backend_name() == "postgresql"
-                else ""
-            )
+            f" (sqlite://, on aiosqlite), not {url.drivername}://{hint}"
         )
     return url
 

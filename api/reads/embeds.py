@@ -136,13 +136,14 @@ def _embed_one(
     one = embed.link.kind == "one"
     spread = shown_names(embed.columns, embed.embeds) if embed.spread else ()
     empty = None if one or embed.group_by != () else _over_no_rows(embed)
+    # What each key's matches hold, once a key: many rows may share a key.
+    holds = {key: counts[0] if one else sum(counts) for key, counts in held.items()}
     placed = []
     for row, key in zip(rows, joins, strict=True):
         matches = found.get(key)
         if matches is None:
             matches = [] if empty is None else [dict(empty)]
-        weights = held.get(key, [1] * len(matches))
-        placed.append(weights[0] if one and weights else sum(weights))
+        placed.append(holds.get(key, len(matches)))
         if not spread:
             row[embed.key] = (matches[0] if matches else None) if one else matches
         elif one:  # its members in the row, null without a match
