@@ -109,4 +109,8 @@ def reflected_type(column_type: Any) -> Any:
         return Uuid()
     if isinstance(column_type, mysql.TIME):
         return Duration()
+    if isinstance(column_type, sa.Float) and column_type.asdecimal:
+        # MySQL's DOUBLE and REAL reflect as Decimals of 10 places: 1e-20
+        # was read as 0E-10. A double is served as the double it is.
+        column_type.asdecimal = False
     return column_type

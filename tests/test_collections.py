@@ -305,7 +305,7 @@ MYSQL_ROW = {
     "exact": "12345678901234567890.0123456789",  # beyond a double
     "huge": 18446744073709551615,
     "tiny": -128,
-    "ratio": 0.1,
+    "ratio": 1.0000000000000002e-20,  # every digit of a double, however small
     "doc": {"nested": [1, 2.5, None]},
 }
 
