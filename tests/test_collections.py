@@ -10,6 +10,7 @@ import types
 import uuid
 from urllib.parse import quote
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import webtest
@@ -17,6 +18,7 @@ from openapi_spec_validator import validate
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from api.bridge.asgi import ASGIApp
 from api.collections import StartupError, _describe, link_relations
 from tests.support import (
     TOKENS,
@@ -35,6 +37,7 @@ from tests.support import (
     unique_name,
 )
 from tests.support.sakila import TABLES, VIEWS
+from tests.support.servers import ThreadedServer
 
 
 async def _scalar(url, sql):
@@ -331,6 +334,35 @@ def test_mysql_types_round_trip_and_a_binary_key_names_its_item(sakila):
         assert found.json() == [{"next_year": 2000}], column
     exact = sakila.get("/mysql_types/", params={"exact": f"eq.{MYSQL_ROW['exact']}"})
     assert len(exact.json()) == 1
+
+
+def test_a_virtual_column_of_the_new_key_is_answered_as_stored():
+    """MariaDB's INSERT ... RETURNING computes a virtual column before
+    AUTO_INCREMENT gives the key: a POST answered ``tenfold`` 0, and the
+    row held 10 times its id. Single rows (committed in groups), arrays and
+    upserts answer what a read then finds."""
+    url, drop = mariadb_database()
+    try:
+        run_sql(
+            url,
+            "CREATE TABLE tally (id INT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL,"
+            " tenfold INT AS (id * 10) VIRTUAL, doubled INT AS (n * 2) STORED)",
+        )
+        app = make_app(url, **{"api.tables": "tally", "api.tokens": TOKENS})
+        with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+            answered = [http.post("/tally/", json={"n": 1}, headers=WRITER_ONE).json()]
+            for path, body in [
+                ("/tally/", [{"n": 2}, {"n": 3}]),
+                ("/tally/?on_conflict=id", [{"n": 4}]),
+            ]:
+                merge = {"Prefer": "return=representation,resolution=merge-duplicates"}
+                answered += http.post(path, json=body, headers={**WRITER, **merge}).json()
+            assert [row["n"] for row in answered] == [1, 2, 3, 4]
+            assert answered == http.get("/tally/", params={"order": "id"}).json()
+            assert all(row["tenfold"] == row["id"] * 10 > 0 for row in answered)
+        app.close()
+    finally:
+        drop()
 
 
 def test_a_time_beyond_a_day_or_below_zero_reads_as_stored(sakila):

@@ -37,6 +37,22 @@ def _binds(table: sa.Table, names: tuple[str, ...], prefix: str = "") -> dict[st
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def returned_columns(table: sa.Table) -> tuple[Any, ...]:
+    """What a write RETURNs: the row as stored. MariaDB's RETURNING computes
+    a virtual column before AUTO_INCREMENT gives the new key (``id * 10``
+    came back 0), so in a table with such a key each virtual column is
+    RETURNed as its expression, which sees the key."""
+    if table.autoincrement_column is None:
+        return tuple(table.columns)
+    return tuple(
+        sa.literal_column(f"({column.computed.sqltext})", column.type).label(column.name)
+        if column.computed is not None and not column.computed.persisted
+        else column
+        for column in table.columns
+    )
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
 def insert(
     table: sa.Table, names: tuple[str, ...], returned: bool, dialect: Dialect
 ) -> CompiledWrite:
@@ -44,7 +60,9 @@ def insert(
     stored when ``returned``. MariaDB and SQLite return the rows of a
     multi-row INSERT in the order of its VALUES."""
     statement = sa.insert(table).values(_binds(table, names))
-    return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
+    return CompiledWrite(
+        statement.returning(*returned_columns(table)) if returned else statement, dialect
+    )
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
@@ -59,7 +77,9 @@ def upsert(
     """The upsert of rows that give the columns ``given``, RETURNing them as
     stored when ``returned``."""
     statement = upsert_statement(dialect, table, given, target, merge)
-    return CompiledWrite(statement.returning(*table.columns) if returned else statement, dialect)
+    return CompiledWrite(
+        statement.returning(*returned_columns(table)) if returned else statement, dialect
+    )
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
