@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
+from pyramid.traversal import ResourceTreeTraverser
 
 from api.collections import Description, describe
 from api.db import fetch_row
@@ -267,6 +268,60 @@ class RoutineCall:
         return self.__parent__.request
 
 
+class Traverser(ResourceTreeTraverser):
+    """Pyramid's traversal, but of the path's segments as the client encoded
+    them where one holds an encoded slash: a key may hold "/" (its item URL
+    says ``/skey/a%2Fb``), which the decoded PATH_INFO splits in two."""
+
+    def __call__(self, request: Request) -> dict[str, Any]:
+        raw = request.environ.get("RAW_URI", "")
+        segments = _segments_as_encoded(raw, request.path_info) if "%2" in raw else None
+        if segments is None:
+            return super().__call__(request)
+        context: Any = self.root
+        for index, segment in enumerate(segments):
+            try:
+                found = context[segment]
+            except KeyError:
+                return self._found(context, segment, segments[:index], segments[index + 1 :])
+            context = found
+        return self._found(context, "", segments, ())
+
+    def _found(self, context: Any, view_name: str, traversed: tuple, subpath: tuple) -> dict:
+        root = self.root
+        return {
+            "context": context,
+            "view_name": view_name,
+            "subpath": subpath,
+            "traversed": traversed,
+            "virtual_root": root,
+            "virtual_root_path": (),
+            "root": root,
+        }
+
+
+def _segments_as_encoded(raw_uri: str, path_info: str) -> tuple[str, ...] | None:
+    """The segments of ``path_info`` as the raw path splits them, each
+    decoded, where one of them holds an encoded slash; else None (what
+    Pyramid's own traversal reads alike). The raw path may hold a prefix
+    that PATH_INFO leaves out (SCRIPT_NAME): its last segments are taken."""
+    path = raw_uri.partition("?")[0]
+    raw = [part for part in path.split("/") if part]
+    if not any("%2f" in part.lower() for part in raw):
+        return None
+    try:
+        decoded = [unquote(part, errors="strict") for part in raw]
+    except UnicodeDecodeError:
+        return None
+    wanted = path_info[:-1] if path.endswith("/") else path_info
+    for start in range(len(decoded) - 1, -1, -1):
+        segments = tuple(decoded[start:])
+        if "/" + "/".join(segments) == wanted:
+            return None if {".", ".."} & set(segments) else segments
+    return None
+
+
 def includeme(config: Configurator) -> None:
     config.include("api.collections")
     config.set_root_factory(Root)
+    config.add_traverser(Traverser)

@@ -723,6 +723,10 @@ MIXED_CASE_SCHEMA = (
     "CREATE TABLE `order` (id INTEGER PRIMARY KEY, `limit` INTEGER, `or` INTEGER)",
     "INSERT INTO `order` VALUES (1, 5, 0), (2, 6, 1)",
     "INSERT INTO Customers VALUES (1, 'Ann'), (2, 'Bob')",
+    "CREATE TABLE slugs (slug VARCHAR(40) PRIMARY KEY, title VARCHAR(40))",
+    "CREATE TABLE pages (id INTEGER PRIMARY KEY, slug VARCHAR(40) REFERENCES slugs (slug))",
+    "INSERT INTO slugs VALUES ('docs/intro', 'Intro'), ('docs', 'Docs')",
+    "INSERT INTO pages VALUES (1, 'docs/intro'), (2, 'docs')",
     "INSERT INTO OrderItems VALUES (1, 5, 1), (2, 7, 2), (3, 9, 2)",
 )
 
@@ -777,6 +781,28 @@ def test_every_table_serves_in_its_own_case_and_star_skips_what_it_cannot(mixed_
     named.close()
     with pytest.raises(StartupError, match="a collection name must match"):
         make_app(mixed_case_url, **{"api.tables": "Customers _prisma_migrations"})
+
+
+def test_a_key_that_holds_a_slash_has_an_item_url_that_answers(mixed_case_url):
+    """A key's "/" is encoded in its item URL (``/slugs/docs%2Fintro``), and
+    the server decodes the path before traversal: that URL, the Location of
+    the row's POST, answered 404 "There is no resource at
+    /slugs/docs/intro"."""
+    app = make_app(mixed_case_url, **{"api.tables": "slugs pages", "api.tokens": TOKENS})
+    with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+        intro = http.get("/slugs/docs%2Fintro")
+        assert intro.json() == {"slug": "docs/intro", "title": "Intro"}
+        assert http.get("/slugs/docs%2fintro/pages/").json() == [{"id": 1, "slug": "docs/intro"}]
+        assert http.get("/slugs/docs/").json()["slug"] == "docs"  # the row "docs"
+        assert_problem(http.get("/slugs/docs/intro"), 404)  # no child "intro" of "docs"
+        created = http.post("/slugs/", json={"slug": "a/b/c", "title": "ABC"}, headers=WRITER)
+        location = created.headers["location"]
+        assert location.endswith("/slugs/a%2Fb%2Fc")
+        changed = http.patch(location, json={"title": "New"}, headers=WRITER_ONE)
+        assert changed.json() == {"slug": "a/b/c", "title": "New"}
+        assert http.delete(location, headers=WRITER).status_code == 204
+        assert_problem(http.get(location), 404)
+    app.close()
 
 
 def test_a_quoted_name_holds_what_the_grammar_splits_on(mixed_case_url):

@@ -7,6 +7,7 @@ import pytest
 
 from api.bridge import run_in_greenlet
 from api.bridge.asgi import ASGIApp
+from api.resources import _segments_as_encoded
 from tests.support import WRITER, WRITER_ONE, assert_problem, create
 
 
@@ -241,3 +242,26 @@ def test_options_answers_the_allowed_methods(http):
     assert response.status_code == 200
     assert response.headers["allow"] == "GET, HEAD, POST, PUT, PATCH, DELETE"
     assert http.options("/mytable/1").headers["allow"] == "GET, HEAD, PUT, PATCH, DELETE"
+
+
+@pytest.mark.parametrize(
+    ("raw_uri", "path_info", "segments"),
+    [
+        ("/slugs/docs%2Fintro?select=slug", "/slugs/docs/intro", ("slugs", "docs/intro")),
+        (
+            "/api/slugs/docs%2fintro/pages/",
+            "/slugs/docs/intro/pages/",
+            ("slugs", "docs/intro", "pages"),
+        ),
+        ("/slugs/%2F", "/slugs//", ("slugs", "/")),
+        ("/slugs/docs/intro", "/slugs/docs/intro", None),  # no encoded slash: Pyramid's own
+        ("/slugs/%2E%2E%2Fx", "/slugs/../x", ("slugs", "../x")),  # a key, not a dot segment
+        ("/slugs/../a%2Fb", "/slugs/../a/b", None),  # a dot segment: Pyramid's own
+        ("/slugs/%FF%2F", "/slugs/\xff/", None),  # not UTF-8: Pyramid's own answer
+    ],
+)
+def test_a_path_is_split_as_the_client_encoded_it_where_it_holds_an_encoded_slash(
+    raw_uri, path_info, segments
+):
+    """Behind a proxy that serves the API under a prefix, the raw path holds it too."""
+    assert _segments_as_encoded(raw_uri, path_info) == segments
