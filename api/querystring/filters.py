@@ -27,15 +27,10 @@ from api.errors import BadRequest
 from api.querystring.names import split_name, unquoted
 
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
-
-
 PATTERN_OPERATORS = frozenset({"like", "ilike", "match", "imatch"})
-
-
-OPERATORS = COMPARISONS | PATTERN_OPERATORS | {"in", "is", "cs", "cd", "ov"}
-
-
-OPERATORS |= {"fts", "plfts", "phfts", "wfts"}
+CONTAINMENT = frozenset({"cs", "cd", "ov"})
+FULL_TEXT = frozenset({"fts", "plfts", "phfts", "wfts"})
+OPERATORS = COMPARISONS | PATTERN_OPERATORS | CONTAINMENT | FULL_TEXT | {"in", "is"}
 
 
 # is.VALUE: (the value, and whether it negates): is.not_null is not.is.null
@@ -54,17 +49,9 @@ LOGIC_PARAMETERS = (*LOGIC, *(f"not.{word}" for word in LOGIC))
 
 
 # PostgREST's operators this API refuses, and why (a 400 that says it).
-NOT_HERE = {
-    **dict.fromkeys(
-        ("sl", "sr", "nxr", "nxl", "adj"), "needs range types, which MySQL/MariaDB do not have"
-    ),
-}
-
-
-CONTAINMENT = frozenset({"cs", "cd", "ov"})
-
-
-FULL_TEXT = frozenset({"fts", "plfts", "phfts", "wfts"})
+NOT_HERE = dict.fromkeys(
+    ("sl", "sr", "nxr", "nxl", "adj"), "needs range types, which MySQL/MariaDB do not have"
+)
 
 
 MAX_LOGIC_DEPTH = 8  # and(...) and or(...) within one another
@@ -278,7 +265,7 @@ def parse_filter(column: sa.Column[Any], text: str, parameter: str) -> Filter | 
         return Filter(column, "in", _parse_in_list(column, operand, parameter), negated)
     if operator in CONTAINMENT:
         return Filter(column, operator, _contained(column, operator, operand, parameter), negated)
-    if operator in ("fts", "plfts", "phfts", "wfts"):
+    if operator in FULL_TEXT:
         indexed = _full_text_index(column, parameter)
         search = f'"{operand}"' if operator == "phfts" else operand
         return Filter(column, operator, (search, indexed), negated)
@@ -356,7 +343,7 @@ def _quantified(operator: str, parameter: str) -> tuple[str, str | None]:
     if not operator.endswith(")"):
         return operator, None
     name, _, quantifier = operator[:-1].partition("(")
-    if name in ("fts", "plfts", "phfts", "wfts") and quantifier.isidentifier():
+    if name in FULL_TEXT and quantifier.isidentifier():
         return name, None
     if quantifier not in ("any", "all") or name not in OPERATORS - {"in", "is"}:
         raise BadRequest(f"'{operator}' is not OPERATOR(any) or OPERATOR(all)", parameter)
