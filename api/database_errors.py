@@ -216,6 +216,12 @@ REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     # a column left out that a trigger was thought to set, and did not
     1364: (400, "23502", "A column that takes no null, and has no default, was given no value."),
     1690: (422, "22003", "A value is out of its column's range."),
+    # A column left out whose default the server's sql_mode refuses: a zero
+    # date ('0000-00-00'), made under an older mode, under NO_ZERO_DATE.
+    1978: (422, "22007", "A column left out has a default the database refuses."),
+    # ONLY_FULL_GROUP_BY: MariaDB refuses an expression selected twice among
+    # the grouped columns (select=a:x::text,b:x::text,count()).
+    1055: (400, "42803", "The database's sql_mode refuses this grouping (ONLY_FULL_GROUP_BY)."),
     3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
     4025: (400, "23514", CHECK_FAILED),  # MariaDB's
     # Writes through a view MySQL calls updatable, which it still refuses
@@ -314,8 +320,9 @@ def data_error(exc: sa_exc.DataError, request: Request) -> Response:
     return problem_response(422, _naming("A value does not fit its column.", says), details=says)
 
 
-# MariaDB's "for column `db`.`table`.`name` at row 2", MySQL's "for column 'name' at row 2".
-_FOR_COLUMN = re.compile(r"for column (?:`[^`]*`\.)*[`']([^`']+)[`'] at row")
+# MariaDB's "for column `db`.`table`.`name` at row 2", MySQL's "for column 'name' at row 2";
+# of a default, "for column 'name'" last.
+_FOR_COLUMN = re.compile(r"for column (?:`[^`]*`\.)*[`']([^`']+)[`'](?: at row|$)")
 
 
 def _naming(message: str, says: str | None) -> str:

@@ -659,6 +659,12 @@ def test_a_write_to_a_read_only_server_says_so():
         drop()
 
 
+MYSQL_8_SQL_MODE = (
+    "ONLY_FULL_GROUP_BY,STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,"
+    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION"
+)
+
+
 def test_a_server_that_is_not_strict_still_refuses_what_a_column_cannot_hold():
     """On a server whose sql_mode is not strict (older installs, and apps
     that set it so), MariaDB stored an emoji in a utf8mb3 column as "?",
@@ -676,6 +682,34 @@ def test_a_server_that_is_not_strict_still_refuses_what_a_column_cannot_hold():
             assert "s" in refused.json["message"]
             client.post_json("/probe_lax/", {"s": "plain"}, headers=WRITER, status=201)
             assert [row["s"] for row in client.get("/probe_lax/").json] == ["plain"]
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
+
+
+def test_what_mysql_8_s_default_sql_mode_refuses_is_a_4xx_that_says_why():
+    """Under MySQL 8's default sql_mode, on MariaDB: a zero date a table was
+    made with is a default the server refuses (1978), and an expression
+    selected twice among grouped columns a grouping it refuses (1055). Each
+    was a 503 "the database is unavailable", for the same request again."""
+    (mode,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.sql_mode")[0]
+    run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{MYSQL_8_SQL_MODE}'")
+    try:
+        with mariadb_app(
+            "SET SESSION sql_mode = ''",
+            "CREATE TABLE probe_legacy (id INT AUTO_INCREMENT PRIMARY KEY, n INT,"
+            " born DATE NOT NULL DEFAULT '0000-00-00')",
+            **{"api.tables": "probe_legacy", "api.aggregates_enabled": "true"},
+        ) as client:
+            refused = client.post_json("/probe_legacy/", {"n": 1}, headers=WRITER, status=422)
+            assert refused.json["message"] == (
+                "A column left out has a default the database refuses: born."
+            )
+            client.post_json("/probe_legacy/", {"n": 1, "born": "2000-01-01"}, headers=WRITER)
+            twice = {"select": "a:n::text,b:n::text,count()"}
+            grouped = client.get("/probe_legacy/", params=twice, status=400)
+            assert grouped.json["code"] == "42803"
+            once = client.get("/probe_legacy/", params={"select": "a:n::text,count()"})
+            assert once.json == [{"a": "1", "count": 1}]
     finally:
         run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
 
