@@ -203,10 +203,10 @@ CHARSET_REFUSED = "A value holds characters its column's character set has not."
 
 REGEXP_FAILED = "A regular expression in the filters is not valid, or took too long on a value."
 
-# Errors about a value the request sent, which the driver raises as an
-# OperationalError, as it does a lost connection: the client's to mend, so a
-# 4xx that says which (PostgREST's status and SQLSTATE), never a 503 that
-# invites the same request again.
+# Errors about a value or a query the request sent, which the driver raises
+# as an OperationalError, as it does a lost connection: the client's to mend,
+# so a 4xx that says which (PostgREST's status and SQLSTATE), never a 503
+# that invites the same request again.
 REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     1139: (400, "2201B", REGEXP_FAILED),
     1267: (400, "22021", CHARSET_REFUSED),
@@ -222,6 +222,12 @@ REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     # ONLY_FULL_GROUP_BY: MariaDB refuses an expression selected twice among
     # the grouped columns (select=a:x::text,b:x::text,count()).
     1055: (400, "42803", "The database's sql_mode refuses this grouping (ONLY_FULL_GROUP_BY)."),
+    # The server's max_join_size (with sql_big_selects off): too many rows to look at.
+    1104: (
+        400,
+        "54000",
+        "The database would look at more rows than max_join_size allows: narrow the filters.",
+    ),
     3819: (400, "23514", CHECK_FAILED),  # MySQL's check constraint
     4025: (400, "23514", CHECK_FAILED),  # MariaDB's
     # Writes through a view MySQL calls updatable, which it still refuses

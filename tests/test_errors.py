@@ -714,6 +714,28 @@ def test_what_mysql_8_s_default_sql_mode_refuses_is_a_4xx_that_says_why():
         run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
 
 
+def test_a_read_past_the_server_s_max_join_size_is_a_400_that_says_so():
+    """A server that bounds the rows a SELECT may look at (max_join_size,
+    which turns sql_big_selects off) refuses a read past it (1104): that
+    was a 503 with Retry-After, for the same refusal again."""
+    (size,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.max_join_size")[0]
+    run_sql(MARIADB_URL, "SET GLOBAL max_join_size = 1000")
+    try:
+        with mariadb_app(
+            "CREATE TABLE probe_joined (id INT PRIMARY KEY, n INT)",
+            "SET SESSION sql_big_selects = 1",
+            "INSERT INTO probe_joined SELECT seq, seq FROM seq_1_to_5000",
+            **{"api.tables": "probe_joined"},
+        ) as client:
+            assert client.get("/probe_joined/", params={"id": "eq.7"}).json == [{"id": 7, "n": 7}]
+            refused = client.get("/probe_joined/", params={"n": "gt.3"}, status=400)
+            assert refused.json["code"] == "54000"
+            assert "max_join_size" in refused.json["message"]
+            assert "Retry-After" not in refused.headers
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL max_join_size = {size}")
+
+
 def test_filters_and_bodies_keep_their_backslashes_under_no_backslash_escapes():
     """Under sql_mode NO_BACKSLASH_ESCAPES (asked for by apps ported from
     other databases), a backslash in SQL text is a character, not an escape:
