@@ -110,6 +110,10 @@ class Description:
     # a table declared in code (no triggers of its own), of no column the
     # database computes or rounds (generated, ON UPDATE, FLOAT, CHAR).
     writes_known: bool = False
+    # The engine of a table that cannot undo a write (MyISAM), else None:
+    # it takes no write that a failure part way, or a rollback, would leave
+    # half done.
+    engine_without_transactions: str | None = None
     children: dict[str, Relation] = dataclasses.field(default_factory=dict)
     links: dict[str, list[Link]] = dataclasses.field(default_factory=dict)  # by target name
 
@@ -209,7 +213,8 @@ def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) ->
         or isinstance(column.type, sa.Float | sa.CHAR)
         for column in table.columns
     )
-    return Description(name, table, key, version, read_only, writes_known=known)
+    engine = table.info.get("engine_without_transactions")
+    return Description(name, table, key, version, read_only, known, engine)
 
 
 def add_collection(

@@ -96,6 +96,7 @@ def _reflect_sync(
         except sa_exc.DBAPIError as failed:  # SQLite: one broken view fails them all
             _reflect_one_by_one(connection, metadata, wanted, failed)
     updatable = _updatable_views(connection, schema) if views else frozenset()
+    transactional = _transactional_engines(connection)
     tables = []
     for name in wanted:
         table = metadata.tables.get(name if schema is None else f"{schema}.{name}")
@@ -111,6 +112,7 @@ def _reflect_sync(
         if connection.dialect.name == "mysql":
             _types_unknown_to_reflection(connection, table)
             _dates_that_may_be_zero(table)
+            _engine_without_transactions(table, transactional)
             if name not in views:
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
@@ -204,6 +206,25 @@ def _json_columns(connection: Any, table: sa.Table) -> None:
         match = JSON_CHECK.fullmatch(clause.strip())
         if match and match.group(1) in table.columns:
             table.columns[match.group(1)].type = sa.JSON(none_as_null=True)
+
+
+TRANSACTIONAL_ENGINES = sa.text(
+    "SELECT UPPER(ENGINE) FROM information_schema.ENGINES WHERE TRANSACTIONS = 'YES'"
+)
+
+
+def _transactional_engines(connection: Any) -> frozenset[str]:
+    if connection.dialect.name != "mysql":
+        return frozenset()
+    return frozenset(engine for (engine,) in connection.execute(TRANSACTIONAL_ENGINES))
+
+
+def _engine_without_transactions(table: sa.Table, transactional: frozenset[str]) -> None:
+    """A table whose engine cannot undo a write (MyISAM, MEMORY, Aria),
+    named in its info for ``Description.engine_without_transactions``."""
+    engine = table.dialect_options["mysql"].get("engine")
+    if engine and engine.upper() not in transactional:
+        table.info["engine_without_transactions"] = engine
 
 
 COLUMN_TYPES = sa.text(

@@ -4,6 +4,7 @@ and composite keys on both databases."""
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 import re
 import types
@@ -38,6 +39,8 @@ from tests.support import (
 )
 from tests.support.sakila import TABLES, VIEWS
 from tests.support.servers import ThreadedServer
+
+DRY_RUN = {"Prefer": "tx=rollback"}
 
 
 async def _scalar(url, sql):
@@ -360,6 +363,53 @@ def test_a_virtual_column_of_the_new_key_is_answered_as_stored():
             assert [row["n"] for row in answered] == [1, 2, 3, 4]
             assert answered == http.get("/tally/", params={"order": "id"}).json()
             assert all(row["tenfold"] == row["id"] * 10 > 0 for row in answered)
+        app.close()
+    finally:
+        drop()
+
+
+def test_a_myisam_table_takes_no_write_it_could_leave_half_done():
+    """MyISAM cannot undo a write. A POST of [new, duplicate] answered 409
+    and kept the new row; a dry run (tx=rollback) answered 201 and kept its
+    row; and concurrent POSTs, committed in groups, answered 409 for rows
+    they had stored (a group undoes its writes when one fails and runs the
+    others again). Such writes are a 400 now, and single rows go alone."""
+    url, drop = mariadb_database()
+    try:
+        run_sql(
+            url,
+            "CREATE TABLE legacy (id INT AUTO_INCREMENT PRIMARY KEY, code VARCHAR(10) UNIQUE,"
+            " n INT) ENGINE=MyISAM",
+            "INSERT INTO legacy (code, n) VALUES ('taken', 1), ('other', 1)",
+        )
+        app = make_app(url, **{"api.tables": "legacy", "api.tokens": TOKENS})
+        with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+            before = http.get("/legacy/").json()
+            refused = [
+                http.post("/legacy/", json=[{"code": "new"}, {"code": "taken"}], headers=WRITER),
+                http.post("/legacy/", json={"code": "dry"}, headers={**WRITER, **DRY_RUN}),
+                http.patch("/legacy/", params={"n": "eq.1"}, json={"n": 2}, headers=WRITER),
+                http.delete("/legacy/", params={"n": "eq.1"}, headers=WRITER),
+                http.patch("/legacy/1", json={"n": 2}, headers={**WRITER, **DRY_RUN}),
+            ]
+            for response in refused:
+                assert assert_problem(response, 400)["code"] == "0A000", response.text
+            assert http.get("/legacy/").json() == before
+            one = http.patch(
+                "/legacy/", params={"code": "eq.other"}, json={"n": 3}, headers=WRITER
+            )
+            assert one.json() == [{"id": 2, "code": "other", "n": 3}]
+
+            def post(code):
+                return code, http.post("/legacy/", json={"code": code}, headers=WRITER).status_code
+
+            codes = [f"c{i}" if i % 4 else "taken" for i in range(1, 97)]
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                answered = dict(pool.map(post, codes))
+            stored = {row["code"] for row in http.get("/legacy/", params={"limit": 500}).json()}
+            created = {code for code, status in answered.items() if status == 201}
+            assert created == stored - {"taken", "other"}
+            assert answered["taken"] == 409
         app.close()
     finally:
         drop()

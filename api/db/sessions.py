@@ -102,11 +102,17 @@ def request_dbsession(request: Request) -> AsyncSession:
     return session
 
 
-def may_join_group(request: Request) -> bool:
-    """Whether a write of this request may be committed with a group
-    (``api.db.groups``): pyramid_tm commits its transaction, and it opened
-    no session, whose writes would be committed apart from the group's."""
-    return request.environ.get("tm.active", False) and "dbsession" not in request.__dict__
+def may_join_group(request: Request, table: sa.Table) -> bool:
+    """Whether a write of this request to ``table`` may be committed with a
+    group (``api.db.groups``): pyramid_tm commits its transaction, it opened
+    no session, whose writes would be committed apart from the group's, and
+    the table can undo a write (a group undoes them all when one fails, and
+    runs the others again: on MyISAM they would land twice)."""
+    return (
+        request.environ.get("tm.active", False)
+        and "dbsession" not in request.__dict__
+        and "engine_without_transactions" not in table.info
+    )
 
 
 def join_group(request: Request, write: Write, settle: Callable[[Any], None]) -> None:

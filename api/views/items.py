@@ -36,7 +36,13 @@ from api.validation import (
 )
 from api.views.bodies import MERGED_ROW_TYPES, ROW_TYPES, row_body
 from api.views.pages import keyed_row
-from api.views.responses import JSONResponse, Row, refuse_read_only, with_etag
+from api.views.responses import (
+    JSONResponse,
+    Row,
+    refuse_half_done,
+    refuse_read_only,
+    with_etag,
+)
 
 T = TypeVar("T")
 
@@ -90,6 +96,7 @@ async def _write(
     """Write ``values_for(row)`` to the row; an answer the client cannot
     take (406) is refused before anything is written."""
     refuse_read_only(context)
+    refuse_half_done(context, request)
     media_type = negotiate_among(request, OBJECT_OFFERS)
     if _goes_with_group(context, request):
         written = _write_with_group(context, request, values_for)
@@ -110,7 +117,7 @@ def _goes_with_group(context: Item, request: Request) -> bool:
     known without a read."""
     return (
         "HTTP_IF_MATCH" in request.environ
-        and may_join_group(request)
+        and may_join_group(request, context.table)
         and writes.known_when_written(context.table)
     )
 
@@ -225,7 +232,8 @@ async def patch_row(context: Item, request: Request) -> JSONResponse:
 
 async def delete_row(context: Item, request: Request) -> HTTPNoContent:
     refuse_read_only(context)
-    if may_join_group(request):
+    refuse_half_done(context, request)
+    if may_join_group(request, context.table):
         _delete_with_group(context, request)
         return HTTPNoContent()
     session, table, pk = request.dbsession, context.table, context.pk

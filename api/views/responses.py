@@ -16,7 +16,7 @@ from pyramid.response import Response
 from webob.multidict import MultiDict
 
 from api import formats
-from api.errors import InvalidPreferences, NotOneRow
+from api.errors import BadRequest, InvalidPreferences, NotOneRow
 from api.etags import etag
 from api.querystring import (
     Filter,
@@ -289,3 +289,21 @@ def refuse_read_only(context: Collection | Item) -> None:
     collection = context if isinstance(context, Collection) else context.__parent__
     if collection.description.read_only:
         raise HTTPMethodNotAllowed(headers={"Allow": ", ".join(context.allowed_methods)})
+
+
+def refuse_half_done(context: Collection | Item, request: Request, rows: int = 1) -> None:
+    """A 400, before anything is written, for a write that a table whose
+    engine cannot undo one (MyISAM) would leave half done: a dry run
+    (``Prefer: tx=rollback``), which would be kept, or one of more than one
+    row, of which a failure part way would keep the rows before it.
+    PostgreSQL's feature_not_supported."""
+    collection = context if isinstance(context, Collection) else context.__parent__
+    engine = collection.description.engine_without_transactions
+    if engine is None:
+        return
+    said = f"'{collection.__name__}' is a {engine} table, which cannot undo a write"
+    if "tx=rollback" in preferences(request):
+        raise BadRequest(f"{said}: Prefer: tx=rollback would keep it.", "Prefer", "0A000")
+    if rows > 1:
+        message = f"{said}: a write of {rows} rows could be left half done; write one at a time."
+        raise BadRequest(message, code="0A000")

@@ -38,6 +38,7 @@ from api.views.responses import (
     list_query,
     preferences,
     query_params,
+    refuse_half_done,
     refuse_read_only,
     requested_count,
     rows_response,
@@ -149,6 +150,7 @@ async def create_rows(context: Collection, request: Request) -> Response:
         body = missing_as_null(context, request, body)
     table = context.table
     shown = _return_preference(request) == "representation"  # else no rows are read back
+    refuse_half_done(context, request, len(body) if isinstance(body, list) else 1)
     resolution = upsert_resolution(request)
     if resolution is not None:
         bodies = body if isinstance(body, list) else [body]
@@ -201,7 +203,7 @@ def _may_go_with_group(context: Collection, request: Request, returned: Any) -> 
     more than the row as stored (``returned``: no expressions or embeds to
     read in its transaction)."""
     return (
-        may_join_group(request)
+        may_join_group(request, context.table)
         and "tx=rollback" not in preferences(request)
         and requested_count(request) is None  # a grouped answer is made before it is written
         and (returned is None or filter_writes.shown_as_stored(context.table, *returned))
@@ -238,6 +240,7 @@ async def put_where(context: Collection, request: Request) -> Response:
     named = _key_named(context, query)
     if named is None:
         raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
+    refuse_half_done(context, request)
     body = row_body(context.table, request, ROW_TYPES)
     (values,) = validate_each(context, [body], prefix=False, keyed=True)
     if any(values.get(column.name) != value for column, value in named.items()):
@@ -360,6 +363,7 @@ async def _locked_matches(context: Collection, request: Request, query: Any) -> 
     # (the key breaking ties, so that the same rows are meant each time).
     limited = "limit" in query_params(request)
     rows = await filter_writes.locked_rows_where(request.dbsession, context.table, query, limited)
+    refuse_half_done(context, request, len(rows))
     limit = _max_affected(request)
     if limit is not None and len(rows) > limit:
         raise TooManyAffected(len(rows), limit)
