@@ -314,10 +314,14 @@ def _segments_as_encoded(raw_uri: str, path_info: str) -> tuple[str, ...] | None
     except UnicodeDecodeError:
         return None
     wanted = path_info[:-1] if path.endswith("/") else path_info
+    length = 0  # of "/" + "/".join(decoded[start:]), kept as start moves back: one pass
     for start in range(len(decoded) - 1, -1, -1):
-        segments = tuple(decoded[start:])
-        if "/" + "/".join(segments) == wanted:
-            return None if {".", ".."} & set(segments) else segments
+        length += len(decoded[start]) + 1
+        if length == len(wanted):
+            segments = tuple(decoded[start:])
+            if "/" + "/".join(segments) != wanted or {".", ".."} & set(segments):
+                return None
+            return segments
     return None
 
 
