@@ -128,12 +128,14 @@ class Collection:
     def item_path(self, row: dict[str, Any]) -> str:
         return f"{self.path}{self.description.key_segment(row)}"
 
-    def next_url(self, cursor: str) -> str:
-        """The URL of the page after this request's, at ``cursor``.
+    def next_url(self, continuation: str) -> str:
+        """The URL of the page after this request's: ``cursor=...``, or
+        ``offset=N`` where no cursor can say where a page ends.
 
-        The request's query string as it came, with ``cursor`` in place of its
-        own, rather than parsed and encoded again: what is not plain ASCII in
-        it is percent-encoded, and escapes already there are kept.
+        The request's query string as it came, with ``continuation`` in place
+        of its own cursor or offset, rather than parsed and encoded again:
+        what is not plain ASCII in it is percent-encoded, and escapes already
+        there are kept.
         """
         request = self.request
         kept = [
@@ -141,7 +143,7 @@ class Collection:
             for part in request.query_string.split("&")
             if part and unquote_plus(part.partition("=")[0]) not in NOT_CARRIED
         ]
-        query = quote("&".join([*kept, f"cursor={cursor}"]), safe=URL_SAFE)
+        query = quote("&".join([*kept, continuation]), safe=URL_SAFE)
         return f"{request.application_url}{self.path}?{query}"
 
 

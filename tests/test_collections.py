@@ -730,7 +730,25 @@ def test_a_table_without_a_key_is_a_collection_without_items(sakila):
     assert one.json() == {"label": label, "n": None}  # as stored (INSERT ... RETURNING)
     found = sakila.get("/no_key/", params={"label": f"eq.{label}", "limit": "1"})
     assert len(found.json()) == 1 and next_link(found)  # ordered by every column
+    rows = found.json()
+    while next_link(found):  # by offsets: a cursor after one of two rows alike skipped the other
+        found = sakila.get(next_link(found))
+        rows += found.json()
+    assert rows == [*[{"label": label, "n": 1}] * 2, {"label": label, "n": None}]
     assert_problem(sakila.get("/no_key/1"), 404)
+
+
+def test_an_export_of_a_table_without_a_key_leaves_out_no_row_alike_another():
+    """Rows alike in every column that orders them (a JSON column does not)
+    were skipped where a batch of an export ended with one of them: 3 of 25."""
+    with mariadb_app(
+        "CREATE TABLE keyless (a INT NOT NULL, payload JSON)",
+        "INSERT INTO keyless SELECT seq % 3, JSON_OBJECT('n', seq) FROM seq_1_to_25",
+        **{"api.tables": "keyless", "api.export_batch_rows": "4"},
+    ) as client:
+        exported = client.get("/keyless/", headers={"Accept": "application/x-ndjson"})
+        payloads = [json.loads(line)["payload"]["n"] for line in exported.text.splitlines()]
+        assert sorted(payloads) == list(range(1, 26))
 
 
 def test_film_embeds_its_actors_through_film_actor_and_its_languages_by_hint(sakila):

@@ -104,6 +104,7 @@ def _referred_value(link: Link, column: sa.Column[Any], label: str) -> Any:
 
 def tie_break(table: sa.Table) -> tuple[sa.Column[Any], ...]:
     """What makes an order total: the primary key; without one, every
-    column that can be ordered by (rows equal in all of them are alike)."""
+    column that can be ordered by, which leaves rows alike in all of them
+    in no order of their own: such a table is paged by offsets, not cursors."""
     key = tuple(table.primary_key.columns)
     return key or tuple(column for column in table.columns if mapping(column).orderable)

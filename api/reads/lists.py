@@ -143,13 +143,18 @@ def planned_rows(rows: Any) -> int:
 
 
 def stream_rows(
-    reader: Reader, query: ListQuery, batch: int, timeout: float, limit: int | None = None
+    reader: Reader,
+    query: ListQuery,
+    batch: int,
+    timeout: float,
+    limit: int | None = None,
+    keyed: bool = True,
 ) -> Iterator[tuple[Any, ...]]:
     """The rows of ``query`` after its offset, the first ``limit`` (None:
     all), its first batch read already: a query the database refuses, or a
     database that is away, fails here, before the response's status is
     sent, not as a body that breaks off after a 200."""
-    rows = _batches(reader, query, batch, timeout, limit)
+    rows = _batches(reader, query, batch, timeout, limit, keyed)
     try:
         first = next(rows)
     except StopIteration:
@@ -158,12 +163,14 @@ def stream_rows(
 
 
 def _batches(
-    reader: Reader, query: ListQuery, batch: int, timeout: float, limit: int | None
+    reader: Reader, query: ListQuery, batch: int, timeout: float, limit: int | None, keyed: bool
 ) -> Iterator[tuple[Any, ...]]:
     """The rows of ``query`` after its offset, up to ``limit`` of them (None:
     all), as tuples of its columns, read in keyset batches of ``batch``
     rows: the page statement, each batch after the last row of the one
-    before (only the first skips ``offset`` rows).
+    before (only the first skips ``offset`` rows). A table without a key
+    (not ``keyed``) is read by offsets: rows alike in every column it is
+    ordered by would be skipped after a batch that ends with one of them.
 
     Not a server-side cursor: asyncmy reads a result as fast as the server
     sends it, with no pause, so a client slower than the database would make
@@ -189,8 +196,11 @@ def _batches(
             if len(rows) < size:
                 return
             left = None if left is None else left - size
-            after = tuple(rows[-1][i] for i in export.keys_at)
-            query = dataclasses.replace(query, after=after, offset=0)
+            if keyed:
+                after = tuple(rows[-1][i] for i in export.keys_at)
+                query = dataclasses.replace(query, after=after, offset=0)
+            else:
+                query = dataclasses.replace(query, offset=query.offset + size)
 
 
 def _read_batch(

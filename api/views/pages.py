@@ -133,7 +133,8 @@ def _export(context: Collection, request: Request, query: ListQuery, media_type:
     settings = request.registry.api_settings
     batch, timeout = settings.export_batch_rows, settings.db_statement_timeout
     limit = _export_limit(request)
-    rows = stream_rows(get_reader(request), query, batch, timeout, limit)
+    keyed = bool(context.description.key)
+    rows = stream_rows(get_reader(request), query, batch, timeout, limit, keyed)
     return formats.streaming_response(media_type, query.columns, rows)
 
 
@@ -173,8 +174,12 @@ def _export_limit(request: Request) -> int | None:
 def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
     if not page.more or query.group_by is not None:  # groups are paged by offset
         return None
+    if not context.description.key and query.after is None:
+        # No key makes the order total: rows alike in every column it orders
+        # by are told apart by their place only, which a cursor cannot name.
+        return context.next_url(f"offset={query.offset + len(page.rows)}")
     secret = context.request.registry.api_settings.cursor_secret
-    return context.next_url(encode_cursor(query, page.rows[-1], secret))
+    return context.next_url(f"cursor={encode_cursor(query, page.rows[-1], secret)}")
 
 
 def _page_status(
