@@ -26,6 +26,7 @@ from api.db.engines import StatementTooLarge
 from api.errors import problem_response, server_error
 from api.logs import Throttled, database_error, deadlocked, error_number, misconfigured
 from api.observe import count_error
+from api.sql.locks import LockWaitTimeout
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,7 @@ def timed_out(exc: Exception, request: Request) -> Response | None:
         return None
     log.info("timed out: %s", database_error(exc))
     if errno == LOCK_WAIT_TIMEOUT:
-        count_error("lock_wait_timeout")
-        return problem_response(
-            503,
-            "The request waited too long for rows or a table that another transaction"
-            " holds; try again shortly.",
-            code="55P03",
-            headers={"Retry-After": "1"},
-        )
+        return lock_wait_timeout(exc, request)
     count_error("statement_timeout")
     bound = request.registry.api_settings.db_statement_timeout
     return problem_response(
@@ -130,6 +124,19 @@ def timed_out(exc: Exception, request: Request) -> Response | None:
         " ask for less, such as filters on indexed columns, a smaller limit, or"
         " Prefer: count=planned in place of count=exact.",
         code="57014",
+    )
+
+
+@exception_view_config(LockWaitTimeout)
+def lock_wait_timeout(exc: Exception, request: Request) -> Response:
+    """A wait for a lock another transaction holds, which will end: a 503 to retry."""
+    count_error("lock_wait_timeout")
+    return problem_response(
+        503,
+        "The request waited too long for rows or a table that another transaction"
+        " holds; try again shortly.",
+        code="55P03",
+        headers={"Retry-After": "1"},
     )
 
 

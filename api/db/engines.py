@@ -29,6 +29,7 @@ from api.reads.gate import Gate
 from api.reads.loader import CoalescingLoader
 from api.reads.reader import Reader
 from api.settings import Settings
+from api.sql.locks import NAMED_LOCKS
 from api.sql.operators import json_contains, regexp
 
 
@@ -94,14 +95,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return engine
 
 
-def _rollback_if_in_transaction(dbapi_connection: Any, _record: object, state: Any) -> None:
-    """The pool's reset of a connection coming back, in place of its
+def _rollback_if_in_transaction(dbapi_connection: Any, record: Any, state: Any) -> None:
+    """The pool's reset of a connection coming back: its locks by name
+    released (``lock_by_name``); in place of its
     unconditional ROLLBACK: none after a COMMIT or a ROLLBACK, when MySQL's
     last answer said no transaction was open (its SERVER_STATUS_IN_TRANS
     flag, which asyncmy keeps). Each statement's answer carries the flag, but
     an error does not: a transaction whose statement failed is rolled back by
     its session, as every failed request's is, before its connection returns."""
-    if state.terminate_only or state.transaction_was_reset or not state.asyncio_safe:
+    if state.terminate_only or not state.asyncio_safe:
+        return  # a connection closed: its locks go with it
+    if record.info.pop(NAMED_LOCKS, False):
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("DO RELEASE_ALL_LOCKS()")
+        finally:
+            cursor.close()
+    if state.transaction_was_reset:
         return
     if dbapi_connection.driver_connection.get_transaction_status():
         dbapi_connection.rollback()
