@@ -774,17 +774,31 @@ def test_a_table_without_a_key_is_a_collection_without_items(sakila):
     assert_problem(sakila.get("/no_key/1"), 404)
 
 
-def test_an_export_of_a_table_without_a_key_leaves_out_no_row_alike_another():
-    """Rows alike in every column that orders them (a JSON column does not)
-    were skipped where a batch of an export ended with one of them: 3 of 25."""
+def test_a_table_without_a_key_leaves_out_no_row_alike_another():
+    """Rows alike in every column that orders them (a JSON column does not,
+    and a collation equates case, trailing spaces and accents) were skipped
+    where a page or an export's batch ended with one of them: an export of
+    these 25 kept 13. Where such rows meet at an end, the next page or batch
+    goes on by offset; elsewhere by cursor, as before."""
     with mariadb_app(
-        "CREATE TABLE keyless (a INT NOT NULL, payload JSON)",
-        "INSERT INTO keyless SELECT seq % 3, JSON_OBJECT('n', seq) FROM seq_1_to_25",
+        "CREATE TABLE keyless (a VARCHAR(5) NOT NULL, payload JSON)",
+        "INSERT INTO keyless SELECT ELT(1 + seq % 6, 'a', 'A', 'a ', 'é', 'e', 'b'),"
+        " JSON_OBJECT('n', seq) FROM seq_1_to_25",
         **{"api.tables": "keyless", "api.export_batch_rows": "4"},
     ) as client:
         exported = client.get("/keyless/", headers={"Accept": "application/x-ndjson"})
         payloads = [json.loads(line)["payload"]["n"] for line in exported.text.splitlines()]
         assert sorted(payloads) == list(range(1, 26))
+        page, paged, links = client.get("/keyless/", params={"limit": "3"}), [], set()
+        while True:
+            paged += [row["payload"]["n"] for row in page.json]
+            link = next_link(page)
+            if not link:
+                break
+            links.add("cursor=" in link)
+            page = client.get(link)
+        assert sorted(paged) == list(range(1, 26))
+        assert False in links  # an offset where the rows at a page's end are alike
 
 
 def test_film_embeds_its_actors_through_film_actor_and_its_languages_by_hint(sakila):

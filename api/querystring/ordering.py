@@ -102,9 +102,29 @@ def _referred_value(link: Link, column: sa.Column[Any], label: str) -> Any:
     return value
 
 
+def may_tie(values: tuple[Any, ...], others: tuple[Any, ...]) -> bool:
+    """Whether two rows' values of the columns of an order may be equal as
+    the database compares them: equal, or text that a collation may equate
+    (alike but for case and trailing spaces; or not ASCII, whose
+    equivalences, such as accents, Python does not know)."""
+    return all(
+        value == other
+        or (
+            isinstance(value, str)
+            and isinstance(other, str)
+            and (
+                not (value.isascii() and other.isascii())
+                or value.rstrip(" ").casefold() == other.rstrip(" ").casefold()
+            )
+        )
+        for value, other in zip(values, others, strict=True)
+    )
+
+
 def tie_break(table: sa.Table) -> tuple[sa.Column[Any], ...]:
     """What makes an order total: the primary key; without one, every
     column that can be ordered by, which leaves rows alike in all of them
-    in no order of their own: such a table is paged by offsets, not cursors."""
+    in no order of their own: where such rows meet at a page's or a batch's
+    end, the next goes on by offset, as no cursor can say which came last."""
     key = tuple(table.primary_key.columns)
     return key or tuple(column for column in table.columns if mapping(column).orderable)

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from api.bridge import await_, run_in_greenlet
 from api.querystring import ListQuery
+from api.querystring.ordering import may_tie
 from api.reads.embeds import embed_rows, fold_joined
 from api.reads.reader import Reader
 from api.sql import STATEMENT_CACHE_SIZE
@@ -40,6 +41,7 @@ class Page(NamedTuple):
     rows: list[Row]  # with every column the query needs, its order columns included
     more: bool  # whether rows follow
     counted: Count | None  # when a count was asked for
+    following: Row | None = None  # the first row of the next page, where there is one
 
 
 async def read_page(
@@ -94,7 +96,8 @@ def load_page(connection: Connection, query: ListQuery) -> Page:
     statement = page_statement(shape)
     read = _compiled_page(shape, connection.dialect)
     rows = read.dicts(connection, statement.parameters(query, limit=query.limit + 1))
-    return Page(rows[: query.limit], 0 < query.limit < len(rows), None)
+    more = 0 < query.limit < len(rows)
+    return Page(rows[: query.limit], more, None, rows[query.limit] if more else None)
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)
@@ -169,8 +172,10 @@ def _batches(
     all), as tuples of its columns, read in keyset batches of ``batch``
     rows: the page statement, each batch after the last row of the one
     before (only the first skips ``offset`` rows). A table without a key
-    (not ``keyed``) is read by offsets: rows alike in every column it is
-    ordered by would be skipped after a batch that ends with one of them.
+    (not ``keyed``) has rows alike in every column it is ordered by, which
+    a batch after one of them would skip: its batches read a row more, and
+    where that row may tie with the last (``may_tie``), the next batch goes
+    on by offset from the last batch that ended clean.
 
     Not a server-side cursor: asyncmy reads a result as fast as the server
     sends it, with no pause, so a client slower than the database would make
@@ -185,22 +190,26 @@ def _batches(
     """
     width = len(query.columns)
     left = limit
+    lookahead = 0 if keyed else 1
+    base, taken = query, 0  # where the last batch that ended clean ended, and rows since
     with reader.connection_for_export() as connection:
         while left != 0:
             size = batch if left is None else min(batch, left)
             export = export_statement(shape_of(query))
-            parameters = export.batch.parameters(query, limit=size)
+            parameters = export.batch.parameters(query, limit=size + lookahead)
             rows = _read_batch(connection, export.batch.statement, parameters, timeout)
-            for row in rows:
+            for row in rows[:size]:
                 yield row[:width]
-            if len(rows) < size:
+            if len(rows) < size + lookahead:
                 return
             left = None if left is None else left - size
-            if keyed:
-                after = tuple(rows[-1][i] for i in export.keys_at)
-                query = dataclasses.replace(query, after=after, offset=0)
+            taken += size
+            last = tuple(rows[size - 1][i] for i in export.keys_at)
+            if keyed or not may_tie(last, tuple(rows[size][i] for i in export.keys_at)):
+                base, taken = dataclasses.replace(query, after=last, offset=0), 0
+                query = base
             else:
-                query = dataclasses.replace(query, offset=query.offset + size)
+                query = dataclasses.replace(base, offset=base.offset + taken)
 
 
 def _read_batch(

@@ -20,6 +20,7 @@ from api.querystring import (
     encode_cursor,
     shown_names,
 )
+from api.querystring.ordering import may_tie
 from api.querystring.params import parse_range, requested_limit
 from api.reads.lists import Page, explain_page, read_page, stream_rows
 from api.resources import Collection, Item
@@ -174,12 +175,24 @@ def _export_limit(request: Request) -> int | None:
 def _next_url(context: Collection, query: ListQuery, page: Page) -> str | None:
     if not page.more or query.group_by is not None:  # groups are paged by offset
         return None
-    if not context.description.key and query.after is None:
-        # No key makes the order total: rows alike in every column it orders
-        # by are told apart by their place only, which a cursor cannot name.
-        return context.next_url(f"offset={query.offset + len(page.rows)}")
+    if not context.description.key and _ends_in_a_tie(query, page):
+        # Rows alike in every column of the order are told apart by their
+        # place only: the next page is this one's, past its rows.
+        cursor = query_params(context.request).get("cursor")
+        offset = f"offset={query.offset + len(page.rows)}"
+        return context.next_url(f"cursor={cursor}&{offset}" if cursor else offset)
     secret = context.request.registry.api_settings.cursor_secret
     return context.next_url(f"cursor={encode_cursor(query, page.rows[-1], secret)}")
+
+
+def _ends_in_a_tie(query: ListQuery, page: Page) -> bool:
+    """Whether the page's last row may be alike, in every column of its
+    order, to the first row of the next (``may_tie``): a table without a
+    key has no column that tells them apart."""
+    if page.following is None:
+        return False
+    names = [str(item.column.name) for item in query.order]
+    return may_tie(tuple(page.rows[-1][n] for n in names), tuple(page.following[n] for n in names))
 
 
 def _page_status(
