@@ -113,6 +113,8 @@ def _reflect_sync(
             _types_unknown_to_reflection(connection, table)
             _dates_that_may_be_zero(table)
             _engine_without_transactions(table, transactional)
+            if name in updatable:
+                _view_over_engine_without_transactions(connection, table, transactional)
             if name not in views:
                 _columns_set_by_triggers(connection, table)
         tables.append(table)
@@ -225,6 +227,35 @@ def _engine_without_transactions(table: sa.Table, transactional: frozenset[str])
     engine = table.dialect_options["mysql"].get("engine")
     if engine and engine.upper() not in transactional:
         table.info["engine_without_transactions"] = engine
+
+
+VIEW_DEFINITION = sa.text(
+    "SELECT VIEW_DEFINITION FROM information_schema.VIEWS"
+    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :name"
+)
+TABLE_ENGINES = sa.text(
+    "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE FROM information_schema.TABLES"
+    " WHERE TABLE_TYPE = 'BASE TABLE' AND CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) IN :names"
+).bindparams(sa.bindparam("names", expanding=True))
+# What a view's definition names as `database`.`table` (MySQL writes every
+# name in full there: `db`.`t`.`column`, from `db`.`t`).
+QUALIFIED_TABLE = re.compile(r"`((?:[^`]|``)+)`\.`((?:[^`]|``)+)`")
+
+
+def _view_over_engine_without_transactions(
+    connection: Any, view: sa.Table, transactional: frozenset[str]
+) -> None:
+    """An updatable view over a table whose engine cannot undo a write takes
+    that table's engine (``Description.engine_without_transactions``): a
+    write through it is as half done as one to the table."""
+    definition = connection.execute(VIEW_DEFINITION, _named(view)).scalar() or ""
+    names = {f"{schema}.{table}" for schema, table in QUALIFIED_TABLE.findall(definition)}
+    if not names:
+        return
+    for _schema, _table, engine in connection.execute(TABLE_ENGINES, {"names": sorted(names)}):
+        if engine and engine.upper() not in transactional:
+            view.info["engine_without_transactions"] = engine
+            return
 
 
 COLUMN_TYPES = sa.text(

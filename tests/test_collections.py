@@ -381,8 +381,9 @@ def test_a_myisam_table_takes_no_write_it_could_leave_half_done():
             "CREATE TABLE legacy (id INT AUTO_INCREMENT PRIMARY KEY, code VARCHAR(10) UNIQUE,"
             " n INT) ENGINE=MyISAM",
             "INSERT INTO legacy (code, n) VALUES ('taken', 1), ('other', 1)",
+            "CREATE VIEW legacy_view AS SELECT id, code, n FROM legacy",
         )
-        app = make_app(url, **{"api.tables": "legacy", "api.tokens": TOKENS})
+        app = make_app(url, **{"api.tables": "legacy legacy_view", "api.tokens": TOKENS})
         with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
             before = http.get("/legacy/").json()
             refused = [
@@ -391,6 +392,7 @@ def test_a_myisam_table_takes_no_write_it_could_leave_half_done():
                 http.patch("/legacy/", params={"n": "eq.1"}, json={"n": 2}, headers=WRITER),
                 http.delete("/legacy/", params={"n": "eq.1"}, headers=WRITER),
                 http.patch("/legacy/1", json={"n": 2}, headers={**WRITER, **DRY_RUN}),
+                http.post("/legacy_view/", json=[{"code": "v1"}, {"code": "v2"}], headers=WRITER),
             ]
             for response in refused:
                 assert assert_problem(response, 400)["code"] == "0A000", response.text

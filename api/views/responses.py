@@ -301,7 +301,9 @@ def refuse_half_done(context: Collection | Item, request: Request, rows: int = 1
     engine = collection.description.engine_without_transactions
     if engine is None:
         return
-    said = f"'{collection.__name__}' is a {engine} table, which cannot undo a write"
+    table = collection.description.table
+    stored = f"writes to a {engine} table" if table.info.get("view") else f"is a {engine} table"
+    said = f"'{collection.__name__}' {stored}, which cannot undo a write"
     if "tx=rollback" in preferences(request):
         raise BadRequest(f"{said}: Prefer: tx=rollback would keep it.", "Prefer", "0A000")
     if rows > 1:
