@@ -112,7 +112,8 @@ def _reflect_sync(
         if connection.dialect.name == "mysql":
             _types_unknown_to_reflection(connection, table)
             _dates_that_may_be_zero(table)
-            _engine_without_transactions(table, transactional)
+            engine = table.dialect_options["mysql"].get("engine")
+            _engine_without_transactions(table, engine, transactional)
             if name in updatable:
                 _view_over_engine_without_transactions(connection, table, transactional)
             if name not in views:
@@ -221,12 +222,15 @@ def _transactional_engines(connection: Any) -> frozenset[str]:
     return frozenset(engine for (engine,) in connection.execute(TRANSACTIONAL_ENGINES))
 
 
-def _engine_without_transactions(table: sa.Table, transactional: frozenset[str]) -> None:
-    """A table whose engine cannot undo a write (MyISAM, MEMORY, Aria),
-    named in its info for ``Description.engine_without_transactions``."""
-    engine = table.dialect_options["mysql"].get("engine")
-    if engine and engine.upper() not in transactional:
-        table.info["engine_without_transactions"] = engine
+def _engine_without_transactions(
+    table: sa.Table, engine: str | None, transactional: frozenset[str]
+) -> bool:
+    """Whether ``engine`` cannot undo a write (MyISAM, MEMORY, Aria): then
+    named in ``table``'s info for ``Description.engine_without_transactions``."""
+    if not engine or engine.upper() in transactional:
+        return False
+    table.info["engine_without_transactions"] = engine
+    return True
 
 
 VIEW_DEFINITION = sa.text(
@@ -234,7 +238,7 @@ VIEW_DEFINITION = sa.text(
     " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :name"
 )
 TABLE_ENGINES = sa.text(
-    "SELECT TABLE_SCHEMA, TABLE_NAME, ENGINE FROM information_schema.TABLES"
+    "SELECT ENGINE FROM information_schema.TABLES"
     " WHERE TABLE_TYPE = 'BASE TABLE' AND CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) IN :names"
 ).bindparams(sa.bindparam("names", expanding=True))
 # What a view's definition names as `database`.`table` (MySQL writes every
@@ -252,9 +256,8 @@ def _view_over_engine_without_transactions(
     names = {f"{schema}.{table}" for schema, table in QUALIFIED_TABLE.findall(definition)}
     if not names:
         return
-    for _schema, _table, engine in connection.execute(TABLE_ENGINES, {"names": sorted(names)}):
-        if engine and engine.upper() not in transactional:
-            view.info["engine_without_transactions"] = engine
+    for (engine,) in connection.execute(TABLE_ENGINES, {"names": sorted(names)}):
+        if _engine_without_transactions(view, engine, transactional):
             return
 
 
