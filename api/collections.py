@@ -143,10 +143,23 @@ class Description:
     # Whether a column is spatial: its rows may be had as GeoJSON features.
     spatial: bool = dataclasses.field(init=False, repr=False)
 
+    # The columns ``select=*``, or no select, shows: all but MySQL's
+    # INVISIBLE ones, which its own ``SELECT *`` leaves out too.
+    star: tuple[sa.Column[Any], ...] = dataclasses.field(init=False, repr=False)
+    invisible: frozenset[str] = dataclasses.field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         if len(self.key) == 1:
             self.parse_single_key = single_value_parser(self.key[0])
         self.spatial = any(is_spatial(column) for column in self.table.columns)
+        self.star = tuple(c for c in self.table.columns if not c.info.get("invisible"))
+        self.invisible = frozenset(str(c.name) for c in self.table.columns if c not in self.star)
+
+    def visible(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` as read or written whole, as ``select=*`` shows it."""
+        if not self.invisible:
+            return row
+        return {name: value for name, value in row.items() if name not in self.invisible}
 
     def key_of(self, row: dict[str, Any]) -> Any:
         if len(self.key) == 1:

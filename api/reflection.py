@@ -97,6 +97,7 @@ def _reflect_sync(
             _reflect_one_by_one(connection, metadata, wanted, failed)
     updatable = _updatable_views(connection, schema) if views else frozenset()
     transactional = _transactional_engines(connection)
+    invisible = _invisible_columns(connection, schema)
     tables = []
     for name in wanted:
         table = metadata.tables.get(name if schema is None else f"{schema}.{name}")
@@ -107,6 +108,8 @@ def _reflect_sync(
             continue
         table.info["view"] = name in views
         table.info["updatable"] = name in updatable
+        for column_name, default, extra in invisible.get(name, ()):
+            _mark_invisible(table.columns[column_name], default, extra)
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
         if connection.dialect.name == "mysql":
@@ -149,6 +152,39 @@ def _updatable_views(connection: Any, schema: str | None) -> frozenset[str]:
     if connection.dialect.name != "mysql":
         return frozenset()
     return frozenset(name for (name,) in connection.execute(UPDATABLE_VIEWS, {"schema": schema}))
+
+
+INVISIBLE_COLUMNS = sa.text(
+    "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS"
+    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND EXTRA LIKE '%INVISIBLE%'"
+)
+ON_UPDATE = re.compile(r"\bon update (\S+)", re.IGNORECASE)
+
+
+def _invisible_columns(connection: Any, schema: str | None) -> dict[str, list[Any]]:
+    """The INVISIBLE columns of each table (MariaDB 10.3, MySQL 8.0.23), with
+    their default and extra: ``(name, default, extra)``."""
+    if connection.dialect.name != "mysql":
+        return {}
+    found: dict[str, list[Any]] = {}
+    for table, *column in connection.execute(INVISIBLE_COLUMNS, {"schema": schema}):
+        found.setdefault(table, []).append(column)
+    return found
+
+
+def _mark_invisible(column: sa.Column[Any], default: str | None, extra: str) -> None:
+    """An INVISIBLE column, which ``SELECT *`` leaves out: ``select=*`` does
+    too (``Description.star``). MariaDB writes INVISIBLE before the DEFAULT
+    and AUTO_INCREMENT of its definition, where reflection stops reading:
+    they are taken from the catalog instead, so that a PUT leaving the
+    column out gives it its default, not NULL."""
+    column.info["invisible"] = True
+    if "auto_increment" in extra.lower():
+        column.autoincrement = True
+    if column.server_default is None and default not in (None, "NULL"):
+        on_update = ON_UPDATE.search(extra)
+        text = f"{default} ON UPDATE {on_update.group(1)}" if on_update else default
+        column.server_default = sa.DefaultClause(sa.text(text))
 
 
 def _referred_first(inspector: Any, names: list[str], schema: str | None) -> list[str]:

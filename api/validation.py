@@ -362,11 +362,14 @@ def validate_row(
 
 
 def writable_defaults(table: sa.Table) -> dict[str, None]:
-    """Values that a PUT gives to writable columns it leaves out: NULL, or the default."""
+    """Values that a PUT gives to writable columns it leaves out: NULL, or the
+    default. An INVISIBLE column keeps its value: the row a client PUTs back
+    is the row it read, which did not show it."""
     return {
         column.name: None
         for column in table.columns
         if not server_owned(column)
+        and not column.info.get("invisible")
         and column.nullable
         and column.default is None
         and column.server_default is None

@@ -54,7 +54,7 @@ def table_schemas(name: str, table: sa.Table) -> Schema:
     row = {
         "type": "object",
         "properties": {str(c.name): column_schema(c) for c in table.columns},
-        "required": [str(c.name) for c in table.columns],
+        "required": [str(c.name) for c in describe(table).star],
     }
     create = _create_schema(table)
     patch = {**create, "required": []}

@@ -120,7 +120,7 @@ def parse_returned(
     may hold them (api.aggregates_enabled)."""
     select = single_value(params, "select")
     if select is None:
-        return tuple(table.columns), ()
+        return describe(table).star, ()
     columns, embedded = parse_select(table, select)
     embeds = tuple(
         resolve_embed(describe(table), item, params, "", max_limit, aggregates)

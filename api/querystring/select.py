@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from webob.multidict import MultiDict
 
-from api.collections import Description, Link
+from api.collections import Description, Link, describe
 from api.columns import (
     BIT,
     BIT_BOOLEAN,
@@ -180,7 +180,7 @@ def _columns_and_embeds(
         if isinstance(item, EmbedItem):
             embeds.append(item)
         elif item == "*":
-            columns += table.columns
+            columns += describe(table).star
         else:
             columns.append(_selected(table, item))
     keys = [embed.key for embed in embeds]

@@ -16,6 +16,7 @@ from pyramid.response import Response
 from webob.multidict import MultiDict
 
 from api import formats
+from api.collections import describe
 from api.errors import BadRequest, InvalidPreferences, NotOneRow
 from api.etags import etag
 from api.querystring import (
@@ -271,7 +272,7 @@ def with_etag(
         return HTTPNotModified(headers=[("ETag", tag)])
     # WebOb's conditional handling only where there is a condition to check.
     conditional = any(header in request.environ for header in CONDITIONAL_HEADERS)
-    response = json_response(row, [("ETag", tag)], conditional)
+    response = json_response(describe(table).visible(row), [("ETag", tag)], conditional)
     if media_type != formats.JSON:
         response.headers["Content-Type"] = media_type
     return response

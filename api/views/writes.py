@@ -122,7 +122,7 @@ async def _answered(context: Collection, request: Request, rows: list[Row]) -> l
     columns and embeds of ``select`` (PostgREST's), in the same transaction."""
     returned = _returned(context, request)
     if returned is None:
-        return rows
+        return [*map(context.description.visible, rows)]
     return await filter_writes.returned_rows(request.dbsession, context.table, rows, *returned)
 
 
@@ -210,9 +210,11 @@ def _may_go_with_group(context: Collection, request: Request, returned: Any) -> 
     )
 
 
-def _shown(rows: list[Row], returned: Any) -> list[Row]:
+def _shown(context: Collection, rows: list[Row], returned: Any) -> list[Row]:
     """What a grouped write's answer shows of ``rows``: the columns of its select."""
-    return rows if returned is None else filter_writes.shown_of(rows, *returned)
+    if returned is None:
+        return [*map(context.description.visible, rows)]
+    return filter_writes.shown_of(rows, *returned)
 
 
 def _insert_with_group(context: Collection, request: Request, row: Row, returned: Any) -> Response:
@@ -225,7 +227,7 @@ def _insert_with_group(context: Collection, request: Request, row: Row, returned
 
     def settle(stored: Row) -> None:
         if answer.shows_rows:
-            _fill_answer(request, response, _shown([stored], returned), 201, answer)
+            _fill_answer(request, response, _shown(context, [stored], returned), 201, answer)
         _locate(context, request, response, stored)
 
     join_group(request, grouped.GroupedInsert(context.table, row), settle)
@@ -320,7 +322,7 @@ def _update_with_group(
     response = Response()
 
     def settle(stored: Row | None) -> None:
-        shown = _shown([] if stored is None else [stored], returned)
+        shown = _shown(context, [] if stored is None else [stored], returned)
         _fill_answer(request, response, shown, 200, answer)
 
     update = filter_writes.update_where_for_group(table, query, values, pk, shown=True)
