@@ -97,7 +97,7 @@ def _reflect_sync(
             _reflect_one_by_one(connection, metadata, wanted, failed)
     updatable = _updatable_views(connection, schema) if views else frozenset()
     transactional = _transactional_engines(connection)
-    invisible = _invisible_columns(connection, schema)
+    catalog = _catalog_columns(connection, schema)
     tables = []
     for name in wanted:
         table = metadata.tables.get(name if schema is None else f"{schema}.{name}")
@@ -108,8 +108,9 @@ def _reflect_sync(
             continue
         table.info["view"] = name in views
         table.info["updatable"] = name in updatable
-        for column_name, default, extra in invisible.get(name, ()):
-            _mark_invisible(table.columns[column_name], default, extra)
+        for column_name, default, extra in catalog.get(name, ()):
+            if column_name in table.columns:
+                _as_the_catalog_says(table.columns[column_name], default, extra)
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
         if connection.dialect.name == "mysql":
@@ -154,31 +155,35 @@ def _updatable_views(connection: Any, schema: str | None) -> frozenset[str]:
     return frozenset(name for (name,) in connection.execute(UPDATABLE_VIEWS, {"schema": schema}))
 
 
-INVISIBLE_COLUMNS = sa.text(
+CATALOG_COLUMNS = sa.text(
     "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS"
-    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND EXTRA LIKE '%INVISIBLE%'"
+    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
+    " AND (COLUMN_DEFAULT IS NOT NULL OR EXTRA LIKE '%INVISIBLE%')"
 )
 ON_UPDATE = re.compile(r"\bon update (\S+)", re.IGNORECASE)
 
 
-def _invisible_columns(connection: Any, schema: str | None) -> dict[str, list[Any]]:
-    """The INVISIBLE columns of each table (MariaDB 10.3, MySQL 8.0.23), with
-    their default and extra: ``(name, default, extra)``."""
+def _catalog_columns(connection: Any, schema: str | None) -> dict[str, list[Any]]:
+    """Each table's columns with a default or INVISIBLE, as the catalog
+    describes them: ``(name, default, extra)``."""
     if connection.dialect.name != "mysql":
         return {}
     found: dict[str, list[Any]] = {}
-    for table, *column in connection.execute(INVISIBLE_COLUMNS, {"schema": schema}):
+    for table, *column in connection.execute(CATALOG_COLUMNS, {"schema": schema}):
         found.setdefault(table, []).append(column)
     return found
 
 
-def _mark_invisible(column: sa.Column[Any], default: str | None, extra: str) -> None:
-    """An INVISIBLE column, which ``SELECT *`` leaves out: ``select=*`` does
-    too (``Description.star``). MariaDB writes INVISIBLE before the DEFAULT
-    and AUTO_INCREMENT of its definition, where reflection stops reading:
-    they are taken from the catalog instead, so that a PUT leaving the
-    column out gives it its default, not NULL."""
-    column.info["invisible"] = True
+def _as_the_catalog_says(column: sa.Column[Any], default: str | None, extra: str) -> None:
+    """What reflection did not read of a column's definition, read from the
+    catalog. Its parser stops at what it does not know and drops the rest:
+    a default of an expression with a quote or a comma
+    (``concat('a','b')``), and, where MariaDB writes INVISIBLE before them,
+    a DEFAULT and AUTO_INCREMENT; a POST without such a column was refused
+    as if it had no default. An INVISIBLE column, which ``SELECT *`` leaves
+    out, is left out of ``select=*`` too (``Description.star``)."""
+    if "INVISIBLE" in extra.upper():
+        column.info["invisible"] = True
     if "auto_increment" in extra.lower():
         column.autoincrement = True
     if column.server_default is None and default not in (None, "NULL"):

@@ -5,6 +5,7 @@ and composite keys on both databases."""
 import asyncio
 import base64
 import concurrent.futures
+import datetime
 import json
 import re
 import types
@@ -1035,6 +1036,23 @@ def test_an_invisible_column_is_left_out_of_star_as_mysql_leaves_it():
             "my_row_id": 1,
             "name": "start",
         }
+
+
+def test_a_default_of_any_expression_need_not_be_given():
+    """Reflection drops a default it cannot parse (a quote or a comma in an
+    expression): a POST without such a column was a 422, 'is required'."""
+    with mariadb_app(
+        "CREATE TABLE tickets (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL"
+        " DEFAULT concat('T-', 1), meta LONGTEXT NOT NULL DEFAULT json_object('k', 1),"
+        " due DATETIME NOT NULL DEFAULT (current_timestamp() + interval 1 day))",
+        **{"api.tables": "tickets"},
+    ) as client:
+        created = client.post_json("/tickets/", {"id": 1}, headers=WRITER_ONE).json
+        assert (created["code"], json.loads(created["meta"])) == ("T-1", {"k": 1})
+        due = datetime.datetime.fromisoformat(created["due"])
+        assert due > datetime.datetime.now(datetime.UTC)  # a day on: the default's own
+        schema = client.get("/openapi.json").json["components"]["schemas"]["ticketsCreate"]
+        assert schema["required"] == ["id"]
 
 
 def test_spatial_columns_are_geojson():
