@@ -108,9 +108,9 @@ def _reflect_sync(
             continue
         table.info["view"] = name in views
         table.info["updatable"] = name in updatable
-        for column_name, default, extra in catalog.get(name, ()):
+        for column_name, *described in catalog.get(name, ()):
             if column_name in table.columns:
-                _as_the_catalog_says(table.columns[column_name], default, extra)
+                _as_the_catalog_says(table.columns[column_name], *described)
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
         if connection.dialect.name == "mysql":
@@ -156,16 +156,16 @@ def _updatable_views(connection: Any, schema: str | None) -> frozenset[str]:
 
 
 CATALOG_COLUMNS = sa.text(
-    "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS"
-    " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
-    " AND (COLUMN_DEFAULT IS NOT NULL OR EXTRA LIKE '%INVISIBLE%')"
+    "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_DEFAULT, EXTRA, IS_NULLABLE"
+    " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE())"
+    " AND (COLUMN_DEFAULT IS NOT NULL OR EXTRA LIKE '%INVISIBLE%' OR IS_NULLABLE = 'NO')"
 )
 ON_UPDATE = re.compile(r"\bon update (\S+)", re.IGNORECASE)
 
 
 def _catalog_columns(connection: Any, schema: str | None) -> dict[str, list[Any]]:
-    """Each table's columns with a default or INVISIBLE, as the catalog
-    describes them: ``(name, default, extra)``."""
+    """Each table's columns with a default, INVISIBLE or NOT NULL, as the
+    catalog describes them: ``(name, default, extra, nullable)``."""
     if connection.dialect.name != "mysql":
         return {}
     found: dict[str, list[Any]] = {}
@@ -174,14 +174,19 @@ def _catalog_columns(connection: Any, schema: str | None) -> dict[str, list[Any]
     return found
 
 
-def _as_the_catalog_says(column: sa.Column[Any], default: str | None, extra: str) -> None:
+def _as_the_catalog_says(
+    column: sa.Column[Any], default: str | None, extra: str, nullable: str
+) -> None:
     """What reflection did not read of a column's definition, read from the
     catalog. Its parser stops at what it does not know and drops the rest:
     a default of an expression with a quote or a comma
-    (``concat('a','b')``), and, where MariaDB writes INVISIBLE before them,
-    a DEFAULT and AUTO_INCREMENT; a POST without such a column was refused
-    as if it had no default. An INVISIBLE column, which ``SELECT *`` leaves
-    out, is left out of ``select=*`` too (``Description.star``)."""
+    (``concat('a','b')``); where MariaDB writes INVISIBLE or COMPRESSED
+    before them, a NOT NULL, DEFAULT and AUTO_INCREMENT. A POST without such
+    a column was refused as if it had no default. An INVISIBLE column, which
+    ``SELECT *`` leaves out, is left out of ``select=*`` too
+    (``Description.star``)."""
+    if nullable == "NO":
+        column.nullable = False
     if "INVISIBLE" in extra.upper():
         column.info["invisible"] = True
     if "auto_increment" in extra.lower():

@@ -1040,19 +1040,27 @@ def test_an_invisible_column_is_left_out_of_star_as_mysql_leaves_it():
 
 def test_a_default_of_any_expression_need_not_be_given():
     """Reflection drops a default it cannot parse (a quote or a comma in an
-    expression): a POST without such a column was a 422, 'is required'."""
+    expression): a POST without such a column was a 422, 'is required'.
+    After MariaDB's COMPRESSED, it read neither NOT NULL nor the default."""
     with mariadb_app(
         "CREATE TABLE tickets (id INT PRIMARY KEY, code VARCHAR(20) NOT NULL"
         " DEFAULT concat('T-', 1), meta LONGTEXT NOT NULL DEFAULT json_object('k', 1),"
-        " due DATETIME NOT NULL DEFAULT (current_timestamp() + interval 1 day))",
+        " due DATETIME NOT NULL DEFAULT (current_timestamp() + interval 1 day),"
+        " note VARCHAR(100) COMPRESSED NOT NULL DEFAULT 'none')",
         **{"api.tables": "tickets"},
     ) as client:
         created = client.post_json("/tickets/", {"id": 1}, headers=WRITER_ONE).json
         assert (created["code"], json.loads(created["meta"])) == ("T-1", {"k": 1})
         due = datetime.datetime.fromisoformat(created["due"])
         assert due > datetime.datetime.now(datetime.UTC)  # a day on: the default's own
-        schema = client.get("/openapi.json").json["components"]["schemas"]["ticketsCreate"]
-        assert schema["required"] == ["id"]
+        assert created["note"] == "none"
+        refused = client.post_json(
+            "/tickets/", {"id": 2, "note": None}, headers=WRITER, status=422
+        )
+        assert refused.json["errors"] == [{"field": "note", "message": "may not be null"}]
+        schema = client.get("/openapi.json").json["components"]["schemas"]
+        assert schema["ticketsCreate"]["required"] == ["id"]
+        assert schema["ticketsRow"]["properties"]["note"]["type"] == "string"
 
 
 def test_spatial_columns_are_geojson():
