@@ -108,9 +108,12 @@ def _reflect_sync(
             continue
         table.info["view"] = name in views
         table.info["updatable"] = name in updatable
-        for column_name, *described in catalog.get(name, ()):
+        for column_name, default, extra, nullable in catalog.get(name, ()):
             if column_name in table.columns:
-                _as_the_catalog_says(table.columns[column_name], *described)
+                # A view's columns stay nullable, as reflection reads them: a
+                # cursor over a column said NOT NULL would pass its nulls by.
+                nullable = "YES" if name in views else nullable
+                _as_the_catalog_says(table.columns[column_name], default, extra, nullable)
         if getattr(connection.dialect, "is_mariadb", False) and name not in views:
             _json_columns(connection, table)
         if connection.dialect.name == "mysql":
