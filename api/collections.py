@@ -292,7 +292,11 @@ def _links(parent: Description, served: list[Description]) -> Iterable[Link]:
         target = by_table.get(constraint.referred_table)
         if target is not None:
             referred = tuple(element.column for element in constraint.elements)
-            yield Link("one", target, tuple(constraint.columns), referred, _hints(constraint))
+            # InnoDB lets a foreign key refer to columns that are no unique
+            # key: several rows may be the one it names, so they come as many.
+            unique = any(set(referred) == set(key) for _, key in unique_keys(target.table))
+            kind = "one" if unique else "many"
+            yield Link(kind, target, tuple(constraint.columns), referred, _hints(constraint))
     for child in served:
         keys = child.table.foreign_key_constraints
         to_parent = [fk for fk in keys if fk.referred_table is parent.table]

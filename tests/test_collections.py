@@ -1063,6 +1063,31 @@ def test_a_default_of_any_expression_need_not_be_given():
         assert schema["ticketsRow"]["properties"]["note"]["type"] == "string"
 
 
+def test_a_foreign_key_to_columns_of_no_unique_key_embeds_every_row_it_names():
+    """InnoDB takes a foreign key to any indexed columns: a code two price
+    lists share names both. Embedded as one row, the second was dropped."""
+    with mariadb_app(
+        "CREATE TABLE price_lists (id INT PRIMARY KEY, code INT NOT NULL, KEY (code))",
+        "INSERT INTO price_lists VALUES (1, 10), (2, 10), (3, 20)",
+        "CREATE TABLE products (id INT PRIMARY KEY, code INT,"
+        " FOREIGN KEY (code) REFERENCES price_lists (code))",
+        "INSERT INTO products VALUES (1, 10), (2, 20), (3, NULL)",
+        **{"api.tables": "price_lists,products"},
+    ) as client:
+        embedded = client.get("/products/", params={"select": "id,price_lists(id)"}).json
+        assert embedded == [
+            {"id": 1, "price_lists": [{"id": 1}, {"id": 2}]},
+            {"id": 2, "price_lists": [{"id": 3}]},
+            {"id": 3, "price_lists": []},
+        ]
+        back = client.get("/price_lists/", params={"select": "id,products(id)"}).json
+        assert back == [
+            {"id": 1, "products": [{"id": 1}]},
+            {"id": 2, "products": [{"id": 1}]},
+            {"id": 3, "products": [{"id": 2}]},
+        ]
+
+
 def test_spatial_columns_are_geojson():
     """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
     mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a
