@@ -1,6 +1,7 @@
 """Every error leaves as problem+json, the 500 and a missing database included."""
 
 import asyncio
+import base64
 import collections
 import concurrent.futures
 import gc
@@ -710,6 +711,35 @@ def test_what_mysql_8_s_default_sql_mode_refuses_is_a_4xx_that_says_why():
             assert grouped.json["code"] == "42803"
             once = client.get("/probe_legacy/", params={"select": "a:n::text,count()"})
             assert once.json == [{"a": "1", "count": 1}]
+    finally:
+        run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
+
+
+def test_bytes_under_no_backslash_escapes_are_stored_as_sent_and_never_run():
+    """asyncmy writes values into a statement's text and escapes bytes with
+    backslashes whatever the server's sql_mode. Under NO_BACKSLASH_ESCAPES a
+    quote in a BLOB ended its literal, and the rest ran as SQL: a POST
+    dropped a table. A trailing backslash was stored twice."""
+    (mode,) = fetch_sql(MARIADB_URL, "SELECT @@GLOBAL.sql_mode")[0]
+    run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = 'NO_BACKSLASH_ESCAPES,{mode}'")
+    try:
+        with mariadb_app(
+            "CREATE TABLE probe_blobs (id INT PRIMARY KEY, b VARBINARY(100), s VARCHAR(100))",
+            "CREATE TABLE probe_canary (id INT PRIMARY KEY)",
+            **{"api.tables": "probe_blobs,probe_canary"},
+        ) as client:
+            sent = {
+                1: (b"x'); DROP TABLE probe_canary; -- ", "it's \\ here"),
+                2: (b"a\\", "ends in \\"),
+            }
+            for key, (value, text) in sent.items():
+                row = {"id": key, "b": base64.b64encode(value).decode(), "s": text}
+                assert client.post_json("/probe_blobs/", row, headers=WRITER_ONE).json == row
+            stored = client.get("/probe_blobs/", params={"order": "id"}).json
+            assert [(base64.b64decode(r["b"]), r["s"]) for r in stored] == list(sent.values())
+            found = client.get("/probe_blobs/", params={"b": f"eq.{stored[1]['b']}"}).json
+            assert [r["id"] for r in found] == [2]
+            assert client.get("/probe_canary/").json == []  # still there
     finally:
         run_sql(MARIADB_URL, f"SET GLOBAL sql_mode = '{mode}'")
 
