@@ -339,7 +339,21 @@ NUMBER = Mapping(
 # Text in a query is not held to the column's length: it may be a pattern,
 # and a longer value just matches nothing.
 STRING = Mapping("string", lambda column, text: text, _text, _text_schema)
-ENUM = Mapping("enum", _enum, _enum, lambda c: {"type": "string", "enum": list(enum_members(c))})
+
+
+def _enum_or_error_value(column: sa.Column[Any], text: str) -> str:
+    """A member, or '': the value MySQL stores for one it could not take
+    (written under a sql_mode that is not strict, or a member an ALTER
+    took away), which ``e=eq.`` finds."""
+    return text if text == "" else _enum(column, text)
+
+
+ENUM = Mapping(
+    "enum",
+    _enum_or_error_value,
+    _enum,
+    lambda c: {"type": "string", "enum": list(enum_members(c))},
+)
 SET = Mapping("set", _set_text, _set_json, _set_schema)
 DATETIME = Mapping(
     "date-time",

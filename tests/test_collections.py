@@ -1088,6 +1088,26 @@ def test_a_foreign_key_to_columns_of_no_unique_key_embeds_every_row_it_names():
         ]
 
 
+def test_an_enum_s_error_value_is_found_by_its_empty_text():
+    """MySQL stores '' for an ENUM value it could not take (under a lax
+    sql_mode, or once an ALTER took its member away). Such rows are served
+    as they are, and ``eq.`` finds them; it was a 400, 'not one of'."""
+    with mariadb_app(
+        "SET SESSION sql_mode = ''",
+        "CREATE TABLE tickets (id INT PRIMARY KEY, state ENUM('open', 'closed') NOT NULL)",
+        "INSERT INTO tickets VALUES (1, 'open'), (2, 'lost'), (3, 'closed')",
+        **{"api.tables": "tickets"},
+    ) as client:
+        assert client.get("/tickets/2").json == {"id": 2, "state": ""}
+        broken = client.get("/tickets/", params={"state": "eq."}).json
+        assert broken == [{"id": 2, "state": ""}]
+        either = client.get("/tickets/", params={"state": 'in.("",closed)', "order": "id"})
+        assert [row["id"] for row in either.json] == [2, 3]
+        client.get("/tickets/", params={"state": "eq.lost"}, status=400)
+        mended = client.patch_json("/tickets/2", {"state": "closed"}, headers=WRITER_ONE)
+        assert mended.json == {"id": 2, "state": "closed"}
+
+
 def test_spatial_columns_are_geojson():
     """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
     mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a
