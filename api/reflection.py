@@ -286,9 +286,11 @@ VIEW_DEFINITION = sa.text(
     "SELECT VIEW_DEFINITION FROM information_schema.VIEWS"
     " WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :name"
 )
-TABLE_ENGINES = sa.text(
-    "SELECT ENGINE FROM information_schema.TABLES"
-    " WHERE TABLE_TYPE = 'BASE TABLE' AND CONCAT(TABLE_SCHEMA, '.', TABLE_NAME) IN :names"
+NAMED_TABLES = sa.text(
+    "SELECT CONCAT(t.TABLE_SCHEMA, '.', t.TABLE_NAME), t.ENGINE, v.VIEW_DEFINITION"
+    " FROM information_schema.TABLES t LEFT JOIN information_schema.VIEWS v"
+    " ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME"
+    " WHERE CONCAT(t.TABLE_SCHEMA, '.', t.TABLE_NAME) IN :names"
 ).bindparams(sa.bindparam("names", expanding=True))
 # What a view's definition names as `database`.`table` (MySQL writes every
 # name in full there: `db`.`t`.`column`, from `db`.`t`).
@@ -300,14 +302,21 @@ def _view_over_engine_without_transactions(
 ) -> None:
     """An updatable view over a table whose engine cannot undo a write takes
     that table's engine (``Description.engine_without_transactions``): a
-    write through it is as half done as one to the table."""
-    definition = connection.execute(VIEW_DEFINITION, _named(view)).scalar() or ""
-    names = {f"{schema}.{table}" for schema, table in QUALIFIED_TABLE.findall(definition)}
-    if not names:
-        return
-    for (engine,) in connection.execute(TABLE_ENGINES, {"names": sorted(names)}):
-        if _engine_without_transactions(view, engine, transactional):
+    write through it is as half done as one to the table. The tables a view
+    names are followed through the views among them, to the tables below."""
+    definitions = [connection.execute(VIEW_DEFINITION, _named(view)).scalar() or ""]
+    seen: set[str] = set()
+    while definitions:
+        names = {f"{s}.{t}" for d in definitions for s, t in QUALIFIED_TABLE.findall(d)} - seen
+        if not names:
             return
+        seen |= names
+        definitions = []
+        for _, engine, definition in connection.execute(NAMED_TABLES, {"names": sorted(names)}):
+            if definition is not None:
+                definitions.append(definition)
+            elif _engine_without_transactions(view, engine, transactional):
+                return
 
 
 COLUMN_TYPES = sa.text(

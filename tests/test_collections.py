@@ -383,8 +383,10 @@ def test_a_myisam_table_takes_no_write_it_could_leave_half_done():
             " n INT) ENGINE=MyISAM",
             "INSERT INTO legacy (code, n) VALUES ('taken', 1), ('other', 1)",
             "CREATE VIEW legacy_view AS SELECT id, code, n FROM legacy",
+            "CREATE VIEW legacy_view_view AS SELECT id, code, n FROM legacy_view",
         )
-        app = make_app(url, **{"api.tables": "legacy legacy_view", "api.tokens": TOKENS})
+        served = "legacy legacy_view legacy_view_view"
+        app = make_app(url, **{"api.tables": served, "api.tokens": TOKENS})
         with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
             before = http.get("/legacy/").json()
             refused = [
@@ -394,6 +396,7 @@ def test_a_myisam_table_takes_no_write_it_could_leave_half_done():
                 http.delete("/legacy/", params={"n": "eq.1"}, headers=WRITER),
                 http.patch("/legacy/1", json={"n": 2}, headers={**WRITER, **DRY_RUN}),
                 http.post("/legacy_view/", json=[{"code": "v1"}, {"code": "v2"}], headers=WRITER),
+                http.post("/legacy_view_view/", json=[{"code": "w"}, {}], headers=WRITER),
             ]
             for response in refused:
                 assert assert_problem(response, 400)["code"] == "0A000", response.text
