@@ -31,10 +31,16 @@ from api.columns import (
 )
 from api.settings import Settings
 
-# Collection names are plain identifiers, in either case (MySQL keeps a
-# table's: Customers, OrderDetails); names starting with "_" belong to the
-# API itself (/__heartbeat__), so a table can never shadow them.
-COLLECTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+# A collection is named as its table is, in its own case (Customers) and
+# with what a path segment carries encoded ("Order Details", "café"); but
+# not the characters that PostgREST's grammar splits a select or a
+# parameter on, and not a first "_": such names belong to the API itself
+# (/__heartbeat__), so a table can never shadow them.
+COLLECTION_NAME = re.compile(r"[^\W_][^/\\.,()\":!*+\x00-\x1f\x7f]{0,63}\Z")
+COLLECTION_NAME_RULE = (
+    "a collection name starts with a letter or a digit, holds none of "
+    '/ \\ . , ( ) " : ! * + and no control character, and is at most 64 characters'
+)
 # The API's own paths: stored routines (PostgREST's /rpc/), its
 # documentation and its metrics; no collection takes them.
 RESERVED = frozenset({"rpc", "docs", "metrics"})
@@ -202,9 +208,7 @@ def describe(table: sa.Table) -> Description:
 
 def _describe(table: sa.Table, name: str, version_name: str, read_only: bool) -> Description:
     if not COLLECTION_NAME.match(name):
-        raise StartupError(
-            f"table {table.name!r}: a collection name must match {COLLECTION_NAME.pattern}"
-        )
+        raise StartupError(f"table {table.name!r}: {COLLECTION_NAME_RULE}")
     if name in RESERVED:
         raise StartupError(f"table {table.name!r}: /{name} is the API's own path")
     for column in table.columns:

@@ -11,6 +11,7 @@ links are built without quoting keys twice.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
@@ -21,7 +22,7 @@ from pyramid.httpexceptions import HTTPForbidden
 from pyramid.request import Request
 from pyramid.traversal import ResourceTreeTraverser
 
-from api.collections import Description, describe
+from api.collections import SEGMENT_SAFE, Description, describe
 from api.db import fetch_row
 from api.errors import RoutineNotFound
 from api.routines import Routine
@@ -88,10 +89,8 @@ class Collection:
 
     @property
     def path(self) -> str:
-        parent = self.__parent__.path
-        return (
-            f"{parent}{self.__name__}/" if parent.endswith("/") else f"{parent}/{self.__name__}/"
-        )
+        parent, segment = self.__parent__.path, _segment(self.__name__)
+        return f"{parent}{segment}/" if parent.endswith("/") else f"{parent}/{segment}/"
 
     @property
     def allowed_methods(self) -> tuple[str, ...]:
@@ -145,6 +144,13 @@ class Collection:
         ]
         query = quote("&".join([*kept, continuation]), safe=URL_SAFE)
         return f"{request.application_url}{self.path}?{query}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment(name: str) -> str:
+    """A collection's name as a path segment: encoded, where it holds a
+    space ("Order Details") or anything else a segment does not carry."""
+    return quote(name, safe=SEGMENT_SAFE)
 
 
 def _key_values(request: Request, segment: str) -> list[str]:

@@ -120,9 +120,12 @@ def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
     hints = [modifier for modifier in modifiers if modifier != "inner"]
     if not name or len(hints) > 1 or not all(hints) or (colon and not alias):
         raise _error(f"'{head}' is not NAME, ALIAS:NAME or NAME!HINT, !inner after them")
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':  # "Order Details"(*), as PostgREST quotes
+        name = name[1:-1]
     return EmbedItem(
-        alias.strip() or name.strip(),
-        name.strip(),
+        alias.strip() or name,
+        name,
         hints[0] if hints else None,
         inner,
         items,

@@ -837,7 +837,8 @@ MIXED_CASE_SCHEMA = (
     " CustomerId INTEGER, CONSTRAINT FK_Order_Customer FOREIGN KEY (CustomerId)"
     " REFERENCES Customers (Id))",
     "CREATE TABLE _prisma_migrations (id VARCHAR(36) PRIMARY KEY)",
-    "CREATE TABLE `Order Details` (id INTEGER PRIMARY KEY)",
+    "CREATE TABLE `Order Details` (id INTEGER PRIMARY KEY AUTO_INCREMENT, ItemId INTEGER,"
+    " FOREIGN KEY (ItemId) REFERENCES OrderItems (Id))",
     "CREATE TABLE gone (id INTEGER PRIMARY KEY)",
     "CREATE VIEW broken_view AS SELECT id FROM gone",
     "DROP TABLE gone",
@@ -873,16 +874,30 @@ def test_every_table_serves_in_its_own_case_and_star_skips_what_it_cannot(mixed_
     """One table named outside lower case, or Prisma's _prisma_migrations,
     stopped start-up with api.tables = * ("a collection name must match
     [a-z]..."), so that no table was served; so did a view over a table
-    that is gone (a KeyError)."""
+    that is gone (a KeyError). A name with a space (Northwind's "Order
+    Details") was left out; it is served, its path encoded."""
     app = make_app(mixed_case_url, **{"api.tables": "*", "api.tokens": TOKENS})
     try:
         client = webtest.TestApp(app)
-        served = {c["name"] for c in client.get("/").json["collections"]}
-        assert {"Customers", "OrderItems"} <= served
-        assert not {"_prisma_migrations", "Order Details"} & served
+        listed = {c["name"]: c["href"] for c in client.get("/").json["collections"]}
+        assert {"Customers", "OrderItems", "Order Details"} <= set(listed)
+        assert "_prisma_migrations" not in listed
+        assert listed["Order Details"] == "http://localhost/Order%20Details/"
         skipped = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
         assert "'_prisma_migrations' is not served" in skipped
-        assert "'Order Details' is not served" in skipped
+        detail = client.post_json("/OrderItems/3/Order%20Details/", {}, headers=WRITER_ONE)
+        key = detail.json["id"]
+        assert detail.headers["Location"] == f"http://localhost/OrderItems/3/Order%20Details/{key}"
+        assert client.get(detail.headers["Location"]).json == {"id": key, "ItemId": 3}
+        client.post_json("/Order%20Details/", {"ItemId": 3}, headers=WRITER)
+        page = client.get("/Order%20Details/", params={"id": f"gte.{key}", "limit": "1"})
+        assert page.json == [{"id": key, "ItemId": 3}]
+        assert client.get(next_link(page)).json == [{"id": key + 1, "ItemId": 3}]
+        for spelled in ("Order Details", '"Order Details"'):
+            embedded = client.get("/OrderItems/3", params={"select": f"Id,{spelled}(id)"}).json
+            assert embedded == {"Id": 3, "Order Details": [{"id": key}, {"id": key + 1}]}
+        paths = client.get("/openapi.json").json["paths"]
+        assert {"/Order%20Details/", "/OrderItems/{Id}/Order%20Details/"} <= set(paths)
         # the database's own words: SQLite's "no such table", MariaDB's "references invalid"
         said = r"'broken_view' cannot be read: (no such table|View .* references)"
         assert re.search(said, skipped)
@@ -903,7 +918,7 @@ def test_every_table_serves_in_its_own_case_and_star_skips_what_it_cannot(mixed_
         app.close()
     named = make_app(mixed_case_url, **{"api.tables": "Customers,OrderItems"})  # commas too
     named.close()
-    with pytest.raises(StartupError, match="a collection name must match"):
+    with pytest.raises(StartupError, match="a collection name starts with a letter or a digit"):
         make_app(mixed_case_url, **{"api.tables": "Customers _prisma_migrations"})
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -50,7 +51,23 @@ def _key_parameter(column: sa.Column[Any]) -> Schema:
     return {"name": str(column.name), "in": "path", "required": True, "schema": schema}
 
 
+def component_name(name: str) -> str:
+    """What a collection is called in component names and operation ids,
+    which take ``[A-Za-z0-9._-]``: its name, or for a name with anything
+    else ("Order Details"), that spelled so, with the name in hex after it,
+    so that two names never meet in one."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        return name
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', name)}_{name.encode().hex()}"
+
+
+def _path(name: str) -> str:
+    """A collection's segment in a path, as a client sends it."""
+    return quote(name, safe="")
+
+
 def table_schemas(name: str, table: sa.Table) -> Schema:
+    name = component_name(name)
     row = {
         "type": "object",
         "properties": {str(c.name): column_schema(c) for c in table.columns},
@@ -89,24 +106,26 @@ def table_paths(name: str, table: sa.Table) -> Schema:
     """The collection and its items; under each item, its child collections."""
     operations = _operations(name, table)
     description = describe(table)
-    paths: Schema = {f"/{name}/": operations["collection"]}
+    paths: Schema = {f"/{_path(name)}/": operations["collection"]}
     if not description.key:
         return paths
-    item = f"/{name}/{','.join(f'{{{c.name}}}' for c in description.key)}"
+    item = f"/{_path(name)}/{','.join(f'{{{c.name}}}' for c in description.key)}"
+    key = component_name(name)
     key_parameters = [_key_parameter(column) for column in description.key]
     paths[item] = {"parameters": key_parameters, **operations["item"]}
     for child_name, relation in description.children.items():
         child = _operations(relation.child.name, relation.child.table)
         if "post" in child["collection"]:
-            under = ref(_created_under_name(name, child_name))
+            under = ref(_created_under_name(key, child_name))
             child["collection"]["post"] = {
                 **child["collection"]["post"],
                 "requestBody": _created(under),
             }
-        paths[f"{item}/{child_name}/"] = {
+        operation_id = f"{component_name(child_name)}_of_{key}"
+        paths[f"{item}/{_path(child_name)}/"] = {
             "parameters": key_parameters,
             **{
-                method: {**operation, "operationId": f"{method}_{child_name}_of_{name}"}
+                method: {**operation, "operationId": f"{method}_{operation_id}"}
                 for method, operation in child["collection"].items()
             },
         }
@@ -115,15 +134,16 @@ def table_paths(name: str, table: sa.Table) -> Schema:
 
 def _operations(name: str, table: sa.Table) -> Schema:
     """The operations of the collection and of an item; a read-only table's reads only."""
-    filters = [parameter(_filter_key(name, column)) for column in table.columns]
+    key = component_name(name)
+    filters = [parameter(_filter_key(key, column)) for column in table.columns]
     list_parameters = [
-        parameter(f"{name}.select"),
-        parameter(f"{name}.order"),
+        parameter(f"{key}.select"),
+        parameter(f"{key}.order"),
         *map(parameter, SHARED_LIST_PARAMETERS),
     ]
     operations = {
-        "collection": _collection_operations(name, list_parameters, filters),
-        "item": _item_operations(name),
+        "collection": _collection_operations(name, key, list_parameters, filters),
+        "item": _item_operations(name, key),
     }
     if describe(table).read_only:
         for method in ("post", "put", "patch", "delete"):
@@ -135,6 +155,7 @@ def _operations(name: str, table: sa.Table) -> Schema:
 def table_parameters(name: str, table: sa.Table) -> Schema:
     """A table's own query parameters, as components: a filter of each
     column, and its select and order."""
+    name = component_name(name)
     filters = {
         _filter_key(name, column): {
             "name": _filter_name(str(column.name)),
@@ -200,6 +221,7 @@ def table_responses(name: str, table: sa.Table) -> Schema:
     """A table's answers that several operations give (a collection's and a
     child collection's), as components: a page; the rows a write by filters
     wrote, but for a read-only one; one row, where it has item URLs."""
+    name = component_name(name)
     description = describe(table)
     responses: Schema = {
         f"{name}.Page": {
@@ -266,25 +288,26 @@ def _write_where(
 
 
 def _collection_operations(
-    name: str, list_parameters: list[Schema], filters: list[Schema]
+    name: str, key: str, list_parameters: list[Schema], filters: list[Schema]
 ) -> Schema:
+    """The operations of the collection ``name``, whose components are ``key``'s."""
     return {
         "get": {
             "summary": f"A page of {name}, or the result as NDJSON or CSV",
-            "operationId": f"list_{name}",
+            "operationId": f"list_{key}",
             "parameters": [*list_parameters, *filters],
             "responses": {
-                "200": response(f"{name}.Page"),
-                "206": response(f"{name}.PartialPage"),
+                "200": response(f"{key}.Page"),
+                "206": response(f"{key}.PartialPage"),
                 **errors(300, 400, 401, 403, 406, 416, 503),
             },
         },
         "post": {
             "summary": f"Create one row of {name}, or several in one transaction",
-            "operationId": f"create_{name}",
+            "operationId": f"create_{key}",
             "security": WRITE_SECURITY,
             "parameters": [PREFER_RETURN],
-            "requestBody": _created(ref(f"{name}Create")),
+            "requestBody": _created(ref(f"{key}Create")),
             "responses": {
                 "201": {
                     "description": "Created. With Prefer: return=representation, the "
@@ -296,25 +319,25 @@ def _collection_operations(
             },
         },
         "put": _write_where(
-            name,
+            key,
             f"Create or replace the row of {name} that eq filters on its whole key name",
-            f"put_{name}",
-            f"{name}Create",
+            f"put_{key}",
+            f"{key}Create",
             filters,
         ),
         "patch": _write_where(
-            name,
+            key,
             f"Set the body's fields on every row of {name} the filters match",
-            f"update_{name}",
-            f"{name}Patch",
+            f"update_{key}",
+            f"{key}Patch",
             filters,
         ),
         "delete": {
             "summary": f"Delete every row of {name} the filters match",
-            "operationId": f"delete_{name}_where",
+            "operationId": f"delete_{key}_where",
             "security": WRITE_SECURITY,
             "parameters": [*filters, PREFER_RETURN],
-            "responses": {**_written(name), **errors(400, 401, 403, 406, 409, 503)},
+            "responses": {**_written(key), **errors(400, 401, 403, 406, 409, 503)},
         },
     }
 
@@ -342,7 +365,7 @@ def _created_under(relation: Relation) -> Schema:
 
 
 def _created_under_name(parent: str, child_name: str) -> str:
-    return f"{parent}.{child_name}Create"
+    return f"{parent}.{component_name(child_name)}Create"
 
 
 def _as_object(schema: Schema) -> Schema:
@@ -350,52 +373,53 @@ def _as_object(schema: Schema) -> Schema:
     return {"application/json": {"schema": schema}, SINGULAR: {"schema": schema}}
 
 
-def _item_operations(name: str) -> Schema:
+def _item_operations(name: str, key: str) -> Schema:
+    """The operations of an item of ``name``, whose components are ``key``'s."""
     stored = {
-        "200": response(f"{name}.Row"),
+        "200": response(f"{key}.Row"),
         **errors(400, 401, 403, 404, 406, 409, 412, 413, 415, 422, 428, 503),
     }
     return {
         "get": {
             "summary": f"One row of {name}",
-            "operationId": f"get_{name}",
+            "operationId": f"get_{key}",
             "parameters": [
                 {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}
             ],
             "responses": {
-                "200": response(f"{name}.Row"),
+                "200": response(f"{key}.Row"),
                 "304": {"description": "Not modified since that ETag"},
                 **errors(401, 403, 404, 406, 503),
             },
         },
         "put": {
             "summary": f"Replace the writable fields of a row of {name}",
-            "operationId": f"replace_{name}",
+            "operationId": f"replace_{key}",
             "security": WRITE_SECURITY,
             "parameters": [IF_MATCH, IF_NONE_MATCH],
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": ref(f"{name}Create")}},
+                "content": {"application/json": {"schema": ref(f"{key}Create")}},
             },
             "responses": stored,
         },
         "patch": {
             "summary": f"Apply a JSON merge patch (RFC 7396) to a row of {name}",
-            "operationId": f"patch_{name}",
+            "operationId": f"patch_{key}",
             "security": WRITE_SECURITY,
             "parameters": [IF_MATCH, IF_NONE_MATCH],
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/merge-patch+json": {"schema": ref(f"{name}Patch")},
-                    "application/json": {"schema": ref(f"{name}Patch")},
+                    "application/merge-patch+json": {"schema": ref(f"{key}Patch")},
+                    "application/json": {"schema": ref(f"{key}Patch")},
                 },
             },
             "responses": stored,
         },
         "delete": {
             "summary": f"Delete a row of {name}",
-            "operationId": f"delete_{name}",
+            "operationId": f"delete_{key}",
             "security": WRITE_SECURITY,
             "parameters": [IF_MATCH, IF_NONE_MATCH],
             "responses": {
