@@ -58,7 +58,7 @@ def requested_limit(params: MultiDict, prefix: str) -> int | None:
     """``limit`` as sent: a whole number; a negative one at the top, which
     postgrest-py's and supabase-js's range(5, 2) send, is PostgREST's 416."""
     text = single_value(params, "limit")
-    if text is not None and not prefix and re.fullmatch(r"-[0-9]{1,15}", text):
+    if text is not None and not prefix and re.fullmatch(r"-0*[1-9][0-9]{0,14}", text):
         details = "Limit should be greater than or equal to zero."
         raise RangeNotSatisfiable(details, parameter="limit")
     return whole_number(params, prefix, "limit")
