@@ -375,6 +375,12 @@ def _columns_set_by_triggers(connection: Any, table: sa.Table) -> None:
 
 def _served_type(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -> None:
     column_info["type"] = reflected_type(column_info["type"])
+    if inspector.dialect.name == "mysql":
+        # MySQL says AUTO_INCREMENT where a column is; reflection leaves
+        # others of a type it does not count as an integer (YEAR, BIT) to
+        # SQLAlchemy's guess, which, once served as integers, took a key of
+        # one of them for one the server sets: a POST giving it was a 422.
+        column_info.setdefault("autoincrement", False)
 
 
 def add_reflected_tables(config: Configurator) -> None:

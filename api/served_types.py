@@ -1,12 +1,14 @@
 """The SQLAlchemy types the API serves MySQL/MariaDB columns as, where
 SQLAlchemy's own would mislead or do not exist: YEAR and BIT (no operators),
-TIME (read modulo 24 hours), UUID (bound as 32 hex digits), INET4 and INET6
-(unknown to reflection), and the spatial types (``api.geojson``).
+FLOAT (bound as a double), TIME (read modulo 24 hours), UUID (bound as 32
+hex digits), INET4 and INET6 (unknown to reflection), and the spatial types
+(``api.geojson``).
 ``reflected_type`` picks one for a reflected column; ``api.columns`` maps
 each to JSON."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -38,6 +40,25 @@ class Bit(sa.TypeDecorator[int]):
 
     def process_result_value(self, value: Any, dialect: Any) -> int | None:
         return int.from_bytes(value, "big") if isinstance(value, bytes) else value
+
+
+class SinglePrecision(sa.TypeDecorator[float]):
+    """MySQL's FLOAT, four bytes, whose values are bound as the floats it
+    stores: it holds 1.1 as 1.10000002384 and compares it as a double, so
+    ``WHERE k = 1.1`` matched no row, and the URL of a row keyed 1.1 (its
+    own ``Location``) was a 404. A value past a float's range is bound as
+    it is, for the database to refuse or compare."""
+
+    impl = sa.Float
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        if not isinstance(value, float) or not -FLOAT_MAX <= value <= FLOAT_MAX:
+            return value
+        return struct.unpack("f", struct.pack("f", value))[0]
+
+
+FLOAT_MAX = 3.4028234663852886e38  # the largest value a FLOAT holds
 
 
 class Duration(sa.TypeDecorator[str]):
@@ -109,6 +130,8 @@ def reflected_type(column_type: Any) -> Any:
         return Uuid()
     if isinstance(column_type, mysql.TIME):
         return Duration()
+    if isinstance(column_type, mysql.FLOAT):
+        return SinglePrecision()
     if isinstance(column_type, sa.Float) and column_type.asdecimal:
         # MySQL's DOUBLE and REAL reflect as Decimals of 10 places: 1e-20
         # was read as 0E-10. A double is served as the double it is.

@@ -1126,6 +1126,32 @@ def test_an_enum_s_error_value_is_found_by_its_empty_text():
         assert mended.json == {"id": 2, "state": "closed"}
 
 
+def test_keys_of_float_year_and_bit_name_their_rows():
+    """MySQL holds FLOAT 1.1 as 1.10000002384 and compares it as a double:
+    the row keyed 1.1, at the URL its own POST answered, was a 404, and
+    eq.1.1 and in.(1.1) found nothing. A key of YEAR or BIT was taken for
+    one the server sets: a POST that gave it was a 422."""
+    with mariadb_app(
+        "CREATE TABLE readings (k FLOAT PRIMARY KEY, v INT)",
+        "INSERT INTO readings VALUES (1.1, 1), (2.5, 2)",
+        "CREATE TABLE seasons (y YEAR PRIMARY KEY, v INT)",
+        "CREATE TABLE flags (b BIT(8) PRIMARY KEY, v INT)",
+        **{"api.tables": "readings,seasons,flags"},
+    ) as client:
+        assert client.get("/readings/1.1").json == {"k": 1.1, "v": 1}
+        assert client.get("/readings/", params={"k": "eq.1.1"}).json == [{"k": 1.1, "v": 1}]
+        found = client.get("/readings/", params={"k": "in.(1.1,2.5)", "order": "k"}).json
+        assert [row["v"] for row in found] == [1, 2]
+        created = client.post_json("/readings/", {"k": 0.7, "v": 3}, headers=WRITER)
+        assert client.get(created.headers["Location"]).json == {"k": 0.7, "v": 3}
+        client.patch_json("/readings/0.7", {"v": 4}, headers=WRITER)
+        assert client.get("/readings/", params={"k": "lt.1"}).json == [{"k": 0.7, "v": 4}]
+        for path, row in (("/seasons/", {"y": 2002, "v": 1}), ("/flags/", {"b": 7, "v": 1})):
+            created = client.post_json(path, row, headers=WRITER_ONE)
+            assert created.json == row
+            assert client.get(created.headers["Location"]).json == row
+
+
 def test_spatial_columns_are_geojson():
     """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
     mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a

@@ -86,9 +86,13 @@ def _filter_clause(
         clause = column.is_(None) if shaped_value is None else column == shaped_value
     elif operator == "in":
         # A parameter per value rather than an expanding one: the SQL is then
-        # final when compiled, as the compiled reads need.
+        # final when compiled, as the compiled reads need. Each of the
+        # column's type, as eq's is (a list of parameters keeps none).
         clause = column.in_(
-            [binds(_in_value(filters_of, index, position)) for position in range(shaped_value)]
+            [
+                binds(_in_value(filters_of, index, position), column.type)
+                for position in range(shaped_value)
+            ]
         )
     else:
         source = _filter_value(filters_of, index)
