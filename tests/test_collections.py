@@ -533,6 +533,17 @@ def test_a_composite_key_names_an_item(sakila):
         assert_problem(sakila.get(f"/film_actor/{missing}"), 404)
 
 
+def test_a_put_leaves_its_row_at_its_url(sakila):
+    """An item's PUT whose body gave another key of the table's own (no
+    auto-increment) moved the row away from its URL; PostgREST refuses it."""
+    moved = sakila.put("/film_actor/1,23", json={"actor_id": 1, "film_id": 999}, headers=WRITER)
+    assert assert_problem(moved, 400)["code"] == "PGRST115"
+    assert sakila.get("/film_actor/1,23").status_code == 200
+    assert_problem(sakila.get("/film_actor/1,999"), 404)
+    kept = sakila.put("/film_actor/1,23", json={"actor_id": 1, "film_id": 23}, headers=WRITER)
+    assert kept.status_code == 200
+
+
 def test_a_view_is_read_only_and_has_no_items(sakila):
     for headers in (WRITER, {}):  # a method the collection does not take: 405 to anyone
         response = sakila.post("/film_list/", json={"title": "x"}, headers=headers)
