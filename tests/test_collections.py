@@ -542,6 +542,18 @@ def test_a_put_leaves_its_row_at_its_url(sakila):
     assert_problem(sakila.get("/film_actor/1,999"), 404)
     kept = sakila.put("/film_actor/1,23", json={"actor_id": 1, "film_id": 23}, headers=WRITER)
     assert kept.status_code == 200
+    with mariadb_app(
+        "CREATE TABLE codes (code VARCHAR(3) PRIMARY KEY, label VARCHAR(10))",
+        "INSERT INTO codes VALUES ('USA', 'a'), ('NLD', 'b')",
+        **{"api.tables": "codes"},
+    ) as client:
+        read = client.get("/codes/usa").json  # a case-blind collation: the row USA
+        client.put_json("/codes/usa", {**read, "label": "c"}, headers=WRITER)
+        client.put_json("/codes/usa", {"code": "NLD", "label": "d"}, headers=WRITER, status=400)
+        assert client.get("/codes/", params={"order": "code"}).json == [
+            {"code": "NLD", "label": "b"},
+            {"code": "USA", "label": "c"},
+        ]
 
 
 def test_a_view_is_read_only_and_has_no_items(sakila):

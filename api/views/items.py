@@ -210,14 +210,16 @@ async def replace_row(context: Item, request: Request) -> JSONResponse:
 
 def _drop_own_key(context: Item, values: Row) -> None:
     """Take the server-set key columns out of ``values``; 400 if the body's
-    key is not the item's (PostgREST's PGRST115). A PUT replaces the row at
-    its URL: one that gave another key moved the row away from it."""
+    key is not the item's (PostgREST's PGRST115): as the URL spells it, or
+    as the row holds it (``USA`` at ``/country/usa``, under a case-blind
+    collation). A PUT replaces the row at its URL: one that gave another
+    key moved the row away from it."""
     key = describe(context.table).key
     parts = context.pk if len(key) > 1 else (context.pk,)
     for column, part in zip(key, parts, strict=True):
         name = str(column.name)
         given = values.pop(name, part) if server_owned(column) else values.get(name, part)
-        if given != part:
+        if given != part and given != context.row[name]:
             raise BadRequest("The body's primary key differs from the URL's", "body", "PGRST115")
 
 
