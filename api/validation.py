@@ -281,8 +281,13 @@ def server_owned(column: sa.Column[Any]) -> bool:
 
 def required_in_new_rows(column: sa.Column[Any]) -> bool:
     """Needed in a new row: the database has no value of its own for it,
-    from a default or a trigger."""
-    has_default = column.default is not None or column.server_default is not None
+    from a default, AUTO_INCREMENT (a key's, which is server-owned, or a
+    column's outside the key, under a unique index of its own) or a trigger."""
+    has_default = (
+        column.default is not None
+        or column.server_default is not None
+        or column.autoincrement is True
+    )
     return (
         not column.nullable
         and not has_default
@@ -343,7 +348,9 @@ def validate_row(
         elif field.owned and not (keyed and field.column.primary_key):
             errors.append({"field": name, "message": "is set by the server"})
         elif value is None:
-            if field.nullable:
+            # MySQL reads a new row's NULL for an AUTO_INCREMENT column as
+            # "the next value": an array's row that leaves it out says null.
+            if field.nullable or (field.column.autoincrement is True and not partial):
                 values[name] = None
             else:
                 errors.append({"field": name, "message": "may not be null"})

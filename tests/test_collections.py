@@ -1175,6 +1175,25 @@ def test_keys_of_float_year_and_bit_name_their_rows():
             assert client.get(created.headers["Location"]).json == row
 
 
+def test_an_auto_increment_column_outside_the_key_need_not_be_given():
+    """MySQL takes AUTO_INCREMENT on any column with an index of its own,
+    not only on the key. Such a column was 'required' in a POST (422), and
+    null, which MySQL reads as "the next value", was refused in an array."""
+    with mariadb_app(
+        "CREATE TABLE tickets (code VARCHAR(10) PRIMARY KEY,"
+        " seq INT NOT NULL AUTO_INCREMENT, note VARCHAR(10), UNIQUE KEY (seq))",
+        **{"api.tables": "tickets"},
+    ) as client:
+        one = client.post_json("/tickets/", {"code": "a"}, headers=WRITER_ONE).json
+        assert one == {"code": "a", "seq": 1, "note": None}
+        rows = [{"code": "b"}, {"code": "c", "seq": 10}]  # b's seq: null, as PostgREST's
+        many = client.post_json("/tickets/", rows, headers=WRITER).json
+        assert [row["seq"] for row in many] == [2, 10]
+        client.patch_json("/tickets/a", {"seq": None}, headers=WRITER, status=422)
+        schema = client.get("/openapi.json").json["components"]["schemas"]["ticketsCreate"]
+        assert schema["required"] == ["code"]
+
+
 def test_spatial_columns_are_geojson():
     """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
     mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a
