@@ -27,6 +27,7 @@ from api.errors import problem_response, server_error
 from api.logs import Throttled, database_error, deadlocked, error_number, misconfigured
 from api.observe import count_error
 from api.sql.locks import LockWaitTimeout
+from api.sql.writes import ClashOnAnotherKey
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,18 @@ def timed_out(exc: Exception, request: Request) -> Response | None:
         " ask for less, such as filters on indexed columns, a smaller limit, or"
         " Prefer: count=planned in place of count=exact.",
         code="57014",
+    )
+
+
+@exception_view_config(ClashOnAnotherKey)
+def clash_on_another_key(exc: ClashOnAnotherKey, request: Request) -> Response:
+    """An upsert whose row clashed on a unique key other than on_conflict's:
+    a 409, as PostgREST's ON CONFLICT raises the other key's violation."""
+    return problem_response(
+        409,
+        f"A row clashes with another on a unique key other than ({', '.join(exc.target)}),"
+        " which on_conflict names; nothing was written.",
+        code="23505",
     )
 
 

@@ -1194,6 +1194,38 @@ def test_an_auto_increment_column_outside_the_key_need_not_be_given():
         assert schema["required"] == ["code"]
 
 
+def test_an_upsert_that_clashes_on_another_unique_key_is_a_409():
+    """MySQL's ON DUPLICATE KEY UPDATE acts on a clash on any unique key: an
+    upsert on_conflict=email of a new email with a taken username rewrote
+    that user's row and answered 201; ignoring, it dropped the row and
+    answered 201 too. PostgREST's ON CONFLICT (email) raises the clash."""
+    with mariadb_app(
+        "CREATE TABLE members (id INT AUTO_INCREMENT PRIMARY KEY,"
+        " email VARCHAR(50) NOT NULL UNIQUE, username VARCHAR(50) NOT NULL UNIQUE, n INT)",
+        "INSERT INTO members (email, username, n) VALUES ('a@x', 'alice', 1), ('b@x', 'bob', 2)",
+        **{"api.tables": "members"},
+    ) as client:
+        before = client.get("/members/").json
+        rows = [{"email": "c@x", "username": "bob", "n": 9}, {"email": "a@x", "username": "alice"}]
+        for resolution in ("merge-duplicates", "ignore-duplicates"):
+            for returned in ("", ",return=representation"):
+                refused = client.post_json(
+                    "/members/?on_conflict=email",
+                    rows,
+                    headers={**WRITER, "Prefer": f"resolution={resolution}{returned}"},
+                    status=409,
+                )
+                assert refused.json["code"] == "23505"
+                assert client.get("/members/").json == before
+        merged = client.post_json(
+            "/members/?on_conflict=email",
+            [{"email": "A@X", "username": "alice", "n": 6}, {"email": "d@x", "username": "dan"}],
+            headers={**WRITER, "Prefer": "resolution=merge-duplicates,return=representation"},
+        )
+        stored = [(row["username"], row["n"]) for row in merged.json]
+        assert stored == [("alice", 6), ("dan", None)]
+
+
 def test_spatial_columns_are_geojson():
     """POINT, POLYGON, GEOMETRY: a table with one stopped start-up ("no JSON
     mapping"). Read with ST_AsGeoJSON, written with ST_GeomFromGeoJSON, a

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from zope.sqlalchemy import mark_changed
 
 from api.bridge import give_way, run_in_greenlet
-from api.collections import describe
+from api.collections import describe, unique_keys
 from api.models import utcnow
 from api.sql import write_statements
 from api.sql.grouped import CountedWrite, key_after, lock_order_of, new_row_stamps
@@ -179,7 +179,8 @@ async def upsert_rows(
     follows the order of ``rows``, as PostgREST's RETURNING does.
 
     MySQL/MariaDB's ON DUPLICATE KEY UPDATE acts on a clash on any unique key
-    of the table, not only ``target``'s; SQLite's ON CONFLICT on ``target``'s.
+    of the table, not only ``target``'s (SQLite's ON CONFLICT on ``target``'s):
+    such a clash is a 409 (``_refuse_a_clash_on_another_key``).
     """
     keyless_at = [
         at for at, row in enumerate(rows) if any(v is None for v in _values_of(target, row))
@@ -216,6 +217,7 @@ async def upsert_rows(
                 dialect, table, given, target, merge, stamped
             )
             await session.execute(statement)
+        await _refuse_a_clash_on_another_key(session, table, target, rows)
         return await _rows_by(session, table, target, rows) if returned else []
     # The rows a merge leaves are RETURNed; those an ignore leaves as they
     # were are not (SQLite), and are read again. So are a merge's where a
@@ -233,11 +235,44 @@ async def upsert_rows(
         return stored
 
     stored = await _on_connection(session, upsert, writes=True)
+    if dialect.name == "mysql":
+        await _refuse_a_clash_on_another_key(session, table, target, rows)
     if not returned:
         return []
     if not returning:
         return await _rows_by(session, table, target, rows)
     return _in_order_of(target, rows, stored)
+
+
+async def _refuse_a_clash_on_another_key(
+    session: AsyncSession, table: sa.Table, target: tuple[sa.Column[Any], ...], rows: list[Row]
+) -> None:
+    """409 where a row of an upsert clashed on a unique key other than
+    ``target``'s. MySQL's ON DUPLICATE KEY UPDATE acts on a clash on any of
+    them: a merge updated the other row (one that gave a new email and a
+    taken username rewrote that user's row), an ignore dropped the row, and
+    either answered 2xx. So after it, each row's ``target`` values must name
+    a row, as the database compares them; PostgREST's ON CONFLICT (target)
+    raises the other key's violation. The request's transaction then rolls
+    the upsert back."""
+    if len(unique_keys(table)) < 2:
+        return
+    key = functools.partial(_values_of, target)
+    stored = await _rows_by(session, table, target, rows, shown=target)
+    found = {key(row): row for row in stored}
+    for left in pair_as_the_database_does(found, map(key, rows)):
+        alone = {str(column.name): value for column, value in zip(target, left, strict=True)}
+        if not await _rows_by(session, table, target, [alone], shown=target):
+            raise ClashOnAnotherKey(tuple(str(column.name) for column in target))
+
+
+class ClashOnAnotherKey(Exception):
+    """A row of an upsert clashed on a unique key other than the one it
+    names (``target``, its columns' names): a 409."""
+
+    def __init__(self, target: tuple[str, ...]) -> None:
+        super().__init__(target)
+        self.target = target
 
 
 def _lock_order(target: tuple[sa.Column[Any], ...]) -> Callable[[Row], tuple[Any, ...]]:
