@@ -132,10 +132,15 @@ def timed_out(exc: Exception, request: Request) -> Response | None:
 def clash_on_another_key(exc: ClashOnAnotherKey, request: Request) -> Response:
     """An upsert whose row clashed on a unique key other than on_conflict's:
     a 409, as PostgREST's ON CONFLICT raises the other key's violation."""
+    outcome = (
+        "nothing was written."
+        if exc.engine is None
+        else f"the row it clashed with may have been changed, which {exc.engine} cannot undo."
+    )
     return problem_response(
         409,
         f"A row clashes with another on a unique key other than ({', '.join(exc.target)}),"
-        " which on_conflict names; nothing was written.",
+        f" which on_conflict names; {outcome}",
         code="23505",
     )
 

@@ -263,16 +263,19 @@ async def _refuse_a_clash_on_another_key(
     for left in pair_as_the_database_does(found, map(key, rows)):
         alone = {str(column.name): value for column, value in zip(target, left, strict=True)}
         if not await _rows_by(session, table, target, [alone], shown=target):
-            raise ClashOnAnotherKey(tuple(str(column.name) for column in target))
+            names = tuple(str(column.name) for column in target)
+            raise ClashOnAnotherKey(names, describe(table).engine_without_transactions)
 
 
 class ClashOnAnotherKey(Exception):
     """A row of an upsert clashed on a unique key other than the one it
-    names (``target``, its columns' names): a 409."""
+    names (``target``, its columns' names): a 409. ``engine``: the table's,
+    where it cannot undo what the upsert did to the row it clashed with."""
 
-    def __init__(self, target: tuple[str, ...]) -> None:
+    def __init__(self, target: tuple[str, ...], engine: str | None) -> None:
         super().__init__(target)
         self.target = target
+        self.engine = engine
 
 
 def _lock_order(target: tuple[sa.Column[Any], ...]) -> Callable[[Row], tuple[Any, ...]]:
