@@ -20,6 +20,7 @@ import dataclasses
 import re
 
 from api.errors import BadRequest
+from api.names import unquoted
 
 MAX_DEPTH = 4  # embedded resources within embedded resources
 # Embedded resources in one select, at every depth: each is a statement and
@@ -120,9 +121,7 @@ def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
     hints = [modifier for modifier in modifiers if modifier != "inner"]
     if not name or len(hints) > 1 or not all(hints) or (colon and not alias):
         raise _error(f"'{head}' is not NAME, ALIAS:NAME or NAME!HINT, !inner after them")
-    name = name.strip()
-    if len(name) >= 2 and name[0] == name[-1] == '"':  # "Order Details"(*), as PostgREST quotes
-        name = name[1:-1]
+    name = unquoted(name.strip())  # "Order Details"(*), as PostgREST quotes a name
     return EmbedItem(
         alias.strip() or name,
         name,

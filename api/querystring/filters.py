@@ -24,7 +24,7 @@ from api.columns import (
     parse_text,
 )
 from api.errors import BadRequest
-from api.querystring.names import split_name, unquoted
+from api.names import split_name, unquoted
 
 COMPARISONS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct"})
 PATTERN_OPERATORS = frozenset({"like", "ilike", "match", "imatch"})
@@ -84,7 +84,7 @@ def filters_signature(filters: tuple[Filter | Logic, ...]) -> list[Any]:
 
 
 def column_named(table: sa.Table, name: str, parameter: str) -> sa.Column[Any]:
-    """The column ``name`` names (``"a.b"``, quoted: ``api.querystring.names``),
+    """The column ``name`` names (``"a.b"``, quoted: ``api.names``),
     or the text at a JSON path (``data->>k``)."""
     column = table.columns.get(name)
     if column is None and name.startswith('"'):

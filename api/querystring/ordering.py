@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from api.collections import Link, describe, of_own_alias
 from api.columns import mapping
 from api.errors import BadRequest
+from api.names import split_name, split_outside_quotes
 from api.querystring.filters import column_named
-from api.querystring.names import split_name, split_outside_quotes
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from api.columns import (
     mapping,
 )
 from api.errors import AmbiguousEmbed, BadRequest
+from api.names import unquoted
 from api.querystring.aggregates import (
     AGGREGATE,
     LEGACY_COUNT,
@@ -30,7 +31,6 @@ from api.querystring.aggregates import (
     refuse_unless_allowed,
 )
 from api.querystring.filters import column_named, json_element, parse_filter_parameter
-from api.querystring.names import unquoted
 from api.querystring.ordering import OrderItem, parse_order
 from api.querystring.params import capped_limit, single_value, whole_number
 from api.selects import EmbedItem, parse_select_items

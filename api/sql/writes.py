@@ -210,6 +210,8 @@ async def upsert_rows(
     for row in sorted(rows, key=_lock_order(target)):
         groups.setdefault(tuple(row), []).append(row)
     give_way()  # sorting a long array takes about as long as checking it
+    stored: list[Row] = []
+    read_back: list[Row] | None = None  # the rows as stored, found again by ``target``
     if not dialect.insert_returning:  # MySQL: one statement, read back
         for given, group in groups.items():
             stamped = [{**row, **stamps} for row in group]
@@ -217,35 +219,40 @@ async def upsert_rows(
                 dialect, table, given, target, merge, stamped
             )
             await session.execute(statement)
-        await _refuse_a_clash_on_another_key(session, table, target, rows)
-        return await _rows_by(session, table, target, rows) if returned else []
-    # The rows a merge leaves are RETURNed; those an ignore leaves as they
-    # were are not (SQLite), and are read again. So are a merge's where a
-    # column takes the time of each change: MariaDB RETURNs that time for a
-    # row the merge left as it was, and stores none.
-    returning = returned and merge and not write_statements.stamped_on_update(table)
+        if returned:
+            read_back = await _rows_by(session, table, target, rows)
+    else:
+        # The rows a merge leaves are RETURNed; those an ignore leaves as they
+        # were are not (SQLite), and are read again. So are a merge's where a
+        # column takes the time of each change: MariaDB RETURNs that time for
+        # a row the merge left as it was, and stores none.
+        returning = returned and merge and not write_statements.stamped_on_update(table)
 
-    def upsert(connection: Connection) -> list[Row]:
-        stored: list[Row] = []
-        for given, group in groups.items():
-            statement = write_statements.upsert(
-                table, given, target, merge, returning, connection.dialect
-            )
-            stored += statement.run_many(connection, group, stamps)
-        return stored
+        def upsert(connection: Connection) -> list[Row]:
+            stored: list[Row] = []
+            for given, group in groups.items():
+                statement = write_statements.upsert(
+                    table, given, target, merge, returning, connection.dialect
+                )
+                stored += statement.run_many(connection, group, stamps)
+            return stored
 
-    stored = await _on_connection(session, upsert, writes=True)
+        stored = await _on_connection(session, upsert, writes=True)
+        if returned and not returning:
+            read_back = await _rows_by(session, table, target, rows)
     if dialect.name == "mysql":
-        await _refuse_a_clash_on_another_key(session, table, target, rows)
+        await _refuse_a_clash_on_another_key(session, table, target, rows, read_back)
     if not returned:
         return []
-    if not returning:
-        return await _rows_by(session, table, target, rows)
-    return _in_order_of(target, rows, stored)
+    return read_back if read_back is not None else _in_order_of(target, rows, stored)
 
 
 async def _refuse_a_clash_on_another_key(
-    session: AsyncSession, table: sa.Table, target: tuple[sa.Column[Any], ...], rows: list[Row]
+    session: AsyncSession,
+    table: sa.Table,
+    target: tuple[sa.Column[Any], ...],
+    rows: list[Row],
+    read_back: list[Row] | None,
 ) -> None:
     """409 where a row of an upsert clashed on a unique key other than
     ``target``'s. MySQL's ON DUPLICATE KEY UPDATE acts on a clash on any of
@@ -254,12 +261,14 @@ async def _refuse_a_clash_on_another_key(
     either answered 2xx. So after it, each row's ``target`` values must name
     a row, as the database compares them; PostgREST's ON CONFLICT (target)
     raises the other key's violation. The request's transaction then rolls
-    the upsert back."""
+    the upsert back. ``read_back``: the rows found by ``target`` already,
+    if the answer read them (never those RETURNed: they hold the other row)."""
     if len(unique_keys(table)) < 2:
         return
     key = functools.partial(_values_of, target)
-    stored = await _rows_by(session, table, target, rows, shown=target)
-    found = {key(row): row for row in stored}
+    if read_back is None:
+        read_back = await _rows_by(session, table, target, rows, shown=target)
+    found = {key(row): row for row in read_back}
     for left in pair_as_the_database_does(found, map(key, rows)):
         alone = {str(column.name): value for column, value in zip(target, left, strict=True)}
         if not await _rows_by(session, table, target, [alone], shown=target):
