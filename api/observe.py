@@ -32,6 +32,7 @@ Message = MutableMapping[str, Any]
 # A client's request id is kept if it is short and plain; else one is made.
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client gone before its answer
 
 
 # This process's id, kept up to date across forks. prometheus-client asks
@@ -171,7 +172,10 @@ class Observed:
         if request_id is None:
             request_id = os.urandom(16).hex().encode()  # what uuid4().hex gives, for less
             scope["headers"].append((b"x-request-id", request_id))  # the request's own list
-        answered = [500, 0]  # status, bytes
+        # The status and bytes sent. A request answered nothing was one whose
+        # client went away first (mid-body, or before its answer): nginx's 499,
+        # not a server error to count. One that raised is uvicorn's 500.
+        answered = [CLIENT_CLOSED_REQUEST, 0]
 
         async def observed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -183,6 +187,10 @@ class Observed:
 
         try:
             await self.app(scope, receive, observed_send)
+        except BaseException:
+            if answered[0] == CLIENT_CLOSED_REQUEST:
+                answered[0] = 500
+            raise
         finally:
             if self.counted or self.logged:
                 elapsed = time.perf_counter() - started

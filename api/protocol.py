@@ -1,6 +1,7 @@
 """The HTTP/1.1 connection: uvicorn's httptools protocol, with its writes
-coalesced and limits on what one client can hold (head size, time to send it
-and its body, connections per worker), each refused with a problem+json."""
+coalesced, limits on what one client can hold (head size, time to send it
+and its body, connections per worker) and RFC 9112's rules on a request's
+version and host, each refused with a problem+json."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from http import HTTPStatus
 from typing import Any
 
+import httptools
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -109,6 +111,11 @@ class HTTPProtocol(HttpToolsProtocol):
         # end to the end of its request.
         self._head_bytes: int | None = 0
         self._header_count = 0
+        self._hosts = 0  # Host headers of the head being read
+        # Body bytes still to come of a request that asked to switch
+        # protocols (``_serve_despite_upgrade``); 0 once it came, after which
+        # the connection reads nothing more. None: the parser reads.
+        self._after_upgrade: int | None = None
         self._head_open = False  # from a request's first byte to the end of its head
         self._received_any = False
         self._refused = False
@@ -193,12 +200,12 @@ class HTTPProtocol(HttpToolsProtocol):
             return
         self._received_any = True
         try:
-            if self._head_bytes is not None:  # counted before the parser buffers it
-                end = data.find(b"\r\n\r\n")
-                self._head_bytes += len(data) if end < 0 else end + 4
-                if self._head_bytes > MAX_HEAD_BYTES:
-                    raise _Refused(431, "The request's headers are larger than the server accepts")
-            super().data_received(data)
+            if self._after_upgrade is not None:
+                self._take_body_after_upgrade(data)
+            else:
+                if self._head_bytes is not None:
+                    self._count_head(data)
+                self._feed(data)
         except _Refused as refusal:
             self._refuse(refusal)
             return
@@ -213,9 +220,66 @@ class HTTPProtocol(HttpToolsProtocol):
             if self._body_timer is None:
                 self._body_timer = self.loop.call_later(self.body_timeout, self._body_timed_out)
 
+    def _count_head(self, data: bytes) -> None:
+        """The head's bytes, counted before the parser buffers them."""
+        end = data.find(b"\r\n\r\n")
+        self._head_bytes = (self._head_bytes or 0) + (len(data) if end < 0 else end + 4)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise _Refused(431, "The request's headers are larger than the server accepts")
+
+    def _feed(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, but for the upgrade: its handler is
+        not told where the request's head ended."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+        except httptools.HttpParserUpgrade as upgrade:
+            self._serve_despite_upgrade(data[upgrade.args[0] :])
+
+    def _serve_despite_upgrade(self, rest: bytes) -> None:
+        """A request that asks to switch protocols (``Connection: Upgrade``:
+        a WebSocket, or h2c, which ``curl --http2`` asks on every plain-HTTP
+        request) is served as HTTP/1.1, as RFC 9110 7.8 allows: the API
+        speaks nothing else. llhttp ends such a request at its head and takes
+        what follows for the new protocol, so the body is read here, by its
+        Content-Length, and the connection closes after the answer, since
+        the parser cannot go on. (uvicorn answered such a body with a 500.)"""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            return
+        cycle.keep_alive = False
+        length = 0
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                raise _Refused(411, "A request asking to switch protocols gives its body's length")
+            if name == b"content-length":
+                length = int(value)  # llhttp checked it: digits, given once
+        self._after_upgrade = length
+        if length:
+            cycle.more_body = True  # llhttp said the message was complete: the app has yet to run
+            self._body_open = True
+            self._take_body_after_upgrade(rest)
+
+    def _should_upgrade(self) -> bool:
+        return False  # whatever uvicorn's ``ws`` setting: see _serve_despite_upgrade
+
+    def _take_body_after_upgrade(self, data: bytes) -> None:
+        wanted = self._after_upgrade or 0
+        if not wanted:
+            return  # past the request: the connection closes after its answer
+        self._after_upgrade = wanted - len(data[:wanted])
+        if data:
+            self.on_body(data[:wanted])
+        if not self._after_upgrade:
+            self.on_message_complete()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_count = 0
+        self._hosts = 0
         self._head_open = True
 
     def on_url(self, url: bytes) -> None:
@@ -228,6 +292,8 @@ class HTTPProtocol(HttpToolsProtocol):
         if self._header_count > MAX_HEADERS:
             self._stop(431, "The request has more headers than the server accepts")
         super().on_header(name, value)
+        if self.headers[-1][0] == b"host":  # uvicorn's own lower-cased name
+            self._hosts += 1
 
     def _stop(self, status: int, title: str) -> None:
         """Stop the parser from a callback: httptools turns what a callback
@@ -245,10 +311,22 @@ class HTTPProtocol(HttpToolsProtocol):
         self._head_bytes = None
         self._head_open = False
         self._stop_head_timer()
+        self._check_version_and_host()
         super().on_headers_complete()
         self._body_open = True
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False
+
+    def _check_version_and_host(self) -> None:
+        """RFC 9112: a version other than 1.x is 505; an HTTP/1.1 request
+        without a Host header, or any with two, is 400 (2.3, 3.2), as nginx
+        answers them. Two hosts would leave the one that the links the API
+        builds name to the order of the headers."""
+        version = self.parser.get_http_version()
+        if not version.startswith("1."):
+            self._stop(505, "The server speaks HTTP/1.1")
+        if self._hosts > 1 or (self._hosts == 0 and version != "1.0"):
+            self._stop(400, "An HTTP/1.1 request names its host once, in a Host header")
 
     def shutdown(self) -> None:
         """The worker stops: a response under way says Connection: close; an

@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -54,19 +55,39 @@ def test_each_request_has_an_id_and_a_json_access_log_line(production):
     assert len(made_id) == 32
     refused = httpx.get(f"{url}/mytable/1", headers={"X-Request-ID": "x" * 500})
     assert refused.headers["x-request-id"] != "x" * 500  # too long: one is made
-    lines = {}
-    deadline = time.monotonic() + 10
-    while made_id not in lines and time.monotonic() < deadline:
-        line = server.stdout.readline()
-        if line.startswith("{"):
-            entry = json.loads(line)
-            lines[entry["request_id"]] = entry
+    lines = _access_log_until(server, made_id)
     entry = lines[made_id]
     assert entry["method"] == "GET" and entry["status"] == made.status_code == 400
     assert entry["path"] == "/mytable/?access_token=[redacted]&limit=1"
     assert entry["bytes"] == len(made.content) and entry["duration_ms"] > 0
     assert "hunter2" not in json.dumps(list(lines.values()))
     assert lines["client-chose-this"]["path"] == "/mytable/1"
+
+
+def test_a_client_gone_before_its_answer_is_logged_499_not_as_a_server_error(production):
+    """nginx's 499: a body cut off by its client is no 5xx on a dashboard."""
+    url, server, _ = production
+    head = (
+        b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nX-Request-ID: gone-mid-body\r\n"
+        b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"name'
+    )
+    with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=10) as sock:
+        sock.sendall(head)
+        time.sleep(0.2)  # the head is read; then the client goes
+    entry = _access_log_until(server, "gone-mid-body")["gone-mid-body"]
+    assert (entry["method"], entry["status"], entry["bytes"]) == ("POST", 499, 0)
+
+
+def _access_log_until(server, request_id):
+    """The access log's lines read until ``request_id``'s, by request id."""
+    lines = {}
+    deadline = time.monotonic() + 10
+    while request_id not in lines and time.monotonic() < deadline:
+        line = server.stdout.readline()
+        if line.startswith("{"):
+            entry = json.loads(line)
+            lines[entry["request_id"]] = entry
+    return lines
 
 
 def test_metrics_are_summed_over_the_workers_and_need_their_token(production):

@@ -1,9 +1,12 @@
-"""The HTTP connection: coalesced writes, and limits on what one client can hold."""
+"""The HTTP connection: coalesced writes, limits on what one client can
+hold, and RFC 9112's rules on versions, hosts and upgrades."""
 
 import asyncio
 import contextlib
 import json
+import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -105,6 +108,99 @@ def test_heads_within_the_limits_are_served(server):
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
 
 
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (b"GET /mytable/1 HTTP/1.1\r\n\r\n", 400),
+        (b"GET /mytable/1 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET /mytable/1 HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"GET /mytable/1 HTTP/0.9\r\nHost: t\r\n\r\n", 505),
+    ],
+    ids=["HTTP/1.1 without a host", "two hosts", "HTTP/2.0 as text", "HTTP/0.9"],
+)
+def test_a_request_s_version_and_host_are_checked_as_rfc_9112_asks(server, head, status):
+    got, problem = _status_and_problem(_raw_request(server.port, head))
+    assert (got, problem["status"]) == (status, status)
+
+
+def test_an_http_1_0_request_needs_no_host(server):
+    answer = _raw_request(server.port, b"GET /mytable/1 HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["id"] == 1
+
+
+POST_AS_WRITER = (
+    b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    b"Authorization: Bearer writer-secret\r\n"
+)
+UPGRADE_TO_WEBSOCKET = (
+    b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+def test_a_websocket_handshake_is_answered_as_http_1_1(server):
+    head = b"GET /mytable/1 HTTP/1.1\r\nHost: t\r\n" + UPGRADE_TO_WEBSOCKET + b"\r\n"
+    answer = _raw_request(server.port, head)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["id"] == 1
+
+
+def test_a_body_asking_to_switch_protocols_is_read_whole_in_parts(server, http):
+    """llhttp takes what follows such a head for the new protocol: the body
+    is still the request's, however it is cut."""
+    name = unique_name("upgrade-body")
+    body = json.dumps({"name": name}).encode()
+    head = POST_AS_WRITER + b"Content-Length: %d\r\n" % len(body) + UPGRADE_TO_WEBSOCKET + b"\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + body[:4])
+        time.sleep(0.1)
+        sock.sendall(body[4:])
+        answer = b""
+        while data := sock.recv(65536):  # closed after the answer
+            answer += data
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+    assert b"connection: close" in answer.lower()
+    (created,) = http.get(f"/mytable/?name=eq.{name}").json()
+    http.delete(f"/mytable/{created['id']}", headers=WRITER)
+
+
+def test_a_chunked_body_asking_to_switch_protocols_is_411_and_nothing_is_written(server, http):
+    name = unique_name("upgrade-chunked")
+    body = json.dumps({"name": name}).encode()
+    head = (
+        POST_AS_WRITER
+        + b"Transfer-Encoding: chunked\r\n"
+        + UPGRADE_TO_WEBSOCKET
+        + b"\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    )
+    status, problem = _status_and_problem(_raw_request(server.port, head))
+    assert (status, problem["status"]) == (411, 411)
+    assert http.get(f"/mytable/?name=eq.{name}").json() == []
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_curl_http2_over_plain_http_is_served_in_http_1_1(server, http):
+    """``curl --http2`` asks every plain-HTTP request to switch to h2c
+    (``Upgrade: h2c``); its POST was a 500 from uvicorn."""
+    name = unique_name("curl-h2c")
+    sent = subprocess.run(
+        [
+            "curl", "-s", "--http2", "-w", "\n%{http_version} %{http_code}",
+            "-H", "Authorization: Bearer writer-secret", "-H", "Prefer: return=representation",
+            "-H", "Content-Type: application/json", "-d", json.dumps({"name": name}),
+            f"{server.url}/mytable/",
+        ],
+        capture_output=True, check=True, text=True, timeout=30,
+    )  # fmt: skip
+    answer, _, versions = sent.stdout.rpartition("\n")
+    assert versions == "1.1 201"
+    ((created),) = json.loads(answer)
+    assert created["name"] == name
+    assert http.get(f"/mytable/{created['id']}").json()["name"] == name
+    http.delete(f"/mytable/{created['id']}", headers=WRITER)
+
+
 @pytest.fixture(scope="module")
 def impatient_server(wsgi_app):
     """A server that gives a client half a second to send a head, and holds 3 connections."""
@@ -133,10 +229,7 @@ def test_a_head_that_does_not_arrive_in_time_is_408(impatient_server):
 def test_a_body_that_stops_coming_is_408_and_nothing_is_written(impatient_server, http):
     name = unique_name("stalled-body")
     body = json.dumps({"name": name}).encode()
-    head = (
-        b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer writer-secret\r\nContent-Length: %d\r\n\r\n" % len(body)
-    )
+    head = POST_AS_WRITER + b"Content-Length: %d\r\n\r\n" % len(body)
     with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
         sock.sendall(head + body[:5])
         time.sleep(0.3)  # bytes that keep coming keep the body open
@@ -152,11 +245,7 @@ def test_a_body_that_stops_coming_is_408_and_nothing_is_written(impatient_server
 def test_a_body_sent_in_slow_parts_is_served(impatient_server, http):
     name = unique_name("slow-body")
     body = json.dumps({"name": name}).encode()
-    head = (
-        b"POST /mytable/ HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        b"Authorization: Bearer writer-secret\r\nConnection: close\r\n"
-        b"Content-Length: %d\r\n\r\n" % len(body)
-    )
+    head = POST_AS_WRITER + b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
     with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
         sock.sendall(head)
         for start in range(0, len(body), 8):  # 0.3 s apart: longer in all than body_timeout
