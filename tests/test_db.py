@@ -2,6 +2,7 @@
 
 import asyncio
 import dataclasses
+import json
 import threading
 import uuid
 
@@ -248,6 +249,27 @@ def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_m
     assert statuses[0] == 503  # starved at first: the read pool held both connections
     assert statuses[-1] == 201, statuses
     assert read_after.status_code == 200
+
+
+def test_an_export_after_the_read_pool_sat_idle_is_served(seeded_mariadb):
+    """MariaDB closes a pooled connection idle past db.idle_timeout. An
+    export that took one failed as it set its snapshot: the first export
+    after a quiet minute was a 500."""
+    app = make_app(seeded_mariadb, **{"db.idle_timeout": "1"})
+
+    async def run(base_url):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            exports = []
+            for kind in ("text/csv", "application/x-ndjson"):
+                await asyncio.sleep(2.5)  # each pooled connection idles past the timeout
+                exports.append(await client.get("/mytable/", headers={"Accept": kind}))
+        return exports
+
+    csv, ndjson = serve_while(app, run)
+    assert (csv.status_code, ndjson.status_code) == (200, 200), csv.text + ndjson.text
+    assert csv.text.startswith("id,name,data,version,")
+    rows = [json.loads(line) for line in ndjson.text.splitlines()]
+    assert len(rows) >= 300 and rows[0]["id"] == 1
 
 
 def test_the_write_pool_rolls_back_a_connection_only_when_it_comes_back_in_a_transaction(

@@ -64,17 +64,49 @@ class Reader:
         try:
             self.gate.acquire_in_greenlet()  # a timeout here must free the export's slot too
             try:
-                with self.engine.sync_engine.connect() as connection:
-                    level = SNAPSHOT_ISOLATION.get(connection.dialect.name, "REPEATABLE READ")
-                    snapshot = connection.execution_options(isolation_level=level)
-                    with snapshot.begin():
-                        yield snapshot
+                with self._connection_in_snapshot() as snapshot, snapshot.begin():
+                    yield snapshot
             finally:
                 self.gate.release()
         finally:
             self.exports_running -= 1
             if observed is not None:
                 observed.exports.dec()
+
+    def _connection_in_snapshot(self) -> Connection:
+        """A connection of the pool, at the isolation level of a snapshot.
+        Setting it is the connection's first round trip, so one that died
+        while pooled (MariaDB closes one idle past ``db.idle_timeout``) fails
+        there, and is replaced once, as ``run`` replaces one: the first export
+        after a quiet minute was a 500."""
+        level = SNAPSHOT_ISOLATION.get(self.engine.dialect.name, "REPEATABLE READ")
+        try:
+            return self._connection_at(level)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._connection_at(level)
+
+    def _connection_at(self, level: str) -> Connection:
+        """A connection at ``level``. What fails in setting it is raised by
+        the driver itself, not through a statement: SQLAlchemy neither wraps
+        it (for the exception views) nor invalidates a dead connection, so
+        both are done here."""
+        connection = self.engine.sync_engine.connect()
+        try:
+            return connection.execution_options(isolation_level=level)
+        except self.engine.dialect.loaded_dbapi.Error as exc:
+            dead = self.engine.dialect.is_disconnect(exc, None, None)
+            if dead:
+                connection.invalidate()
+            connection.close()
+            raise sa.exc.DBAPIError.instance(
+                "SET TRANSACTION ISOLATION LEVEL",
+                None,
+                exc,
+                self.engine.dialect.loaded_dbapi.Error,
+                connection_invalidated=dead,
+            ) from exc
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """``work(connection)``; once more on a fresh connection if it was dead.
