@@ -40,9 +40,10 @@ class Unread(enum.Enum):
 
     TOO_LARGE = "too large"
     INCOMPLETE = "incomplete"
+    ENCODED = "encoded"  # gzip and the like: a 415, rather than bytes misread as JSON
 
 
-TOO_LARGE, INCOMPLETE = Unread.TOO_LARGE, Unread.INCOMPLETE
+TOO_LARGE, INCOMPLETE, ENCODED = Unread.TOO_LARGE, Unread.INCOMPLETE, Unread.ENCODED
 
 
 class Deadline:
@@ -149,6 +150,9 @@ class ASGIApp:
         if isinstance(body, Unread):
             if body is TOO_LARGE:
                 await send_problem(send, 413, "Request body is larger than the server accepts")
+            elif body is ENCODED:  # RFC 9110 8.4.1, 12.5.3
+                title = "The server takes a body with no Content-Encoding"
+                await send_problem(send, 415, title, {"accept-encoding": "identity"})
             # INCOMPLETE: the client went away mid-body; nothing of it is processed.
             return
         environ = build_environ(scope, body)
@@ -184,13 +188,17 @@ class ASGIApp:
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | Unread:
         """The whole body; TOO_LARGE past the limit (checked before reading
         when Content-Length says so), INCOMPLETE when the client disconnected
-        before its last byte or sent fewer bytes than it announced."""
+        before its last byte or sent fewer bytes than it announced, ENCODED
+        when it has a content coding (``Content-Encoding: gzip``)."""
         announced = None
+        encoded = False
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit():
                 announced = int(value)
                 if announced > self.max_body_bytes:
                     return TOO_LARGE
+            elif name == b"content-encoding":
+                encoded = value.strip().lower() not in (b"", b"identity")
         chunks = []
         size = 0
         while True:
@@ -206,6 +214,8 @@ class ASGIApp:
                 break
         if announced is not None and size != announced:
             return INCOMPLETE
+        if encoded and size:
+            return ENCODED
         return b"".join(chunks)
 
     def _deadlines(self) -> Deadlines:

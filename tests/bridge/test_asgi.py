@@ -1,6 +1,7 @@
 """The ASGI front door: bodies over the limit are refused, short bodies never processed."""
 
 import asyncio
+import gzip
 import itertools
 
 import orjson
@@ -16,6 +17,23 @@ from tests.support import PROBE_SETTINGS, WRITER, assert_problem, make_app, uniq
 def test_a_body_over_the_limit_is_413_before_it_is_read(http):
     response = http.post("/mytable/", content=b"x" * (64 * 1024 + 1))
     assert_problem(response, 413)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "GZIP"])
+def test_a_body_with_a_content_coding_is_415_and_nothing_is_written(http, coding):
+    """gzip'd JSON was read as text, a 400 about UTF-8; RFC 9110 asks a 415
+    that says which codings are taken."""
+    name = unique_name("gzipped")
+    body = gzip.compress(orjson.dumps({"name": name}))
+    headers = {**WRITER, "Content-Type": "application/json", "Content-Encoding": coding}
+    response = http.post("/mytable/", content=body, headers=headers)
+    assert_problem(response, 415)
+    assert response.headers["accept-encoding"] == "identity"
+    assert http.get(f"/mytable/?name=eq.{name}").json() == []
+    identity = {**headers, "Content-Encoding": "identity"}
+    sent = http.post("/mytable/", content=orjson.dumps({"name": name}), headers=identity)
+    assert sent.status_code == 201
+    assert http.delete(f"/mytable/{sent.json()[0]['id']}", headers=WRITER).status_code == 204
 
 
 COUNTED = {"Prefer": "count=exact"}
