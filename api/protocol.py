@@ -234,7 +234,8 @@ class HTTPProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            self.logger.warning("Invalid HTTP request received.")
+            if self._refusal is None:  # one of this class's own limits is no malformed request
+                self.logger.warning("Invalid HTTP request received.")
             self.send_400_response("Invalid HTTP request received.")
         except httptools.HttpParserUpgrade as upgrade:
             self._serve_despite_upgrade(data[upgrade.args[0] :])

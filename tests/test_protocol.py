@@ -4,6 +4,7 @@ hold, and RFC 9112's rules on versions, hosts and upgrades."""
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import socket
 import subprocess
@@ -121,6 +122,26 @@ def test_heads_within_the_limits_are_served(server):
 def test_a_request_s_version_and_host_are_checked_as_rfc_9112_asks(server, head, status):
     got, problem = _status_and_problem(_raw_request(server.port, head))
     assert (got, problem["status"]) == (status, status)
+
+
+def test_only_a_malformed_request_is_logged_as_invalid(server):
+    """A limit of the server's own (a long URL, a missing host) is no
+    malformed request: uvicorn warned of each as one."""
+    logged = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: logged.append(record.getMessage())
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(handler)
+    try:
+        for head in (
+            b"GET /mytable/?name=eq." + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
+            b"GET /mytable/1 HTTP/1.1\r\n\r\n",
+            b"GET /mytable/1 HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+        ):
+            assert _status_and_problem(_raw_request(server.port, head))[0] in (400, 414)
+    finally:
+        uvicorn_log.removeHandler(handler)
+    assert logged == ["Invalid HTTP request received."]  # the last one's
 
 
 def test_an_http_1_0_request_needs_no_host(server):
