@@ -84,7 +84,8 @@ def _reflect_sync(
         wanted = list(dict.fromkeys(names))
     metadata = sa.MetaData()
     sa.event.listen(metadata, "column_reflect", _served_type)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always", sa_exc.SAWarning)  # recorded, told in the log below
         # Types it does not know but the API serves, and tables it cannot
         # read, which _left_out tells in the log: no warning of its own.
         known = "|".join(UNKNOWN_TO_REFLECTION)
@@ -95,6 +96,7 @@ def _reflect_sync(
             metadata.reflect(connection, schema=schema, only=ordered, views=True)
         except sa_exc.DBAPIError as failed:  # SQLite: one broken view fails them all
             _reflect_one_by_one(connection, metadata, wanted, failed)
+    _log_what_reflection_skipped(warned)
     updatable = _updatable_views(connection, schema) if views else frozenset()
     transactional = _transactional_engines(connection)
     catalog = _catalog_columns(connection, schema)
@@ -198,6 +200,23 @@ def _as_the_catalog_says(
         on_update = ON_UPDATE.search(extra)
         text = f"{default} ON UPDATE {on_update.group(1)}" if on_update else default
         column.server_default = sa.DefaultClause(sa.text(text))
+
+
+def _log_what_reflection_skipped(warned: list[warnings.WarningMessage]) -> None:
+    """SQLAlchemy's warnings of what it could not read (MariaDB's ``PERIOD
+    FOR``, an index on an expression), each once, as a line of the log: as
+    Python warnings they came twice, on stderr, outside the log's format,
+    naming a line of this module. Other warnings go on as they came."""
+    skipped = []
+    for warning in warned:
+        if issubclass(warning.category, sa_exc.SAWarning):
+            skipped.append(str(warning.message))
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    for said in dict.fromkeys(skipped):
+        log.warning("reflection skipped part of a definition, served without it: %s", said)
 
 
 def _referred_first(inspector: Any, names: list[str], schema: str | None) -> list[str]:
