@@ -6,6 +6,7 @@ version and host, each refused with a problem+json."""
 from __future__ import annotations
 
 import asyncio
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -64,6 +65,10 @@ class CoalescingTransport:
 MAX_TARGET_BYTES = 8 * 1024  # the request target (path and query): 414 beyond
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers together: 431 beyond
 MAX_HEADERS = 100  # 431 beyond
+# RFC 3986's host (an IP literal or a reg-name: unreserved, sub-delims,
+# percent-encoded) and port. The links the API builds start with the Host,
+# so a value that is none (a slash, a quote, a space) made links that are none.
+HOST = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?\Z")
 
 
 class _Refused(Exception):
@@ -295,6 +300,8 @@ class HTTPProtocol(HttpToolsProtocol):
         super().on_header(name, value)
         if self.headers[-1][0] == b"host":  # uvicorn's own lower-cased name
             self._hosts += 1
+            if not HOST.match(self.headers[-1][1]):
+                self._stop(400, "The Host header names no host (RFC 3986)")
 
     def _stop(self, status: int, title: str) -> None:
         """Stop the parser from a callback: httptools turns what a callback
@@ -321,8 +328,9 @@ class HTTPProtocol(HttpToolsProtocol):
     def _check_version_and_host(self) -> None:
         """RFC 9112: a version other than 1.x is 505; an HTTP/1.1 request
         without a Host header, or any with two, is 400 (2.3, 3.2), as nginx
-        answers them. Two hosts would leave the one that the links the API
-        builds name to the order of the headers."""
+        answers them, and as one whose Host is no host is (``on_header``).
+        Two hosts would leave the one that the links the API builds name to
+        the order of the headers."""
         version = self.parser.get_http_version()
         if not version.startswith("1."):
             self._stop(505, "The server speaks HTTP/1.1")

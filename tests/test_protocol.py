@@ -116,8 +116,21 @@ def test_heads_within_the_limits_are_served(server):
         (b"GET /mytable/1 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         (b"GET /mytable/1 HTTP/2.0\r\nHost: t\r\n\r\n", 505),
         (b"GET /mytable/1 HTTP/0.9\r\nHost: t\r\n\r\n", 505),
+        (b"GET /mytable/1 HTTP/1.1\r\nHost: evil.example/x?y=\r\n\r\n", 400),
+        (b'GET /mytable/1 HTTP/1.1\r\nHost: "><script>\r\n\r\n', 400),
+        (b"GET /mytable/1 HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("GET /mytable/1 HTTP/1.1\r\nHost: \u00e9vil\r\n\r\n".encode(), 400),
     ],
-    ids=["HTTP/1.1 without a host", "two hosts", "HTTP/2.0 as text", "HTTP/0.9"],
+    ids=[
+        "HTTP/1.1 without a host",
+        "two hosts",
+        "HTTP/2.0 as text",
+        "HTTP/0.9",
+        "a path in the host",
+        "markup in the host",
+        "a space in the host",
+        "a host not in ASCII",
+    ],
 )
 def test_a_request_s_version_and_host_are_checked_as_rfc_9112_asks(server, head, status):
     got, problem = _status_and_problem(_raw_request(server.port, head))
@@ -142,6 +155,17 @@ def test_only_a_malformed_request_is_logged_as_invalid(server):
     finally:
         uvicorn_log.removeHandler(handler)
     assert logged == ["Invalid HTTP request received."]  # the last one's
+
+
+@pytest.mark.parametrize(
+    "host", ["api.example", "api.example:8443", "127.0.0.1:8080", "[::1]:8111", "my_host", ""]
+)
+def test_a_host_as_rfc_3986_writes_one_is_served_and_named_in_links(server, host):
+    head = b"GET /mytable/?limit=1 HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"
+    answer = _raw_request(server.port, head % host.encode())
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    if host:
+        assert f"<http://{host}/mytable/?".encode() in answer  # the Link to the next page
 
 
 def test_an_http_1_0_request_needs_no_host(server):
