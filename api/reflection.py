@@ -10,6 +10,7 @@ import concurrent.futures
 import contextlib
 import logging
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,43 +22,70 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from api.collections import StartupError
-from api.logs import misconfigured
+from api.logs import error_number, misconfigured
 from api.served_types import UNKNOWN_TO_REFLECTION, reflected_type
 from api.settings import Settings
 
 # Reflected with "*" but never served: Alembic's own bookkeeping.
 NOT_SERVED = frozenset({"alembic_version"})
 
+# What MySQL's client says while a server is not there yet, or is starting
+# or stopping: no connection (2002, 2003), a name not resolved yet (2005),
+# a connection lost (2006, 2013), too many (1040), a shutdown (1053), killed
+# (1927). Start-up tries again on these only.
+NOT_UP = frozenset({2002, 2003, 2005, 2006, 2013, 1040, 1053, 1927})
+
 log = logging.getLogger(__name__)
 
 
 def reflect(
-    url: sa.URL, names: tuple[str, ...], declared: Iterable[str], schema: str | None = None
+    url: sa.URL,
+    names: tuple[str, ...],
+    declared: Iterable[str],
+    schema: str | None = None,
+    patience: float = 0.0,
 ) -> list[sa.Table]:
     """The tables and views ``names`` of the database, or of another
     database of its server (``schema``) (``("*",)``: all of them but
-    ``declared``), reflected now."""
-    tables: list[sa.Table] = run_at_startup(url, _reflect_sync, names, frozenset(declared), schema)
+    ``declared``), reflected now (``run_at_startup``)."""
+    reflected = _reflect_sync, names, frozenset(declared), schema
+    tables: list[sa.Table] = run_at_startup(url, *reflected, patience=patience)
     return tables
 
 
-def run_at_startup(url: sa.URL, read: Callable[..., Any], *args: Any) -> Any:
+def run_at_startup(
+    url: sa.URL, read: Callable[..., Any], *args: Any, patience: float = 0.0
+) -> Any:
     """``read(connection, *args)`` on a connection to the database, now.
 
     Run in a thread of its own with its own event loop and an engine without
     a pool, disposed of before returning: nothing of it outlives start-up,
     and start-up may itself run inside an event loop.
+
+    A server that is not there yet (one started beside the API, as in a
+    compose file or a pod) is tried again for ``patience`` seconds
+    (``db.startup_timeout``), at growing intervals, as PostgREST waits for
+    its database; one that refuses the API is not.
     """
+    where = url.render_as_string(hide_password=True)
+    deadline = time.monotonic() + patience
+    pause = 0.5
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        try:
-            return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
-        except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # down, or refusing us
-            where = url.render_as_string(hide_password=True)
-            reason = misconfigured(exc)
-            meaning = f" ({reason})" if reason else ""
-            raise StartupError(
-                f"start-up could not read the database at {where}: {exc.orig}{meaning}"
-            ) from None
+        while True:
+            try:
+                return pool.submit(asyncio.run, _run_sync(url, read, args)).result()
+            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:  # away, or refusing
+                left = deadline - time.monotonic()
+                if error_number(exc) not in NOT_UP or left <= 0:
+                    reason = misconfigured(exc)
+                    meaning = f" ({reason})" if reason else ""
+                    raise StartupError(
+                        f"start-up could not read the database at {where}: {exc.orig}{meaning}"
+                    ) from None
+                pause = min(pause, left)
+                log.warning("start-up: no database at %s yet (%s); trying again", where, exc.orig)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
 
 async def _run_sync(url: sa.URL, read: Callable[..., Any], args: tuple[Any, ...]) -> Any:
@@ -409,7 +437,8 @@ def add_reflected_tables(config: Configurator) -> None:
     url = settings.database_url
     if settings.tables:
         declared = list(config.registry.api_collections)
-        for table in reflect(url, settings.tables, declared):
+        patience = settings.db_startup_timeout
+        for table in reflect(url, settings.tables, declared, patience=patience):
             if table.name in declared:
                 raise StartupError(f"api.tables: {table.name!r} is declared in code already")
             _add_reflected(config, table, settings.tables)
@@ -419,7 +448,7 @@ def add_reflected_tables(config: Configurator) -> None:
                 f"api.schemas: {schema!r} is not another database of a MySQL/MariaDB server"
             )
         config.registry.api_other_schemas.setdefault(schema, {})  # served even while empty
-        for table in reflect(url, ("*",), (), schema):
+        for table in reflect(url, ("*",), (), schema, patience=settings.db_startup_timeout):
             _add_reflected(config, table, ("*",), schema)
 
 

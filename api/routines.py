@@ -139,15 +139,17 @@ def add_reflected_routines(config: Configurator) -> None:
     settings: Settings = config.registry.api_settings
     registry = config.registry
     url = settings.database_url
+    patience = settings.db_startup_timeout  # when the first to reach the database
     if settings.routines:
-        for routine in run_at_startup(url, _read_routines, settings.routines, None):
+        read = _read_routines, settings.routines, None
+        for routine in run_at_startup(url, *read, patience=patience):
             _check_mapped(routine)
             registry.api_routines[routine.name] = routine
     if url.get_backend_name() == "sqlite":
         return  # api.schemas stops start-up there (api.reflection)
     for schema in settings.schemas:
         served = registry.api_other_routines.setdefault(schema, {})
-        for routine in run_at_startup(url, _read_routines, ("*",), schema):
+        for routine in run_at_startup(url, _read_routines, ("*",), schema, patience=patience):
             _check_mapped(routine)
             served[routine.name] = routine
 

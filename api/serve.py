@@ -8,13 +8,14 @@ What a worker process does when it starts serving is decided here
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import multiprocessing
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import uvicorn
@@ -131,7 +132,8 @@ class _Gunicorn(BaseApplication):
             return
         _forget_the_schema()
         try:
-            self.application = self.rebuild()
+            with _not_waiting_for_the_database():
+                self.application = self.rebuild()
         except Exception:
             log.exception("reload: the app could not be built again; it serves as before")
             return
@@ -149,6 +151,23 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> ASGIApp:
         return self.application
+
+
+@contextlib.contextmanager
+def _not_waiting_for_the_database() -> Iterator[None]:
+    """A reload builds the app again without waiting for a database that is
+    away (``db.startup_timeout``): gunicorn's master would manage no worker
+    meanwhile, and the app it has serves on. The environment wins over the
+    ini file, as for any setting."""
+    before = os.environ.get("DB_STARTUP_TIMEOUT")
+    os.environ["DB_STARTUP_TIMEOUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["DB_STARTUP_TIMEOUT"]
+        else:
+            os.environ["DB_STARTUP_TIMEOUT"] = before
 
 
 def _failing_loudly(serve: Callable[[], None]) -> None:

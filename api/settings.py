@@ -177,6 +177,12 @@ class Settings:
     db_connect_timeout: int = setting(
         "db.connect_timeout", at_least(1), 5, doc="Seconds to wait for a new connection."
     )
+    db_startup_timeout: int = setting(
+        "db.startup_timeout",
+        at_least(0),
+        60,
+        doc="Seconds start-up tries again to reach a database that is not up yet, then stops.",
+    )
     db_ping_timeout: float = setting(
         "db.ping_timeout", seconds, 2.0, doc="Seconds `/__heartbeat__` waits for the database."
     )

@@ -81,11 +81,13 @@ def test_production_refuses_to_start_without_a_database_url(installed, tmp_path)
 def test_a_database_that_does_not_answer_at_start_up_is_one_line(tmp_path):
     """api.tables reads the database before serving: one that is down was a
     60-line traceback from the driver; it is one line that names the
-    database (password hidden) and the driver's words, and a non-zero exit."""
+    database (password hidden) and the driver's words, and a non-zero exit,
+    once db.startup_timeout has passed."""
     env = {
         **environment(),
         "DATABASE_URL": f"mysql+asyncmy://root:hidden@127.0.0.1:{free_port()}/nowhere",
         "API_TABLES": "*",
+        "DB_STARTUP_TIMEOUT": "2",
         "GUNICORN_CMD_ARGS": "--workers 1",
     }
     done = subprocess.run(
@@ -99,6 +101,8 @@ def test_a_database_that_does_not_answer_at_start_up_is_one_line(tmp_path):
     assert "api: cannot start: start-up could not read the database at" in done.stderr
     assert "root:***@127.0.0.1" in done.stderr and "hidden" not in done.stderr
     assert "Can't connect" in done.stderr and "Traceback" not in done.stderr
+    assert "start-up: no database at mysql+asyncmy://root:***@127.0.0.1" in done.stderr
+    assert "hidden" not in done.stdout
 
 
 def test_a_port_taken_is_a_failure_and_http_port_picks_another(tmp_path):

@@ -8,11 +8,14 @@ import pathlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
+from api.collections import StartupError
 from tests.support import (
     ROOT,
     assert_problem,
@@ -201,6 +204,40 @@ def _answers_for(url, seconds):
             except httpx.TransportError as exc:
                 answers[type(exc).__name__] += 1
     return answers
+
+
+def test_start_up_waits_for_a_database_started_beside_it(seeded_mariadb, tmp_path):
+    """As in a compose file: the API starts before its database is up. It
+    stopped at once; it now tries again (db.startup_timeout), then serves."""
+    url = make_url(seeded_mariadb)
+    proxy = TcpProxy(url.host, url.port or 3306, free_port())
+    through_proxy = url.set(port=proxy.port).render_as_string(hide_password=False)
+    comes_up = threading.Timer(5, proxy.up)  # pserve takes a second or two to get there
+    comes_up.start()
+    try:
+        served = Pserve(tmp_path / "pserve.log", through_proxy, "--workers 1", API_TABLES="*")
+        with served as server, httpx.Client(base_url=server.url, timeout=30) as http:
+            assert http.get("/mytable/1").json()["id"] == 1
+        assert "start-up: no database at" in server.output()
+    finally:
+        comes_up.cancel()
+        proxy.close()
+
+
+def test_start_up_does_not_wait_for_a_database_that_refuses_it(seeded_mariadb, caplog):
+    """Credentials the server refuses: no retry mends them, so no wait."""
+    refused = make_url(seeded_mariadb).set(username="nobody", password="wrong")
+    with pytest.raises(StartupError, match="refused the API's credentials"):
+        make_app(refused.render_as_string(hide_password=False), **{"api.tables": "*"})
+    assert "trying again" not in caplog.text
+
+
+def test_start_up_with_no_patience_stops_at_once_for_a_database_away(seeded_mariadb, caplog):
+    away = make_url(seeded_mariadb).set(port=free_port()).render_as_string(hide_password=False)
+    settings = {"api.tables": "*", "db.startup_timeout": "0"}
+    with pytest.raises(StartupError, match="could not read the database"):
+        make_app(away, **settings)
+    assert "trying again" not in caplog.text
 
 
 def test_a_column_dropped_says_to_reload_and_sighup_serves_the_schema_as_it_is(tmp_path):
