@@ -9,6 +9,7 @@ What a worker process does when it starts serving is decided here
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import multiprocessing
@@ -78,10 +79,29 @@ class Compressed:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             for name, value in scope["headers"]:
-                if name == b"accept-encoding" and b"gzip" in value:
+                if name == b"accept-encoding" and b"gzip" in value and takes_gzip(value):
                     await self.gzip(scope, receive, send)
                     return
         await self.app(scope, receive, send)
+
+
+@functools.lru_cache(maxsize=256)
+def takes_gzip(accept_encoding: bytes) -> bool:
+    """Whether an ``Accept-Encoding`` value takes gzip (or its alias x-gzip):
+    named with a weight above 0 (RFC 9110 12.5.3). Starlette looks for the
+    word only, so a client that said ``gzip;q=0`` got gzip. Clients send
+    the same few values: each one's answer is worked out once."""
+    for item in accept_encoding.split(b","):
+        coding, _, parameters = item.partition(b";")
+        if coding.strip().lower() in (b"gzip", b"x-gzip"):
+            name, _, weight = parameters.partition(b"=")
+            if name.strip().lower() != b"q":
+                return True
+            try:
+                return float(weight) > 0
+            except ValueError:
+                return False
+    return False
 
 
 # Smaller bodies are sent as they are: gzip would save little, at a cost in CPU.

@@ -144,6 +144,12 @@ def test_large_responses_are_gzipped_for_clients_that_take_it(production):
     with httpx.stream("GET", f"{url}/mytable/", headers={"Accept-Encoding": "gzip"}) as response:
         body = b"".join(response.iter_raw())
     assert json.loads(gzip.decompress(body)) == plain.json()
+    for refused in ("gzip;q=0", "br, gzip; q=0.0", "gzip;q=nonsense"):
+        page = httpx.get(f"{url}/mytable/", headers={"Accept-Encoding": refused})
+        assert "content-encoding" not in page.headers, refused
+        assert page.json() == plain.json()
+    weighed = httpx.get(f"{url}/mytable/", headers={"Accept-Encoding": "br;q=1, gzip;q=0.5"})
+    assert weighed.headers["content-encoding"] == "gzip"
 
 
 def test_metrics_can_be_turned_off(tmp_path):
