@@ -353,7 +353,10 @@ def build_environ(scope: Scope, body: bytes) -> dict[str, Any]:
         if key == "CONTENT_LENGTH":
             continue  # the length of the body as read, set above
         text = value.decode("latin-1")
-        if key == "CONTENT_TYPE" or key not in environ:
+        if key == "CONTENT_TYPE":  # a media type is case-blind (RFC 9110 8.3.1): Application/JSON
+            media_type, semicolon, parameters = text.partition(";")
+            environ[key] = media_type.lower() + semicolon + parameters
+        elif key not in environ:
             environ[key] = text
         else:  # a repeated header: its values joined, as one header would hold them
             environ[key] = f"{environ[key]},{text}"

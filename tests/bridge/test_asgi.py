@@ -36,6 +36,21 @@ def test_a_body_with_a_content_coding_is_415_and_nothing_is_written(http, coding
     assert http.delete(f"/mytable/{sent.json()[0]['id']}", headers=WRITER).status_code == 204
 
 
+@pytest.mark.parametrize(
+    ("media_type", "body"),
+    [("Application/JSON; charset=UTF-8", b'{"name": "%s"}'), ("TEXT/CSV", b"name\r\n%s\r\n")],
+)
+def test_a_media_type_is_read_whatever_its_case(http, media_type, body):
+    """RFC 9110 8.3.1: type and subtype are case-blind. Application/JSON was a 415."""
+    name = unique_name("cased")
+    headers = {**WRITER, "Content-Type": media_type}
+    sent = http.post("/mytable/", content=body % name.encode(), headers=headers)
+    assert sent.status_code == 201, sent.text
+    (created,) = sent.json()
+    assert created["name"] == name
+    assert http.delete(f"/mytable/{created['id']}", headers=WRITER).status_code == 204
+
+
 COUNTED = {"Prefer": "count=exact"}
 
 
