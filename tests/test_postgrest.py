@@ -100,6 +100,11 @@ def test_single_and_maybe_single(client, rows):
     with pytest.raises(APIError) as error:
         mine(client, tag).single().execute()
     assert error.value.code == "PGRST116"
+    # the first of many, as supabase's docs say: limit(1) makes it one row
+    first = mine(client, tag).order("id").limit(1).single().execute()
+    assert first.data == {"id": made[0]["id"], "name": f"{tag} 0"}
+    second = mine(client, tag).order("id").range(1, 1).single().execute()
+    assert second.data["id"] == made[1]["id"]
 
 
 def test_insert_answers_the_rows_or_nothing(client):

@@ -105,8 +105,11 @@ async def keyed_row(context: Item, request: Request) -> Response:
 
 
 async def _single_row(context: Collection, request: Request, query: ListQuery) -> Response:
-    """The one row the query finds, as an object; 406 unless there is exactly one."""
-    page = await read_page(get_reader(request), context.table, replace(query, limit=2))
+    """The one row the query finds, as an object; 406 unless there is exactly
+    one. Two rows tell that there is more than one; the client's own limit
+    stays when it is below (``.limit(1).single()``, as supabase's docs say)."""
+    limit = min(query.limit, 2)
+    page = await read_page(get_reader(request), context.table, replace(query, limit=limit))
     if len(page.rows) != 1:
         raise NotOneRow(len(page.rows) if not page.more else None)
     return rows_response(request, _without_order_keys(page.rows, query))
