@@ -244,7 +244,7 @@ def _log_what_reflection_skipped(warned: list[warnings.WarningMessage]) -> None:
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     for said in dict.fromkeys(skipped):
-        log.warning("reflection skipped part of a definition, served without it: %s", said)
+        log.warning("reflection: SQLAlchemy warns: %s", said)
 
 
 def _referred_first(inspector: Any, names: list[str], schema: str | None) -> list[str]:
