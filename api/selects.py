@@ -6,6 +6,7 @@ resources, nested.
     select=*,original:language!original_language_id(name)
                                               an alias, and a hint naming the key
     select=country,city!inner(city)           only parents with a matching child
+    select=country,city!left(city)            every parent (the default, said)
     select=city,...country(country)           a spread: the embed's columns in the row
     select=count(),total:amount.sum()::int,d  aggregates, grouped by the other columns
 
@@ -110,6 +111,9 @@ def _next_separator(text: str, position: int) -> int:
         position = end + 1
 
 
+JOINS = frozenset({"inner", "left"})
+
+
 def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
     spread = head.startswith("...")
     head = head.removeprefix("...")
@@ -117,10 +121,14 @@ def _embed(head: str, items: tuple[str | EmbedItem, ...]) -> EmbedItem:
     if not colon:
         alias, rest = "", head
     name, *modifiers = rest.split("!")
-    inner = "inner" in modifiers
-    hints = [modifier for modifier in modifiers if modifier != "inner"]
-    if not name or len(hints) > 1 or not all(hints) or (colon and not alias):
-        raise _error(f"'{head}' is not NAME, ALIAS:NAME or NAME!HINT, !inner after them")
+    # !inner keeps only the parents with a matching row; !left, the default,
+    # keeps them all (PostgREST and postgrest-js take both).
+    joins = [modifier for modifier in modifiers if modifier in JOINS]
+    hints = [modifier for modifier in modifiers if modifier not in JOINS]
+    inner = joins == ["inner"]
+    bad = not name or len(hints) > 1 or len(joins) > 1 or not all(hints)
+    if bad or (colon and not alias):
+        raise _error(f"'{head}' is not NAME, ALIAS:NAME or NAME!HINT, !inner or !left after them")
     name = unquoted(name.strip())  # "Order Details"(*), as PostgREST quotes a name
     return EmbedItem(
         alias.strip() or name,

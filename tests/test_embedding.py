@@ -193,6 +193,17 @@ def test_an_embed_takes_its_own_logic(http):
         http, "/probe_author/", **inner, **{"books.or": "(title.eq.Delta,title.eq.Zeta)"}
     )
     assert [a["name"] for a in matched] == ["Bob", "Cy"]
+    # !left says the default (postgrest-js's parser takes it): every author
+    left = {**ordered, "select": "name,books:probe_book!author_id!left(title)"}
+    every = rows(http, "/probe_author/", **left, **{"books.or": "(title.eq.Delta,title.eq.Zeta)"})
+    assert [(a["name"], len(a["books"])) for a in every] == [
+        ("Ann", 0),
+        ("Bob", 1),
+        ("Cy", 1),
+        ("Di", 0),
+    ]
+    both = {**select, "select": "name,probe_book!inner!left(title)"}
+    assert_problem(http.get("/probe_author/", params=both), 400)
     refused = http.get("/probe_author/", params={**select, "books.or": "(nope.eq.1)"})
     assert assert_problem(refused, 400)["parameter"] == "books.or"
 
