@@ -48,8 +48,9 @@ def reflect(
     """The tables and views ``names`` of the database, or of another
     database of its server (``schema``) (``("*",)``: all of them but
     ``declared``), reflected now (``run_at_startup``)."""
-    reflected = _reflect_sync, names, frozenset(declared), schema
-    tables: list[sa.Table] = run_at_startup(url, *reflected, patience=patience)
+    tables: list[sa.Table] = run_at_startup(
+        url, _reflect_sync, names, frozenset(declared), schema, patience=patience
+    )
     return tables
 
 

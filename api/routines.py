@@ -141,8 +141,9 @@ def add_reflected_routines(config: Configurator) -> None:
     url = settings.database_url
     patience = settings.db_startup_timeout  # when the first to reach the database
     if settings.routines:
-        read = _read_routines, settings.routines, None
-        for routine in run_at_startup(url, *read, patience=patience):
+        for routine in run_at_startup(
+            url, _read_routines, settings.routines, None, patience=patience
+        ):
             _check_mapped(routine)
             registry.api_routines[routine.name] = routine
     if url.get_backend_name() == "sqlite":

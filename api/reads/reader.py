@@ -19,6 +19,7 @@ from api.reads.gate import Gate
 SNAPSHOT_ISOLATION = {"sqlite": "SERIALIZABLE"}
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 
 class Reader:
@@ -80,12 +81,7 @@ class Reader:
         there, and is replaced once, as ``run`` replaces one: the first export
         after a quiet minute was a 500."""
         level = SNAPSHOT_ISOLATION.get(self.engine.dialect.name, "REPEATABLE READ")
-        try:
-            return self._connection_at(level)
-        except sa.exc.DBAPIError as exc:
-            if not exc.connection_invalidated:
-                raise
-        return self._connection_at(level)
+        return _once_more_if_dead(self._connection_at, level)
 
     def _connection_at(self, level: str) -> Connection:
         """A connection at ``level``. What fails in setting it is raised by
@@ -119,13 +115,21 @@ class Reader:
         """
         self.gate.acquire_in_greenlet()
         try:
-            try:
-                with self.engine.sync_engine.connect() as connection:
-                    return work(connection)
-            except sa.exc.DBAPIError as exc:
-                if not exc.connection_invalidated:
-                    raise
-            with self.engine.sync_engine.connect() as connection:
-                return work(connection)
+            return _once_more_if_dead(self._run_on_a_connection, work)
         finally:
             self.gate.release()
+
+    def _run_on_a_connection(self, work: Callable[[Connection], T]) -> T:
+        with self.engine.sync_engine.connect() as connection:
+            return work(connection)
+
+
+def _once_more_if_dead(attempt: Callable[[A], T], argument: A) -> T:
+    """``attempt(argument)``, and once more if its connection was found dead
+    (and invalidated, with every connection pooled before it)."""
+    try:
+        return attempt(argument)
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return attempt(argument)
