@@ -19,7 +19,7 @@ from sqlalchemy.dialects.mysql.reflection import MySQLTableDefinitionParser, Ref
 
 from api.collections import StartupError
 from api.columns import mapping
-from api.reflection import run_at_startup
+from api.db.startup import run_at_startup
 from api.served_types import reflected_type
 from api.settings import Settings
 
