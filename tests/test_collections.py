@@ -980,7 +980,7 @@ def test_a_quoted_name_holds_what_the_grammar_splits_on(mixed_case_url):
 
         assert ids(**{'"a.b"': "gt.10"}) == [2, 3]
         assert ids(order='"x,y:z".asc,"Last Name".desc') == [3, 2, 1]
-        assert ids(**{"or": '("a.b".eq.10,"Last Name".eq.Kim)'}) == [1, 3]
+        assert ids(**{"or": '("a.b".eq.10,"Last Name".eq.Kim,"x,y:z".eq.2)'}) == [1, 2, 3]
         (row,) = client.get(
             "/odd_names/",
             params={"select": 'id,n:"a.b","x,y:z","Last Name"::text', "id": "eq.1"},

@@ -77,7 +77,7 @@ def test_select_returns_only_the_named_columns(http, own_rows):
         ("id=in.1,2", "id"),
         ("id=in.()", "id"),
         ("id=in.(1,x)", "id"),
-        ('name=in.("a,b)', "name"),
+        ('id=in.("1,2)', "id"),
         ("name=in.(a,)", "name"),
         ("data=eq.{}", "data"),
         ("id=like.1*", "id"),
@@ -320,12 +320,12 @@ def test_the_in_list_parser_is_linear_in_its_input():
     from api.querystring import parse_filter
 
     def seconds(size):
-        hostile = "in.(a" + " " * size + '")'
+        hostile = 'in.("a' + ' ,"' * size + ")"
         best = float("inf")
         for _ in range(3):
             started = time.perf_counter()
             with pytest.raises(BadRequest):
-                parse_filter(mytable.c.name, hostile, "name")
+                parse_filter(mytable.c.id, hostile, "id")
             best = min(best, time.perf_counter() - started)
         return best
 
@@ -343,6 +343,10 @@ def test_the_in_list_parser_is_linear_in_its_input():
         ("in.(a,,b)", ("a", "", "b")),
         ("in.(a b,c)", ("a b", "c")),
         ('in.("x" ,y)', ("x", "y")),
+        # as PostgREST reads them: a quote that does not close the item is itself
+        ('in.(O"Neil,b)', ('O"Neil', "b")),
+        ('in.("hi" there,b)', ('"hi" there', "b")),
+        ('in.("a,b)', ('"a', "b")),
     ],
 )
 def test_in_lists_bare_and_quoted(text, values):
@@ -398,6 +402,49 @@ def test_operators_as_postgrest_reads_them(http, cased, params, expected):
         )
     assert response.status_code == 200, response.text
     assert [row["id"] for row in response.json()] == [ids[name] for name in expected]
+
+
+@pytest.fixture(scope="module")
+def punctuated(server):
+    """Rows whose names hold what PostgREST's lists read specially: a quote,
+    a comma, a dot and braces."""
+    import httpx
+
+    tag = unique_name("punct")
+    names = ['O"Neil', "a.b,c", '"hi" there', "{x,y}"]
+    body = [{"name": f"{tag} {name}", "data": [str(n)]} for n, name in enumerate(names)]
+    with httpx.Client(base_url=server.url) as client:
+        rows = client.post("/mytable/", json=body, headers=WRITER).json()
+    return tag, {row["name"].split(" ", 1)[1]: row["id"] for row in rows}
+
+
+@pytest.mark.parametrize(
+    "filter, expected",
+    [
+        (("name", 'in.({tag} O"Neil,nope)'), ['O"Neil']),
+        (("name", 'in.("{tag} a.b,c",{tag} "hi" there)'), ["a.b,c", '"hi" there']),
+        (("or", '(name.eq.{tag} O"Neil,name.eq."{tag} a.b,c")'), ['O"Neil', "a.b,c"]),
+        (
+            ("or", '(name.eq."{tag} \\"hi\\" there",name.in.("{tag} {{x,y}}"))'),
+            ['"hi" there', "{x,y}"],
+        ),
+        (("or", "(data.cd.{{1,2}},name.eq.nope)"), ["a.b,c", '"hi" there']),
+        (
+            ("or", '(and(data.ov.{{0,3}},name.like.*Neil),name.not.like."*.*")'),
+            ['O"Neil', '"hi" there', "{x,y}"],
+        ),
+        (("not.or", '(name.eq."{tag} a.b,c",name.like.*Neil)'), ['"hi" there', "{x,y}"]),
+    ],
+)
+def test_lists_read_quotes_commas_and_braces_as_postgrest(http, punctuated, filter, expected):
+    """postgrest-js quotes an in.(...) value only when it holds a comma or a
+    parenthesis, and leaves or=(...) as the caller wrote it."""
+    tag, ids = punctuated
+    name, value = filter
+    params = [("name", f"like.{tag} *"), (name, value.format(tag=tag)), ("order", "id")]
+    response = http.get("/mytable/", params=params)
+    assert response.status_code == 200, response.text
+    assert [row["id"] for row in response.json()] == [ids[label] for label in expected]
 
 
 def test_isdistinct_treats_null_as_a_value(http, cased):

@@ -130,26 +130,26 @@ def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
 MAX_IN_VALUES = 1000
 
 
-def _parse_list(
-    text: str, opening: str, closing: str, parameter: str, keep_quotes: bool = False
-) -> list[str]:
-    """The items of ``(a,b)`` or ``{a,b}``: as ``in.(...)`` reads them, or,
-    with ``keep_quotes``, split only at the commas outside any parentheses
-    and quotes, each item as written (logic lists, whose items nest)."""
+def _parse_list(text: str, opening: str, closing: str, parameter: str) -> list[str]:
+    """The items of ``(a,b)`` or ``{a,b}``, as ``in.(...)`` reads them."""
     if not (text.startswith(opening) and text.endswith(closing)) or len(text) < 2:
         raise BadRequest(f"expected a list in {opening}{closing}", parameter=parameter)
-    if not keep_quotes:
-        return _in_list_items(text[1:-1], parameter)
-    items, depth, quoted, escaped, start = [], 0, False, False, 1
-    for position in range(1, len(text) - 1):
+    return _in_list_items(text[1:-1], parameter)
+
+
+def _logic_items(text: str, parameter: str) -> list[str]:
+    """The items of a logic list, ``(a.eq.1,and(b.eq.2,c.in.(3,4)))``, each
+    as written: split at the commas outside parentheses and outside the
+    values PostgREST reads whole, quoted (``"a,b"``) or braced (``{a,b}``)."""
+    if not (text.startswith("(") and text.endswith(")")) or len(text) < 2:
+        raise BadRequest("expected a list in ()", parameter=parameter)
+    items, depth, start, position, end = [], 0, 1, 1, len(text) - 1
+    while position < end:
         char = text[position]
-        if escaped:
-            escaped = False
-        elif quoted:
-            escaped, quoted = char == "\\", char != '"'
-        elif char == '"':
-            quoted = True
-        elif char == "(":
+        if char in '"{' and text[position - 1] in ".(,":
+            position = _past_whole_value(text, position, end)
+            continue
+        if char == "(":
             depth += 1
         elif char == ")":
             depth -= 1
@@ -158,14 +158,34 @@ def _parse_list(
         elif char == "," and depth == 0:
             items.append(text[start:position].strip())
             start = position + 1
-        if len(items) > MAX_IN_VALUES:
-            raise BadRequest(f"a list takes at most {MAX_IN_VALUES} items", parameter=parameter)
-    if depth or quoted:
-        raise BadRequest("a list has an unbalanced '(' or quote", parameter=parameter)
-    items.append(text[start:-1].strip())
+            if len(items) > MAX_IN_VALUES:
+                raise BadRequest(f"a list takes at most {MAX_IN_VALUES} items", parameter)
+        position += 1
+    if depth:
+        raise BadRequest("a list has an unbalanced '('", parameter=parameter)
+    items.append(text[start:end].strip())
     if not all(items):
         raise BadRequest("a list has an empty item", parameter=parameter)
     return items
+
+
+def _past_whole_value(text: str, position: int, end: int) -> int:
+    """Where a value that opens at ``position`` with a quote or a brace ends,
+    if it is whole, as PostgREST's grammar reads it: a quoted value that the
+    item's end follows (or, for an item's quoted name, a dot), or braces with
+    no brace between. Otherwise the character is an ordinary one, and
+    scanning goes on past it."""
+    if text[position] == "{":
+        braced = _BRACED.match(text, position, end)
+        return position + 1 if braced is None else braced.end()
+    quoted = _quoted(text, position + 1, end)
+    if quoted is None:
+        return position + 1
+    ends = ",)." if text[position - 1] in "(," else ",)"  # a quoted name: "a,b".eq.1
+    return quoted[1] if quoted[1] == end or text[quoted[1]] in ends else position + 1
+
+
+_BRACED = re.compile(r"\{[^{}]*\}")  # stops at the next brace: linear
 
 
 def _parse_in_list(column: sa.Column[Any], text: str, parameter: str) -> tuple[Any, ...]:
@@ -176,8 +196,11 @@ def _parse_in_list(column: sa.Column[Any], text: str, parameter: str) -> tuple[A
 
 
 def _in_list_items(inner: str, parameter: str) -> list[str]:
-    """The values of ``in.(...)``: bare (spaces around them dropped) or
-    double-quoted (a backslash escapes the next character), comma-separated.
+    """The values of ``in.(...)``, comma-separated, as PostgREST reads them:
+    double-quoted (a backslash escapes the next character) when the closing
+    quote ends the item, otherwise bare and taken as written, quotes and all
+    (postgrest-js quotes only values with a comma or a parenthesis); spaces
+    around a value are dropped.
 
     One pass, each character looked at a bounded number of times: a parser
     that backtracks is a way to stall a worker with one query string.
@@ -192,17 +215,20 @@ def _in_list_items(inner: str, parameter: str) -> list[str]:
         start = position
         while position < end and inner[position] in _SPACES:
             position += 1
-        if position < end and inner[position] == '"':
-            item, position = _quoted(inner, position + 1, parameter)
-            while position < end and inner[position] in _SPACES:
-                position += 1
-            if position < end and inner[position] != ",":
-                raise BadRequest("in.(...) has stray text after a quote", parameter=parameter)
+        quoted = (
+            _quoted(inner, position + 1, end) if inner[position : position + 1] == '"' else None
+        )
+        if quoted is not None:
+            after = quoted[1]
+            while after < end and inner[after] in _SPACES:
+                after += 1
+            if after < end and inner[after] != ",":
+                quoted = None  # stray text after the quote: a bare value
+        if quoted is not None:
+            item, position = quoted[0], after
         else:
-            delimiter = _IN_DELIMITER.search(inner, start)
-            position = end if delimiter is None else delimiter.start()
-            if position < end and inner[position] == '"':
-                raise BadRequest("in.(...) has a quote inside a bare value", parameter=parameter)
+            comma = inner.find(",", start)
+            position = end if comma < 0 else comma
             item = inner[start:position].strip(_SPACES)
         items.append(item)
         if position == end:
@@ -215,26 +241,23 @@ def _in_list_items(inner: str, parameter: str) -> list[str]:
 _SPACES = " \t\r\n\f\v"
 
 
-_IN_DELIMITER = re.compile(r'[,"]')
-
-
-def _quoted(inner: str, position: int, parameter: str) -> tuple[str, int]:
+def _quoted(text: str, position: int, end: int) -> tuple[str, int] | None:
     """The value of a quoted item whose text starts at ``position``, and the
-    position after its closing quote."""
+    position after its closing quote; None if no quote closes it before ``end``."""
     parts = []
     while True:
-        match = _QUOTED_RUN.match(inner, position)
+        match = _QUOTED_RUN.match(text, position, end)
         assert match is not None  # the pattern matches the empty string
         parts.append(match.group())
         position = match.end()
-        if position >= len(inner):
-            raise BadRequest("in.(...) has an unbalanced quote", parameter=parameter)
-        if inner[position] == '"':
+        if position >= end:
+            return None
+        if text[position] == '"':
             return "".join(parts), position + 1
         # a backslash: the next character is taken as it is
-        if position + 1 >= len(inner):
-            raise BadRequest("in.(...) has an unbalanced quote", parameter=parameter)
-        parts.append(inner[position + 1])
+        if position + 1 >= end:
+            return None
+        parts.append(text[position + 1])
         position += 2
 
 
@@ -383,7 +406,7 @@ def parse_logic(table: sa.Table, name: str, text: str, prefix: str = "", depth: 
     if depth == MAX_LOGIC_DEPTH:
         raise BadRequest(f"logic nests at most {MAX_LOGIC_DEPTH} deep", parameter=parameter)
     items: list[Filter | Logic] = []
-    for item in _parse_list(text, "(", ")", parameter, keep_quotes=True):
+    for item in _logic_items(text, parameter):
         head, paren, rest = item.partition("(")
         if paren and head in LOGIC_PARAMETERS:
             items.append(parse_logic(table, head, f"({rest}", prefix, depth + 1))
@@ -397,8 +420,11 @@ def parse_logic(table: sa.Table, name: str, text: str, prefix: str = "", depth: 
 
 
 def _unquoted(condition: str) -> str:
-    """``eq."a,b"`` as ``eq.a,b``: a value quoted in a logic list (not an in.(...) list)."""
-    operator, dot, value = condition.rpartition(".")
-    if len(value) >= 2 and value[0] == value[-1] == '"' and not operator.endswith("in"):
-        return f"{operator}{dot}{value[1:-1]}"
-    return condition
+    """``eq."a,b"`` as ``eq.a,b``: a value quoted whole in a logic list (an
+    ``in.(...)`` list reads its own quotes); any other value as written."""
+    negation = "not." if condition.startswith("not.") else ""
+    operator, dot, value = condition.removeprefix(negation).partition(".")
+    quoted = _quoted(value, 1, len(value)) if value.startswith('"') else None
+    if quoted is None or quoted[1] != len(value) or operator == "in":
+        return condition
+    return f"{negation}{operator}{dot}{quoted[0]}"

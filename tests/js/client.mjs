@@ -36,6 +36,7 @@ const calls = {
   ilikeAny: () => mine().ilikeAnyOf('name', [`${tag.toUpperCase()} A`, '*B']).order('name'),
   match: () => mine().match({ name: `${tag} a` }),
   not: () => mine().not('name', 'eq', `${tag} a`).order('name'),
+  inQuoted: () => mine().in('name', [`${tag} a`, 'O"Neil', 'x,y']),
   filter: () => mine().filter('name', 'in', `("${tag} a","${tag} c")`).order('name'),
   maxAffected: () =>
     client.from('mytable').update({ data: { n: 3 } }).like('name', `${tag} *`).maxAffected(1).select(),
