@@ -228,6 +228,13 @@ def test_calls_over_http(own):
     # What a CALL's rows cannot be put through is named.
     response = httpx.get(f"{url}/rpc/doubled?p_amount=1&order=value")
     assert "MySQL cannot" in assert_problem(response, 400)["detail"]
+    # A filter on them is refused, not dropped (a POST answered every row), and nothing is called.
+    filtered = {"json": {"p_name": "filtered", "p_total": 1}, "headers": WRITER}
+    response = httpx.post(f"{url}/rpc/add_tag?name=eq.other", **filtered)
+    assert assert_problem(response, 400)["parameter"] == "name"
+    assert httpx.get(f"{url}/tag/?name=eq.filtered").json() == []
+    response = httpx.get(f"{url}/rpc/doubled?p_amount=1&doubled=gt.5")
+    assert assert_problem(response, 400)["parameter"] == "doubled"
     assert assert_problem(httpx.get(f"{url}/rpc/nope"), 404)["code"] == "PGRST202"
     # Prefer: params=single-object gives the whole body to a routine's one parameter.
     headers = {**WRITER, "Prefer": "params=single-object"}

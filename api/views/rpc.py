@@ -4,7 +4,7 @@ routine that does not declare MODIFIES SQL DATA."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pyramid.httpexceptions import HTTPMethodNotAllowed
@@ -44,7 +44,7 @@ async def call_to_write(context: RoutineCall, request: Request) -> Response:
     routine = context.routine
     # Before the routine can write: a 406 leaves nothing written.
     media_type = formats.negotiate_among(request, formats.WRITTEN_OFFERS)
-    _refuse_result_parameters(routine, request)
+    _refuse_result_parameters(query_params(request))  # a POST's arguments are in its body
     if request.content_type == formats.FORM:  # text, as a GET's query string
         arguments = _text_arguments(routine, form_fields(request))
     else:
@@ -68,20 +68,28 @@ def _check_names(routine: Routine, given: list[str]) -> None:
         )
 
 
-def _refuse_result_parameters(routine: Routine, request: Request) -> None:
-    shaped = RESULT_PARAMETERS.intersection(query_params(request))
-    if shaped:
+def _refuse_result_parameters(names: Iterable[str]) -> None:
+    """Query parameters that would select, filter, order or page a CALL's
+    rows: a 400, never dropped unseen (a filter dropped answers wrong rows)."""
+    refused = sorted(names)
+    if refused:
         raise BadRequest(
-            f"A routine's result cannot be selected, ordered or paged ({', '.join(shaped)}): "
-            "MySQL cannot query the rows of a CALL",
-            parameter=sorted(shaped)[0],
+            "A routine's result cannot be selected, filtered, ordered or paged "
+            f"({', '.join(refused)}): MySQL cannot query the rows of a CALL",
+            parameter=refused[0],
         )
 
 
 def _query_arguments(routine: Routine, request: Request) -> list[Any]:
-    """The arguments of a GET, from the query string."""
-    _refuse_result_parameters(routine, request)
-    return _text_arguments(routine, query_params(request))
+    """The arguments of a GET, from the query string. Beside all of the
+    routine's parameters, another is a filter (as PostgREST reads it); beside
+    some, it is taken for a misspelt argument (_check_names' 404)."""
+    params = query_params(request)
+    named = {str(column.name) for column in routine.parameters}
+    others = set(params) - named
+    if others & RESULT_PARAMETERS or (others and named <= set(params)):
+        _refuse_result_parameters(others)
+    return _text_arguments(routine, params)
 
 
 def _text_arguments(routine: Routine, params: Mapping[str, str]) -> list[Any]:
