@@ -192,8 +192,17 @@ def enum_members_of_set(column: sa.Column[Any]) -> tuple[str, ...]:
 
 
 def _set_text(column: sa.Column[Any], text: str) -> str:
-    """A SET as MySQL writes it: its members in the column's order, joined by commas."""
-    return _set_json(column, [] if text == "" else text.split(","))
+    """A SET as MySQL writes it (``a,b``), or as PostgREST's clients write an
+    array (``{a,"b c"}``): its members in the column's order, joined by commas."""
+    if len(text) >= 2 and text[0] == "{" and text[-1] == "}":
+        text = ",".join(item.strip().strip('"') for item in text[1:-1].split(","))
+    try:
+        return _set_json(column, [] if text == "" else text.split(","))
+    except ValueError:
+        members = ", ".join(_set_members(column))
+        raise ValueError(
+            f"distinct members of {members}, joined by commas (a,b or {{a,b}})"
+        ) from None
 
 
 def _set_json(column: sa.Column[Any], value: Any) -> str:

@@ -1501,6 +1501,16 @@ def test_a_timestamp_is_written_and_read_in_utc(sakila_url):
         ),
         ("special_features=cd.{Trailers}", lambda f: set(f) <= {"Trailers"}),
         ("special_features=ov.{Trailers}", lambda f: "Trailers" in f),
+        # equality, as MySQL writes a SET and as PostgREST's clients write an array
+        (
+            "special_features=eq.Trailers,Commentaries",
+            lambda f: set(f) == {"Trailers", "Commentaries"},
+        ),
+        (
+            'special_features=eq.{Trailers,"Deleted Scenes"}',
+            lambda f: set(f) == {"Trailers", "Deleted Scenes"},
+        ),
+        ("special_features=neq.{}", lambda f: f != []),
     ],
 )
 def test_a_set_filters_by_containment(sakila, query, check):
