@@ -53,6 +53,17 @@ ROUTINES = [
       RETURN v_id;
     END""",
     "CREATE PROCEDURE read_doc(IN p_doc LONGTEXT) SELECT JSON_VALUE(p_doc, '$.a') AS a",
+    # As many rows as asked for.
+    """CREATE PROCEDURE counted_rows(IN p_n INT) READS SQL DATA
+    WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < p_n)
+    SELECT i FROM n""",
+    # Writes, answers rows, then raises: after rows, the error comes with the next result.
+    """CREATE PROCEDURE rows_then_refuse(IN p_name VARCHAR(40)) MODIFIES SQL DATA
+    BEGIN
+      INSERT INTO tag (name) VALUES (p_name);
+      SELECT name FROM tag;
+      SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused after rows';
+    END""",
 ]
 
 
@@ -153,6 +164,29 @@ def test_what_a_routine_signals_is_a_400_and_nothing_stays(own):
             client.rpc("tag_like", {"p_pattern": "twice-%"}).execute()
         assert error.value.code == "P0003"
         assert "more than one row" in error.value.message
+
+
+def test_a_call_answers_at_most_the_largest_page(rpc_url):
+    """As PostgREST's db-max-rows bounds a function's rows: the first
+    api.page_limit_max of them, the total unknown. They are read unbuffered
+    and the rest read past: a set of a million rows was held whole, 600 MB."""
+    limits = {"api.page_limit_max": "5", "api.page_limit_default": "5"}
+    app, server = serve(rpc_url, **{"api.tables": "tag", "api.routines": "*", **limits})
+    with server as running:
+        url = f"{running.url}/rpc"
+        few = httpx.get(f"{url}/counted_rows?p_n=5")
+        assert (few.json(), few.headers["content-range"]) == (
+            [{"i": i} for i in range(1, 6)],
+            "0-4/5",
+        )
+        many = httpx.get(f"{url}/counted_rows?p_n=100000")
+        assert many.json() == few.json() and many.headers["content-range"] == "0-4/*"
+        # A SIGNAL after the rows is still the call's error, and nothing it wrote stays.
+        refused = httpx.post(f"{url}/rows_then_refuse", json={"p_name": "after"}, headers=WRITER)
+        assert assert_problem(refused, 400)["message"] == "refused after rows"
+        assert httpx.get(f"{running.url}/tag/?name=eq.after").json() == []
+        assert httpx.get(f"{url}/doubled?p_amount=2").json() == 4
+    app.close()
 
 
 def test_a_call_whose_answer_the_client_cannot_take_is_406_and_never_made(own):

@@ -208,6 +208,69 @@ def _bound_in_turns(bind_page: PageBinder, page: Sequence[Any], shared: Any) -> 
     return parameters
 
 
+class CompiledCall:
+    """A stored procedure's ``CALL``, compiled once for one dialect, whose
+    first result set is read through asyncmy's unbuffered cursor (SSCursor):
+    no more than the rows asked for are ever held, however many it makes."""
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
+        self.sql = compiled.string
+        names = compiled.positiontup or ()
+        binds = compiled.binds
+        processors = [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+        self.bind = _binder(names, processors, {})
+
+    def first_rows(
+        self, connection: Connection, values: Mapping[str, Any], limit: int
+    ) -> list[Row] | None:
+        """The first ``limit`` rows of the CALL's first result set, keyed by
+        its column names, as the driver gives them (None if it makes none).
+        An error the procedure raises after its rows (a SIGNAL) is raised
+        as SQLAlchemy's own execution raises it, which only logs an error
+        that comes as it closes a cursor."""
+        from asyncmy.cursors import SSCursor  # the production driver's; routines need MySQL
+
+        parameters = self.bind(values)
+        pooled: Any = connection.connection
+        cursor = pooled.driver_connection.cursor(SSCursor)
+        events: Any = connection.dispatch
+        try:
+            if events.before_cursor_execute:
+                events.before_cursor_execute(connection, cursor, self.sql, parameters, None, False)
+            rows = await_(
+                _first_rows(pooled.dbapi_connection, cursor, self.sql, parameters, limit)
+            )
+            if events.after_cursor_execute:
+                events.after_cursor_execute(connection, cursor, self.sql, parameters, None, False)
+            return rows
+        except Exception as error:
+            connection._handle_dbapi_exception(error, self.sql, parameters, None, None)
+            raise
+        except BaseException:
+            connection.invalidate()  # cancelled mid-read: what it reads next is unknown
+            raise
+
+
+async def _first_rows(
+    adapted: Any, cursor: Any, sql: str, parameters: list[Any], limit: int
+) -> list[Row] | None:
+    """``CompiledCall.first_rows`` on the driver's unbuffered ``cursor``:
+    closing it reads past the rest of the set, and any later one, to the
+    CALL's status, raising an error found on the way."""
+    try:
+        await cursor.execute(sql, parameters)
+        rows = None
+        if cursor.description is not None:
+            keys = [str(column[0]) for column in cursor.description]
+            rows = [dict(zip(keys, row, strict=True)) for row in await cursor.fetchmany(limit)]
+        await cursor.close()
+        return rows
+    except Exception as error:
+        adapted._handle_exception(error)
+        raise  # _handle_exception always raises
+
+
 class StatementFailed(Exception):
     """Statement ``index`` of a script failed with ``error`` (SQLAlchemy's
     exception, as its own execution raises it); those before it ran, those

@@ -4,7 +4,9 @@ routine, and the call in the request's session.
 A FUNCTION is ``SELECT f(:p0, ...)``. A PROCEDURE is ``CALL p(:p0, @rpc_1)``:
 its OUT and INOUT parameters go through session variables (an INOUT one is
 set first), read back by one ``SELECT`` after the call, and its first result
-set, if it makes one, is its rows.
+set, if it makes one, is its rows: at most ``api.page_limit_max`` of them, as
+PostgREST's db-max-rows bounds a function's, read unbuffered so that a larger
+set is never held in the worker.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from zope.sqlalchemy import mark_changed
 
 from api.errors import RoutineFailed
 from api.routines import Routine
+from api.sql.compiled import CompiledCall
 
 Row = dict[str, Any]
 
@@ -39,6 +42,7 @@ class Called:
     value: Any = None
     rows: list[Row] | None = None  # None: the procedure made no result set
     outputs: Row | None = None
+    more_rows: bool = False  # the result set held more rows than were read
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +95,9 @@ def call_statements(routine: Routine) -> CallStatements:
     return CallStatements(tuple(setup), call, read_back)
 
 
-async def call_routine(session: AsyncSession, routine: Routine, arguments: list[Any]) -> Called:
+async def call_routine(
+    session: AsyncSession, routine: Routine, arguments: list[Any], max_rows: int
+) -> Called:
     """Call ``routine`` with ``arguments`` (its parameters' values, in order)."""
     statements = call_statements(routine)
     parameters = {f"p{i}": value for i, value in enumerate(arguments)}
@@ -101,17 +107,16 @@ async def call_routine(session: AsyncSession, routine: Routine, arguments: list[
     try:
         for statement in statements.setup:
             await session.execute(statement, parameters)
-        result = await session.execute(statements.call, parameters)
         if routine.kind == "FUNCTION":
+            result = await session.execute(statements.call, parameters)
             return Called(value=result.scalar_one())
-        rows = None
-        if result.returns_rows:  # type: ignore[attr-defined]  # a CursorResult
-            keys = list(map(str, result.keys()))
-            rows = [dict(zip(keys, row, strict=True)) for row in result.all()]
+        rows = await _first_rows(session, statements.call, parameters, max_rows + 1)
         outputs = None
         if statements.outputs is not None:
             read_back = (await session.execute(statements.outputs)).one()
             outputs = {str(c.name): v for c, v in zip(routine.outputs, read_back, strict=True)}
+        if rows is not None and len(rows) > max_rows:
+            return Called(rows=rows[:max_rows], outputs=outputs, more_rows=True)
         return Called(rows=rows, outputs=outputs)
     except sa_exc.DBAPIError as exc:
         errno, *message = getattr(exc.orig, "args", (None,))
@@ -119,3 +124,26 @@ async def call_routine(session: AsyncSession, routine: Routine, arguments: list[
             text = str(message[0]) if message else str(exc.orig)
             raise RoutineFailed(ROUTINE_ERRORS[errno], text) from exc
         raise
+
+
+async def _first_rows(
+    session: AsyncSession, call: sa.Executable, parameters: dict[str, Any], limit: int
+) -> list[Row] | None:
+    """The first ``limit`` rows of the CALL's first result set (None if it
+    makes none): on asyncmy, through its unbuffered cursor (``CompiledCall``);
+    on another driver, read whole as SQLAlchemy reads them."""
+    connection = await session.connection()
+    dialect = connection.dialect
+    if dialect.driver == "asyncmy":
+        compiled = _compiled_call(call, dialect)
+        return await connection.run_sync(compiled.first_rows, parameters, limit)
+    result = await session.execute(call, parameters)
+    if not result.returns_rows:  # type: ignore[attr-defined]  # a CursorResult
+        return None
+    keys = list(map(str, result.keys()))
+    return [dict(zip(keys, row, strict=True)) for row in result.all()[:limit]]
+
+
+@functools.cache
+def _compiled_call(call: sa.Executable, dialect: sa.Dialect) -> CompiledCall:
+    return CompiledCall(call, dialect)

@@ -35,7 +35,8 @@ async def call_to_read(context: RoutineCall, request: Request) -> Response:
             "This routine declares MODIFIES SQL DATA: call it with POST.",
             headers={"Allow": ", ".join(routine.allowed_methods)},
         )
-    called = await call_routine(request.dbsession, routine, _query_arguments(routine, request))
+    arguments = _query_arguments(routine, request)
+    called = await call_routine(request.dbsession, routine, arguments, _max_rows(request))
     return _answer(request, routine, called, media_type)
 
 
@@ -52,10 +53,15 @@ async def call_to_write(context: RoutineCall, request: Request) -> Response:
         if "params=single-object" in preferences(request) and len(routine.parameters) == 1:
             body = {str(routine.parameters[0].name): formats.dump_json(body).decode()}
         arguments = _body_arguments(routine, body)
-    called = await call_routine(request.dbsession, routine, arguments)
+    called = await call_routine(request.dbsession, routine, arguments, _max_rows(request))
     if "tx=rollback" in preferences(request):
         request.tm.doom()  # PostgREST's dry run: answered, then rolled back
     return _answer(request, routine, called, media_type)
+
+
+def _max_rows(request: Request) -> int:
+    """The most rows a call answers: PostgREST's db-max-rows bounds a function's too."""
+    return request.registry.api_settings.page_limit_max
 
 
 def _check_names(routine: Routine, given: list[str]) -> None:
@@ -128,7 +134,8 @@ def _answer(request: Request, routine: Routine, called: Called, media_type: str)
     if called.rows is not None:
         rows = called.rows
         shown = f"0-{len(rows) - 1}" if rows else "*"
-        headers = [("Content-Range", f"{shown}/{len(rows)}")]
+        total = "*" if called.more_rows else len(rows)
+        headers = [("Content-Range", f"{shown}/{total}")]
         if media_type == formats.CSV:
             return formats.csv_response(rows, headers)
         return rows_response(request, rows, headers)
