@@ -55,8 +55,8 @@ def posted_body(context: Collection, request: Request) -> Any:
     Or a form's fields, one row."""
     if request.content_type != formats.CSV:
         return row_body(context.table, request, POSTED_TYPES)
-    try:
-        text = request.body.decode("utf-8")
+    try:  # a byte order mark, as Excel's "CSV UTF-8" starts with, is dropped
+        text = request.body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise BadRequest("The CSV body is not UTF-8.", "body") from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
