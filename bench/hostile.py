@@ -16,6 +16,7 @@ Every request loop is bounded in count and time, and only goes to 127.0.0.1.
 
 import argparse
 import base64
+import concurrent.futures
 import contextlib
 import hashlib
 import hmac
@@ -37,6 +38,7 @@ from jwt.algorithms import RSAAlgorithm
 from sqlalchemy.engine import make_url
 
 from bench.run import api_server, seed
+from tests.support import run_sql
 from tests.support.servers import TcpProxy, free_port
 
 WRITER = {"Authorization": "Bearer bench-token"}
@@ -290,6 +292,26 @@ def stalled_database(server, proxy):
     return statuses
 
 
+def huge_call_results(server, proxy):
+    """20 calls of a procedure that makes a million rows, two at a time: each
+    answers api.page_limit_max of them, and no worker holds the rest."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        statuses = []
+        for _ in range(10):
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                calls = [pool.submit(client.get, MANY_ROWS_CALL) for _ in range(2)]
+                statuses += [call.result().status_code for call in calls]
+        statuses.append(write(client))
+    return statuses
+
+
+MANY_ROWS = (  # a million rows of 100 bytes and more, from MariaDB's sequence engine
+    "CREATE PROCEDURE many_rows(IN p_n INT) READS SQL DATA "
+    "SELECT seq, REPEAT('x', 100) AS pad FROM seq_1_to_10000000 LIMIT p_n"
+)
+MANY_ROWS_CALL = "/rpc/many_rows?p_n=1000000"
+
+
 # The API's JWT key, an RSA public key (api.jwt_secret): the costliest to verify.
 JWT_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 JWT_SETTINGS = {
@@ -360,6 +382,7 @@ ATTACKS = [
     unread_answers,
     abandoned_and_stalled_exports,
     stalled_database,
+    huge_call_results,
 ]
 # Where a 503 is the right answer (the database is stalled), it is not counted as a failure.
 EXPECTED_503 = {"stalled_database"}
@@ -400,14 +423,16 @@ def main():
     parser.add_argument("--only", help="these attacks alone, separated by commas")
     only = parser.parse_args().only
     attacks = [a for a in ATTACKS if not only or a.__name__ in only.split(",")]
-    database_url = make_url(seed(10_000))
+    seeded = seed(10_000)
+    run_sql(seeded, MANY_ROWS)
+    database_url = make_url(seeded)
     proxy = TcpProxy(database_url.host, database_url.port or 3306, free_port())
     proxy.up()
     through_proxy = database_url.set(port=proxy.port).render_as_string(hide_password=False)
     os.environ["DB_STATEMENT_TIMEOUT"] = "2"
     os.environ["API_RESPONSE_TIMEOUT"] = "3"
     os.environ["API_SEND_TIMEOUT"] = "5"
-    server = api_server(through_proxy, workers=2, **JWT_SETTINGS)
+    server = api_server(through_proxy, workers=2, API_ROUTINES="many_rows", **JWT_SETTINGS)
     try:
         print(
             f"{'attack':34} {'sent':>6} {'5xx':>5} {'503 due':>8} "
