@@ -146,6 +146,33 @@ def test_writes_count_the_rows_they_write_when_asked(client):
     assert deleted.like("name", pattern).execute().count == 4
 
 
+def test_writes_by_filters_that_answer_no_rows_are_one_statement(client, http):
+    """A PATCH or DELETE by filters whose answer shows no rows is one
+    statement where they match, as PostgREST's: every row it matched is
+    counted (one set to the value it held too), and its version counted up.
+    One beyond Prefer: max-affected is refused after it wrote: undone."""
+    tag, exact, quiet = unique_name("one-statement"), CountMethod.exact, ReturnMethod.minimal
+    body = [{"name": f"{tag} {n}", "data": {"n": n}} for n in range(3)]
+    client.from_("mytable").insert(body, returning=quiet).execute()
+
+    def stored():
+        found = client.from_("mytable").select("data,version").like("name", f"{tag} *")
+        return [(row["data"], row["version"]) for row in found.order("name").execute().data]
+
+    updated = client.from_("mytable").update({"data": {"n": 0}}, count=exact, returning=quiet)
+    assert updated.like("name", f"{tag} *").execute().count == 3
+    assert stored() == [({"n": 0}, 2)] * 3
+    strict = {**WRITER, "Prefer": "max-affected=2, handling=strict"}
+    mine = {"name": f"like.{tag} *"}
+    refused = http.patch("/mytable/", params=mine, json={"data": None}, headers=strict)
+    assert assert_problem(refused, 400)["code"] == "PGRST124"
+    assert_problem(http.delete("/mytable/", params=mine, headers=strict), 400)
+    assert stored() == [({"n": 0}, 2)] * 3
+    deleted = client.from_("mytable").delete(count=exact, returning=quiet)
+    assert deleted.like("name", f"{tag} *").execute().count == 3
+    assert stored() == []
+
+
 def test_a_write_to_a_collection_without_a_filter_is_refused(client):
     with pytest.raises(APIError) as error:
         client.from_("mytable").delete().execute()

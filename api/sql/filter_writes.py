@@ -73,6 +73,35 @@ async def update_rows(
     return [stored[key] for key in after if key in stored]
 
 
+async def update_matching(session: AsyncSession, table: sa.Table, query: Any, values: Row) -> int:
+    """PostgREST's PATCH of a collection as one UPDATE of ``values`` where
+    ``query``'s filters match (``update_rows`` writes them alike): the count
+    of rows it matched. For an answer that shows no rows: none is read, so
+    none is held in the worker, however many it writes."""
+    names = tuple(values)
+    update, sources = write_statements.update_where(table, names, filter_shapes(query.filters))
+    result = await session.execute(update, _parameters(query, sources, values))
+    return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
+
+
+async def delete_matching(session: AsyncSession, table: sa.Table, query: Any) -> int:
+    """PostgREST's DELETE of a collection as one DELETE where ``query``'s
+    filters match: the count of rows it matched (``update_matching``)."""
+    delete, sources = write_statements.delete_where(table, filter_shapes(query.filters))
+    result = await session.execute(delete, _parameters(query, sources, {}))
+    return int(result.rowcount)  # type: ignore[attr-defined]  # a CursorResult
+
+
+def _parameters(query: Any, sources: dict[str, Any], values: Row) -> dict[str, Any]:
+    """The values of a write by filters: its filters' (from ``query``), the
+    columns it sets, and the time it stamps."""
+    return {
+        **{name: source(query) for name, source in sources.items()},
+        **{f"set_{name}": value for name, value in values.items()},
+        "now": utcnow(),
+    }
+
+
 def update_where_for_group(
     table: sa.Table, query: Any, values: Row, pk: Any, shown: bool = False
 ) -> CountedWrite:
@@ -85,11 +114,7 @@ def update_where_for_group(
     which rows they were."""
     names = tuple(values)
     update, sources = write_statements.update_where(table, names, filter_shapes(query.filters))
-    parameters = {
-        **{name: source(query) for name, source in sources.items()},
-        **{f"set_{name}": value for name, value in values.items()},
-        "now": utcnow(),
-    }
+    parameters = _parameters(query, sources, values)
     statement = functools.partial(write_statements.compiled_write, update)
     if shown:
         return ShownUpdate(statement, parameters, table, pk, values)

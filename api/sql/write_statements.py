@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import Executable, Update
+from sqlalchemy.sql import Delete, Executable, Update
 
 from api.collections import describe
 from api.sql import STATEMENT_CACHE_SIZE
@@ -157,6 +157,16 @@ def update_where(
     collection), and where its filters' values come from in a query."""
     clauses, sources = filter_clauses(filters)
     return sa.update(table).where(*clauses).values(_changes(table, names)), sources
+
+
+@lru_cache(maxsize=STATEMENT_CACHE_SIZE)
+def delete_where(
+    table: sa.Table, filters: tuple[FilterShape, ...]
+) -> tuple[Delete, dict[str, Source]]:
+    """The DELETE of every row that filters of the shapes ``filters`` match
+    (PostgREST's DELETE of a collection), and where their values come from."""
+    clauses, sources = filter_clauses(filters)
+    return sa.delete(table).where(*clauses), sources
 
 
 @lru_cache(maxsize=STATEMENT_CACHE_SIZE)

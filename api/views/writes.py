@@ -279,9 +279,17 @@ async def update_where(context: Collection, request: Request) -> Response:
     returned = _returned(context, request)
     if values and named is not None and _update_goes_with_group(context, request, returned):
         return _update_with_group(context, request, query, values, named, returned)
+    answer = _answer_of(request)  # a 406 refused before anything is written
+    if not writes.sets_nothing(context.table, values) and _in_one_statement(
+        context, request, answer
+    ):
+        table = context.table
+        count = await filter_writes.update_matching(request.dbsession, table, query, values)
+        _refuse_beyond_max_affected(request, count)
+        return _written(request, [], 200, answer, count)
     rows = await _locked_matches(context, request, query)
     rows = await filter_writes.update_rows(request.dbsession, context.table, rows, values)
-    return _written(request, await _answered(context, request, rows), 200)
+    return _written(request, await _answered(context, request, rows), 200, answer)
 
 
 def _update_goes_with_group(context: Collection, request: Request, returned: Any) -> bool:
@@ -344,10 +352,16 @@ def _fill_answer(
 async def delete_where(context: Collection, request: Request) -> Response:
     """PostgREST's DELETE of a collection: every row its filters match."""
     refuse_read_only(context)
-    rows = await _locked_matches(context, request, _write_query(context, request))
+    query = _write_query(context, request)
+    answer = _answer_of(request)  # a 406 refused before anything is written
+    if _in_one_statement(context, request, answer):
+        count = await filter_writes.delete_matching(request.dbsession, context.table, query)
+        _refuse_beyond_max_affected(request, count)
+        return _written(request, [], 200, answer, count)
+    rows = await _locked_matches(context, request, query)
     answered = await _answered(context, request, rows)  # as they were, as PostgREST's
     await filter_writes.delete_rows(request.dbsession, context.table, rows)
-    return _written(request, answered, 200)
+    return _written(request, answered, 200, answer)
 
 
 COLLECTION_WRITES = {
@@ -358,6 +372,20 @@ COLLECTION_WRITES = {
 }
 
 
+def _in_one_statement(context: Collection, request: Request, answer: _Answer) -> bool:
+    """Whether a PATCH or DELETE by filters is one statement where they
+    match, as PostgREST's: unless its answer shows the rows, or it writes
+    the first N of them (``limit``), or to a table that cannot undo a write
+    (``refuse_half_done`` counts the rows first). The rows are otherwise
+    read first, locked, and all held: a PATCH of 500,000 rows took a worker
+    from 87 MB to 533 MB."""
+    return (
+        not answer.shows_rows
+        and "limit" not in query_params(request)
+        and context.description.engine_without_transactions is None
+    )
+
+
 async def _locked_matches(context: Collection, request: Request, query: Any) -> list[Row]:
     """The rows ``query`` (``_write_query``) is about, locked; refused beyond
     ``Prefer: max-affected=N`` with ``handling=strict``."""
@@ -366,10 +394,16 @@ async def _locked_matches(context: Collection, request: Request, query: Any) -> 
     limited = "limit" in query_params(request)
     rows = await filter_writes.locked_rows_where(request.dbsession, context.table, query, limited)
     refuse_half_done(context, request, len(rows))
-    limit = _max_affected(request)
-    if limit is not None and len(rows) > limit:
-        raise TooManyAffected(len(rows), limit)
+    _refuse_beyond_max_affected(request, len(rows))
     return rows
+
+
+def _refuse_beyond_max_affected(request: Request, rows: int) -> None:
+    """A 400 for a write of more rows than ``Prefer: max-affected=N`` (with
+    ``handling=strict``) allows; raised after the write, it is undone."""
+    limit = _max_affected(request)
+    if limit is not None and rows > limit:
+        raise TooManyAffected(rows, limit)
 
 
 def _write_query(context: Collection, request: Request) -> Any:
