@@ -9,6 +9,7 @@ this is tested on (``tests/sql/test_compiled.py`` fails on any other).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,14 +61,15 @@ class CompiledSelect:
         self.fixed = {name: b.effective_value for name, b in binds.items() if not b.required}
         self.processors = processors
         self.bind = _binder(self.names, processors, self.fixed)
-        # A SELECT's columns, or those a write RETURNs
-        columns = statement.exported_columns  # type: ignore[attr-defined]
+        # A SELECT's columns, or those a write RETURNs (a CALL's text has none)
+        columns = getattr(statement, "exported_columns", ())
         self.keys = [str(column.name) for column in columns]
         processors = [
             column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
         ]
         self.to_dicts = _row_converter(self.keys, processors, json_keys)
         self.on_driver_cursor = dialect.driver == "asyncmy"
+        self.driver_cursor: Any = None  # the driver's cursor class: its default
 
     def dicts(self, connection: Connection, values: Mapping[str, Any]) -> list[Row]:
         """The rows for the bound ``values`` (by name), as dicts keyed by column,
@@ -80,19 +82,28 @@ class CompiledSelect:
         return self.bind(values)
 
     def _run(
-        self, connection: Connection, parameters: list[Any], sql: str | None = None
+        self,
+        connection: Connection,
+        parameters: list[Any],
+        sql: str | None = None,
+        fetch: Callable[..., Any] | None = None,
     ) -> tuple[Any, int]:
         """The rows as the driver gives them (None for a write that returns
-        none), and the count of rows the statement matched."""
+        none), and the count of rows the statement matched; on the driver's
+        cursor, as ``fetch`` reads them (``_fetch_all``'s signature)."""
         sql = self.sql if sql is None else sql
         pooled: Any = connection.connection
-        cursor = pooled.driver_connection.cursor() if self.on_driver_cursor else pooled.cursor()
+        if self.on_driver_cursor:
+            cursor = pooled.driver_connection.cursor(self.driver_cursor)
+        else:
+            cursor = pooled.cursor()
         events: Any = connection.dispatch  # listeners (tracing, counts) see these reads too
         try:
             if events.before_cursor_execute:
                 events.before_cursor_execute(connection, cursor, sql, parameters, None, False)
             if self.on_driver_cursor:
-                rows, count = await_(_fetch_all(pooled.dbapi_connection, cursor, sql, parameters))
+                fetched = (fetch or _fetch_all)(pooled.dbapi_connection, cursor, sql, parameters)
+                rows, count = await_(fetched)
             else:
                 cursor.execute(sql, parameters)
                 rows = None if cursor.description is None else cursor.fetchall()
@@ -208,18 +219,17 @@ def _bound_in_turns(bind_page: PageBinder, page: Sequence[Any], shared: Any) -> 
     return parameters
 
 
-class CompiledCall:
-    """A stored procedure's ``CALL``, compiled once for one dialect, whose
-    first result set is read through asyncmy's unbuffered cursor (SSCursor):
-    no more than the rows asked for are ever held, however many it makes."""
+class CompiledCall(CompiledSelect):
+    """A stored procedure's ``CALL`` compiled once for one dialect (asyncmy),
+    whose first result set is read through the driver's unbuffered cursor
+    (SSCursor): no more than the rows asked for are ever held, however many
+    it makes."""
 
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)  # type: ignore[attr-defined]
-        self.sql = compiled.string
-        names = compiled.positiontup or ()
-        binds = compiled.binds
-        processors = [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
-        self.bind = _binder(names, processors, {})
+        from asyncmy.cursors import SSCursor  # the production driver's; routines need MySQL
+
+        super().__init__(statement, dialect)
+        self.driver_cursor = SSCursor
 
     def first_rows(
         self, connection: Connection, values: Mapping[str, Any], limit: int
@@ -229,32 +239,13 @@ class CompiledCall:
         An error the procedure raises after its rows (a SIGNAL) is raised
         as SQLAlchemy's own execution raises it, which only logs an error
         that comes as it closes a cursor."""
-        from asyncmy.cursors import SSCursor  # the production driver's; routines need MySQL
-
-        parameters = self.bind(values)
-        pooled: Any = connection.connection
-        cursor = pooled.driver_connection.cursor(SSCursor)
-        events: Any = connection.dispatch
-        try:
-            if events.before_cursor_execute:
-                events.before_cursor_execute(connection, cursor, self.sql, parameters, None, False)
-            rows = await_(
-                _first_rows(pooled.dbapi_connection, cursor, self.sql, parameters, limit)
-            )
-            if events.after_cursor_execute:
-                events.after_cursor_execute(connection, cursor, self.sql, parameters, None, False)
-            return rows
-        except Exception as error:
-            connection._handle_dbapi_exception(error, self.sql, parameters, None, None)
-            raise
-        except BaseException:
-            connection.invalidate()  # cancelled mid-read: what it reads next is unknown
-            raise
+        fetch = functools.partial(_first_rows, limit=limit)
+        return self._run(connection, self._parameters(values), fetch=fetch)[0]
 
 
 async def _first_rows(
     adapted: Any, cursor: Any, sql: str, parameters: list[Any], limit: int
-) -> list[Row] | None:
+) -> tuple[list[Row] | None, int]:
     """``CompiledCall.first_rows`` on the driver's unbuffered ``cursor``:
     closing it reads past the rest of the set, and any later one, to the
     CALL's status, raising an error found on the way."""
@@ -265,7 +256,7 @@ async def _first_rows(
             keys = [str(column[0]) for column in cursor.description]
             rows = [dict(zip(keys, row, strict=True)) for row in await cursor.fetchmany(limit)]
         await cursor.close()
-        return rows
+        return rows, -1  # the DBAPI's unknown count: a CALL's is not read
     except Exception as error:
         adapted._handle_exception(error)
         raise  # _handle_exception always raises
