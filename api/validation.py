@@ -279,6 +279,13 @@ def server_owned(column: sa.Column[Any]) -> bool:
     )
 
 
+def given_in_new_rows(column: sa.Column[Any]) -> bool:
+    """May be given in a POST's or a PUT's row: not set by the server, or a
+    key it would fill in (auto-increment), as PostgreSQL's ``serial`` takes
+    one that a client gives. A PATCH may not change such a key."""
+    return not server_owned(column) or column is column.table.autoincrement_column
+
+
 def required_in_new_rows(column: sa.Column[Any]) -> bool:
     """Needed in a new row: the database has no value of its own for it,
     from a default, AUTO_INCREMENT (a key's, which is server-owned, or a
@@ -301,6 +308,7 @@ class _Field(NamedTuple):
 
     column: sa.Column[Any]
     owned: bool  # set by the server (``server_owned``)
+    given_new: bool  # yet taken in a whole row (``given_in_new_rows``)
     nullable: bool
     from_json: Callable[[sa.Column[Any], Any], Any]
 
@@ -312,7 +320,11 @@ def _fields(table: sa.Table) -> tuple[dict[str, _Field], tuple[str, ...]]:
     the metadata again."""
     fields = {
         str(column.name): _Field(
-            column, server_owned(column), bool(column.nullable), mapping(column).from_json
+            column,
+            server_owned(column),
+            given_in_new_rows(column),
+            bool(column.nullable),
+            mapping(column).from_json,
         )
         for column in table.columns
     }
@@ -326,14 +338,14 @@ def validate_row(
     *,
     partial: bool = False,
     provided: Iterable[str] = (),
-    keyed: bool = False,
 ) -> dict[str, Any]:
     """Check a row body against ``table``; return the column values to write,
     each as its column's type takes it (``api.columns``).
 
     ``partial`` (PATCH) does not ask for required fields, nor is any of
-    ``provided`` asked for (a child collection's foreign key). ``keyed`` (an
-    upsert) takes the primary key even where the database would fill it in.
+    ``provided`` asked for (a child collection's foreign key). A whole row
+    (POST, PUT) may give a primary key the database would fill in, as
+    PostgreSQL's ``serial`` takes one; a PATCH may not change it.
     Raises 422 listing every bad field.
     """
     if not isinstance(body, dict):
@@ -345,7 +357,7 @@ def validate_row(
         field = fields.get(name)
         if field is None:
             errors.append({"field": name, "message": "is not a column of this table"})
-        elif field.owned and not (keyed and field.column.primary_key):
+        elif field.owned and (partial or not field.given_new):
             errors.append({"field": name, "message": "is set by the server"})
         elif value is None:
             # MySQL reads a new row's NULL for an AUTO_INCREMENT column as

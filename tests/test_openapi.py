@@ -24,7 +24,10 @@ def test_the_document_is_valid_openapi_3_1(http):
     }
     create = document["components"]["schemas"]["mytableCreate"]
     assert create["required"] == ["name"]
-    assert set(create["properties"]) == {"name", "data"}
+    assert set(create["properties"]) == {"id", "name", "data"}  # a key may be given
+    assert "readOnly" not in create["properties"]["id"]
+    patch = document["components"]["schemas"]["mytablePatch"]
+    assert set(patch["properties"]) == {"name", "data"}  # but not changed
     operations = document["paths"]["/mytable/{id}"]
     assert {"get", "put", "patch", "delete"} <= set(operations)
     assert "412" in operations["patch"]["responses"]

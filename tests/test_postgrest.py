@@ -292,6 +292,27 @@ def test_upsert_by_another_unique_key_needs_one(client):
     assert error.value.code == "PGRST100"  # name is indexed, not unique
 
 
+def test_insert_may_give_an_auto_increment_key(client):
+    """As PostgreSQL's serial takes a key a client gives (seeding, copying
+    rows from elsewhere); the keys the database fills in go on after it."""
+    (last,) = client.from_("mytable").select("id").order("id", desc=True).limit(1).execute().data
+    given = last["id"] + 1000
+    tag = unique_name("keyed")
+    one = client.from_("mytable").insert({"id": given, "name": f"{tag} one"}).execute()
+    assert [(row["id"], row["version"]) for row in one.data] == [(given, 1)]
+    body = [{"id": given + 1, "name": f"{tag} two"}, {"id": None, "name": f"{tag} three"}]
+    two, three = client.from_("mytable").insert(body).execute().data
+    assert two["id"] == given + 1 and three["id"] > given + 1
+    with pytest.raises(APIError) as error:  # taken: nothing written
+        client.from_("mytable").insert({"id": given, "name": f"{tag} again"}).execute()
+    assert error.value.code == "23505"
+    stored = mine(client, tag).order("id").execute().data
+    assert [row["id"] for row in stored] == [given, given + 1, three["id"]]
+    with pytest.raises(APIError) as error:  # a PATCH does not move a row to another key
+        client.from_("mytable").update({"id": given + 5}).eq("id", given).execute()
+    assert error.value.code == "PGRST204" and "id is set by the server" in error.value.message
+
+
 def test_put_creates_or_replaces_the_row_its_key_names(http, server):
     name = unique_name("put")
     url = f"{server.url}/mytable/?id=eq.987654"

@@ -28,7 +28,7 @@ from api.openapi.schema import (
 )
 from api.querystring import COMPARISONS, RESERVED
 from api.querystring.filters import LOGIC_PARAMETERS
-from api.validation import required_in_new_rows, server_owned
+from api.validation import given_in_new_rows, required_in_new_rows, server_owned
 
 OPERATORS = sorted(COMPARISONS | {"in", "is"})
 WRITE_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -42,6 +42,13 @@ def column_schema(column: sa.Column[Any]) -> Schema:
     if server_owned(column):
         schema["readOnly"] = True
     return schema
+
+
+def _given_schema(column: sa.Column[Any]) -> Schema:
+    """A column's schema where a new row gives it (an auto-increment key
+    too): null asks an auto-increment column for its next value."""
+    schema = {k: v for k, v in column_schema(column).items() if k != "readOnly"}
+    return or_null(schema) if column.autoincrement is True and not column.nullable else schema
 
 
 def _key_parameter(column: sa.Column[Any]) -> Schema:
@@ -74,7 +81,13 @@ def table_schemas(name: str, table: sa.Table) -> Schema:
         "required": [str(c.name) for c in describe(table).star],
     }
     create = _create_schema(table)
-    patch = {**create, "required": []}
+    patch = {  # a PATCH changes no column the server sets, an auto-increment key too
+        **create,
+        "properties": {
+            str(c.name): column_schema(c) for c in table.columns if not server_owned(c)
+        },
+        "required": [],
+    }
     # select= returns some of the columns
     partial_row = {**row, "required": []}
     schemas = {
@@ -93,10 +106,10 @@ def table_schemas(name: str, table: sa.Table) -> Schema:
 def _create_schema(table: sa.Table) -> Schema:
     """A new row of ``table``: its writable columns, those without a value of
     their own required."""
-    writable = [c for c in table.columns if not server_owned(c)]
+    writable = [c for c in table.columns if given_in_new_rows(c)]
     return {
         "type": "object",
-        "properties": {str(c.name): column_schema(c) for c in writable},
+        "properties": {str(c.name): _given_schema(c) for c in writable},
         "required": [str(c.name) for c in writable if required_in_new_rows(c)],
         "additionalProperties": False,
     }

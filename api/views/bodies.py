@@ -208,9 +208,7 @@ def conflict_target(context: Collection, request: Request) -> tuple[sa.Column[An
     return columns
 
 
-def validate_each(
-    context: Collection, bodies: list[Any], prefix: bool = True, keyed: bool = False
-) -> list[Row]:
+def validate_each(context: Collection, bodies: list[Any], prefix: bool = True) -> list[Row]:
     """Each body's values, with a child collection's foreign key; 422 for any
     bad field. A long array's rows are checked in turns with other requests."""
     values, errors = [], []
@@ -218,7 +216,7 @@ def validate_each(
         if index % ROWS_A_CHECK == 0:
             give_way()
         try:
-            row = validate_row(context.table, body, provided=context.fixed, keyed=keyed)
+            row = validate_row(context.table, body, provided=context.fixed)
             values.append(with_parent(context, row))
         except Unprocessable as exc:
             where = f"[{index}]." if prefix else ""

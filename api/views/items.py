@@ -202,7 +202,7 @@ async def replace_row(context: Item, request: Request) -> JSONResponse:
     """The row, replaced by the body. A key the server sets may come in the
     body as the item's own, never another: clients PUT back the row they
     read (react-admin's simple REST), as PostgREST's PUT asks for the key."""
-    body = validate_row(context.table, row_body(context.table, request, ROW_TYPES), keyed=True)
+    body = validate_row(context.table, row_body(context.table, request, ROW_TYPES))
     _drop_own_key(context, body)
     values = {**writable_defaults(context.table), **body}
     return await _write(context, request, lambda row: values)

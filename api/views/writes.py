@@ -156,7 +156,7 @@ async def create_rows(context: Collection, request: Request) -> Response:
         bodies = body if isinstance(body, list) else [body]
         check_batch(request, bodies)
         target = conflict_target(context, request)
-        values = validate_each(context, bodies, keyed=True)
+        values = validate_each(context, bodies)
         merge = resolution == "merge-duplicates"
         # Ignoring duplicates, the rows inserted are counted: they are read.
         counted = not merge and requested_count(request) is not None
@@ -244,7 +244,7 @@ async def put_where(context: Collection, request: Request) -> Response:
         raise BadRequest("PUT names one row by filters on its whole primary key: id=eq.1")
     refuse_half_done(context, request)
     body = row_body(context.table, request, ROW_TYPES)
-    (values,) = validate_each(context, [body], prefix=False, keyed=True)
+    (values,) = validate_each(context, [body], prefix=False)
     if any(values.get(column.name) != value for column, value in named.items()):
         raise BadRequest("The body's primary key differs from the URL's", "body", "PGRST115")
     values = {**writable_defaults(context.table), **values}
