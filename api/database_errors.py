@@ -70,6 +70,23 @@ def writes_refused(exc: Exception, request: Request) -> Response | None:
     return problem_response(503, READ_ONLY_NOW, code="25006", headers={"Retry-After": "1"})
 
 
+# The driver's CR_SERVER_GONE_ERROR: it found the connection closed before a
+# statement went out (one the server dropped while it sat in the pool: a
+# restart, a failover, a KILL), so nothing of the statement ran, and a
+# transaction on it was rolled back. A write runs again from the start
+# (pyramid_retry), as for a deadlock; a read is tried again by its reader.
+NEVER_SENT = 2006
+
+
+def connection_gone(exc: Exception) -> Response:
+    """The request's connection was gone before its statement went out: it
+    runs again, on a new one (the pool renews every connection older than
+    this one's loss), and this answer is dropped."""
+    mark_error_retryable(exc)
+    log.info("a pooled connection was gone, the request runs again: %s", database_error(exc))
+    return problem_response(503, "The database connection was lost; try again.")
+
+
 def database_unavailable(exc: Exception, request: Request) -> Response:
     if deadlocked(exc):
         return deadlock_victim(exc, request)
@@ -81,6 +98,8 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         return said
     if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
         return integrity_error(exc, request)
+    if error_number(exc) == NEVER_SENT and not is_last_attempt(request):
+        return connection_gone(exc)
     kind = database_error(exc)
     throttled = request.registry.api_throttled_log
     reason = misconfigured(exc)

@@ -1,6 +1,7 @@
 """Engines per event loop, and pyramid_tm owning the request's transaction."""
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import threading
@@ -11,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
 from api.bridge import run_in_greenlet
@@ -203,18 +205,27 @@ def test_a_stalled_database_is_503_and_the_worker_goes_on(seeded_mariadb):
     assert [r.status_code for r in recovered] == [200, 200]
 
 
+@contextlib.contextmanager
+def database_user(database_url, options=""):
+    """A user of its own on ``database_url``'s database, made with
+    ``options``: the URL as that user, and the user's name."""
+    url = make_url(database_url)
+    user = f"user_{uuid.uuid4().hex[:8]}"
+    run_sql(
+        MARIADB_URL,
+        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw' {options}",
+        f"GRANT ALL ON {url.database}.* TO '{user}'@'%'",
+    )
+    try:
+        yield url.set(username=user, password="pw").render_as_string(hide_password=False), user
+    finally:
+        run_sql(MARIADB_URL, f"DROP USER '{user}'@'%'")
+
+
 def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_mariadb):
     """A database user allowed 2 connections, both held idle by the read pool:
     writes fail (503) until the server closes the idle ones (db.idle_timeout),
     then succeed; reads go on too."""
-    url = make_url(seeded_mariadb)
-    user = f"limited_{uuid.uuid4().hex[:8]}"
-    run_sql(
-        MARIADB_URL,
-        f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 2",
-        f"GRANT ALL ON {url.database}.* TO '{user}'@'%'",
-    )
-    limited = url.set(username=user, password="pw").render_as_string(hide_password=False)
     settings = {
         "db.read_pool_size": "2",
         "db.read_max_overflow": "0",
@@ -222,7 +233,6 @@ def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_m
         "db.pool_timeout": "1",
         "api.tokens": "w:read,write",
     }
-    app = make_app(limited, **settings)
 
     async def run(base_url):
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
@@ -242,13 +252,57 @@ def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_m
             read_after = await client.get("/mytable/?limit=1")
         return statuses, read_after
 
-    try:
-        statuses, read_after = serve_while(app, run)
-    finally:
-        run_sql(MARIADB_URL, f"DROP USER '{user}'@'%'")
+    with database_user(seeded_mariadb, "WITH MAX_USER_CONNECTIONS 2") as (limited, _):
+        statuses, read_after = serve_while(make_app(limited, **settings), run)
     assert statuses[0] == 503  # starved at first: the read pool held both connections
     assert statuses[-1] == 201, statuses
     assert read_after.status_code == 200
+
+
+def test_writes_on_connections_the_server_dropped_run_again_on_new_ones(seeded_mariadb):
+    """A restart, a failover or a KILL drops the pooled connections. The
+    next write of each kind (one row's POST, committed with its group; a
+    PATCH by filter; a PATCH with If-Match) was a 503; each now runs again
+    on a new connection, and lands once."""
+    name = f"dropped {uuid.uuid4().hex[:8]}"
+    writer = {"Authorization": "Bearer w"}
+
+    async def drop_its_connections(user):
+        admin = create_async_engine(MARIADB_URL)
+        async with admin.connect() as connection:
+            found = await connection.execute(
+                text("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = :user"),
+                {"user": user},
+            )
+            for (connection_id,) in found.all():
+                await connection.execute(text(f"KILL {connection_id}"))
+        await admin.dispose()
+        await asyncio.sleep(0.2)  # the API's event loop sees each one closed
+
+    async def run(base_url, user):
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            created = await client.post("/mytable/", json={"name": name}, headers=writer)
+            url = created.headers["location"]
+            statuses = [created.status_code]
+            await drop_its_connections(user)
+            posted = await client.post("/mytable/", json={"name": name}, headers=writer)
+            await drop_its_connections(user)
+            by_filter = await client.patch(
+                f"/mytable/?name=eq.{name}", json={"data": {"n": 1}}, headers=writer
+            )
+            await drop_its_connections(user)
+            etag = {"If-Match": (await client.get(url)).headers["etag"]}
+            await drop_its_connections(user)
+            by_key = await client.patch(url, json={"data": {"n": 2}}, headers=writer | etag)
+            statuses += [posted.status_code, by_filter.status_code, by_key.status_code]
+            rows = (await client.get(f"/mytable/?name=eq.{name}&order=id")).json()
+        return statuses, rows
+
+    with database_user(seeded_mariadb) as (url, user):
+        app = make_app(url, **{"api.tokens": "w:read,write"})
+        statuses, rows = serve_while(app, lambda base_url: run(base_url, user))
+    assert statuses == [201, 201, 204, 200]
+    assert [(row["data"], row["version"]) for row in rows] == [({"n": 2}, 3), ({"n": 1}, 2)]
 
 
 def test_an_export_after_the_read_pool_sat_idle_is_served(seeded_mariadb):

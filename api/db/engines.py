@@ -75,8 +75,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
     No ping when a connection comes out of the pool (a round trip of every
     write): a connection is renewed before MariaDB would close it for being
     idle (``db.idle_timeout``), as its age bounds its idle time; one that died
-    otherwise (a restarted server) fails its request once, with a 503, and is
-    replaced.
+    otherwise (a restarted server) fails its first statement before sending
+    it, and the request runs again on a new one
+    (``database_errors.connection_gone``).
     """
     options = engine_options(settings, settings.db_pool_size, settings.db_max_overflow)
     if "pool_recycle" in options:
