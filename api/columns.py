@@ -86,10 +86,18 @@ def _integer(column: sa.Column[Any], value: Any) -> int:
         value = int(value)
     elif not isinstance(value, int) or isinstance(value, bool):
         raise ValueError("an integer")
-    low, high = _column_range(column)
+    return _within(int(value), *_column_range(column))
+
+
+def _within(value: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ValueError(f"an integer from {low} to {high}")
-    return int(value)
+    return value
+
+
+# What a statement binds: a 64-bit integer, signed (or unsigned, for a column
+# that is). SQLite's driver refuses anything wider.
+BOUND_RANGE = (-(2**63), 2**63 - 1)
 
 
 def _not_text(
@@ -544,6 +552,24 @@ def mapping(column: sa.Column[Any]) -> Mapping:
 def parse_text(column: sa.Column[Any], text: str) -> Any:
     """``text`` from a query string or a URL as a value of ``column``; ValueError."""
     return mapping(column).from_text(column, text)
+
+
+def parse_compared(column: sa.Column[Any], text: str) -> Any:
+    """``text`` as a filter compares ``column`` with it: a number as a number,
+    past the column's range too (``gt.-1`` on an unsigned key is every row,
+    and ``lt.100`` on a DECIMAL(4,2) too, as MySQL and PostgreSQL compare
+    them), as far as a statement binds it; else as ``parse_text`` reads it."""
+    kind = mapping(column)
+    if kind is INTEGER:
+        if not INTEGER_TEXT.match(text):
+            raise ValueError("an integer")
+        low, high = _column_range(column)
+        return _within(int(text), min(low, BOUND_RANGE[0]), max(high, BOUND_RANGE[1]))
+    if kind is DECIMAL:
+        if not DECIMAL_TEXT.match(text):
+            raise ValueError("a decimal number")
+        return Decimal(text)
+    return kind.from_text(column, text)
 
 
 def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:

@@ -317,6 +317,20 @@ MYSQL_ROW = {
 }
 
 
+def test_a_decimal_filter_compares_numbers_past_the_column_s_precision(sakila):
+    """film.rental_rate is DECIMAL(4,2): lt.100 is every film, as MySQL and
+    PostgreSQL compare it (it was a 400 for a value the column cannot hold)."""
+    rates = {"select": "film_id", "limit": "1000"}
+    assert len(sakila.get("/film/", params={**rates, "rental_rate": "lt.100"}).json()) == 1000
+    assert sakila.get("/film/", params={**rates, "rental_rate": "gte.100"}).json() == []
+    assert sakila.get("/film/", params={**rates, "rental_rate": "eq.4.999"}).json() == []
+    cheap = [
+        sakila.get("/film/", params={**rates, "rental_rate": f"eq.{rate}"}).json()
+        for rate in ("0.990", "0.99")
+    ]
+    assert cheap[0] and cheap[0] == cheap[1]
+
+
 def test_mysql_types_round_trip_and_a_binary_key_names_its_item(sakila):
     created = sakila.post("/mysql_types/", json=MYSQL_ROW, headers=WRITER_ONE)
     assert created.status_code == 201, created.text

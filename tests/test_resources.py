@@ -221,6 +221,12 @@ def test_an_unsigned_key_takes_its_whole_range_and_nothing_beyond(http):
         assert_problem(http.get(f"/probe_small/{beyond}"), 404)
     problem = assert_problem(http.post("/probe_small/", json={"id": 65536}, headers=WRITER), 422)
     assert problem["errors"] == [{"field": "id", "message": "must be an integer from 0 to 65535"}]
+    # A filter compares numbers as numbers, past the column's range too.
+    assert {"id": 65535} in http.get("/probe_small/?id=gt.-1&select=id").json()
+    assert http.get("/probe_small/?id=lt.70000&id=gte.65535&select=id").json() == [{"id": 65535}]
+    assert http.get("/probe_small/?id=in.(-1,65536)").json() == []
+    past = assert_problem(http.get(f"/probe_small/?id=eq.{2**63}"), 400)  # past what binds
+    assert past["parameter"] == "id"
 
 
 def test_a_composite_key_with_a_comma_in_a_value_is_percent_encoded(http, server):

@@ -21,7 +21,7 @@ from api.columns import (
     TAKES_TRUTH,
     enum_members_of_set,
     mapping,
-    parse_text,
+    parse_compared,
 )
 from api.errors import BadRequest
 from api.names import split_name, unquoted
@@ -119,9 +119,9 @@ def _json_text(column: sa.Column[Any], keys: tuple[str, ...], name: str) -> Any:
 
 
 def parse_value(column: sa.Column[Any], text: str, parameter: str) -> Any:
-    """``text`` as a value of ``column``'s type (``api.columns``)."""
+    """``text`` as a value to compare ``column`` with (``api.columns``)."""
     try:
-        return parse_text(column, text)
+        return parse_compared(column, text)
     except (ValueError, OverflowError) as exc:
         message = f"'{text}' is not {exc}, as '{column.name}' needs"
         raise BadRequest(message, parameter=parameter) from None
