@@ -33,6 +33,9 @@ Message = MutableMapping[str, Any]
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}\Z")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client gone before its answer
+# The key in a request's ``scope["state"]`` of the status that the HTTP
+# protocol answered it with, past the app (a body that stopped coming: 408).
+ANSWERED_BY_PROTOCOL = "api.answered_by_protocol"
 
 
 # This process's id, kept up to date across forks. prometheus-client asks
@@ -192,6 +195,8 @@ class Observed:
                 answered[0] = 500
             raise
         finally:
+            if answered[0] == CLIENT_CLOSED_REQUEST:
+                answered[0] = scope.get("state", {}).get(ANSWERED_BY_PROTOCOL, answered[0])
             if self.counted or self.logged:
                 elapsed = time.perf_counter() - started
                 self._record(scope, answered[0], answered[1], elapsed, request_id)

@@ -15,6 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import problem_body
+from api.observe import ANSWERED_BY_PROTOCOL
 
 
 class CoalescingTransport:
@@ -369,6 +370,9 @@ class HTTPProtocol(HttpToolsProtocol):
         )
         self.transport.write(head.encode() + body)
         self.transport.close()
+        if self.cycle is not None and not self.cycle.response_started:
+            # The app saw its client go; the log and metrics say what it got.
+            self.cycle.scope["state"][ANSWERED_BY_PROTOCOL] = refusal.status
 
 
 class ForwardedHeaders(ProxyHeadersMiddleware):

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from api.bridge.asgi import ASGIApp
+from api.observe import Observed
 from api.protocol import CoalescingTransport, HTTPProtocol
 from tests.support import WRITER, unique_name
 from tests.support.servers import ThreadedServer
@@ -252,7 +253,7 @@ def impatient_server(wsgi_app):
     limits = {"header_timeout": 0.5, "body_timeout": 0.5, "send_timeout": 0.5}
     limits["max_connections"] = 3
     http = type("Impatient", (HTTPProtocol,), limits)
-    with ThreadedServer(ASGIApp(wsgi_app), http=http) as running:
+    with ThreadedServer(Observed(ASGIApp(wsgi_app), "json"), http=http) as running:
         yield running
 
 
@@ -271,10 +272,12 @@ def test_a_head_that_does_not_arrive_in_time_is_408(impatient_server):
     assert (status, problem["status"]) == (408, 408)
 
 
-def test_a_body_that_stops_coming_is_408_and_nothing_is_written(impatient_server, http):
+def test_a_body_that_stops_coming_is_408_and_nothing_is_written(impatient_server, http, caplog):
     name = unique_name("stalled-body")
     body = json.dumps({"name": name}).encode()
-    head = POST_AS_WRITER + b"Content-Length: %d\r\n\r\n" % len(body)
+    head = POST_AS_WRITER + b"X-Request-ID: %s\r\n" % name.encode()
+    head += b"Content-Length: %d\r\n\r\n" % len(body)
+    caplog.set_level(logging.INFO, "api.access")
     with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=10) as sock:
         sock.sendall(head + body[:5])
         time.sleep(0.3)  # bytes that keep coming keep the body open
@@ -285,6 +288,18 @@ def test_a_body_that_stops_coming_is_408_and_nothing_is_written(impatient_server
     status, problem = _status_and_problem(answer)
     assert (status, problem["status"]) == (408, 408)
     assert http.get(f"/mytable/?name=eq.{name}").json() == []
+    assert _logged(caplog, name)["status"] == 408  # as answered: it was logged 499, a client gone
+
+
+def _logged(caplog, request_id):
+    """The access log's line of ``request_id``, once the app has finished it."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for record in caplog.records:
+            if record.name == "api.access" and request_id in record.getMessage():
+                return json.loads(record.getMessage())
+        time.sleep(0.05)
+    raise AssertionError(f"no access log line of {request_id}: {caplog.text}")
 
 
 def test_a_body_sent_in_slow_parts_is_served(impatient_server, http):
