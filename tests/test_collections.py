@@ -279,13 +279,19 @@ def test_decimal_set_enum_and_year_round_trip(sakila):
     )
     created = sakila.post("/film/", json=row, headers=WRITER_ONE)
     assert created.status_code == 201, created.text
-    film = sakila.get(created.headers["location"]).json()
-    assert '"rental_rate":12.30,' in sakila.get(created.headers["location"]).text
-    assert film["replacement_cost"] == 999.99
-    assert film["special_features"] == ["Commentaries", "Trailers"]
-    assert (film["rating"], film["release_year"]) == ("NC-17", 2155)
-    found = sakila.get("/film/", params={"rental_rate": "eq.12.3", "title": f"eq.{row['title']}"})
-    assert [f["film_id"] for f in found.json()] == [film["film_id"]]
+    url = created.headers["location"]
+    try:
+        film = sakila.get(url).json()
+        assert '"rental_rate":12.30,' in sakila.get(url).text
+        assert film["replacement_cost"] == 999.99
+        assert film["special_features"] == ["Commentaries", "Trailers"]
+        assert (film["rating"], film["release_year"]) == ("NC-17", 2155)
+        found = sakila.get(
+            "/film/", params={"rental_rate": "eq.12.3", "title": f"eq.{row['title']}"}
+        )
+        assert [f["film_id"] for f in found.json()] == [film["film_id"]]
+    finally:  # Sakila's 1,000 films, as other tests count them
+        sakila.delete(url, headers=WRITER)
 
 
 @pytest.mark.parametrize(
@@ -659,6 +665,7 @@ def test_a_post_to_a_child_collection_sets_its_foreign_key(sakila):
         == f"{sakila.base_url}/country/44/city/{created.json()['city_id']}"
     )
     clash = sakila.post("/country/44/city/", json={"city": name, "country_id": 1}, headers=WRITER)
+    sakila.delete(created.headers["location"], headers=WRITER)  # India's 60 cities, as counted
     assert assert_problem(clash, 422)["errors"] == [
         {"field": "country_id", "message": "is set by the parent in the URL"}
     ]
@@ -678,9 +685,12 @@ def test_racing_writers_on_a_table_without_a_version_column_lose_nothing(sakila,
     """Content ETags, checked under the row lock: 16 clients x 10 increments."""
     row = {**_new_row(sakila, "film"), "length": 0}
     url = sakila.post("/film/", json=row, headers=WRITER).headers["location"]
-    final, conflicts = race_increments(
-        sakila_server.url, url, lambda film: film["length"], lambda n: {"length": n}
-    )
+    try:
+        final, conflicts = race_increments(
+            sakila_server.url, url, lambda film: film["length"], lambda n: {"length": n}
+        )
+    finally:  # Sakila's 1,000 films, as other tests count them
+        sakila.delete(url, headers=WRITER)
     assert final["length"] == 160
     assert conflicts > 0
 
