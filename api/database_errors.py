@@ -222,6 +222,13 @@ def programming_error(exc: sa_exc.ProgrammingError, request: Request) -> Respons
     return server_error(exc, request)
 
 
+@exception_view_config(sa_exc.InternalError)
+def internal_error(exc: sa_exc.InternalError, request: Request) -> Response:
+    """What the driver calls internal: the storage engine's errors, a value
+    it refuses among them (``REFUSED_VALUES``); any other is the server's fault."""
+    return refused_value(exc) or server_error(exc, request)
+
+
 class SchemaNotCurrent(Exception):
     """Readiness: the database's schema is not at the migrations' head."""
 
@@ -245,6 +252,8 @@ def schema_not_current(exc: SchemaNotCurrent, request: Request) -> Response:
 
 CHARSET_REFUSED = "A value holds characters its column's character set has not."
 
+AUTO_INCREMENT_SPENT = "The next auto-increment key is past the highest value its column holds."
+
 REGEXP_FAILED = "A regular expression in the filters is not valid, or took too long on a value."
 
 # Errors about a value or a query the request sent, which the driver raises
@@ -260,6 +269,11 @@ REFUSED_VALUES: dict[int, tuple[int, str, str]] = {
     # a column left out that a trigger was thought to set, and did not
     1364: (400, "23502", "A column that takes no null, and has no default, was given no value."),
     1690: (422, "22003", "A value is out of its column's range."),
+    # The storage engine's HA_ERR_AUTOINC_ERANGE, and MySQL's words for it:
+    # the next auto-increment key is past its column's type (a row was given
+    # the highest key), as PostgreSQL's sequence_generator_limit_exceeded.
+    167: (400, "2200H", AUTO_INCREMENT_SPENT),
+    1467: (400, "2200H", AUTO_INCREMENT_SPENT),
     # A column left out whose default the server's sql_mode refuses: a zero
     # date ('0000-00-00'), made under an older mode, under NO_ZERO_DATE.
     1978: (422, "22007", "A column left out has a default the database refuses."),

@@ -389,6 +389,29 @@ def test_a_virtual_column_of_the_new_key_is_answered_as_stored():
         drop()
 
 
+def test_an_auto_increment_key_past_its_type_is_a_400_that_says_so():
+    """A POST may give the key: given the highest a SMALLINT UNSIGNED holds,
+    the next key the database would make is past it. That POST, one row
+    (committed with its group) or an array, was a 500."""
+    url, drop = mariadb_database()
+    try:
+        run_sql(url, "CREATE TABLE seat (id SMALLINT UNSIGNED AUTO_INCREMENT PRIMARY KEY, n INT)")
+        app = make_app(url, **{"api.tables": "seat", "api.tokens": TOKENS})
+        with ThreadedServer(ASGIApp(app)) as server, httpx.Client(base_url=server.url) as http:
+            last = http.post("/seat/", json={"id": 65535, "n": 1}, headers=WRITER_ONE)
+            assert last.status_code == 201, last.text
+            for body in ({"n": 2}, [{"n": 3}]):
+                problem = assert_problem(http.post("/seat/", json=body, headers=WRITER), 400)
+                assert problem["code"] == "2200H"  # PostgreSQL's sequence at its limit
+                assert "auto-increment key is past the highest value" in problem["message"]
+            given = http.post("/seat/", json={"id": 7, "n": 4}, headers=WRITER_ONE)
+            assert given.status_code == 201  # a key given still goes in
+            assert [row["id"] for row in http.get("/seat/").json()] == [7, 65535]
+        app.close()
+    finally:
+        drop()
+
+
 def test_a_myisam_table_takes_no_write_it_could_leave_half_done():
     """MyISAM cannot undo a write. A POST of [new, duplicate] answered 409
     and kept the new row; a dry run (tx=rollback) answered 201 and kept its
