@@ -421,8 +421,11 @@ def test_columns_picks_what_an_insert_reads(http, server):
     created = http.post(f"{server.url}/mytable/?columns=name", json=body, headers=WRITER)
     assert created.status_code == 201, created.text
     assert [row["data"] for row in created.json()] == [None, None]
-    assert_problem(
-        http.post(f"{server.url}/mytable/?columns=nope", json=body, headers=WRITER), 400
+    unknown = http.post(f"{server.url}/mytable/?columns=name,nope", json=body, headers=WRITER)
+    problem = assert_problem(unknown, 400)
+    assert (problem["code"], problem["message"]) == (  # PostgREST's code for it
+        "PGRST204",
+        "'columns' names what is not a column of mytable: nope",
     )
 
 

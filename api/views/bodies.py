@@ -144,7 +144,9 @@ def only_columns(context: Collection, request: Request, body: Any) -> Any:
     names = [name.strip().strip('"') for name in text.split(",")]  # clients quote them
     unknown = [name for name in names if name not in context.table.columns]
     if unknown or not all(names):
-        raise BadRequest(f"'columns' names what is not a column: {unknown}", "columns")
+        unknown_names = ", ".join(unknown) or "an empty name"
+        message = f"'columns' names what is not a column of {context.table.name}: {unknown_names}"
+        raise BadRequest(message, "columns", "PGRST204")
     rows = body if isinstance(body, list) else [body]
     kept = [
         {name: row[name] for name in names if name in row} if isinstance(row, dict) else row
