@@ -98,6 +98,8 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         return said
     if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
         return integrity_error(exc, request)
+    if server_sqlstate(exc)[:2] == "22":  # a data exception, as a routine's 1 DIV 0
+        return data_exception(exc)
     if error_number(exc) == NEVER_SENT and not is_last_attempt(request):
         return connection_gone(exc)
     kind = database_error(exc)
@@ -374,6 +376,16 @@ def denied(exc: Exception, request: Request) -> Response | None:
 def server_sqlstate(exc: Exception) -> str:
     """The SQLSTATE MySQL sent with an error (asyncmy keeps it), else ''."""
     return getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+
+
+def data_exception(exc: Exception) -> Response:
+    """A value the statement computed (in a routine, a trigger) that the
+    server refused, in a class the driver raises as it does a lost
+    connection: PostgREST's 400 for SQLSTATE class 22, with the server's words."""
+    count_error("data")
+    log.info("data exception: %s", database_error(exc))
+    says = server_says(exc) or "The database refused a value."
+    return problem_response(400, says, code=server_sqlstate(exc))
 
 
 @exception_view_config(sa_exc.DataError)

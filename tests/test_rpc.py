@@ -52,6 +52,9 @@ ROUTINES = [
       SELECT id INTO v_id FROM tag WHERE name LIKE p_pattern;
       RETURN v_id;
     END""",
+    # 1 DIV 0 fails under the server's ERROR_FOR_DIVISION_BY_ZERO (SQLSTATE 22012).
+    "CREATE FUNCTION shares(p_total INT, p_parts INT) RETURNS INT DETERMINISTIC"
+    " RETURN p_total DIV p_parts",
     "CREATE PROCEDURE read_doc(IN p_doc LONGTEXT) SELECT JSON_VALUE(p_doc, '$.a') AS a",
     # As many rows as asked for, up to a million (MariaDB's sequence engine; a
     # recursive CTE stops at max_recursive_iterations, 1,000 here).
@@ -164,6 +167,12 @@ def test_what_a_routine_signals_is_a_400_and_nothing_stays(own):
             client.rpc("tag_like", {"p_pattern": "twice-%"}).execute()
         assert error.value.code == "P0003"
         assert "more than one row" in error.value.message
+        # A value the routine computes and the server refuses: PostgREST's 400 for a
+        # data exception; it was a 503 that said the database was unavailable.
+        assert client.rpc("shares", {"p_total": 7, "p_parts": 2}).execute().data == 3
+        with pytest.raises(APIError) as error:
+            client.rpc("shares", {"p_total": 7, "p_parts": 0}).execute()
+        assert (error.value.code, error.value.message) == ("22012", "Division by 0")
 
 
 def test_a_call_answers_at_most_the_largest_page(rpc_url):
