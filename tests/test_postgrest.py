@@ -292,6 +292,18 @@ def test_upsert_by_another_unique_key_needs_one(client):
     assert error.value.code == "PGRST100"  # name is indexed, not unique
 
 
+def test_an_empty_patch_by_filters_matches_no_row(client, rows):
+    """PostgREST's SELECT ... WHERE false for an UPDATE of no column: it read
+    and locked every row the filters matched, and counted their versions."""
+    tag, _ = rows
+    empty = client.from_("mytable").update({}, count=CountMethod.exact).like("name", f"{tag} *")
+    answered = empty.execute()
+    assert (answered.data, answered.count) == ([], 0)
+    versions = client.from_("mytable").select("version").like("name", f"{tag} *").execute().data
+    assert len(versions) == 10
+    assert {row["version"] for row in versions} == {1}
+
+
 def test_insert_may_give_an_auto_increment_key(client):
     """As PostgreSQL's serial takes a key a client gives (seeding, copying
     rows from elsewhere); the keys the database fills in go on after it."""

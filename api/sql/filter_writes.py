@@ -25,7 +25,7 @@ from api.sql.conditions import filter_shapes
 from api.sql.grouped import CountedWrite, ShownUpdate
 from api.sql.keys import keys_in, row_statements
 from api.sql.statements import locked_rows
-from api.sql.writes import Row, dicts, sets_nothing
+from api.sql.writes import Row, dicts
 
 
 async def locked_rows_where(
@@ -48,7 +48,7 @@ async def update_rows(
     """Write ``values`` to ``rows`` (read locked, by ``locked_rows_where``);
     the rows as stored. A table without a key is written by its whole rows,
     and answered as they were with ``values`` on them."""
-    if not rows or sets_nothing(table, values):
+    if not rows:
         return rows
     description = describe(table)
     statement = sa.update(table).values(**values)

@@ -280,9 +280,9 @@ async def update_where(context: Collection, request: Request) -> Response:
     if values and named is not None and _update_goes_with_group(context, request, returned):
         return _update_with_group(context, request, query, values, named, returned)
     answer = _answer_of(request)  # a 406 refused before anything is written
-    if not writes.sets_nothing(context.table, values) and _in_one_statement(
-        context, request, answer
-    ):
+    if not values:  # PostgREST's empty PATCH matches no row (WHERE false): nothing read
+        return _written(request, [], 200, answer, 0)
+    if _in_one_statement(context, request, answer):
         table = context.table
         count = await filter_writes.update_matching(request.dbsession, table, query, values)
         _refuse_beyond_max_affected(request, count)
