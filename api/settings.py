@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -103,8 +104,16 @@ def one_of(*choices: str) -> Callable[[str], str]:
 
 
 def words(text: str) -> tuple[str, ...]:
-    """Names separated by whitespace or commas (PostgREST's lists take commas)."""
-    return tuple(text.replace(",", " ").split())
+    """Names separated by whitespace or commas (PostgREST's lists take
+    commas); a name with either in it is double-quoted, as PostgREST quotes
+    one: ``"Order Details", customers``."""
+    if text.count('"') % 2:
+        raise ValueError(f"a quoted name is not closed: {text}")
+    return tuple(quoted or bare for quoted, bare in QUOTED_OR_BARE.findall(text))
+
+
+# A double-quoted name (not empty), or a run of anything but separators and quotes.
+QUOTED_OR_BARE = re.compile(r'"([^"]+)"|([^\s,"]+)')
 
 
 def as_bytes(text: str) -> bytes:

@@ -988,6 +988,12 @@ def test_every_table_serves_in_its_own_case_and_star_skips_what_it_cannot(mixed_
         app.close()
     named = make_app(mixed_case_url, **{"api.tables": "Customers,OrderItems"})  # commas too
     named.close()
+    quoted = make_app(mixed_case_url, **{"api.tables": '"Order Details" OrderItems'})
+    try:  # a name with a space, quoted as PostgREST quotes one
+        listed = {c["name"] for c in webtest.TestApp(quoted).get("/").json["collections"]}
+        assert {"Order Details", "OrderItems"} <= listed and "Customers" not in listed
+    finally:
+        quoted.close()
     with pytest.raises(StartupError, match="a collection name starts with a letter or a digit"):
         make_app(mixed_case_url, **{"api.tables": "Customers _prisma_migrations"})
 
