@@ -253,8 +253,9 @@ class Settings:
         "api.write_attempts",
         at_least(1),
         3,
-        doc="Times a write runs in all when MySQL rolls it back as a deadlock's victim; "
-        "then 503 with code `40001`.",
+        doc="Times a write runs in all when MySQL rolls it back as a deadlock's victim "
+        "(then 503 with code `40001`), or when its pooled connection was dropped before "
+        "the write went out (a restart, a failover; then 503).",
     )
     require_if_match: bool = setting(
         "api.require_if_match", boolean, False, doc="Writes need `If-Match` (428 without)."
