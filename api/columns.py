@@ -610,6 +610,8 @@ def to_text(column: sa.Column[Any], value: Any) -> Any:
         return base64.urlsafe_b64encode(value).decode().rstrip("=")
     if isinstance(value, set | frozenset):
         return ",".join(sorted(value))
+    if isinstance(value, datetime) and value.tzinfo is None:  # UTC, as JSON writes it
+        return value.isoformat() + "Z"
     if isinstance(value, date | time):  # datetime too
         return value.isoformat()
     return value  # a float: JSON writes it exactly

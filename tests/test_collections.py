@@ -389,6 +389,24 @@ def test_a_virtual_column_of_the_new_key_is_answered_as_stored():
         drop()
 
 
+def test_a_datetime_key_s_item_url_spells_it_as_its_json_does():
+    """A DATETIME is UTC, written with a Z: its item URL (Location) left the
+    Z out, so a client that built the URL from the row did not find it
+    equal. Both spellings name the row."""
+    with mariadb_app(
+        "CREATE TABLE shifts (starts DATETIME PRIMARY KEY, who VARCHAR(10))",
+        **{"api.tables": "shifts"},
+    ) as client:
+        created = client.post_json(
+            "/shifts/", {"starts": "2024-02-29T13:45:30Z", "who": "ann"}, headers=WRITER_ONE
+        )
+        assert created.json["starts"] == "2024-02-29T13:45:30Z"
+        location = created.headers["Location"]
+        assert location == "http://localhost/shifts/2024-02-29T13:45:30Z"
+        for spelled in (location, "/shifts/2024-02-29T13:45:30"):
+            assert client.get(spelled).json == {"starts": "2024-02-29T13:45:30Z", "who": "ann"}
+
+
 def test_an_auto_increment_key_past_its_type_is_a_400_that_says_so():
     """A POST may give the key: given the highest a SMALLINT UNSIGNED holds,
     the next key the database would make is past it. That POST, one row
