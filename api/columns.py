@@ -558,7 +558,9 @@ def parse_compared(column: sa.Column[Any], text: str) -> Any:
     """``text`` as a filter compares ``column`` with it: a number as a number,
     past the column's range too (``gt.-1`` on an unsigned key is every row,
     and ``lt.100`` on a DECIMAL(4,2) too, as MySQL and PostgreSQL compare
-    them), as far as a statement binds it; else as ``parse_text`` reads it."""
+    them), as far as a statement binds it; a YEAR too, but from 0 to 99,
+    which MySQL would read as a two-digit year; else as ``parse_text``
+    reads it."""
     kind = mapping(column)
     if kind is INTEGER:
         if not INTEGER_TEXT.match(text):
@@ -569,6 +571,8 @@ def parse_compared(column: sa.Column[Any], text: str) -> Any:
         if not DECIMAL_TEXT.match(text):
             raise ValueError("a decimal number")
         return Decimal(text)
+    if kind is YEAR and INTEGER_TEXT.match(text) and not 0 <= int(text) <= 99:
+        return _within(int(text), *BOUND_RANGE)  # MySQL reads 0 to 99 as two-digit years
     return kind.from_text(column, text)
 
 
