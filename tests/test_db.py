@@ -262,8 +262,14 @@ def test_idle_connections_go_back_to_the_server_so_writes_do_not_starve(seeded_m
 def test_writes_on_connections_the_server_dropped_run_again_on_new_ones(seeded_mariadb):
     """A restart, a failover or a KILL drops the pooled connections. The
     next write of each kind (one row's POST, committed with its group; a
-    PATCH by filter; a PATCH with If-Match) was a 503; each now runs again
-    on a new connection, and lands once."""
+    PATCH by filter; a PATCH with If-Match) was a 503, and so was a GET of
+    a call, read on the same pool; each now runs again on a new
+    connection, and a write lands once."""
+    run_sql(
+        seeded_mariadb,
+        "CREATE PROCEDURE first_names() READS SQL DATA"
+        " SELECT name FROM mytable ORDER BY id LIMIT 1",
+    )
     name = f"dropped {uuid.uuid4().hex[:8]}"
     writer = {"Authorization": "Bearer w"}
 
@@ -294,14 +300,21 @@ def test_writes_on_connections_the_server_dropped_run_again_on_new_ones(seeded_m
             etag = {"If-Match": (await client.get(url)).headers["etag"]}
             await drop_its_connections(user)
             by_key = await client.patch(url, json={"data": {"n": 2}}, headers=writer | etag)
+            await drop_its_connections(user)
+            called = await client.get("/rpc/first_names")
             statuses += [posted.status_code, by_filter.status_code, by_key.status_code]
+            statuses.append(called.status_code)
             rows = (await client.get(f"/mytable/?name=eq.{name}&order=id")).json()
         return statuses, rows
 
-    with database_user(seeded_mariadb) as (url, user):
-        app = make_app(url, **{"api.tokens": "w:read,write"})
-        statuses, rows = serve_while(app, lambda base_url: run(base_url, user))
-    assert statuses == [201, 201, 204, 200]
+    try:
+        with database_user(seeded_mariadb) as (url, user):
+            settings = {"api.tokens": "w:read,write", "api.routines": "first_names"}
+            app = make_app(url, **settings)
+            statuses, rows = serve_while(app, lambda base_url: run(base_url, user))
+    finally:
+        run_sql(seeded_mariadb, "DROP PROCEDURE first_names")
+    assert statuses == [201, 201, 204, 200, 200]
     assert [(row["data"], row["version"]) for row in rows] == [({"n": 2}, 3), ({"n": 1}, 2)]
 
 

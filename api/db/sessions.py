@@ -69,11 +69,11 @@ def may_write(request: Request) -> bool:
 
 
 def retries_of(request: Request) -> int | None:
-    """pyramid_retry's activate hook: a request that writes nothing is tried
-    once, and so is one whose body could not be read again without a copy
-    (the WSGI front door's; the ASGI door's is in memory). None: as many
-    times as ``retry.attempts`` says."""
-    return None if may_write(request) and request.is_body_seekable else 1
+    """pyramid_retry's activate hook: a request whose body could not be read
+    again without a copy (the WSGI front door's; the ASGI door's is in
+    memory) is tried once. None: as many times as ``retry.attempts`` says,
+    a read's too (a call on a connection the server dropped runs again)."""
+    return None if request.is_body_seekable else 1
 
 
 def request_dbsession(request: Request) -> AsyncSession:
