@@ -98,8 +98,8 @@ def database_unavailable(exc: Exception, request: Request) -> Response:
         return said
     if server_sqlstate(exc)[:2] == "23":  # a constraint the driver has no class for
         return integrity_error(exc, request)
-    if server_sqlstate(exc)[:2] == "22":  # a data exception, as a routine's 1 DIV 0
-        return data_exception(exc)
+    if server_sqlstate(exc)[:2] in STATEMENT_FAILURES:
+        return statement_failed(exc)
     if error_number(exc) == NEVER_SENT and not is_last_attempt(request):
         return connection_gone(exc)
     kind = database_error(exc)
@@ -378,13 +378,21 @@ def server_sqlstate(exc: Exception) -> str:
     return getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
 
 
-def data_exception(exc: Exception) -> Response:
-    """A value the statement computed (in a routine, a trigger) that the
-    server refused, in a class the driver raises as it does a lost
-    connection: PostgREST's 400 for SQLSTATE class 22, with the server's words."""
+# SQLSTATE classes of a statement that failed on what it met, mostly in a
+# routine's or a trigger's code, which the driver raises as it does a lost
+# connection: no data (02: a cursor FETCH past the end), cardinality (21: a
+# subquery of more than one row), data (22: a division by zero) and cursor
+# state (24). PostgREST answers each class with a 400.
+STATEMENT_FAILURES = frozenset({"02", "21", "22", "24"})
+
+
+def statement_failed(exc: Exception) -> Response:
+    """PostgREST's 400 for a ``STATEMENT_FAILURES`` error, with the server's
+    words and SQLSTATE: the database is there, and the same request would
+    fail again (it was a 503 that said to try again)."""
     count_error("data")
-    log.info("data exception: %s", database_error(exc))
-    says = server_says(exc) or "The database refused a value."
+    log.info("statement failed: %s", database_error(exc))
+    says = server_says(exc) or "The database could not run the statement."
     return problem_response(400, says, code=server_sqlstate(exc))
 
 

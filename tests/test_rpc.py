@@ -55,6 +55,8 @@ ROUTINES = [
     # 1 DIV 0 fails under the server's ERROR_FOR_DIVISION_BY_ZERO (SQLSTATE 22012).
     "CREATE FUNCTION shares(p_total INT, p_parts INT) RETURNS INT DETERMINISTIC"
     " RETURN p_total DIV p_parts",
+    # A subquery of more than one row (SQLSTATE 21000) once there are two tags.
+    "CREATE FUNCTION only_tag() RETURNS VARCHAR(40) READS SQL DATA RETURN (SELECT name FROM tag)",
     "CREATE PROCEDURE read_doc(IN p_doc LONGTEXT) SELECT JSON_VALUE(p_doc, '$.a') AS a",
     # As many rows as asked for, up to a million (MariaDB's sequence engine; a
     # recursive CTE stops at max_recursive_iterations, 1,000 here).
@@ -173,6 +175,12 @@ def test_what_a_routine_signals_is_a_400_and_nothing_stays(own):
         with pytest.raises(APIError) as error:
             client.rpc("shares", {"p_total": 7, "p_parts": 0}).execute()
         assert (error.value.code, error.value.message) == ("22012", "Division by 0")
+        with pytest.raises(APIError) as error:  # the two twice- tags above
+            client.rpc("only_tag", {}).execute()
+        assert (error.value.code, error.value.message) == (
+            "21000",
+            "Subquery returns more than 1 row",
+        )
 
 
 def test_a_call_answers_at_most_the_largest_page(rpc_url):
