@@ -292,6 +292,22 @@ def stalled_database(server, proxy):
     return statuses
 
 
+def dropped_connections(server, proxy):
+    """The database cuts every connection (a restart, a failover), and is
+    back before the next request, five times: writes, reads and calls go
+    on, none a 503 (the first write of each worker was one)."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        statuses = []
+        for _ in range(5):
+            proxy.down()
+            proxy.up()
+            time.sleep(0.2)  # each worker's event loop sees its connections closed
+            statuses += [write(client) for _ in range(4)]
+            statuses += [client.get(f"/mytable/{n}").status_code for n in range(1, 5)]
+            statuses.append(client.get("/rpc/many_rows", params={"p_n": 3}).status_code)
+        return statuses
+
+
 def huge_call_results(server, proxy):
     """20 calls of a procedure that makes a million rows, two at a time: each
     answers api.page_limit_max of them, and no worker holds the rest."""
@@ -382,6 +398,7 @@ ATTACKS = [
     unread_answers,
     abandoned_and_stalled_exports,
     stalled_database,
+    dropped_connections,
     huge_call_results,
 ]
 # Where a 503 is the right answer (the database is stalled), it is not counted as a failure.
