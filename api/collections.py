@@ -24,8 +24,10 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from api.columns import (
     GEOJSON,
+    holds_utf8mb3,
     mapping,
     parse_text,
+    past_bmp,
     single_value_parser,
     to_text,
 )
@@ -136,6 +138,8 @@ class Description:
             return None
         values = []
         for column, part in zip(self.key, parts, strict=True):
+            if holds_utf8mb3(column) and past_bmp(part):  # no row holds it
+                return None
             try:
                 values.append(parse_text(column, part))
             except ValueError:

@@ -576,6 +576,25 @@ def parse_compared(column: sa.Column[Any], text: str) -> Any:
     return kind.from_text(column, text)
 
 
+def past_bmp(value: Any) -> bool:
+    """Whether text in ``value`` (a string, or a tuple of them) holds a
+    character past U+FFFF (an emoji), which takes 4 bytes in UTF-8."""
+    if isinstance(value, str):
+        return any(ord(character) > 0xFFFF for character in value)
+    return isinstance(value, tuple) and any(past_bmp(item) for item in value)
+
+
+def holds_utf8mb3(column: Any) -> bool:
+    """Whether a MySQL text column holds utf8mb3 (MySQL 5's "utf8"): its own
+    character set, else its table's, as reflection read them."""
+    table = getattr(column, "table", None)
+    if table is None or not isinstance(_type(column), sa.String):
+        return False
+    charset = getattr(_type(column), "charset", None)
+    charset = charset or table.dialect_options["mysql"].get("default charset")
+    return str(charset).lower() in ("utf8mb3", "utf8")
+
+
 def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
     """``parse_text`` for ``column``, made once, returning None instead of raising."""
     if mapping(column) is INTEGER:
@@ -589,8 +608,11 @@ def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
 
         return integer
     from_text = mapping(column).from_text
+    narrow = holds_utf8mb3(column)
 
     def other(text: str) -> Any:
+        if narrow and past_bmp(text):  # no row of a utf8mb3 column holds it
+            return None
         try:
             return from_text(column, text)
         except (ValueError, OverflowError):

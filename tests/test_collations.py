@@ -23,6 +23,9 @@ WORLD = [
     " (2, 'Lowertown', 'usa'), (3, 'Amsterdam', 'NLD'), (4, 'Abidjan', 'CÍV')",
     "CREATE TABLE note (id INT AUTO_INCREMENT PRIMARY KEY, body VARCHAR(20))"
     " DEFAULT CHARSET=latin1",
+    # MySQL 5's "utf8": no 4-byte character (an emoji)
+    "CREATE TABLE tag (code VARCHAR(8) PRIMARY KEY) DEFAULT CHARSET=utf8mb3",
+    "INSERT INTO tag VALUES ('new'), ('old')",
 ]
 
 
@@ -117,3 +120,13 @@ def test_a_value_a_column_cannot_hold_is_named_in_the_message(world):
     )
     assert "`body`" in problem["details"]
     assert world.get("/note/").json() == []  # nothing of the array was written
+
+
+def test_an_emoji_names_no_row_of_a_utf8mb3_key(world):
+    """Its item URL was a 400 ("Illegal mix of collations"): no row can hold
+    it, so there is none (404), for a read as for a write; a filter finds none."""
+    smile = "%F0%9F%98%80"
+    assert world.get(f"/tag/{smile}").status_code == 404
+    assert world.delete(f"/tag/{smile}", headers=WRITER).status_code == 404
+    assert world.get(f"/tag/?code=eq.{smile}").json() == []
+    assert world.get("/tag/new").json() == {"code": "new"}

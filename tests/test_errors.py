@@ -264,12 +264,24 @@ def test_an_empty_patch_of_a_row_without_version_writes_nothing_and_answers_it(h
     assert http.delete(item, headers=WRITER).status_code == 204
 
 
+def test_an_emoji_filter_on_a_utf8mb3_column_finds_nothing(sakila):
+    """Sakila's actor is utf8mb3, which holds no 4-byte character: an emoji
+    in a filter (typed in a search box) was a 400, as MySQL refuses to
+    compare the column with it ("Illegal mix of collations"); PostgreSQL
+    would just find no row, and so does the API now."""
+    smile = "\U0001f600"
+    for value in (f"eq.{smile}", f"ilike.*{smile}*", f"in.({smile})", f"gt.{smile}"):
+        found = sakila.get("/actor/", params={"first_name": value, "select": "actor_id"})
+        assert (found.status_code, found.json()) == (200, []), value
+    others = sakila.get("/actor/", params={"first_name": f"neq.{smile}", "select": "actor_id"})
+    assert len(others.json()) == len(sakila.get("/actor/", params={"select": "actor_id"}).json())
+    either = sakila.get("/actor/", params={"or": f"(first_name.eq.{smile},actor_id.eq.1)"})
+    assert [row["actor_id"] for row in either.json()] == [1]
+
+
 def test_values_mariadb_refuses_are_4xx_that_name_the_column(sakila):
     """MariaDB raises these as it raises a lost connection (OperationalError):
     each was a 503 with Retry-After, which a client would send again."""
-    # Sakila's actor is utf8mb3, which holds no 4-byte character.
-    problem = assert_problem(sakila.get("/actor/", params={"first_name": "eq.\U0001f600"}), 400)
-    assert problem["code"] == "22021"
     before = sakila.get("/actor/1").json()
     # A TIMESTAMP holds 1970 to 2038.
     late = {"last_update": "1960-01-01T00:00:00Z"}

@@ -6,14 +6,22 @@ writes by filters build their conditions here."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from api.columns import SET, mapping
+from api.columns import SET, holds_utf8mb3, mapping, past_bmp
 from api.querystring import FULL_TEXT, Logic
-from api.sql.operators import CaseSensitiveLike, JsonContains, Match, Regexp, set_contains
+from api.sql.operators import (
+    CaseSensitiveLike,
+    InUtf8mb4,
+    JsonContains,
+    Match,
+    Regexp,
+    set_contains,
+)
 
 Source = Callable[[Any], Any]  # a value, from a query
 
@@ -54,9 +62,36 @@ def filter_shapes(filters: tuple[Any, ...]) -> tuple[FilterShape, ...]:
     return tuple(
         (None, f.operator, f.negated, filter_shapes(f.items))
         if isinstance(f, Logic)
-        else (f.column, f.operator, f.negated, _shaped_value(f))
+        else (_compared(f), f.operator, f.negated, _shaped_value(f))
         for f in filters
     )
+
+
+# Operators that compare a text column with the text of their value.
+TEXT_COMPARISONS = frozenset(
+    {"eq", "neq", "gt", "gte", "lt", "lte", "isdistinct", "in", "like", "ilike", "match", "imatch"}
+)
+
+
+def _compared(query_filter: Any) -> Any:
+    """What a filter compares its value with: its column, or a utf8mb3
+    column as utf8mb4 when the value holds a character that utf8mb3 has not
+    (an emoji in a search box), which MySQL refused to compare (a 400) and
+    PostgreSQL would just not find."""
+    column = query_filter.column
+    if (
+        query_filter.operator in TEXT_COMPARISONS
+        and past_bmp(query_filter.value)
+        and holds_utf8mb3(column)
+    ):
+        return in_utf8mb4(column)
+    return column
+
+
+@lru_cache(maxsize=1024)
+def in_utf8mb4(column: Any) -> InUtf8mb4:
+    """The column as utf8mb4, made once per column so that shapes stay equal."""
+    return InUtf8mb4(column)
 
 
 def _shaped_value(query_filter: Any) -> Any:

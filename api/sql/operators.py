@@ -121,6 +121,26 @@ def _holds(target: Any, candidate: Any) -> bool:
     return not isinstance(candidate, dict | list) and target == candidate
 
 
+class InUtf8mb4(_Clause):
+    """A utf8mb3 column's text as utf8mb4, which a value with a character
+    past U+FFFF (an emoji) can be compared with: MySQL refuses to compare
+    the column itself with one (1267, "Illegal mix of collations")."""
+
+    type = sa.String()
+
+
+@compiles(InUtf8mb4)
+def _in_utf8mb4(element: InUtf8mb4, compiler: Any, **kw: Any) -> str:
+    (column,) = _sql(element, compiler, **kw)
+    return f"CONVERT({column} USING utf8mb4)"
+
+
+@compiles(InUtf8mb4, "sqlite")
+def _in_utf8mb4_sqlite(element: InUtf8mb4, compiler: Any, **kw: Any) -> str:
+    (column,) = _sql(element, compiler, **kw)
+    return column
+
+
 class Match(_Clause):
     """MySQL's full-text search: ``MATCH (the index's columns) AGAINST (...)``,
     in boolean mode (PostgREST's fts, phfts, wfts) or natural language
