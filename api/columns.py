@@ -588,10 +588,13 @@ def holds_utf8mb3(column: Any) -> bool:
     """Whether a MySQL text column holds utf8mb3 (MySQL 5's "utf8"): its own
     character set, else its table's, as reflection read them."""
     table = getattr(column, "table", None)
+    while table is not None and not isinstance(table, sa.Table):
+        table = getattr(table, "element", None)  # an alias's (an embed's), or none
     if table is None or not isinstance(_type(column), sa.String):
         return False
-    charset = getattr(_type(column), "charset", None)
-    charset = charset or table.dialect_options["mysql"].get("default charset")
+    options = table.dialect_options["mysql"]
+    charset = getattr(_type(column), "charset", None)  # reflection's key, then a declared one's
+    charset = charset or options.get("default charset") or options.get("default_charset")
     return str(charset).lower() in ("utf8mb3", "utf8")
 
 

@@ -277,6 +277,17 @@ def test_an_emoji_filter_on_a_utf8mb3_column_finds_nothing(sakila):
     assert len(others.json()) == len(sakila.get("/actor/", params={"select": "actor_id"}).json())
     either = sakila.get("/actor/", params={"or": f"(first_name.eq.{smile},actor_id.eq.1)"})
     assert [row["actor_id"] for row in either.json()] == [1]
+    embedded = sakila.get(  # an embed's filter, on its own alias of actor
+        "/film/",
+        params={"select": "film_id,actor(first_name)", "actor.first_name": f"eq.{smile}"},
+        headers={"Range": "0-1"},
+    )
+    assert embedded.json() == [{"film_id": 1, "actor": []}, {"film_id": 2, "actor": []}]
+    inner = sakila.get(
+        "/film/",
+        params={"select": "film_id,actor!inner(actor_id)", "actor.last_name": f"lt.{smile}"},
+    )
+    assert inner.status_code == 200
 
 
 def test_values_mariadb_refuses_are_4xx_that_name_the_column(sakila):
