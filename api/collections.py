@@ -24,10 +24,9 @@ from sqlalchemy.sql.util import ClauseAdapter
 
 from api.columns import (
     GEOJSON,
-    holds_utf8mb3,
+    cannot_hold,
     mapping,
     parse_text,
-    past_bmp,
     single_value_parser,
     to_text,
 )
@@ -138,7 +137,7 @@ class Description:
             return None
         values = []
         for column, part in zip(self.key, parts, strict=True):
-            if holds_utf8mb3(column) and past_bmp(part):  # no row holds it
+            if cannot_hold(column, part):  # no row holds it
                 return None
             try:
                 values.append(parse_text(column, part))

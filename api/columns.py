@@ -576,26 +576,70 @@ def parse_compared(column: sa.Column[Any], text: str) -> Any:
     return kind.from_text(column, text)
 
 
-def past_bmp(value: Any) -> bool:
-    """Whether text in ``value`` (a string, or a tuple of them) holds a
-    character past U+FFFF (an emoji), which takes 4 bytes in UTF-8."""
-    if isinstance(value, str):
-        return any(ord(character) > 0xFFFF for character in value)
-    return isinstance(value, tuple) and any(past_bmp(item) for item in value)
+# What Python encodes a MySQL character set's text with, to tell whether a
+# column can hold a value. MySQL's latin1 is Windows' cp1252. A set that is
+# not here holds any text, as utf8mb4 does, or is left for MySQL to judge.
+CHARSET_CODECS = {
+    "ascii": "ascii",
+    "latin1": "cp1252",
+    "latin2": "iso8859_2",
+    "latin5": "iso8859_9",
+    "greek": "iso8859_7",
+    "hebrew": "iso8859_8",
+    "cp1250": "cp1250",
+    "cp1251": "cp1251",
+    "cp1256": "cp1256",
+    "koi8r": "koi8_r",
+    "koi8u": "koi8_u",
+    "sjis": "shift_jis",
+    "cp932": "cp932",
+    "ujis": "euc_jp",
+    "euckr": "euc_kr",
+    "gb2312": "gb2312",
+    "gbk": "gbk",
+    "big5": "big5",
+}
+# Sets of Unicode's first 65,536 characters only: no emoji.
+BMP_CHARSETS = frozenset({"utf8mb3", "utf8", "ucs2"})
 
 
-def holds_utf8mb3(column: Any) -> bool:
-    """Whether a MySQL text column holds utf8mb3 (MySQL 5's "utf8"): its own
-    character set, else its table's, as reflection read them."""
+def cannot_hold(column: Any, value: Any) -> bool:
+    """Whether ``column`` holds no text like ``value`` (a string, or a tuple
+    of them): a character its MySQL character set has not, such as an
+    emoji in utf8mb3 (MySQL 5's "utf8") or Cyrillic in latin1."""
+    charset = _charset(column)
+    if charset is None:
+        return False
+    texts = (value,) if isinstance(value, str) else value if isinstance(value, tuple) else ()
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        if charset in BMP_CHARSETS:
+            if any(ord(character) > 0xFFFF for character in text):
+                return True
+            continue
+        try:
+            text.encode(CHARSET_CODECS[charset])
+        except UnicodeEncodeError:
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _charset(column: Any) -> str | None:
+    """A MySQL text column's character set, where some text is not in it
+    (``CHARSET_CODECS``, ``BMP_CHARSETS``): its own, else its table's, as
+    reflection read them; None for any other column."""
     table = getattr(column, "table", None)
     while table is not None and not isinstance(table, sa.Table):
         table = getattr(table, "element", None)  # an alias's (an embed's), or none
     if table is None or not isinstance(_type(column), sa.String):
-        return False
+        return None
     options = table.dialect_options["mysql"]
     charset = getattr(_type(column), "charset", None)  # reflection's key, then a declared one's
-    charset = charset or options.get("default charset") or options.get("default_charset")
-    return str(charset).lower() in ("utf8mb3", "utf8")
+    charset = str(charset or options.get("default charset") or options.get("default_charset"))
+    charset = charset.lower()
+    return charset if charset in BMP_CHARSETS or charset in CHARSET_CODECS else None
 
 
 def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
@@ -611,10 +655,9 @@ def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
 
         return integer
     from_text = mapping(column).from_text
-    narrow = holds_utf8mb3(column)
 
     def other(text: str) -> Any:
-        if narrow and past_bmp(text):  # no row of a utf8mb3 column holds it
+        if cannot_hold(column, text):  # no row holds it
             return None
         try:
             return from_text(column, text)

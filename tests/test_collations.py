@@ -122,6 +122,21 @@ def test_a_value_a_column_cannot_hold_is_named_in_the_message(world):
     assert world.get("/note/").json() == []  # nothing of the array was written
 
 
+def test_text_a_latin1_column_cannot_hold_finds_no_row(world):
+    """Cyrillic, or an emoji, in a filter on a latin1 column (MySQL 5's
+    default character set) was a 400, as MySQL refuses to compare the two;
+    PostgreSQL would find no row. Text latin1 holds is compared as before."""
+    made = world.post("/note/", json={"body": "café"}, headers=WRITER)
+    assert made.status_code == 201, made.text
+    for value in ("eq.Москва", "ilike.*Ж*", "in.(Москва,\U0001f600)", "eq.\U0001f600"):
+        found = world.get("/note/", params={"body": value})
+        assert (found.status_code, found.json()) == (200, []), value
+    assert [n["body"] for n in world.get("/note/", params={"body": "ilike.*CAF*"}).json()] == [
+        "café"
+    ]
+    assert world.delete("/note/", params={"body": "eq.café"}, headers=WRITER).status_code == 200
+
+
 def test_an_emoji_names_no_row_of_a_utf8mb3_key(world):
     """Its item URL was a 400 ("Illegal mix of collations"): no row can hold
     it, so there is none (404), for a read as for a write; a filter finds none."""

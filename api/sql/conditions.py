@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from api.columns import SET, holds_utf8mb3, mapping, past_bmp
+from api.columns import SET, cannot_hold, mapping
 from api.querystring import FULL_TEXT, Logic
 from api.sql.operators import (
     CaseSensitiveLike,
@@ -74,16 +74,13 @@ TEXT_COMPARISONS = frozenset(
 
 
 def _compared(query_filter: Any) -> Any:
-    """What a filter compares its value with: its column, or a utf8mb3
-    column as utf8mb4 when the value holds a character that utf8mb3 has not
-    (an emoji in a search box), which MySQL refused to compare (a 400) and
-    PostgreSQL would just not find."""
+    """What a filter compares its value with: its column, or the column as
+    utf8mb4 when the value holds a character its character set has not (an
+    emoji in a utf8mb3 column, Cyrillic in a latin1 one, typed in a search
+    box), which MySQL refused to compare (a 400) and PostgreSQL would just
+    not find."""
     column = query_filter.column
-    if (
-        query_filter.operator in TEXT_COMPARISONS
-        and past_bmp(query_filter.value)
-        and holds_utf8mb3(column)
-    ):
+    if query_filter.operator in TEXT_COMPARISONS and cannot_hold(column, query_filter.value):
         return in_utf8mb4(column)
     return column
 

@@ -122,9 +122,10 @@ def _holds(target: Any, candidate: Any) -> bool:
 
 
 class InUtf8mb4(_Clause):
-    """A utf8mb3 column's text as utf8mb4, which a value with a character
-    past U+FFFF (an emoji) can be compared with: MySQL refuses to compare
-    the column itself with one (1267, "Illegal mix of collations")."""
+    """A column's text as utf8mb4, which a value with a character its own
+    character set has not (an emoji in utf8mb3) can be compared with: MySQL
+    refuses to compare the column itself with one (1267, "Illegal mix of
+    collations")."""
 
     type = sa.String()
 
