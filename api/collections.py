@@ -22,9 +22,9 @@ from pyramid.config import Configurator
 from pyramid.registry import Registry
 from sqlalchemy.sql.util import ClauseAdapter
 
+from api.charsets import cannot_hold, charset_of
 from api.columns import (
     GEOJSON,
-    cannot_hold,
     mapping,
     parse_text,
     single_value_parser,
@@ -159,7 +159,7 @@ class Description:
 
     def __post_init__(self) -> None:
         if len(self.key) == 1:
-            self.parse_single_key = single_value_parser(self.key[0])
+            self.parse_single_key = _single_key_parser(self.key[0])
         self.spatial = any(is_spatial(column) for column in self.table.columns)
         self.star = tuple(c for c in self.table.columns if not c.info.get("invisible"))
         self.invisible = frozenset(str(c.name) for c in self.table.columns if c not in self.star)
@@ -185,6 +185,16 @@ class Description:
         return ",".join(
             quote(str(to_text(column, row[column.name])), safe=safe) for column in self.key
         )
+
+
+def _single_key_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
+    """``single_value_parser`` of a key's column, and None for text its
+    character set cannot hold (no row holds it); that check is added only
+    where it can say so, as this is every point read's path."""
+    parse = single_value_parser(column)
+    if charset_of(column) is None:
+        return parse
+    return lambda text: None if cannot_hold(column, text) else parse(text)
 
 
 def unique_keys(table: sa.Table) -> list[tuple[str | None, tuple[sa.Column[Any], ...]]]:

@@ -54,7 +54,7 @@ def int_range(column_type: Any) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def _type(column: sa.Column[Any]) -> Any:
+def database_type(column: sa.Column[Any]) -> Any:
     """The column's type as the database holds it (a TypeDecorator's own)."""
     column_type = column.type
     if isinstance(column_type, sa.TypeDecorator):
@@ -76,7 +76,7 @@ class Mapping:
 
 @functools.cache
 def _column_range(column: sa.Column[Any]) -> tuple[int, int]:
-    return int_range(_type(column))
+    return int_range(database_type(column))
 
 
 def _integer(column: sa.Column[Any], value: Any) -> int:
@@ -131,7 +131,7 @@ def _decimal(column: sa.Column[Any], value: Any) -> Decimal:
         number = Decimal(text)
     except InvalidOperation:
         raise ValueError("a decimal number") from None
-    precision, scale = _type(column).precision, _type(column).scale or 0
+    precision, scale = database_type(column).precision, database_type(column).scale or 0
     if precision is not None:
         # The bound first: quantizing a number far past it needs more digits than WIDE has.
         if abs(number) >= Decimal(10) ** (precision - scale):
@@ -146,7 +146,7 @@ def _decimal(column: sa.Column[Any], value: Any) -> Decimal:
 
 def _decimal_schema(column: sa.Column[Any]) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "number"}
-    precision, scale = _type(column).precision, _type(column).scale or 0
+    precision, scale = database_type(column).precision, database_type(column).scale or 0
     if precision is not None:
         schema["multipleOf"] = float(Decimal(1).scaleb(-scale))
         bound = float(Decimal(10) ** (precision - scale))
@@ -168,19 +168,19 @@ def _number(column: sa.Column[Any], value: Any) -> float:
 def _text(column: sa.Column[Any], value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("a string")
-    length = getattr(_type(column), "length", None)
+    length = getattr(database_type(column), "length", None)
     if length is not None and len(value) > length:
         raise ValueError(f"a string of at most {length} characters")
     return value
 
 
 def _text_schema(column: sa.Column[Any]) -> dict[str, Any]:
-    length = getattr(_type(column), "length", None)
+    length = getattr(database_type(column), "length", None)
     return {"type": "string"} if length is None else {"type": "string", "maxLength": length}
 
 
 def enum_members(column: sa.Column[Any]) -> tuple[str, ...]:
-    return tuple(_type(column).enums)
+    return tuple(database_type(column).enums)
 
 
 def _enum(column: sa.Column[Any], value: Any) -> str:
@@ -191,7 +191,7 @@ def _enum(column: sa.Column[Any], value: Any) -> str:
 
 
 def _set_members(column: sa.Column[Any]) -> tuple[str, ...]:
-    return tuple(_type(column).values)
+    return tuple(database_type(column).values)
 
 
 def enum_members_of_set(column: sa.Column[Any]) -> tuple[str, ...]:
@@ -297,7 +297,7 @@ def _bytes(column: sa.Column[Any], value: Any) -> bytes:
             data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
         except (binascii.Error, ValueError):
             raise ValueError(NOT_BYTES) from None
-    length = getattr(_type(column), "length", None)
+    length = getattr(database_type(column), "length", None)
     if length is not None and len(data) > length:
         raise ValueError(f"base64 of at most {length} bytes")
     return data
@@ -536,7 +536,7 @@ BY_TYPE: tuple[tuple[type, Mapping], ...] = (
 @functools.cache
 def mapping(column: sa.Column[Any]) -> Mapping:
     """The JSON mapping of ``column``'s type; KeyError for a type without one."""
-    for column_type in (column.type, _type(column)):  # the project's own types first
+    for column_type in (column.type, database_type(column)):  # the project's own types first
         for type_, found in BY_TYPE:
             if isinstance(column_type, type_):
                 if found is INTEGER and _holds_booleans(column):
@@ -576,76 +576,10 @@ def parse_compared(column: sa.Column[Any], text: str) -> Any:
     return kind.from_text(column, text)
 
 
-# What Python encodes a MySQL character set's text with, to tell whether a
-# column can hold a value. MySQL's latin1 is Windows' cp1252. A set that is
-# not here holds any text, as utf8mb4 does, or is left for MySQL to judge.
-CHARSET_CODECS = {
-    "ascii": "ascii",
-    "latin1": "cp1252",
-    "latin2": "iso8859_2",
-    "latin5": "iso8859_9",
-    "greek": "iso8859_7",
-    "hebrew": "iso8859_8",
-    "cp1250": "cp1250",
-    "cp1251": "cp1251",
-    "cp1256": "cp1256",
-    "koi8r": "koi8_r",
-    "koi8u": "koi8_u",
-    "sjis": "shift_jis",
-    "cp932": "cp932",
-    "ujis": "euc_jp",
-    "euckr": "euc_kr",
-    "gb2312": "gb2312",
-    "gbk": "gbk",
-    "big5": "big5",
-}
-# Sets of Unicode's first 65,536 characters only: no emoji.
-BMP_CHARSETS = frozenset({"utf8mb3", "utf8", "ucs2"})
-
-
-def cannot_hold(column: Any, value: Any) -> bool:
-    """Whether ``column`` holds no text like ``value`` (a string, or a tuple
-    of them): a character its MySQL character set has not, such as an
-    emoji in utf8mb3 (MySQL 5's "utf8") or Cyrillic in latin1."""
-    charset = _charset(column)
-    if charset is None:
-        return False
-    texts = (value,) if isinstance(value, str) else value if isinstance(value, tuple) else ()
-    for text in texts:
-        if not isinstance(text, str):
-            continue
-        if charset in BMP_CHARSETS:
-            if any(ord(character) > 0xFFFF for character in text):
-                return True
-            continue
-        try:
-            text.encode(CHARSET_CODECS[charset])
-        except UnicodeEncodeError:
-            return True
-    return False
-
-
-@functools.lru_cache(maxsize=4096)
-def _charset(column: Any) -> str | None:
-    """A MySQL text column's character set, where some text is not in it
-    (``CHARSET_CODECS``, ``BMP_CHARSETS``): its own, else its table's, as
-    reflection read them; None for any other column."""
-    table = getattr(column, "table", None)
-    while table is not None and not isinstance(table, sa.Table):
-        table = getattr(table, "element", None)  # an alias's (an embed's), or none
-    if table is None or not isinstance(_type(column), sa.String):
-        return None
-    options = table.dialect_options["mysql"]
-    charset = getattr(_type(column), "charset", None)  # reflection's key, then a declared one's
-    charset = str(charset or options.get("default charset") or options.get("default_charset"))
-    charset = charset.lower()
-    return charset if charset in BMP_CHARSETS or charset in CHARSET_CODECS else None
-
-
 def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
     """``parse_text`` for ``column``, made once, returning None instead of raising."""
     if mapping(column) is INTEGER:
-        low, high = int_range(_type(column))
+        low, high = int_range(database_type(column))
 
         def integer(text: str) -> int | None:
             if not INTEGER_TEXT.match(text):
@@ -657,8 +591,6 @@ def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
     from_text = mapping(column).from_text
 
     def other(text: str) -> Any:
-        if cannot_hold(column, text):  # no row holds it
-            return None
         try:
             return from_text(column, text)
         except (ValueError, OverflowError):
@@ -668,7 +600,7 @@ def single_value_parser(column: sa.Column[Any]) -> Callable[[str], Any]:
 
 
 def _holds_booleans(column: sa.Column[Any]) -> bool:
-    column_type = _type(column)
+    column_type = database_type(column)
     return isinstance(column_type, mysql.TINYINT) and column_type.display_width == 1
 
 

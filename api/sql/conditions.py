@@ -12,7 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from api.columns import SET, cannot_hold, mapping
+from api.charsets import cannot_hold
+from api.columns import SET, mapping
 from api.querystring import FULL_TEXT, Logic
 from api.sql.operators import (
     CaseSensitiveLike,
